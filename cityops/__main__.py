@@ -1,0 +1,3 @@
+from cityops.cli import app
+
+app()

@@ -1,0 +1,42 @@
+"""PostgreSQL connections with timeouts, so a network cut raises instead of hanging for ever."""
+
+from __future__ import annotations
+
+import psycopg
+
+# seconds; statement_timeout in ms. Keepalives detect a dead peer in about 10 + 3*5 s.
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 30_000
+KEEPALIVE_KWARGS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def connect(
+    url: str,
+    *,
+    autocommit: bool = False,
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    application_name: str = "cityops",
+) -> psycopg.Connection:
+    if not url:
+        raise ValueError("CITYOPS_DATABASE_URL is not set (run `cityops up`, or export it)")
+    return psycopg.connect(
+        url,
+        autocommit=autocommit,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        application_name=application_name,
+        options=f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC",
+        **KEEPALIVE_KWARGS,
+    )
+
+
+def has_timescaledb(conn: psycopg.Connection) -> bool:
+    """True where the TimescaleDB extension is installed or can be created."""
+    row = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    return row is not None

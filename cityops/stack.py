@@ -1,0 +1,429 @@
+"""A private PostgreSQL (PostGIS, TimescaleDB where installed) and Mosquitto for one machine.
+
+Used by ``cityops up`` and by the test suite. Everything lives under one folder (``var/stack`` by
+default); servers listen on 127.0.0.1 only, on free ports remembered between runs. PostgreSQL
+refuses to run as root, so as root both servers run as the ordinary user ``cityops``.
+Secrets (database and broker passwords) are random per stack and kept in ``secrets.json`` (0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICE_USER = "cityops"
+DB_NAME = "cityops"
+# broker identities of the services; devices get their own (docs/contracts/mqtt.md)
+MQTT_USERS = (
+    "cityops-ingest",
+    "cityops-alerts",
+    "cityops-sim",
+    "cityops-dashboard",
+    "cityops-admin",
+)
+
+
+def _run(
+    cmd: list[str], *, as_user: str | None = None, check: bool = True, **kw
+) -> subprocess.CompletedProcess:
+    if as_user:
+        cmd = ["runuser", "-u", as_user, "--", *cmd]
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, **kw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def postgres_bindir() -> Path:
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)
+    if not candidates:
+        found = shutil.which("initdb")
+        if found:
+            return Path(found).parent
+        raise FileNotFoundError("PostgreSQL server binaries not found: run ./run install")
+    return candidates[0].parent
+
+
+def ensure_service_user() -> str | None:
+    """The user the servers run as: ourselves, or ``cityops`` when we are root."""
+    if os.geteuid() != 0:
+        return None
+    if _run(["id", "-u", SERVICE_USER], check=False).returncode != 0:
+        _run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ]
+        )
+    return SERVICE_USER
+
+
+def default_stack_dir(project_root: Path, name: str = "stack") -> Path:
+    """``<project>/var/<name>``, unless the servers' user could not reach it (a checkout under
+    /root, say): then a folder under /var/tmp named after the project's path."""
+    preferred = project_root.resolve() / "var" / name
+    if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in preferred.parents if p.exists()):
+        return preferred
+    import hashlib
+
+    digest = hashlib.sha1(str(project_root.resolve()).encode()).hexdigest()[:10]
+    return Path("/var/tmp") / f"cityops-{digest}" / name
+
+
+@dataclass
+class StackState:
+    pg_port: int
+    mqtt_port: int
+    pg_password: str
+    mqtt_passwords: dict[str, str]
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> StackState:
+        if path.exists():
+            data = json.loads(path.read_text())
+            return cls(**data)
+        state = cls(
+            pg_port=free_port(),
+            mqtt_port=free_port(),
+            pg_password=secrets.token_urlsafe(24),
+            mqtt_passwords={u: secrets.token_urlsafe(24) for u in MQTT_USERS},
+        )
+        state.save(path)
+        return state
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+
+
+class LocalStack:
+    def __init__(self, root: Path, *, log: Callable[[str], None] = lambda _m: None) -> None:
+        self.root = root.resolve()
+        self.log = log
+        self.user = ensure_service_user()
+        self.state = StackState.load_or_create(self.root / "secrets.json")
+        self.pg_data = self.root / "pg" / "data"
+        self.pg_run = self.root / "pg" / "run"
+        self.mqtt_dir = self.root / "mosquitto"
+        self._mosquitto: subprocess.Popen[bytes] | None = None
+
+    # -- URLs ---------------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        return f"postgresql://postgres:{self.state.pg_password}@127.0.0.1:{self.state.pg_port}/{DB_NAME}"
+
+    def admin_database_url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres:{self.state.pg_password}@127.0.0.1:{self.state.pg_port}/{dbname}"
+
+    def mqtt_url(self, user: str = "cityops-admin") -> str:
+        return f"mqtt://{user}:{self.state.mqtt_passwords[user]}@127.0.0.1:{self.state.mqtt_port}"
+
+    def environment(self) -> dict[str, str]:
+        """The CITYOPS_* variables that point every service at this stack."""
+        return {
+            "CITYOPS_DATABASE_URL": self.database_url,
+            "CITYOPS_MQTT_URL": self.mqtt_url("cityops-admin"),
+            "CITYOPS_INGEST_MQTT_URL": self.mqtt_url("cityops-ingest"),
+            "CITYOPS_ALERTS_MQTT_URL": self.mqtt_url("cityops-alerts"),
+            "CITYOPS_SIM_MQTT_URL": self.mqtt_url("cityops-sim"),
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._own(self.root)
+        self.start_postgres()
+        self.start_mosquitto()
+
+    def stop(self) -> None:
+        self.stop_mosquitto()
+        self.stop_postgres()
+
+    def _own(self, path: Path) -> None:
+        if self.user:
+            shutil.chown(path, self.user, self.user)
+            # the servers must reach their folder: every parent needs o+x
+            for parent in path.parents:
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    raise PermissionError(
+                        f"{parent} is not traversable by user {self.user}; "
+                        "put the stack elsewhere with --stack-dir (for example under /var/tmp)"
+                    )
+
+    # -- PostgreSQL ---------------------------------------------------------------------
+    def postgres_running(self) -> bool:
+        bindir = postgres_bindir()
+        if not (self.pg_data / "PG_VERSION").exists():
+            return False
+        r = _run(
+            [str(bindir / "pg_ctl"), "-D", str(self.pg_data), "status"],
+            as_user=self.user,
+            check=False,
+        )
+        return r.returncode == 0
+
+    def start_postgres(self) -> None:
+        bindir = postgres_bindir()
+        if not (self.pg_data / "PG_VERSION").exists():
+            self.log("initialising PostgreSQL cluster")
+            for d in (self.pg_data.parent, self.pg_run):
+                d.mkdir(parents=True, exist_ok=True)
+                self._own(d)
+            pwfile = self.root / "pg" / ".pw"
+            pwfile.write_text(self.state.pg_password + "\n")
+            os.chmod(pwfile, 0o600)
+            if self.user:
+                shutil.chown(pwfile, self.user, self.user)
+            _run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.pg_data),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                ],
+                as_user=self.user,
+            )
+            pwfile.unlink()
+            (self.pg_data / "postgresql.auto.conf").write_text(self._postgres_conf())
+        if self.postgres_running():
+            self.log("PostgreSQL already running")
+            return
+        if not port_is_free(self.state.pg_port):
+            self.state.pg_port = free_port()
+            self.state.save(self.root / "secrets.json")
+        self.log(f"starting PostgreSQL on 127.0.0.1:{self.state.pg_port}")
+        _run(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.pg_data),
+                "-l",
+                str(self.root / "pg" / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {self.state.pg_port}",
+                "start",
+            ],
+            as_user=self.user,
+        )
+        self._create_database()
+
+    def _postgres_conf(self) -> str:
+        lines = [
+            "listen_addresses = '127.0.0.1'",
+            f"unix_socket_directories = '{self.pg_run}'",
+            "shared_buffers = '512MB'",
+            "max_connections = 200",
+            "max_wal_size = '2GB'",
+            "checkpoint_timeout = '15min'",
+            "synchronous_commit = on",
+            "timezone = 'UTC'",
+            "log_min_messages = warning",
+        ]
+        sharedir = Path(_run([str(postgres_bindir() / "pg_config"), "--sharedir"]).stdout.strip())
+        if (sharedir / "extension" / "timescaledb.control").exists():
+            lines += [
+                "shared_preload_libraries = 'timescaledb'",
+                "timescaledb.telemetry_level = off",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _create_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(
+            self.admin_database_url(), autocommit=True, connect_timeout=10
+        ) as conn:
+            if (
+                conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+                is None
+            ):
+                conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+    def stop_postgres(self) -> None:
+        if self.postgres_running():
+            self.log("stopping PostgreSQL")
+            _run(
+                [
+                    str(postgres_bindir() / "pg_ctl"),
+                    "-D",
+                    str(self.pg_data),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
+                as_user=self.user,
+                check=False,
+            )
+
+    def kill_postgres(self) -> None:
+        """Stop the database abruptly (fault tests)."""
+        pidfile = self.pg_data / "postmaster.pid"
+        if pidfile.exists():
+            pid = int(pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGKILL)
+
+    # -- Mosquitto ----------------------------------------------------------------------
+    def write_mosquitto_config(self) -> Path:
+        self.mqtt_dir.mkdir(parents=True, exist_ok=True)
+        self._own(self.mqtt_dir)
+        pwfile = self.mqtt_dir / "passwd"
+        pwfile.write_text("")
+        os.chmod(pwfile, 0o600)
+        for user, password in self.state.mqtt_passwords.items():
+            _run(["mosquitto_passwd", "-b", str(pwfile), user, password])
+        acl = self.mqtt_dir / "acl"
+        acl.write_text(mosquitto_acl())
+        conf = self.mqtt_dir / "mosquitto.conf"
+        conf.write_text(mosquitto_conf(self.state.mqtt_port, self.mqtt_dir))
+        for f in (pwfile, acl, conf):
+            if self.user:
+                shutil.chown(f, self.user, self.user)
+            os.chmod(f, 0o600)
+        return conf
+
+    def start_mosquitto(self) -> None:
+        if self._mosquitto and self._mosquitto.poll() is None:
+            return
+        if not port_is_free(self.state.mqtt_port):
+            self.state.mqtt_port = free_port()
+            self.state.save(self.root / "secrets.json")
+        self._kill_stale_mosquitto()
+        conf = self.write_mosquitto_config()
+        self.log(f"starting Mosquitto on 127.0.0.1:{self.state.mqtt_port}")
+        cmd = ["mosquitto", "-c", str(conf)]
+        if self.user:
+            cmd = ["runuser", "-u", self.user, "--", *cmd]
+        log = open(self.mqtt_dir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
+        self._mosquitto = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        if not wait_for_port(self.state.mqtt_port, 15):
+            raise RuntimeError(f"Mosquitto did not start; see {self.mqtt_dir / 'mosquitto.log'}")
+
+    def _kill_stale_mosquitto(self) -> None:
+        """A broker left behind by a process that died without stopping it."""
+        pidfile = self.mqtt_dir / "mosquitto.pid"
+        if not pidfile.exists():
+            return
+        try:
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (ValueError, OSError):
+            return
+        if b"mosquitto" in cmdline and str(self.mqtt_dir).encode() in cmdline:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.1)
+
+    def stop_mosquitto(self, *, kill: bool = False) -> None:
+        proc = self._mosquitto
+        if proc is None or proc.poll() is not None:
+            return
+        self.log("stopping Mosquitto")
+        os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        self._mosquitto = None
+
+
+def mosquitto_conf(port: int, directory: Path) -> str:
+    """Broker settings that keep data (docs/decisions/0003-broker-settings.md)."""
+    return f"""# written by cityops.stack; edit cityops/stack.py instead
+listener {port} 127.0.0.1
+allow_anonymous false
+pid_file {directory / "mosquitto.pid"}
+password_file {directory / "passwd"}
+acl_file {directory / "acl"}
+persistence true
+persistence_location {directory}/
+autosave_interval 1
+# queued QoS 1 messages per offline or slow client: peak rate x longest database outage survived
+max_queued_messages 2000000
+max_queued_bytes 0
+max_inflight_messages 1000
+max_packet_size 1048576
+log_dest stdout
+log_type error
+log_type warning
+log_type notice
+"""
+
+
+def mosquitto_acl() -> str:
+    """Default deny; each service may do only its job; a device may publish only its own topic."""
+    return """# services
+user cityops-ingest
+topic read city/+/+/telemetry
+
+user cityops-alerts
+topic read city/+/+/telemetry
+topic readwrite city/alerts/#
+
+user cityops-dashboard
+topic read city/alerts/#
+
+user cityops-sim
+topic write city/+/+/telemetry
+
+user cityops-admin
+topic readwrite city/#
+
+# devices: the username is the sensor id; a device writes only its own telemetry topic
+pattern write city/+/%u/telemetry
+"""
