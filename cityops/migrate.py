@@ -60,13 +60,9 @@ def migrate(conn: psycopg.Connection, *, use_timescale: bool | None = None) -> l
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-        storage = (
-            conn.execute("SELECT value FROM cityops_meta WHERE key = 'storage'").fetchone()
-            if conn.execute("SELECT to_regclass('cityops_meta')").fetchone()[0]
-            else None
-        )
-        if storage is not None:
-            timescale = storage[0] == "timescaledb"  # never switch paths on an existing database
+        storage = storage_mode(conn) if 1 in done else None
+        if storage in ("plain", "timescaledb"):
+            timescale = storage == "timescaledb"  # never switch paths on an existing database
         elif use_timescale is None:
             timescale = has_timescaledb(conn)
         else:
