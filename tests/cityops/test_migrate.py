@@ -1,0 +1,104 @@
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cityops.migrate import ensure_partitions, migrate, plan_migrations, storage_mode
+
+
+def test_plan_picks_the_variant_of_the_storage_path(tmp_path: Path) -> None:
+    for name in (
+        "0001_core.sql",
+        "0002_readings.plain.sql",
+        "0002_readings.timescale.sql",
+        "0003_more.sql",
+    ):
+        (tmp_path / name).write_text("SELECT 1;")
+    plain = plan_migrations(False, tmp_path)
+    ts = plan_migrations(True, tmp_path)
+    assert [m.path.name for m in plain] == [
+        "0001_core.sql",
+        "0002_readings.plain.sql",
+        "0003_more.sql",
+    ]
+    assert [m.path.name for m in ts] == [
+        "0001_core.sql",
+        "0002_readings.timescale.sql",
+        "0003_more.sql",
+    ]
+    (tmp_path / "0003_other.sql").write_text("SELECT 1;")
+    with pytest.raises(ValueError, match="two migrations"):
+        plan_migrations(False, tmp_path)
+
+
+def test_every_shipped_migration_has_both_paths_or_none() -> None:
+    assert {m.version for m in plan_migrations(False)} == {m.version for m in plan_migrations(True)}
+
+
+def test_migrate_is_idempotent_and_creates_the_contract_relations(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        assert migrate(conn) == []  # the template already holds every migration
+        assert storage_mode(conn) == "plain"
+        for rel in (
+            "sensors",
+            "sensor_types",
+            "sensor_type_quantities",
+            "readings",
+            "sensor_latest",
+            "alerts",
+            "quarantine",
+            "districts",
+            "schema_migrations",
+        ):
+            assert conn.execute("SELECT to_regclass(%s)", (rel,)).fetchone()[0] is not None, rel
+        n_types = conn.execute("SELECT count(*) FROM sensor_types").fetchone()[0]
+        assert n_types >= 7
+
+
+def test_concurrent_migrations_on_a_new_database_do_not_race(stack, db_url: str) -> None:
+    name = "t_concurrent_migrate"
+    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with psycopg.connect(stack.admin_database_url(name)) as conn:
+                results.append(migrate(conn))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    applied = sorted(results, key=len)
+    assert applied[0] == [] and applied[1] == [] and len(applied[2]) >= 2
+    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_partitions_are_created_ahead_and_dropped_by_retention(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        future = datetime.now(UTC) + timedelta(days=10)
+        created = ensure_partitions(conn, past=timedelta(0), future=timedelta(days=10))
+        assert created >= 8
+        conn.execute(
+            "INSERT INTO readings (sensor_id, quantity, ts, value) VALUES ('x', 'pressure', %s, 1)",
+            (future,),
+        )
+        # a partition 40 days old, then retention of 35 days drops it and keeps the rest
+        old = datetime.now(UTC) - timedelta(days=40)
+        ensure_partitions(conn, past=timedelta(0), future=timedelta(0), now=old)
+        name = "readings_p" + old.strftime("%Y%m%d")
+        assert conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
+        dropped = conn.execute("SELECT cityops_drop_old_partitions(35)").fetchone()[0]
+        assert dropped >= 1
+        assert conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1
