@@ -1,0 +1,74 @@
+"""The alert event published on ``city/alerts/<utility>/<sensor_id>`` (pure; docs/alerts.md).
+
+Delivery is at least once (QoS 1 from a transactional outbox): a subscriber deduplicates on
+``(alert_id, event)``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import msgspec
+
+from alerts.engine import AlertChange
+
+EVENT_VERSION = 1
+
+
+class Messages(msgspec.Struct, frozen=True):
+    zh: str
+    en: str
+
+
+class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
+    v: int = EVENT_VERSION
+    alert_id: int
+    event: str  # raised | cleared (later also acknowledged, escalated, ...)
+    sensor_id: str
+    utility: str
+    quantity: str
+    kind: str
+    severity: str
+    value: float  # [canonical unit of quantity]
+    limit: float | None  # [canonical unit of quantity]
+    unit: str
+    ts: str  # RFC 3339, UTC: the reading that caused the event
+    messages: Messages
+
+
+def rfc3339_from_us(ts_us: int) -> str:
+    return (
+        datetime.fromtimestamp(ts_us / 1e6, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def build_alert_event(alert_id: int, change: AlertChange, unit: str) -> AlertEvent:
+    limit = change.limit if change.limit is not None and math.isfinite(change.limit) else None
+    return AlertEvent(
+        alert_id=alert_id,
+        event=change.event,
+        sensor_id=change.sensor_id,
+        utility=change.utility,
+        quantity=change.quantity,
+        kind=change.kind,
+        severity=change.severity,
+        value=change.value,
+        limit=limit,
+        unit=unit,
+        ts=rfc3339_from_us(change.ts_us),
+        messages=Messages(change.message_zh, change.message_en),
+    )
+
+
+_decoder = msgspec.json.Decoder(AlertEvent)
+
+
+def encode_alert_event(event: AlertEvent) -> bytes:
+    return msgspec.json.encode(event)
+
+
+def decode_alert_event(payload: bytes) -> AlertEvent:
+    return _decoder.decode(payload)

@@ -1,0 +1,83 @@
+"""One-line explanations of an alert in Simplified Chinese and English, and severities (pure).
+
+Operators in Chengdu read Chinese first; the English line is for the English interface and for
+logs. Numbers are shown with up to 6 significant digits in the quantity's canonical unit.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sensors.quantities import QUANTITIES
+
+SEVERITIES = ("info", "warning", "major", "critical")
+
+QUANTITY_NAMES: dict[str, tuple[str, str]] = {
+    "pressure": ("压力", "pressure"),
+    "flow": ("流量", "flow"),
+    "level": ("液位", "level"),
+    "voltage": ("电压", "voltage"),
+    "current": ("电流", "current"),
+    "frequency": ("频率", "frequency"),
+    "active_power": ("有功功率", "active power"),
+    "loading": ("负载率", "loading"),
+    "gas_flow": ("燃气流量", "gas flow"),
+    "gas_concentration": ("可燃气体浓度", "combustible gas concentration"),
+    "temperature": ("温度", "temperature"),
+}
+
+UTILITY_NAMES: dict[str, tuple[str, str]] = {
+    "water": ("供水", "water"),
+    "power": ("供电", "power"),
+    "gas": ("燃气", "gas"),
+}
+
+# (utility, quantity, kind) -> severity of a threshold alert. Why these: low water pressure means
+# customers without supply (major); gas over-pressure and any combustible gas above its alarm
+# level endanger life (critical); a frequency excursion on the bus affects the whole feeder.
+_THRESHOLD_SEVERITY: dict[tuple[str, str, str], str] = {
+    ("water", "pressure", "threshold_low"): "major",
+    ("water", "level", "threshold_low"): "major",
+    ("gas", "pressure", "threshold_high"): "critical",
+    ("gas", "pressure", "threshold_low"): "major",
+    ("gas", "gas_concentration", "threshold_high"): "critical",
+    ("power", "voltage", "threshold_low"): "major",
+    ("power", "voltage", "threshold_high"): "major",
+    ("power", "frequency", "threshold_low"): "major",
+    ("power", "frequency", "threshold_high"): "major",
+    ("power", "temperature", "threshold_high"): "major",
+}
+
+
+def threshold_severity(utility: str, quantity: str, kind: str) -> str:
+    return _THRESHOLD_SEVERITY.get((utility, quantity, kind), "warning")
+
+
+def format_value(value: float, quantity: str) -> str:
+    """``312.5 kPa``: the value in the quantity's canonical unit."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    unit = QUANTITIES[quantity].unit if quantity in QUANTITIES else ""
+    return f"{value:.6g} {unit}".strip()
+
+
+def quantity_names(quantity: str) -> tuple[str, str]:
+    return QUANTITY_NAMES.get(quantity, (quantity, quantity.replace("_", " ")))
+
+
+def threshold_messages(
+    event: str, kind: str, sensor_id: str, quantity: str, value: float, limit: float
+) -> tuple[str, str]:
+    """(message_zh, message_en) for a threshold alert raised or cleared."""
+    q_zh, q_en = quantity_names(quantity)
+    v, lim = format_value(value, quantity), format_value(limit, quantity)
+    low = kind == "threshold_low"
+    if event == "raised":
+        zh = f"{sensor_id} {q_zh} {v}，{'低于下限' if low else '超过上限'} {lim}"
+        en = (
+            f"{sensor_id}: {q_en} {v} is {'below the low' if low else 'above the high'} limit {lim}"
+        )
+    else:
+        zh = f"{sensor_id} {q_zh}已恢复至 {v}（{'下限' if low else '上限'} {lim}）"
+        en = f"{sensor_id}: {q_en} back to {v} ({'low' if low else 'high'} limit {lim})"
+    return zh, en

@@ -1,0 +1,241 @@
+"""`cityops alerts`: consume telemetry, evaluate, commit, publish, then acknowledge.
+
+Wiring only; the maths is in alerts/detectors.py and alerts/engine.py, the SQL in alerts/store.py.
+
+Order per batch (docs/alerts.md): decode -> evaluate (pure) -> one transaction storing alert
+changes, their outbox events and the detector state -> publish the events at QoS 1 and wait for
+the broker's PUBACK -> mark them published -> acknowledge the telemetry messages. A crash at any
+point leaves either nothing committed (the broker redelivers the telemetry) or a committed batch
+whose readings are redelivered and ignored as already evaluated, and whose events are published
+from the outbox on the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from alerts import store
+from alerts.engine import Engine
+from cityops.db import connect
+from cityops.mqtt import AckingConsumer, Message, Publisher
+from cityops.settings import Settings
+from sensors.payload import PayloadError, Reading, TimeWindow, decode_message
+from sensors.topics import TopicError, parse_telemetry_topic, shared, telemetry_filter
+
+log = logging.getLogger("alerts.service")
+
+BATCH_MAX_MESSAGES = 2000
+BATCH_AGE_S = 0.005  # collect for at most this long after the first message of a batch
+SENSOR_RELOAD_S = 30.0  # pick up new sensors and changed limits this often
+UNKNOWN_RELOAD_MIN_S = 2.0  # at most this often when a reading names an unknown sensor
+RETRY_MAX_S = 10.0
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    readings: int = 0
+    rejected: int = 0
+    events: int = 0
+    batches: int = 0
+    latency_ms: list[float] | None = None  # message received -> events published, last batches
+
+
+def run(settings: Settings, stop: threading.Event | None = None) -> Stats:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the counters."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+
+        def _on_signal(signum: int, _frame: object) -> None:
+            log.info("signal %s: stopping after the current batch", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+    return AlertService(settings, stop).run()
+
+
+class AlertService:
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.window = TimeWindow(settings.accept_past_s, settings.accept_future_s)
+        self.stats = Stats(latency_ms=[])
+        self.conn: psycopg.Connection | None = None
+        self.engine = Engine({})
+        self._sensors_loaded = 0.0
+
+    # -- database ---------------------------------------------------------------------------
+    def _db(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed:
+            self.conn = connect(
+                self.settings.database_url, autocommit=True, application_name="cityops-alerts"
+            )
+        return self.conn
+
+    def _drop_db(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
+        self.conn = None
+
+    def _retry(self, what: str, fn: Callable[[], object]) -> object:
+        """Call ``fn`` until it succeeds or we are asked to stop (then raise ``_Stopped``)."""
+        delay = 0.2
+        while True:
+            try:
+                return fn()
+            except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                self._drop_db()
+            if self.stop.wait(delay):
+                raise _Stopped
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    def _reload(self) -> None:
+        def load() -> None:
+            conn = self._db()
+            sensors = store.read_sensors(conn)
+            if not self._sensors_loaded:
+                self.engine = Engine(sensors, store.read_states(conn))
+            else:
+                self.engine.sensors = dict(sensors)
+            self._sensors_loaded = time.monotonic()
+
+        self._retry("loading sensors", load)
+
+    # -- main loop --------------------------------------------------------------------------
+    def run(self) -> Stats:
+        s = self.settings
+        consumer = AckingConsumer(
+            s.mqtt_url_for("alerts"),
+            s.alerts_client_id,
+            [shared(s.alerts_share_group, telemetry_filter())],
+        )
+        try:
+            self._reload()
+            with Publisher(s.mqtt_url_for("alerts"), f"{s.alerts_client_id}-pub") as pub:
+                self.publisher = pub
+                self._publish_outbox()
+                consumer.start()
+                log.info(
+                    "alerts engine ready: %d sensors, %d detector states, group %s",
+                    len(self.engine.sensors),
+                    len(self.engine.states),
+                    s.alerts_share_group,
+                )
+                try:
+                    while not self.stop.is_set():
+                        batch = self._collect(consumer.queue)
+                        if batch:
+                            self._process(batch, consumer)
+                        elif time.monotonic() - self._sensors_loaded > SENSOR_RELOAD_S:
+                            self._reload()
+                finally:
+                    # keep the persistent session: telemetry published while we are down waits
+                    consumer.stop()
+        except _Stopped:
+            pass
+        finally:
+            self._drop_db()
+        log.info(
+            "alerts engine stopped: %d messages, %d readings, %d events",
+            self.stats.messages,
+            self.stats.readings,
+            self.stats.events,
+        )
+        return self.stats
+
+    def _collect(self, q: queue.Queue[Message]) -> list[Message]:
+        try:
+            first = q.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + BATCH_AGE_S
+        while len(batch) < BATCH_MAX_MESSAGES:
+            try:
+                batch.append(q.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _decode(self, batch: list[Message]) -> list[Reading]:
+        now_us = time.time_ns() // 1000
+        readings: list[Reading] = []
+        for msg in batch:
+            try:
+                topic = parse_telemetry_topic(msg.topic)
+                decoded = decode_message(msg.payload, topic.sensor_id, now_us, self.window)
+            except (TopicError, PayloadError):
+                # ingestion quarantines bad input; the engine only skips it
+                self.stats.rejected += 1
+                continue
+            info = self.engine.sensors.get(topic.sensor_id)
+            if info is not None and info.utility != topic.utility.value:
+                self.stats.rejected += 1
+                continue
+            readings.extend(decoded)
+        return readings
+
+    def _process(self, batch: list[Message], consumer: AckingConsumer) -> None:
+        readings = self._decode(batch)
+        evaluation = self.engine.evaluate(readings)
+        if (
+            evaluation.unknown_sensors
+            and time.monotonic() - self._sensors_loaded > UNKNOWN_RELOAD_MIN_S
+        ):
+            self._reload()  # a sensor registered after we started
+            evaluation = self.engine.evaluate(readings)
+        events = self._retry(
+            "storing alerts", lambda: store.write_evaluation(self._db(), evaluation)
+        )
+        self.engine.commit(evaluation)
+        if events:
+            self._publish(events)  # type: ignore[arg-type]
+        for msg in batch:
+            consumer.ack(msg)
+        done_ns = time.time_ns()
+        self.stats.messages += len(batch)
+        self.stats.readings += len(readings)
+        self.stats.batches += 1
+        if events:
+            assert self.stats.latency_ms is not None
+            self.stats.latency_ms.append((done_ns - batch[0].received_ns) / 1e6)
+            del self.stats.latency_ms[:-1000]
+
+    def _publish(self, events: list[store.OutboxEvent]) -> None:
+        def publish() -> None:
+            for ev in events:
+                self.publisher.publish(ev.topic, ev.payload, qos=1)
+            self.publisher.flush(timeout_s=10.0)
+            store.mark_published(self._db(), [ev.event_id for ev in events])
+
+        self._retry("publishing alert events", publish)
+        self.stats.events += len(events)
+        for ev in events:
+            log.info("published alert event %s on %s", ev.event_id, ev.topic)
+
+    def _publish_outbox(self) -> None:
+        """Events committed by an engine that stopped before publishing them."""
+        while True:
+            events = self._retry(
+                "reading the outbox", lambda: store.read_unpublished_events(self._db())
+            )
+            if not events:
+                return
+            log.info("publishing %d events left in the outbox", len(events))  # type: ignore[arg-type]
+            self._publish(events)  # type: ignore[arg-type]
+
+
+class _Stopped(Exception):
+    pass

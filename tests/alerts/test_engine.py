@@ -1,0 +1,123 @@
+"""The alert engine through the real broker and database, as `python -m cityops alerts`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+
+from alerts.events import decode_alert_event
+from cityops.mqtt import Publisher
+from cityops.settings import Settings
+from sensors.payload import encode_reading
+from sensors.topics import alert_topic, telemetry_topic
+from tests.alerts.conftest import EngineProcess, Subscriber, add_sensors, wait_for
+
+
+def evaluated_until(db_url: str, sensor_id: str, quantity: str) -> int | None:
+    """The newest reading time [ms] the engine committed for one sensor and quantity."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT (extract(epoch FROM last_ts) * 1000)::bigint FROM alert_detector_state"
+            " WHERE sensor_id = %s AND quantity = %s",
+            (sensor_id, quantity),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def publish_until_evaluated(
+    pub: Publisher, db_url: str, sensor_id: str, ts_ms: int, value: float
+) -> int:
+    """Readiness probe: publish an in-range reading until the engine has committed it (the
+    engine's subscription may reach the broker a moment after its CONNACK)."""
+    for attempt in range(40):
+        t = ts_ms + attempt
+        pub.publish(
+            telemetry_topic("water", sensor_id), encode_reading(t, None, {"pressure": value})
+        )
+        pub.flush()
+        try:
+            wait_for(lambda t=t: (evaluated_until(db_url, sensor_id, "pressure") or 0) >= t, 0.5)
+            return t
+        except TimeoutError:
+            continue
+    raise TimeoutError("engine never evaluated the probe reading")
+
+
+def test_raise_restart_clear_once(
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+) -> None:
+    add_sensors(db_url, [("wp-eng-1", "water", "water_pressure")])
+    topic = telemetry_topic("water", "wp-eng-1")
+    t0 = (time.time_ns() // 1_000_000) - 600_000  # ten minutes ago, one reading a minute
+    engine.start()
+    with Publisher(settings.mqtt_url_for("sim"), f"sim-{settings.alerts_client_id}") as pub:
+        t0 = publish_until_evaluated(pub, db_url, "wp-eng-1", t0, 300.0)
+
+        sent = time.monotonic()
+        pub.publish(topic, encode_reading(t0 + 60_000, 1, {"pressure": 150.0}))
+        pub.flush()
+        got_topic, payload, received = alert_subscriber.get(timeout=10)
+        latency_ms = (received - sent) * 1000
+        raised = decode_alert_event(payload)
+        print(f"alert latency (published reading -> alert event received): {latency_ms:.1f} ms")
+
+        assert engine.stop() == 0  # SIGTERM: a clean stop
+        assert "alerts engine stopped" in engine.log()
+        # while the engine is down: the condition persists, and the raising reading is replayed
+        pub.publish(topic, encode_reading(t0 + 60_000, 1, {"pressure": 150.0}))
+        pub.publish(topic, encode_reading(t0 + 120_000, 2, {"pressure": 140.0}))
+        pub.flush()
+        engine.start()
+        # inside the range but within the deadband (200 + 10 kPa): still active
+        pub.publish(topic, encode_reading(t0 + 180_000, 3, {"pressure": 205.0}))
+        pub.publish(topic, encode_reading(t0 + 240_000, 4, {"pressure": 215.0}))
+        pub.flush()
+        _, payload2, _ = alert_subscriber.get(timeout=10)
+        cleared = decode_alert_event(payload2)
+        # the restarted engine evaluated everything after the clear and published nothing more
+        pub.publish(topic, encode_reading(t0 + 300_000, 5, {"pressure": 300.0}))
+        pub.flush()
+        wait_for(lambda: evaluated_until(db_url, "wp-eng-1", "pressure") == t0 + 300_000)
+    assert alert_subscriber.messages.empty()
+    assert engine.stop() == 0
+
+    assert got_topic == alert_topic("water", "wp-eng-1")
+    assert (raised.event, raised.kind, raised.severity) == ("raised", "threshold_low", "major")
+    assert (raised.value, raised.limit, raised.unit) == (150.0, 200.0, "kPa")
+    assert (raised.sensor_id, raised.utility, raised.quantity) == ("wp-eng-1", "water", "pressure")
+    assert raised.messages.zh == "wp-eng-1 压力 150 kPa，低于下限 200 kPa"
+    assert raised.ts.endswith("Z") and raised.ts.startswith(time.strftime("%Y-"))
+    assert (cleared.alert_id, cleared.event, cleared.value) == (raised.alert_id, "cleared", 215.0)
+    assert "已恢复" in cleared.messages.zh
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT alert_id, kind, severity, state, value, limit_value, last_value,"
+            " (extract(epoch FROM raised_at) * 1000)::bigint,"
+            " (extract(epoch FROM cleared_at) * 1000)::bigint, message_en FROM alerts"
+        ).fetchall()
+        events = conn.execute(
+            "SELECT event, payload, published_at IS NOT NULL FROM alert_events ORDER BY event_id"
+        ).fetchall()
+    assert rows == [
+        (
+            raised.alert_id,
+            "threshold_low",
+            "major",
+            "resolved",
+            150.0,
+            200.0,
+            215.0,
+            t0 + 60_000,
+            t0 + 240_000,
+            "wp-eng-1: pressure 150 kPa is below the low limit 200 kPa",
+        )
+    ]
+    assert [(e, p["event"], done) for e, p, done in events] == [
+        ("raised", "raised", True),
+        ("cleared", "cleared", True),
+    ]
+    assert json.loads(payload) == events[0][1]
+    assert latency_ms < 1000
