@@ -1,0 +1,183 @@
+"""The thin path through every part, on the real broker and database:
+
+simulator -> Mosquitto -> ingestion -> PostgreSQL, and alerts raised and cleared from the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from cityops.settings import Settings, parse_mqtt_url
+from gis.postgis import read_sensor_file, write_districts, write_sensors
+from sensors.payload import TimeWindow, decode_message
+from sensors.topics import alert_filter, parse_telemetry_topic, telemetry_filter
+from tests.conftest import ROOT, cityops_cmd, settings_env
+
+DATA = ROOT / "data"
+STEPS = 16  # the demo's scripted drop covers steps 3-12 and recovers by step 14
+
+
+class Recorder:
+    """A plain subscriber that keeps every message it sees (what was really published)."""
+
+    def __init__(self, url: str, topic_filters: list[str]) -> None:
+        ep = parse_mqtt_url(url)
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"rec-{uuid.uuid4().hex[:8]}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.username_pw_set(ep.username, ep.password)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topic_filters])
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(ep.host, ep.port)
+        self.client.loop_start()
+        assert self._ready.wait(10), "recorder did not subscribe"
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def snapshot(self) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _load_city(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        write_districts(
+            conn, json.loads((DATA / "chengdu_districts.geojson").read_text(encoding="utf-8"))
+        )
+        write_sensors(conn, read_sensor_file(DATA / "demo_sensors.geojson"))
+
+
+def _start(settings: Settings, command: str, log: Path) -> subprocess.Popen[bytes]:
+    out = open(log, "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        cityops_cmd(command),
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.terminate()
+    try:
+        return proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5)
+
+
+def _wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_simulator_to_database_to_alert_raised_and_cleared(
+    settings: Settings, tmp_path: Path
+) -> None:
+    _load_city(settings.database_url)
+    telemetry = Recorder(settings.mqtt_url, [telemetry_filter()])
+    alert_events = Recorder(settings.mqtt_url, [alert_filter()])
+    ingest = _start(settings, "ingest", tmp_path / "ingest.log")
+    alerts = _start(settings, "alerts", tmp_path / "alerts.log")
+    try:
+        time.sleep(2)  # both consumers subscribed before the first reading
+        sim = subprocess.run(
+            cityops_cmd("simulate", "--steps", str(STEPS), "--speedup", "0", "--seed", "7"),
+            env=settings_env(settings),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sim.returncode == 0, sim.stderr[-2000:]
+
+        n_sensors = 120
+        _wait_for(
+            lambda: len(telemetry.snapshot()) >= n_sensors * STEPS, 30, "all published messages"
+        )
+        published = telemetry.snapshot()
+        assert len(published) == n_sensors * STEPS
+
+        now_us = time.time_ns() // 1000
+        expected = set()
+        for topic, payload in published:
+            sid = parse_telemetry_topic(topic).sensor_id
+            for r in decode_message(payload, sid, now_us, TimeWindow()):
+                expected.add((r.sensor_id, r.quantity, r.ts_us, r.value, r.seq))
+
+        def stored() -> set[tuple]:
+            with psycopg.connect(settings.database_url) as conn:
+                rows = conn.execute(
+                    "SELECT sensor_id, quantity,"
+                    " (extract(epoch FROM ts) * 1000000)::bigint, value, seq FROM readings"
+                ).fetchall()
+            return set(rows)
+
+        _wait_for(lambda: len(stored()) >= len(expected), 60, "every reading stored")
+        with psycopg.connect(settings.database_url) as conn:
+            total = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+            quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+            latest = conn.execute("SELECT count(DISTINCT sensor_id) FROM sensor_latest").fetchone()[
+                0
+            ]
+        assert stored() == expected  # the exact readings, each exactly once
+        assert total == len(expected)
+        assert quarantined == 0
+        assert latest == n_sensors
+
+        # the scripted drop on wp-510104-1 raised exactly one low-pressure alert, then cleared it
+        def alert_rows() -> list[tuple]:
+            with psycopg.connect(settings.database_url) as conn:
+                return conn.execute(
+                    "SELECT sensor_id, quantity, kind, state, cleared_at IS NOT NULL FROM alerts"
+                    " ORDER BY alert_id"
+                ).fetchall()
+
+        _wait_for(lambda: any(r[4] for r in alert_rows()), 30, "the alert to clear")
+        rows = alert_rows()
+        assert [(r[0], r[1], r[2]) for r in rows] == [("wp-510104-1", "pressure", "threshold_low")]
+        assert rows[0][4] is True and rows[0][3] != "open"
+
+        _wait_for(lambda: len(alert_events.snapshot()) >= 2, 15, "raised and cleared events")
+        events = [json.loads(p) for _, p in alert_events.snapshot()]
+        assert [e["event"] for e in events] == ["raised", "cleared"]
+        assert {e["sensor_id"] for e in events} == {"wp-510104-1"}
+        assert all(t == "city/alerts/water/wp-510104-1" for t, _ in alert_events.snapshot())
+
+        # both services stop cleanly on SIGTERM
+        assert _stop(ingest) == 0, (tmp_path / "ingest.log").read_text()[-3000:]
+        assert _stop(alerts) == 0, (tmp_path / "alerts.log").read_text()[-3000:]
+    finally:
+        for proc in (ingest, alerts):
+            if proc.poll() is None:
+                _stop(proc)
+        telemetry.close()
+        alert_events.close()
