@@ -1,0 +1,144 @@
+"""The dashboard shell: builds the Dash app from settings and routes to one module per page.
+
+Nothing happens at import: ``build_app(settings)`` makes the app (no database connection until
+a page asks), ``run(settings)`` serves it on ``settings.dashboard_host:dashboard_port``.
+All assets are served from this package (no CDN): Dash's own scripts locally, our stylesheet
+from ``dashboards/assets``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import parse_qs
+
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
+
+from cityops.settings import Settings
+from dashboards.components import header
+from dashboards.context import AppContext
+from dashboards.i18n import normalise_language, t
+from dashboards.pages import overview
+from dashboards.queries import Reader
+from dashboards.security import build_csp, security_headers
+
+log = logging.getLogger(__name__)
+ASSETS = Path(__file__).with_name("assets")
+
+
+def page_modules() -> tuple[ModuleType, ...]:
+    """The pages, in navigation order; each has PATH, NAV_KEY, layout() and register()."""
+    return (overview,)
+
+
+def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
+    """The Dash app for ``settings`` (its Flask server is ``app.server``)."""
+    ctx = AppContext(settings=settings, reader=reader or Reader(settings.database_url))
+    app = Dash(
+        __name__,
+        title=t(settings.language, "app.title"),
+        update_title=None,
+        assets_folder=str(ASSETS),
+        serve_locally=True,
+        suppress_callback_exceptions=True,
+        compress=False,
+        enable_mcp=False,
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    )
+    app.index_string = app.index_string.replace("<html>", f'<html lang="{_html_lang(settings)}">')
+    pages = {m.PATH: m for m in page_modules()}
+
+    app.layout = html.Div(
+        [
+            dcc.Location(id="url"),
+            dcc.Store(id="lang", storage_type="local", data=normalise_language(settings.language)),
+            html.Div(
+                [
+                    html.Div(id="header"),
+                    html.Button(
+                        t(settings.language, "lang.switch"),
+                        id="lang-switch",
+                        className="lang-switch",
+                    ),
+                ],
+                className="header-row",
+            ),
+            html.Div(id="page"),
+        ],
+        className="app-root",
+    )
+
+    @app.callback(
+        Output("header", "children"),
+        Output("page", "children"),
+        Output("lang-switch", "children"),
+        Input("url", "pathname"),
+        Input("lang", "data"),
+    )
+    def route(path: str | None, lang: str | None):
+        lang = normalise_language(lang)
+        module = pages.get(path or "/")
+        user = ctx.current_user()
+        body = (
+            module.layout(ctx, lang)
+            if module is not None
+            else html.Div(t(lang, "page.not_found"), className="page empty")
+        )
+        return (
+            header(lang, path or "/", getattr(user, "username", None)),
+            body,
+            t(lang, "lang.switch"),
+        )
+
+    @app.callback(
+        Output("lang", "data"),
+        Input("lang-switch", "n_clicks"),
+        Input("url", "search"),
+        State("lang", "data"),
+    )
+    def switch_language(clicks: int | None, search: str | None, lang: str | None):
+        if dash_ctx.triggered_id == "lang-switch" and clicks:
+            return "en" if normalise_language(lang) == "zh" else "zh"
+        wanted = parse_qs((search or "").lstrip("?")).get("lang", [None])[0]
+        if wanted and normalise_language(wanted) == wanted and wanted != lang:
+            return wanted  # a kiosk can be pinned to a language by its URL (?lang=en)
+        return no_update
+
+    for module in pages.values():
+        module.register(app, ctx)
+
+    _install_headers(app)
+    return app
+
+
+def _html_lang(settings: Settings) -> str:
+    return "en" if normalise_language(settings.language) == "en" else "zh-CN"
+
+
+def _install_headers(app: Dash) -> None:
+    headers = security_headers(build_csp(app.csp_hashes()))
+
+    @app.server.after_request
+    def _secure(response):
+        for key, value in headers.items():
+            response.headers.setdefault(key, value)
+        if response.mimetype in ("application/json", "text/html"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def run(settings: Settings) -> None:
+    """Serve until stopped (Ctrl-C or SIGTERM)."""
+    app = build_app(settings)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per refresh request
+    log.info("dashboard on http://%s:%s/", settings.dashboard_host, settings.dashboard_port)
+    app.run(
+        host=settings.dashboard_host,
+        port=settings.dashboard_port,
+        debug=False,
+        dev_tools_ui=False,
+        dev_tools_props_check=False,
+        dev_tools_disable_version_check=True,  # it would call plotly.com: no internet here
+    )

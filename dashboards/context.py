@@ -1,0 +1,49 @@
+"""What every page's callbacks share: settings, the database reader, a small cache, the clock,
+and who is asking. Built once per app by ``dashboards.app.build_app``; never a global."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from cityops.settings import Settings
+from dashboards.queries import Reader
+
+T = TypeVar("T")
+
+
+class TtlCache:
+    """Values that change rarely (district outlines, rollup availability), kept ``ttl_s`` [s]."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str, ttl_s: float, make: Callable[[], T]) -> T:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None and now - hit[0] < ttl_s:
+            return hit[1]  # type: ignore[no-any-return]
+        value = make()
+        with self._lock:
+            self._items[key] = (now, value)
+        return value
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    reader: Reader
+    cache: TtlCache = field(default_factory=TtlCache)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # the signed-in user of the current request, or None (set by dashboards.auth wiring)
+    current_user: Callable[[], Any] = field(default=lambda: None)
+
+    @property
+    def tz(self) -> str:
+        return self.settings.timezone

@@ -1,0 +1,224 @@
+"""Values the pages show, and the pure rules about them (states, severities, text, time).
+
+Pure module: no database, no web framework. Query functions return these frozen values; figure
+builders and layouts take them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+# a sensor is silent when its newest reading is older than this many expected intervals
+SILENT_FACTOR = 3.0
+
+SENSOR_STATES = ("alarm", "silent", "nodata", "normal")
+SEVERITIES = ("critical", "major", "warning", "info")
+SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES), start=1)}  # critical = 4
+UTILITIES = ("water", "power", "gas")
+
+# dark, wall-friendly palette; state colours also differ in lightness for colour-blind viewers
+STATE_COLOURS = {
+    "normal": "#2ecc71",
+    "alarm": "#ff4d4f",
+    "silent": "#f5a623",
+    "nodata": "#7f8c9a",
+}
+SEVERITY_COLOURS = {
+    "critical": "#ff2d55",
+    "major": "#ff7a45",
+    "warning": "#fadb14",
+    "info": "#40a9ff",
+}
+UTILITY_COLOURS = {"water": "#36cfc9", "power": "#ffc53d", "gas": "#ff85c0"}
+DISTRICT_FILL = {
+    "normal": "rgba(46, 204, 113, 0.10)",
+    "silent": "rgba(245, 166, 35, 0.22)",
+    "alarm": "rgba(255, 77, 79, 0.35)",
+    "critical": "rgba(255, 45, 85, 0.55)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class District:
+    adcode: int
+    name_zh: str
+    name_en: str
+    # outer and inner rings as (lon, lat) tuples [degrees, EPSG:4326], simplified for display
+    rings: tuple[tuple[tuple[float, float], ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DistrictSummary:
+    adcode: int
+    name_zh: str
+    name_en: str
+    sensors: int
+    alarm: int
+    silent: int
+    nodata: int
+    open_alerts: int
+    worst_severity: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SensorPoint:
+    sensor_id: str
+    name: str
+    utility: str
+    sensor_type: str
+    district_adcode: int | None
+    lon: float
+    lat: float
+    state: str
+    last_ts: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class GridCell:
+    lon: float  # cell centre [degrees]
+    lat: float
+    sensors: int
+    alarm: int
+    silent: int
+    nodata: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    alert_id: int
+    raised_at: datetime
+    severity: str
+    state: str
+    sensor_id: str
+    sensor_name: str
+    utility: str
+    quantity: str
+    district_zh: str | None
+    district_en: str | None
+    value: float
+    limit_value: float | None
+    message_zh: str
+    message_en: str
+    assignee: str | None = None
+
+    def message(self, lang: str) -> str:
+        return self.message_en if lang == "en" else self.message_zh
+
+    def district(self, lang: str) -> str:
+        return (self.district_en if lang == "en" else self.district_zh) or "—"
+
+
+@dataclass(frozen=True, slots=True)
+class UtilityFigures:
+    utility: str
+    sensors: int
+    reporting: int  # fresh readings (normal or alarm)
+    silent: int
+    nodata: int
+    open_by_severity: tuple[tuple[str, int], ...]
+    completeness: float | None  # readings received / expected over the last hour [0..1]
+
+    @property
+    def open_alerts(self) -> int:
+        return sum(n for _s, n in self.open_by_severity)
+
+    def open_of(self, severity: str) -> int:
+        return dict(self.open_by_severity).get(severity, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    ts: datetime
+    value: float
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+# -- text ------------------------------------------------------------------------------------
+# bidirectional overrides and zero-width characters can make a name display as something else
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\x00-\x08\x0b-\x1f\x7f]")
+
+
+def display_text(value: object) -> str:
+    """A string from a sensor or a user, made safe to show as text in any component.
+
+    ``$`` becomes the full-width ``＄`` so that MathJax (which Plotly and Markdown use for
+    ``$...$``) never typesets it; invisible and direction-changing characters are removed.
+    HTML needs no escaping here: Dash components render strings as text.
+    """
+    return _INVISIBLE.sub("", str(value)).replace("$", "＄")
+
+
+def plot_text(value: object) -> str:
+    """``display_text`` for Plotly labels and hover text, which interpret a subset of HTML
+    (``<a href>``, ``<b>``, ``<br>``): escape it so that it shows literally."""
+    return html.escape(display_text(value), quote=False)
+
+
+# -- time ------------------------------------------------------------------------------------
+def local_time(ts: datetime | None, tz: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """An aware timestamp formatted in the operators' time zone (Asia/Shanghai)."""
+    if ts is None:
+        return "—"
+    return ts.astimezone(ZoneInfo(tz)).strftime(fmt)
+
+
+def age_parts(now: datetime, then: datetime) -> tuple[str, int]:
+    """(unit key, count) for a compact age: minutes below 2 h, hours below 2 d, then days."""
+    seconds = max(0.0, (now - then).total_seconds())
+    if seconds < 7200:
+        return "unit.min", int(seconds // 60)
+    if seconds < 172_800:
+        return "unit.hour", int(seconds // 3600)
+    return "unit.day", int(seconds // 86_400)
+
+
+def worst_severity(severities: list[str | None]) -> str | None:
+    ranked = [s for s in severities if s in SEVERITY_RANK]
+    return max(ranked, key=SEVERITY_RANK.__getitem__) if ranked else None
+
+
+def district_condition(summary: DistrictSummary) -> str:
+    """How a district is drawn: critical > alarm > silent > normal."""
+    if summary.worst_severity == "critical":
+        return "critical"
+    if summary.open_alerts or summary.alarm:
+        return "alarm"
+    if summary.silent:
+        return "silent"
+    return "normal"
+
+
+def choose_grid_cell_deg(span_lon_deg: float, target_cells_across: int = 60) -> float:
+    """A grid cell size [degrees] that gives about ``target_cells_across`` cells over a span,
+    rounded to a readable step so that cells stay put while a user pans."""
+    raw = max(span_lon_deg, 1e-6) / target_cells_across
+    for step in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5):
+        if raw <= step:
+            return step
+    return 1.0
+
+
+def window_bounds(now: datetime, window: str) -> tuple[datetime, datetime]:
+    """The [start, end) of a named chart window ending now."""
+    spans = {
+        "1h": timedelta(hours=1),
+        "6h": timedelta(hours=6),
+        "24h": timedelta(hours=24),
+        "7d": timedelta(days=7),
+        "30d": timedelta(days=30),
+    }
+    return now - spans.get(window, spans["24h"]), now
+
+
+def choose_readings_source(window_s: float, has_1m: bool, has_1h: bool) -> str:
+    """Raw readings for short windows, rollups for long ones (about <= 2,000 points a chart)."""
+    if window_s > 2 * 86_400 and has_1h:
+        return "1h"
+    if window_s > 6 * 3600 and has_1m:
+        return "1m"
+    return "raw"

@@ -1,0 +1,529 @@
+"""Read-only SQL for the dashboard pages (PostgreSQL/PostGIS through psycopg).
+
+Every function takes an open connection and returns frozen values from ``dashboards.model``.
+``Reader`` hands out connections made by ``cityops.db.connect`` with a short statement timeout
+and read-only transactions, so a slow query or a dead database raises quickly instead of hanging
+a page; a broken connection is thrown away and the next request opens a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from cityops.db import connect
+from dashboards.model import (
+    SILENT_FACTOR,
+    AlertRow,
+    District,
+    DistrictSummary,
+    GridCell,
+    Reading,
+    SensorPoint,
+    UtilityFigures,
+    worst_severity,
+)
+
+STATEMENT_TIMEOUT_MS = 3000
+# alerts in these states no longer need anyone: everything else counts as open
+CLOSED_ALERT_STATES = ("cleared", "resolved", "closed", "shelved")
+
+# One place for the state rule (model.SILENT_FACTOR): alarm > no data > silent > normal.
+_SENSOR_STATE_SQL = """
+    WITH latest AS (SELECT sensor_id, max(ts) AS last_ts FROM sensor_latest GROUP BY sensor_id),
+         open_alerts AS (SELECT sensor_id, count(*) AS n FROM alerts
+                         WHERE state <> ALL(%(closed)s) GROUP BY sensor_id)
+    SELECT s.sensor_id, s.name, s.utility, s.sensor_type, s.district_adcode,
+           ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat,
+           CASE WHEN a.n > 0 THEN 'alarm'
+                WHEN l.last_ts IS NULL THEN 'nodata'
+                WHEN l.last_ts < now() - make_interval(secs => t.expected_interval_s * %(factor)s)
+                    THEN 'silent'
+                ELSE 'normal' END AS state,
+           l.last_ts
+    FROM sensors s
+    JOIN sensor_types t ON t.type_id = s.sensor_type
+    LEFT JOIN latest l ON l.sensor_id = s.sensor_id
+    LEFT JOIN open_alerts a ON a.sensor_id = s.sensor_id
+    WHERE s.status = 'active'
+"""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not answer (down, unreachable or too slow)."""
+
+
+class Reader:
+    """A small thread-safe pool of read-only connections (the dashboard serves on threads)."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        max_idle: int = 4,
+        statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    ) -> None:
+        self._url = database_url
+        self._timeout_ms = statement_timeout_ms
+        self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue(maxsize=max_idle)
+        self._lock = threading.Lock()
+
+    def _open(self) -> psycopg.Connection:
+        conn = connect(
+            self._url,
+            autocommit=True,
+            statement_timeout_ms=self._timeout_ms,
+            application_name="cityops-dashboard",
+        )
+        conn.execute("SET default_transaction_read_only = on")
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection for one request; raises DatabaseUnavailable if the database fails."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = None
+        try:
+            if conn is None or conn.closed:
+                conn = self._open()
+            yield conn
+        except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "") from exc
+        else:
+            try:
+                self._idle.put_nowait(conn)
+            except queue.Full:
+                conn.close()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+# -- districts -------------------------------------------------------------------------------
+def fetch_districts(conn: psycopg.Connection, *, simplify_deg: float = 0.002) -> list[District]:
+    """District outlines simplified for display (``simplify_deg`` [degrees])."""
+    rows = conn.execute(
+        "SELECT adcode, name_zh, name_en,"
+        " ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, %s), 5)"
+        " FROM districts ORDER BY adcode",
+        (simplify_deg,),
+    ).fetchall()
+    out = []
+    for adcode, name_zh, name_en, geojson in rows:
+        geom = json.loads(geojson)
+        polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+        rings = tuple(
+            tuple((float(x), float(y)) for x, y, *_ in ring) for poly in polys for ring in poly
+        )
+        out.append(District(adcode, name_zh, name_en, rings))
+    return out
+
+
+def fetch_district_summaries(conn: psycopg.Connection) -> list[DistrictSummary]:
+    """Per district: sensors by state and open alerts with the worst severity."""
+    rows = conn.execute(
+        f"""
+        WITH st AS ({_SENSOR_STATE_SQL}),
+        per AS (SELECT district_adcode AS adcode, count(*) AS sensors,
+                       count(*) FILTER (WHERE state = 'alarm') AS alarm,
+                       count(*) FILTER (WHERE state = 'silent') AS silent,
+                       count(*) FILTER (WHERE state = 'nodata') AS nodata
+                FROM st GROUP BY district_adcode),
+        al AS (SELECT s.district_adcode AS adcode, count(*) AS n,
+                      array_agg(DISTINCT a.severity) AS severities
+               FROM alerts a JOIN sensors s ON s.sensor_id = a.sensor_id
+               WHERE a.state <> ALL(%(closed)s) GROUP BY s.district_adcode)
+        SELECT d.adcode, d.name_zh, d.name_en, COALESCE(per.sensors, 0),
+               COALESCE(per.alarm, 0), COALESCE(per.silent, 0), COALESCE(per.nodata, 0),
+               COALESCE(al.n, 0), al.severities
+        FROM districts d LEFT JOIN per USING (adcode) LEFT JOIN al USING (adcode)
+        ORDER BY d.adcode
+        """,  # noqa: S608 - the interpolated text is a constant of this module
+        {"closed": list(CLOSED_ALERT_STATES), "factor": SILENT_FACTOR},
+    ).fetchall()
+    return [
+        DistrictSummary(
+            adcode=r[0],
+            name_zh=r[1],
+            name_en=r[2],
+            sensors=r[3],
+            alarm=r[4],
+            silent=r[5],
+            nodata=r[6],
+            open_alerts=r[7],
+            worst_severity=worst_severity(list(r[8] or [])),
+        )
+        for r in rows
+    ]
+
+
+# -- sensors ---------------------------------------------------------------------------------
+def fetch_sensor_count(conn: psycopg.Connection, utilities: list[str] | None = None) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM sensors WHERE status = 'active'"
+        " AND (%(u)s::text[] IS NULL OR utility = ANY(%(u)s))",
+        {"u": utilities},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def fetch_sensor_points(
+    conn: psycopg.Connection,
+    *,
+    utilities: list[str] | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    limit: int = 60_000,
+) -> list[SensorPoint]:
+    """Active sensors with their state, optionally within a (lon0, lat0, lon1, lat1) box."""
+    rows = conn.execute(
+        f"""
+        SELECT * FROM ({_SENSOR_STATE_SQL}) st
+        WHERE (%(u)s::text[] IS NULL OR utility = ANY(%(u)s))
+          AND (%(x0)s::float8 IS NULL OR (lon BETWEEN %(x0)s AND %(x1)s
+                                       AND lat BETWEEN %(y0)s AND %(y1)s))
+        ORDER BY sensor_id LIMIT %(limit)s
+        """,  # noqa: S608 - constant SQL text
+        {
+            "closed": list(CLOSED_ALERT_STATES),
+            "factor": SILENT_FACTOR,
+            "u": utilities,
+            "x0": bbox[0] if bbox else None,
+            "y0": bbox[1] if bbox else None,
+            "x1": bbox[2] if bbox else None,
+            "y1": bbox[3] if bbox else None,
+            "limit": limit,
+        },
+    ).fetchall()
+    return [SensorPoint(*r) for r in rows]
+
+
+def fetch_sensor_grid(
+    conn: psycopg.Connection, *, cell_deg: float, utilities: list[str] | None = None
+) -> list[GridCell]:
+    """Sensors counted by state on a lon/lat grid of ``cell_deg`` [degrees] (for 50,000 points)."""
+    rows = conn.execute(
+        f"""
+        SELECT (floor(lon / %(c)s) + 0.5) * %(c)s, (floor(lat / %(c)s) + 0.5) * %(c)s,
+               count(*), count(*) FILTER (WHERE state = 'alarm'),
+               count(*) FILTER (WHERE state = 'silent'), count(*) FILTER (WHERE state = 'nodata')
+        FROM ({_SENSOR_STATE_SQL}) st
+        WHERE (%(u)s::text[] IS NULL OR utility = ANY(%(u)s))
+        GROUP BY 1, 2
+        """,  # noqa: S608 - constant SQL text
+        {
+            "closed": list(CLOSED_ALERT_STATES),
+            "factor": SILENT_FACTOR,
+            "u": utilities,
+            "c": cell_deg,
+        },
+    ).fetchall()
+    return [GridCell(float(r[0]), float(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def fetch_utility_figures(conn: psycopg.Connection) -> list[UtilityFigures]:
+    """The wall's key figures per utility (completeness is filled separately)."""
+    states = conn.execute(
+        f"""
+        SELECT utility, count(*), count(*) FILTER (WHERE state IN ('normal', 'alarm')),
+               count(*) FILTER (WHERE state = 'silent'), count(*) FILTER (WHERE state = 'nodata')
+        FROM ({_SENSOR_STATE_SQL}) st GROUP BY utility
+        """,  # noqa: S608 - constant SQL text
+        {"closed": list(CLOSED_ALERT_STATES), "factor": SILENT_FACTOR},
+    ).fetchall()
+    alerts = conn.execute(
+        "SELECT utility, severity, count(*) FROM alerts WHERE state <> ALL(%s)"
+        " GROUP BY utility, severity",
+        (list(CLOSED_ALERT_STATES),),
+    ).fetchall()
+    by_utility: dict[str, list[tuple[str, int]]] = {}
+    for utility, severity, n in alerts:
+        by_utility.setdefault(utility, []).append((severity, n))
+    have = {r[0]: r for r in states}
+    out = []
+    for utility in ("water", "power", "gas"):
+        r = have.get(utility, (utility, 0, 0, 0, 0))
+        out.append(
+            UtilityFigures(
+                utility=utility,
+                sensors=r[1],
+                reporting=r[2],
+                silent=r[3],
+                nodata=r[4],
+                open_by_severity=tuple(sorted(by_utility.get(utility, []))),
+                completeness=None,
+            )
+        )
+    return out
+
+
+def fetch_completeness(conn: psycopg.Connection, *, window_s: float = 3600) -> dict[str, float]:
+    """Readings received over the last ``window_s`` [s] / readings expected, per utility.
+
+    Uses the 1-minute rollup when the ingestion work provides it (``readings_1m`` with a
+    ``n`` count column), raw readings otherwise."""
+    source = "readings"
+    count_expr = "count(*)"
+    if has_relation(conn, "readings_1m") and _has_column(conn, "readings_1m", "n"):
+        source, count_expr = "readings_1m", "sum(r.n)"
+    rows = conn.execute(
+        f"""
+        WITH expected AS (
+            SELECT s.utility, sum(%(w)s / t.expected_interval_s) AS n
+            FROM sensors s JOIN sensor_types t ON t.type_id = s.sensor_type
+            JOIN sensor_type_quantities q ON q.type_id = s.sensor_type
+            WHERE s.status = 'active' GROUP BY s.utility),
+        got AS (
+            SELECT s.utility, {count_expr} AS n FROM {source} r
+            JOIN sensors s ON s.sensor_id = r.sensor_id
+            WHERE r.ts >= now() - make_interval(secs => %(w)s) GROUP BY s.utility)
+        SELECT e.utility, COALESCE(g.n, 0) / NULLIF(e.n, 0)
+        FROM expected e LEFT JOIN got g USING (utility)
+        """,  # noqa: S608 - source and count_expr are chosen from constants above
+        {"w": window_s},
+    ).fetchall()
+    return {u: min(1.0, float(v)) for u, v in rows if v is not None}
+
+
+def fetch_sensor_options(
+    conn: psycopg.Connection, *, search: str = "", limit: int = 200
+) -> list[tuple[str, str]]:
+    """(sensor_id, name) pairs for a picker, matching ``search`` in id or name."""
+    pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return [
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT sensor_id, name FROM sensors WHERE sensor_id ILIKE %s OR name ILIKE %s"
+            " ORDER BY sensor_id LIMIT %s",
+            (pattern, pattern, limit),
+        )
+    ]
+
+
+def fetch_sensor_info(conn: psycopg.Connection, sensor_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        """
+        SELECT s.sensor_id, s.name, s.utility, s.sensor_type, t.name_zh, t.name_en,
+               d.name_zh, d.name_en, t.expected_interval_s, ST_X(s.geom), ST_Y(s.geom), s.status
+        FROM sensors s JOIN sensor_types t ON t.type_id = s.sensor_type
+        LEFT JOIN districts d ON d.adcode = s.district_adcode
+        WHERE s.sensor_id = %s
+        """,
+        (sensor_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    keys = [
+        "sensor_id",
+        "name",
+        "utility",
+        "sensor_type",
+        "type_zh",
+        "type_en",
+        "district_zh",
+        "district_en",
+        "expected_interval_s",
+        "lon",
+        "lat",
+        "status",
+    ]
+    info = dict(zip(keys, row, strict=True))
+    info["limits"] = {
+        q: (lo, hi)
+        for q, lo, hi in conn.execute(
+            "SELECT quantity, alarm_low, alarm_high FROM sensor_type_quantities WHERE type_id = %s",
+            (info["sensor_type"],),
+        )
+    }
+    info["latest"] = {
+        q: (ts, v)
+        for q, ts, v in conn.execute(
+            "SELECT quantity, ts, value FROM sensor_latest WHERE sensor_id = %s", (sensor_id,)
+        )
+    }
+    return info
+
+
+def has_relation(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = %s",
+        (table, column),
+    ).fetchone()
+    return row is not None
+
+
+def fetch_readings(
+    conn: psycopg.Connection,
+    sensor_id: str,
+    quantity: str,
+    start: datetime,
+    end: datetime,
+    *,
+    source: str = "raw",
+    bucket_s: int = 0,
+) -> list[Reading]:
+    """Readings of one sensor and quantity in [start, end).
+
+    ``source`` is ``raw``, ``1m`` or ``1h`` (rollup tables ``readings_1m``/``readings_1h`` with
+    ``bucket, avg, min, max`` columns, when present). With ``bucket_s`` > 0 raw readings are
+    averaged into buckets of that many seconds [s] on the server so a long window stays small.
+    """
+    params = {"s": sensor_id, "q": quantity, "t0": start, "t1": end, "b": bucket_s}
+    if source in ("1m", "1h"):
+        table = "readings_1m" if source == "1m" else "readings_1h"
+        sql = (
+            f"SELECT bucket, avg, min, max FROM {table}"  # noqa: S608 - table from a constant
+            " WHERE sensor_id = %(s)s AND quantity = %(q)s AND bucket >= %(t0)s AND bucket < %(t1)s"
+            " ORDER BY bucket"
+        )
+    elif bucket_s > 0:
+        sql = (
+            "SELECT date_bin(make_interval(secs => %(b)s), ts, TIMESTAMPTZ '2000-01-01') AS b,"
+            " avg(value), min(value), max(value) FROM readings"
+            " WHERE sensor_id = %(s)s AND quantity = %(q)s AND ts >= %(t0)s AND ts < %(t1)s"
+            " GROUP BY b ORDER BY b"
+        )
+    else:
+        sql = (
+            "SELECT ts, value, NULL, NULL FROM readings"
+            " WHERE sensor_id = %(s)s AND quantity = %(q)s AND ts >= %(t0)s AND ts < %(t1)s"
+            " ORDER BY ts"
+        )
+    return [Reading(r[0], float(r[1]), r[2], r[3]) for r in conn.execute(sql, params)]
+
+
+def fetch_rollup_availability(conn: psycopg.Connection) -> tuple[bool, bool]:
+    """Whether readings_1m and readings_1h exist with the expected columns."""
+    return tuple(  # type: ignore[return-value]
+        has_relation(conn, t) and _has_column(conn, t, "bucket") and _has_column(conn, t, "avg")
+        for t in ("readings_1m", "readings_1h")
+    )
+
+
+# -- alerts ----------------------------------------------------------------------------------
+def fetch_open_alerts(
+    conn: psycopg.Connection,
+    *,
+    limit: int = 200,
+    severities: list[str] | None = None,
+    sensor_id: str | None = None,
+    include_closed: bool = False,
+) -> list[AlertRow]:
+    """Open alerts, most severe first, then newest first."""
+    has_assignee = _has_column(conn, "alerts", "assignee")
+    rows = conn.execute(
+        f"""
+        SELECT a.alert_id, a.raised_at, a.severity, a.state, a.sensor_id,
+               COALESCE(s.name, a.sensor_id), a.utility, a.quantity, d.name_zh, d.name_en,
+               a.value, a.limit_value, a.message_zh, a.message_en,
+               {"a.assignee" if has_assignee else "NULL"}
+        FROM alerts a
+        LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
+        LEFT JOIN districts d ON d.adcode = s.district_adcode
+        WHERE (%(all)s OR a.state <> ALL(%(closed)s))
+          AND (%(sev)s::text[] IS NULL OR a.severity = ANY(%(sev)s))
+          AND (%(sid)s::text IS NULL OR a.sensor_id = %(sid)s)
+        ORDER BY CASE a.severity WHEN 'critical' THEN 4 WHEN 'major' THEN 3
+                 WHEN 'warning' THEN 2 ELSE 1 END DESC, a.raised_at DESC
+        LIMIT %(limit)s
+        """,  # noqa: S608 - the interpolated column is a constant
+        {
+            "closed": list(CLOSED_ALERT_STATES),
+            "sev": severities,
+            "sid": sensor_id,
+            "limit": limit,
+            "all": include_closed,
+        },
+    ).fetchall()
+    return [AlertRow(*r) for r in rows]
+
+
+def fetch_recent_alerts(conn: psycopg.Connection, *, limit: int = 10) -> list[AlertRow]:
+    """The newest alerts raised, whatever their state (the wall's ticker)."""
+    rows = conn.execute(
+        """
+        SELECT a.alert_id, a.raised_at, a.severity, a.state, a.sensor_id,
+               COALESCE(s.name, a.sensor_id), a.utility, a.quantity, d.name_zh, d.name_en,
+               a.value, a.limit_value, a.message_zh, a.message_en, NULL
+        FROM alerts a
+        LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
+        LEFT JOIN districts d ON d.adcode = s.district_adcode
+        ORDER BY a.raised_at DESC LIMIT %s
+        """,
+        (limit,),
+    ).fetchall()
+    return [AlertRow(*r) for r in rows]
+
+
+def fetch_alert_trend(
+    conn: psycopg.Connection, *, hours: int = 6, bucket_s: int = 600
+) -> list[tuple[datetime, str, int]]:
+    """Alerts raised per ``bucket_s`` [s] and utility over the last ``hours``."""
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            "SELECT date_bin(make_interval(secs => %(b)s), raised_at, TIMESTAMPTZ '2000-01-01'),"
+            " utility, count(*) FROM alerts"
+            " WHERE raised_at >= now() - make_interval(hours => %(h)s)"
+            " GROUP BY 1, 2 ORDER BY 1",
+            {"b": bucket_s, "h": hours},
+        )
+    ]
+
+
+# -- data trust ------------------------------------------------------------------------------
+def fetch_quarantine_by_reason(
+    conn: psycopg.Connection, *, hours: int = 24
+) -> list[tuple[str, int, datetime]]:
+    """(reason, count, newest) of quarantined messages over the last ``hours``."""
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            "SELECT reason, count(*), max(received_at) FROM quarantine"
+            " WHERE received_at >= now() - make_interval(hours => %s)"
+            " GROUP BY reason ORDER BY count(*) DESC",
+            (hours,),
+        )
+    ]
+
+
+def fetch_recent_quarantine(
+    conn: psycopg.Connection, *, limit: int = 20
+) -> list[tuple[datetime, str, str, str | None, str]]:
+    """(received_at, reason, topic, sensor_id, detail) of the newest quarantined messages."""
+    return [
+        (r[0], r[1], r[2], r[3], r[4])
+        for r in conn.execute(
+            "SELECT received_at, reason, topic, sensor_id, left(detail, 200) FROM quarantine"
+            " ORDER BY received_at DESC LIMIT %s",
+            (limit,),
+        )
+    ]
+
+
+def fetch_silent_sensors(conn: psycopg.Connection, *, limit: int = 50) -> list[SensorPoint]:
+    rows = conn.execute(
+        f"SELECT * FROM ({_SENSOR_STATE_SQL}) st WHERE state IN ('silent', 'nodata')"  # noqa: S608
+        " ORDER BY last_ts NULLS FIRST LIMIT %(limit)s",
+        {"closed": list(CLOSED_ALERT_STATES), "factor": SILENT_FACTOR, "limit": limit},
+    ).fetchall()
+    return [SensorPoint(*r) for r in rows]

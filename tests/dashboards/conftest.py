@@ -1,0 +1,158 @@
+"""Dashboard fixtures: one loaded database and one real `cityops dashboard` subprocess per session
+(starting a server and a browser per test would cost most of the time budget), and a headless
+Chromium. Tests that change data use rows of their own (distinct sensor ids) and wait for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cityops.settings import Settings
+from cityops.stack import LocalStack, free_port
+from gis.postgis import read_sensor_file, write_districts, write_sensors
+from tests.conftest import ROOT, cityops_cmd, settings_env
+from tests.dashboards.browser import start_browser
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">$x^2$ 注入测试'
+
+
+@dataclass
+class DashServer:
+    url: str
+    settings: Settings
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+def load_demo(conn: psycopg.Connection) -> None:
+    """Districts, demo sensors, fresh readings for most sensors, a silent one, one open alert,
+    and a sensor whose name is HTML with $...$ (it must show as text)."""
+    write_districts(
+        conn, json.loads((ROOT / "data" / "chengdu_districts.geojson").read_text("utf-8"))
+    )
+    write_sensors(conn, read_sensor_file(ROOT / "data" / "demo_sensors.geojson"))
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode, geom)"
+            " VALUES ('wp-hostile-1', 'water', 'water_pressure', %s, 510107,"
+            " ST_SetSRID(ST_MakePoint(104.03, 30.63), 4326))",
+            (HOSTILE_NAME,),
+        )
+        # every sensor but the gas detectors of 金堂县 reported within the last minute;
+        # gp-510106-1 is silent (last reading 2 hours ago, expected every minute)
+        conn.execute(
+            "INSERT INTO sensor_latest (sensor_id, quantity, ts, value, seq, received_at)"
+            " SELECT sensor_id, 'pressure', now() - interval '20 seconds', 300, 1, now()"
+            " FROM sensors WHERE sensor_id NOT LIKE 'gd-510121-%'"
+        )
+        conn.execute(
+            "UPDATE sensor_latest SET ts = now() - interval '2 hours'"
+            " WHERE sensor_id = 'gp-510106-1'"
+        )
+        conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en) VALUES ('wp-510104-1', 'water', 'pressure',"
+            " 'low', 'major', now() - interval '7 minutes', 152.5, 200,"
+            " '供水压力过低：152.5 kPa（下限 200 kPa）', 'Water pressure low: 152.5 kPa (limit 200 kPa)')"
+        )
+        conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en) VALUES ('wp-hostile-1', 'water', 'pressure',"
+            " 'low', 'warning', now() - interval '3 minutes', 180, 200, %s, %s)",
+            (f"压力偏低 {HOSTILE_NAME}", f"Pressure low {HOSTILE_NAME}"),
+        )
+
+
+@pytest.fixture(scope="session")
+def dash_db(stack: LocalStack, template_db: str) -> Iterator[str]:
+    name = "dash_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = stack.admin_database_url(name)
+    with psycopg.connect(url) as conn:
+        load_demo(conn)
+    yield url
+    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def dashboard_settings(stack: LocalStack, database_url: str, **extra: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        mqtt_url=stack.mqtt_url("cityops-admin"),
+        dashboard_host="127.0.0.1",
+        dashboard_port=free_port(),
+        dashboard_refresh_ms=1000,
+        **extra,
+    )
+
+
+def start_dashboard(settings: Settings, log_dir: Path) -> DashServer:
+    log_path = log_dir / f"dashboard-{settings.dashboard_port}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        cityops_cmd("dashboard"),
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{settings.dashboard_port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dashboard exited: {log_path.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url + "/", timeout=2) as resp:
+                if resp.status == 200:
+                    return DashServer(url, settings, proc, log_path)
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"dashboard did not answer: {log_path.read_text(errors='replace')}")
+
+
+def stop_dashboard(server: DashServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def dash_server(
+    stack: LocalStack, dash_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DashServer]:
+    server = start_dashboard(
+        dashboard_settings(stack, dash_db), tmp_path_factory.mktemp("dashboard")
+    )
+    yield server
+    stop_dashboard(server)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    driver = start_browser(1920, 1080)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    out = Path(os.environ.get("CITYOPS_SCREENSHOT_DIR", SCREENSHOTS))
+    out.mkdir(parents=True, exist_ok=True)
+    return out

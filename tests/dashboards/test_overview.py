@@ -1,0 +1,129 @@
+"""The operations overview in headless Chromium against a real `cityops dashboard` process."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.conftest import ROOT
+from tests.dashboards.browser import severe_console_messages
+from tests.dashboards.conftest import (
+    HOSTILE_NAME,
+    dashboard_settings,
+    start_dashboard,
+    stop_dashboard,
+)
+from tests.dashboards.helpers import open_page, page_text, texts, wait_for
+from tests.dashboards.tcpproxy import TcpProxy
+
+pytestmark = pytest.mark.browser
+
+DISTRICTS = json.loads((ROOT / "data" / "chengdu_districts.geojson").read_text("utf-8"))
+NAMES_ZH = {f["properties"]["name_zh"] for f in DISTRICTS["features"]}
+NAMES_EN = {f["properties"]["name_en"] for f in DISTRICTS["features"]}
+
+
+def district_names(driver) -> set[str]:
+    return set(texts(driver, ".district-table .district-name"))
+
+
+def test_overview_in_chinese_then_english(dash_server, browser, screenshots):
+    assert len(NAMES_ZH) == 20
+    open_page(browser, dash_server.url + "/")
+    wait_for(lambda: district_names(browser) == NAMES_ZH, what="20 district names in Chinese")
+    # the open alert: sensor, message in Chinese, time in Asia/Shanghai (UTC+8)
+    rows = wait_for(lambda: texts(browser, ".alerts-table tr.alert-row"), what="alert rows")
+    major = next(r for r in rows if "wp-510104-1" in r)
+    assert "供水压力过低：152.5 kPa（下限 200 kPa）" in major
+    assert "严重" in major and "锦江区" in major
+    # districts with a problem are marked; the silent gas sensor counts in its district
+    jinniu = browser.find_element(By.CSS_SELECTOR, "tr[data-adcode='510106']")
+    assert jinniu.find_elements(By.CSS_SELECTOR, "td.silent")
+    assert "更新于" in page_text(browser)
+    # the map drew districts and sensors in every state present
+    legend = wait_for(lambda: texts(browser, ".map-graph .legendtext"), what="map legend")
+    assert any(text.startswith("告警") for text in legend), legend
+    assert any(text.startswith("无数据") for text in legend), legend
+    assert any(text.startswith("静默") for text in legend), legend
+    assert severe_console_messages(browser) == []
+    browser.save_screenshot(str(screenshots / "overview.png"))
+
+    browser.find_element(By.ID, "lang-switch").click()
+    wait_for(lambda: district_names(browser) == NAMES_EN, what="district names in English")
+    wait_for(
+        lambda: any(
+            "Water pressure low: 152.5 kPa (limit 200 kPa)" in r
+            for r in texts(browser, ".alerts-table tr.alert-row")
+        ),
+        what="alert message in English",
+    )
+    assert "Overview" in page_text(browser) and "Open alerts" in page_text(browser)
+    assert severe_console_messages(browser) == []
+
+
+def test_hostile_sensor_name_is_text(dash_server, browser):
+    open_page(browser, dash_server.url + "/")
+    row = wait_for(
+        lambda: next(
+            r
+            for r in browser.find_elements(By.CSS_SELECTOR, ".alerts-table tr.alert-row")
+            if "wp-hostile-1" in r.text
+        ),
+        what="the hostile sensor's alert",
+    )
+    shown = HOSTILE_NAME.replace("$", "＄")
+    assert shown in row.text  # the markup is visible as characters
+    assert not row.find_elements(By.TAG_NAME, "img")
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert not browser.find_elements(By.CSS_SELECTOR, "mjx-container, .MathJax")
+    assert severe_console_messages(browser) == []
+
+
+def test_security_headers_on_every_response(dash_server):
+    for path in ("/", "/_dash-layout", "/assets/style.css", "/no-such-page"):
+        with urllib.request.urlopen(dash_server.url + path, timeout=5) as resp:
+            csp = resp.headers["Content-Security-Policy"]
+            assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            assert "'unsafe-inline'" not in csp.split("script-src", 1)[1].split(";", 1)[0]
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    with urllib.request.urlopen(dash_server.url + "/", timeout=5) as resp:
+        page = resp.read().decode()
+    # every script and stylesheet comes from this server
+    assert (
+        "http://"
+        not in page.replace(dash_server.url, "").split("<footer>")[1].split("_dash-config")[0]
+    )
+    assert "cdn" not in page.lower()
+
+
+def test_database_outage_shows_banner_and_recovers(stack, dash_db, browser, tmp_path):
+    """The dashboard reaches PostgreSQL through a proxy that the test cuts and restores."""
+    proxy = TcpProxy(stack.state.pg_port)
+    url = dash_db.replace(f":{stack.state.pg_port}/", f":{proxy.port}/")
+    server = start_dashboard(dashboard_settings(stack, url), tmp_path)
+    try:
+        open_page(browser, server.url + "/")
+        wait_for(lambda: district_names(browser) == NAMES_ZH, what="districts before outage")
+        proxy.cut()
+        banner = wait_for(
+            lambda: browser.find_element(By.CSS_SELECTOR, ".banner-error"), what="banner"
+        )
+        assert "数据库暂时无法连接" in banner.text
+        # the last good data stays on screen, and no traceback reaches the page
+        assert district_names(browser) == NAMES_ZH
+        assert "Traceback" not in page_text(browser)
+        proxy.restore()
+        wait_for(
+            lambda: not browser.find_elements(By.CSS_SELECTOR, ".banner-error"),
+            timeout_s=20,
+            what="banner gone after the database came back",
+        )
+        wait_for(lambda: "更新于" in page_text(browser), what="updated line")
+        assert severe_console_messages(browser) == []
+    finally:
+        stop_dashboard(server)
+        proxy.close()
+    assert "Traceback" not in server.log_path.read_text(errors="replace")

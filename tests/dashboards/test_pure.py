@@ -1,0 +1,112 @@
+"""Pure parts of the dashboard: catalogues, text safety, time, figure builders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dashboards.figures import build_city_map_figure
+from dashboards.i18n import MESSAGES, t
+from dashboards.model import (
+    District,
+    DistrictSummary,
+    SensorPoint,
+    age_parts,
+    choose_grid_cell_deg,
+    choose_readings_source,
+    display_text,
+    district_condition,
+    local_time,
+    plot_text,
+)
+from dashboards.security import build_csp
+
+
+def test_catalogues_have_the_same_keys_and_placeholders():
+    assert set(MESSAGES["zh"]) == set(MESSAGES["en"])
+    for key, zh in MESSAGES["zh"].items():
+        en = MESSAGES["en"][key]
+        assert sorted(_fields(zh)) == sorted(_fields(en)), key
+    assert t("fr", "nav.overview") == "运行总览"  # unknown language falls back to Chinese
+    assert t("en", "banner.updated", time="12:00") == "Updated 12:00"
+
+
+def _fields(text: str) -> list[str]:
+    import string
+
+    return [f for _, f, _, _ in string.Formatter().parse(text) if f]
+
+
+def test_display_text_defuses_mathjax_and_invisible_characters():
+    assert display_text("$x^2$ 压力") == "＄x^2＄ 压力"
+    assert display_text("ab\u202ecd\u200b") == "abcd"
+    assert display_text("<b>x</b>") == "<b>x</b>"  # components render text, not HTML
+    assert plot_text('<a href="javascript:x">$1$</a>') == (
+        '&lt;a href="javascript:x"&gt;＄1＄&lt;/a&gt;'
+    )
+
+
+def test_local_time_is_asia_shanghai():
+    ts = datetime(2026, 1, 1, 16, 30, tzinfo=UTC)
+    assert local_time(ts, "Asia/Shanghai") == "2026-01-02 00:30:00"
+    assert local_time(None, "Asia/Shanghai") == "—"
+
+
+def test_age_units():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert age_parts(now, now - timedelta(minutes=7)) == ("unit.min", 7)
+    assert age_parts(now, now - timedelta(hours=5)) == ("unit.hour", 5)
+    assert age_parts(now, now - timedelta(days=3)) == ("unit.day", 3)
+
+
+def test_readings_source_and_grid():
+    assert choose_readings_source(3600, True, True) == "raw"
+    assert choose_readings_source(86_400, True, True) == "1m"
+    assert choose_readings_source(30 * 86_400, True, True) == "1h"
+    assert choose_readings_source(30 * 86_400, False, False) == "raw"
+    assert choose_grid_cell_deg(2.0) == 0.05
+    assert choose_grid_cell_deg(0.05) == 0.001
+
+
+def test_district_condition_order():
+    base = dict(adcode=1, name_zh="a", name_en="a", sensors=3, nodata=0)
+    assert (
+        district_condition(
+            DistrictSummary(**base, alarm=0, silent=0, open_alerts=0, worst_severity=None)
+        )
+        == "normal"
+    )
+    assert (
+        district_condition(
+            DistrictSummary(**base, alarm=0, silent=1, open_alerts=0, worst_severity=None)
+        )
+        == "silent"
+    )
+    assert (
+        district_condition(
+            DistrictSummary(**base, alarm=1, silent=1, open_alerts=1, worst_severity="major")
+        )
+        == "alarm"
+    )
+    assert (
+        district_condition(
+            DistrictSummary(**base, alarm=1, silent=0, open_alerts=1, worst_severity="critical")
+        )
+        == "critical"
+    )
+
+
+def test_map_figure_escapes_names_and_keeps_aspect():
+    square = ((104.0, 30.0), (104.1, 30.0), (104.1, 30.1), (104.0, 30.1), (104.0, 30.0))
+    d = District(1, "<b>区</b>", "D", (square,))
+    s = SensorPoint("x-1", "$a$<i>", "water", "water_pressure", 1, 104.05, 30.05, "alarm", None)
+    fig = build_city_map_figure([d], [], lang="zh", sensors=[s])
+    texts = [tr.text for tr in fig.data]
+    assert "&lt;b&gt;区&lt;/b&gt;" in texts[0]
+    assert "＄a＄&lt;i&gt;" in texts[1][0]
+    assert "$" not in str(texts)
+    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio > 1.1
+
+
+def test_csp_allows_only_self():
+    csp = build_csp(["'sha256-abc'"])
+    assert "default-src 'self'" in csp and "'sha256-abc'" in csp and "http" not in csp
