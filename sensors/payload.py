@@ -21,6 +21,7 @@ The decoder is pure: ``now_us`` is passed in, nothing here reads a clock or the 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,10 @@ PAYLOAD_VERSION = 1
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_READINGS_PER_MESSAGE = 10_000
 _MS_EPOCH_MIN = 100_000_000_000  # 1973-03-03 in ms; a smaller integer is almost surely seconds
+SEQ_MAX = 2**63 - 1  # stored as bigint
+# raw values that firmware sends for "no reading" (int16/uint16 limits, -9999 fill values): a
+# device that sends one has no measurement, so the message is rejected, not stored as data
+SENTINEL_VALUES = frozenset({-9999.0, -99999.0, -32768.0, 32767.0, 65535.0, 999999.0})
 
 
 class Reading(msgspec.Struct, frozen=True, array_like=True):
@@ -133,12 +138,20 @@ def decode_message(
         raise PayloadError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     if b"\x00" in payload:
         raise PayloadError("nul_byte")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("invalid_utf8", f"byte {exc.start}") from None
     first = _first_significant_byte(payload)
     try:
         if first == ord("["):
-            return _decode_senml(payload, sensor_id, now_us, window)
+            records = _senml_decoder.decode(payload)
+            _check_duplicate_keys(payload, _senml_key_count(records))
+            return _decode_senml(records, sensor_id, now_us, window)
         if first == ord("{"):
-            return _decode_compact(payload, sensor_id, now_us, window)
+            msg = _compact_decoder.decode(payload)
+            _check_duplicate_keys(payload, _compact_key_count(msg))
+            return _decode_compact(msg, sensor_id, now_us, window)
     except msgspec.ValidationError as exc:
         raise PayloadError(_validation_reason(str(exc)), str(exc)[:200]) from None
     except msgspec.DecodeError as exc:
@@ -157,6 +170,77 @@ def _first_significant_byte(payload: bytes) -> int:
     return -1
 
 
+def _count_keys(payload: bytes) -> int:
+    """Object keys in the text, counted without parsing (a string holding ``":`` counts too)."""
+    return payload.translate(None, b" \t\r\n").count(b'":')
+
+
+def _check_duplicate_keys(payload: bytes, decoded_keys: int) -> None:
+    """Reject a repeated object key, which JSON decoders resolve silently (last one wins).
+
+    Fast path: when the keys in the text equal the keys the decoder kept, none repeats. Otherwise
+    (unknown fields, ``null`` values, strings holding ``":``) parse again, keeping every pair.
+    """
+    if _count_keys(payload) == decoded_keys:
+        return
+    try:
+        json.loads(payload, object_pairs_hook=_pairs_without_duplicates)
+    except _DuplicateKeyError as exc:
+        raise PayloadError("duplicate_key", str(exc)[:64]) from None
+    except RecursionError:
+        raise PayloadError("too_deep") from None
+    except ValueError as exc:
+        raise PayloadError("not_json", str(exc)[:200]) from None
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _pairs_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return out
+
+
+def _entry_key_count(e: _Entry | _Compact) -> int:
+    n = 0
+    if e.ts is not None:
+        n += 1
+    if e.seq is not None:
+        n += 1
+    if e.q is not None:
+        n += 1 + len(e.q)
+    if e.u is not None:
+        n += 1 + len(e.u)
+    return n
+
+
+def _compact_key_count(msg: _Compact) -> int:
+    n = _entry_key_count(msg)
+    if msg.v is not None:
+        n += 1
+    if msg.id is not None:
+        n += 1
+    if msg.batch is not None:
+        n += 1
+        for e in msg.batch:
+            n += _entry_key_count(e)
+    return n
+
+
+def _senml_key_count(records: list[_SenML]) -> int:
+    return sum(
+        sum(x is not None for x in msgspec.structs.astuple(r))  # type: ignore[arg-type]
+        for r in records
+    )
+
+
 def _validation_reason(message: str) -> str:
     if "out of range" in message:
         return "number_out_of_range"
@@ -165,8 +249,7 @@ def _validation_reason(message: str) -> str:
     return "schema_mismatch"
 
 
-def _decode_compact(payload: bytes, sensor_id: str, now_us: int, w: TimeWindow) -> list[Reading]:
-    msg = _compact_decoder.decode(payload)
+def _decode_compact(msg: _Compact, sensor_id: str, now_us: int, w: TimeWindow) -> list[Reading]:
     if msg.v is None:
         raise PayloadError("missing_field", "v")
     if msg.v != PAYLOAD_VERSION:
@@ -189,7 +272,7 @@ def _decode_compact(payload: bytes, sensor_id: str, now_us: int, w: TimeWindow) 
             raise PayloadError("missing_field", "ts")
         ts_us = parse_timestamp_us(entry.ts)
         check_window(ts_us, now_us, w)
-        if entry.seq is not None and entry.seq < 0:
+        if entry.seq is not None and not 0 <= entry.seq <= SEQ_MAX:
             raise PayloadError("bad_sequence", str(entry.seq))
         units = entry.u or {}
         for name, raw in entry.q.items():
@@ -203,8 +286,9 @@ def _decode_compact(payload: bytes, sensor_id: str, now_us: int, w: TimeWindow) 
     return out
 
 
-def _decode_senml(payload: bytes, sensor_id: str, now_us: int, w: TimeWindow) -> list[Reading]:
-    records = _senml_decoder.decode(payload)
+def _decode_senml(
+    records: list[_SenML], sensor_id: str, now_us: int, w: TimeWindow
+) -> list[Reading]:
     if not records:
         raise PayloadError("missing_field", "empty SenML pack")
     if len(records) > MAX_READINGS_PER_MESSAGE:
@@ -291,6 +375,8 @@ def canonical_value(name: str, raw: float, unit: str | None) -> float:
         raise PayloadError("unknown_quantity", name[:64])
     if not math.isfinite(raw):
         raise PayloadError("non_finite_value", f"{name}={raw}")
+    if raw in SENTINEL_VALUES:
+        raise PayloadError("sentinel_value", f"{name}={raw:g}")
     try:
         value = q.to_canonical(raw, unit)
     except UnknownUnitError as exc:

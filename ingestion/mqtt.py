@@ -1,0 +1,45 @@
+"""MQTT adapter of ingestion: the shared acknowledge-after-commit consumer, plus the session
+state on every connect, so that a session the broker lost is recorded as a possible gap."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from cityops.mqtt import AckingConsumer
+
+log = logging.getLogger(__name__)
+
+
+class IngestConsumer(AckingConsumer):
+    """``AckingConsumer`` that reports each CONNACK's session-present flag to ``on_connack``
+    (called on the network thread: it must only record, never block)."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        topic_filters: list[str],
+        *,
+        queue_max: int,
+        on_connack: Callable[[bool, bool], None],
+    ) -> None:
+        super().__init__(url, client_id, topic_filters, queue_max=queue_max)
+        self._on_connack = on_connack
+        self._connack_seen = threading.Event()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        first = not self._connected_once.is_set()
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+        if not reason_code.is_failure:
+            self._on_connack(bool(flags.session_present), first)
+
+    def start_waiting(self, timeout_s: float) -> bool:
+        """Connect; True when connected within ``timeout_s`` (paho keeps retrying after)."""
+        try:
+            self.start(timeout_s)
+        except TimeoutError:
+            log.warning("broker not reachable yet; retrying in the background")
+            return False
+        return True

@@ -1,0 +1,474 @@
+"""``cityops ingest``: MQTT in, PostgreSQL out, each message acknowledged only after its commit.
+
+Threads (docs/ingestion.md):
+
+* paho's network thread only appends received messages to a bounded queue (cityops.mqtt);
+* the decoder thread takes them, decodes and classifies them (ingestion.classify) and closes
+  batches by size or age (ingestion.batching);
+* the writer thread checks each batch against the catalogue, writes it in one transaction
+  (ingestion.store), commits, and only then acknowledges every message of the batch. While the
+  database is down it retries the same batch, acknowledges nothing and reports "stalled"; the
+  decoder waits for it (one batch in hand, one in the hand-off), so memory stays bounded and the
+  backlog stays in the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from prometheus_client import start_http_server
+
+from cityops.mqtt import RECEIVE_MAXIMUM, Message
+from cityops.settings import Settings
+from ingestion.batching import Batch, BatchPolicy, Item, split_batch
+from ingestion.classify import (
+    Catalogue,
+    Decoded,
+    Rejection,
+    Row,
+    check_catalogue,
+    decode_item,
+    sanitize_text,
+)
+from ingestion.logs import install_json_logging, log_event
+from ingestion.metrics import IngestMetrics
+from ingestion.mqtt import IngestConsumer
+from ingestion.store import (
+    IngestConnection,
+    QuarantineRow,
+    drop_old_partitions,
+    read_catalogue,
+    read_sensors,
+    register_worker,
+    write_batch,
+    write_heartbeat,
+    write_partitions,
+)
+from sensors.payload import TimeWindow
+from sensors.topics import shared, telemetry_filter
+
+log = logging.getLogger("ingestion")
+
+CATALOGUE_REFRESH_S = 30.0  # periodic refresh of the sensor catalogue
+HEARTBEAT_S = 5.0
+MAINTENANCE_S = 3600.0  # partitions ahead, retention
+RETRY_MAX_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    state: str  # starting | running | stalled | stopped
+    connected: bool
+    queue_depth: int
+    last_commit_age_s: float | None
+    stored: int
+    quarantined: int
+    sessions_lost: int
+
+
+class Ingestor:
+    """One ingestion worker. ``start()`` returns once connected; ``stop()`` shuts down cleanly:
+    the batch in hand is committed and acknowledged, the rest stays with the broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client_id = settings.ingest_client_id
+        self.metrics = IngestMetrics()
+        self.window = TimeWindow(settings.accept_past_s, settings.accept_future_s)
+        # at most half the broker's in-flight window per batch, so that the next batch fills
+        # while this one commits
+        self.policy = BatchPolicy(
+            max_readings=settings.ingest_batch_max,
+            max_messages=max(1, min(settings.ingest_batch_max, RECEIVE_MAXIMUM // 2)),
+            max_age_s=settings.ingest_batch_age_ms / 1000.0,
+        )
+        self._stop = threading.Event()
+        self._abandon = threading.Event()  # stop retrying a stalled batch
+        self._handoff: queue.Queue[list[Item[Message]] | None] = queue.Queue(maxsize=1)
+        self._gaps: list[tuple[str, str]] = []
+        self._gaps_lock = threading.Lock()
+        self._had_committed = False
+        self._ic: IngestConnection | None = None
+        self._catalogue = Catalogue.empty()
+        self._catalogue_at = 0.0
+        self._state = "starting"
+        self._last_commit: float | None = None
+        self._stored = 0
+        self._quarantined = 0
+        self._metrics_server: Any = None
+        self.consumer = IngestConsumer(
+            settings.mqtt_url_for("ingest"),
+            self.client_id,
+            [shared(settings.ingest_share_group, telemetry_filter())],
+            queue_max=settings.ingest_queue_max,
+            on_connack=self._on_connack,
+        )
+        # daemon: a writer abandoned while the database is down must not keep the process alive
+        self._decoder = threading.Thread(
+            target=self._decode_loop, name="ingest-decoder", daemon=True
+        )
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self, connect_timeout_s: float = 10.0) -> None:
+        if self.settings.metrics_port:
+            self._metrics_server, _ = start_http_server(
+                self.settings.metrics_port, addr="127.0.0.1", registry=self.metrics.registry
+            )
+        self._ic = self._connect_db_until_ready()
+        if self._ic is None:
+            return  # stopped while waiting
+        self._had_committed = register_worker(self._ic)
+        self._maintenance(self._ic)
+        self._refresh_catalogue(self._ic)
+        self._decoder.start()
+        self._writer.start()
+        self.consumer.start_waiting(connect_timeout_s)
+        self._state = "running"
+        log_event(
+            log,
+            "ingest_started",
+            client_id=self.client_id,
+            storage=self._ic.storage,
+            sensors=len(self._catalogue.sensors),
+        )
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self, timeout_s: float = 15.0, *, end_session: bool = False) -> None:
+        """Commit and acknowledge the batch in hand, then disconnect. The session is kept (the
+        broker holds what arrives meanwhile) unless ``end_session``: a worker that leaves the
+        shared group for good must end it, or the broker keeps queueing its share."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout_s
+        for t in (self._decoder, self._writer):
+            if t.is_alive():
+                t.join(max(0.1, deadline - time.monotonic() - 2))
+        if self._writer.is_alive():
+            self._abandon.set()  # still stalled: leave the batch to the broker
+            self._writer.join(5)
+        try:
+            self.consumer.stop(end_session=end_session)
+        except Exception:
+            log.exception("mqtt stop failed")
+        if self._ic is not None:
+            with contextlib.suppress(psycopg.Error):
+                write_heartbeat(self._ic, "stopped")
+            self._ic.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        self._state = "stopped"
+        log_event(log, "ingest_stopped", client_id=self.client_id, stored=self._stored)
+
+    def health(self) -> Health:
+        return Health(
+            state=self._state,
+            connected=self.consumer.status.connected,
+            queue_depth=self.consumer.queue.qsize(),
+            last_commit_age_s=(
+                None if self._last_commit is None else time.monotonic() - self._last_commit
+            ),
+            stored=self._stored,
+            quarantined=self._quarantined,
+            sessions_lost=self.consumer.status.sessions_lost,
+        )
+
+    # -- network thread -------------------------------------------------------------------
+    def _on_connack(self, session_present: bool, first: bool) -> None:
+        gap = None
+        if not session_present and not first:
+            gap = ("session_lost", "reconnected without a session: queued messages may be lost")
+        elif not session_present and first and self._had_committed:
+            gap = ("session_absent_on_start", "this client id had a session the broker lost")
+        if gap:
+            self.metrics.sessions_lost.inc()
+            with self._gaps_lock:
+                self._gaps.append(gap)
+            log_event(log, "possible_gap", logging.WARNING, kind=gap[0], client_id=self.client_id)
+
+    # -- decoder thread -------------------------------------------------------------------
+    def _decode_loop(self) -> None:
+        q = self.consumer.queue
+        window = self.window
+        batch: Batch[Message] = Batch(self.policy)
+        while True:
+            stopping = self._stop.is_set()
+            if stopping or batch.is_due(time.monotonic()):
+                if batch.items:
+                    self._handoff.put(batch.items)
+                    batch = Batch(self.policy)
+                if stopping:
+                    self._handoff.put(None)
+                    return
+            try:
+                timeout = 0.2 if not batch.items else max(0.0, batch.time_left(time.monotonic()))
+                msg = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
+            except queue.Empty:
+                continue
+            while True:
+                now_ns = time.time_ns()
+                outcome = decode_item(msg.topic, msg.payload, msg.retain, now_ns // 1000, window)
+                batch.add(
+                    Item(msg, msg.topic, msg.payload, msg.received_ns // 1000, outcome),
+                    time.monotonic(),
+                )
+                if batch.is_full():
+                    break
+                try:
+                    msg = q.get_nowait()
+                except queue.Empty:
+                    break
+
+    # -- writer thread --------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        last_beat = last_maint = time.monotonic()
+        while True:
+            self.metrics.queue_depth.set(self.consumer.queue.qsize())
+            self.metrics.connected.set(1 if self.consumer.status.connected else 0)
+            try:
+                items = self._handoff.get(timeout=1.0)
+            except queue.Empty:
+                items = []
+            if items is None:
+                return
+            now = time.monotonic()
+            with self._gaps_lock:
+                has_gaps = bool(self._gaps)
+            if items or has_gaps:
+                if not self._commit(items):
+                    return  # abandoned while stalled: the broker keeps the messages
+                last_beat = now
+            elif now - last_beat >= HEARTBEAT_S:
+                self._idle_work(write_heartbeat)
+                last_beat = now
+            if now - last_maint >= MAINTENANCE_S:
+                self._idle_work(self._maintenance)
+                last_maint = now
+
+    def _idle_work(self, fn: Any) -> None:
+        try:
+            ic = self._ensure_db()
+            if ic is not None:
+                fn(ic)
+                if self._state == "stalled":
+                    log_event(log, "ingest_resumed", client_id=self.client_id)
+                    self._state = "running"
+                    self.metrics.stalled.set(0)
+        except psycopg.Error as exc:
+            self._drop_db(exc)
+
+    def _commit(self, items: list[Item[Message]]) -> bool:
+        """Write ``items`` (retrying while the database is unreachable), then acknowledge them.
+        False when abandoned because of shutdown while stalled."""
+        backoff = 0.1
+        while True:
+            ic = self._ensure_db()
+            if ic is None:
+                if self._abandon.is_set():
+                    return False
+                self._abandon.wait(backoff)
+                backoff = min(RETRY_MAX_S, backoff * 2)
+                continue
+            try:
+                self._write(ic, items)
+                break
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._drop_db(exc)
+                if self._abandon.wait(backoff):
+                    return False
+                backoff = min(RETRY_MAX_S, backoff * 2)
+            except psycopg.Error as exc:
+                ic.conn.rollback()
+                log_event(log, "batch_refused", logging.WARNING, error=str(exc)[:300])
+                if not self._write_split(ic, items):
+                    return False
+                break
+        for item in items:
+            self.consumer.ack(item.message)
+        return True
+
+    def _write_split(self, ic: IngestConnection, items: list[Item[Message]]) -> bool:
+        """Find the message(s) the database refuses by halving; quarantine those."""
+        if len(items) == 1:
+            it = items[0]
+            it.outcome = Rejection("store_refused", "database refused the message", None)
+            try:
+                self._write(ic, items)
+            except psycopg.Error as exc:
+                ic.conn.rollback()
+                log_event(log, "quarantine_refused", logging.ERROR, error=str(exc)[:300])
+                return False
+            return True
+        for half in split_batch(items):
+            try:
+                self._write(ic, half)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except psycopg.Error:
+                ic.conn.rollback()
+                if not self._write_split(ic, half):
+                    return False
+        return True
+
+    def _write(self, ic: IngestConnection, items: list[Item[Message]]) -> None:
+        t0 = time.monotonic()
+        now = t0
+        if now - self._catalogue_at >= CATALOGUE_REFRESH_S:
+            self._refresh_catalogue(ic)
+        missing = {
+            it.outcome.sensor_id
+            for it in items
+            if isinstance(it.outcome, Decoded)
+            and it.outcome.sensor_id not in self._catalogue.sensors
+        }
+        if missing:
+            # a sensor registered after the last refresh: look it up now (indexed, cheap even
+            # for a flood of unknown ids)
+            found = read_sensors(ic.conn, sorted(missing))
+            if found:
+                old = self._catalogue
+                self._catalogue = Catalogue({**old.sensors, **found}, old.type_quantities)
+        catalogue = self._catalogue
+        rows: list[Row] = []
+        recv: list[int] = []
+        rejects: list[QuarantineRow] = []
+        by_reason: dict[str, int] = {}
+        oldest_recv = None
+        newest_ts = 0
+        for it in items:
+            out = it.outcome
+            if oldest_recv is None or it.received_us < oldest_recv:
+                oldest_recv = it.received_us
+            checked = check_catalogue(out, catalogue) if isinstance(out, Decoded) else out
+            if isinstance(checked, Rejection):
+                rejects.append(
+                    QuarantineRow(
+                        it.received_us,
+                        sanitize_text(it.topic, 300),
+                        it.payload,
+                        checked.reason,
+                        sanitize_text(checked.detail),
+                        checked.sensor_id,
+                    )
+                )
+                by_reason[checked.reason] = by_reason.get(checked.reason, 0) + 1
+            else:
+                rows.extend(checked)
+                recv.extend([it.received_us] * len(checked))
+                for r in checked:
+                    if r[2] > newest_ts:
+                        newest_ts = r[2]
+        with self._gaps_lock:
+            gaps, self._gaps = self._gaps, []
+        try:
+            result = write_batch(ic, rows, recv, rejects, gaps)
+        except BaseException:
+            with self._gaps_lock:
+                self._gaps = gaps + self._gaps
+            raise
+        done = time.monotonic()
+        m = self.metrics
+        m.received.inc(len(items))
+        m.stored.inc(result.inserted)
+        m.duplicates.inc(result.staged - result.inserted)
+        for reason, n in by_reason.items():
+            m.quarantined.labels(reason).inc(n)
+            if reason == "id_mismatch":
+                log_event(log, "security_id_mismatch", logging.WARNING, messages=n)
+        m.batch_readings.observe(result.staged)
+        m.batch_seconds.observe(done - t0)
+        wall_us = time.time_ns() // 1000
+        if oldest_recv is not None:
+            m.lag.set(max(0.0, (wall_us - oldest_recv) / 1e6))
+        if newest_ts:
+            m.reading_age.set((wall_us - newest_ts) / 1e6)
+        self._stored += result.inserted
+        self._quarantined += result.quarantined
+        self._last_commit = done
+        if self._state == "stalled":
+            log_event(log, "ingest_resumed", client_id=self.client_id)
+            self._state = "running"
+            m.stalled.set(0)
+        if rejects:
+            log_event(log, "quarantined", logging.INFO, reasons=by_reason)
+        if gaps:
+            log_event(log, "gaps_recorded", logging.WARNING, gaps=[g[0] for g in gaps])
+
+    # -- database -------------------------------------------------------------------------
+    def _connect_db_until_ready(self) -> IngestConnection | None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                return IngestConnection(self.settings.database_url, self.client_id)
+            except psycopg.OperationalError as exc:
+                log_event(log, "database_unreachable", logging.WARNING, error=str(exc)[:200])
+                self._stop.wait(backoff)
+                backoff = min(RETRY_MAX_S, backoff * 2)
+        return None
+
+    def _ensure_db(self) -> IngestConnection | None:
+        if self._ic is not None and not self._ic.broken:
+            return self._ic
+        if self._ic is not None:
+            self._ic.close()
+            self._ic = None
+        try:
+            self._ic = IngestConnection(self.settings.database_url, self.client_id)
+        except psycopg.OperationalError as exc:
+            self._set_stalled(exc)
+            return None
+        return self._ic
+
+    def _drop_db(self, exc: BaseException) -> None:
+        self.metrics.db_errors.inc()
+        self._set_stalled(exc)
+        if self._ic is not None:
+            self._ic.close()
+            self._ic = None
+
+    def _set_stalled(self, exc: BaseException) -> None:
+        if self._state != "stalled":
+            log_event(
+                log, "ingest_stalled", logging.ERROR, client_id=self.client_id, error=str(exc)[:300]
+            )
+        self._state = "stalled"
+        self.metrics.stalled.set(1)
+
+    def _refresh_catalogue(self, ic: IngestConnection) -> None:
+        self._catalogue = read_catalogue(ic.conn)
+        self._catalogue_at = time.monotonic()
+
+    def _maintenance(self, ic: IngestConnection) -> None:
+        s = self.settings
+        created = write_partitions(ic, s.accept_past_s, s.accept_future_s)
+        dropped = 0
+        if ic.storage == "plain" and s.retention_days > 0:
+            dropped = drop_old_partitions(ic, s.retention_days)
+        if created or dropped:
+            log_event(log, "partitions", created=created, dropped=dropped)
+
+
+def run(settings: Settings) -> None:
+    """Run one ingestion worker until SIGTERM or SIGINT, then shut down cleanly."""
+    install_json_logging()
+    ingestor = Ingestor(settings)
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log_event(log, "signal", signal=signal.Signals(signum).name)
+        ingestor.request_stop()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    ingestor.start()
+    while not ingestor._stop.wait(1.0):
+        pass
+    ingestor.stop()

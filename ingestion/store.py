@@ -1,0 +1,286 @@
+"""PostgreSQL adapter of ingestion: all SQL for readings, rollups, quarantine and bookkeeping.
+
+One batch is one transaction: COPY into a temporary staging table, then one statement that inserts
+the readings (``ON CONFLICT DO NOTHING``: a redelivered message is stored once) and, from the rows
+actually inserted, keeps ``sensor_latest`` (only when newer), the 1-minute and 1-hour rollups (plain
+PostgreSQL; TimescaleDB keeps continuous aggregates) and the duplicate counts. Quarantined messages,
+possible gaps and the worker heartbeat go in the same transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+
+from cityops.db import connect
+from cityops.migrate import ensure_partitions
+from ingestion.classify import Catalogue, Row, SensorEntry, compute_plausible_band
+
+QUARANTINE_PAYLOAD_MAX = 4096  # bytes of a rejected payload kept (its full size is recorded)
+
+_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+    sensor_id text NOT NULL,
+    quantity  text NOT NULL,
+    ts_us     bigint NOT NULL,
+    value     double precision NOT NULL,
+    seq       bigint,
+    quality   smallint NOT NULL,
+    recv_us   bigint NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+
+_COPY = "COPY ingest_stage (sensor_id, quantity, ts_us, value, seq, quality, recv_us) FROM STDIN"
+
+# epoch microseconds -> timestamptz exactly (integer interval arithmetic, no float rounding)
+_STAGED = """
+    s AS (
+        SELECT sensor_id, quantity,
+               timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts,
+               value, seq, quality,
+               timestamptz 'epoch' + recv_us * interval '1 microsecond' AS received_at
+        FROM ingest_stage
+    ),
+    ins AS (
+        INSERT INTO readings (sensor_id, quantity, ts, value, seq, quality, received_at)
+        SELECT sensor_id, quantity, ts, value, seq, quality, received_at FROM s
+        ORDER BY sensor_id, quantity, ts
+        ON CONFLICT DO NOTHING
+        RETURNING sensor_id, quantity, ts, value, seq, received_at
+    ),
+    latest AS (
+        INSERT INTO sensor_latest AS l (sensor_id, quantity, ts, value, seq, received_at)
+        SELECT DISTINCT ON (sensor_id, quantity) sensor_id, quantity, ts, value, seq, received_at
+        FROM ins ORDER BY sensor_id, quantity, ts DESC
+        ON CONFLICT (sensor_id, quantity) DO UPDATE SET
+            ts = EXCLUDED.ts, value = EXCLUDED.value, seq = EXCLUDED.seq,
+            received_at = EXCLUDED.received_at
+        WHERE l.ts < EXCLUDED.ts
+        RETURNING 1
+    ),
+    dups AS (
+        INSERT INTO ingest_duplicates_1h AS d (sensor_id, quantity, bucket, duplicates)
+        SELECT g.sensor_id, g.quantity, g.bucket, g.n - coalesce(i.n, 0)
+        FROM (SELECT sensor_id, quantity, date_trunc('hour', ts) AS bucket, count(*) AS n
+              FROM s GROUP BY 1, 2, 3) g
+        LEFT JOIN (SELECT sensor_id, quantity, date_trunc('hour', ts) AS bucket, count(*) AS n
+                   FROM ins GROUP BY 1, 2, 3) i USING (sensor_id, quantity, bucket)
+        WHERE g.n > coalesce(i.n, 0)
+        ORDER BY 1, 2, 3
+        ON CONFLICT (sensor_id, quantity, bucket) DO UPDATE SET
+            duplicates = d.duplicates + EXCLUDED.duplicates
+        RETURNING 1
+    )"""
+
+_ROLLUP = """
+    {name} AS (
+        INSERT INTO {table} AS r
+            (sensor_id, quantity, bucket, value_min, value_max, value_sum, n, value_last, last_ts)
+        SELECT sensor_id, quantity, date_trunc('{unit}', ts), min(value), max(value), sum(value),
+               count(*), (array_agg(value ORDER BY ts DESC))[1], max(ts)
+        FROM ins GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (sensor_id, quantity, bucket) DO UPDATE SET
+            value_min = least(r.value_min, EXCLUDED.value_min),
+            value_max = greatest(r.value_max, EXCLUDED.value_max),
+            value_sum = r.value_sum + EXCLUDED.value_sum,
+            n = r.n + EXCLUDED.n,
+            value_last = CASE WHEN EXCLUDED.last_ts > r.last_ts
+                              THEN EXCLUDED.value_last ELSE r.value_last END,
+            last_ts = greatest(r.last_ts, EXCLUDED.last_ts)
+        RETURNING 1
+    )"""
+
+_TAIL = """
+SELECT (SELECT count(*) FROM ins),
+       (SELECT count(*) FROM s),
+       (SELECT max(received_at) FROM ins)
+"""
+
+WRITE_PLAIN = (
+    "WITH"
+    + _STAGED
+    + ","
+    + _ROLLUP.format(name="m1", table="readings_1m", unit="minute")
+    + ","
+    + _ROLLUP.format(name="h1", table="readings_1h", unit="hour")
+    + _TAIL
+)
+WRITE_TIMESCALE = "WITH" + _STAGED + _TAIL  # continuous aggregates keep the rollups
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    received_us: int
+    topic: str
+    payload: bytes
+    reason: str
+    detail: str
+    sensor_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    staged: int  # readings in the batch
+    inserted: int  # readings newly stored (the rest were already there)
+    quarantined: int
+
+
+class IngestConnection:
+    """One database session of a worker: its staging table and its storage mode."""
+
+    def __init__(self, url: str, client_id: str) -> None:
+        self.conn = connect(url, application_name=f"cityops-ingest:{client_id}"[:63])
+        self.client_id = client_id
+        self.conn.execute(_STAGE_DDL)
+        row = self.conn.execute("SELECT value FROM cityops_meta WHERE key = 'storage'").fetchone()
+        self.storage = row[0] if row else "plain"
+        self.conn.commit()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    @property
+    def broken(self) -> bool:
+        return self.conn.closed or self.conn.broken
+
+
+def read_catalogue(conn: psycopg.Connection) -> Catalogue:
+    """Sensors and, per sensor type, its quantities with their plausible bands."""
+    sensors = {
+        sid: SensorEntry(utility, stype, status == "active")
+        for sid, utility, stype, status in conn.execute(
+            "SELECT sensor_id, utility, sensor_type, status FROM sensors"
+        )
+    }
+    bands: dict[str, dict[str, tuple[float, float]]] = {}
+    for type_id, quantity, lo, hi in conn.execute(
+        "SELECT type_id, quantity, alarm_low, alarm_high FROM sensor_type_quantities"
+    ):
+        bands.setdefault(type_id, {})[quantity] = compute_plausible_band(quantity, lo, hi)
+    conn.commit()
+    return Catalogue(sensors, bands)
+
+
+def read_sensors(conn: psycopg.Connection, sensor_ids: Sequence[str]) -> dict[str, SensorEntry]:
+    """The catalogue entries of some sensors (those a batch names that the cache lacks)."""
+    out = {
+        sid: SensorEntry(utility, stype, status == "active")
+        for sid, utility, stype, status in conn.execute(
+            "SELECT sensor_id, utility, sensor_type, status FROM sensors WHERE sensor_id = ANY(%s)",
+            (list(sensor_ids),),
+        )
+    }
+    conn.commit()
+    return out
+
+
+def build_copy_text(rows: Iterable[Row], received_us: Iterable[int]) -> str:
+    """The staging rows in COPY text format, built in bulk.
+
+    Safe without escaping: sensor ids match ``[a-z0-9_-]`` and quantities are names from
+    sensors.quantities (both checked before); numbers are finite.
+    """
+    null = "\\N"
+    return "".join(
+        f"{sid}\t{q}\t{ts}\t{v!r}\t{null if seq is None else seq}\t{qual}\t{rcv}\n"
+        for (sid, q, ts, v, seq, qual), rcv in zip(rows, received_us, strict=True)
+    )
+
+
+def write_batch(
+    ic: IngestConnection,
+    rows: Sequence[Row],
+    received_us: Sequence[int],
+    quarantine: Sequence[QuarantineRow],
+    gaps: Sequence[tuple[str, str]] = (),
+) -> WriteResult:
+    """Store one batch in one transaction and commit. ``received_us[i]`` belongs to ``rows[i]``."""
+    conn = ic.conn
+    inserted = 0
+    with conn.cursor() as cur:
+        if rows:
+            with cur.copy(_COPY) as copy:
+                copy.write(build_copy_text(rows, received_us))
+            cur.execute(WRITE_TIMESCALE if ic.storage == "timescaledb" else WRITE_PLAIN)
+            got = cur.fetchone()
+            inserted = int(got[0]) if got else 0
+        if quarantine:
+            cur.executemany(
+                "INSERT INTO quarantine"
+                " (received_at, topic, payload, payload_size, reason, detail, sensor_id)"
+                " VALUES (timestamptz 'epoch' + %s * interval '1 microsecond',"
+                " %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        q.received_us,
+                        q.topic,
+                        q.payload[:QUARANTINE_PAYLOAD_MAX],
+                        len(q.payload),
+                        q.reason,
+                        q.detail,
+                        q.sensor_id,
+                    )
+                    for q in quarantine
+                ],
+            )
+        if gaps:
+            cur.executemany(
+                "INSERT INTO ingest_gaps (client_id, kind, detail) VALUES (%s, %s, %s)",
+                [(ic.client_id, kind, detail) for kind, detail in gaps],
+            )
+        cur.execute(
+            "UPDATE ingest_workers SET heartbeat_at = now(), last_commit_at = now(),"
+            " state = 'running', stored = stored + %s, quarantined = quarantined + %s"
+            " WHERE client_id = %s",
+            (inserted, len(quarantine), ic.client_id),
+        )
+    conn.commit()
+    return WriteResult(len(rows), inserted, len(quarantine))
+
+
+def register_worker(ic: IngestConnection) -> bool:
+    """Record this worker as running; True when the client id had committed before (so the
+    broker should still hold a session for it)."""
+    row = ic.conn.execute(
+        "SELECT last_commit_at IS NOT NULL FROM ingest_workers WHERE client_id = %s",
+        (ic.client_id,),
+    ).fetchone()
+    ic.conn.execute(
+        "INSERT INTO ingest_workers (client_id, hostname, pid, state) VALUES (%s, %s, %s, 'running')"
+        " ON CONFLICT (client_id) DO UPDATE SET hostname = EXCLUDED.hostname,"
+        " pid = EXCLUDED.pid, started_at = now(), heartbeat_at = now(), state = 'running'",
+        (ic.client_id, socket.gethostname(), os.getpid()),
+    )
+    ic.conn.commit()
+    return bool(row and row[0])
+
+
+def write_heartbeat(ic: IngestConnection, state: str = "running") -> None:
+    ic.conn.execute(
+        "UPDATE ingest_workers SET heartbeat_at = now(), state = %s WHERE client_id = %s",
+        (state, ic.client_id),
+    )
+    ic.conn.commit()
+
+
+def write_partitions(ic: IngestConnection, past_s: float, future_s: float) -> int:
+    """Create the readings partitions that accepted timestamps can fall in (plain PostgreSQL)."""
+    return ensure_partitions(
+        ic.conn,
+        past=timedelta(seconds=past_s + 86_400),
+        future=timedelta(seconds=future_s + 86_400),
+    )
+
+
+def drop_old_partitions(ic: IngestConnection, keep_days: int) -> int:
+    """Retention on plain PostgreSQL: drop whole days older than ``keep_days``."""
+    row = ic.conn.execute("SELECT cityops_drop_old_partitions(%s)", (keep_days,)).fetchone()
+    ic.conn.commit()
+    return int(row[0]) if row else 0
