@@ -24,7 +24,7 @@ class Messages(msgspec.Struct, frozen=True):
 class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
     v: int = EVENT_VERSION
     alert_id: int
-    event: str  # raised | cleared (later also acknowledged, escalated, ...)
+    event: str  # raised | cleared | escalated
     sensor_id: str
     utility: str
     quantity: str
@@ -35,6 +35,7 @@ class AlertEvent(msgspec.Struct, frozen=True, kw_only=True):
     unit: str
     ts: str  # RFC 3339, UTC: the reading that caused the event
     messages: Messages
+    level: int | None = None  # escalation level of an ``escalated`` event
 
 
 def rfc3339_from_us(ts_us: int) -> str:

@@ -81,3 +81,13 @@ def threshold_messages(
         zh = f"{sensor_id} {q_zh}已恢复至 {v}（{'下限' if low else '上限'} {lim}）"
         en = f"{sensor_id}: {q_en} back to {v} ({'low' if low else 'high'} limit {lim})"
     return zh, en
+
+
+def escalation_messages(
+    sensor_id: str, quantity: str, kind: str, minutes: int, level: int
+) -> tuple[str, str]:
+    """(message_zh, message_en) when nobody acknowledged an alert in time."""
+    q_zh, q_en = quantity_names(quantity)
+    zh = f"{sensor_id} {q_zh}告警已 {minutes} 分钟无人确认（第 {level} 级升级）"
+    en = f"{sensor_id}: {q_en} alert unacknowledged for {minutes} min (escalation level {level})"
+    return zh, en

@@ -38,6 +38,7 @@ BATCH_AGE_S = 0.005  # collect for at most this long after the first message of 
 SENSOR_RELOAD_S = 30.0  # pick up new sensors and changed limits this often
 UNKNOWN_RELOAD_MIN_S = 2.0  # at most this often when a reading names an unknown sensor
 RETRY_MAX_S = 10.0
+CHORES_EVERY_S = 1.0  # escalation check and outbox sweep
 
 
 @dataclass
@@ -134,12 +135,14 @@ class AlertService:
                     s.alerts_share_group,
                 )
                 try:
+                    last_chores = 0.0
                     while not self.stop.is_set():
                         batch = self._collect(consumer.queue)
                         if batch:
                             self._process(batch, consumer)
-                        elif time.monotonic() - self._sensors_loaded > SENSOR_RELOAD_S:
-                            self._reload()
+                        if time.monotonic() - last_chores > CHORES_EVERY_S:
+                            self._chores()
+                            last_chores = time.monotonic()
                 finally:
                     # keep the persistent session: telemetry published while we are down waits
                     consumer.stop()
@@ -224,6 +227,15 @@ class AlertService:
         self.stats.events += len(events)
         for ev in events:
             log.info("published alert event %s on %s", ev.event_id, ev.topic)
+
+    def _chores(self) -> None:
+        if time.monotonic() - self._sensors_loaded > SENSOR_RELOAD_S:
+            self._reload()
+        escalated = self._retry("escalating", lambda: store.escalate_due(self._db()))
+        if escalated:
+            log.info("escalated %d alerts nobody acknowledged", len(escalated))  # type: ignore[arg-type]
+            self._publish(escalated)  # type: ignore[arg-type]
+        self._publish_outbox()
 
     def _publish_outbox(self) -> None:
         """Events committed by an engine that stopped before publishing them."""

@@ -6,17 +6,38 @@ Tables owned: ``alerts`` (0001, extended by 0020+), ``alert_detector_state``, ``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from alerts.detectors import THRESHOLD_HIGH, THRESHOLD_LOW, ThresholdState
 from alerts.engine import AlertChange, Evaluation, Key, SensorInfo
-from alerts.events import build_alert_event, encode_alert_event
+from alerts.events import (
+    AlertEvent,
+    Messages,
+    build_alert_event,
+    encode_alert_event,
+    rfc3339_from_us,
+)
+from alerts.lifecycle import (
+    ESCALATION_POLICY,
+    Act,
+    Action,
+    AlertLife,
+    EscalationRule,
+    State,
+    escalation_level_due,
+    transition,
+)
+from alerts.messages import escalation_messages
 from sensors.catalogue import QuantityLimits
 from sensors.quantities import QUANTITIES
 from sensors.topics import alert_topic
@@ -163,18 +184,54 @@ def _apply_change(conn: psycopg.Connection, ch: AlertChange) -> int | None:
                 ch.message_en,
             ),
         ).fetchone()
-        return row[0] if row else None
+        if row is None:
+            return None
+        append_audit(
+            conn,
+            row[0],
+            at=ts,
+            actor=SYSTEM_USER,
+            action="raise",
+            from_state="",
+            to_state="open",
+            comment=ch.message_en,
+            detail={"value": ch.value, "severity": ch.severity},
+        )
+        return int(row[0])
     # cleared: the condition is over; an alert nobody is working on is resolved by the system
     row = conn.execute(
         """
-        UPDATE alerts SET cleared_at = %s, last_value = %s, updated_at = now(),
-               state = CASE WHEN state IN ('open', 'acknowledged') THEN 'resolved' ELSE state END
-        WHERE sensor_id = %s AND quantity = %s AND kind = %s AND cleared_at IS NULL
-        RETURNING alert_id
+        WITH old AS (
+            SELECT alert_id, state FROM alerts
+            WHERE sensor_id = %s AND quantity = %s AND kind = %s AND cleared_at IS NULL
+            FOR UPDATE
+        )
+        UPDATE alerts a SET cleared_at = %s, last_value = %s, updated_at = now(),
+            state = CASE WHEN old.state IN ('open', 'acknowledged') THEN 'resolved'
+                         ELSE old.state END,
+            resolved_at = CASE WHEN old.state IN ('open', 'acknowledged') THEN %s
+                               ELSE a.resolved_at END,
+            resolved_by = CASE WHEN old.state IN ('open', 'acknowledged') THEN %s
+                               ELSE a.resolved_by END
+        FROM old WHERE a.alert_id = old.alert_id
+        RETURNING a.alert_id, old.state, a.state
         """,
-        (ts, ch.value, ch.sensor_id, ch.quantity, ch.kind),
+        (ch.sensor_id, ch.quantity, ch.kind, ts, ch.value, ts, SYSTEM_USER),
     ).fetchone()
-    return row[0] if row else None
+    if row is None:
+        return None
+    append_audit(
+        conn,
+        row[0],
+        at=ts,
+        actor=SYSTEM_USER,
+        action="clear",
+        from_state=row[1],
+        to_state=row[2],
+        comment=ch.message_en,
+        detail={"value": ch.value},
+    )
+    return int(row[0])
 
 
 def read_unpublished_events(conn: psycopg.Connection, limit: int = 1000) -> list[OutboxEvent]:
@@ -196,3 +253,368 @@ def mark_published(conn: psycopg.Connection, event_ids: Sequence[int]) -> None:
             " WHERE event_id = ANY(%s) AND published_at IS NULL",
             (list(event_ids),),
         )
+
+
+# -- lifecycle (called by the dashboard and by the engine) ----------------------------------------
+#
+# Plain functions taking a psycopg connection and the acting user. Each runs in
+# ``conn.transaction()``: its own transaction on an idle or autocommit connection, a savepoint
+# inside the caller's. ``TransitionError`` (alerts/lifecycle.py) is raised for refused actions and
+# ``LookupError`` for an unknown alert; nothing is written then. Role checks are the caller's.
+
+SYSTEM_USER = "system"
+_AUDIT_LOCK = 0x0C17_A0D1
+_HASH_ALG = "sm3" if "sm3" in hashlib.algorithms_available else "sha256"
+
+_LIFE_SELECT = sql.SQL(
+    "SELECT alert_id, state, severity, raised_at, cleared_at, acknowledged_at, acknowledged_by,"
+    " assigned_to, assigned_at, started_at, shelved_until, shelved_by, shelve_reason,"
+    " resolved_at, resolved_by, closed_at, closed_by, escalation_level, escalated_at FROM alerts"
+)
+
+
+def _life(row: Sequence[Any]) -> AlertLife:
+    return AlertLife(row[0], State(row[1]), *row[2:])
+
+
+def read_alert_life(
+    conn: psycopg.Connection, alert_id: int, *, for_update: bool = False
+) -> AlertLife:
+    row = conn.execute(
+        _LIFE_SELECT
+        + sql.SQL(" WHERE alert_id = %s")
+        + sql.SQL(" FOR UPDATE" if for_update else ""),
+        (alert_id,),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no alert {alert_id}")
+    return _life(row)
+
+
+def _write_life(conn: psycopg.Connection, a: AlertLife) -> None:
+    conn.execute(
+        """
+        UPDATE alerts SET state = %s, acknowledged_at = %s, acknowledged_by = %s,
+            assigned_to = %s, assigned_at = %s, started_at = %s, shelved_until = %s,
+            shelved_by = %s, shelve_reason = %s, resolved_at = %s, resolved_by = %s,
+            closed_at = %s, closed_by = %s, escalation_level = %s, escalated_at = %s,
+            updated_at = now()
+        WHERE alert_id = %s
+        """,
+        (
+            a.state.value,
+            a.acknowledged_at,
+            a.acknowledged_by,
+            a.assigned_to,
+            a.assigned_at,
+            a.started_at,
+            a.shelved_until,
+            a.shelved_by,
+            a.shelve_reason,
+            a.resolved_at,
+            a.resolved_by,
+            a.closed_at,
+            a.closed_by,
+            a.escalation_level,
+            a.escalated_at,
+            a.alert_id,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    audit_id: int
+    alert_id: int
+    at: datetime
+    actor: str
+    action: str
+    from_state: str
+    to_state: str
+    comment: str
+    detail: dict[str, Any]
+
+
+def _audit_hash(alg: str, prev: str, e: AuditEntry) -> str:
+    body = json.dumps(
+        [
+            e.alert_id,
+            e.at.astimezone(UTC).isoformat(),
+            e.actor,
+            e.action,
+            e.from_state,
+            e.to_state,
+            e.comment,
+            e.detail,
+        ],
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.new(alg, (prev + body).encode()).hexdigest()
+
+
+def append_audit(
+    conn: psycopg.Connection,
+    alert_id: int,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    from_state: str,
+    to_state: str,
+    comment: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One audit row, chained to the previous one (call inside a transaction)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+    prev_row = conn.execute(
+        "SELECT hash FROM alert_audit ORDER BY audit_id DESC LIMIT 1"
+    ).fetchone()
+    prev = prev_row[0] if prev_row else ""
+    entry = AuditEntry(0, alert_id, at, actor, action, from_state, to_state, comment, detail or {})
+    conn.execute(
+        "INSERT INTO alert_audit (alert_id, at, actor, action, from_state, to_state, comment,"
+        " detail, hash_alg, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            alert_id,
+            at,
+            actor,
+            action,
+            from_state,
+            to_state,
+            comment,
+            Jsonb(entry.detail),
+            _HASH_ALG,
+            prev,
+            _audit_hash(_HASH_ALG, prev, entry),
+        ),
+    )
+
+
+def read_audit(conn: psycopg.Connection, alert_id: int) -> list[AuditEntry]:
+    rows = conn.execute(
+        "SELECT audit_id, alert_id, at, actor, action, from_state, to_state, comment, detail"
+        " FROM alert_audit WHERE alert_id = %s ORDER BY audit_id",
+        (alert_id,),
+    ).fetchall()
+    return [AuditEntry(*r) for r in rows]
+
+
+class AuditChainError(RuntimeError):
+    pass
+
+
+def verify_audit_chain(conn: psycopg.Connection) -> int:
+    """Recompute the hash chain over the whole audit log; returns the rows checked."""
+    prev = ""
+    n = 0
+    for row in conn.execute(
+        "SELECT audit_id, alert_id, at, actor, action, from_state, to_state, comment, detail,"
+        " hash_alg, prev_hash, hash FROM alert_audit ORDER BY audit_id"
+    ):
+        entry = AuditEntry(*row[:9])
+        alg, prev_hash, digest = row[9:]
+        if prev_hash != prev or _audit_hash(alg, prev, entry) != digest:
+            raise AuditChainError(f"audit row {entry.audit_id} does not match its hash chain")
+        prev = digest
+        n += 1
+    return n
+
+
+def apply_action(
+    conn: psycopg.Connection, alert_id: int, action: Action, *, now: datetime | None = None
+) -> AlertLife:
+    """Lock the alert, apply ``action`` through the state machine, store it and audit it."""
+    now = now or datetime.now(UTC)
+    with conn.transaction():
+        before = read_alert_life(conn, alert_id, for_update=True)
+        after = transition(before, action, now=now)
+        if after != before:
+            _write_life(conn, after)
+        detail: dict[str, Any] = {}
+        if action.assignee:
+            detail["assignee"] = action.assignee
+        if action.until:
+            detail["until"] = action.until.astimezone(UTC).isoformat()
+        if action.reason:
+            detail["reason"] = action.reason
+        append_audit(
+            conn,
+            alert_id,
+            at=now,
+            actor=action.user,
+            action=action.act.value,
+            from_state=before.state.value,
+            to_state=after.state.value,
+            comment=action.comment,
+            detail=detail,
+        )
+    return after
+
+
+def acknowledge_alert(
+    conn: psycopg.Connection,
+    alert_id: int,
+    user: str,
+    comment: str = "",
+    *,
+    now: datetime | None = None,
+) -> AlertLife:
+    return apply_action(conn, alert_id, Action(Act.ACKNOWLEDGE, user, comment), now=now)
+
+
+def assign_alert(
+    conn: psycopg.Connection,
+    alert_id: int,
+    user: str,
+    assignee: str,
+    comment: str = "",
+    *,
+    now: datetime | None = None,
+) -> AlertLife:
+    return apply_action(
+        conn, alert_id, Action(Act.ASSIGN, user, comment, assignee=assignee), now=now
+    )
+
+
+def start_alert(
+    conn: psycopg.Connection,
+    alert_id: int,
+    user: str,
+    comment: str = "",
+    *,
+    now: datetime | None = None,
+) -> AlertLife:
+    return apply_action(conn, alert_id, Action(Act.START, user, comment), now=now)
+
+
+def shelve_alert(
+    conn: psycopg.Connection,
+    alert_id: int,
+    user: str,
+    until: datetime,
+    reason: str,
+    comment: str = "",
+    *,
+    now: datetime | None = None,
+) -> AlertLife:
+    return apply_action(
+        conn, alert_id, Action(Act.SHELVE, user, comment, until=until, reason=reason), now=now
+    )
+
+
+def unshelve_alert(
+    conn: psycopg.Connection,
+    alert_id: int,
+    user: str,
+    comment: str = "",
+    *,
+    now: datetime | None = None,
+) -> AlertLife:
+    return apply_action(conn, alert_id, Action(Act.UNSHELVE, user, comment), now=now)
+
+
+def resolve_alert(
+    conn: psycopg.Connection,
+    alert_id: int,
+    user: str,
+    comment: str = "",
+    *,
+    now: datetime | None = None,
+) -> AlertLife:
+    return apply_action(conn, alert_id, Action(Act.RESOLVE, user, comment), now=now)
+
+
+def close_alert(
+    conn: psycopg.Connection,
+    alert_id: int,
+    user: str,
+    comment: str = "",
+    *,
+    now: datetime | None = None,
+) -> AlertLife:
+    return apply_action(conn, alert_id, Action(Act.CLOSE, user, comment), now=now)
+
+
+def comment_alert(
+    conn: psycopg.Connection, alert_id: int, user: str, comment: str, *, now: datetime | None = None
+) -> AlertLife:
+    return apply_action(conn, alert_id, Action(Act.COMMENT, user, comment), now=now)
+
+
+# -- escalation ------------------------------------------------------------------------------------
+
+
+def escalate_due(
+    conn: psycopg.Connection,
+    *,
+    now: datetime | None = None,
+    policy: dict[str, EscalationRule] = ESCALATION_POLICY,
+) -> list[OutboxEvent]:
+    """Escalate every open alert not acknowledged in time (``escalation_level_due``): raise its
+    level, audit it as the system, and queue an ``escalated`` event (MQTT and notifications)."""
+    now = now or datetime.now(UTC)
+    out: list[OutboxEvent] = []
+    with conn.transaction():
+        rows = conn.execute(
+            _LIFE_SELECT
+            + sql.SQL(" WHERE state = 'open' ORDER BY raised_at FOR UPDATE SKIP LOCKED")
+        ).fetchall()
+        for row in rows:
+            life = _life(row)
+            level = escalation_level_due(life, now, policy)
+            if level is None:
+                continue
+            _write_life(conn, replace(life, escalation_level=level, escalated_at=now))
+            append_audit(
+                conn,
+                life.alert_id,
+                at=now,
+                actor=SYSTEM_USER,
+                action="escalate",
+                from_state=life.state.value,
+                to_state=life.state.value,
+                detail={"level": level},
+            )
+            out.append(_queue_alert_event(conn, life.alert_id, "escalated", now, level=level))
+    return out
+
+
+def _queue_alert_event(
+    conn: psycopg.Connection, alert_id: int, event: str, now: datetime, *, level: int | None = None
+) -> OutboxEvent:
+    """An outbox event about an existing alert, built from its row."""
+    row = conn.execute(
+        "SELECT sensor_id, utility, quantity, kind, severity, coalesce(last_value, value),"
+        " limit_value, raised_at FROM alerts WHERE alert_id = %s",
+        (alert_id,),
+    ).fetchone()
+    assert row is not None
+    sid, utility, quantity, kind, severity, value, limit, raised_at = row
+    minutes = int((now - raised_at).total_seconds() // 60)
+    zh, en = escalation_messages(sid, quantity, kind, minutes, level or 0)
+    ev = AlertEvent(
+        alert_id=alert_id,
+        event=event,
+        sensor_id=sid,
+        utility=utility,
+        quantity=quantity,
+        kind=kind,
+        severity=severity,
+        value=value,
+        limit=limit,
+        unit=_unit(quantity),
+        ts=rfc3339_from_us(us_from_ts(now)),
+        messages=Messages(zh, en),
+        level=level,
+    )
+    payload = encode_alert_event(ev)
+    topic = alert_topic(utility, sid)
+    r = conn.execute(
+        "INSERT INTO alert_events (alert_id, event, topic, payload) VALUES (%s, %s, %s, %s)"
+        " RETURNING event_id",
+        (alert_id, event, topic, Jsonb(payload.decode(), dumps=lambda s: s)),
+    ).fetchone()
+    assert r is not None
+    return OutboxEvent(r[0], alert_id, topic, payload)
