@@ -1,15 +1,26 @@
-"""PostGIS adapter for the districts and sensor layers (SQL for these tables lives here)."""
+"""PostGIS adapter for the layers: districts, sensors, networks, facilities, grid cells.
+
+SQL that writes these tables lives here; planner queries live in ``gis.planner``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import psycopg
+import shapely
+from psycopg import sql
 
+from gis.layers import STORE_SRID, Layer, get_layer
 from sensors.catalogue import CatalogueError, Sensor, parse_csv_sensors, parse_geojson_sensors
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 
 def write_districts(conn: psycopg.Connection, doc: Mapping[str, Any]) -> int:
@@ -24,6 +35,7 @@ def write_districts(conn: psycopg.Connection, doc: Mapping[str, Any]) -> int:
                 " ST_Multi(ST_MakeValid(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326))))",
                 (int(p["adcode"]), p["name_zh"], p["name_en"], json.dumps(feat["geometry"])),
             )
+        mark_layer_loaded(conn, "districts", len(features))
     return len(features)
 
 
@@ -78,3 +90,195 @@ def write_sensors(conn: psycopg.Connection, sensors: Iterable[Sensor]) -> int:
             )
             n += 1
     return n
+
+
+# --- layers (gis_layers, networks, facilities, grid cells) -------------------------------------
+
+_NETWORK_LINK_TABLES = ("water_pipes", "gas_pipes", "power_lines")
+
+
+def _layer_rows(layer: Layer, gdf: gpd.GeoDataFrame) -> tuple[list[str], Iterable[tuple]]:
+    cols = [c for c in layer.column_names if c in gdf.columns]
+    geoms = shapely.to_wkb(
+        shapely.set_srid(gdf.geometry.to_numpy(), STORE_SRID), hex=True, include_srid=True
+    )
+    data = [gdf[c].tolist() for c in cols]
+
+    def clean(v: Any) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    rows = ((*(clean(col[i]) for col in data), geoms[i]) for i in range(len(gdf)))
+    return cols, rows
+
+
+def _copy_layer(conn: psycopg.Connection, layer: Layer, gdf: gpd.GeoDataFrame) -> None:
+    cols, rows = _layer_rows(layer, gdf)
+    stmt = sql.SQL("COPY {} ({}, geom) FROM STDIN").format(
+        sql.Identifier(layer.table), sql.SQL(", ").join(map(sql.Identifier, cols))
+    )
+    with conn.cursor() as cur, cur.copy(stmt) as cp:
+        for row in rows:
+            cp.write_row(row)
+
+
+def _after_load(conn: psycopg.Connection, names: set[str]) -> None:
+    """Derived columns: lengths in metres, districts, facility service nodes, feeders."""
+    for t in _NETWORK_LINK_TABLES:
+        if t in names:
+            conn.execute(
+                sql.SQL("UPDATE {} SET length_m = ST_Length(geom_m) WHERE length_m IS NULL").format(
+                    sql.Identifier(t)
+                )
+            )
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} t SET district_adcode = d.adcode FROM districts d"
+                    " WHERE t.district_adcode IS NULL"
+                    " AND ST_Intersects(d.geom, ST_LineInterpolatePoint(t.geom, 0.5))"
+                ).format(sql.Identifier(t))
+            )
+    for t in ("water_nodes", "gas_nodes", "power_nodes", "facilities"):
+        if t in names:
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} t SET district_adcode = d.adcode FROM districts d"
+                    " WHERE t.district_adcode IS NULL AND ST_Intersects(d.geom, t.geom)"
+                ).format(sql.Identifier(t))
+            )
+    if names & {"facilities", "water_nodes", "gas_nodes", "power_nodes"}:
+        link_facilities(conn)
+    if "power_lines" in names or "power_nodes" in names:
+        refresh_feeders(conn)
+
+
+def link_facilities(conn: psycopg.Connection, max_distance_m: float = 1000.0) -> None:
+    """Each facility's serving node per network: the nearest customer node within reach."""
+    for col, table, kinds in (
+        ("water_node_id", "water_nodes", ["junction"]),
+        ("gas_node_id", "gas_nodes", ["junction"]),
+        ("power_node_id", "power_nodes", ["transformer", "junction"]),
+    ):
+        conn.execute(
+            sql.SQL(
+                "UPDATE facilities f SET {col} = (SELECT n.node_id FROM {table} n"
+                " WHERE n.kind = ANY(%(kinds)s) AND ST_DWithin(n.geom_m, f.geom_m, %(d)s)"
+                " ORDER BY n.geom_m <-> f.geom_m LIMIT 1)"
+            ).format(col=sql.Identifier(col), table=sql.Identifier(table)),
+            {"kinds": kinds, "d": max_distance_m},
+        )
+
+
+def refresh_feeders(conn: psycopg.Connection) -> None:
+    """Rebuild power_feeders from power_lines (one row per feeder, lines collected)."""
+    conn.execute("DELETE FROM power_feeders")
+    conn.execute(
+        """
+        INSERT INTO power_feeders (feeder_id, substation_id, voltage_kv, line_count, length_m,
+                                   customers, geom)
+        SELECT l.feeder_id,
+               (SELECT n.node_id FROM power_lines l2 JOIN power_nodes n
+                    ON n.node_id IN (l2.from_node, l2.to_node) AND n.kind = 'substation'
+                 WHERE l2.feeder_id = l.feeder_id LIMIT 1),
+               max(l.voltage_kv), count(*), coalesce(sum(l.length_m), 0),
+               coalesce((SELECT sum(customers) FROM power_nodes n WHERE n.feeder_id = l.feeder_id), 0),
+               ST_Multi(ST_Collect(l.geom))
+        FROM power_lines l WHERE l.feeder_id IS NOT NULL GROUP BY l.feeder_id
+        """
+    )
+
+
+def write_layers(
+    conn: psycopg.Connection,
+    frames: Mapping[str, gpd.GeoDataFrame],
+    *,
+    source: str | None = None,
+    licence: str | None = None,
+    demo: bool | None = None,
+) -> dict[str, int]:
+    """Replace whole layers in one transaction: on any error every old layer stays as it was.
+
+    Frames must be prepared (``gis.loading.prepare_layer_frame``): EPSG:4326, layer columns.
+    """
+    counts: dict[str, int] = {}
+    with conn.transaction():
+        for name, gdf in frames.items():
+            layer = get_layer(name)
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(layer.table)))
+            _copy_layer(conn, layer, gdf)
+            counts[name] = len(gdf)
+        _after_load(conn, set(frames))
+        for name, n in counts.items():
+            mark_layer_loaded(conn, name, n, source=source, licence=licence, demo=demo)
+        if "power_lines" in counts or "power_nodes" in counts:
+            n = conn.execute("SELECT count(*) FROM power_feeders").fetchone()[0]  # type: ignore[index]
+            mark_layer_loaded(conn, "power_feeders", n, demo=demo)
+    return counts
+
+
+def write_layer(conn: psycopg.Connection, name: str, gdf: gpd.GeoDataFrame, **meta: Any) -> int:
+    """Replace one layer (see ``write_layers``)."""
+    return write_layers(conn, {name: gdf}, **meta)[name]
+
+
+def mark_layer_loaded(
+    conn: psycopg.Connection,
+    name: str,
+    count: int,
+    *,
+    source: str | None = None,
+    licence: str | None = None,
+    demo: bool | None = None,
+) -> None:
+    conn.execute(
+        "UPDATE gis_layers SET feature_count = %s, version = version + 1, loaded_at = now(),"
+        " source = COALESCE(%s, source), licence = COALESCE(%s, licence),"
+        " demo = COALESCE(%s, demo) WHERE name = %s",
+        (count, source, licence, demo, name),
+    )
+
+
+def write_grid_cells(conn: psycopg.Connection, gdf: gpd.GeoDataFrame) -> int:
+    """Replace the grid-cell layer (``gis.grid.build_grid_cells`` output)."""
+    layer = get_layer("grid_cells")
+    with conn.transaction():
+        conn.execute("DELETE FROM grid_cells")
+        _copy_layer(conn, layer, gdf)
+        demo = bool(gdf["population_demo"].any()) if "population_demo" in gdf else True
+        mark_layer_loaded(conn, "grid_cells", len(gdf), demo=demo)
+    return len(gdf)
+
+
+def fetch_districts_frame(conn: psycopg.Connection) -> gpd.GeoDataFrame:
+    import geopandas as gpd
+
+    rows = conn.execute(
+        "SELECT adcode, name_zh, name_en, ST_AsBinary(geom) FROM districts ORDER BY adcode"
+    ).fetchall()
+    return gpd.GeoDataFrame(
+        {
+            "adcode": [r[0] for r in rows],
+            "name_zh": [r[1] for r in rows],
+            "name_en": [r[2] for r in rows],
+        },
+        geometry=shapely.from_wkb([bytes(r[3]) for r in rows]),
+        crs=STORE_SRID,
+    )
+
+
+def fetch_layer_versions(conn: psycopg.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT name, version FROM gis_layers").fetchall())  # type: ignore[arg-type]
+
+
+def fetch_layer_metadata(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        "SELECT name, table_name, title_zh, title_en, geometry_type, source, licence, crs, demo,"
+        " description, feature_count, version, loaded_at FROM gis_layers ORDER BY name"
+    )
+    names = [d.name for d in cur.description]  # type: ignore[union-attr]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

@@ -1,0 +1,157 @@
+"""EPANET models (wntr) to the water network layers (pure: a model in, two GeoDataFrames out).
+
+Utilities exchange networks as EPANET ``.inp`` files. Their coordinates are either projected
+(metres in a known CRS) or abstract (the example networks). With ``origin`` the model is placed
+with the centre of its extent on that point, scaled by ``scale_m`` metres per model unit (by
+default the median ratio of pipe length to straight-line distance between its ends, which turns
+an abstract drawing into a plausible layout); without it, coordinates are taken to be in ``crs``.
+wntr converts to SI units on reading: lengths [m], diameters [m], demands [m³/s].
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+from pyproj import CRS, Transformer
+from shapely.geometry import LineString, Point
+
+from gis.layers import STORE_SRID
+
+LITRES_PER_CUSTOMER_DAY = 500.0  # household water use [L/day] to estimate service connections
+
+
+def read_epanet(path: Path):  # -> wntr.network.WaterNetworkModel
+    """Read an EPANET .inp file (wntr)."""
+    import wntr
+
+    return wntr.network.WaterNetworkModel(str(path))
+
+
+def auto_scale(wn) -> float:
+    """Median pipe length over straight distance between its end coordinates [m per unit]."""
+    ratios = []
+    for _, pipe in wn.pipes():
+        (x1, y1), (x2, y2) = pipe.start_node.coordinates, pipe.end_node.coordinates
+        d = math.hypot(x2 - x1, y2 - y1)
+        if d > 0 and pipe.length > 0:
+            ratios.append(pipe.length / d)
+    return float(np.median(ratios)) if ratios else 1.0
+
+
+def epanet_to_layers(
+    wn,
+    *,
+    crs: str = "EPSG:4544",
+    origin: tuple[float, float] | None = None,
+    scale_m: float | None = None,
+    id_prefix: str = "",
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """(water_nodes, water_pipes) frames in EPSG:4326 from a wntr model."""
+    target = CRS.from_user_input(crs)
+    if not target.is_projected and origin is not None:
+        raise ValueError(f"{crs} is not projected: an origin needs a CRS in metres (EPSG:4544)")
+    coords = {name: node.coordinates for name, node in wn.nodes()}
+    if origin is not None:
+        xs = np.array([c[0] for c in coords.values()])
+        ys = np.array([c[1] for c in coords.values()])
+        mx, my = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+        scale = scale_m if scale_m is not None else auto_scale(wn)
+        ox, oy = Transformer.from_crs(4326, target, always_xy=True).transform(*origin)
+
+        def place(x: float, y: float) -> tuple[float, float]:
+            return ox + (x - mx) * scale, oy + (y - my) * scale
+    else:
+
+        def place(x: float, y: float) -> tuple[float, float]:
+            return x, y
+
+    nodes = []
+    for name, node in wn.nodes():
+        kind = {"Junction": "junction", "Tank": "tank", "Reservoir": "reservoir"}[node.node_type]
+        demand_lps = None
+        customers = 0
+        elevation = None
+        if kind == "junction":
+            base = node.base_demand or 0.0
+            demand_lps = base * 1000.0
+            customers = max(0, round(demand_lps * 86_400 / LITRES_PER_CUSTOMER_DAY))
+            elevation = node.elevation
+        elif kind == "tank":
+            elevation = node.elevation
+        else:
+            elevation = getattr(node, "base_head", None)
+        nodes.append(
+            {
+                "node_id": f"{id_prefix}{name}",
+                "kind": kind,
+                "elevation_m": elevation,
+                "base_demand_lps": demand_lps,
+                "customers": customers,
+                "status": "open",
+                "geometry": Point(place(*node.coordinates)),
+            }
+        )
+    links = []
+    for name, link in wn.links():
+        kind = {"Pipe": "pipe", "Pump": "pump"}.get(link.link_type, "valve")
+        pts = [
+            link.start_node.coordinates,
+            *getattr(link, "vertices", []),
+            link.end_node.coordinates,
+        ]
+        geom = LineString([place(*p) for p in pts])
+        if geom.length == 0:  # coincident ends: a tiny offset keeps it a line
+            x, y = geom.coords[0]
+            geom = LineString([(x, y), (x + 0.01, y)])
+        status = str(getattr(link, "initial_status", "Open")).lower()
+        links.append(
+            {
+                "pipe_id": f"{id_prefix}{name}",
+                "from_node": f"{id_prefix}{link.start_node_name}",
+                "to_node": f"{id_prefix}{link.end_node_name}",
+                "link_kind": kind,
+                "diameter_mm": link.diameter * 1000.0 if hasattr(link, "diameter") else None,
+                "length_m": link.length if kind == "pipe" else None,
+                "roughness": getattr(link, "roughness", None) if kind == "pipe" else None,
+                "status": "closed" if "closed" in status else "open",
+                "geometry": geom,
+            }
+        )
+    n = gpd.GeoDataFrame(nodes, geometry="geometry", crs=target).to_crs(STORE_SRID)
+    p = gpd.GeoDataFrame(links, geometry="geometry", crs=target).to_crs(STORE_SRID)
+    return n, p
+
+
+def import_epanet(
+    conn,  # psycopg.Connection
+    path: Path,
+    *,
+    crs: str = "EPSG:4544",
+    origin: tuple[float, float] | None = None,
+    scale_m: float | None = None,
+    demo: bool = False,
+) -> dict[str, int]:
+    """Replace the water layers with an EPANET model, in one transaction."""
+    from gis.layers import get_layer
+    from gis.loading import LayerLoadError, prepare_layer_frame
+    from gis.postgis import write_layers
+
+    try:
+        wn = read_epanet(path)
+    except Exception as exc:  # wntr raises ENxxx errors of several types for bad files
+        raise LayerLoadError(f"{path}: not a readable EPANET model ({exc})") from exc
+    nodes, links = epanet_to_layers(wn, crs=crs, origin=origin, scale_m=scale_m)
+    frames = {}
+    for name, gdf in (("water_nodes", nodes), ("water_pipes", links)):
+        frames[name], _ = prepare_layer_frame(get_layer(name), gdf)
+    return write_layers(
+        conn,
+        frames,
+        source=f"EPANET model {path.name} ({crs}"
+        + (f", origin {origin[0]},{origin[1]}" if origin else "")
+        + ")",
+        demo=demo,
+    )

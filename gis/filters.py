@@ -1,0 +1,132 @@
+"""Planner query specifications and attribute filters (pure: text in, frozen values out)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gis.layers import Layer, get_layer
+
+OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "like")
+_FILTER_RE = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>|\s+in\s+|\s+like\s+)\s*(.+?)\s*$",
+    re.IGNORECASE,
+)
+
+
+class QueryError(ValueError):
+    """A planner question that cannot be asked (unknown layer, field, operator or value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    field: str
+    op: str
+    value: Any
+
+
+def _coerce(layer: Layer, name: str, raw: Any) -> Any:
+    try:
+        col = layer.column(name)
+    except KeyError as exc:
+        raise QueryError(str(exc.args[0])) from None
+    if raw is None:
+        return None
+    try:
+        if col.type == "int":
+            return int(float(raw))
+        if col.type == "float":
+            return float(raw)
+        if col.type == "bool":
+            return str(raw).strip().lower() in ("1", "true", "t", "yes", "y")
+    except ValueError:
+        raise QueryError(f"{layer.name}.{name}: {raw!r} is not a {col.type}") from None
+    return str(raw)
+
+
+def make_filter(layer_name: str, field_name: str, op: str, value: Any) -> Filter:
+    layer = get_layer(layer_name)
+    op = op.strip().lower()
+    if op not in OPS:
+        raise QueryError(f"unknown operator {op!r}; use one of {' '.join(OPS)}")
+    if op == "in":
+        items = value if isinstance(value, list | tuple) else str(value).strip("()").split(",")
+        return Filter(
+            field_name,
+            op,
+            tuple(
+                _coerce(layer, field_name, v.strip() if isinstance(v, str) else v) for v in items
+            ),
+        )
+    if op == "like":
+        layer.column(field_name)
+        return Filter(field_name, op, str(value))
+    return Filter(field_name, op, _coerce(layer, field_name, value))
+
+
+def parse_filter(layer_name: str, text: str) -> Filter:
+    """``install_year<1990``, ``kind=school``, ``material in cast_iron,steel``."""
+    m = _FILTER_RE.match(text)
+    if not m:
+        raise QueryError(f"cannot read filter {text!r} (field op value, e.g. install_year<1990)")
+    name, op, value = m.group(1).lower(), m.group(2).strip().lower(), m.group(3).strip("'\"")
+    return make_filter(layer_name, name, op, value)
+
+
+@dataclass(frozen=True, slots=True)
+class NearLayer:
+    """Keep features within ``radius_m`` of at least one feature of ``layer`` passing ``filters``."""
+
+    layer: str
+    radius_m: float
+    filters: tuple[Filter, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertHistory:
+    """Keep features whose sensors raised more than ``more_than`` alerts of ``kind`` recently.
+
+    Sensors belong to a feature by ``asset_id`` (the feature id or, for links, either end
+    node); with ``radius_m`` every sensor within that distance counts instead.
+    """
+
+    kind: str = "threshold_low"
+    quantity: str | None = "pressure"
+    since_days: float = 365.0
+    more_than: int = 3
+    radius_m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerQuery:
+    layer: str
+    filters: tuple[Filter, ...] = ()
+    district: int | None = None
+    polygon: dict[str, Any] | None = None  # GeoJSON geometry in EPSG:4326
+    point: tuple[float, float] | None = None  # lon, lat
+    feature: tuple[str, str] | None = None  # layer, id
+    radius_m: float | None = None  # with point or feature
+    nearest: int | None = None  # with point or feature: the N nearest
+    near: tuple[NearLayer, ...] = ()
+    alerts: AlertHistory | None = None
+    limit: int = 1000
+    offset: int = 0
+
+    def check(self) -> PlannerQuery:
+        get_layer(self.layer)
+        if (self.radius_m is not None or self.nearest is not None) and not (
+            self.point or self.feature
+        ):
+            raise QueryError("a distance or nearest-N question needs a point or a feature")
+        if self.radius_m is not None and self.radius_m < 0:
+            raise QueryError("radius_m must be >= 0")
+        if self.nearest is not None and not 0 < self.nearest <= 10_000:
+            raise QueryError("nearest must be between 1 and 10000")
+        if not 0 < self.limit <= 100_000:
+            raise QueryError("limit must be between 1 and 100000")
+        if self.feature:
+            get_layer(self.feature[0])
+        for n in self.near:
+            get_layer(n.layer)
+        return self

@@ -1,0 +1,242 @@
+"""Planners' questions over PostGIS (adapter: SQL for spatial, attribute and alert queries).
+
+Distances and buffers are computed in EPSG:4544 metres (``geom_m``, or an indexed
+``ST_Transform(geom, 4544)`` on the foundation's tables); answers are GeoJSON in EPSG:4326.
+Field names come only from the layer catalogue and go through ``sql.Identifier``; values are
+always parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from gis.filters import AlertHistory, Filter, PlannerQuery, QueryError
+from gis.layers import METRIC_SRID, Layer, get_layer
+
+_HAS_GEOM_M = frozenset(
+    {
+        "grid_cells",
+        "water_nodes",
+        "water_pipes",
+        "gas_nodes",
+        "gas_pipes",
+        "power_nodes",
+        "power_lines",
+        "power_feeders",
+        "facilities",
+    }
+)
+_SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def metric_geom(layer: Layer, alias: str) -> sql.Composable:
+    """The layer's geometry in EPSG:4544, as an indexable expression."""
+    if layer.table in _HAS_GEOM_M:
+        return sql.SQL("{}.geom_m").format(sql.Identifier(alias))
+    return sql.SQL("ST_Transform({}.geom, 4544)").format(sql.Identifier(alias))
+
+
+def _point_m(lon: float, lat: float, params: list[Any]) -> sql.Composable:
+    params.extend([lon, lat])
+    return sql.SQL("ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 4544)")
+
+
+def _feature_m(layer_name: str, fid: str, params: list[Any]) -> sql.Composable:
+    lay = get_layer(layer_name)
+    params.append(fid)
+    return sql.SQL("(SELECT {} FROM {} f WHERE f.{} = %s)").format(
+        metric_geom(lay, "f"), sql.Identifier(lay.table), sql.Identifier(lay.id_column)
+    )
+
+
+def filter_sql(filters: tuple[Filter, ...], alias: str, params: list[Any]) -> list[sql.Composable]:
+    out: list[sql.Composable] = []
+    for f in filters:
+        col = sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(f.field))
+        if f.op == "in":
+            params.append(list(f.value))
+            out.append(sql.SQL("{} = ANY(%s)").format(col))
+        elif f.op == "like":
+            params.append(f.value)
+            out.append(sql.SQL("{}::text ILIKE %s").format(col))
+        elif f.value is None:
+            out.append(sql.SQL("{} IS NULL" if f.op == "=" else "{} IS NOT NULL").format(col))
+        else:
+            params.append(f.value)
+            out.append(sql.SQL("{} {} %s").format(col, sql.SQL(_SQL_OPS[f.op])))
+    return out
+
+
+def _alert_count_sql(
+    layer: Layer, a: AlertHistory, now: datetime
+) -> tuple[sql.Composable, list[Any], sql.Composable, list[Any]]:
+    """(CTE, its parameters, per-feature count expression, its parameters)."""
+    cte_params: list[Any] = [a.kind, a.quantity, a.quantity, now - timedelta(days=a.since_days)]
+    cte = sql.SQL(
+        "ac AS (SELECT s.sensor_id, s.asset_id, ST_Transform(s.geom, 4544) AS gm, count(*) AS n"
+        " FROM alerts al JOIN sensors s ON s.sensor_id = al.sensor_id"
+        " WHERE al.kind = %s AND (%s::text IS NULL OR al.quantity = %s) AND al.raised_at >= %s"
+        " GROUP BY s.sensor_id, s.asset_id, s.geom)"
+    )
+    t = sql.Identifier("t")
+    expr_params: list[Any] = []
+    if a.radius_m is not None:
+        expr_params.append(a.radius_m)
+        expr = sql.SQL(
+            "(SELECT coalesce(sum(ac.n), 0) FROM ac WHERE ST_DWithin(ac.gm, {}, %s))"
+        ).format(metric_geom(layer, "t"))
+    elif "from_node" in layer.column_names:
+        expr = sql.SQL(
+            "(SELECT coalesce(sum(ac.n), 0) FROM ac WHERE ac.asset_id IN ({t}.{id}, {t}.from_node,"
+            " {t}.to_node))"
+        ).format(t=t, id=sql.Identifier(layer.id_column))
+    else:
+        expr = sql.SQL(
+            "(SELECT coalesce(sum(ac.n), 0) FROM ac WHERE ac.asset_id = {}.{}::text)"
+        ).format(t, sql.Identifier(layer.id_column))
+    return cte, cte_params, expr, expr_params
+
+
+def _ref_m(q: PlannerQuery, params: list[Any]) -> sql.Composable:
+    if q.point is not None:
+        return _point_m(q.point[0], q.point[1], params)
+    assert q.feature is not None
+    return _feature_m(q.feature[0], q.feature[1], params)
+
+
+def build_planner_sql(
+    q: PlannerQuery, *, now: datetime | None = None
+) -> tuple[sql.Composed, list[Any]]:
+    """The SQL and parameters answering ``q`` (pure: builds, does not run).
+
+    Parameters are collected in the order their placeholders appear in the statement.
+    """
+    q.check()
+    now = now or datetime.now(UTC)
+    layer = get_layer(q.layer)
+    gm = metric_geom(layer, "t")
+    has_ref = q.point is not None or q.feature is not None
+
+    with_params: list[Any] = []
+    with_: sql.Composable = sql.SQL("")
+    alert_expr: sql.Composable | None = None
+    alert_expr_params: list[Any] = []
+    if q.alerts is not None:
+        cte, with_params, alert_expr, alert_expr_params = _alert_count_sql(layer, q.alerts, now)
+        with_ = sql.SQL("WITH {} ").format(cte)
+
+    sel_params: list[Any] = []
+    select_extra: list[sql.Composable] = []
+    if has_ref:
+        select_extra.append(
+            sql.SQL("ST_Distance({}, {}) AS distance_m").format(gm, _ref_m(q, sel_params))
+        )
+    if alert_expr is not None:
+        select_extra.append(sql.SQL("{} AS alert_count").format(alert_expr))
+        sel_params += alert_expr_params
+
+    where_params: list[Any] = []
+    where = filter_sql(q.filters, "t", where_params)
+    if q.district is not None:
+        where_params.append(q.district)
+        where.append(
+            sql.SQL("ST_Intersects(t.geom, (SELECT geom FROM districts WHERE adcode = %s))")
+        )
+    if q.polygon is not None:
+        where_params.append(json.dumps(q.polygon))
+        where.append(sql.SQL("ST_Intersects(t.geom, ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326))"))
+    if q.radius_m is not None:
+        ref = _ref_m(q, where_params)
+        where_params.append(q.radius_m)
+        where.append(sql.SQL("ST_DWithin({}, {}, %s)").format(gm, ref))
+    for i, near in enumerate(q.near):
+        other = get_layer(near.layer)
+        alias = f"n{i}"
+        conds = filter_sql(near.filters, alias, where_params)
+        where_params.append(near.radius_m)
+        conds.append(sql.SQL("ST_DWithin({}, {}, %s)").format(metric_geom(other, alias), gm))
+        where.append(
+            sql.SQL("EXISTS (SELECT 1 FROM {} {} WHERE {})").format(
+                sql.Identifier(other.table), sql.Identifier(alias), sql.SQL(" AND ").join(conds)
+            )
+        )
+    if alert_expr is not None and q.alerts is not None:
+        where_params += alert_expr_params
+        where_params.append(q.alerts.more_than)
+        where.append(sql.SQL("{} > %s").format(alert_expr))
+
+    order_params: list[Any] = []
+    order: sql.Composable = sql.SQL("t.{}").format(sql.Identifier(layer.id_column))
+    if q.nearest is not None:
+        order = sql.SQL("{} <-> {}").format(gm, _ref_m(q, order_params))
+    limit = q.nearest if q.nearest is not None else q.limit
+
+    cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in layer.column_names)
+    extra = sql.SQL("").join(sql.SQL(", ") + e for e in select_extra)
+    stmt = sql.SQL(
+        "{with_}SELECT {cols}{extra}, ST_AsGeoJSON(t.geom, 7) AS geometry FROM {table} t"
+        " WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s"
+    ).format(
+        with_=with_,
+        cols=cols,
+        extra=extra,
+        table=sql.Identifier(layer.table),
+        where=sql.SQL(" AND ").join(where) if where else sql.SQL("true"),
+        order=order,
+    )
+    return stmt, [*with_params, *sel_params, *where_params, *order_params, limit, q.offset]
+
+
+def rows_to_features(cur: psycopg.Cursor, id_column: str) -> list[dict[str, Any]]:
+    names = [d.name for d in cur.description]  # type: ignore[union-attr]
+    feats = []
+    for row in cur.fetchall():
+        props = dict(zip(names, row, strict=True))
+        geom = props.pop("geometry")
+        for k, v in props.items():
+            if isinstance(v, datetime):
+                props[k] = v.isoformat()
+        feats.append(
+            {
+                "type": "Feature",
+                "id": props.get(id_column),
+                "properties": props,
+                "geometry": json.loads(geom) if geom else None,
+            }
+        )
+    return feats
+
+
+def feature_collection(features: list[dict[str, Any]], **members: Any) -> dict[str, Any]:
+    return {"type": "FeatureCollection", "features": features, **members}
+
+
+def fetch_planner_query(
+    conn: psycopg.Connection, q: PlannerQuery, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Run a planner question; GeoJSON FeatureCollection in EPSG:4326."""
+    stmt, params = build_planner_sql(q, now=now)
+    try:
+        cur = conn.execute(stmt, params)
+    except psycopg.errors.DataException as exc:
+        raise QueryError(f"the database refused the question: {exc}") from exc
+    layer = get_layer(q.layer)
+    feats = rows_to_features(cur, layer.id_column)
+    return feature_collection(feats, layer=q.layer, numberReturned=len(feats))
+
+
+def fetch_distance_m(
+    conn: psycopg.Connection, a: tuple[float, float], b: tuple[float, float]
+) -> float:
+    """Distance [m] between two lon/lat points, computed in EPSG:4544."""
+    row = conn.execute(
+        "SELECT ST_Distance(ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s),"
+        " ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s))",
+        (a[0], a[1], METRIC_SRID, b[0], b[1], METRIC_SRID),
+    ).fetchone()
+    return float(row[0])  # type: ignore[index]

@@ -1,0 +1,60 @@
+"""EPANET import of wntr's example network Net3 into the water layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+import wntr
+
+from gis.analysis import fetch_isolation
+from gis.epanet import import_epanet
+
+NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
+
+
+def test_import_net3_counts_and_length_match(gis_conn: psycopg.Connection) -> None:
+    wn = wntr.network.WaterNetworkModel(str(NET3))
+    counts = import_epanet(gis_conn, NET3, crs="EPSG:4544", origin=(104.06, 30.66))
+    assert counts == {"water_nodes": wn.num_nodes, "water_pipes": wn.num_links}
+    row = gis_conn.execute(
+        "SELECT count(*), sum(length_m) FROM water_pipes WHERE link_kind = 'pipe'"
+    ).fetchone()
+    assert row[0] == wn.num_pipes
+    assert row[1] == pytest.approx(sum(p.length for _, p in wn.pipes()), rel=1e-9)
+    kinds = dict(
+        gis_conn.execute("SELECT kind, count(*) FROM water_nodes GROUP BY kind").fetchall()
+    )
+    assert kinds == {
+        "junction": wn.num_junctions,
+        "tank": wn.num_tanks,
+        "reservoir": wn.num_reservoirs,
+    }
+    # every link end is a node: the topology connects
+    dangling = gis_conn.execute(
+        "SELECT count(*) FROM water_pipes p WHERE NOT EXISTS (SELECT 1 FROM water_nodes n"
+        " WHERE n.node_id = p.from_node) OR NOT EXISTS (SELECT 1 FROM water_nodes n"
+        " WHERE n.node_id = p.to_node)"
+    ).fetchone()[0]
+    assert dangling == 0
+    # auto-scaled layout: drawn lengths in EPSG:4544 are of the model's order (median ratio ~1)
+    ratio = gis_conn.execute(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ST_Length(geom_m) / length_m)"
+        " FROM water_pipes WHERE link_kind = 'pipe' AND length_m > 0"
+    ).fetchone()[0]
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    # centred on the origin (the extent's centre)
+    cx, cy = gis_conn.execute(
+        "SELECT (ST_XMin(e) + ST_XMax(e)) / 2, (ST_YMin(e) + ST_YMax(e)) / 2"
+        " FROM (SELECT ST_Extent(geom)::geometry AS e FROM water_nodes) x"
+    ).fetchone()
+    assert (cx, cy) == (pytest.approx(104.06, abs=1e-4), pytest.approx(30.66, abs=1e-4))
+    meta = gis_conn.execute(
+        "SELECT feature_count, demo, source FROM gis_layers WHERE name = 'water_pipes'"
+    ).fetchone()
+    assert meta[0] == wn.num_links and meta[1] is False and "Net3.inp" in meta[2]
+    # Net3 has no isolation valves: isolating a pipe shuts everything reachable from it
+    iso = fetch_isolation(gis_conn, "water", "101", with_geometry=False)["isolation"]
+    assert iso["valves_to_close"] == []
+    assert iso["customers_without_supply"] > 0
