@@ -20,7 +20,8 @@ from cityops.settings import Settings
 from dashboards.components import header
 from dashboards.context import AppContext
 from dashboards.i18n import normalise_language, t
-from dashboards.pages import overview
+from dashboards.login import current_user, install_login_routes
+from dashboards.pages import alerts, overview
 from dashboards.queries import Reader
 from dashboards.security import build_csp, security_headers
 
@@ -30,12 +31,17 @@ ASSETS = Path(__file__).with_name("assets")
 
 def page_modules() -> tuple[ModuleType, ...]:
     """The pages, in navigation order; each has PATH, NAV_KEY, layout() and register()."""
-    return (overview,)
+    return (overview, alerts)
 
 
 def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
     """The Dash app for ``settings`` (its Flask server is ``app.server``)."""
-    ctx = AppContext(settings=settings, reader=reader or Reader(settings.database_url))
+    ctx = AppContext(
+        settings=settings,
+        reader=reader or Reader(settings.database_url),
+        writer=Reader(settings.database_url, read_only=False, max_idle=2),
+    )
+    ctx.current_user = lambda: current_user(ctx)
     app = Dash(
         __name__,
         title=t(settings.language, "app.title"),
@@ -109,6 +115,7 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
     for module in pages.values():
         module.register(app, ctx)
 
+    install_login_routes(app.server, ctx)
     _install_headers(app)
     return app
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from dash import dcc, html
 
-from dashboards.i18n import t
+from dashboards.i18n import MESSAGES, t
 from dashboards.model import (
     SEVERITY_COLOURS,
     STATE_COLOURS,
@@ -155,7 +155,8 @@ def alerts_table(
             html.Td(t(lang, unit, n=n), className="num"),
         ]
         if selectable:
-            cells.append(html.Td(display_text(a.state)))
+            known = f"astate.{a.state}" in MESSAGES["zh"]
+            cells.append(html.Td(t(lang, f"astate.{a.state}") if known else display_text(a.state)))
             cells.append(html.Td(display_text(a.assignee or "—")))
         attrs = {"data-alert-id": str(a.alert_id)}
         if selectable:

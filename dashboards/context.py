@@ -38,7 +38,8 @@ class TtlCache:
 @dataclass
 class AppContext:
     settings: Settings
-    reader: Reader
+    reader: Reader  # read-only connections for the pages
+    writer: Reader  # sessions, logins and alert actions
     cache: TtlCache = field(default_factory=TtlCache)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # the signed-in user of the current request, or None (set by dashboards.auth wiring)

@@ -33,13 +33,16 @@ from dashboards.model import (
 
 STATEMENT_TIMEOUT_MS = 3000
 # alerts in these states no longer need anyone: everything else counts as open
-CLOSED_ALERT_STATES = ("cleared", "resolved", "closed", "shelved")
+CLOSED_ALERT_STATES = ("cleared", "resolved", "closed")
 
+# shelved alerts (migration 0021's shelved_until) do not alarm; to_jsonb keeps this query valid
+# on a database where the lifecycle columns do not exist yet
+_SHELVED = "COALESCE((to_jsonb(a) ->> 'shelved_until')::timestamptz > now(), false)"
 # One place for the state rule (model.SILENT_FACTOR): alarm > no data > silent > normal.
-_SENSOR_STATE_SQL = """
+_SENSOR_STATE_SQL = f"""
     WITH latest AS (SELECT sensor_id, max(ts) AS last_ts FROM sensor_latest GROUP BY sensor_id),
-         open_alerts AS (SELECT sensor_id, count(*) AS n FROM alerts
-                         WHERE state <> ALL(%(closed)s) GROUP BY sensor_id)
+         open_alerts AS (SELECT sensor_id, count(*) AS n FROM alerts a
+                         WHERE state <> ALL(%(closed)s) AND NOT {_SHELVED} GROUP BY sensor_id)
     SELECT s.sensor_id, s.name, s.utility, s.sensor_type, s.district_adcode,
            ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat,
            CASE WHEN a.n > 0 THEN 'alarm'
@@ -53,7 +56,7 @@ _SENSOR_STATE_SQL = """
     LEFT JOIN latest l ON l.sensor_id = s.sensor_id
     LEFT JOIN open_alerts a ON a.sensor_id = s.sensor_id
     WHERE s.status = 'active'
-"""
+"""  # noqa: S608 - built from this module's constants
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -61,7 +64,8 @@ class DatabaseUnavailable(RuntimeError):
 
 
 class Reader:
-    """A small thread-safe pool of read-only connections (the dashboard serves on threads)."""
+    """A small thread-safe pool of connections (the dashboard serves on threads); read-only
+    unless built with ``read_only=False`` (sessions and alert actions)."""
 
     def __init__(
         self,
@@ -69,8 +73,10 @@ class Reader:
         *,
         max_idle: int = 4,
         statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+        read_only: bool = True,
     ) -> None:
         self._url = database_url
+        self._read_only = read_only
         self._timeout_ms = statement_timeout_ms
         self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue(maxsize=max_idle)
         self._lock = threading.Lock()
@@ -82,7 +88,8 @@ class Reader:
             statement_timeout_ms=self._timeout_ms,
             application_name="cityops-dashboard",
         )
-        conn.execute("SET default_transaction_read_only = on")
+        if self._read_only:
+            conn.execute("SET default_transaction_read_only = on")
         return conn
 
     @contextmanager
@@ -147,7 +154,7 @@ def fetch_district_summaries(conn: psycopg.Connection) -> list[DistrictSummary]:
         al AS (SELECT s.district_adcode AS adcode, count(*) AS n,
                       array_agg(DISTINCT a.severity) AS severities
                FROM alerts a JOIN sensors s ON s.sensor_id = a.sensor_id
-               WHERE a.state <> ALL(%(closed)s) GROUP BY s.district_adcode)
+               WHERE a.state <> ALL(%(closed)s) AND NOT {_SHELVED} GROUP BY s.district_adcode)
         SELECT d.adcode, d.name_zh, d.name_en, COALESCE(per.sensors, 0),
                COALESCE(per.alarm, 0), COALESCE(per.silent, 0), COALESCE(per.nodata, 0),
                COALESCE(al.n, 0), al.severities
@@ -246,7 +253,7 @@ def fetch_utility_figures(conn: psycopg.Connection) -> list[UtilityFigures]:
         {"closed": list(CLOSED_ALERT_STATES), "factor": SILENT_FACTOR},
     ).fetchall()
     alerts = conn.execute(
-        "SELECT utility, severity, count(*) FROM alerts WHERE state <> ALL(%s)"
+        f"SELECT utility, severity, count(*) FROM alerts a WHERE state <> ALL(%s) AND NOT {_SHELVED}"  # noqa: S608
         " GROUP BY utility, severity",
         (list(CLOSED_ALERT_STATES),),
     ).fetchall()
@@ -275,7 +282,7 @@ def fetch_completeness(conn: psycopg.Connection, *, window_s: float = 3600) -> d
     """Readings received over the last ``window_s`` [s] / readings expected, per utility.
 
     Uses the 1-minute rollup when the ingestion work provides it (``readings_1m`` with a
-    ``n`` count column), raw readings otherwise."""
+    ``n`` count column, migration 0011), raw readings otherwise."""
     source = "readings"
     count_expr = "count(*)"
     if has_relation(conn, "readings_1m") and _has_column(conn, "readings_1m", "n"):
@@ -391,7 +398,7 @@ def fetch_readings(
     if source in ("1m", "1h"):
         table = "readings_1m" if source == "1m" else "readings_1h"
         sql = (
-            f"SELECT bucket, avg, min, max FROM {table}"  # noqa: S608 - table from a constant
+            f"SELECT bucket, value_mean, value_min, value_max FROM {table}"  # noqa: S608 - table from a constant
             " WHERE sensor_id = %(s)s AND quantity = %(q)s AND bucket >= %(t0)s AND bucket < %(t1)s"
             " ORDER BY bucket"
         )
@@ -414,7 +421,9 @@ def fetch_readings(
 def fetch_rollup_availability(conn: psycopg.Connection) -> tuple[bool, bool]:
     """Whether readings_1m and readings_1h exist with the expected columns."""
     return tuple(  # type: ignore[return-value]
-        has_relation(conn, t) and _has_column(conn, t, "bucket") and _has_column(conn, t, "avg")
+        has_relation(conn, t)
+        and _has_column(conn, t, "bucket")
+        and _has_column(conn, t, "value_mean")
         for t in ("readings_1m", "readings_1h")
     )
 
@@ -429,13 +438,13 @@ def fetch_open_alerts(
     include_closed: bool = False,
 ) -> list[AlertRow]:
     """Open alerts, most severe first, then newest first."""
-    has_assignee = _has_column(conn, "alerts", "assignee")
+    has_assignee = _has_column(conn, "alerts", "assigned_to")
     rows = conn.execute(
         f"""
         SELECT a.alert_id, a.raised_at, a.severity, a.state, a.sensor_id,
                COALESCE(s.name, a.sensor_id), a.utility, a.quantity, d.name_zh, d.name_en,
                a.value, a.limit_value, a.message_zh, a.message_en,
-               {"a.assignee" if has_assignee else "NULL"}
+               {"a.assigned_to" if has_assignee else "NULL"}
         FROM alerts a
         LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
         LEFT JOIN districts d ON d.adcode = s.district_adcode
@@ -527,3 +536,20 @@ def fetch_silent_sensors(conn: psycopg.Connection, *, limit: int = 50) -> list[S
         {"closed": list(CLOSED_ALERT_STATES), "factor": SILENT_FACTOR, "limit": limit},
     ).fetchall()
     return [SensorPoint(*r) for r in rows]
+
+
+def fetch_alert_timeline(
+    conn: psycopg.Connection, alert_id: int, *, limit: int = 50
+) -> list[tuple[datetime, str, str, str, str]]:
+    """(at, actor, action, to_state, comment) of one alert's audited actions, newest first
+    (``alert_audit`` of migration 0021; empty where it does not exist)."""
+    if not has_relation(conn, "alert_audit"):
+        return []
+    return [
+        (r[0], r[1], r[2], r[3], r[4])
+        for r in conn.execute(
+            "SELECT at, actor, action, to_state, comment FROM alert_audit WHERE alert_id = %s"
+            " ORDER BY audit_id DESC LIMIT %s",
+            (alert_id, limit),
+        )
+    ]

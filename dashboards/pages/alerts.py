@@ -1,0 +1,266 @@
+"""Alert console for emergency staff: open alerts by severity and age, and the actions
+(acknowledge, assign, shelve, resolve) with a comment, each checked on the server.
+
+The actions call ``alerts.store`` (the alert lifecycle and its audit log); the role check is
+here, in the callback, because Dash callbacks are reachable by anyone who can POST to
+``/_dash-update-component``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
+
+from dashboards import queries
+from dashboards.auth import can
+from dashboards.components import alerts_table, banner
+from dashboards.context import AppContext
+from dashboards.i18n import MESSAGES, t
+from dashboards.model import SEVERITIES, display_text, local_time
+
+PATH = "/alerts"
+NAV_KEY = "nav.alerts"
+ACTIONS = ("ack", "assign", "shelve", "resolve")
+SHELVE_HOURS = (1, 4, 8, 24, 72)
+
+
+def layout(ctx: AppContext, lang: str) -> html.Div:
+    user = ctx.current_user()
+    who = (
+        t(lang, "alerts.user", user=display_text(user.username), role=t(lang, "role." + user.role))
+        if user
+        else t(lang, "alerts.anonymous")
+    )
+    return html.Div(
+        className="page alerts-page",
+        children=[
+            dcc.Interval(id="alerts-tick", interval=ctx.settings.dashboard_refresh_ms),
+            dcc.Store(id="alerts-selected"),
+            dcc.Store(id="alerts-changed", data=0),
+            html.Div(id="alerts-banner"),
+            html.Div(
+                className="form-row",
+                children=[
+                    html.Span(who, id="alerts-user", className="note"),
+                    html.Span(t(lang, "alerts.filter.severity"), className="kpi-label"),
+                    dcc.Checklist(
+                        id="alerts-severity",
+                        options=[
+                            {"label": t(lang, "severity." + s), "value": s} for s in SEVERITIES
+                        ],
+                        value=list(SEVERITIES),
+                        inline=True,
+                        inputStyle={"marginRight": "0.3rem", "marginLeft": "0.8rem"},
+                    ),
+                ],
+            ),
+            html.Section(
+                className="panel",
+                children=[html.H2(t(lang, "alerts.open")), html.Div(id="alerts-table")],
+                style={"maxHeight": "52vh"},
+            ),
+            html.Section(
+                className="panel actions-panel",
+                children=[
+                    html.Div(t(lang, "alerts.select_first"), id="alerts-selected-label"),
+                    html.Div(
+                        className="form-row",
+                        children=[
+                            dcc.Input(
+                                id="alerts-comment",
+                                placeholder=t(lang, "alerts.comment"),
+                                maxLength=500,
+                                style={"width": "30rem"},
+                            ),
+                            dcc.Input(
+                                id="alerts-assignee",
+                                placeholder=t(lang, "alerts.assignee"),
+                                maxLength=64,
+                                style={"width": "14rem"},
+                            ),
+                            dcc.Dropdown(
+                                id="alerts-shelve-hours",
+                                options=[
+                                    {"label": t(lang, "unit.hour", n=h), "value": h}
+                                    for h in SHELVE_HOURS
+                                ],
+                                value=4,
+                                clearable=False,
+                                style={"width": "9rem"},
+                            ),
+                        ],
+                    ),
+                    html.Div(
+                        className="form-row",
+                        children=[
+                            html.Button(
+                                t(lang, f"alerts.action.{a}"),
+                                id=f"alerts-{a}",
+                                className="action",
+                            )
+                            for a in ACTIONS
+                        ],
+                    ),
+                    html.Div(id="alerts-result", role="status"),
+                    html.Div(id="alerts-timeline"),
+                ],
+            ),
+        ],
+    )
+
+
+def register(app: Dash, ctx: AppContext) -> None:
+    @app.callback(
+        Output("alerts-table", "children"),
+        Output("alerts-banner", "children"),
+        Input("alerts-tick", "n_intervals"),
+        Input("alerts-severity", "value"),
+        Input("alerts-changed", "data"),
+        State("lang", "data"),
+    )
+    def refresh(_n, severities, _changed, lang):
+        lang = lang or ctx.settings.language
+        now = ctx.clock()
+        try:
+            with ctx.reader.connection() as conn:
+                rows = queries.fetch_open_alerts(conn, severities=list(severities or []), limit=200)
+        except queries.DatabaseUnavailable as exc:
+            return no_update, banner(lang, str(exc), None, ctx.tz)
+        table = alerts_table(lang, rows, tz=ctx.tz, now=now, selectable=True, table_id="alerts")
+        return table, banner(lang, None, now, ctx.tz)
+
+    @app.callback(
+        Output("alerts-selected", "data"),
+        Input({"type": "alerts-pick", "alert": ALL}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def pick(clicks):
+        trigger = dash_ctx.triggered_id
+        if not isinstance(trigger, dict) or not any(clicks or []):
+            return no_update
+        return int(trigger["alert"])
+
+    @app.callback(
+        Output("alerts-selected-label", "children"),
+        Output("alerts-timeline", "children"),
+        Input("alerts-selected", "data"),
+        Input("alerts-changed", "data"),
+        State("lang", "data"),
+    )
+    def show_selected(alert_id, _changed, lang):
+        lang = lang or ctx.settings.language
+        if not alert_id:
+            return t(lang, "alerts.select_first"), []
+        try:
+            with ctx.reader.connection() as conn:
+                events = queries.fetch_alert_timeline(conn, int(alert_id))
+        except queries.DatabaseUnavailable:
+            events = []
+        items = [
+            html.Li(
+                f"{local_time(at, ctx.tz, '%m-%d %H:%M:%S')} · {display_text(actor)} · "
+                f"{_label(lang, 'alerts.action.', _ACT_KEYS.get(action, action))} → "
+                f"{_label(lang, 'astate.', state)}"
+                + (f" · {display_text(comment)}" if comment else "")
+            )
+            for at, actor, action, state, comment in events
+        ]
+        return t(lang, "alerts.selected", id=int(alert_id)), html.Ul(items, className="timeline")
+
+    @app.callback(
+        Output("alerts-result", "children"),
+        Output("alerts-changed", "data"),
+        *(Input(f"alerts-{a}", "n_clicks") for a in ACTIONS),
+        State("alerts-selected", "data"),
+        State("alerts-comment", "value"),
+        State("alerts-assignee", "value"),
+        State("alerts-shelve-hours", "value"),
+        State("alerts-changed", "data"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )
+    def act(*args):
+        alert_id, comment, assignee, hours, changed, lang = args[len(ACTIONS) :]
+        lang = lang or ctx.settings.language
+        trigger = dash_ctx.triggered_id
+        action = str(trigger).removeprefix("alerts-") if trigger else ""
+        if action not in ACTIONS:
+            return no_update, no_update
+        # the server-side role check: the only one that counts
+        user = ctx.current_user()
+        if user is None:
+            return html.Span(t(lang, "alerts.need_login"), className="msg-error"), no_update
+        if not can(user, "alert.act"):
+            _audit_refusal(ctx, user.username, action, alert_id)
+            return html.Span(t(lang, "alerts.forbidden"), className="msg-error"), no_update
+        if not alert_id:
+            return html.Span(t(lang, "alerts.select_first"), className="msg-error"), no_update
+        try:
+            from alerts import store as alert_store
+            from alerts.lifecycle import TransitionError
+        except ImportError:
+            return html.Span(t(lang, "alerts.unavailable"), className="msg-error"), no_update
+        comment = (comment or "").strip()[:500]
+        now = ctx.clock()
+        try:
+            with ctx.writer.connection() as conn:
+                if action == "ack":
+                    alert_store.acknowledge_alert(
+                        conn, int(alert_id), user.username, comment, now=now
+                    )
+                elif action == "assign":
+                    alert_store.assign_alert(
+                        conn,
+                        int(alert_id),
+                        user.username,
+                        (assignee or "").strip()[:64],
+                        comment,
+                        now=now,
+                    )
+                elif action == "shelve":
+                    alert_store.shelve_alert(
+                        conn,
+                        int(alert_id),
+                        user.username,
+                        now + timedelta(hours=int(hours or 4)),
+                        comment or "shelved from the console",
+                        comment,
+                        now=now,
+                    )
+                else:
+                    alert_store.resolve_alert(conn, int(alert_id), user.username, comment, now=now)
+        except (TransitionError, LookupError) as exc:
+            return html.Span(
+                t(lang, "alerts.failed", reason=display_text(exc)), className="msg-error"
+            ), no_update
+        except queries.DatabaseUnavailable:
+            return html.Span(t(lang, "banner.db_down"), className="msg-error"), no_update
+        done = t(lang, "alerts.done", action=t(lang, f"alerts.action.{action}"), id=int(alert_id))
+        return html.Span(done, className="msg-ok"), (changed or 0) + 1
+
+
+_ACT_KEYS = {"acknowledge": "ack", "assign": "assign", "shelve": "shelve", "resolve": "resolve"}
+
+
+def _label(lang: str, prefix: str, value: str) -> str:
+    """A catalogue label for a known value, the value itself (as text) otherwise."""
+    return t(lang, prefix + value) if prefix + value in MESSAGES["zh"] else display_text(value)
+
+
+def _audit_refusal(ctx: AppContext, username: str, action: str, alert_id: object) -> None:
+    from dashboards.accounts import write_audit
+
+    try:
+        with ctx.writer.connection() as conn, conn.transaction():
+            write_audit(
+                conn,
+                ctx.clock(),
+                username,
+                "refused:alert.act",
+                "",
+                {"action": action, "alert": str(alert_id)[:32]},
+            )
+    except queries.DatabaseUnavailable:
+        pass

@@ -1,0 +1,203 @@
+"""Users, roles, sessions and the server-side role check of the alert actions."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+
+from dashboards import accounts
+from dashboards.auth import SESSION_COOKIE, User, can, hash_password, verify_password
+from tests.dashboards.browser import severe_console_messages
+from tests.dashboards.helpers import open_page, page_text, wait_for
+
+pytestmark = pytest.mark.browser
+
+PASSWORDS = {
+    "li.na": "planner-pass-1",
+    "zhang.wei": "emergency-pass-1",
+    "wang.fang": "operator-p-1",
+}
+
+
+@pytest.fixture(scope="module")
+def users(dash_db):
+    with psycopg.connect(dash_db) as conn:
+        accounts.write_user(conn, "li.na", PASSWORDS["li.na"], "planner", "李娜")
+        accounts.write_user(conn, "zhang.wei", PASSWORDS["zhang.wei"], "emergency", "张伟")
+        accounts.write_user(conn, "wang.fang", PASSWORDS["wang.fang"], "operator", "王芳")
+    return PASSWORDS
+
+
+def test_password_hashing_and_roles():
+    h = hash_password("correct horse battery")
+    assert h.startswith("$argon2id$") and "correct" not in h
+    assert verify_password(h, "correct horse battery")
+    assert not verify_password(h, "wrong")
+    assert not verify_password(None, "anything")
+    with pytest.raises(ValueError):
+        hash_password("short")
+    assert can(User("a", "emergency"), "alert.act") and can(User("a", "admin"), "alert.act")
+    assert not can(User("a", "planner"), "alert.act") and not can(None, "alert.act")
+
+
+def http_login(base: str, username: str, password: str) -> urllib.request.OpenerDirector:
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    data = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    opener.open(base + "/login", data=data, timeout=10)
+    assert any(c.name == SESSION_COOKIE for c in jar), "no session cookie"
+    return opener
+
+
+def ack_over_http(opener, base: str, alert_id: int) -> dict:
+    """What the browser would send when 'acknowledge' is clicked on the console."""
+    body = {
+        "output": "..alerts-result.children...alerts-changed.data..",
+        "outputs": [
+            {"id": "alerts-result", "property": "children"},
+            {"id": "alerts-changed", "property": "data"},
+        ],
+        "inputs": [
+            {"id": "alerts-ack", "property": "n_clicks", "value": 1},
+            {"id": "alerts-assign", "property": "n_clicks", "value": None},
+            {"id": "alerts-shelve", "property": "n_clicks", "value": None},
+            {"id": "alerts-resolve", "property": "n_clicks", "value": None},
+        ],
+        "changedPropIds": ["alerts-ack.n_clicks"],
+        "state": [
+            {"id": "alerts-selected", "property": "data", "value": alert_id},
+            {"id": "alerts-comment", "property": "value", "value": "via HTTP"},
+            {"id": "alerts-assignee", "property": "value", "value": None},
+            {"id": "alerts-shelve-hours", "property": "value", "value": 4},
+            {"id": "alerts-changed", "property": "data", "value": 0},
+            {"id": "lang", "property": "data", "value": "en"},
+        ],
+    }
+    req = urllib.request.Request(
+        base + "/_dash-update-component",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with opener.open(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def alert_state(db_url: str, sensor_id: str) -> tuple[int, str, int]:
+    with psycopg.connect(db_url) as conn:
+        alert_id, state = conn.execute(
+            "SELECT alert_id, state FROM alerts WHERE sensor_id = %s", (sensor_id,)
+        ).fetchone()
+        has_audit = conn.execute("SELECT to_regclass('alert_audit') IS NOT NULL").fetchone()[0]
+        n = (
+            conn.execute(
+                "SELECT count(*) FROM alert_audit WHERE alert_id = %s", (alert_id,)
+            ).fetchone()[0]
+            if has_audit
+            else 0
+        )
+    return alert_id, state, n
+
+
+def test_planner_calling_acknowledge_over_http_is_refused(dash_server, dash_db, users):
+    alert_id, state, audits = alert_state(dash_db, "wp-510104-1")
+    assert state == "open"
+    for who in ("li.na", "wang.fang"):  # planner, operator
+        opener = http_login(dash_server.url, who, users[who])
+        answer = json.dumps(ack_over_http(opener, dash_server.url, alert_id), ensure_ascii=False)
+        assert "Not allowed" in answer
+    anonymous = urllib.request.build_opener()
+    assert "Log in" in json.dumps(ack_over_http(anonymous, dash_server.url, alert_id))
+    assert alert_state(dash_db, "wp-510104-1") == (alert_id, "open", audits)
+    with psycopg.connect(dash_db) as conn:
+        refused = conn.execute(
+            "SELECT username FROM dashboard_audit WHERE action = 'refused:alert.act'"
+        ).fetchall()
+    assert {r[0] for r in refused} >= {"li.na", "wang.fang"}
+
+
+def test_login_rate_limit_and_session_expiry(dash_server, dash_db, users):
+    def post(password: str) -> int:
+        data = urllib.parse.urlencode({"username": "zhang.wei", "password": password}).encode()
+        try:
+            with urllib.request.urlopen(dash_server.url + "/login", data=data, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    # failures of another account name do not lock zhang.wei; five of his own do
+    assert [post("wrong-password") for _ in range(5)] == [401] * 5
+    assert post(users["zhang.wei"]) == 429  # even the right password, while limited
+    with psycopg.connect(dash_db) as conn:
+        # time passes: the failures leave the window
+        conn.execute(
+            "UPDATE dashboard_login_attempts SET at = at - interval '1 hour'"
+            " WHERE username = 'zhang.wei'"
+        )
+        conn.commit()
+        now = datetime.now(UTC)
+        token, outcome = accounts.login(conn, "zhang.wei", users["zhang.wei"], "test", now)
+        assert outcome == "ok" and token
+        assert accounts.read_session_user(conn, token, now + timedelta(minutes=30)) is not None
+        # idle for more than an hour: gone
+        assert accounts.read_session_user(conn, token, now + timedelta(hours=2)) is None
+        stored = conn.execute("SELECT token_hash FROM dashboard_sessions").fetchall()
+        assert all(token not in r[0] for r in stored)
+        actions = [
+            r[0]
+            for r in conn.execute(
+                "SELECT action FROM dashboard_audit WHERE username = 'zhang.wei' ORDER BY id"
+            )
+        ]
+    assert actions[:7] == ["login_failed"] * 5 + ["login_limited", "login"]
+
+
+def test_emergency_user_acknowledges_in_the_console(
+    dash_server, dash_db, users, browser, screenshots
+):
+    pytest.importorskip("alerts.lifecycle")
+    with psycopg.connect(dash_db) as conn:
+        # a burst: a fresh critical alert of its own for this test
+        alert_id = conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en) VALUES ('gd-510108-1', 'gas',"
+            " 'gas_concentration', 'high', 'critical', now(), 35, 20,"
+            " '可燃气体浓度过高：35 %LEL', 'Gas concentration high: 35 %LEL') RETURNING alert_id"
+        ).fetchone()[0]
+        conn.commit()
+    open_page(browser, dash_server.url + "/login")
+    browser.find_element(By.ID, "username").send_keys("zhang.wei")
+    browser.find_element(By.ID, "password").send_keys(users["zhang.wei"])
+    browser.find_element(By.ID, "login-submit").click()
+    wait_for(lambda: "张伟" in page_text(browser) or "zhang.wei" in page_text(browser), what="user")
+    pick = wait_for(
+        lambda: browser.find_element(By.XPATH, f"//button[text()='#{alert_id}']"),
+        what="the new alert in the console",
+    )
+    pick.click()
+    wait_for(lambda: f"已选告警：{alert_id}" in page_text(browser), what="selection")
+    browser.find_element(By.ID, "alerts-comment").send_keys("已派人现场核查")
+    browser.find_element(By.ID, "alerts-ack").click()
+    wait_for(lambda: "已执行：确认" in page_text(browser), what="acknowledged message")
+    with psycopg.connect(dash_db) as conn:
+        state, by = conn.execute(
+            "SELECT state, acknowledged_by FROM alerts WHERE alert_id = %s", (alert_id,)
+        ).fetchone()
+        audit = conn.execute(
+            "SELECT actor, action, comment, at FROM alert_audit WHERE alert_id = %s", (alert_id,)
+        ).fetchall()
+    assert (state, by) == ("acknowledged", "zhang.wei")
+    assert [(a[0], a[1], a[2]) for a in audit] == [("zhang.wei", "acknowledge", "已派人现场核查")]
+    assert abs((datetime.now(UTC) - audit[0][3]).total_seconds()) < 60
+    # the timeline shows who did it
+    wait_for(lambda: "zhang.wei · 确认 → 已确认" in page_text(browser), what="timeline")
+    assert severe_console_messages(browser) == []
+    browser.save_screenshot(str(screenshots / "alerts.png"))
+    browser.get(dash_server.url + "/logout")
