@@ -144,7 +144,7 @@ def build_water(cfg: DemoConfig) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
                 a, z = jid[i, j], jid[i + di, j + dj]
                 (xa, ya), (xz, yz) = b.xy[a], b.xy[z]
                 r = math.hypot((xa + xz) / 2 - cx, (ya + yz) / 2 - cy)
-                if rng.random() < 0.35:
+                if rng.random() < 0.8:
                     valve_no += 1
                     t = 0.12
                     v = b.node(
