@@ -21,7 +21,7 @@ from dashboards.components import header
 from dashboards.context import AppContext
 from dashboards.i18n import normalise_language, t
 from dashboards.login import current_user, install_login_routes
-from dashboards.pages import alerts, overview
+from dashboards.pages import alerts, overview, wall
 from dashboards.queries import Reader
 from dashboards.security import build_csp, security_headers
 
@@ -31,7 +31,7 @@ ASSETS = Path(__file__).with_name("assets")
 
 def page_modules() -> tuple[ModuleType, ...]:
     """The pages, in navigation order; each has PATH, NAV_KEY, layout() and register()."""
-    return (overview, alerts)
+    return (overview, wall, alerts)
 
 
 def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
@@ -69,6 +69,7 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
                         className="lang-switch",
                     ),
                 ],
+                id="header-row",
                 className="header-row",
             ),
             html.Div(id="page"),
@@ -80,6 +81,7 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
         Output("header", "children"),
         Output("page", "children"),
         Output("lang-switch", "children"),
+        Output("header-row", "className"),
         Input("url", "pathname"),
         Input("lang", "data"),
     )
@@ -92,10 +94,12 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
             if module is not None
             else html.Div(t(lang, "page.not_found"), className="page empty")
         )
+        kiosk = getattr(module, "KIOSK", False)  # the wall shows no navigation
         return (
             header(lang, path or "/", getattr(user, "username", None)),
             body,
             t(lang, "lang.switch"),
+            "header-row hidden" if kiosk else "header-row",
         )
 
     @app.callback(

@@ -51,6 +51,14 @@ def _base_layout(fig: go.Figure, *, margin: int = 8) -> go.Figure:
     return fig
 
 
+def build_empty_figure() -> go.Figure:
+    """A blank dark figure for a graph that has not received data yet (no white flash)."""
+    fig = go.Figure()
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _base_layout(fig)
+
+
 def _district_xy(district: District) -> tuple[list[float | None], list[float | None]]:
     xs: list[float | None] = []
     ys: list[float | None] = []

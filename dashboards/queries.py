@@ -103,10 +103,15 @@ class Reader:
             if conn is None or conn.closed:
                 conn = self._open()
             yield conn
-        except psycopg.Error as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # down, unreachable, restarted, or too slow (QueryCanceled is an OperationalError)
             if conn is not None:
                 conn.close()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0] if str(exc) else "") from exc
+        except BaseException:
+            if conn is not None:  # a bug in a query: do not reuse a connection in an odd state
+                conn.close()
+            raise
         else:
             try:
                 self._idle.put_nowait(conn)
@@ -283,10 +288,9 @@ def fetch_completeness(conn: psycopg.Connection, *, window_s: float = 3600) -> d
 
     Uses the 1-minute rollup when the ingestion work provides it (``readings_1m`` with a
     ``n`` count column, migration 0011), raw readings otherwise."""
-    source = "readings"
-    count_expr = "count(*)"
+    source, count_expr, ts = "readings", "count(*)", "ts"
     if has_relation(conn, "readings_1m") and _has_column(conn, "readings_1m", "n"):
-        source, count_expr = "readings_1m", "sum(r.n)"
+        source, count_expr, ts = "readings_1m", "sum(r.n)", "bucket"
     rows = conn.execute(
         f"""
         WITH expected AS (
@@ -297,10 +301,10 @@ def fetch_completeness(conn: psycopg.Connection, *, window_s: float = 3600) -> d
         got AS (
             SELECT s.utility, {count_expr} AS n FROM {source} r
             JOIN sensors s ON s.sensor_id = r.sensor_id
-            WHERE r.ts >= now() - make_interval(secs => %(w)s) GROUP BY s.utility)
+            WHERE r.{ts} >= now() - make_interval(secs => %(w)s) GROUP BY s.utility)
         SELECT e.utility, COALESCE(g.n, 0) / NULLIF(e.n, 0)
         FROM expected e LEFT JOIN got g USING (utility)
-        """,  # noqa: S608 - source and count_expr are chosen from constants above
+        """,  # noqa: S608 - source, count_expr and ts are chosen from constants above
         {"w": window_s},
     ).fetchall()
     return {u: min(1.0, float(v)) for u, v in rows if v is not None}

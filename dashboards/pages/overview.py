@@ -7,7 +7,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from dashboards import queries
 from dashboards.components import alerts_table, banner, district_table
 from dashboards.context import AppContext
-from dashboards.figures import build_city_map_figure
+from dashboards.figures import build_city_map_figure, build_empty_figure
 from dashboards.i18n import t
 from dashboards.model import choose_grid_cell_deg
 
@@ -32,6 +32,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                             html.H2(t(lang, "overview.map")),
                             dcc.Graph(
                                 id="overview-map",
+                                figure=build_empty_figure(),
                                 config={"displayModeBar": False, "scrollZoom": True},
                                 className="map-graph",
                             ),

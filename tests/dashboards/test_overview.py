@@ -115,7 +115,18 @@ def test_database_outage_shows_banner_and_recovers(stack, dash_db, browser, tmp_
         # the last good data stays on screen, and no traceback reaches the page
         assert district_names(browser) == NAMES_ZH
         assert "Traceback" not in page_text(browser)
+        # a page opened during the outage says so too
+        browser.get(server.url + "/wall")
+        wait_for(
+            lambda: browser.find_element(By.CSS_SELECTOR, "#wall-banner .banner-error"),
+            what="wall banner",
+        )
         proxy.restore()
+        wait_for(
+            lambda: len(texts(browser, ".wall-kpi h3")) == 3, timeout_s=20, what="wall recovered"
+        )
+        assert not browser.find_elements(By.CSS_SELECTOR, ".banner-error")
+        browser.get(server.url + "/")
         wait_for(
             lambda: not browser.find_elements(By.CSS_SELECTOR, ".banner-error"),
             timeout_s=20,

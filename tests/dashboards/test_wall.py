@@ -1,0 +1,64 @@
+"""The wall (kiosk) page: key figures, ticker, critical alarm, no scrolling at 1920x1080."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.dashboards.browser import severe_console_messages
+from tests.dashboards.helpers import open_page, page_text, texts, wait_for
+
+pytestmark = pytest.mark.browser
+
+
+def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, browser, screenshots):
+    open_page(browser, dash_server.url + "/wall")
+    wait_for(lambda: len(texts(browser, ".wall-kpi h3")) == 3, what="three utility cards")
+    assert texts(browser, ".wall-kpi h3") == ["供水", "供电", "燃气"]
+    water = browser.find_element(By.ID, "wall-kpi-water")
+    wait_for(lambda: "在线率" in water.text, what="water figures")
+    sensors = water.find_element(By.CSS_SELECTOR, "[data-kpi='kpi.sensors']").text
+    assert sensors == "61"  # 60 demo water sensors and the hostile-named one
+    # a burst: a new critical alert appears on the flashing strip and in the ticker
+    with psycopg.connect(dash_db) as conn:
+        conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en) VALUES ('pb-510112-1', 'power', 'voltage',"
+            " 'low', 'critical', now(), 8800, 9300, '10kV母线电压过低：8800 V',"
+            " '10 kV bus voltage low: 8800 V')"
+        )
+    strip = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, ".critical-alarm"), what="critical strip"
+    )
+    wait_for(lambda: "紧急告警" in strip.text, what="critical strip text")
+    assert "animation" in browser.execute_script(
+        "const s = getComputedStyle(document.querySelector('.critical-alarm'));"
+        " return s.animationName !== 'none' ? 'animation' : 'static'"
+    )
+    wait_for(
+        lambda: "10kV母线电压过低" in browser.find_element(By.ID, "wall-ticker").text,
+        what="ticker",
+    )
+    power = browser.find_element(By.ID, "wall-kpi-power")
+    wait_for(
+        lambda: power.find_element(By.CSS_SELECTOR, "[data-kpi='kpi.critical']").text == "1",
+        what="power critical count",
+    )
+    # a kiosk: no navigation, nothing to scroll at 1920x1080
+    assert not browser.find_element(By.ID, "header-row").is_displayed()
+    size = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight,"
+        " window.innerWidth, window.innerHeight]"
+    )
+    assert size[0] <= size[2] and size[1] <= size[3], size
+    assert "Traceback" not in page_text(browser)
+    assert severe_console_messages(browser) == []
+    browser.save_screenshot(str(screenshots / "wall.png"))
+
+
+def test_wall_in_english_by_url(dash_server, browser):
+    open_page(browser, dash_server.url + "/wall?lang=en")
+    wait_for(lambda: texts(browser, ".wall-kpi h3") == ["Water", "Power", "Gas"], what="English")
+    assert "Latest events" in page_text(browser)
+    assert severe_console_messages(browser) == []
