@@ -78,6 +78,7 @@ class AlertLife:
     closed_by: str | None = None
     escalation_level: int = 0
     escalated_at: datetime | None = None
+    created_at: datetime | None = None  # when cityops raised it (raised_at is the reading's time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +188,14 @@ def escalation_level_due(
     """The escalation level the alert should be at if that is above its current one, else None.
 
     Only alerts nobody acknowledged (state ``open``) escalate; a shelved alert waits, and its
-    clock runs from the shelve expiry so that it is not escalated the second the shelf ends.
+    clock runs from the shelve expiry so that it is not escalated the second the shelf ends. The
+    clock starts when cityops raised the alert (``created_at``), not at the reading's time: an
+    alert raised from readings replayed after an outage gives staff the full time to react.
     """
     rule = policy.get(alert.severity)
     if rule is None or alert.state is not State.OPEN or is_shelved(alert, now):
         return None
-    since = alert.raised_at
+    since = alert.created_at or alert.raised_at
     if alert.shelved_until is not None and alert.shelved_until > since:
         since = alert.shelved_until
     waited = (now - since).total_seconds()

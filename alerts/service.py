@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import psycopg
 
 from alerts import store
+from alerts.dispatch import run_notifier
 from alerts.engine import Engine
 from cityops.db import connect
 from cityops.mqtt import AckingConsumer, Message, Publisher
@@ -122,6 +123,17 @@ class AlertService:
             s.alerts_client_id,
             [shared(s.alerts_share_group, telemetry_filter())],
         )
+        notifier = threading.Thread(
+            target=run_notifier,
+            args=(
+                lambda: connect(s.database_url, autocommit=True, application_name="cityops-notify"),
+                self.stop,
+            ),
+            kwargs={"worker": s.alerts_client_id},
+            name="notifier",
+            daemon=True,
+        )
+        notifier.start()
         try:
             self._reload()
             with Publisher(s.mqtt_url_for("alerts"), f"{s.alerts_client_id}-pub") as pub:
@@ -149,7 +161,9 @@ class AlertService:
         except _Stopped:
             pass
         finally:
+            self.stop.set()
             self._drop_db()
+            notifier.join(15)
         log.info(
             "alerts engine stopped: %d messages, %d readings, %d events",
             self.stats.messages,

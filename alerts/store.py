@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,6 +24,7 @@ from alerts.events import (
     AlertEvent,
     Messages,
     build_alert_event,
+    decode_alert_event,
     encode_alert_event,
     rfc3339_from_us,
 )
@@ -38,6 +39,7 @@ from alerts.lifecycle import (
     transition,
 )
 from alerts.messages import escalation_messages
+from alerts.notify import Route, parse_route_row, route_matches
 from sensors.catalogue import QuantityLimits
 from sensors.quantities import QUANTITIES
 from sensors.topics import alert_topic
@@ -269,7 +271,8 @@ _HASH_ALG = "sm3" if "sm3" in hashlib.algorithms_available else "sha256"
 _LIFE_SELECT = sql.SQL(
     "SELECT alert_id, state, severity, raised_at, cleared_at, acknowledged_at, acknowledged_by,"
     " assigned_to, assigned_at, started_at, shelved_until, shelved_by, shelve_reason,"
-    " resolved_at, resolved_by, closed_at, closed_by, escalation_level, escalated_at FROM alerts"
+    " resolved_at, resolved_by, closed_at, closed_by, escalation_level, escalated_at, created_at"
+    " FROM alerts"
 )
 
 
@@ -618,3 +621,148 @@ def _queue_alert_event(
     ).fetchone()
     assert r is not None
     return OutboxEvent(r[0], alert_id, topic, payload)
+
+
+# -- notifications ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    delivery_id: int
+    event_id: int
+    attempts: int  # failed attempts so far
+    route: Route
+    payload: bytes  # the alert event JSON
+
+
+def write_route(conn: psycopg.Connection, route: Route) -> int:
+    """Add a notification route (``route.route_id`` is ignored); returns its id."""
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO notification_routes (name, channel, target, recipient, secret,"
+            " min_severity, utilities, districts, events) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " RETURNING route_id",
+            (
+                route.name,
+                route.channel,
+                route.target,
+                route.recipient,
+                route.secret,
+                route.min_severity,
+                list(route.utilities) if route.utilities is not None else None,
+                list(route.districts) if route.districts is not None else None,
+                list(route.events),
+            ),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def plan_deliveries(
+    conn: psycopg.Connection, *, now: datetime | None = None, limit: int = 1000
+) -> int:
+    """Create one pending delivery per (new outbox event, matching route), due at ``now``;
+    returns how many."""
+    now = now or datetime.now(UTC)
+    n = 0
+    with conn.transaction():
+        routes = [
+            parse_route_row(r)
+            for r in conn.execute(
+                "SELECT r.route_id, r.name, r.channel, r.target, r.recipient, r.secret,"
+                " r.min_severity, r.utilities, r.districts, r.events"
+                " FROM notification_routes r WHERE r.enabled ORDER BY r.route_id"
+            )
+        ]
+        rows = conn.execute(
+            "SELECT e.event_id, e.payload::text, s.district_adcode FROM alert_events e"
+            " JOIN alerts a ON a.alert_id = e.alert_id"
+            " LEFT JOIN sensors s ON s.sensor_id = a.sensor_id"
+            " WHERE e.routed_at IS NULL ORDER BY e.event_id LIMIT %s"
+            " FOR UPDATE OF e SKIP LOCKED",
+            (limit,),
+        ).fetchall()
+        for event_id, payload, district in rows:
+            ev = decode_alert_event(payload.encode())
+            for route in routes:
+                if route_matches(route, ev, district):
+                    cur = conn.execute(
+                        "INSERT INTO notification_deliveries (event_id, route_id, next_attempt_at)"
+                        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                        (event_id, route.route_id, now),
+                    )
+                    n += cur.rowcount
+        if rows:
+            conn.execute(
+                "UPDATE alert_events SET routed_at = now() WHERE event_id = ANY(%s)",
+                ([r[0] for r in rows],),
+            )
+    return n
+
+
+def claim_deliveries(
+    conn: psycopg.Connection,
+    *,
+    now: datetime,
+    worker: str = "",
+    lease_s: float = 120.0,
+    limit: int = 20,
+) -> list[Delivery]:
+    """Due deliveries, leased to ``worker`` for ``lease_s`` [s] so that no other worker takes
+    them meanwhile; a worker that dies mid-send delays them by the lease at most, or less when
+    it restarts (``release_leases``)."""
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT d.delivery_id, d.event_id, d.attempts, e.payload::text,"
+            " r.route_id, r.name, r.channel, r.target, r.recipient, r.secret, r.min_severity,"
+            " r.utilities, r.districts, r.events"
+            " FROM notification_deliveries d"
+            " JOIN alert_events e ON e.event_id = d.event_id"
+            " JOIN notification_routes r ON r.route_id = d.route_id"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= %s"
+            " ORDER BY d.next_attempt_at, d.delivery_id LIMIT %s"
+            " FOR UPDATE OF d SKIP LOCKED",
+            (now, limit),
+        ).fetchall()
+        if rows:
+            conn.execute(
+                "UPDATE notification_deliveries SET next_attempt_at = %s, leased_by = %s"
+                " WHERE delivery_id = ANY(%s)",
+                (now + timedelta(seconds=lease_s), worker, [r[0] for r in rows]),
+            )
+    return [Delivery(r[0], r[1], r[2], parse_route_row(r[4:]), r[3].encode()) for r in rows]
+
+
+def release_leases(conn: psycopg.Connection, worker: str, *, now: datetime) -> int:
+    """A restarted worker takes back what its previous incarnation had claimed: with one client
+    id per worker, the earlier process holding that id is gone."""
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE notification_deliveries SET next_attempt_at = %s"
+            " WHERE status = 'pending' AND leased_by = %s AND next_attempt_at > %s",
+            (now, worker, now),
+        )
+    return cur.rowcount
+
+
+def record_delivered(conn: psycopg.Connection, delivery_id: int, *, now: datetime) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE notification_deliveries SET status = 'delivered', delivered_at = %s,"
+            " attempts = attempts + 1, last_error = NULL WHERE delivery_id = %s",
+            (now, delivery_id),
+        )
+
+
+def record_failure(
+    conn: psycopg.Connection, delivery_id: int, error: str, next_attempt_at: datetime | None
+) -> None:
+    """A failed attempt: retry at ``next_attempt_at``, or give up (``failed``) when None."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE notification_deliveries SET attempts = attempts + 1, last_error = %s,"
+            " status = CASE WHEN %s::timestamptz IS NULL THEN 'failed' ELSE status END,"
+            " next_attempt_at = coalesce(%s::timestamptz, next_attempt_at)"
+            " WHERE delivery_id = %s",
+            (error[:500], next_attempt_at, next_attempt_at, delivery_id),
+        )

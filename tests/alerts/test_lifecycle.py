@@ -138,6 +138,10 @@ def test_escalation_policy() -> None:
     # after the shelf expires, the clock starts again from the expiry
     assert escalation_level_due(shelved, T + timedelta(minutes=62)) is None
     assert escalation_level_due(shelved, T + timedelta(minutes=65)) == 1
+    # raised from replayed old readings: the clock starts when cityops created the alert
+    replayed = replace(OPEN, created_at=T + timedelta(hours=2))
+    assert escalation_level_due(replayed, T + timedelta(hours=2, minutes=4)) is None
+    assert escalation_level_due(replayed, T + timedelta(hours=2, minutes=5)) == 1
 
 
 # -- through the store ---------------------------------------------------------------------------
@@ -158,6 +162,10 @@ def _raise(conn: psycopg.Connection, sensor: str, ts: datetime, severity: str = 
         "en",
     )
     events = store.write_evaluation(conn, Evaluation((ch,), {}))
+    # as if cityops had raised it at the reading's time (the escalation clock's start)
+    conn.execute(
+        "UPDATE alerts SET created_at = raised_at WHERE alert_id = %s", (events[0].alert_id,)
+    )
     return events[0].alert_id
 
 

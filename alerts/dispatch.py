@@ -1,0 +1,138 @@
+"""Deliver notifications from the outbox: plan routes, send due deliveries, record the outcome.
+
+Runs as the ``notifier`` thread of `cityops alerts` (its own database connection, so a slow SMTP
+server never delays alert evaluation), or once per call in tests. No SQL here (alerts/store.py)
+and no sockets (alerts/channels.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+
+import psycopg
+
+from alerts import channels, store
+from alerts.events import decode_alert_event
+from alerts.notify import (
+    HttpRequest,
+    build_email,
+    build_sms_request,
+    build_webhook_request,
+    recipients,
+    retry_delay_s,
+)
+
+log = logging.getLogger("alerts.notify")
+
+DEFAULT_SENDER = "cityops-alerts@localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class Senders:
+    """The channel adapters; tests pass the real ones pointed at local servers."""
+
+    http: Callable[[HttpRequest], object] = channels.post_http
+    smtp: Callable[[str, EmailMessage, list[str]], None] = channels.send_smtp
+    sender_address: str = DEFAULT_SENDER
+
+
+@dataclass
+class DeliveryStats:
+    planned: int = 0
+    delivered: int = 0
+    retried: int = 0
+    gave_up: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def deliver_once(
+    conn: psycopg.Connection,
+    *,
+    now: datetime | None = None,
+    senders: Senders = Senders(),
+    worker: str = "",
+) -> DeliveryStats:
+    """Plan deliveries for new events, then try every due delivery once."""
+    now = now or datetime.now(UTC)
+    stats = DeliveryStats(planned=store.plan_deliveries(conn, now=now))
+    for d in store.claim_deliveries(conn, now=now, worker=worker):
+        try:
+            _send(d, now, senders)
+        except channels.DeliveryError as exc:
+            attempts = d.attempts + 1
+            delay = retry_delay_s(attempts)
+            store.record_failure(
+                conn, d.delivery_id, str(exc), now + timedelta(seconds=delay) if delay else None
+            )
+            stats.errors.append(str(exc))
+            if delay is None:
+                stats.gave_up += 1
+                log.error("gave up delivery %s via %s: %s", d.delivery_id, d.route.name, exc)
+            else:
+                stats.retried += 1
+                log.warning(
+                    "delivery %s via %s failed (%s); retry in %.0f s",
+                    d.delivery_id,
+                    d.route.name,
+                    exc,
+                    delay,
+                )
+            continue
+        store.record_delivered(conn, d.delivery_id, now=now)
+        stats.delivered += 1
+    return stats
+
+
+def _send(d: store.Delivery, now: datetime, senders: Senders) -> None:
+    route = d.route
+    now_s = int(now.timestamp())
+    if route.channel == "webhook":
+        senders.http(build_webhook_request(route, d.payload, d.delivery_id, now_s))
+    elif route.channel == "sms":
+        event = decode_alert_event(d.payload)
+        senders.http(build_sms_request(route, event, d.delivery_id, now_s))
+    elif route.channel == "email":
+        event = decode_alert_event(d.payload)
+        msg = build_email(route, event, d.delivery_id, senders.sender_address, now)
+        senders.smtp(route.target, msg, recipients(route))
+    else:
+        raise channels.DeliveryError(f"unknown channel {route.channel!r}")
+
+
+def run_notifier(
+    connect: Callable[[], psycopg.Connection],
+    stop: threading.Event,
+    *,
+    worker: str,
+    interval_s: float = 0.5,
+    senders: Senders = Senders(),
+) -> None:
+    """Loop until ``stop``: deliver, then wait ``interval_s``; reconnect after database errors.
+    ``worker`` names this notifier in leases (the engine's client id)."""
+    conn: psycopg.Connection | None = None
+    released = False
+    while not stop.is_set():
+        try:
+            if conn is None or conn.closed:
+                conn = connect()
+            if not released:
+                store.release_leases(conn, worker, now=datetime.now(UTC))
+                released = True
+            stats = deliver_once(conn, senders=senders, worker=worker)
+            if stats.delivered == 20:  # a full claim: more may be due, do not wait
+                continue
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            log.warning("notifier: database error (%s); retrying", exc)
+            if conn is not None:
+                conn.close()
+            conn = None
+        except Exception:  # a bug in one delivery must not silence all notifications
+            log.exception("notifier: unexpected error")
+        stop.wait(interval_s)
+    if conn is not None:
+        conn.close()

@@ -1,0 +1,279 @@
+"""Notifications: signing and routing (pure), and delivery to a local HTTP server and a local
+SMTP server (aiosmtpd) through the real database, with retries and no duplicates."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import msgspec
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+
+from alerts import store
+from alerts.dispatch import deliver_once
+from alerts.engine import AlertChange, Evaluation
+from alerts.events import AlertEvent, Messages, decode_alert_event
+from alerts.notify import (
+    MAX_ATTEMPTS,
+    Route,
+    build_email,
+    retry_delay_s,
+    route_matches,
+    sign,
+    sms_text,
+    verify_signature,
+)
+from tests.alerts.conftest import add_sensors
+
+T = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+EVENT = AlertEvent(
+    alert_id=7,
+    event="raised",
+    sensor_id="gd-1",
+    utility="gas",
+    quantity="gas_concentration",
+    kind="threshold_high",
+    severity="critical",
+    value=35.0,
+    limit=20.0,
+    unit="%LEL",
+    ts="2026-11-26T08:00:00.000Z",
+    messages=Messages("gd-1 可燃气体浓度 35 %LEL，超过上限 20 %LEL", "gd-1: above"),
+)
+
+
+def test_signature_round_trip_and_refusals() -> None:
+    body = b'{"alert_id": 7}'
+    header = sign("s3cret", 1_764_144_000, body)
+    assert header.startswith("t=1764144000,v1=") and len(header.split("v1=")[1]) == 64
+    assert verify_signature("s3cret", header, body, 1_764_144_000 + 10)
+    assert not verify_signature("s3cret", header, body + b" ", 1_764_144_000)
+    assert not verify_signature("other", header, body, 1_764_144_000)
+    assert not verify_signature("s3cret", header, body, 1_764_144_000 + 301)  # replayed later
+    assert not verify_signature("s3cret", "garbage", body, 1_764_144_000)
+
+
+def test_routing_by_event_severity_utility_and_district() -> None:
+    r = Route(
+        1,
+        "gas ops",
+        "webhook",
+        "http://x",
+        min_severity="major",
+        utilities=("gas",),
+        districts=(510104,),
+    )
+    assert route_matches(r, EVENT, 510104)
+    assert not route_matches(r, EVENT, 510105)
+    assert not route_matches(r, EVENT, None)
+    assert not route_matches(r, msgspec.structs.replace(EVENT, severity="warning"), 510104)
+    assert not route_matches(r, msgspec.structs.replace(EVENT, utility="water"), 510104)
+    assert not route_matches(r, msgspec.structs.replace(EVENT, event="cleared"), 510104)
+    assert route_matches(dataclasses.replace(r, districts=None, utilities=None), EVENT, None)
+
+
+def test_retry_schedule_and_messages() -> None:
+    assert [retry_delay_s(n) for n in (1, 2, 3, 9)] == [5.0, 10.0, 20.0, 1280.0]
+    assert retry_delay_s(MAX_ATTEMPTS) is None
+    msg = build_email(Route(1, "m", "email", "smtp://x", "a@b.cn"), EVENT, 42, "c@d.cn", T)
+    assert msg["Message-ID"] == "<cityops-delivery-42@cityops.local>"
+    assert "紧急" in msg["Subject"] and "#7" in msg["Subject"]
+    assert sms_text(EVENT) == "【城市运行】紧急告警：gd-1 可燃气体浓度 35 %LEL，超过上限 20 %LEL"
+
+
+# -- local servers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HttpSink:
+    """A local HTTP server that records requests and fails the first ``fail_first`` of each path."""
+
+    def __init__(self, fail_first: dict[str, int] | None = None) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.fail_first = dict(fail_first or {})
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.requests.append((self.path, dict(self.headers), body))
+                left = sink.fail_first.get(self.path, 0)
+                if left:
+                    sink.fail_first[self.path] = left - 1
+                    self.send_response(503)
+                else:
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def http_sink() -> Iterator[HttpSink]:
+    sink = HttpSink({"/hook": 1, "/broken": 10_000})
+    yield sink
+    sink.close()
+
+
+def _raise_gas_alert(conn: psycopg.Connection, sensor: str) -> int:
+    ch = AlertChange(
+        "raised",
+        sensor,
+        "gas",
+        "gas_concentration",
+        "threshold_high",
+        "critical",
+        35.0,
+        20.0,
+        store.us_from_ts(T),
+        "燃气浓度超限",
+        "gas above limit",
+    )
+    return store.write_evaluation(conn, Evaluation((ch,), {}))[0].alert_id
+
+
+def test_webhook_email_and_sms_delivered_once_each_with_retries(
+    db_url: str, http_sink: HttpSink
+) -> None:
+    add_sensors(db_url, [("gd-n1", "gas", "gas_detector")])
+    smtp_port = free_port()
+    smtp = SmtpSink()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE sensors SET district_adcode = 510104")
+        store.write_route(
+            conn,
+            Route(
+                0,
+                "ops hook",
+                "webhook",
+                f"{http_sink.url}/hook",
+                secret="k3y",
+                min_severity="major",
+            ),
+        )
+        store.write_route(
+            conn,
+            Route(
+                0,
+                "duty mail",
+                "email",
+                f"smtp://127.0.0.1:{smtp_port}",
+                recipient="duty@gas.chengdu.example, chief@gas.chengdu.example",
+                utilities=("gas",),
+                districts=(510104,),
+            ),
+        )
+        store.write_route(
+            conn,
+            Route(
+                0, "sms", "sms", f"{http_sink.url}/sms", recipient="+8613800000000", secret="k3y"
+            ),
+        )
+        store.write_route(
+            conn, Route(0, "power only", "webhook", f"{http_sink.url}/power", utilities=("power",))
+        )
+        store.write_route(
+            conn,
+            Route(0, "other district", "webhook", f"{http_sink.url}/west", districts=(510115,)),
+        )
+        alert_id = _raise_gas_alert(conn, "gd-n1")
+
+        # first round: the webhook answers 503, the SMTP server is down, the SMS gateway is up
+        s1 = deliver_once(conn, now=T)
+        assert (s1.planned, s1.delivered, s1.retried, s1.gave_up) == (3, 1, 2, 0)
+        # nothing is due again before the 5 s back-off
+        assert deliver_once(conn, now=T + timedelta(seconds=2)).delivered == 0
+        controller = Controller(smtp, hostname="127.0.0.1", port=smtp_port)
+        controller.start()
+        try:
+            s2 = deliver_once(conn, now=T + timedelta(seconds=6))
+            assert (s2.delivered, s2.retried) == (2, 0)
+            # later rounds and new rounds find nothing more to send
+            assert deliver_once(conn, now=T + timedelta(hours=3)).delivered == 0
+        finally:
+            controller.stop()
+        rows = conn.execute(
+            "SELECT r.name, d.status, d.attempts FROM notification_deliveries d"
+            " JOIN notification_routes r USING (route_id) ORDER BY r.name"
+        ).fetchall()
+    assert rows == [
+        ("duty mail", "delivered", 2),
+        ("ops hook", "delivered", 2),
+        ("sms", "delivered", 1),
+    ]
+
+    hooks = [(h, b) for p, h, b in http_sink.requests if p == "/hook"]
+    assert len(hooks) == 2  # one refused, one accepted
+    assert hooks[0][0]["Idempotency-Key"] == hooks[1][0]["Idempotency-Key"]
+    headers, body = hooks[1]
+    assert verify_signature("k3y", headers["X-Cityops-Signature"], body, int(T.timestamp()) + 6)
+    ev = decode_alert_event(body)
+    assert (ev.alert_id, ev.event, ev.severity) == (alert_id, "raised", "critical")
+    sms = [json.loads(b) for p, _, b in http_sink.requests if p == "/sms"]
+    assert sms == [
+        {
+            "to": "+8613800000000",
+            "text": "【城市运行】紧急告警：燃气浓度超限",
+            "alert_id": alert_id,
+            "event": "raised",
+        }
+    ]
+    assert not [p for p, _, _ in http_sink.requests if p in ("/power", "/west")]
+
+    assert len(smtp.messages) == 1
+    rcpts, raw = smtp.messages[0]
+    assert sorted(rcpts) == ["chief@gas.chengdu.example", "duty@gas.chengdu.example"]
+    mail = email.message_from_bytes(raw, policy=policy.default)
+    assert f"#{alert_id}" in mail["Subject"] and "紧急" in mail["Subject"]
+    assert "燃气浓度超限" in mail.get_content()
+
+
+def test_delivery_gives_up_after_max_attempts(db_url: str, http_sink: HttpSink) -> None:
+    add_sensors(db_url, [("gd-n2", "gas", "gas_detector")])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        store.write_route(conn, Route(0, "broken", "webhook", f"{http_sink.url}/broken"))
+        store.write_route(conn, Route(0, "not http", "webhook", "file:///etc/passwd"))
+        _raise_gas_alert(conn, "gd-n2")
+        now, gave_up = T, 0
+        for _ in range(MAX_ATTEMPTS + 2):
+            gave_up += deliver_once(conn, now=now).gave_up
+            now += timedelta(hours=1)
+        rows = conn.execute(
+            "SELECT status, attempts, last_error FROM notification_deliveries ORDER BY delivery_id"
+        ).fetchall()
+    assert gave_up == 2
+    assert rows[0] == ("failed", MAX_ATTEMPTS, "HTTP 503")
+    assert rows[1][:2] == ("failed", MAX_ATTEMPTS) and "non-HTTP" in rows[1][2]
+    assert len([p for p, _, _ in http_sink.requests if p == "/broken"]) == MAX_ATTEMPTS
