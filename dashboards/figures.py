@@ -314,7 +314,8 @@ def build_readings_figure(
         )
     fig.update_layout(
         title=dict(text=f"{plot_text(title)} [{plot_text(unit)}]", x=0.01),
-        xaxis=dict(gridcolor="#30363d"),
+        # numeric dates: Plotly's month names are English whatever the page language
+        xaxis=dict(gridcolor="#30363d", tickformat="%m-%d %H:%M", hoverformat="%Y-%m-%d %H:%M:%S"),
         yaxis=dict(gridcolor="#30363d"),
         showlegend=False,
     )

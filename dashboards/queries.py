@@ -557,3 +557,83 @@ def fetch_alert_timeline(
             (alert_id, limit),
         )
     ]
+
+
+TRUST_COLUMNS = (
+    "sensor_id",
+    "quantity",
+    "expected",
+    "received",
+    "completeness",
+    "seq_gaps",
+    "duplicates",
+    "late",
+    "lag_p50_s",
+    "silent_s",
+)
+
+
+def has_function(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("SELECT to_regproc(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def fetch_sensor_trust(
+    conn: psycopg.Connection, sensor_id: str, since: datetime
+) -> list[dict[str, Any]]:
+    """Data-trust figures of one sensor per quantity since ``since`` (ingestion's
+    ``data_trust`` function of migration 0010; empty where it does not exist)."""
+    if not has_function(conn, "data_trust"):
+        return []
+    rows = conn.execute(
+        "SELECT sensor_id, quantity, expected, received, completeness, seq_gaps, duplicates,"
+        " late, lag_p50_s, silent_s FROM data_trust(%s, now()) WHERE sensor_id = %s"
+        " ORDER BY quantity",
+        (since, sensor_id),
+    ).fetchall()
+    return [dict(zip(TRUST_COLUMNS, r, strict=True)) for r in rows]
+
+
+def fetch_trust_by_group(
+    conn: psycopg.Connection, *, since: datetime, by: str = "utility"
+) -> list[tuple[Any, ...]]:
+    """(group, expected, received, seq_gaps, duplicates, late, silent sensors) per utility or
+    district over [since, now), from ``data_trust``."""
+    if not has_function(conn, "data_trust"):
+        return []
+    group = {"utility": "t.utility", "district": "COALESCE(d.name_zh, '—')"}[by]
+    return [
+        tuple(r)
+        for r in conn.execute(
+            f"""
+            SELECT {group} AS g, sum(t.expected), sum(t.received), sum(t.seq_gaps),
+                   sum(t.duplicates), sum(t.late),
+                   count(DISTINCT t.sensor_id) FILTER (WHERE t.silent_s IS NULL
+                       OR t.silent_s > 3 * st.expected_interval_s)
+            FROM data_trust(%s, now()) t
+            JOIN sensors s ON s.sensor_id = t.sensor_id
+            JOIN sensor_types st ON st.type_id = s.sensor_type
+            LEFT JOIN districts d ON d.adcode = s.district_adcode
+            GROUP BY 1 ORDER BY 1
+            """,  # noqa: S608 - group is one of two constants
+            (since,),
+        )
+    ]
+
+
+def fetch_sensor_gaps(
+    conn: psycopg.Connection,
+    sensor_id: str,
+    quantity: str,
+    start: datetime,
+    end: datetime,
+    gap_s: float,
+) -> tuple[int, float | None]:
+    """(gaps longer than ``gap_s`` [s], the longest gap [s]) between readings in [start, end)."""
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE d > %(g)s), max(d) FROM ("
+        " SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY ts)) AS d FROM readings"
+        " WHERE sensor_id = %(s)s AND quantity = %(q)s AND ts >= %(t0)s AND ts < %(t1)s) x",
+        {"g": gap_s, "s": sensor_id, "q": quantity, "t0": start, "t1": end},
+    ).fetchone()
+    return (int(row[0]), float(row[1]) if row[1] is not None else None) if row else (0, None)

@@ -44,6 +44,7 @@ def load_demo(conn: psycopg.Connection) -> None:
     )
     write_sensors(conn, read_sensor_file(ROOT / "data" / "demo_sensors.geojson"))
     with conn.transaction():
+        conn.execute("UPDATE sensors SET created_at = now() - interval '40 days'")
         conn.execute(
             "INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode, geom)"
             " VALUES ('wp-hostile-1', 'water', 'water_pressure', %s, 510107,"
@@ -75,6 +76,44 @@ def load_demo(conn: psycopg.Connection) -> None:
         )
 
 
+def load_readings(conn: psycopg.Connection, *, sensor_id: str = "wp-510104-1") -> None:
+    """A day of 1-minute pressure readings for one sensor (a dip below the 200 kPa limit in the
+    last 10 minutes), and the last hour's 1-minute rollups for every sensor with a latest value
+    (so completeness is known) where the rollup is a plain table."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO readings (sensor_id, quantity, ts, value, seq, received_at)"
+            " SELECT %s, 'pressure', ts,"
+            "  CASE WHEN ts > now() - interval '10 minutes' THEN 150 + random() * 5"
+            "       ELSE 320 + 25 * sin(extract(epoch FROM ts) / 7200) + random() * 4 END,"
+            "  row_number() OVER (ORDER BY ts), ts + interval '1 second'"
+            " FROM generate_series(date_trunc('minute', now()) - interval '24 hours',"
+            "                      now() - interval '1 minute', interval '1 minute') ts",
+            (sensor_id,),
+        )
+        plain = conn.execute(
+            "SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass('readings_1m')"
+        ).fetchone()
+        if plain and plain[0]:
+            conn.execute(
+                "INSERT INTO readings_1m (sensor_id, quantity, bucket, value_min, value_max,"
+                " value_sum, n, value_last, last_ts)"
+                " SELECT l.sensor_id, l.quantity, b, 300, 300, 300, 1, 300, b"
+                " FROM sensor_latest l, generate_series(date_trunc('minute', now())"
+                "  - interval '59 minutes', now(), interval '1 minute') b"
+                " WHERE l.sensor_id <> %s ON CONFLICT DO NOTHING",
+                (sensor_id,),
+            )
+            conn.execute(
+                "INSERT INTO readings_1m (sensor_id, quantity, bucket, value_min, value_max,"
+                " value_sum, n, value_last, last_ts)"
+                " SELECT sensor_id, quantity, date_trunc('minute', ts), min(value), max(value),"
+                " sum(value), count(*), max(value), max(ts) FROM readings WHERE sensor_id = %s"
+                " GROUP BY 1, 2, 3 ON CONFLICT DO NOTHING",
+                (sensor_id,),
+            )
+
+
 @pytest.fixture(scope="session")
 def dash_db(stack: LocalStack, template_db: str) -> Iterator[str]:
     name = "dash_" + uuid.uuid4().hex[:10]
@@ -83,6 +122,7 @@ def dash_db(stack: LocalStack, template_db: str) -> Iterator[str]:
     url = stack.admin_database_url(name)
     with psycopg.connect(url) as conn:
         load_demo(conn)
+        load_readings(conn)
     yield url
     with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
