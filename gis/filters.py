@@ -130,3 +130,101 @@ class PlannerQuery:
         for n in self.near:
             get_layer(n.layer)
         return self
+
+
+# --- text forms shared by the CLI and the HTTP API -----------------------------------------------
+
+
+def parse_point(text: str) -> tuple[float, float]:
+    """``lon,lat`` in EPSG:4326."""
+    try:
+        lon, lat = (float(v) for v in text.split(","))
+    except ValueError:
+        raise QueryError(f"a point is lon,lat (EPSG:4326), got {text!r}") from None
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise QueryError(f"{text!r} is not a lon,lat in degrees")
+    return lon, lat
+
+
+def parse_feature_ref(text: str) -> tuple[str, str]:
+    """``layer:id``."""
+    layer, sep, fid = text.partition(":")
+    if not sep or not fid:
+        raise QueryError(f"a feature is layer:id, got {text!r}")
+    get_layer(layer)
+    return layer, fid
+
+
+def parse_near(text: str) -> NearLayer:
+    """``layer:radius_m[:filter;filter...]``, e.g. ``facilities:500:kind=school``."""
+    parts = text.split(":", 2)
+    if len(parts) < 2:
+        raise QueryError(f"near is layer:radius_m[:filters], got {text!r}")
+    try:
+        get_layer(parts[0])
+    except KeyError as exc:
+        raise QueryError(str(exc.args[0])) from None
+    try:
+        radius = float(parts[1])
+    except ValueError:
+        raise QueryError(f"near radius must be metres, got {parts[1]!r}") from None
+    filters = tuple(
+        parse_filter(parts[0], f) for f in (parts[2].split(";") if len(parts) > 2 else []) if f
+    )
+    return NearLayer(parts[0], radius, filters)
+
+
+def parse_alert_history(text: str) -> AlertHistory:
+    """``kind:quantity:days:more_than[:radius_m]``; empty quantity means any quantity."""
+    parts = text.split(":")
+    if len(parts) not in (4, 5):
+        raise QueryError(
+            f"alerts is kind:quantity:days:more_than[:radius_m], e.g. threshold_low:pressure:365:3;"
+            f" got {text!r}"
+        )
+    try:
+        return AlertHistory(
+            kind=parts[0],
+            quantity=parts[1] or None,
+            since_days=float(parts[2]),
+            more_than=int(parts[3]),
+            radius_m=float(parts[4]) if len(parts) == 5 and parts[4] else None,
+        )
+    except ValueError:
+        raise QueryError(f"alerts: days, count and radius must be numbers in {text!r}") from None
+
+
+def build_query(
+    layer: str,
+    *,
+    where: list[str] | tuple[str, ...] = (),
+    district: int | None = None,
+    polygon: dict[str, Any] | None = None,
+    point: str | None = None,
+    feature: str | None = None,
+    radius_m: float | None = None,
+    nearest: int | None = None,
+    near: list[str] | tuple[str, ...] = (),
+    alerts: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+) -> PlannerQuery:
+    """A checked ``PlannerQuery`` from the text forms the CLI and the HTTP API accept."""
+    try:
+        get_layer(layer)
+    except KeyError as exc:
+        raise QueryError(str(exc.args[0])) from None
+    return PlannerQuery(
+        layer=layer,
+        filters=tuple(parse_filter(layer, w) for w in where if w),
+        district=district,
+        polygon=polygon,
+        point=parse_point(point) if point else None,
+        feature=parse_feature_ref(feature) if feature else None,
+        radius_m=radius_m,
+        nearest=nearest,
+        near=tuple(parse_near(n) for n in near if n),
+        alerts=parse_alert_history(alerts) if alerts else None,
+        limit=limit,
+        offset=offset,
+    ).check()

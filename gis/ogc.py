@@ -51,7 +51,7 @@ _PG_JSON_TYPES = {
 }
 
 
-def _pool(url: str):
+def get_pool(url: str):
     """One small connection pool per database, created on first use (never at import)."""
     from psycopg_pool import ConnectionPool
 
@@ -108,7 +108,7 @@ class CityopsPostGISProvider(BaseProvider):
         key = (self.url, self.table)
         if key not in _FIELDS:
             try:
-                with _pool(self.url).connection() as conn:
+                with get_pool(self.url).connection() as conn:
                     rows = conn.execute(
                         "SELECT column_name, data_type FROM information_schema.columns"
                         " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
@@ -227,7 +227,7 @@ class CityopsPostGISProvider(BaseProvider):
             else sql.SQL("ST_AsGeoJSON({}, 7)").format(sql.Identifier(self.geom_field))
         )
         try:
-            with _pool(self.url).connection() as conn:
+            with get_pool(self.url).connection() as conn:
                 matched = conn.execute(
                     sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, where), params
                 ).fetchone()[0]  # type: ignore[index]
@@ -263,7 +263,7 @@ class CityopsPostGISProvider(BaseProvider):
         from psycopg.rows import dict_row
 
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.fields)
-        with _pool(self.url).connection() as conn:
+        with get_pool(self.url).connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             cur.execute(
                 sql.SQL(
@@ -394,9 +394,12 @@ def write_pygeoapi_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def create_ogc_app(config: dict[str, Any], *, url_prefix: str = ""):
-    """A Flask app (or blueprint host) serving OGC API - Features from a pygeoapi config dict."""
-    from flask import Blueprint, Flask, make_response, request
+def create_ogc_blueprint(config: dict[str, Any], *, url_prefix: str = ""):
+    """A Flask blueprint serving OGC API - Features from a pygeoapi config dict.
+
+    ``config['server']['url']`` must be the URL the blueprint is reached at (links use it).
+    """
+    from flask import Blueprint, make_response, request
     from pygeoapi import api as core_api
     from pygeoapi.api import API, APIRequest, apply_gzip
     from pygeoapi.api import itemtypes as itemtypes_api
@@ -451,7 +454,14 @@ def create_ogc_app(config: dict[str, Any], *, url_prefix: str = ""):
     def item(collection_id, item_id):
         return run(itemtypes_api.get_collection_item, collection_id, item_id)
 
+    return bp
+
+
+def create_ogc_app(config: dict[str, Any]):
+    """A Flask app serving OGC API - Features at its root."""
+    from flask import Flask
+
     app = Flask("cityops_ogc")
     app.url_map.strict_slashes = False
-    app.register_blueprint(bp)
+    app.register_blueprint(create_ogc_blueprint(config))
     return app

@@ -1,0 +1,381 @@
+"""`cityops gis ...`: the basic geographic database from the command line (wiring only).
+
+Mount in cityops/cli.py with ``gis_app.add_typer``-free registration::
+
+    from gis.cli import register
+    register(gis_app)      # adds these commands next to `gis load-districts`
+
+or as its own group: ``app.add_typer(gis.cli.app, name="gis")``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="The basic geographic database (PostGIS layers).", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _db_url() -> str:
+    from cityops.settings import Settings
+
+    return Settings().database_url
+
+
+def _connect():
+    from cityops.db import connect
+
+    return connect(_db_url())
+
+
+def _emit(fc: dict[str, Any], output: Path | None, name: str) -> None:
+    from gis.export import to_csv, to_geojson, write_gpkg
+
+    if output is None:
+        sys.stdout.write(to_geojson(fc) + "\n")
+        return
+    suffix = output.suffix.lower()
+    if suffix == ".gpkg":
+        write_gpkg(fc, output, layer=name)
+    elif suffix == ".csv":
+        output.write_text(to_csv(fc), encoding="utf-8-sig")
+    else:
+        output.write_text(to_geojson(fc), encoding="utf-8")
+    console.print(f"wrote {len(fc.get('features', []))} features to {output}")
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc.args[0] if exc.args else exc}")
+    raise typer.Exit(2)
+
+
+@app.command("load")
+def load(
+    file: Annotated[Path, typer.Argument(help="GeoPackage, GeoJSON or Shapefile.")],
+    layer: Annotated[str, typer.Option(help="Target layer, e.g. water_pipes, facilities.")],
+    sublayer: Annotated[str | None, typer.Option(help="Layer inside a GeoPackage.")] = None,
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of a file that declares none, e.g. EPSG:4544.")
+    ] = None,
+    repair: Annotated[bool, typer.Option(help="Repair invalid geometries (else refuse).")] = True,
+    source: Annotated[str | None, typer.Option(help="Where the data comes from.")] = None,
+    licence: Annotated[str | None, typer.Option(help="Licence of the data.")] = None,
+    demo: Annotated[bool, typer.Option(help="Mark the layer as demo data.")] = False,
+) -> None:
+    """Replace a layer with a file (CRS checked and transformed, geometry repaired or refused;
+    one transaction: a failed load leaves the old layer as it was)."""
+    from gis.loading import LayerLoadError, load_layer_file
+
+    with _connect() as conn:
+        try:
+            rep = load_layer_file(
+                conn,
+                file,
+                layer,
+                sublayer=sublayer,
+                assume_crs=crs,
+                repair=repair,
+                source=source,
+                licence=licence,
+                demo=demo,
+            )
+        except LayerLoadError as exc:
+            _fail(exc)
+    console.print(
+        f"loaded {rep.features} features into {layer} from {rep.source_crs}"
+        + (
+            f"; repaired {len(rep.repaired)}: {', '.join(rep.repaired[:10])}"
+            if rep.repaired
+            else ""
+        )
+    )
+
+
+@app.command("import-epanet")
+def import_epanet_cmd(
+    file: Annotated[Path, typer.Argument(help="EPANET .inp model.")],
+    crs: Annotated[str, typer.Option(help="CRS of the model's coordinates.")] = "EPSG:4544",
+    origin: Annotated[
+        str | None,
+        typer.Option(help="LON,LAT to centre an abstract model on (scaled to pipe lengths)."),
+    ] = None,
+    scale_m: Annotated[
+        float | None, typer.Option(help="Metres per model unit with --origin.")
+    ] = None,
+    demo: Annotated[bool, typer.Option(help="Mark the water layers as demo data.")] = False,
+) -> None:
+    """Replace the water layers (nodes, pipes) with an EPANET model."""
+    from gis.epanet import import_epanet
+    from gis.filters import QueryError, parse_point
+    from gis.loading import LayerLoadError
+
+    try:
+        o = parse_point(origin) if origin else None
+        with _connect() as conn:
+            counts = import_epanet(conn, file, crs=crs, origin=o, scale_m=scale_m, demo=demo)
+    except (LayerLoadError, QueryError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"imported {counts['water_nodes']} nodes and {counts['water_pipes']} links")
+
+
+@app.command("demo")
+def demo_cmd(
+    grid_n: Annotated[int, typer.Option(help="Water junctions per side (60: >10,000 pipes).")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same city).")] = 4,
+    resolutions: Annotated[str, typer.Option(help="H3 resolutions of the grid cells.")] = "7,8",
+) -> None:
+    """Load the demo networks, facilities and H3 grid cells (marked demo) for central Chengdu.
+    Districts must be loaded first (`cityops gis load-districts`)."""
+    from gis.demo import DemoConfig, build_demo_city
+    from gis.grid import build_grid_cells
+    from gis.postgis import fetch_districts_frame, write_grid_cells, write_layers
+
+    with _connect() as conn:
+        districts = fetch_districts_frame(conn)
+        if len(districts) == 0:
+            _fail(RuntimeError("no districts: run `cityops gis load-districts` first"))
+        res = tuple(int(r) for r in resolutions.split(",") if r)
+        n_cells = write_grid_cells(conn, build_grid_cells(districts, res))
+        counts = write_layers(
+            conn, build_demo_city(DemoConfig(grid_n=grid_n, seed=seed)), demo=True
+        )
+    console.print(f"grid cells: {n_cells}; " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+@app.command("layers")
+def layers_cmd() -> None:
+    """The layers with their source, licence, CRS, demo flag and feature count."""
+    from rich.table import Table
+
+    from gis.postgis import fetch_layer_metadata
+
+    with _connect() as conn:
+        rows = fetch_layer_metadata(conn)
+    t = Table("layer", "title", "features", "demo", "crs", "source", "licence")
+    for m in rows:
+        t.add_row(
+            m["name"],
+            m["title_zh"],
+            str(m["feature_count"] or 0),
+            "demo" if m["demo"] else "",
+            m["crs"],
+            m["source"],
+            m["licence"],
+        )
+    Console().print(t)
+
+
+@app.command("query")
+def query_cmd(
+    layer: Annotated[str, typer.Argument(help="Layer to answer from.")],
+    where: Annotated[
+        list[str] | None, typer.Option(help="Attribute filter, e.g. install_year<1990.")
+    ] = None,
+    district: Annotated[int | None, typer.Option(help="Within this district (adcode).")] = None,
+    polygon: Annotated[Path | None, typer.Option(help="Within this GeoJSON geometry file.")] = None,
+    point: Annotated[str | None, typer.Option(help="LON,LAT reference point.")] = None,
+    feature: Annotated[str | None, typer.Option(help="layer:id reference feature.")] = None,
+    radius_m: Annotated[
+        float | None, typer.Option(help="Within this distance [m, EPSG:4544].")
+    ] = None,
+    nearest: Annotated[int | None, typer.Option(help="The N nearest to the point/feature.")] = None,
+    near: Annotated[
+        list[str] | None,
+        typer.Option(help="layer:radius_m[:filters], e.g. facilities:500:kind=school."),
+    ] = None,
+    alerts: Annotated[
+        str | None, typer.Option(help="kind:quantity:days:more_than[:radius_m].")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many features.")] = 1000,
+    output: Annotated[
+        Path | None, typer.Option(help="Write .geojson, .csv or .gpkg (default: stdout).")
+    ] = None,
+) -> None:
+    """Planners' questions, e.g. mains laid before 1990 within 500 m of a school with more than 3
+    low-pressure alerts in the last year:
+
+    cityops gis query water_pipes --where "install_year<1990" --near "facilities:500:kind=school"
+    --alerts threshold_low:pressure:365:3
+    """
+    from gis.filters import QueryError, build_query
+    from gis.planner import fetch_planner_query
+
+    try:
+        q = build_query(
+            layer,
+            where=where or [],
+            district=district,
+            polygon=json.loads(polygon.read_text(encoding="utf-8")) if polygon else None,
+            point=point,
+            feature=feature,
+            radius_m=radius_m,
+            nearest=nearest,
+            near=near or [],
+            alerts=alerts,
+            limit=limit,
+        )
+        with _connect() as conn:
+            fc = fetch_planner_query(conn, q)
+    except (QueryError, KeyError) as exc:
+        _fail(exc)
+    _emit(fc, output, layer)
+
+
+@app.command("isolate")
+def isolate_cmd(
+    network: Annotated[str, typer.Argument(help="water, gas or power.")],
+    link_id: Annotated[str, typer.Argument(help="The pipe or line to isolate.")],
+    unavailable: Annotated[
+        str, typer.Option(help="Valves that cannot be operated (a,b,...).")
+    ] = "",
+    output: Annotated[Path | None, typer.Option(help="Write .geojson, .csv or .gpkg.")] = None,
+) -> None:
+    """Valves to close to isolate a pipe, and the pipes, customers, facilities and population
+    that lose supply."""
+    from gis.analysis import fetch_isolation
+    from gis.network import NetworkError
+
+    try:
+        with _connect() as conn:
+            fc = fetch_isolation(
+                conn, network, link_id, unavailable=tuple(v for v in unavailable.split(",") if v)
+            )
+    except NetworkError as exc:
+        _fail(exc)
+    iso = fc["isolation"]
+    console.print(
+        f"close {len(iso['valves_to_close'])} valves: {', '.join(iso['valves_to_close'])}; "
+        f"{len(iso['links_without_supply'])} links, {iso['customers_without_supply']} customers, "
+        f"about {iso['population_without_supply']} people and "
+        f"{len(iso['facilities_without_supply'])} facilities lose supply"
+    )
+    _emit(fc, output, f"isolation_{link_id}")
+
+
+@app.command("trace")
+def trace_cmd(
+    network: Annotated[str, typer.Argument(help="water, gas or power.")],
+    start: Annotated[str, typer.Argument(help="Node or link id.")],
+    direction: Annotated[str, typer.Option(help="downstream or upstream.")] = "downstream",
+    output: Annotated[Path | None, typer.Option(help="Write .geojson, .csv or .gpkg.")] = None,
+) -> None:
+    """Everything upstream (towards the sources) or downstream of a node or link."""
+    from gis.analysis import fetch_trace
+    from gis.network import NetworkError
+
+    try:
+        with _connect() as conn:
+            fc = fetch_trace(conn, network, start, direction)
+    except NetworkError as exc:
+        _fail(exc)
+    tr = fc["trace"]
+    console.print(
+        f"{direction}: {tr['nodes']} nodes, {tr['links']} links, {tr['customers']} customers"
+    )
+    _emit(fc, output, f"trace_{direction}")
+
+
+@app.command("leak")
+def leak_cmd(
+    radius_m: Annotated[float, typer.Option(help="Buffer radius [m].")] = 200.0,
+    point: Annotated[str | None, typer.Option(help="LON,LAT of the leak.")] = None,
+    pipe: Annotated[str | None, typer.Option(help="Gas pipe id of the leak.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write .geojson, .csv or .gpkg.")] = None,
+) -> None:
+    """A gas leak's affected area with the facilities and population inside."""
+    from gis.analysis import fetch_leak_area
+    from gis.filters import QueryError, parse_point
+    from gis.network import NetworkError
+
+    try:
+        with _connect() as conn:
+            fc = fetch_leak_area(
+                conn, radius_m=radius_m, point=parse_point(point) if point else None, pipe_id=pipe
+            )
+    except (NetworkError, QueryError) as exc:
+        _fail(exc)
+    lk = fc["leak"]
+    console.print(
+        f"area {lk['area_m2']:.0f} m², about {lk['population']} people (demo estimate), "
+        f"facilities: {', '.join(lk['facilities']) or 'none'}"
+    )
+    _emit(fc, output, "leak_area")
+
+
+@app.command("ogc-config")
+def ogc_config_cmd(
+    output: Annotated[Path, typer.Option(help="Where to write pygeoapi's YAML.")] = Path(
+        "pygeoapi.yml"
+    ),
+    base_url: Annotated[
+        str, typer.Option(help="URL the service is reached at.")
+    ] = "http://127.0.0.1:5000",
+) -> None:
+    """Write a pygeoapi configuration for this database (for `pygeoapi serve` or a WSGI host)."""
+    from gis.ogc import build_pygeoapi_config, write_pygeoapi_config
+    from gis.postgis import fetch_layer_metadata
+
+    with _connect() as conn:
+        meta = {m["name"]: m for m in fetch_layer_metadata(conn)}
+    write_pygeoapi_config(
+        build_pygeoapi_config(_db_url(), base_url=base_url, layer_meta=meta), output
+    )
+    console.print(f"wrote {output}")
+
+
+def _serve(app_: Any, host: str, port: int) -> None:
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app_, threaded=True)
+    console.print(f"serving on http://{host}:{port}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command("serve-ogc")
+def serve_ogc_cmd(
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    base_url: Annotated[
+        str | None, typer.Option(help="Public URL (default http://host:port).")
+    ] = None,
+) -> None:
+    """Serve OGC API - Features (pygeoapi) over the layers, for QGIS and OWSLib."""
+    from gis.ogc import build_pygeoapi_config, create_ogc_app
+    from gis.postgis import fetch_layer_metadata
+
+    url = base_url or f"http://{host}:{port}"
+    with _connect() as conn:
+        meta = {m["name"]: m for m in fetch_layer_metadata(conn)}
+    cfg = build_pygeoapi_config(_db_url(), base_url=url, host=host, port=port, layer_meta=meta)
+    _serve(create_ogc_app(cfg), host, port)
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5001,
+    base_url: Annotated[
+        str | None, typer.Option(help="Public URL (default http://host:port).")
+    ] = None,
+) -> None:
+    """Serve the planners' HTTP API at /api and OGC API - Features at /ogc."""
+    from gis.http import create_gis_app
+
+    _serve(create_gis_app(_db_url(), base_url=base_url or f"http://{host}:{port}"), host, port)
+
+
+def register(parent: typer.Typer) -> None:
+    """Add these commands to an existing `gis` group (keeps its `load-districts`)."""
+    for cmd in app.registered_commands:
+        parent.registered_commands.append(cmd)

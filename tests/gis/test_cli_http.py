@@ -1,0 +1,126 @@
+"""The `gis` CLI sub-app and the planners' HTTP API, on the demo city."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pyogrio
+import pytest
+import wntr
+from typer.testing import CliRunner
+
+from gis.cli import app
+from gis.http import create_gis_app
+from gis.ogc import close_pools
+
+NET1 = Path(wntr.__file__).parent / "library" / "networks" / "Net1.inp"
+
+
+@pytest.fixture
+def cli_env(gis_db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("CITYOPS_DATABASE_URL", gis_db)
+    return gis_db
+
+
+def test_cli_query_isolate_load_and_epanet(cli_env: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["query", "facilities", "--point", "104.0657,30.6598", "--nearest", "2"])
+    assert r.exit_code == 0, r.output
+    fc = json.loads(r.stdout)
+    assert len(fc["features"]) == 2
+
+    out = tmp_path / "old.csv"
+    r = runner.invoke(
+        app,
+        [
+            "query",
+            "water_pipes",
+            "--where",
+            "install_year<1990",
+            "--near",
+            "facilities:500:kind=school",
+            "--output",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
+    assert rows and all(int(x["install_year"]) < 1990 for x in rows)
+
+    r = runner.invoke(app, ["query", "water_pipes", "--where", "colour=red"])
+    assert r.exit_code == 2 and "no column" in r.output
+
+    r = runner.invoke(app, ["isolate", "water", "WP000001", "--output", str(tmp_path / "iso.gpkg")])
+    assert r.exit_code == 0, r.output
+    assert "close" in r.output
+    assert len(pyogrio.list_layers(tmp_path / "iso.gpkg")) >= 1
+
+    bad = tmp_path / "broken.geojson"
+    bad.write_text('{"type": "FeatureCollection", "features": [', encoding="utf-8")
+    r = runner.invoke(app, ["load", str(bad), "--layer", "facilities"])
+    assert r.exit_code == 2 and "cannot be read" in r.output
+
+    r = runner.invoke(
+        app, ["import-epanet", str(NET1), "--crs", "EPSG:4544", "--origin", "104.06,30.66"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "imported 11 nodes and 13 links" in r.output
+
+
+def test_http_api(cli_env: str) -> None:
+    app_ = create_gis_app(cli_env, base_url="http://testserver")
+    c = app_.test_client()
+    try:
+        layers = c.get("/api/layers").get_json()
+        assert {m["name"] for m in layers} >= {"water_pipes", "facilities", "grid_cells"}
+        assert all("licence" in m and "source" in m for m in layers)
+
+        r = c.get(
+            "/api/query",
+            query_string={"layer": "facilities", "point": "104.0657,30.6598", "radius_m": 2000},
+        )
+        assert r.status_code == 200
+        assert all(f["properties"]["distance_m"] <= 2000 for f in r.get_json()["features"])
+
+        r = c.get(
+            "/api/query",
+            query_string={
+                "layer": "facilities",
+                "nearest": 3,
+                "point": "104.0657,30.6598",
+                "format": "csv",
+            },
+        )
+        assert r.status_code == 200 and r.content_type.startswith("text/csv")
+        assert len(r.data.decode("utf-8-sig").strip().splitlines()) == 4
+
+        r = c.get("/api/query", query_string={"layer": "facilities", "radius_m": 10})
+        assert r.status_code == 400 and "point or a feature" in r.get_json()["error"]
+
+        r = c.get("/api/isolation/water/WP000001")
+        assert r.status_code == 200 and r.get_json()["isolation"]["valves_to_close"]
+        r = c.get("/api/isolation/water/nope")
+        assert r.status_code == 400
+
+        r = c.get("/api/trace/power/PL000001", query_string={"direction": "downstream"})
+        assert r.status_code == 200 and r.get_json()["trace"]["links"] > 0
+
+        r = c.get(
+            "/api/leak",
+            query_string={"point": "104.0657,30.6598", "radius_m": 300, "format": "gpkg"},
+        )
+        assert r.status_code == 200 and r.data[:16] == b"SQLite format 3\x00"
+
+        r = c.get("/api/state", query_string={"by": "district"})
+        assert len(r.get_json()["features"]) == 20
+
+        r = c.get("/api/layers/water_pipes", query_string={"zoom": 9})
+        assert r.get_json()["zoom_band"] == "city"
+
+        r = c.get("/ogc/collections")
+        assert r.status_code == 200
+    finally:
+        close_pools()
