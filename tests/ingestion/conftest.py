@@ -80,3 +80,120 @@ def publisher(settings: Settings) -> Iterator[Publisher]:
 
 def water_topic(sensor_id: str) -> str:
     return telemetry_topic(Utility.WATER, sensor_id)
+
+
+class Load:
+    """A bounded load of single-reading messages with per-sensor sequence numbers, published at
+    QoS 1 from a thread. It survives broker restarts: a message counts as sent only once the
+    broker acknowledged it, and anything unacknowledged is published again (the ingestor stores
+    a repeat once). ``expected`` holds every (sensor_id, seq) sent."""
+
+    def __init__(self, url: str, sensors: list[str], per_sensor: int, rate_per_s: float) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+        from cityops.settings import parse_mqtt_url
+
+        self.sensors = sensors
+        self.per_sensor = per_sensor
+        self.rate = rate_per_s
+        self.t0 = now_ms() - 60_000
+        self.expected = {(s, k) for s in sensors for k in range(per_sensor)}
+        ep = parse_mqtt_url(url)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"load-{uuid.uuid4().hex[:8]}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self._client.username_pw_set(ep.username, ep.password)
+        self._client.max_inflight_messages_set(100)
+        self._client.reconnect_delay_set(0.2, 1)
+        self._client.connect(ep.host, ep.port, keepalive=10)
+        self._client.loop_start()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def _message(self, sid: str, k: int) -> tuple[str, bytes]:
+        from sensors.payload import encode_reading
+
+        return water_topic(sid), encode_reading(self.t0 + k * 10, k, {"pressure": 300.0 + k % 100})
+
+    def start(self) -> Load:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            pending: dict[tuple[str, int], tuple[Any, float]] = {}
+            interval = 1.0 / self.rate
+            next_t = time.monotonic()
+            for k in range(self.per_sensor):
+                for sid in self.sensors:
+                    topic, body = self._message(sid, k)
+                    pending[(sid, k)] = (self._client.publish(topic, body, qos=1), time.monotonic())
+                    next_t += interval
+                    delay = next_t - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    while len(pending) > 500:
+                        self._settle(pending)
+            while pending:
+                self._settle(pending)
+        except BaseException as exc:  # reported by wait()
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _settle(self, pending: dict) -> None:
+        now = time.monotonic()
+        for key, (info, sent_at) in list(pending.items()):
+            try:
+                published = info.is_published()
+                failed = False
+            except (RuntimeError, ValueError):  # not connected when published
+                published, failed = False, True
+            if published:
+                del pending[key]
+            elif (failed or now - sent_at > 3.0) and self._client.is_connected():
+                topic, body = self._message(*key)
+                pending[key] = (self._client.publish(topic, body, qos=1), now)
+        time.sleep(0.02)
+
+    def wait(self, timeout_s: float = 60) -> None:
+        assert self.done.wait(timeout_s), "load did not finish"
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self.error:
+            raise self.error
+
+
+def end_session(settings: Settings) -> None:
+    """Make the broker forget the ingestor's persistent session (after a test that left one)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from cityops.settings import parse_mqtt_url
+
+    ep = parse_mqtt_url(settings.mqtt_url_for("ingest"))
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=settings.ingest_client_id,
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    c.username_pw_set(ep.username, ep.password)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    c.connect(ep.host, ep.port, clean_start=True, properties=props)
+    c.loop_start()
+    time.sleep(0.2)
+    c.disconnect()
+    c.loop_stop()
+
+
+def stored_pairs(db_url: str) -> list[tuple[str, int]]:
+    return [(s, k) for s, k in query(db_url, "SELECT sensor_id, seq FROM readings")]

@@ -1,0 +1,165 @@
+"""Faults under a bounded load with sequence numbers: kill -9 of the ingestor, PostgreSQL and
+the broker restarted, two workers on one shared subscription. Afterwards every sequence number is
+stored exactly once. The tests that restart the session's servers restore them in ``finally``."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+
+import cityops.stack
+from cityops.mqtt import RECEIVE_MAXIMUM
+from cityops.settings import Settings
+from cityops.stack import LocalStack, free_port
+from ingestion.service import Ingestor
+from tests.conftest import ROOT, cityops_cmd, settings_env
+from tests.ingestion.conftest import (
+    Load,
+    add_sensors,
+    end_session,
+    new_id,
+    query,
+    stored_pairs,
+    wait_for,
+)
+
+
+def _sensors(db_url: str, n: int) -> list[str]:
+    ids = [new_id("ft") for _ in range(n)]
+    add_sensors(db_url, [(i, "water", "water_pressure") for i in ids])
+    return ids
+
+
+def _assert_exactly_once(db_url: str, load: Load) -> None:
+    got = stored_pairs(db_url)
+    counts = Counter(got)
+    assert [p for p, c in counts.items() if c > 1] == []
+    assert set(got) == load.expected
+
+
+def _start_ingest(settings: Settings) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        cityops_cmd("ingest"),
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_kill_9_of_the_ingestor_under_load_loses_and_doubles_nothing(
+    settings: Settings, db_url: str
+) -> None:
+    sensors = _sensors(db_url, 4)
+    rng = random.Random(3)
+    proc = _start_ingest(settings)
+    load = None
+    try:
+        wait_for(lambda: query(db_url, "SELECT 1 FROM ingest_workers"), timeout_s=30)
+        load = Load(settings.mqtt_url, sensors, per_sensor=1000, rate_per_s=1500).start()
+        kills = 0
+        while kills < 3:
+            time.sleep(rng.uniform(0.4, 1.0))
+            proc.kill()  # SIGKILL: no chance to commit or acknowledge anything in hand
+            proc.wait(10)
+            kills += 1
+            proc = _start_ingest(settings)
+        load.wait(60)
+        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        _assert_exactly_once(db_url, load)
+        assert 0 < query(db_url, "SELECT count(*) FROM readings")[0][0] == 4000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        end_session(settings)
+    assert proc.returncode == 0, err[-2000:]
+
+
+@pytest.fixture
+def reuse_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Restart servers on the ports the clients know: a port left in TIME_WAIT by the stopped
+    server would otherwise make cityops.stack choose a new one."""
+    monkeypatch.setattr(cityops.stack, "port_is_free", lambda port: True)
+
+
+def _metrics(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def test_postgres_stopped_and_restarted_under_load(
+    stack: LocalStack, settings: Settings, db_url: str, reuse_ports: None
+) -> None:
+    sensors = _sensors(db_url, 3)
+    settings.metrics_port = free_port()
+    ing = Ingestor(settings)
+    ing.start()
+    try:
+        load = Load(settings.mqtt_url, sensors, per_sensor=800, rate_per_s=1200).start()
+        time.sleep(0.5)
+        try:
+            stack.stop_postgres()
+            wait_for(lambda: ing.health().state == "stalled", timeout_s=10)
+            assert "cityops_ingest_stalled 1.0" in _metrics(settings.metrics_port)
+            stored_while_down = ing.health().stored
+            time.sleep(2.0)
+            h = ing.health()
+            assert h.stored == stored_while_down and h.state == "stalled"
+            # bounded memory: the broker holds the backlog beyond its in-flight window
+            assert h.queue_depth <= RECEIVE_MAXIMUM
+        finally:
+            stack.start_postgres()
+        load.wait(60)
+        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        _assert_exactly_once(db_url, load)
+        wait_for(lambda: ing.health().state == "running")
+        assert "cityops_ingest_stalled 0.0" in _metrics(settings.metrics_port)
+    finally:
+        ing.stop(end_session=True)
+
+
+def test_broker_restarted_cleanly_under_load(
+    stack: LocalStack, settings: Settings, db_url: str, reuse_ports: None
+) -> None:
+    sensors = _sensors(db_url, 3)
+    ing = Ingestor(settings)
+    ing.start()
+    try:
+        load = Load(settings.mqtt_url, sensors, per_sensor=800, rate_per_s=1200).start()
+        time.sleep(0.6)
+        try:
+            stack.stop_mosquitto()
+            time.sleep(0.5)
+        finally:
+            stack.start_mosquitto()
+        load.wait(60)
+        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        _assert_exactly_once(db_url, load)
+        assert ing.consumer.status.connects >= 2 and ing.consumer.status.sessions_lost == 0
+        assert query(db_url, "SELECT count(*) FROM ingest_gaps") == [(0,)]
+    finally:
+        ing.stop(end_session=True)
+
+
+def test_two_workers_on_a_shared_subscription(settings: Settings, db_url: str) -> None:
+    sensors = _sensors(db_url, 4)
+    a = Ingestor(settings.model_copy(update={"ingest_client_id": settings.ingest_client_id + "-a"}))
+    b = Ingestor(settings.model_copy(update={"ingest_client_id": settings.ingest_client_id + "-b"}))
+    a.start()
+    b.start()
+    try:
+        load = Load(settings.mqtt_url, sensors, per_sensor=500, rate_per_s=3000).start()
+        load.wait(60)
+        wait_for(lambda: a.health().stored + b.health().stored >= len(load.expected), 30)
+        _assert_exactly_once(db_url, load)
+        assert a.health().stored > 0 and b.health().stored > 0
+        assert a.health().stored + b.health().stored == len(load.expected)
+    finally:
+        a.stop(end_session=True)
+        b.stop(end_session=True)
