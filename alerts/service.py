@@ -133,37 +133,38 @@ class AlertService:
             name="notifier",
             daemon=True,
         )
-        notifier.start()
+        # subscribe first: telemetry published while we load state waits in our queue (and, on
+        # the very first start, is not lost for want of a session)
+        consumer.start()
         try:
             self._reload()
             with Publisher(s.mqtt_url_for("alerts"), f"{s.alerts_client_id}-pub") as pub:
                 self.publisher = pub
                 self._publish_outbox()
-                consumer.start()
+                notifier.start()
                 log.info(
                     "alerts engine ready: %d sensors, %d detector states, group %s",
                     len(self.engine.sensors),
                     len(self.engine.states),
                     s.alerts_share_group,
                 )
-                try:
-                    last_chores = 0.0
-                    while not self.stop.is_set():
-                        batch = self._collect(consumer.queue)
-                        if batch:
-                            self._process(batch, consumer)
-                        if time.monotonic() - last_chores > CHORES_EVERY_S:
-                            self._chores()
-                            last_chores = time.monotonic()
-                finally:
-                    # keep the persistent session: telemetry published while we are down waits
-                    consumer.stop()
+                last_chores = 0.0
+                while not self.stop.is_set():
+                    batch = self._collect(consumer.queue)
+                    if batch:
+                        self._process(batch, consumer)
+                    if time.monotonic() - last_chores > CHORES_EVERY_S:
+                        self._chores()
+                        last_chores = time.monotonic()
         except _Stopped:
             pass
         finally:
             self.stop.set()
+            # keep the persistent session: telemetry published while we are down waits for us
+            consumer.stop()
             self._drop_db()
-            notifier.join(15)
+            if notifier.is_alive():
+                notifier.join(15)
         log.info(
             "alerts engine stopped: %d messages, %d readings, %d events",
             self.stats.messages,

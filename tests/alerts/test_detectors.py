@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from alerts.detectors import (
+from alerts.series import (
     DAY_S,
     US,
     clean_series,
