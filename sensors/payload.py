@@ -235,10 +235,7 @@ def _compact_key_count(msg: _Compact) -> int:
 
 
 def _senml_key_count(records: list[_SenML]) -> int:
-    return sum(
-        sum(x is not None for x in msgspec.structs.astuple(r))  # type: ignore[arg-type]
-        for r in records
-    )
+    return sum(sum(x is not None for x in msgspec.structs.astuple(r)) for r in records)
 
 
 def _validation_reason(message: str) -> str:
