@@ -24,6 +24,7 @@ from dashboards.model import (
     GridCell,
     Reading,
     SensorPoint,
+    cell_state,
     district_condition,
     local_time,
     plot_text,
@@ -81,6 +82,9 @@ def build_city_map_figure(
     view: tuple[tuple[float, float], tuple[float, float]] | None = None,
     marker_size: int = 11,
     uirevision: str = "map",
+    networks: dict[str, tuple[list[float | None], list[float | None]]] | None = None,
+    facilities: Sequence[tuple[str, str, str, str, float, float]] = (),
+    alarms: Sequence[SensorPoint] = (),
 ) -> go.Figure:
     """Districts filled by condition, sensors coloured by state (or grid cells by count).
 
@@ -120,10 +124,37 @@ def build_city_map_figure(
                     showlegend=False,
                 )
             )
+    for utility, (xs, ys) in (networks or {}).items():
+        if xs:
+            fig.add_trace(
+                go.Scattergl(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    line=dict(color=UTILITY_COLOURS[utility], width=1.2),
+                    opacity=0.7,
+                    name=t(lang, "utility." + utility),
+                    hoverinfo="skip",
+                )
+            )
+    if facilities:
+        fig.add_trace(
+            go.Scatter(
+                x=[f[4] for f in facilities],
+                y=[f[5] for f in facilities],
+                mode="markers",
+                marker=dict(symbol="cross", size=11, color="#b37feb", line=dict(width=0)),
+                name=t(lang, "map.layer.facilities"),
+                text=[plot_text(f[3] if lang == "en" and f[3] else f[2]) for f in facilities],
+                hoverinfo="text",
+            )
+        )
     if cells:
         _add_cells(fig, cells, lang)
     if sensors:
         _add_sensors(fig, sensors, lang, marker_size)
+    elif alarms:
+        _add_sensors(fig, alarms, lang, marker_size)
     _map_axes(fig, districts, view, uirevision)
     fig.update_layout(
         legend=dict(
@@ -172,12 +203,11 @@ def _add_sensors(
 
 
 def _add_cells(fig: go.Figure, cells: Sequence[GridCell], lang: str) -> None:
-    """Grid cells as squares sized by sensor count, coloured by their worst state."""
+    """Grid cells as squares sized by sensor count and coloured by ``cell_state``."""
     biggest = max(c.sensors for c in cells)
     groups: dict[str, list[GridCell]] = {s: [] for s in SENSOR_STATES}
     for c in cells:
-        state = "alarm" if c.alarm else "silent" if c.silent else "nodata" if c.nodata else "normal"
-        groups[state].append(c)
+        groups[cell_state(c)].append(c)
     for state in SENSOR_STATES[::-1]:
         group = groups[state]
         if not group:
@@ -190,10 +220,10 @@ def _add_cells(fig: go.Figure, cells: Sequence[GridCell], lang: str) -> None:
                 marker=dict(
                     color=STATE_COLOURS[state],
                     symbol="square",
-                    size=[8 + 22 * math.sqrt(c.sensors / biggest) for c in group],
-                    opacity=0.85,
+                    size=[6 + 14 * math.sqrt(c.sensors / biggest) for c in group],
+                    opacity=0.8,
                 ),
-                name=f"{t(lang, 'state.' + state)} ({sum(c.sensors for c in group)})",
+                name=t(lang, "map.cells", state=t(lang, "state." + state), n=len(group)),
                 text=[
                     f"{t(lang, 'col.sensors')}: {c.sensors}<br>{t(lang, 'state.alarm')}: {c.alarm}"
                     f"<br>{t(lang, 'state.silent')}: {c.silent}<br>"

@@ -193,6 +193,16 @@ def district_condition(summary: DistrictSummary) -> str:
     return "normal"
 
 
+def cell_state(cell: GridCell, silent_share: float = 0.2) -> str:
+    """A grid cell's colour: alarm if any sensor in it alarms; silent or no data when at least
+    ``silent_share`` of its sensors are (one silent sensor among 50 is not a silent area)."""
+    if cell.alarm:
+        return "alarm"
+    if cell.sensors and (cell.silent + cell.nodata) / cell.sensors >= silent_share:
+        return "silent" if cell.silent >= cell.nodata else "nodata"
+    return "normal"
+
+
 def choose_grid_cell_deg(span_lon_deg: float, target_cells_across: int = 60) -> float:
     """A grid cell size [degrees] that gives about ``target_cells_across`` cells over a span,
     rounded to a readable step so that cells stay put while a user pans."""
@@ -222,3 +232,24 @@ def choose_readings_source(window_s: float, has_1m: bool, has_1h: bool) -> str:
     if window_s > 6 * 3600 and has_1m:
         return "1m"
     return "raw"
+
+
+View = tuple[tuple[float, float], tuple[float, float]]  # ((lon0, lon1), (lat0, lat1)) [degrees]
+
+
+def parse_view(relayout: dict | None, previous: View | None) -> View | None:
+    """The map's visible range after a Plotly relayout event (None: the whole city)."""
+    if not relayout:
+        return previous
+    if relayout.get("xaxis.autorange") or (relayout.get("autosize") and len(relayout) == 1):
+        return None if relayout.get("xaxis.autorange") else previous
+    try:
+        x = (float(relayout["xaxis.range[0]"]), float(relayout["xaxis.range[1]"]))
+        y = (float(relayout["yaxis.range[0]"]), float(relayout["yaxis.range[1]"]))
+    except (KeyError, TypeError, ValueError):
+        return previous
+    return (min(x), max(x)), (min(y), max(y))
+
+
+def view_bbox(view: View | None) -> tuple[float, float, float, float] | None:
+    return None if view is None else (view[0][0], view[1][0], view[0][1], view[1][1])

@@ -199,6 +199,7 @@ def fetch_sensor_points(
     *,
     utilities: list[str] | None = None,
     bbox: tuple[float, float, float, float] | None = None,
+    states: list[str] | None = None,
     limit: int = 60_000,
 ) -> list[SensorPoint]:
     """Active sensors with their state, optionally within a (lon0, lat0, lon1, lat1) box."""
@@ -208,6 +209,7 @@ def fetch_sensor_points(
         WHERE (%(u)s::text[] IS NULL OR utility = ANY(%(u)s))
           AND (%(x0)s::float8 IS NULL OR (lon BETWEEN %(x0)s AND %(x1)s
                                        AND lat BETWEEN %(y0)s AND %(y1)s))
+          AND (%(st)s::text[] IS NULL OR state = ANY(%(st)s))
         ORDER BY sensor_id LIMIT %(limit)s
         """,  # noqa: S608 - constant SQL text
         {
@@ -219,13 +221,18 @@ def fetch_sensor_points(
             "x1": bbox[2] if bbox else None,
             "y1": bbox[3] if bbox else None,
             "limit": limit,
+            "st": states,
         },
     ).fetchall()
     return [SensorPoint(*r) for r in rows]
 
 
 def fetch_sensor_grid(
-    conn: psycopg.Connection, *, cell_deg: float, utilities: list[str] | None = None
+    conn: psycopg.Connection,
+    *,
+    cell_deg: float,
+    utilities: list[str] | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
 ) -> list[GridCell]:
     """Sensors counted by state on a lon/lat grid of ``cell_deg`` [degrees] (for 50,000 points)."""
     rows = conn.execute(
@@ -235,6 +242,8 @@ def fetch_sensor_grid(
                count(*) FILTER (WHERE state = 'silent'), count(*) FILTER (WHERE state = 'nodata')
         FROM ({_SENSOR_STATE_SQL}) st
         WHERE (%(u)s::text[] IS NULL OR utility = ANY(%(u)s))
+          AND (%(x0)s::float8 IS NULL OR (lon BETWEEN %(x0)s AND %(x1)s
+                                       AND lat BETWEEN %(y0)s AND %(y1)s))
         GROUP BY 1, 2
         """,  # noqa: S608 - constant SQL text
         {
@@ -242,6 +251,10 @@ def fetch_sensor_grid(
             "factor": SILENT_FACTOR,
             "u": utilities,
             "c": cell_deg,
+            "x0": bbox[0] if bbox else None,
+            "y0": bbox[1] if bbox else None,
+            "x1": bbox[2] if bbox else None,
+            "y1": bbox[3] if bbox else None,
         },
     ).fetchall()
     return [GridCell(float(r[0]), float(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
@@ -637,3 +650,61 @@ def fetch_sensor_gaps(
         {"g": gap_s, "s": sensor_id, "q": quantity, "t0": start, "t1": end},
     ).fetchone()
     return (int(row[0]), float(row[1]) if row[1] is not None else None) if row else (0, None)
+
+
+NETWORK_TABLES = {"water": "water_pipes", "gas": "gas_pipes", "power": "power_lines"}
+
+
+def fetch_network_lines(
+    conn: psycopg.Connection,
+    utility: str,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    simplify_deg: float = 0.0001,
+    limit: int = 20_000,
+) -> tuple[list[float | None], list[float | None], int]:
+    """One utility's pipes or lines as x/y arrays separated by None (one Plotly trace), and
+    how many features there were; empty where the GIS layer is not loaded."""
+    table = NETWORK_TABLES[utility]
+    if not has_relation(conn, table):
+        return [], [], 0
+    rows = conn.execute(
+        f"SELECT ST_AsGeoJSON(ST_Simplify(geom, %(tol)s), 5) FROM {table}"  # noqa: S608 - constant
+        " WHERE %(x0)s::float8 IS NULL OR geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)"
+        " LIMIT %(limit)s",
+        {
+            "tol": simplify_deg,
+            "x0": bbox[0] if bbox else None,
+            "y0": bbox[1] if bbox else None,
+            "x1": bbox[2] if bbox else None,
+            "y1": bbox[3] if bbox else None,
+            "limit": limit,
+        },
+    ).fetchall()
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for (text,) in rows:
+        geom = json.loads(text)
+        lines = geom["coordinates"] if geom["type"] == "MultiLineString" else [geom["coordinates"]]
+        for line in lines:
+            xs.extend(p[0] for p in line)
+            ys.extend(p[1] for p in line)
+            xs.append(None)
+            ys.append(None)
+    return xs, ys, len(rows)
+
+
+def fetch_facilities(
+    conn: psycopg.Connection, *, limit: int = 5000
+) -> list[tuple[str, str, str, str, float, float]]:
+    """(facility_id, kind, name_zh, name_en, lon, lat) of the facilities layer, if loaded."""
+    if not has_relation(conn, "facilities"):
+        return []
+    return [
+        (r[0], r[1], r[2], r[3], float(r[4]), float(r[5]))
+        for r in conn.execute(
+            "SELECT facility_id, kind, name_zh, name_en, ST_X(geom), ST_Y(geom) FROM facilities"
+            " ORDER BY facility_id LIMIT %s",
+            (limit,),
+        )
+    ]

@@ -110,3 +110,30 @@ def test_map_figure_escapes_names_and_keeps_aspect():
 def test_csp_allows_only_self():
     csp = build_csp(["'sha256-abc'"])
     assert "default-src 'self'" in csp and "'sha256-abc'" in csp and "http" not in csp
+
+
+def test_cell_state_needs_a_share_of_silent_sensors():
+    from dashboards.model import GridCell, cell_state
+
+    assert cell_state(GridCell(0, 0, 50, 0, 1, 0)) == "normal"
+    assert cell_state(GridCell(0, 0, 50, 0, 20, 0)) == "silent"
+    assert cell_state(GridCell(0, 0, 50, 0, 0, 30)) == "nodata"
+    assert cell_state(GridCell(0, 0, 50, 1, 30, 0)) == "alarm"
+
+
+def test_parse_view_keeps_the_last_zoom():
+    from dashboards.model import parse_view, view_bbox
+
+    v = parse_view(
+        {
+            "xaxis.range[0]": 104.2,
+            "xaxis.range[1]": 103.9,
+            "yaxis.range[0]": 30.5,
+            "yaxis.range[1]": 30.8,
+        },
+        None,
+    )
+    assert v == ((103.9, 104.2), (30.5, 30.8))
+    assert parse_view({"dragmode": "zoom"}, v) == v
+    assert parse_view({"xaxis.autorange": True, "yaxis.autorange": True}, v) is None
+    assert view_bbox(v) == (103.9, 30.5, 104.2, 30.8)

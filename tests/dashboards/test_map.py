@@ -1,0 +1,77 @@
+"""Map page: layers from the project's own PostGIS data, and 50,000 sensors aggregated."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.dashboards.browser import severe_console_messages
+from tests.dashboards.conftest import dashboard_settings, start_dashboard, stop_dashboard
+from tests.dashboards.helpers import open_page, page_text, texts, wait_for
+from tests.dashboards.scale import load_scale_sensors
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def demo_networks(dash_db):
+    demo = pytest.importorskip("gis.demo")
+    from gis.postgis import write_layers
+
+    with psycopg.connect(dash_db) as conn:
+        write_layers(conn, demo.build_demo_city(demo.DemoConfig()), demo=True)
+
+
+def test_map_layers_and_switches(dash_server, demo_networks, browser, screenshots):
+    open_page(browser, dash_server.url + "/map")
+    wait_for(lambda: "显示 121 个传感器" in page_text(browser), what="sensor count")
+    legend = wait_for(lambda: texts(browser, ".map-graph .legendtext"), what="legend")
+    for name in ("供水", "供电", "燃气", "重要设施"):
+        assert name in legend, legend
+    assert any(x.startswith("告警") for x in legend)
+    assert severe_console_messages(browser) == []
+    browser.save_screenshot(str(screenshots / "map.png"))
+    # switch the networks off: their traces go
+    browser.find_element(By.XPATH, "//label[contains(., '管网线路')]").click()
+    wait_for(lambda: "供电" not in texts(browser, ".map-graph .legendtext"), what="networks off")
+    browser.find_element(By.XPATH, "//label[contains(., '管网线路')]").click()
+    assert severe_console_messages(browser) == []
+
+
+def test_map_aggregates_fifty_thousand_sensors(stack, template_db, browser, screenshots, tmp_path):
+    name = "dash_scale_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    url = stack.admin_database_url(name)
+    try:
+        with psycopg.connect(url) as conn:
+            load_scale_sensors(conn, 50_000)
+        server = start_dashboard(dashboard_settings(stack, url), tmp_path)
+        try:
+            t0 = time.monotonic()
+            open_page(browser, server.url + "/map")
+            wait_for(lambda: "50000" in page_text(browser), timeout_s=30, what="aggregated note")
+            shown_s = time.monotonic() - t0
+            assert "已按网格汇总显示" in page_text(browser)
+            legend = texts(browser, ".map-graph .legendtext")
+            assert any(x.startswith("告警") for x in legend), legend
+            assert shown_s < 15, shown_s
+            assert severe_console_messages(browser) == []
+            browser.save_screenshot(str(screenshots / "map-50k.png"))
+            # the overview copes too (grid cells instead of 50,000 SVG markers)
+            open_page(browser, server.url + "/")
+            wait_for(
+                lambda: len(texts(browser, ".district-table .district-name")) == 20,
+                timeout_s=30,
+                what="overview at scale",
+            )
+            assert severe_console_messages(browser) == []
+        finally:
+            stop_dashboard(server)
+    finally:
+        with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
