@@ -102,3 +102,88 @@ def detect_threshold(
         state, evs = step_threshold(state, limits, int(t), float(v))
         events.extend(evs)
     return state, events
+
+
+# -- streaming forms of the series detectors (alerts/series.py has the array forms) ---------------
+#
+# ``recent`` is the key's previous readings, oldest first, as (ts_us, value); the engine keeps
+# them for the longest window configured. After a restart ``recent`` starts empty, so windowed
+# detectors need one window of readings before they can raise again.
+
+RATE_CLEAR_FRACTION = 0.8  # hysteresis: a rate alert clears below 80 % of its limit
+
+
+def step_rate_of_change(
+    recent: Sequence[tuple[int, float]],
+    ts_us: int,
+    value: float,
+    *,
+    max_change: float,
+    window_s: float,
+    active: bool,
+) -> tuple[bool, float]:
+    """(active after this reading, change [unit] against the oldest reading in the window).
+
+    Same rule as ``alerts.series.detect_rate_of_change``, with hysteresis: an active alert
+    clears once ``|change| <= RATE_CLEAR_FRACTION * max_change``.
+    """
+    start = ts_us - window_s * 1e6
+    oldest = next((v for t, v in recent if start <= t < ts_us), None)
+    change = 0.0 if oldest is None else value - oldest
+    if active:
+        return abs(change) > RATE_CLEAR_FRACTION * max_change, change
+    return abs(change) > max_change, change
+
+
+def step_stuck(
+    recent: Sequence[tuple[int, float]],
+    ts_us: int,
+    value: float,
+    *,
+    window_s: float,
+    tolerance: float,
+    min_points: int,
+    active: bool,
+) -> tuple[bool, float]:
+    """(stuck after this reading, spread [unit]); the rule of ``alerts.series.detect_stuck``:
+    raise when the window (spanning at least 90 % of ``window_s``, ``min_points`` readings) stays
+    within ``tolerance``; clear when a reading leaves the stuck value by more than that."""
+    if active:
+        ref = recent[-1][1] if recent else value
+        moved = abs(value - ref)
+        return moved <= tolerance, moved
+    start = ts_us - window_s * 1e6
+    vals = [v for t, v in recent if start <= t < ts_us]
+    first_t = next((t for t, _ in recent if start <= t < ts_us), ts_us)
+    vals.append(value)
+    spread = max(vals) - min(vals)
+    if len(vals) < min_points or ts_us - first_t < 0.9 * window_s * 1e6:
+        return False, spread
+    return spread <= tolerance, spread
+
+
+# graded combustible-gas levels [%LEL] (see alerts.series.GAS_LEL_LEVELS for the sources)
+GAS_LEVELS: tuple[tuple[float, str, str], ...] = (
+    (10.0, "gas_lel_prealarm", "warning"),
+    (20.0, "gas_lel_alarm1", "major"),
+    (50.0, "gas_lel_alarm2", "critical"),
+)
+
+
+def step_gas_levels(
+    active: frozenset[str],
+    value: float,
+    *,
+    levels: Sequence[tuple[float, str, str]] = GAS_LEVELS,
+    deadband: float = 2.0,
+) -> list[tuple[str, str, str, float]]:
+    """Events ``(event, kind, severity, level)`` for one reading [%LEL]: each level raises above
+    its value and clears at or below ``level - deadband`` (raises listed from the lowest level,
+    clears from the highest)."""
+    raised, cleared = [], []
+    for level, kind, severity in levels:
+        if kind not in active and value > level:
+            raised.append(("raised", kind, severity, level))
+        elif kind in active and value <= level - deadband:
+            cleared.append(("cleared", kind, severity, level))
+    return raised + cleared[::-1]  # upward in order of level, downward from the top

@@ -3,30 +3,71 @@
 The service (alerts/service.py) feeds it one batch of decoded readings at a time, stores the
 changes, and only then calls ``commit`` so that a failed database transaction leaves the
 in-memory state where the database is (the batch is evaluated again on retry).
+
+Per (sensor, quantity) the engine runs the threshold detector whenever the sensor type has limits
+for the quantity, and the detectors enabled in ``alert_detector_settings`` (``StreamConfig``):
+rate of change, stuck, silent, graded gas levels. Every detector yields one alert *kind*; the
+set of active kinds per key is the state that a restart restores from the open alerts.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from alerts.detectors import ThresholdState, step_threshold
-from alerts.messages import threshold_messages, threshold_severity
+from alerts.detectors import (
+    THRESHOLD_HIGH,
+    THRESHOLD_LOW,
+    ThresholdState,
+    step_gas_levels,
+    step_rate_of_change,
+    step_stuck,
+    step_threshold,
+)
+from alerts.messages import detector_messages, threshold_messages, threshold_severity
 from sensors.catalogue import QuantityLimits
 from sensors.payload import Reading
 
 Key = tuple[str, str]  # (sensor_id, quantity)
+US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """Detectors enabled for one sensor type and quantity, with their parameters."""
+
+    rate: tuple[float, float] | None = None  # (max_change [unit], window_s [s])
+    stuck: tuple[float, float, int] | None = None  # (window_s [s], tolerance [unit], min_points)
+    silent_factor: float | None = None  # silent after this many missed reports
+    gas_levels: bool = False
+    severity: Mapping[str, str] = field(default_factory=dict)  # detector -> severity
+
+    @property
+    def window_s(self) -> float:
+        return max(self.rate[1] if self.rate else 0.0, self.stuck[0] if self.stuck else 0.0)
 
 
 @dataclass(frozen=True, slots=True)
 class SensorInfo:
-    """A sensor as the engine needs it: its utility and its type's limits per quantity."""
+    """A sensor as the engine needs it: utility, limits and detectors per quantity."""
 
     sensor_id: str
     utility: str
     sensor_type: str
     limits: Mapping[str, QuantityLimits]
+    expected_interval_s: float = 60.0
+    streams: Mapping[str, StreamConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """What the engine remembers per sensor and quantity."""
+
+    last_ts_us: int | None = None  # newest reading evaluated [us]
+    active: frozenset[str] = frozenset()  # alert kinds whose condition is active
+    recent: tuple[tuple[int, float], ...] = ()  # (ts_us, value) within the longest window
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +80,9 @@ class AlertChange:
     quantity: str
     kind: str
     severity: str
-    value: float  # [canonical unit]
-    limit: float | None  # [canonical unit]
-    ts_us: int  # reading time [us]
+    value: float  # [canonical unit] (silent: the gap [s])
+    limit: float | None  # [canonical unit] (silent: the allowed gap [s])
+    ts_us: int  # reading time [us] (silent: when the silence was noticed)
     message_zh: str
     message_en: str
 
@@ -49,8 +90,8 @@ class AlertChange:
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     changes: tuple[AlertChange, ...]
-    states: Mapping[Key, ThresholdState]  # new state of every key the batch touched
-    unknown_sensors: frozenset[str] = field(default_factory=frozenset)
+    states: Mapping[Key, KeyState]  # new state of every key the batch touched
+    unknown_sensors: frozenset[str] = frozenset()
     evaluated: int = 0  # readings that reached a detector
 
 
@@ -58,18 +99,20 @@ class Engine:
     def __init__(
         self,
         sensors: Mapping[str, SensorInfo],
-        states: Mapping[Key, ThresholdState] | None = None,
+        states: Mapping[Key, KeyState] | None = None,
     ) -> None:
         self.sensors = dict(sensors)
-        self.states: dict[Key, ThresholdState] = dict(states or {})
+        self.states: dict[Key, KeyState] = dict(states or {})
 
     def evaluate(self, readings: Iterable[Reading]) -> Evaluation:
         """Evaluate a batch without changing the engine (see ``commit``).
 
         Readings are taken in time order within the batch, so a gateway's buffer that arrives
-        shuffled is still evaluated; across batches, older readings are ignored by the detector.
+        shuffled is still evaluated; across batches, readings not newer than the last one
+        evaluated for their key (duplicates, redeliveries, late arrivals) are ignored, as are
+        NaN and infinite values.
         """
-        touched: dict[Key, ThresholdState] = {}
+        touched: dict[Key, KeyState] = {}
         changes: list[AlertChange] = []
         unknown: set[str] = set()
         evaluated = 0
@@ -79,34 +122,203 @@ class Engine:
                 unknown.add(r.sensor_id)
                 continue
             limits = info.limits.get(r.quantity)
-            if limits is None:
-                continue  # a quantity this sensor type has no limits for
+            cfg = info.streams.get(r.quantity)
+            if limits is None and cfg is None:
+                continue  # nothing watches this quantity of this sensor type
             key = (r.sensor_id, r.quantity)
-            state = touched.get(key) or self.states.get(key) or ThresholdState()
-            new_state, events = step_threshold(state, limits, r.ts_us, r.value)
+            state = touched.get(key) or self.states.get(key) or KeyState()
+            if not math.isfinite(r.value):
+                continue
+            if state.last_ts_us is not None and r.ts_us <= state.last_ts_us:
+                continue
             evaluated += 1
-            if new_state is not state:
-                touched[key] = new_state
-            for ev in events:
-                zh, en = threshold_messages(
-                    ev.event, ev.kind, r.sensor_id, r.quantity, ev.value, ev.limit
-                )
-                changes.append(
-                    AlertChange(
-                        event=ev.event,
-                        sensor_id=r.sensor_id,
-                        utility=info.utility,
-                        quantity=r.quantity,
-                        kind=ev.kind,
-                        severity=threshold_severity(info.utility, r.quantity, ev.kind),
-                        value=ev.value,
-                        limit=ev.limit,
-                        ts_us=ev.ts_us,
-                        message_zh=zh,
-                        message_en=en,
-                    )
-                )
+            touched[key] = self._step(info, limits, cfg, state, r, changes)
         return Evaluation(tuple(changes), touched, frozenset(unknown), evaluated)
+
+    def _step(
+        self,
+        info: SensorInfo,
+        limits: QuantityLimits | None,
+        cfg: StreamConfig | None,
+        state: KeyState,
+        r: Reading,
+        out: list[AlertChange],
+    ) -> KeyState:
+        active = set(state.active)
+
+        def emit(
+            event: Literal["raised", "cleared"],
+            kind: str,
+            severity: str,
+            value: float,
+            limit: float | None,
+            msgs: tuple[str, str],
+        ) -> None:
+            (active.add if event == "raised" else active.discard)(kind)
+            out.append(
+                AlertChange(
+                    event,
+                    r.sensor_id,
+                    info.utility,
+                    r.quantity,
+                    kind,
+                    severity,
+                    value,
+                    limit,
+                    r.ts_us,
+                    *msgs,
+                )
+            )
+
+        if limits is not None:
+            th_active = (
+                THRESHOLD_HIGH
+                if THRESHOLD_HIGH in active
+                else THRESHOLD_LOW
+                if THRESHOLD_LOW in active
+                else None
+            )
+            _, events = step_threshold(
+                ThresholdState(state.last_ts_us, th_active), limits, r.ts_us, r.value
+            )
+            for ev in events:
+                emit(
+                    ev.event,
+                    ev.kind,
+                    threshold_severity(info.utility, r.quantity, ev.kind),
+                    ev.value,
+                    ev.limit,
+                    threshold_messages(
+                        ev.event, ev.kind, r.sensor_id, r.quantity, ev.value, ev.limit
+                    ),
+                )
+        if "silent" in active:
+            emit(
+                "cleared",
+                "silent",
+                self._severity(cfg, "silent"),
+                r.value,
+                None,
+                detector_messages("cleared", "silent", r.sensor_id, r.quantity, r.value, None),
+            )
+        recent = state.recent
+        if cfg is not None:
+            if cfg.rate is not None:
+                max_change, window_s = cfg.rate
+                was = "rate_of_change" in active
+                now, change = step_rate_of_change(
+                    recent, r.ts_us, r.value, max_change=max_change, window_s=window_s, active=was
+                )
+                if now != was:
+                    ev_name: Literal["raised", "cleared"] = "raised" if now else "cleared"
+                    emit(
+                        ev_name,
+                        "rate_of_change",
+                        self._severity(cfg, "rate_of_change"),
+                        change if now else r.value,
+                        max_change,
+                        detector_messages(
+                            ev_name,
+                            "rate_of_change",
+                            r.sensor_id,
+                            r.quantity,
+                            change,
+                            max_change,
+                            window_s=window_s,
+                        ),
+                    )
+            if cfg.stuck is not None:
+                window_s, tol, min_points = cfg.stuck
+                was = "stuck" in active
+                now, _ = step_stuck(
+                    recent,
+                    r.ts_us,
+                    r.value,
+                    window_s=window_s,
+                    tolerance=tol,
+                    min_points=min_points,
+                    active=was,
+                )
+                if now != was:
+                    ev_name = "raised" if now else "cleared"
+                    emit(
+                        ev_name,
+                        "stuck",
+                        self._severity(cfg, "stuck"),
+                        r.value,
+                        tol,
+                        detector_messages(
+                            ev_name,
+                            "stuck",
+                            r.sensor_id,
+                            r.quantity,
+                            r.value,
+                            tol,
+                            window_s=window_s,
+                        ),
+                    )
+            if cfg.gas_levels:
+                for gas_ev, kind, severity, level in step_gas_levels(frozenset(active), r.value):
+                    ev_name = "raised" if gas_ev == "raised" else "cleared"
+                    emit(
+                        ev_name,
+                        kind,
+                        severity,
+                        r.value,
+                        level,
+                        detector_messages(ev_name, kind, r.sensor_id, r.quantity, r.value, level),
+                    )
+            if cfg.window_s > 0:
+                keep_from = r.ts_us - int(cfg.window_s * US)
+                recent = (*(p for p in recent if p[0] >= keep_from), (r.ts_us, r.value))
+        return KeyState(r.ts_us, frozenset(active), recent)
+
+    @staticmethod
+    def _severity(cfg: StreamConfig | None, detector: str) -> str:
+        return cfg.severity.get(detector, "warning") if cfg is not None else "warning"
+
+    def check_silence(self, now_us: int) -> Evaluation:
+        """Raise ``silent`` for every watched key whose last reading is older than its
+        ``silent_factor`` x the sensor type's ``expected_interval_s`` (pure: ``now_us`` given)."""
+        changes: list[AlertChange] = []
+        touched: dict[Key, KeyState] = {}
+        for key, state in self.states.items():
+            info = self.sensors.get(key[0])
+            cfg = info.streams.get(key[1]) if info else None
+            if info is None or cfg is None or cfg.silent_factor is None:
+                continue
+            if "silent" in state.active or state.last_ts_us is None:
+                continue
+            allowed_s = cfg.silent_factor * info.expected_interval_s
+            gap_s = (now_us - state.last_ts_us) / US
+            if gap_s <= allowed_s:
+                continue
+            zh, en = detector_messages(
+                "raised",
+                "silent",
+                key[0],
+                key[1],
+                gap_s,
+                allowed_s,
+                interval_s=info.expected_interval_s,
+            )
+            changes.append(
+                AlertChange(
+                    "raised",
+                    key[0],
+                    info.utility,
+                    key[1],
+                    "silent",
+                    self._severity(cfg, "silent"),
+                    gap_s,
+                    allowed_s,
+                    now_us,
+                    zh,
+                    en,
+                )
+            )
+            touched[key] = KeyState(state.last_ts_us, state.active | {"silent"}, state.recent)
+        return Evaluation(tuple(changes), touched)
 
     def commit(self, evaluation: Evaluation) -> None:
         self.states.update(evaluation.states)

@@ -91,3 +91,85 @@ def escalation_messages(
     zh = f"{sensor_id} {q_zh}告警已 {minutes} 分钟无人确认（第 {level} 级升级）"
     en = f"{sensor_id}: {q_en} alert unacknowledged for {minutes} min (escalation level {level})"
     return zh, en
+
+
+_GAS_LEVEL_NAMES = {
+    "gas_lel_prealarm": ("预警", "pre-alarm"),
+    "gas_lel_alarm1": ("一级报警", "first alarm"),
+    "gas_lel_alarm2": ("二级报警", "second alarm"),
+}
+
+KIND_NAMES: dict[str, tuple[str, str]] = {
+    "threshold_low": ("低于下限", "below low limit"),
+    "threshold_high": ("超过上限", "above high limit"),
+    "rate_of_change": ("变化过快", "changing too fast"),
+    "stuck": ("读数卡滞", "stuck reading"),
+    "silent": ("无数据", "silent"),
+    "sensor_fault": ("传感器故障", "sensor fault"),
+    "water_burst": ("疑似爆管", "suspected burst"),
+    **{k: (f"可燃气体{zh}", f"gas {en}") for k, (zh, en) in _GAS_LEVEL_NAMES.items()},
+}
+
+
+def detector_messages(
+    event: str,
+    kind: str,
+    sensor_id: str,
+    quantity: str,
+    value: float,
+    limit: float | None,
+    *,
+    window_s: float | None = None,
+    interval_s: float | None = None,
+) -> tuple[str, str]:
+    """(message_zh, message_en) for the streaming detectors other than the threshold."""
+    q_zh, q_en = quantity_names(quantity)
+    raised = event == "raised"
+    if kind in ("threshold_low", "threshold_high"):
+        return threshold_messages(event, kind, sensor_id, quantity, value, limit or math.nan)
+    if kind == "rate_of_change":
+        if raised:
+            ch, lim = format_value(value, quantity), format_value(limit or math.nan, quantity)
+            w = f"{window_s:.0f}"
+            return (
+                f"{sensor_id} {q_zh}在 {w} 秒内变化 {ch}，超过 {lim}",
+                f"{sensor_id}: {q_en} changed by {ch} within {w} s (limit {lim})",
+            )
+        return (
+            f"{sensor_id} {q_zh}变化速率已恢复正常",
+            f"{sensor_id}: {q_en} rate of change normal again",
+        )
+    if kind == "stuck":
+        if raised:
+            w = f"{window_s:.0f}"
+            return (
+                f"{sensor_id} {q_zh}读数 {w} 秒无变化（{format_value(value, quantity)}），疑似传感器卡滞",
+                f"{sensor_id}: {q_en} reading unchanged for {w} s"
+                f" ({format_value(value, quantity)}), sensor stuck?",
+            )
+        return f"{sensor_id} {q_zh}读数恢复变化", f"{sensor_id}: {q_en} reading moving again"
+    if kind == "silent":
+        if raised:
+            gap, every = f"{value:.0f}", f"{interval_s or 0:.0f}"
+            return (
+                f"{sensor_id} {q_zh}已 {gap} 秒无数据（应每 {every} 秒上报）",
+                f"{sensor_id}: no {q_en} reading for {gap} s (expected every {every} s)",
+            )
+        return f"{sensor_id} {q_zh}恢复上报", f"{sensor_id}: {q_en} readings resumed"
+    if kind in _GAS_LEVEL_NAMES:
+        zh_level, en_level = _GAS_LEVEL_NAMES[kind]
+        v, lim = format_value(value, quantity), format_value(limit or math.nan, quantity)
+        if raised:
+            return (
+                f"{sensor_id} 可燃气体浓度 {v}，达到{zh_level}（{lim}）",
+                f"{sensor_id}: combustible gas {v} reached the {en_level} level ({lim})",
+            )
+        return (
+            f"{sensor_id} 可燃气体浓度降至 {v}，{zh_level}解除",
+            f"{sensor_id}: combustible gas down to {v}, {en_level} over",
+        )
+    k_zh, k_en = KIND_NAMES.get(kind, (kind, kind))
+    return (
+        f"{sensor_id} {q_zh}{k_zh}（{format_value(value, quantity)}）",
+        f"{sensor_id}: {q_en} {k_en} ({format_value(value, quantity)})",
+    )

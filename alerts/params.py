@@ -11,7 +11,11 @@ missed reports.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from alerts.engine import StreamConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +48,37 @@ DEFAULTS: dict[str, DetectorParams] = {
 
 def params_for(quantity: str) -> DetectorParams:
     return DEFAULTS.get(quantity, DetectorParams(None, 300.0, 3600.0, 0.0))
+
+
+def build_stream_config(
+    quantity: str, detectors: Mapping[str, tuple[str, Mapping[str, Any]]]
+) -> StreamConfig:
+    """A ``StreamConfig`` from ``alert_detector_settings`` rows: detector -> (severity, params).
+
+    Params override the defaults above: ``rate_of_change``: ``max_change``, ``window_s``;
+    ``stuck``: ``window_s``, ``tolerance``, ``min_points``; ``silent``: ``factor``.
+    """
+    d = params_for(quantity)
+    rate = stuck = None
+    silent = None
+    if "rate_of_change" in detectors:
+        p = detectors["rate_of_change"][1]
+        max_change = p.get("max_change", d.rate_max_change)
+        if max_change is not None:
+            rate = (float(max_change), float(p.get("window_s", d.rate_window_s)))
+    if "stuck" in detectors:
+        p = detectors["stuck"][1]
+        stuck = (
+            float(p.get("window_s", d.stuck_window_s)),
+            float(p.get("tolerance", d.stuck_tolerance)),
+            int(p.get("min_points", 5)),
+        )
+    if "silent" in detectors:
+        silent = float(detectors["silent"][1].get("factor", d.silence_factor))
+    return StreamConfig(
+        rate=rate,
+        stuck=stuck,
+        silent_factor=silent,
+        gas_levels="gas_levels" in detectors,
+        severity={name: sev for name, (sev, _) in detectors.items()},
+    )

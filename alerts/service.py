@@ -39,7 +39,8 @@ BATCH_AGE_S = 0.005  # collect for at most this long after the first message of 
 SENSOR_RELOAD_S = 30.0  # pick up new sensors and changed limits this often
 UNKNOWN_RELOAD_MIN_S = 2.0  # at most this often when a reading names an unknown sensor
 RETRY_MAX_S = 10.0
-CHORES_EVERY_S = 1.0  # escalation check and outbox sweep
+CHORES_EVERY_S = 1.0  # silence and escalation checks, outbox sweep
+SILENCE_GRACE_S = 5.0  # after start, let the broker's backlog arrive before calling anyone silent
 
 
 @dataclass
@@ -75,6 +76,7 @@ class AlertService:
         self.conn: psycopg.Connection | None = None
         self.engine = Engine({})
         self._sensors_loaded = 0.0
+        self._ready_at = time.monotonic()
 
     # -- database ---------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection:
@@ -142,6 +144,7 @@ class AlertService:
                 self.publisher = pub
                 self._publish_outbox()
                 notifier.start()
+                self._ready_at = time.monotonic()
                 log.info(
                     "alerts engine ready: %d sensors, %d detector states, group %s",
                     len(self.engine.sensors),
@@ -154,7 +157,7 @@ class AlertService:
                     if batch:
                         self._process(batch, consumer)
                     if time.monotonic() - last_chores > CHORES_EVERY_S:
-                        self._chores()
+                        self._chores(consumer)
                         last_chores = time.monotonic()
         except _Stopped:
             pass
@@ -243,9 +246,17 @@ class AlertService:
         for ev in events:
             log.info("published alert event %s on %s", ev.event_id, ev.topic)
 
-    def _chores(self) -> None:
+    def _chores(self, consumer: AckingConsumer) -> None:
         if time.monotonic() - self._sensors_loaded > SENSOR_RELOAD_S:
             self._reload()
+        if consumer.queue.empty() and time.monotonic() - self._ready_at > SILENCE_GRACE_S:
+            silence = self.engine.check_silence(time.time_ns() // 1000)
+            if silence.changes:
+                events = self._retry(
+                    "storing silent alerts", lambda: store.write_evaluation(self._db(), silence)
+                )
+                self.engine.commit(silence)
+                self._publish(events)  # type: ignore[arg-type]
         escalated = self._retry("escalating", lambda: store.escalate_due(self._db()))
         if escalated:
             log.info("escalated %d alerts nobody acknowledged", len(escalated))  # type: ignore[arg-type]

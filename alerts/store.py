@@ -18,8 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from alerts.detectors import THRESHOLD_HIGH, THRESHOLD_LOW, ThresholdState
-from alerts.engine import AlertChange, Evaluation, Key, SensorInfo
+from alerts.engine import AlertChange, Evaluation, Key, KeyState, SensorInfo, StreamConfig
 from alerts.events import (
     AlertEvent,
     Messages,
@@ -40,6 +39,7 @@ from alerts.lifecycle import (
 )
 from alerts.messages import escalation_messages
 from alerts.notify import Route, parse_route_row, route_matches
+from alerts.params import build_stream_config
 from sensors.catalogue import QuantityLimits
 from sensors.quantities import QUANTITIES
 from sensors.topics import alert_topic
@@ -63,51 +63,64 @@ class OutboxEvent:
 
 
 def read_sensors(conn: psycopg.Connection) -> dict[str, SensorInfo]:
-    """Active sensors with their type's limits per quantity (``sensor_type_quantities``)."""
+    """Active sensors with their type's limits (``sensor_type_quantities``), reporting interval
+    and enabled streaming detectors (``alert_detector_settings``) per quantity."""
     rows = conn.execute(
         """
-        SELECT s.sensor_id, s.utility, s.sensor_type,
+        SELECT s.sensor_id, s.utility, s.sensor_type, t.expected_interval_s,
                q.quantity, q.alarm_low, q.alarm_high, q.deadband
         FROM sensors s
+        JOIN sensor_types t ON t.type_id = s.sensor_type
         LEFT JOIN sensor_type_quantities q ON q.type_id = s.sensor_type
         WHERE s.status = 'active'
         ORDER BY s.sensor_id
         """
     ).fetchall()
+    streams = read_stream_configs(conn)
     limits: dict[str, dict[str, QuantityLimits]] = {}
-    meta: dict[str, tuple[str, str]] = {}
-    for sid, utility, stype, quantity, low, high, band in rows:
-        meta[sid] = (utility, stype)
+    meta: dict[str, tuple[str, str, float]] = {}
+    for sid, utility, stype, interval, quantity, low, high, band in rows:
+        meta[sid] = (utility, stype, float(interval))
         per = limits.setdefault(sid, {})
         if quantity is not None:
             per[quantity] = QuantityLimits(quantity, low, high, float(band or 0.0))
-    return {sid: SensorInfo(sid, u, t, limits[sid]) for sid, (u, t) in meta.items()}
+    return {
+        sid: SensorInfo(sid, u, t, limits[sid], interval, streams.get(t, {}))
+        for sid, (u, t, interval) in meta.items()
+    }
 
 
-def read_states(conn: psycopg.Connection) -> dict[Key, ThresholdState]:
-    """Detector state as committed: last evaluated reading and the active threshold alerts."""
+def read_stream_configs(conn: psycopg.Connection) -> dict[str, dict[str, StreamConfig]]:
+    """type_id -> quantity -> the enabled streaming detectors, defaults from alerts/params.py."""
+    found: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
+    for type_id, quantity, detector, severity, params in conn.execute(
+        "SELECT type_id, quantity, detector, severity, params FROM alert_detector_settings"
+        " WHERE enabled ORDER BY type_id, quantity, detector"
+    ):
+        found.setdefault((type_id, quantity), {})[detector] = (severity, params or {})
+    out: dict[str, dict[str, StreamConfig]] = {}
+    for (type_id, quantity), dets in found.items():
+        out.setdefault(type_id, {})[quantity] = build_stream_config(quantity, dets)
+    return out
+
+
+def read_states(conn: psycopg.Connection) -> dict[Key, KeyState]:
+    """Detector state as committed: last evaluated reading and the active alert kinds."""
     last: dict[Key, int] = {
         (sid, q): us_from_ts(ts)
         for sid, q, ts in conn.execute(
             "SELECT sensor_id, quantity, last_ts FROM alert_detector_state"
         )
     }
-    active: dict[Key, str] = {
-        (sid, q): kind
-        for sid, q, kind in conn.execute(
-            "SELECT sensor_id, quantity, kind FROM alerts"
-            " WHERE cleared_at IS NULL AND kind = ANY(%s)",
-            ([THRESHOLD_LOW, THRESHOLD_HIGH],),
-        )
+    active: dict[Key, set[str]] = {}
+    for sid, q, kind in conn.execute(
+        "SELECT sensor_id, quantity, kind FROM alerts WHERE cleared_at IS NULL"
+    ):
+        active.setdefault((sid, q), set()).add(kind)
+    return {
+        key: KeyState(last.get(key), frozenset(active.get(key, ())))
+        for key in last.keys() | active.keys()
     }
-    out: dict[Key, ThresholdState] = {}
-    for key in last.keys() | active.keys():
-        kind = active.get(key)
-        out[key] = ThresholdState(
-            last.get(key),
-            THRESHOLD_LOW if kind == THRESHOLD_LOW else THRESHOLD_HIGH if kind else None,
-        )
-    return out
 
 
 def _finite(x: float | None) -> float | None:

@@ -197,3 +197,58 @@ def test_engine_killed_during_an_alert_storm(
 
 def _keys(sink) -> list[str]:  # type: ignore[no-untyped-def]
     return [h["Idempotency-Key"] for p, h, _ in sink.requests if p == "/storm"]
+
+
+def test_silent_sensor_and_gas_levels_through_the_service(
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+) -> None:
+    """Opt-in detectors from ``alert_detector_settings``: a gas detector crossing two %LEL
+    levels, then going silent (noticed by the engine's clock, not by a reading), then back."""
+    add_sensors(db_url, [("gd-e2e-1", "gas", "gas_detector")])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE sensor_types SET expected_interval_s = 1 WHERE type_id = 'gas_detector'"
+        )
+        conn.execute(
+            "INSERT INTO alert_detector_settings (type_id, quantity, detector, severity) VALUES"
+            " ('gas_detector', 'gas_concentration', 'gas_levels', 'warning'),"
+            " ('gas_detector', 'gas_concentration', 'silent', 'major')"
+        )
+    topic = telemetry_topic("gas", "gd-e2e-1")
+
+    def events(k: int) -> list[tuple[str, str]]:
+        out = [decode_alert_event(alert_subscriber.get(timeout=15)[1]) for _ in range(k)]
+        return [(e.event, e.kind) for e in out]
+
+    engine.start()
+    with Publisher(settings.mqtt_url_for("sim"), f"sim-{settings.alerts_client_id}") as pub:
+        now_ms = time.time_ns() // 1_000_000
+        pub.publish(topic, encode_reading(now_ms, 1, {"gas_concentration": 25.0}))
+        pub.flush()
+        assert sorted(events(3)) == [
+            ("raised", "gas_lel_alarm1"),
+            ("raised", "gas_lel_prealarm"),
+            ("raised", "threshold_high"),
+        ]
+        silent_at = time.monotonic()
+        assert events(1) == [("raised", "silent")]  # 3 missed 1-s reports, after the start grace
+        print(f"silent raised {time.monotonic() - silent_at:.1f} s after the last reading")
+        pub.publish(
+            topic, encode_reading(time.time_ns() // 1_000_000, 2, {"gas_concentration": 1.0})
+        )
+        pub.flush()
+        assert events(4) == [
+            ("cleared", "threshold_high"),
+            ("cleared", "silent"),
+            ("cleared", "gas_lel_alarm1"),
+            ("cleared", "gas_lel_prealarm"),
+        ]
+    assert engine.stop() == 0
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT kind, severity, state FROM alerts ORDER BY alert_id").fetchall()
+    assert rows == [
+        ("threshold_high", "critical", "resolved"),
+        ("gas_lel_prealarm", "warning", "resolved"),
+        ("gas_lel_alarm1", "major", "resolved"),
+        ("silent", "major", "resolved"),
+    ]

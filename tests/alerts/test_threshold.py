@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.detectors import ThresholdState, detect_threshold, step_threshold
-from alerts.engine import Engine, SensorInfo
+from alerts.engine import Engine, KeyState, SensorInfo
 from alerts.messages import threshold_messages
 from sensors.catalogue import SENSOR_TYPES, QuantityLimits
 from sensors.payload import Reading
@@ -138,7 +138,7 @@ def test_engine_evaluate_does_not_change_state_until_commit() -> None:
     assert ev.unknown_sensors == {"nobody"}
     assert eng.states == {}
     eng.commit(ev)
-    assert eng.states[("wf-1", "pressure")] == ThresholdState(2 * S, "threshold_low")
+    assert eng.states[("wf-1", "pressure")] == KeyState(2 * S, frozenset({"threshold_low"}))
     assert eng.evaluate(readings).changes == ()
 
 

@@ -1,0 +1,161 @@
+"""The engine's streaming detectors (pure): rate of change, stuck, silent, gas levels, and
+restoring their state."""
+
+from __future__ import annotations
+
+import math
+
+from alerts.detectors import step_gas_levels, step_rate_of_change, step_stuck
+from alerts.engine import Engine, KeyState, SensorInfo, StreamConfig
+from alerts.params import build_stream_config
+from sensors.catalogue import SENSOR_TYPES
+from sensors.payload import Reading
+
+S = 1_000_000
+MIN = 60 * S
+T0 = 1_764_115_200 * S
+
+
+def engine(streams: dict[str, StreamConfig], stype: str = "water_pressure", utility: str = "water"):  # type: ignore[no-untyped-def]
+    limits = {q.quantity: q for q in SENSOR_TYPES[stype].limits}
+    return Engine({"s1": SensorInfo("s1", utility, stype, limits, 60.0, streams)})
+
+
+def feed(
+    eng: Engine, quantity: str, values: list[float], start_min: int = 0
+) -> list[tuple[str, str, int]]:
+    out = []
+    for i, v in enumerate(values):
+        ev = eng.evaluate([Reading("s1", quantity, T0 + (start_min + i) * MIN, v, None)])
+        eng.commit(ev)
+        out += [(c.event, c.kind, start_min + i) for c in ev.changes]
+    return out
+
+
+def test_step_functions() -> None:
+    recent = [(T0, 300.0), (T0 + MIN, 301.0)]
+    assert step_rate_of_change(
+        recent, T0 + 2 * MIN, 240.0, max_change=50, window_s=300, active=False
+    ) == (True, -60.0)
+    # hysteresis: an active alert holds until the change is under 80 % of the limit
+    assert step_rate_of_change(
+        recent, T0 + 2 * MIN, 255.0, max_change=50, window_s=300, active=True
+    )[0]
+    assert not step_rate_of_change(
+        recent, T0 + 2 * MIN, 261.0, max_change=50, window_s=300, active=True
+    )[0]
+    assert step_rate_of_change([], T0, 1.0, max_change=50, window_s=300, active=False) == (
+        False,
+        0.0,
+    )
+    flat = [(T0 + i * MIN, 5.0) for i in range(10)]
+    assert step_stuck(
+        flat, T0 + 10 * MIN, 5.0, window_s=600, tolerance=0.01, min_points=5, active=False
+    )[0]
+    assert not step_stuck(
+        flat[:3], T0 + 10 * MIN, 5.0, window_s=600, tolerance=0.01, min_points=5, active=False
+    )[0]
+    assert not step_stuck(
+        flat, T0 + 10 * MIN, 5.5, window_s=600, tolerance=0.01, min_points=5, active=True
+    )[0]
+    assert step_gas_levels(frozenset(), 55.0) == [
+        ("raised", "gas_lel_prealarm", "warning", 10.0),
+        ("raised", "gas_lel_alarm1", "major", 20.0),
+        ("raised", "gas_lel_alarm2", "critical", 50.0),
+    ]
+    assert step_gas_levels(frozenset({"gas_lel_prealarm", "gas_lel_alarm1"}), 18.5) == []
+    assert step_gas_levels(frozenset({"gas_lel_prealarm", "gas_lel_alarm1"}), 18.0) == [
+        ("cleared", "gas_lel_alarm1", "major", 20.0)
+    ]
+
+
+def test_rate_of_change_in_the_engine() -> None:
+    cfg = build_stream_config(
+        "pressure", {"rate_of_change": ("major", {"max_change": 50, "window_s": 300})}
+    )
+    eng = engine({"pressure": cfg})
+    got = feed(eng, "pressure", [350, 351, 352, 280, 281, 282, 283, 284, 285, 286])
+    # 280 kPa is inside the limits [200, 700]: only the rate of change fires
+    assert got == [("raised", "rate_of_change", 3), ("cleared", "rate_of_change", 8)]
+    change = eng.evaluate([Reading("s1", "pressure", T0 + 20 * MIN, 350.0, None)])
+    assert change.changes == ()  # after a 10-minute gap there is nothing in the window: no jump
+
+
+def test_stuck_and_its_recovery_in_the_engine() -> None:
+    eng = engine(
+        {"pressure": build_stream_config("pressure", {"stuck": ("warning", {"window_s": 600})})}
+    )
+    values = [350 + (i % 3) for i in range(5)] + [348.0] * 12 + [350.0]
+    got = feed(eng, "pressure", values)
+    assert got == [("raised", "stuck", 15), ("cleared", "stuck", 17)]
+
+
+def test_silent_raise_and_clear() -> None:
+    eng = engine({"pressure": build_stream_config("pressure", {"silent": ("major", {})})})
+    feed(eng, "pressure", [350.0])
+    assert eng.check_silence(T0 + 3 * MIN).changes == ()  # 3 intervals: not yet
+    ev = eng.check_silence(T0 + 3 * MIN + S)
+    assert [(c.event, c.kind, c.severity, c.value, c.limit) for c in ev.changes] == [
+        ("raised", "silent", "major", 181.0, 180.0)
+    ]
+    assert "181 秒无数据" in ev.changes[0].message_zh
+    eng.commit(ev)
+    assert eng.check_silence(T0 + 10 * MIN).changes == ()  # raised once
+    got = feed(eng, "pressure", [351.0], start_min=11)
+    assert got == [("cleared", "silent", 11)]
+
+
+def test_gas_levels_and_threshold_together() -> None:
+    eng = engine(
+        {
+            "gas_concentration": build_stream_config(
+                "gas_concentration", {"gas_levels": ("warning", {})}
+            )
+        },
+        "gas_detector",
+        "gas",
+    )
+    got = feed(eng, "gas_concentration", [1, 12, 25, 55, 30, 17, 5, math.nan, 1])
+    assert got == [
+        ("raised", "gas_lel_prealarm", 1),
+        ("raised", "threshold_high", 2),
+        ("raised", "gas_lel_alarm1", 2),
+        ("raised", "gas_lel_alarm2", 3),
+        ("cleared", "gas_lel_alarm2", 4),
+        ("cleared", "threshold_high", 5),
+        ("cleared", "gas_lel_alarm1", 5),
+        ("cleared", "gas_lel_prealarm", 6),
+    ]
+
+
+def test_restored_state_raises_nothing_twice() -> None:
+    cfg = build_stream_config("gas_concentration", {"gas_levels": ("warning", {})})
+    eng = engine({"gas_concentration": cfg}, "gas_detector", "gas")
+    feed(eng, "gas_concentration", [25.0])
+    restored = engine({"gas_concentration": cfg}, "gas_detector", "gas")
+    restored.states = {k: KeyState(s.last_ts_us, s.active) for k, s in eng.states.items()}
+    assert feed(restored, "gas_concentration", [25.0, 26.0], start_min=0) == []
+    assert feed(restored, "gas_concentration", [1.0], start_min=2) == [
+        ("cleared", "threshold_high", 2),
+        ("cleared", "gas_lel_alarm1", 2),
+        ("cleared", "gas_lel_prealarm", 2),
+    ]
+
+
+def test_defaults_and_overrides() -> None:
+    cfg = build_stream_config(
+        "pressure",
+        {
+            "rate_of_change": ("warning", {}),
+            "stuck": ("info", {"tolerance": 0.5}),
+            "silent": ("major", {"factor": 5}),
+        },
+    )
+    assert cfg.rate == (50.0, 300.0) and cfg.stuck == (3600.0, 0.5, 5) and cfg.silent_factor == 5.0
+    assert cfg.window_s == 3600.0 and cfg.severity == {
+        "rate_of_change": "warning",
+        "stuck": "info",
+        "silent": "major",
+    }
+    # active power has no default rate limit: the detector stays off unless one is given
+    assert build_stream_config("active_power", {"rate_of_change": ("warning", {})}).rate is None
