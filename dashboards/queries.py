@@ -615,6 +615,10 @@ def fetch_trust_by_group(
     if not has_function(conn, "data_trust"):
         return []
     group = {"utility": "t.utility", "district": "COALESCE(d.name_zh, '—')"}[by]
+    order = {
+        "utility": "array_position(ARRAY['water', 'power', 'gas'], t.utility)",
+        "district": "min(s.district_adcode)",
+    }[by]
     return [
         tuple(r)
         for r in conn.execute(
@@ -627,8 +631,8 @@ def fetch_trust_by_group(
             JOIN sensors s ON s.sensor_id = t.sensor_id
             JOIN sensor_types st ON st.type_id = s.sensor_type
             LEFT JOIN districts d ON d.adcode = s.district_adcode
-            GROUP BY 1 ORDER BY 1
-            """,  # noqa: S608 - group is one of two constants
+            GROUP BY 1 ORDER BY {order}
+            """,  # noqa: S608 - group and order are constants
             (since,),
         )
     ]

@@ -69,6 +69,17 @@ def load_demo(conn: psycopg.Connection) -> None:
             " '供水压力过低：152.5 kPa（下限 200 kPa）', 'Water pressure low: 152.5 kPa (limit 200 kPa)')"
         )
         conn.execute(
+            "INSERT INTO quarantine (received_at, topic, payload, payload_size, reason, detail,"
+            " sensor_id) VALUES"
+            " (now() - interval '5 minutes', 'city/water/wp-510105-1/telemetry', 'not json', 8,"
+            "  'not_json', 'Expecting value', 'wp-510105-1'),"
+            " (now() - interval '4 minutes', 'city/water/wp-510105-1/telemetry', '{}', 2,"
+            "  'not_json', 'empty object', 'wp-510105-1'),"
+            " (now() - interval '3 minutes', 'city/gas/ghost-1/telemetry', '{}', 2,"
+            "  'unknown_sensor', %s, NULL)",
+            (HOSTILE_NAME,),
+        )
+        conn.execute(
             "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
             " limit_value, message_zh, message_en) VALUES ('wp-hostile-1', 'water', 'pressure',"
             " 'low', 'warning', now() - interval '3 minutes', 180, 200, %s, %s)",
