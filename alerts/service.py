@@ -40,6 +40,7 @@ SENSOR_RELOAD_S = 30.0  # pick up new sensors and changed limits this often
 UNKNOWN_RELOAD_MIN_S = 2.0  # at most this often when a reading names an unknown sensor
 RETRY_MAX_S = 10.0
 CHORES_EVERY_S = 1.0  # silence and escalation checks, outbox sweep
+INCIDENT_CHECK_S = 30.0
 SILENCE_GRACE_S = 5.0  # after start, let the broker's backlog arrive before calling anyone silent
 
 
@@ -77,6 +78,7 @@ class AlertService:
         self.engine = Engine({})
         self._sensors_loaded = 0.0
         self._ready_at = time.monotonic()
+        self._incidents_checked = 0.0
 
     # -- database ---------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection:
@@ -262,6 +264,9 @@ class AlertService:
             log.info("escalated %d alerts nobody acknowledged", len(escalated))  # type: ignore[arg-type]
             self._publish(escalated)  # type: ignore[arg-type]
         self._publish_outbox()
+        if time.monotonic() - self._incidents_checked > INCIDENT_CHECK_S:
+            self._retry("resolving incidents", lambda: store.resolve_quiet_incidents(self._db()))
+            self._incidents_checked = time.monotonic()
 
     def _publish_outbox(self) -> None:
         """Events committed by an engine that stopped before publishing them."""

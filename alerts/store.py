@@ -27,6 +27,16 @@ from alerts.events import (
     encode_alert_event,
     rfc3339_from_us,
 )
+from alerts.incidents import (
+    DEFAULT_WINDOW_S,
+    AlertPoint,
+    IncidentState,
+    choose_incident,
+    incident_explanation,
+    incident_kind,
+    join_incident,
+    new_incident,
+)
 from alerts.lifecycle import (
     ESCALATION_POLICY,
     Act,
@@ -212,6 +222,7 @@ def _apply_change(conn: psycopg.Connection, ch: AlertChange) -> int | None:
             comment=ch.message_en,
             detail={"value": ch.value, "severity": ch.severity},
         )
+        _attach_incident(conn, int(row[0]), ch)
         return int(row[0])
     # cleared: the condition is over; an alert nobody is working on is resolved by the system
     row = conn.execute(
@@ -779,3 +790,113 @@ def record_failure(
             " WHERE delivery_id = %s",
             (error[:500], next_attempt_at, next_attempt_at, delivery_id),
         )
+
+
+# -- incidents ------------------------------------------------------------------------------------
+
+
+def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -> int | None:
+    """Put a newly raised alert into the incident it belongs to, or open one (same transaction
+    as the alert). Alerts of sensors without a location (not in the catalogue) stay alone."""
+    row = conn.execute(
+        "SELECT ST_X(geom), ST_Y(geom), district_adcode FROM sensors WHERE sensor_id = %s",
+        (ch.sensor_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    lon, lat, district = row
+    point = AlertPoint(alert_id, ch.utility, ch.kind, ch.severity, ch.ts_us, lon, lat)
+    ts = ts_from_us(ch.ts_us)
+    window = timedelta(seconds=DEFAULT_WINDOW_S)
+    candidates = [
+        IncidentState(r[0], r[1], r[2], us_from_ts(r[3]), r[4], r[5], r[6], r[7], frozenset(r[8]))
+        for r in conn.execute(
+            "SELECT incident_id, utility, severity, last_alert_at, ST_X(centre), ST_Y(centre),"
+            " alert_count, radius_m, kinds FROM incidents"
+            " WHERE state = 'open' AND utility = %s AND last_alert_at BETWEEN %s AND %s"
+            " ORDER BY incident_id FOR UPDATE",
+            (ch.utility, ts - window, ts + window),
+        )
+    ]
+    chosen = choose_incident(point, candidates)
+    inc = join_incident(chosen, point) if chosen else new_incident(point)
+    zh, en = incident_explanation(inc)
+    values = (
+        incident_kind(inc.utility, inc.kinds),
+        inc.severity,
+        ts_from_us(inc.last_alert_us),
+        inc.count,
+        sorted(inc.kinds),
+        inc.lon,
+        inc.lat,
+        inc.radius_m,
+        zh,
+        en,
+    )
+    if chosen:
+        conn.execute(
+            "UPDATE incidents SET kind = %s, severity = %s, last_alert_at = %s, alert_count = %s,"
+            " kinds = %s, centre = ST_SetSRID(ST_MakePoint(%s, %s), 4326), radius_m = %s,"
+            " explanation_zh = %s, explanation_en = %s, updated_at = now()"
+            " WHERE incident_id = %s",
+            (*values, chosen.incident_id),
+        )
+        incident_id = chosen.incident_id
+    else:
+        r = conn.execute(
+            "INSERT INTO incidents (kind, severity, last_alert_at, alert_count, kinds, centre,"
+            " radius_m, explanation_zh, explanation_en, utility, opened_at, district_adcode)"
+            " VALUES (%s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s, %s, %s,"
+            " %s, %s, %s) RETURNING incident_id",
+            (*values, inc.utility, ts, district),
+        ).fetchone()
+        assert r is not None
+        incident_id = int(r[0])
+    conn.execute("UPDATE alerts SET incident_id = %s WHERE alert_id = %s", (incident_id, alert_id))
+    return incident_id
+
+
+def resolve_quiet_incidents(conn: psycopg.Connection, *, now: datetime | None = None) -> int:
+    """Resolve open incidents with no active alert and no new alert for the grouping window."""
+    now = now or datetime.now(UTC)
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE incidents i SET state = 'resolved', resolved_at = %s, updated_at = now()"
+            " WHERE state = 'open' AND last_alert_at < %s AND NOT EXISTS"
+            " (SELECT 1 FROM alerts a WHERE a.incident_id = i.incident_id AND a.cleared_at IS NULL)",
+            (now, now - timedelta(seconds=DEFAULT_WINDOW_S)),
+        )
+    return cur.rowcount
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRow:
+    incident_id: int
+    utility: str
+    kind: str
+    severity: str
+    state: str
+    alert_count: int
+    radius_m: float
+    lon: float
+    lat: float
+    alert_ids: tuple[int, ...]
+    explanation_zh: str
+    explanation_en: str
+
+
+def read_open_incidents(conn: psycopg.Connection) -> list[IncidentRow]:
+    """Open incidents with their alerts (for the dashboard and tests)."""
+    rows = conn.execute(
+        "SELECT i.incident_id, i.utility, i.kind, i.severity, i.state, i.alert_count, i.radius_m,"
+        " ST_X(i.centre), ST_Y(i.centre),"
+        " coalesce(array_agg(a.alert_id ORDER BY a.alert_id)"
+        "   FILTER (WHERE a.alert_id IS NOT NULL), '{}'),"
+        " i.explanation_zh, i.explanation_en"
+        " FROM incidents i LEFT JOIN alerts a ON a.incident_id = i.incident_id"
+        " WHERE i.state = 'open' GROUP BY i.incident_id ORDER BY i.incident_id"
+    ).fetchall()
+    return [
+        IncidentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10], r[11])
+        for r in rows
+    ]

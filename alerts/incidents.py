@@ -1,0 +1,170 @@
+"""Incidents: related alerts grouped by place and time (pure).
+
+Method: single-linkage grouping in space and time within one utility. A new alert joins the
+nearest open incident of its utility whose centre is within ``radius_m`` [m] of the alert's sensor
+and whose latest alert is at most ``window_s`` [s] older than it; otherwise it opens an incident.
+The centre is the mean position of the member sensors, the radius the farthest member from it,
+the severity the highest of the members. Distances are great-circle (haversine, mean Earth
+radius), exact enough at city scale (< 0.5 % error).
+
+Grouping by network topology (a burst's downstream symptoms belong to it even when farther than
+``radius_m``; a pressure drop on a different pressure zone does not, even when near) needs the
+GIS network graph and is left to a later step (docs/alerts.md "Incidents").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from alerts.messages import SEVERITIES, UTILITY_NAMES
+
+EARTH_RADIUS_M = 6_371_008.8
+DEFAULT_RADIUS_M = {"water": 1500.0, "gas": 500.0, "power": 3000.0}
+DEFAULT_WINDOW_S = 1800.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPoint:
+    alert_id: int
+    utility: str
+    kind: str
+    severity: str
+    raised_us: int  # [us]
+    lon: float
+    lat: float
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentState:
+    incident_id: int
+    utility: str
+    severity: str
+    last_alert_us: int  # [us]
+    lon: float  # centre
+    lat: float
+    count: int
+    radius_m: float
+    kinds: frozenset[str]
+
+
+def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def max_severity(a: str, b: str) -> str:
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return a if rank.get(a, 0) >= rank.get(b, 0) else b
+
+
+def choose_incident(
+    alert: AlertPoint,
+    open_incidents: Sequence[IncidentState],
+    *,
+    radius_m: float | None = None,
+    window_s: float = DEFAULT_WINDOW_S,
+) -> IncidentState | None:
+    """The incident the alert belongs to, or None (it opens a new one)."""
+    radius = radius_m if radius_m is not None else DEFAULT_RADIUS_M.get(alert.utility, 1000.0)
+    best: tuple[float, IncidentState] | None = None
+    for inc in open_incidents:
+        if inc.utility != alert.utility:
+            continue
+        if not (-window_s * 1e6 <= alert.raised_us - inc.last_alert_us <= window_s * 1e6):
+            continue
+        d = haversine_m(alert.lon, alert.lat, inc.lon, inc.lat)
+        if d <= radius and (best is None or d < best[0]):
+            best = (d, inc)
+    return best[1] if best else None
+
+
+def join_incident(inc: IncidentState, alert: AlertPoint) -> IncidentState:
+    """The incident with one more member: running mean centre, radius, severity, kinds."""
+    n = inc.count + 1
+    lon = inc.lon + (alert.lon - inc.lon) / n
+    lat = inc.lat + (alert.lat - inc.lat) / n
+    # the radius is an upper bound after moving the centre (members are not kept here)
+    moved = haversine_m(inc.lon, inc.lat, lon, lat)
+    radius = max(inc.radius_m + moved, haversine_m(lon, lat, alert.lon, alert.lat))
+    return replace(
+        inc,
+        severity=max_severity(inc.severity, alert.severity),
+        last_alert_us=max(inc.last_alert_us, alert.raised_us),
+        lon=lon,
+        lat=lat,
+        count=n,
+        radius_m=radius,
+        kinds=inc.kinds | {alert.kind},
+    )
+
+
+def new_incident(alert: AlertPoint, incident_id: int = 0) -> IncidentState:
+    return IncidentState(
+        incident_id,
+        alert.utility,
+        alert.severity,
+        alert.raised_us,
+        alert.lon,
+        alert.lat,
+        1,
+        0.0,
+        frozenset({alert.kind}),
+    )
+
+
+def group_alerts(
+    alerts: Sequence[AlertPoint],
+    *,
+    radius_m: float | None = None,
+    window_s: float = DEFAULT_WINDOW_S,
+) -> list[list[int]]:
+    """Group a batch of alerts (in raise order) the way the engine does one by one; returns the
+    alert ids per incident, in order of opening. For back-fills and the evaluation."""
+    incidents: list[IncidentState] = []
+    members: list[list[int]] = []
+    for a in sorted(alerts, key=lambda a: (a.raised_us, a.alert_id)):
+        inc = choose_incident(a, incidents, radius_m=radius_m, window_s=window_s)
+        if inc is None:
+            incidents.append(new_incident(a, len(incidents)))
+            members.append([a.alert_id])
+        else:
+            incidents[inc.incident_id] = join_incident(inc, a)
+            members[inc.incident_id].append(a.alert_id)
+    return members
+
+
+def incident_kind(utility: str, kinds: frozenset[str]) -> str:
+    """A coarse label of what the incident probably is, from its members' alert kinds."""
+    if utility == "gas" and any(k.startswith("gas_lel") or k == "threshold_high" for k in kinds):
+        return "gas_leak"
+    if utility == "water" and "water_burst" in kinds:
+        return "water_burst"
+    if kinds and kinds <= {"silent", "stuck", "sensor_fault"}:
+        return "sensor_health"
+    if utility == "power" and "silent" in kinds:
+        return "power_outage"
+    return f"{utility}_anomaly"
+
+
+_KIND_TEXT = {
+    "gas_leak": ("疑似燃气泄漏", "suspected gas leak"),
+    "water_burst": ("疑似供水爆管", "suspected water main burst"),
+    "sensor_health": ("传感器异常", "sensor problems"),
+    "power_outage": ("疑似停电", "suspected power outage"),
+}
+
+
+def incident_explanation(inc: IncidentState) -> tuple[str, str]:
+    """(zh, en) one-liners: what, how many alerts, over what area."""
+    kind = incident_kind(inc.utility, inc.kinds)
+    u_zh, u_en = UTILITY_NAMES.get(inc.utility, (inc.utility, inc.utility))
+    k_zh, k_en = _KIND_TEXT.get(kind, (f"{u_zh}异常", f"{u_en} anomaly"))
+    r = f"{inc.radius_m:.0f}"
+    return (
+        f"{k_zh}：{inc.count} 条相关告警，范围约 {r} 米",
+        f"{k_en}: {inc.count} related alerts within about {r} m",
+    )

@@ -1,0 +1,119 @@
+"""Incidents: grouping by place and time (pure) and as the store does it with each raise."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from alerts import store
+from alerts.engine import AlertChange, Evaluation
+from alerts.incidents import (
+    AlertPoint,
+    group_alerts,
+    haversine_m,
+    incident_explanation,
+    incident_kind,
+    join_incident,
+    new_incident,
+)
+
+S = 1_000_000
+T0 = 1_764_115_200 * S
+# Tianfu Square, Chengdu; 0.001 deg of latitude is about 111 m
+LON, LAT = 104.0657, 30.6574
+
+
+def pt(
+    aid: int,
+    dlat_m: float,
+    minutes: float,
+    utility: str = "water",
+    kind: str = "threshold_low",
+    severity: str = "major",
+) -> AlertPoint:
+    return AlertPoint(
+        aid, utility, kind, severity, T0 + int(minutes * 60 * S), LON, LAT + dlat_m / 111_195.0
+    )
+
+
+def test_haversine_known_distance() -> None:
+    # one degree of latitude on the mean-radius sphere
+    assert haversine_m(LON, 30.0, LON, 31.0) == pytest.approx(111_195, rel=1e-4)
+    assert haversine_m(LON, LAT, LON, LAT) == 0.0
+
+
+def test_grouping_by_place_time_and_utility() -> None:
+    alerts = [
+        pt(1, 0, 0),
+        pt(2, 800, 5),  # 800 m away, 5 min later: same water incident
+        pt(3, 5000, 6),  # 5 km away: another one
+        pt(4, 300, 50),  # near the first, but 45 min after its last alert: a new one
+        pt(5, 100, 7, utility="gas", kind="gas_lel_alarm1"),  # another utility
+        pt(6, 1200, 10),  # 1.2 km from 1, about 0.8 km from the centre of {1, 2}: joins
+    ]
+    assert group_alerts(alerts) == [[1, 2, 6], [3], [5], [4]]
+    assert group_alerts(alerts, radius_m=500) == [[1], [2, 6], [3], [5], [4]]
+    # order of arrival does not change the answer when the time order is the same
+    assert group_alerts(list(reversed(alerts))) == [[1, 2, 6], [3], [5], [4]]
+
+
+def test_incident_summary() -> None:
+    inc = new_incident(pt(1, 0, 0, severity="warning"), 9)
+    inc = join_incident(inc, pt(2, 1000, 1, severity="critical", kind="rate_of_change"))
+    assert (inc.count, inc.severity, inc.kinds) == (
+        2,
+        "critical",
+        {"threshold_low", "rate_of_change"},
+    )
+    assert inc.radius_m == pytest.approx(500, rel=0.01)
+    assert inc.lat == pytest.approx(LAT + 500 / 111_195.0)
+    zh, en = incident_explanation(inc)
+    assert zh == "供水异常：2 条相关告警，范围约 500 米"
+    assert en == "water anomaly: 2 related alerts within about 500 m"
+    assert incident_kind("gas", frozenset({"gas_lel_prealarm"})) == "gas_leak"
+    assert incident_kind("water", frozenset({"silent", "stuck"})) == "sensor_health"
+    assert incident_kind("power", frozenset({"silent", "threshold_low"})) == "power_outage"
+
+
+def test_store_groups_each_raise(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for sid, dlat in (("wp-a", 0), ("wp-b", 700), ("wp-c", 9000)):
+            conn.execute(
+                "INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode, geom)"
+                " VALUES (%s, 'water', 'water_pressure', %s, 510104,"
+                " ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
+                (sid, sid, LON, LAT + dlat / 111_195.0),
+            )
+
+        def raise_(sid: str, minutes: float) -> int:
+            ch = AlertChange(
+                "raised",
+                sid,
+                "water",
+                "pressure",
+                "threshold_low",
+                "major",
+                150.0,
+                200.0,
+                T0 + int(minutes * 60 * S),
+                "z",
+                "e",
+            )
+            return store.write_evaluation(conn, Evaluation((ch,), {}))[0].alert_id
+
+        a, b, c = raise_("wp-a", 0), raise_("wp-b", 2), raise_("wp-c", 3)
+        incidents = store.read_open_incidents(conn)
+        assert [(i.alert_ids, i.alert_count, i.kind) for i in incidents] == [
+            ((a, b), 2, "water_anomaly"),
+            ((c,), 1, "water_anomaly"),
+        ]
+        assert incidents[0].radius_m == pytest.approx(350, rel=0.02)
+        assert incidents[0].explanation_zh == "供水异常：2 条相关告警，范围约 350 米"
+        # nothing resolves while an alert is active; once all are cleared and the window passed
+        now = datetime.fromtimestamp(T0 / S, UTC) + timedelta(hours=2)
+        assert store.resolve_quiet_incidents(conn, now=now) == 0
+        conn.execute("UPDATE alerts SET cleared_at = raised_at + interval '1 minute'")
+        assert store.resolve_quiet_incidents(conn, now=now) == 2
+        assert store.read_open_incidents(conn) == []
