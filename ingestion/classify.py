@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sensors.payload import PayloadError, Reading, TimeWindow, decode_message
 from sensors.quantities import QUANTITIES
-from sensors.topics import TopicError, parse_telemetry_topic
+from sensors.topics import TelemetryTopic, TopicError, parse_telemetry_topic
 
 QUALITY_GOOD = 0
 QUALITY_SUSPECT = 1
@@ -92,14 +93,22 @@ def compute_plausible_band(
     return lo, hi
 
 
+@lru_cache(maxsize=65_536)
+def _parse_topic(topic: str) -> TelemetryTopic | str:
+    """The topic's sensor and utility, or the reason it is refused (memoised: topics repeat)."""
+    try:
+        return parse_telemetry_topic(topic)
+    except TopicError as exc:
+        return exc.reason
+
+
 def decode_item(
     topic: str, payload: bytes, retain: bool, now_us: int, window: TimeWindow
 ) -> Decoded | Rejection:
     """Decode one message; identity comes from the topic only."""
-    try:
-        t = parse_telemetry_topic(topic)
-    except TopicError as exc:
-        return Rejection(exc.reason, "")
+    t = _parse_topic(topic)
+    if isinstance(t, str):
+        return Rejection(t, "")
     if retain:
         # a retained message is a replay of something already delivered (or a stale one)
         return Rejection("retained_message", "", t.sensor_id)

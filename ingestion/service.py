@@ -20,6 +20,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,9 @@ class Ingestor:
         self._stored = 0
         self._quarantined = 0
         self._metrics_server: Any = None
+        # called by the writer after each commit with the batch and the commit's wall time [ns]
+        # (benchmarks measure publish-to-commit latency with it); must be quick
+        self.on_commit: Callable[[list[Item[Message]], int], None] | None = None
         self.consumer = IngestConsumer(
             settings.mqtt_url_for("ingest"),
             self.client_id,
@@ -280,6 +284,7 @@ class Ingestor:
                 continue
             try:
                 self._write(ic, items)
+                committed_ns = time.time_ns()
                 break
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop_db(exc)
@@ -291,9 +296,12 @@ class Ingestor:
                 log_event(log, "batch_refused", logging.WARNING, error=str(exc)[:300])
                 if not self._write_split(ic, items):
                     return False
+                committed_ns = time.time_ns()
                 break
         for item in items:
             self.consumer.ack(item.message)
+        if self.on_commit is not None:
+            self.on_commit(items, committed_ns)
         return True
 
     def _write_split(self, ic: IngestConnection, items: list[Item[Message]]) -> bool:

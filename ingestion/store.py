@@ -72,6 +72,7 @@ _STAGED = """
         LEFT JOIN (SELECT sensor_id, quantity, date_trunc('hour', ts) AS bucket, count(*) AS n
                    FROM ins GROUP BY 1, 2, 3) i USING (sensor_id, quantity, bucket)
         WHERE g.n > coalesce(i.n, 0)
+          AND (SELECT count(*) FROM ins) < (SELECT count(*) FROM s)  -- skip when none repeated
         ORDER BY 1, 2, 3
         ON CONFLICT (sensor_id, quantity, bucket) DO UPDATE SET
             duplicates = d.duplicates + EXCLUDED.duplicates
