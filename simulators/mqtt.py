@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cityops.mqtt import Publisher
+from sensors.topics import parse_telemetry_topic
 from simulators.profiles import Outgoing
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,39 @@ def client_id(prefix: str = "cityops-sim") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+class DevicePublishers:
+    """One broker connection per sensor, each with the device's own identity."""
+
+    def __init__(self, urls: dict[str, str], *, max_inflight: int = 20) -> None:
+        self._urls = urls
+        self._max_inflight = max_inflight
+        self._pubs: dict[str, Publisher] = {}
+
+    def __enter__(self) -> DevicePublishers:
+        try:
+            for sid, url in self._urls.items():
+                pub = Publisher(url, client_id(f"dev-{sid}"[:40]), max_inflight=self._max_inflight)
+                self._pubs[sid] = pub.__enter__()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+        self._pubs[parse_telemetry_topic(topic).sensor_id].publish(topic, payload, qos=qos)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        for pub in self._pubs.values():
+            pub.flush(timeout_s)
+
+    def __exit__(self, *exc: object) -> None:
+        pubs, self._pubs = self._pubs, {}
+        for pub in pubs.values():
+            pub.__exit__(*exc)
+
+
 def publish_steps(
-    url: str,
+    url: str | DevicePublishers,
     produce: Callable[[int], Sequence[Outgoing]],
     *,
     steps: int,
@@ -71,6 +103,7 @@ def publish_steps(
     progress_every_s: float = 10.0,
     max_inflight: int = 1000,
     label: str = "simulate",
+    final: Callable[[], Sequence[Outgoing]] | None = None,
 ) -> RunStats:
     """Publish ``produce(step)`` for steps 0.. ``steps - 1`` (``steps == 0``: until ``stop``)."""
     stop = stop or threading.Event()
@@ -78,7 +111,8 @@ def publish_steps(
     t0 = time.monotonic()
     wall0 = time.time()
     last_log = t0
-    with Publisher(url, client_id(), max_inflight=max_inflight) as pub:
+    sink = Publisher(url, client_id(), max_inflight=max_inflight) if isinstance(url, str) else url
+    with sink as pub:
         k = 0
         while (steps == 0 or k < steps) and not stop.is_set():
             due = t0 + (k * interval_s / speedup if speedup > 0 else 0.0)
@@ -108,5 +142,12 @@ def publish_steps(
                     stats.messages,
                     stats.messages / max(now - t0, 1e-9),
                 )
+        if final is not None and not stop.is_set():
+            rest = final()  # buffered batches and held-back messages
+            for m in rest:
+                pub.publish(m.topic, m.payload, qos=1)
+                stats.bytes += len(m.payload)
+            pub.flush()
+            stats.messages += len(rest)
     stats.wall_s = time.monotonic() - t0
     return stats

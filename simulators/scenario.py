@@ -1,0 +1,191 @@
+"""`cityops simulate SCENARIO`: run a scenario file against the broker (wiring only).
+
+Order: parse and validate the file, build and check the world (models, elements, sensors),
+write the sensor catalogue and the planned ground truth (file, then database), and only then
+publish. At the end the ground truth is rewritten with what happened (the sensors each incident
+actually affected) and the number of messages.
+
+Outputs in ``output_dir`` (default ``var/sim/<run_id>``): ``sensors.geojson`` (the run's
+catalogue, importable with ``cityops sensors import``), ``ground_truth.json`` and, with
+device identities, ``devices.json`` (passwords, 0600) and ``mosquitto_passwd.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cityops.settings import Settings
+from sensors.catalogue import sensors_to_geojson
+from simulators.mqtt import DevicePublishers, RunStats, publish_steps, stop_on_signals
+from simulators.run import ScenarioRun
+from simulators.spec import Scenario, ScenarioError, parse_scenario, parse_time_ms
+
+log = logging.getLogger(__name__)
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario file (ScenarioError names the line and field)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(path), None, "", f"cannot read: {exc.strerror}") from None
+    return parse_scenario(text, str(path))
+
+
+def prepare_run(
+    scenario: Scenario,
+    *,
+    seed: int | None = None,
+    start: str | None = None,
+    now_s: float | None = None,
+) -> ScenarioRun:
+    """The run, checked against its models; nothing is published or written."""
+    if seed is not None:
+        from dataclasses import replace
+
+        scenario = replace(scenario, seed=seed)
+    if start:
+        start_ms = parse_time_ms(start)
+    elif scenario.start_ms is not None:
+        start_ms = scenario.start_ms
+    else:
+        # no start: the run ends now, so no reading is stamped in the future
+        now = time.time() if now_s is None else now_s
+        start_ms = int(now - scenario.duration_s) * 1000
+    return ScenarioRun(scenario, start_ms=start_ms)
+
+
+@dataclass
+class ScenarioReport:
+    run_id: str
+    output_dir: Path
+    stats: RunStats
+    ground_truth: dict[str, Any]
+
+
+def run_scenario(
+    settings: Settings,
+    scenario: Path,
+    *,
+    speedup: float | None = None,
+    seed: int | None = None,
+    start: str | None = None,
+    output_dir: Path | None = None,
+    write_db: bool = True,
+    register_sensors: bool = False,
+    devices: Path | None = None,
+    stop: threading.Event | None = None,
+) -> ScenarioReport:
+    """Validate, then publish a scenario; returns where its outputs are and its figures.
+
+    ``speedup`` (simulated seconds per wall second, 0 as fast as possible), ``seed`` and
+    ``start`` override the file. ``write_db``: ground truth into ``sim_runs`` /
+    ``sim_ground_truth`` when a database is configured. ``register_sensors``: also upsert the
+    run's sensors into the catalogue table so that ingestion accepts them. ``devices``: a JSON
+    file of sensor id -> password; each sensor then publishes with its own identity.
+    """
+    scn = load_scenario(scenario)
+    run = prepare_run(scn, seed=seed, start=start)
+    try:
+        creds = None
+        if devices is not None or scn.identities == "device":
+            from simulators.devices import read_credentials
+
+            if devices is None:
+                raise ScenarioError(
+                    scn.source, None, "identities", "device identities need a credentials file"
+                )
+            creds = read_credentials(devices)
+            missing = [s.sensor_id for s in run.sensors if s.sensor_id not in creds]
+            if missing:
+                raise ScenarioError(
+                    str(devices),
+                    None,
+                    "",
+                    f"no credentials for {len(missing)} sensors, e.g. {missing[0]}",
+                )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        run_id = f"{scn.name}-{stamp}-{uuid.uuid4().hex[:6]}"
+        out = Path(output_dir) if output_dir else Path("var") / "sim" / run_id
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sensors.geojson").write_text(
+            json.dumps(sensors_to_geojson(run.sensors), ensure_ascii=False, indent=1),
+            encoding="utf-8",
+        )
+        truth = run.ground_truth(run_id=run_id)
+        _write_truth_file(out, truth)
+        use_db = write_db and bool(settings.database_url)
+        if use_db or register_sensors:
+            _db_start(settings, truth, run if register_sensors else None, use_db)
+        log.info(
+            "scenario %s: %d sensors, %d steps of %g s from %s, seed %d; outputs in %s",
+            scn.name,
+            len(run.sensors),
+            run.steps,
+            scn.step_s,
+            truth["start"],
+            run.scenario.seed,
+            out,
+        )
+        url = settings.mqtt_url_for("sim")
+        sink: Any = url
+        if creds is not None:
+            from simulators.devices import device_url
+
+            sink = DevicePublishers(
+                {s.sensor_id: device_url(url, s.sensor_id, creds) for s in run.sensors}
+            )
+        with stop_on_signals(stop or threading.Event()) as ev:
+            stats = publish_steps(
+                sink,
+                run.messages,
+                steps=run.steps,
+                interval_s=scn.step_s,
+                speedup=scn.speedup if speedup is None else speedup,
+                stop=ev,
+                label=f"scenario {scn.name}",
+                final=run.final_messages,
+            )
+        truth = run.ground_truth(run_id=run_id, messages=stats.messages)
+        if stats.steps < run.steps:
+            truth["stopped_at_step"] = stats.steps
+        _write_truth_file(out, truth)
+        if use_db:
+            from cityops.db import connect
+            from simulators.store import write_run_end
+
+            with connect(settings.database_url) as conn:
+                write_run_end(conn, truth)
+        log.info("scenario %s: %d messages in %.1f s", scn.name, stats.messages, stats.wall_s)
+        return ScenarioReport(run_id, out, stats, truth)
+    finally:
+        run.close()
+
+
+def _write_truth_file(out: Path, truth: dict[str, Any]) -> None:
+    tmp = out / "ground_truth.json.tmp"
+    tmp.write_text(json.dumps(truth, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(out / "ground_truth.json")
+
+
+def _db_start(
+    settings: Settings, truth: dict[str, Any], run: ScenarioRun | None, truth_too: bool
+) -> None:
+    from cityops.db import connect
+    from simulators.store import write_run_start
+
+    with connect(settings.database_url) as conn:
+        if run is not None:
+            from gis.postgis import write_sensors
+
+            write_sensors(conn, run.sensors)
+        if truth_too:
+            write_run_start(conn, truth)

@@ -1,0 +1,95 @@
+"""The simulators' database adapter: runs and their ground truth (migration 0030)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+
+def write_run_start(conn: psycopg.Connection, truth: dict[str, Any]) -> None:
+    """Record a run and its planned events before the first message is published."""
+    with conn.transaction():
+        conn.execute(
+            """
+            INSERT INTO sim_runs (run_id, scenario, source, seed, sim_start, sim_end, step_s, sensors)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            """,
+            (
+                truth["run_id"],
+                truth["scenario"],
+                truth.get("source") or "",
+                truth["seed"],
+                truth["start"],
+                truth["end"],
+                truth["step_s"],
+                truth["sensors"],
+            ),
+        )
+        _write_events(conn, truth)
+
+
+def write_run_end(conn: psycopg.Connection, truth: dict[str, Any]) -> None:
+    """Replace the run's events with what happened (affected sensors) and close the run."""
+    with conn.transaction():
+        conn.execute("DELETE FROM sim_ground_truth WHERE run_id = %s", (truth["run_id"],))
+        _write_events(conn, truth)
+        conn.execute(
+            "UPDATE sim_runs SET messages = %s, finished_at = now() WHERE run_id = %s",
+            (truth.get("messages"), truth["run_id"]),
+        )
+
+
+def _write_events(conn: psycopg.Connection, truth: dict[str, Any]) -> None:
+    for e in truth["events"]:
+        conn.execute(
+            """
+            INSERT INTO sim_ground_truth (run_id, event_id, kind, type, network, element,
+                                          starts_at, ends_at, geom, affected_sensors, params)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s,
+                    CASE WHEN %s::float8 IS NULL THEN NULL
+                         ELSE ST_SetSRID(ST_MakePoint(%s, %s), 4326) END,
+                    %s, %s::jsonb)
+            """,
+            (
+                truth["run_id"],
+                e["event_id"],
+                e["kind"],
+                e["type"],
+                e["network"],
+                e["element"],
+                e["start"],
+                e["end"],
+                e["lon"],
+                e["lon"],
+                e["lat"],
+                e["affected_sensors"],
+                json.dumps(e["params"]),
+            ),
+        )
+
+
+def read_ground_truth(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        """
+        SELECT event_id, kind, type, network, element, starts_at, ends_at,
+               ST_X(geom), ST_Y(geom), affected_sensors, params
+        FROM sim_ground_truth WHERE run_id = %s ORDER BY event_id
+        """,
+        (run_id,),
+    ).fetchall()
+    keys = [
+        "event_id",
+        "kind",
+        "type",
+        "network",
+        "element",
+        "starts_at",
+        "ends_at",
+        "lon",
+        "lat",
+        "affected_sensors",
+        "params",
+    ]
+    return [dict(zip(keys, r, strict=True)) for r in rows]
