@@ -1,0 +1,149 @@
+"""Alert latency benchmark: reading published -> alert stored and its event received over MQTT.
+
+    python -m alerts.bench --sensors 1000 --rate 2000 --seconds 10 --anomalous 0.05
+
+Uses the services named by the CITYOPS_* environment (a scratch database: it adds sensors named
+``bench-NNNNN``). Runs the engine in this process (its own client id and share group), publishes
+readings at ``--rate`` readings/s as cityops-sim, and makes ``--anomalous`` of the sensors swing
+across their low limit at every reading, so each of their readings raises or clears an alert.
+Prints the machine, the achieved rate and latency percentiles; asserts nothing (CONVENTIONS 14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import queue
+import threading
+import time
+import uuid
+from datetime import datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from alerts.events import decode_alert_event
+from alerts.service import AlertService
+from cityops.db import connect
+from cityops.mqtt import Publisher
+from cityops.settings import Settings, parse_mqtt_url
+from sensors.payload import encode_reading
+from sensors.topics import alert_filter, telemetry_topic
+
+
+def _percentile(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))] if s else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sensors", type=int, default=1000)
+    ap.add_argument("--rate", type=float, default=2000.0, help="readings per second")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--anomalous", type=float, default=0.05, help="fraction of swinging sensors")
+    args = ap.parse_args()
+
+    tag = uuid.uuid4().hex[:6]
+    base = Settings()
+    settings = base.model_copy(
+        update={"alerts_client_id": f"bench-{tag}", "alerts_share_group": f"bench-{tag}"}
+    )
+    ids = [f"bench-{i:05d}" for i in range(args.sensors)]
+    with connect(settings.database_url) as conn:
+        with conn.transaction():
+            for sid in ids:
+                conn.execute(
+                    "INSERT INTO sensors (sensor_id, utility, sensor_type, name, geom)"
+                    " VALUES (%s, 'water', 'water_pressure', %s,"
+                    " ST_SetSRID(ST_MakePoint(104.06, 30.66), 4326)) ON CONFLICT DO NOTHING",
+                    (sid, sid),
+                )
+        conn.commit()
+    swinging = set(ids[: max(1, int(args.sensors * args.anomalous))])
+
+    received: queue.Queue[tuple[bytes, int]] = queue.Queue()
+    ep = parse_mqtt_url(settings.mqtt_url)
+    sub = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-sub-{tag}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    sub.username_pw_set(ep.username, ep.password)
+    subscribed = threading.Event()
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe(alert_filter(), qos=1)
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_message = lambda c, u, m: received.put((m.payload, time.time_ns()))
+    sub.connect(ep.host, ep.port)
+    sub.loop_start()
+    subscribed.wait(10)
+
+    stop = threading.Event()
+    service = AlertService(settings, stop)
+    engine = threading.Thread(target=service.run, name="engine", daemon=True)
+    engine.start()
+    time.sleep(3)  # subscribed and loaded
+
+    sent_ns: dict[tuple[str, int], int] = {}
+    n_sent = 0
+    start_ms = time.time_ns() // 1_000_000 - 60_000  # distinct, increasing reading times
+    t_start = time.monotonic()
+    step = 0
+    with Publisher(settings.mqtt_url_for("sim"), f"bench-pub-{tag}", max_inflight=1000) as pub:
+        while time.monotonic() - t_start < args.seconds:
+            for sid in ids:
+                ts_ms = start_ms + step
+                value = (150.0 if step % 2 == 0 else 320.0) if sid in swinging else 320.0
+                pub.publish(
+                    telemetry_topic("water", sid), encode_reading(ts_ms, step, {"pressure": value})
+                )
+                if sid in swinging:
+                    sent_ns[(sid, ts_ms)] = time.time_ns()
+                n_sent += 1
+                # pace: stay at or under the requested rate
+                ahead = n_sent / args.rate - (time.monotonic() - t_start)
+                if ahead > 0.002:
+                    time.sleep(ahead)
+                if time.monotonic() - t_start >= args.seconds:
+                    break
+            step += 1
+        pub.flush()
+    wall = time.monotonic() - t_start
+    deadline = time.monotonic() + 15
+    latencies: list[float] = []
+    while len(latencies) < len(sent_ns) and time.monotonic() < deadline:
+        try:
+            payload, at_ns = received.get(timeout=1)
+        except queue.Empty:
+            continue
+        ev = decode_alert_event(payload)
+        ts_ms = int(datetime.fromisoformat(ev.ts.replace("Z", "+00:00")).timestamp() * 1000)
+        sent = sent_ns.get((ev.sensor_id, ts_ms))
+        if sent is not None:
+            latencies.append((at_ns - sent) / 1e6)
+    stop.set()
+    engine.join(20)
+    sub.disconnect()
+    sub.loop_stop()
+
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    print(
+        f"published {n_sent} readings in {wall:.1f} s = {n_sent / wall:.0f} readings/s "
+        f"({args.sensors} sensors, {len(swinging)} swinging across the low limit)"
+    )
+    print(
+        f"engine: {service.stats.messages} messages, {service.stats.events} events, "
+        f"{service.stats.batches} batches"
+    )
+    print(f"alert events matched: {len(latencies)} of {len(sent_ns)} expected")
+    if latencies:
+        print(
+            "latency reading published -> alert event received [ms]: "
+            f"p50 {_percentile(latencies, 50):.1f}, p90 {_percentile(latencies, 90):.1f}, "
+            f"p99 {_percentile(latencies, 99):.1f}, max {max(latencies):.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
