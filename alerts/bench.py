@@ -46,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:6]
-    base = Settings()
+    base = Settings()  # type: ignore[call-arg]  # from the environment
     settings = base.model_copy(
         update={"alerts_client_id": f"bench-{tag}", "alerts_share_group": f"bench-{tag}"}
     )
@@ -74,7 +74,7 @@ def main() -> None:
     subscribed = threading.Event()
     sub.on_connect = lambda c, u, f, rc, p: c.subscribe(alert_filter(), qos=1)
     sub.on_subscribe = lambda *a: subscribed.set()
-    sub.on_message = lambda c, u, m: received.put((m.payload, time.time_ns()))
+    sub.on_message = lambda c, u, m: received.put((bytes(m.payload), time.time_ns()))
     sub.connect(ep.host, ep.port)
     sub.loop_start()
     subscribed.wait(10)

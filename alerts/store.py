@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from alerts.engine import AlertChange, Evaluation, Key, KeyState, SensorInfo, StreamConfig
+from alerts.evaluation import LATE_S, DetectionRecord, TruthEvent
 from alerts.events import (
     AlertEvent,
     Messages,
@@ -900,3 +901,58 @@ def read_open_incidents(conn: psycopg.Connection) -> list[IncidentRow]:
         IncidentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10], r[11])
         for r in rows
     ]
+
+
+# -- evaluation input (sim_ground_truth is written by the simulators) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str
+    scenario: str
+    sensors: int
+    start_us: int
+    end_us: int
+
+
+def read_evaluation_input(
+    conn: psycopg.Connection, run_id: str
+) -> tuple[RunInfo, list[TruthEvent], list[DetectionRecord]]:
+    """A simulator run, its ground truth, and the incidents raised during it (by reading time)."""
+    run = conn.execute(
+        "SELECT run_id, scenario, sensors, sim_start, sim_end FROM sim_runs WHERE run_id = %s",
+        (run_id,),
+    ).fetchone()
+    if run is None:
+        raise LookupError(f"no simulator run {run_id!r}")
+    info = RunInfo(run[0], run[1], int(run[2]), us_from_ts(run[3]), us_from_ts(run[4]))
+    truth = [
+        TruthEvent(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            us_from_ts(r[4]),
+            us_from_ts(r[5]) if r[5] else None,
+            r[6],
+            r[7],
+            frozenset(r[8]),
+        )
+        for r in conn.execute(
+            "SELECT event_id, kind, type, network, starts_at, ends_at, ST_X(geom), ST_Y(geom),"
+            " affected_sensors FROM sim_ground_truth WHERE run_id = %s ORDER BY event_id",
+            (run_id,),
+        )
+    ]
+    detections = [
+        DetectionRecord(r[0], r[1], r[2], us_from_ts(r[3]), r[4], r[5], frozenset(r[6]))
+        for r in conn.execute(
+            "SELECT i.incident_id, i.utility, i.kind, i.opened_at, ST_X(i.centre), ST_Y(i.centre),"
+            " array_agg(DISTINCT a.sensor_id) FROM incidents i"
+            " JOIN alerts a ON a.incident_id = i.incident_id"
+            " WHERE i.opened_at BETWEEN %s AND %s"
+            " GROUP BY i.incident_id ORDER BY i.incident_id",
+            (run[3], run[4] + timedelta(seconds=LATE_S)),
+        )
+    ]
+    return info, truth, detections
