@@ -25,7 +25,6 @@ from gis.network import (
     Node,
     compute_isolation,
     compute_trace,
-    source_distances,
 )
 from gis.planner import feature_collection, rows_to_features
 
@@ -76,7 +75,8 @@ class NetworkCache:
         if hit and hit[0] == version:
             return hit[1], hit[2]
         net = fetch_network(conn, network)
-        dist = source_distances(net)
+        dist = net.distances()
+        net.baseline_supplied()
         with self._lock:
             self._items[key] = (version, net, dist)
         return net, dist
@@ -169,7 +169,7 @@ def fetch_trace(
         net, dist = cache.get(conn, network)
     else:
         net = fetch_network(conn, network)
-        dist = source_distances(net)
+        dist = net.distances()
     tr = compute_trace(net, start, direction, distances=dist)
     nodes_layer, links_layer = NETWORKS[network]
     feats: list[dict] = []

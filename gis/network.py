@@ -70,6 +70,8 @@ class Network:
     nodes: dict[str, Node]
     links: dict[str, Link]
     adjacency: dict[str, list[str]] = field(default_factory=dict)  # node -> link ids
+    _baseline: set[str] | None = None  # supplied with nothing closed (computed once)
+    _distances: dict[str, float] | None = None
 
     @classmethod
     def build(cls, name: str, nodes: Iterable[Node], links: Iterable[Link]) -> Network:
@@ -98,6 +100,52 @@ class Network:
     def other_end(self, link_id: str, node_id: str) -> str:
         lk = self.links[link_id]
         return lk.to_node if lk.from_node == node_id else lk.from_node
+
+    def baseline_supplied(self) -> set[str]:
+        if self._baseline is None:
+            self._baseline = self.supplied()
+        return self._baseline
+
+    def distances(self) -> dict[str, float]:
+        if self._distances is None:
+            self._distances = source_distances(self)
+        return self._distances
+
+    def cut_off(
+        self, closed_nodes: set[str], closed_links: set[str], starts: Iterable[str]
+    ) -> set[str]:
+        """Nodes among ``starts``' components that no longer reach an open source.
+
+        A best-first search from each start, nearest-to-a-source first, so a component that
+        still has a source finds it along a short path instead of walking the whole network.
+        """
+        dist = self.distances()
+        inf = float("inf")
+        sources = self.sources()
+        ok: set[str] = set()
+        lost: set[str] = set()
+        for start in starts:
+            if start in ok or start in lost or start in closed_nodes:
+                continue
+            seen = {start}
+            heap = [(dist.get(start, inf), start)]
+            found = False
+            while heap:
+                _, n = heapq.heappop(heap)
+                if n in sources or n in ok:
+                    found = True
+                    break
+                for lid in self.adjacency.get(n, ()):
+                    lk = self.links[lid]
+                    if lk.closed or lid in closed_links:
+                        continue
+                    m = lk.to_node if lk.from_node == n else lk.from_node
+                    if m in seen or m in closed_nodes or self.nodes[m].closed:
+                        continue
+                    seen.add(m)
+                    heapq.heappush(heap, (dist.get(m, inf), m))
+            (ok if found else lost).update(seen)
+        return lost
 
     def supplied(
         self,
@@ -183,23 +231,34 @@ def compute_isolation(
                 seg_links.add(nxt)
                 stack.append(nxt)
 
-    before = net.supplied()
+    before = net.baseline_supplied()
     closed_nodes = {v for v in valves if v in net.nodes} | seg_nodes
     closed_links = {v for v in valves if v in net.links} | seg_links
-    after = net.supplied(closed_nodes=closed_nodes, closed_links=closed_links)
-    lost_nodes = (before - after) | (seg_nodes & before)
+    # the components beyond the closed valves: do they still reach a source?
+    starts: set[str] = set()
+    for lid in closed_links:
+        lk = net.links[lid]
+        starts.update((lk.from_node, lk.to_node))
+    for n in closed_nodes:
+        for lid in net.adjacency.get(n, ()):
+            starts.add(net.other_end(lid, n))
+    starts -= closed_nodes
+    cut = net.cut_off(closed_nodes, closed_links, sorted(starts))
+    lost_nodes = (cut & before) | (seg_nodes & before)
     # devices and sources carry no customers: list the places that lose water, not the fittings
     sources = SOURCE_KINDS.get(net.name, frozenset())
     lost_nodes = {
         n for n in lost_nodes if not net.is_device_node(n) and net.nodes[n].kind not in sources
     }
     lost_links = set(seg_links)
-    for lid, lk in net.links.items():
-        if lid in lost_links or lk.closed:
-            continue
-        ends = {lk.from_node, lk.to_node}
-        if ends <= (lost_nodes | closed_nodes) and ends & lost_nodes:
-            lost_links.add(lid)
+    dead = cut | closed_nodes
+    for n in lost_nodes:
+        for lid in net.adjacency.get(n, ()):
+            lk = net.links[lid]
+            if lid in lost_links or lk.closed:
+                continue
+            if lk.from_node in dead and lk.to_node in dead:
+                lost_links.add(lid)
     customers = sum(net.nodes[n].customers for n in lost_nodes)
     return Isolation(
         link_id=link_id,
@@ -254,7 +313,7 @@ def compute_trace(
     """Nodes and links upstream (towards the sources) or downstream of a node or link id."""
     if direction not in ("upstream", "downstream"):
         raise NetworkError("direction must be upstream or downstream")
-    dist = dict(distances) if distances is not None else source_distances(net)
+    dist = distances if distances is not None else net.distances()
     inf = float("inf")
     start_links: set[str] = set()
     if start in net.links:

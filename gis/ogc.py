@@ -64,7 +64,7 @@ def get_pool(url: str):
                 max_size=8,
                 kwargs={
                     "autocommit": True,
-                    "options": "-c statement_timeout=10000 -c timezone=UTC",
+                    "options": "-c statement_timeout=10000 -c timezone=UTC -c jit=off",
                 },
                 open=True,
                 name="cityops-ogc",

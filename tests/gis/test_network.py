@@ -164,3 +164,33 @@ def test_trace_downstream_and_upstream_on_a_radial_feeder() -> None:
     assert set(up.nodes) == {"N3", "N2", "N1", "S"}
     with pytest.raises(NetworkError):
         compute_trace(net, "nope", "downstream")
+
+
+def test_local_cut_off_search_agrees_with_a_full_search_on_the_demo_grid() -> None:
+    """The best-first search for cut-off areas gives the same answer as a whole-network walk."""
+    import random
+
+    from gis.demo import DemoConfig, build_water
+
+    nodes_df, pipes_df = build_water(DemoConfig(grid_n=12, seed=7))
+    net = Network.build(
+        "water",
+        [
+            Node(r.node_id, r.kind, r.status == "closed", int(r.customers))
+            for r in nodes_df.itertuples()
+        ],
+        [
+            Link(r.pipe_id, r.from_node, r.to_node, r.link_kind, False, r.length_m)
+            for r in pipes_df.itertuples()
+        ],
+    )
+    rnd = random.Random(3)
+    before = net.supplied()
+    for link_id in rnd.sample(sorted(net.links), 60):
+        iso = compute_isolation(net, link_id)
+        closed_nodes = set(iso.segment_nodes) | {v for v in iso.valves_to_close if v in net.nodes}
+        after = net.supplied(closed_nodes=closed_nodes, closed_links=set(iso.segment_links))
+        expected = {
+            n for n in (before - after) if net.nodes[n].kind not in ("valve", "reservoir", "tank")
+        }
+        assert set(iso.nodes_without_supply) == expected, link_id
