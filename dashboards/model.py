@@ -6,6 +6,7 @@ builders and layouts take them.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ def display_text(value: object) -> str:
     return _INVISIBLE.sub("", str(value)).replace("$", "＄")
 
 
+@functools.lru_cache(maxsize=100_000)  # sensor names repeat on every refresh
 def plot_text(value: object) -> str:
     """``display_text`` for Plotly labels and hover text, which interpret a subset of HTML
     (``<a href>``, ``<b>``, ``<br>``): escape it so that it shows literally."""

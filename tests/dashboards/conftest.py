@@ -145,7 +145,7 @@ def dashboard_settings(stack: LocalStack, database_url: str, **extra: object) ->
         mqtt_url=stack.mqtt_url("cityops-admin"),
         dashboard_host="127.0.0.1",
         dashboard_port=free_port(),
-        dashboard_refresh_ms=1000,
+        dashboard_refresh_ms=2000,
         **extra,
     )
 

@@ -28,7 +28,11 @@ def wait_for(fn: Callable[[], T], *, timeout_s: float = 15, what: str = "") -> T
 
 
 def open_page(driver: WebDriver, url: str) -> None:
-    """Load ``url`` with no remembered language (the app keeps the choice in localStorage)."""
+    """Load ``url`` with no remembered language (the app keeps the choice in localStorage).
+
+    Console messages from the page before (e.g. a server a test has stopped) are discarded."""
+    driver.get("about:blank")
+    driver.get_log("browser")
     driver.get(url)
     driver.execute_script("window.localStorage.clear();")
     driver.get(url)

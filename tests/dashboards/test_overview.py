@@ -66,17 +66,17 @@ def test_overview_in_chinese_then_english(dash_server, browser, screenshots):
 
 def test_hostile_sensor_name_is_text(dash_server, browser):
     open_page(browser, dash_server.url + "/")
-    row = wait_for(
-        lambda: next(
-            r
-            for r in browser.find_elements(By.CSS_SELECTOR, ".alerts-table tr.alert-row")
-            if "wp-hostile-1" in r.text
-        ),
-        what="the hostile sensor's alert",
-    )
+
+    def hostile_row() -> tuple[str, int]:
+        for r in browser.find_elements(By.CSS_SELECTOR, ".alerts-table tr.alert-row"):
+            if "wp-hostile-1" in r.text:
+                return r.text, len(r.find_elements(By.TAG_NAME, "img"))
+        raise LookupError
+
+    text, images = wait_for(hostile_row, what="the hostile sensor's alert")
     shown = HOSTILE_NAME.replace("$", "＄")
-    assert shown in row.text  # the markup is visible as characters
-    assert not row.find_elements(By.TAG_NAME, "img")
+    assert shown in text  # the markup is visible as characters
+    assert images == 0
     assert browser.execute_script("return window.__pwned === undefined")
     assert not browser.find_elements(By.CSS_SELECTOR, "mjx-container, .MathJax")
     assert severe_console_messages(browser) == []
@@ -109,9 +109,9 @@ def test_database_outage_shows_banner_and_recovers(stack, dash_db, browser, tmp_
         wait_for(lambda: district_names(browser) == NAMES_ZH, what="districts before outage")
         proxy.cut()
         banner = wait_for(
-            lambda: browser.find_element(By.CSS_SELECTOR, ".banner-error"), what="banner"
+            lambda: browser.find_element(By.CSS_SELECTOR, ".banner-error").text, what="banner"
         )
-        assert "数据库暂时无法连接" in banner.text
+        assert "数据库暂时无法连接" in banner
         # the last good data stays on screen, and no traceback reaches the page
         assert district_names(browser) == NAMES_ZH
         assert "Traceback" not in page_text(browser)

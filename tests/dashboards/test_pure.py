@@ -100,11 +100,16 @@ def test_map_figure_escapes_names_and_keeps_aspect():
     d = District(1, "<b>区</b>", "D", (square,))
     s = SensorPoint("x-1", "$a$<i>", "water", "water_pressure", 1, 104.05, 30.05, "alarm", None)
     fig = build_city_map_figure([d], [], lang="zh", sensors=[s])
-    texts = [tr.text for tr in fig.data]
+    texts = [tr["text"] for tr in fig["data"]]
     assert "&lt;b&gt;区&lt;/b&gt;" in texts[0]
     assert "＄a＄&lt;i&gt;" in texts[1][0]
     assert "$" not in str(texts)
-    assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis.scaleratio > 1.1
+    assert fig["layout"]["yaxis"]["scaleanchor"] == "x"
+    assert fig["layout"]["yaxis"]["scaleratio"] > 1.1
+    # the JSON is valid Plotly: the validating constructor accepts it
+    import plotly.graph_objects as go
+
+    go.Figure(fig)
 
 
 def test_csp_allows_only_self():

@@ -14,10 +14,10 @@ pytestmark = pytest.mark.browser
 def test_trust_page(dash_server, browser, screenshots):
     open_page(browser, dash_server.url + "/trust")
     water = wait_for(
-        lambda: browser.find_element(By.CSS_SELECTOR, "#trust-utility tr[data-group='water']"),
+        lambda: browser.find_element(By.CSS_SELECTOR, "#trust-utility tr[data-group='water']").text,
         what="water row",
     )
-    assert water.text.startswith("供水") and "%" in water.text
+    assert water.startswith("供水") and "%" in water
     districts = wait_for(lambda: texts(browser, "#trust-district tbody tr"), what="districts")
     assert len(districts) == 20
     recent = browser.find_element(By.ID, "trust-recent").text

@@ -12,14 +12,19 @@ from tests.dashboards.helpers import open_page, page_text, texts, wait_for
 pytestmark = pytest.mark.browser
 
 
+def kpi(browser, utility: str, key: str) -> str:
+    return browser.find_element(By.CSS_SELECTOR, f"#wall-kpi-{utility} [data-kpi='{key}']").text
+
+
 def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, browser, screenshots):
     open_page(browser, dash_server.url + "/wall")
     wait_for(lambda: len(texts(browser, ".wall-kpi h3")) == 3, what="three utility cards")
     assert texts(browser, ".wall-kpi h3") == ["供水", "供电", "燃气"]
-    water = browser.find_element(By.ID, "wall-kpi-water")
-    wait_for(lambda: "在线率" in water.text, what="water figures")
-    sensors = water.find_element(By.CSS_SELECTOR, "[data-kpi='kpi.sensors']").text
-    assert sensors == "61"  # 60 demo water sensors and the hostile-named one
+    # the cards are re-rendered on every refresh: look elements up inside each wait
+    wait_for(
+        lambda: kpi(browser, "water", "kpi.sensors") == "61",  # 60 demo + the hostile-named one
+        what="water sensors",
+    )
     # a burst: a new critical alert appears on the flashing strip and in the ticker
     with psycopg.connect(dash_db) as conn:
         conn.execute(
@@ -28,10 +33,10 @@ def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, brows
             " 'low', 'critical', now(), 8800, 9300, '10kV母线电压过低：8800 V',"
             " '10 kV bus voltage low: 8800 V')"
         )
-    strip = wait_for(
-        lambda: browser.find_element(By.CSS_SELECTOR, ".critical-alarm"), what="critical strip"
+    wait_for(
+        lambda: "紧急告警" in browser.find_element(By.CSS_SELECTOR, ".critical-alarm").text,
+        what="critical strip",
     )
-    wait_for(lambda: "紧急告警" in strip.text, what="critical strip text")
     assert "animation" in browser.execute_script(
         "const s = getComputedStyle(document.querySelector('.critical-alarm'));"
         " return s.animationName !== 'none' ? 'animation' : 'static'"
@@ -40,11 +45,7 @@ def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, brows
         lambda: "10kV母线电压过低" in browser.find_element(By.ID, "wall-ticker").text,
         what="ticker",
     )
-    power = browser.find_element(By.ID, "wall-kpi-power")
-    wait_for(
-        lambda: power.find_element(By.CSS_SELECTOR, "[data-kpi='kpi.critical']").text == "1",
-        what="power critical count",
-    )
+    wait_for(lambda: kpi(browser, "power", "kpi.critical") == "1", what="power critical count")
     # a kiosk: no navigation, nothing to scroll at 1920x1080
     assert not browser.find_element(By.ID, "header-row").is_displayed()
     size = browser.execute_script(

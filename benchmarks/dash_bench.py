@@ -1,0 +1,262 @@
+"""Dashboard benchmark: server time of the wall, the sensor chart and the map at city scale.
+
+Phase A (the wall and the sensor chart): ``--sensors`` sensors (default 10,000) with latest values
+and alerts, ``--days-all`` days of 1-minute readings for all of them (default 1; the issue's full
+load is 30, i.e. 432 million rows: see ``--estimate``), and ``--days-chart`` days (default 30)
+for ``--chart-sensors`` of them, with 1-minute and 1-hour rollups. Phase B (the map):
+``--map-sensors`` sensors (default 50,000). Each callback is called through Dash's own HTTP
+endpoint with Flask's test client (server time only: no network, no browser rendering) and
+timed ``--repeat`` times; p50/p95/max and response sizes are printed with the machine's details.
+
+    .venv/bin/python benchmarks/dash_bench.py                  # private stack var/bench-stack-dash
+    .venv/bin/python benchmarks/dash_bench.py --sensors 2000 --days-all 0.1 --repeat 5   # quick
+    .venv/bin/python benchmarks/dash_bench.py --reuse          # keep and reuse the loaded databases
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cityops.migrate import migrate  # noqa: E402
+from cityops.settings import Settings  # noqa: E402
+from cityops.stack import LocalStack  # noqa: E402
+from dashboards.app import build_app  # noqa: E402
+from tests.dashboards.scale import load_scale_readings, load_scale_sensors  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure_db(
+    stack: LocalStack, name: str, reuse: bool, fill: Callable[[psycopg.Connection], None]
+) -> str:
+    url = stack.admin_database_url(name)
+    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists and reuse:
+            log(f"reusing database {name}")
+            return url
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with psycopg.connect(url) as conn:
+        migrate(conn)
+        t0 = time.monotonic()
+        fill(conn)
+        conn.execute("ANALYZE")
+        log(f"loaded {name} in {time.monotonic() - t0:.1f} s")
+    return url
+
+
+class DashClient:
+    """Calls callbacks the way the browser does, through POST /_dash-update-component."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = build_app(settings)
+        self.client = self.app.server.test_client()
+        self.deps = json.loads(self.client.get("/_dash-dependencies").data)
+
+    def find(self, input_id: str) -> dict[str, Any]:
+        for dep in self.deps:
+            if any(i["id"] == input_id for i in dep["inputs"]):
+                return dep
+        raise KeyError(input_id)
+
+    def call(self, input_id: str, values: dict[str, Any]) -> tuple[float, int, dict]:
+        """(seconds, response bytes, response) of the callback that has ``input_id`` as input."""
+        dep = self.find(input_id)
+        out = dep["output"]
+        parts = out.strip(".").split("...") if out.startswith("..") else [out]
+        outputs = [dict(zip(("id", "property"), p.rsplit(".", 1), strict=True)) for p in parts]
+
+        def items(specs: list[dict]) -> list[dict]:
+            return [
+                {
+                    "id": s["id"],
+                    "property": s["property"],
+                    "value": values.get(f"{s['id']}.{s['property']}"),
+                }
+                for s in specs
+            ]
+
+        body = {
+            "output": out,
+            "outputs": outputs if len(outputs) > 1 else outputs[0],
+            "inputs": items(dep["inputs"]),
+            "state": items(dep.get("state", [])),
+            "changedPropIds": [
+                f"{i['id']}.{i['property']}" for i in dep["inputs"] if i["id"] == input_id
+            ],
+        }
+        t0 = time.perf_counter()
+        resp = self.client.post("/_dash-update-component", json=body)
+        elapsed = time.perf_counter() - t0
+        if resp.status_code != 200:
+            raise RuntimeError(f"{input_id}: HTTP {resp.status_code}: {resp.data[:500]!r}")
+        return elapsed, len(resp.data), json.loads(resp.data)
+
+
+def stats(samples: list[float]) -> str:
+    s = sorted(samples)
+    p95 = s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
+    return (
+        f"p50 {1000 * statistics.median(s):7.1f} ms  p95 {1000 * p95:7.1f} ms  "
+        f"max {1000 * s[-1]:7.1f} ms  (n={len(s)})"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sensors", type=int, default=10_000)
+    ap.add_argument("--days-all", type=float, default=1.0, help="days of readings for every sensor")
+    ap.add_argument("--chart-sensors", type=int, default=10)
+    ap.add_argument(
+        "--days-chart", type=float, default=30.0, help="days of readings for the chart sensors"
+    )
+    ap.add_argument("--map-sensors", type=int, default=50_000)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--reuse", action="store_true", help="reuse databases loaded by an earlier run")
+    ap.add_argument("--stack-dir", type=Path, default=ROOT / "var" / "bench-stack-dash")
+    ap.add_argument(
+        "--estimate", action="store_true", help="only print the full-load size estimate"
+    )
+    args = ap.parse_args()
+
+    full_rows = 10_000 * 30 * 1440
+    if args.estimate:
+        print(f"issue load: 10,000 sensors x 30 days x 1 min = {full_rows:,} readings")
+        return
+
+    stack = LocalStack(args.stack_dir)
+    stack.start()
+    tag = f"s{args.sensors}_d{args.days_all}_c{args.chart_sensors}x{args.days_chart}".replace(
+        ".", "p"
+    )
+
+    def fill_a(conn: psycopg.Connection) -> None:
+        load_scale_sensors(conn, args.sensors)
+        t0 = time.monotonic()
+        n = load_scale_readings(conn, sensors=args.chart_sensors, days=args.days_chart, log=log)
+        n += load_scale_readings(conn, sensors=args.sensors, days=args.days_all, log=log)
+        dt = time.monotonic() - t0
+        log(
+            f"readings: {n:,} in {dt:.0f} s ({n / max(dt, 1e-9):,.0f} rows/s incl. rollups);"
+            f" the full issue load ({full_rows:,}) would take about {full_rows / max(n / dt, 1) / 3600:.1f} h here"
+        )
+
+    url_a = ensure_db(stack, f"bench_dash_{tag}", args.reuse, fill_a)
+    url_b = ensure_db(
+        stack,
+        f"bench_dash_map_{args.map_sensors}",
+        args.reuse,
+        lambda conn: load_scale_sensors(conn, args.map_sensors),
+    )
+
+    with psycopg.connect(url_a) as conn:
+        readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        chart_sensor = conn.execute(
+            "SELECT sensor_id FROM sensors WHERE sensor_id LIKE 'bench-%' ORDER BY sensor_id LIMIT 1"
+        ).fetchone()[0]
+
+    print(f"# cityops dashboard benchmark {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(
+        f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {platform.platform()}"
+    )
+    with psycopg.connect(url_a) as conn:
+        print(
+            "PostgreSQL:",
+            conn.execute("SHOW server_version").fetchone()[0],
+            "storage:",
+            conn.execute("SELECT value FROM cityops_meta WHERE key='storage'").fetchone()[0],
+        )
+    print(
+        f"phase A: {args.sensors:,} sensors, {readings:,} readings "
+        f"({args.days_all} d for all, {args.days_chart} d for {args.chart_sensors})"
+    )
+
+    # -- wall ----------------------------------------------------------------------------------
+    wall = DashClient(Settings(database_url=url_a, dashboard_refresh_ms=5000))
+    lang = {"lang.data": "zh"}
+    t0 = time.perf_counter()
+    index = wall.client.get("/wall")
+    layout = wall.client.get("/_dash-layout")
+    wall.call("url", {"url.pathname": "/wall", **lang})
+    t_first, size, _ = wall.call("wall-tick", {"wall-tick.n_intervals": 0, **lang})
+    first = time.perf_counter() - t0
+    assert index.status_code == layout.status_code == 200
+    print(
+        f"wall first render (index + layout + route + first data, cold caches): "
+        f"{1000 * first:.0f} ms (data callback {1000 * t_first:.0f} ms, {size / 1024:.0f} KiB)"
+    )
+    samples = [
+        wall.call("wall-tick", {"wall-tick.n_intervals": i, **lang})[0]
+        for i in range(1, args.repeat + 1)
+    ]
+    print(f"wall refresh:                {stats(samples)}")
+
+    # -- sensor chart --------------------------------------------------------------------------
+    for window in ("24h", "30d"):
+        samples = []
+        for _ in range(args.repeat):
+            dt, size, resp = wall.call(
+                "sensor-window",
+                {"sensor-pick.value": chart_sensor, "sensor-window.value": window, **lang},
+            )
+            samples.append(dt)
+        source = json.dumps(resp, ensure_ascii=False).split("数据来源：", 1)[-1][:8]
+        print(f"sensor chart {window:>3} ({source}): {stats(samples)}  {size / 1024:.0f} KiB")
+
+    # -- map and overview at 50,000 sensors ----------------------------------------------------
+    big = DashClient(Settings(database_url=url_b, dashboard_refresh_ms=5000))
+    base = {
+        "map-layers.value": ["districts", "networks", "facilities", "sensors", "alerts"],
+        "map-utilities.value": ["water", "power", "gas"],
+        "map-view.data": None,
+        **lang,
+    }
+    samples = []
+    for i in range(args.repeat):
+        dt, size, _ = big.call("map-tick", {"map-tick.n_intervals": i, **base})
+        samples.append(dt)
+    print(
+        f"map, {args.map_sensors:,} sensors, whole city (grid cells): {stats(samples)}  {size / 1024:.0f} KiB"
+    )
+    zoomed = {**base, "map-view.data": [[104.03, 104.11], [30.63, 30.69]]}
+    samples = []
+    for i in range(args.repeat):
+        dt, size, resp = big.call("map-tick", {"map-tick.n_intervals": i, **zoomed})
+        samples.append(dt)
+    shown = json.dumps(resp, ensure_ascii=False).split("显示 ", 1)[-1].split(" ", 1)[0]
+    print(
+        f"map zoomed to central Chengdu ({shown} single sensors): {stats(samples)}  {size / 1024:.0f} KiB"
+    )
+    samples = [
+        big.call("overview-tick", {"overview-tick.n_intervals": i, **lang})[0]
+        for i in range(args.repeat)
+    ]
+    print(f"overview refresh, {args.map_sensors:,} sensors: {stats(samples)}")
+    samples = [
+        big.call("wall-tick", {"wall-tick.n_intervals": i, **lang})[0] for i in range(args.repeat)
+    ]
+    print(f"wall refresh, {args.map_sensors:,} sensors:     {stats(samples)}")
+
+
+if __name__ == "__main__":
+    main()
