@@ -79,6 +79,7 @@ class AlertLife:
     escalation_level: int = 0
     escalated_at: datetime | None = None
     created_at: datetime | None = None  # when cityops raised it (raised_at is the reading's time)
+    suppressed_by: str | None = None  # e.g. "maintenance:12": not escalated, not notified
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +188,16 @@ def escalation_level_due(
 ) -> int | None:
     """The escalation level the alert should be at if that is above its current one, else None.
 
-    Only alerts nobody acknowledged (state ``open``) escalate; a shelved alert waits, and its
+    Only alerts nobody acknowledged (state ``open``) and not raised inside a maintenance window
+    escalate; a shelved alert waits, and its
     clock runs from the shelve expiry so that it is not escalated the second the shelf ends. The
     clock starts when cityops raised the alert (``created_at``), not at the reading's time: an
     alert raised from readings replayed after an outage gives staff the full time to react.
     """
     rule = policy.get(alert.severity)
     if rule is None or alert.state is not State.OPEN or is_shelved(alert, now):
+        return None
+    if alert.suppressed_by is not None:
         return None
     since = alert.created_at or alert.raised_at
     if alert.shelved_until is not None and alert.shelved_until > since:

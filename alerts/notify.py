@@ -34,6 +34,14 @@ from alerts.events import AlertEvent
 from alerts.messages import SEVERITIES, UTILITY_NAMES
 
 SIGNATURE_HEADER = "X-Cityops-Signature"
+# ISA-18.2 chattering: the same alert raised 3 times in a short while; after the second, the
+# route hears no more of it for CHATTER_WINDOW_S (the alerts are still stored and published)
+CHATTER_RAISES = 3
+CHATTER_WINDOW_S = 600
+# flood: at most this many notifications per route per FLOOD_WINDOW_S; the rest are recorded as
+# suppressed (visible on the dashboard) rather than paging someone 300 times
+FLOOD_MAX = 20
+FLOOD_WINDOW_S = 600
 MAX_ATTEMPTS = 10
 SIGNATURE_TOLERANCE_S = 300
 
@@ -68,6 +76,22 @@ def route_matches(route: Route, event: AlertEvent, district_adcode: int | None) 
     if route.utilities is not None and event.utility not in route.utilities:
         return False
     return route.districts is None or district_adcode in route.districts
+
+
+def suppression_reason(
+    suppressed_by: str | None, earlier_raises: int, route_recent: int
+) -> str | None:
+    """Why a delivery is not sent, or None: ``maintenance`` (the alert was raised inside a
+    maintenance window), ``chattering`` (``earlier_raises`` of the same sensor, quantity and kind
+    within CHATTER_WINDOW_S before it), ``flood`` (``route_recent`` deliveries on this route within
+    FLOOD_WINDOW_S)."""
+    if suppressed_by:
+        return "maintenance"
+    if earlier_raises >= CHATTER_RAISES - 1:
+        return "chattering"
+    if route_recent >= FLOOD_MAX:
+        return "flood"
+    return None
 
 
 def sign(secret: str, timestamp_s: int, body: bytes) -> str:

@@ -49,7 +49,14 @@ from alerts.lifecycle import (
     transition,
 )
 from alerts.messages import escalation_messages
-from alerts.notify import Route, parse_route_row, route_matches
+from alerts.notify import (
+    CHATTER_WINDOW_S,
+    FLOOD_WINDOW_S,
+    Route,
+    parse_route_row,
+    route_matches,
+    suppression_reason,
+)
 from alerts.params import build_stream_config
 from sensors.catalogue import QuantityLimits
 from sensors.quantities import QUANTITIES
@@ -189,6 +196,52 @@ def _unit(quantity: str) -> str:
     return q.unit if q else ""
 
 
+def _apply_maintenance(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -> None:
+    """Mark an alert raised inside a maintenance window covering its sensor."""
+    conn.execute(
+        """
+        UPDATE alerts a SET suppressed_by = 'maintenance:' || w.window_id
+        FROM (
+            SELECT w.window_id FROM maintenance_windows w
+            LEFT JOIN sensors s ON s.sensor_id = %(sid)s
+            WHERE w.starts_at <= %(ts)s AND %(ts)s < w.ends_at
+              AND (w.sensor_id IS NULL OR w.sensor_id = %(sid)s)
+              AND (w.utility IS NULL OR w.utility = %(utility)s)
+              AND (w.district_adcode IS NULL OR w.district_adcode = s.district_adcode)
+            ORDER BY w.window_id LIMIT 1
+        ) w
+        WHERE a.alert_id = %(id)s
+        """,
+        {"sid": ch.sensor_id, "ts": ts_from_us(ch.ts_us), "utility": ch.utility, "id": alert_id},
+    )
+
+
+def write_maintenance_window(
+    conn: psycopg.Connection,
+    user: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str,
+    *,
+    sensor_id: str | None = None,
+    utility: str | None = None,
+    district_adcode: int | None = None,
+) -> int:
+    """Declare planned work: alerts raised inside it are stored and published but neither
+    escalated nor notified. Returns the window id."""
+    if not reason.strip() or not user.strip():
+        raise ValueError("a maintenance window needs a reason and the acting user")
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO maintenance_windows (sensor_id, utility, district_adcode, starts_at,"
+            " ends_at, reason, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " RETURNING window_id",
+            (sensor_id, utility, district_adcode, starts_at, ends_at, reason, user),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def _apply_change(conn: psycopg.Connection, ch: AlertChange) -> int | None:
     ts = ts_from_us(ch.ts_us)
     if ch.event == "raised":
@@ -228,6 +281,7 @@ def _apply_change(conn: psycopg.Connection, ch: AlertChange) -> int | None:
             detail={"value": ch.value, "severity": ch.severity},
         )
         _attach_incident(conn, int(row[0]), ch)
+        _apply_maintenance(conn, int(row[0]), ch)
         return int(row[0])
     # cleared: the condition is over; an alert nobody is working on is resolved by the system
     row = conn.execute(
@@ -302,8 +356,8 @@ _HASH_ALG = "sm3" if "sm3" in hashlib.algorithms_available else "sha256"
 _LIFE_SELECT = sql.SQL(
     "SELECT alert_id, state, severity, raised_at, cleared_at, acknowledged_at, acknowledged_by,"
     " assigned_to, assigned_at, started_at, shelved_until, shelved_by, shelve_reason,"
-    " resolved_at, resolved_by, closed_at, closed_by, escalation_level, escalated_at, created_at"
-    " FROM alerts"
+    " resolved_at, resolved_by, closed_at, closed_by, escalation_level, escalated_at, created_at,"
+    " suppressed_by FROM alerts"
 )
 
 
@@ -593,7 +647,10 @@ def escalate_due(
     with conn.transaction():
         rows = conn.execute(
             _LIFE_SELECT
-            + sql.SQL(" WHERE state = 'open' ORDER BY raised_at FOR UPDATE SKIP LOCKED")
+            + sql.SQL(
+                " WHERE state = 'open' AND suppressed_by IS NULL"
+                " ORDER BY raised_at FOR UPDATE SKIP LOCKED"
+            )
         ).fetchall()
         for row in rows:
             life = _life(row)
@@ -692,8 +749,8 @@ def write_route(conn: psycopg.Connection, route: Route) -> int:
 def plan_deliveries(
     conn: psycopg.Connection, *, now: datetime | None = None, limit: int = 1000
 ) -> int:
-    """Create one pending delivery per (new outbox event, matching route), due at ``now``;
-    returns how many."""
+    """Create one delivery per (new outbox event, matching route), due at ``now``: pending, or
+    suppressed with a reason (``alerts.notify.suppression_reason``); returns how many are pending."""
     now = now or datetime.now(UTC)
     n = 0
     with conn.transaction():
@@ -706,23 +763,48 @@ def plan_deliveries(
             )
         ]
         rows = conn.execute(
-            "SELECT e.event_id, e.payload::text, s.district_adcode FROM alert_events e"
+            "SELECT e.event_id, e.payload::text, s.district_adcode, a.suppressed_by,"
+            " (SELECT count(*) FROM alerts b WHERE b.sensor_id = a.sensor_id"
+            "   AND b.quantity = a.quantity AND b.kind = a.kind AND b.raised_at < a.raised_at"
+            "   AND b.raised_at > a.raised_at - make_interval(secs => %s))"
+            " FROM alert_events e"
             " JOIN alerts a ON a.alert_id = e.alert_id"
             " LEFT JOIN sensors s ON s.sensor_id = a.sensor_id"
             " WHERE e.routed_at IS NULL ORDER BY e.event_id LIMIT %s"
             " FOR UPDATE OF e SKIP LOCKED",
-            (limit,),
+            (CHATTER_WINDOW_S, limit),
         ).fetchall()
-        for event_id, payload, district in rows:
+        recent: dict[int, int] = dict(
+            conn.execute(
+                "SELECT route_id, count(*) FROM notification_deliveries"
+                " WHERE status <> 'suppressed' AND created_at > %s GROUP BY route_id",
+                (now - timedelta(seconds=FLOOD_WINDOW_S),),
+            ).fetchall()
+        )
+        for event_id, payload, district, suppressed_by, earlier in rows:
             ev = decode_alert_event(payload.encode())
             for route in routes:
-                if route_matches(route, ev, district):
-                    cur = conn.execute(
-                        "INSERT INTO notification_deliveries (event_id, route_id, next_attempt_at)"
-                        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                        (event_id, route.route_id, now),
-                    )
+                if not route_matches(route, ev, district):
+                    continue
+                reason = suppression_reason(
+                    suppressed_by, int(earlier), recent.get(route.route_id, 0)
+                )
+                cur = conn.execute(
+                    "INSERT INTO notification_deliveries (event_id, route_id, next_attempt_at,"
+                    " status, suppressed_reason, created_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (
+                        event_id,
+                        route.route_id,
+                        now,
+                        "suppressed" if reason else "pending",
+                        reason,
+                        now,
+                    ),
+                )
+                if not reason:
                     n += cur.rowcount
+                    recent[route.route_id] = recent.get(route.route_id, 0) + cur.rowcount
         if rows:
             conn.execute(
                 "UPDATE alert_events SET routed_at = now() WHERE event_id = ANY(%s)",
