@@ -129,6 +129,9 @@ def demo_cmd(
     grid_n: Annotated[int, typer.Option(help="Water junctions per side (60: >10,000 pipes).")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same city).")] = 4,
     resolutions: Annotated[str, typer.Option(help="H3 resolutions of the grid cells.")] = "7,8",
+    sensors: Annotated[
+        int, typer.Option(help="Demo sensors per sensor type on demo assets (0: none).")
+    ] = 0,
 ) -> None:
     """Load the demo networks, facilities and H3 grid cells (marked demo) for central Chengdu.
     Districts must be loaded first (`cityops gis load-districts`)."""
@@ -142,9 +145,15 @@ def demo_cmd(
             _fail(RuntimeError("no districts: run `cityops gis load-districts` first"))
         res = tuple(int(r) for r in resolutions.split(",") if r)
         n_cells = write_grid_cells(conn, build_grid_cells(districts, res))
-        counts = write_layers(
-            conn, build_demo_city(DemoConfig(grid_n=grid_n, seed=seed)), demo=True
-        )
+        frames = build_demo_city(DemoConfig(grid_n=grid_n, seed=seed))
+        counts = write_layers(conn, frames, demo=True)
+        if sensors:
+            from gis.demo import build_demo_sensors
+            from gis.postgis import write_sensors
+
+            counts["sensors"] = write_sensors(
+                conn, build_demo_sensors(frames, per_kind=sensors, seed=seed)
+            )
     console.print(f"grid cells: {n_cells}; " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 

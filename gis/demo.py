@@ -416,3 +416,56 @@ def build_demo_city(cfg: DemoConfig | None = None) -> dict[str, gpd.GeoDataFrame
         "power_lines": pl,
         "facilities": build_facilities(cfg),
     }
+
+
+def build_demo_sensors(
+    frames: dict[str, gpd.GeoDataFrame], *, per_kind: int = 20, seed: int = 4
+) -> list:  # list[sensors.catalogue.Sensor]
+    """Demo sensors on demo assets: each sensor's ``asset_id`` is the node it sits on.
+
+    Water pressure on junctions, water flow on the mains leaving the sources (on the source
+    node), tank levels on tanks, bus monitors on feeder junctions next to substations,
+    transformer monitors on transformers, gas pressure on regulators and gas detectors on
+    junctions. Same frames and seed, same sensors.
+    """
+    from sensors.catalogue import SENSOR_TYPES, Sensor
+
+    rng = np.random.default_rng(seed)
+    picks: list[tuple[str, str, str, list[str]]] = []
+
+    def ids(layer: str, kinds: tuple[str, ...]) -> list[str]:
+        df = frames[layer]
+        return sorted(df.loc[df["kind"].isin(kinds), "node_id"].tolist())
+
+    power_first = sorted(n for n in ids("power_nodes", ("junction", "switch")) if n.endswith("001"))
+    picks += [
+        ("water_nodes", "water_pressure", "wp", ids("water_nodes", ("junction",))),
+        ("water_nodes", "water_flow", "wf", ids("water_nodes", ("reservoir",))),
+        ("water_nodes", "water_tank", "wt", ids("water_nodes", ("tank",))),
+        ("power_nodes", "power_bus", "pb", power_first),
+        ("power_nodes", "power_transformer", "px", ids("power_nodes", ("transformer",))),
+        ("gas_nodes", "gas_pressure", "gp", ids("gas_nodes", ("regulator",))),
+        ("gas_nodes", "gas_detector", "gd", ids("gas_nodes", ("junction",))),
+    ]
+    out = []
+    for layer, type_id, prefix, candidates in picks:
+        if not candidates:
+            continue
+        n = min(per_kind, len(candidates))
+        chosen = sorted(rng.choice(candidates, size=n, replace=False).tolist())
+        df = frames[layer].set_index("node_id")
+        st = SENSOR_TYPES[type_id]
+        for k, node in enumerate(chosen, start=1):
+            p = df.loc[node, "geometry"]
+            out.append(
+                Sensor(
+                    sensor_id=f"demo-{prefix}-{k:04d}",
+                    utility=st.utility,
+                    sensor_type=type_id,
+                    name=f"{st.name_zh}{k}（示范）",
+                    lon=round(float(p.x), 7),
+                    lat=round(float(p.y), 7),
+                    asset_id=str(node),
+                )
+            )
+    return out
