@@ -1,0 +1,45 @@
+"""Every page in English (the switch or ?lang=en) and on a phone-sized screen, with no console
+errors; an unknown path is a page, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from selenium.webdriver.common.by import By
+
+from tests.dashboards.browser import set_viewport, severe_console_messages
+from tests.dashboards.helpers import open_page, page_text, wait_for
+
+pytestmark = pytest.mark.browser
+
+PAGES = {
+    "/": ("Sensor state across the city", "Jinjiang District"),
+    "/map": ("Layers", "sensors shown"),
+    "/sensor?id=wp-510104-1": ("Data trust", "Pressure [kPa]"),
+    "/alerts": ("Open alerts", "Water pressure low"),
+    "/trust": ("By utility (last hour)", "Water"),
+    "/no-such-page": ("Page not found", "Overview"),
+}
+
+
+def test_every_page_in_english(dash_server, browser):
+    for path, expected in PAGES.items():
+        sep = "&" if "?" in path else "?"
+        open_page(browser, f"{dash_server.url}{path}{sep}lang=en")
+        for text in expected:
+            wait_for(lambda text=text: text in page_text(browser), what=f"{text!r} on {path}")
+        assert browser.find_element(By.ID, "lang-switch").text == "中文"
+        assert "Traceback" not in page_text(browser)
+        assert severe_console_messages(browser) == [], path
+
+
+def test_alert_console_on_a_phone(dash_server, browser, screenshots):
+    set_viewport(browser, 390, 844)
+    try:
+        open_page(browser, dash_server.url + "/alerts")
+        wait_for(lambda: "供水压力过低" in page_text(browser), what="alerts on a phone")
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 420, width  # no sideways scrolling of the page itself
+        assert severe_console_messages(browser) == []
+        browser.save_screenshot(str(screenshots / "alerts-phone.png"))
+    finally:
+        set_viewport(browser, 1920, 1080)
