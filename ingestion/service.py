@@ -62,6 +62,9 @@ CATALOGUE_REFRESH_S = 30.0  # periodic refresh of the sensor catalogue
 HEARTBEAT_S = 5.0
 MAINTENANCE_S = 3600.0  # partitions ahead, retention
 RETRY_MAX_S = 5.0
+# writer threads, each with its own connection: while one batch waits for its COMMIT (fsync),
+# the next is written; two batches fill the broker's in-flight window of 1000 messages
+WRITERS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,9 @@ class Ingestor:
         self._gaps: list[tuple[str, str]] = []
         self._gaps_lock = threading.Lock()
         self._had_committed = False
-        self._ic: IngestConnection | None = None
+        self._local = threading.local()  # each writer thread's own database connection
+        self._main_ic: IngestConnection | None = None
+        self._stats_lock = threading.Lock()
         self._catalogue = Catalogue.empty()
         self._catalogue_at = 0.0
         self._state = "starting"
@@ -119,7 +124,12 @@ class Ingestor:
         self._decoder = threading.Thread(
             target=self._decode_loop, name="ingest-decoder", daemon=True
         )
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._writers = [
+            threading.Thread(
+                target=self._write_loop, args=(i,), name=f"ingest-writer-{i}", daemon=True
+            )
+            for i in range(WRITERS)
+        ]
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, connect_timeout_s: float = 10.0) -> None:
@@ -127,21 +137,25 @@ class Ingestor:
             self._metrics_server, _ = start_http_server(
                 self.settings.metrics_port, addr="127.0.0.1", registry=self.metrics.registry
             )
-        self._ic = self._connect_db_until_ready()
-        if self._ic is None:
+        ic = self._main_ic = self._connect_db_until_ready()
+        if ic is None:
             return  # stopped while waiting
-        self._had_committed = register_worker(self._ic)
-        self._maintenance(self._ic)
-        self._refresh_catalogue(self._ic)
+        self._had_committed = register_worker(ic)
+        self._maintenance(ic)
+        self._refresh_catalogue(ic)
         self._decoder.start()
-        self._writer.start()
-        self.consumer.start_waiting(connect_timeout_s)
+        for w in self._writers:
+            w.start()
+        subscribed = self.consumer.start_waiting(connect_timeout_s)
         self._state = "running"
+        if subscribed:  # 'running' in ingest_workers: messages published from now on are ours
+            with contextlib.suppress(psycopg.Error):
+                write_heartbeat(ic, "running")
         log_event(
             log,
             "ingest_started",
             client_id=self.client_id,
-            storage=self._ic.storage,
+            storage=ic.storage,
             sensors=len(self._catalogue.sensors),
         )
 
@@ -154,20 +168,25 @@ class Ingestor:
         shared group for good must end it, or the broker keeps queueing its share."""
         self._stop.set()
         deadline = time.monotonic() + timeout_s
-        for t in (self._decoder, self._writer):
+        for t in (self._decoder, *self._writers):
             if t.is_alive():
                 t.join(max(0.1, deadline - time.monotonic() - 2))
-        if self._writer.is_alive():
-            self._abandon.set()  # still stalled: leave the batch to the broker
-            self._writer.join(5)
+        if any(w.is_alive() for w in self._writers):
+            self._abandon.set()  # still stalled: leave the batches to the broker
+            for w in self._writers:
+                w.join(5)
         try:
             self.consumer.stop(end_session=end_session)
         except Exception:
             log.exception("mqtt stop failed")
-        if self._ic is not None:
+        ic = self._main_ic
+        if ic is not None:
             with contextlib.suppress(psycopg.Error):
-                write_heartbeat(self._ic, "stopped")
-            self._ic.close()
+                if ic.broken:
+                    ic.close()
+                    ic = IngestConnection(self.settings.database_url, self.client_id)
+                write_heartbeat(ic, "stopped")
+            ic.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
         self._state = "stopped"
@@ -211,7 +230,8 @@ class Ingestor:
                     self._handoff.put(batch.items)
                     batch = Batch(self.policy)
                 if stopping:
-                    self._handoff.put(None)
+                    for _ in self._writers:
+                        self._handoff.put(None)
                     return
             try:
                 timeout = 0.2 if not batch.items else max(0.0, batch.time_left(time.monotonic()))
@@ -233,7 +253,8 @@ class Ingestor:
                     break
 
     # -- writer thread --------------------------------------------------------------------
-    def _write_loop(self) -> None:
+    def _write_loop(self, index: int) -> None:
+        self._local.ic = None
         last_beat = last_maint = time.monotonic()
         while True:
             self.metrics.queue_depth.set(self.consumer.queue.qsize())
@@ -243,6 +264,8 @@ class Ingestor:
             except queue.Empty:
                 items = []
             if items is None:
+                if self._local.ic is not None:
+                    self._local.ic.close()
                 return
             now = time.monotonic()
             with self._gaps_lock:
@@ -251,10 +274,10 @@ class Ingestor:
                 if not self._commit(items):
                     return  # abandoned while stalled: the broker keeps the messages
                 last_beat = now
-            elif now - last_beat >= HEARTBEAT_S:
+            elif index == 0 and now - last_beat >= HEARTBEAT_S:
                 self._idle_work(write_heartbeat)
                 last_beat = now
-            if now - last_maint >= MAINTENANCE_S:
+            if index == 0 and now - last_maint >= MAINTENANCE_S:
                 self._idle_work(self._maintenance)
                 last_maint = now
 
@@ -263,10 +286,7 @@ class Ingestor:
             ic = self._ensure_db()
             if ic is not None:
                 fn(ic)
-                if self._state == "stalled":
-                    log_event(log, "ingest_resumed", client_id=self.client_id)
-                    self._state = "running"
-                    self.metrics.stalled.set(0)
+                self._set_running()
         except psycopg.Error as exc:
             self._drop_db(exc)
 
@@ -286,6 +306,13 @@ class Ingestor:
                 self._write(ic, items)
                 committed_ns = time.time_ns()
                 break
+            except (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected) as exc:
+                # deadlock with the other writer or worker on a rollup row: just run it again
+                log_event(log, "batch_retried", logging.WARNING, error=str(exc)[:200])
+                try:
+                    ic.conn.rollback()
+                except psycopg.Error as exc2:
+                    self._drop_db(exc2)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop_db(exc)
                 if self._abandon.wait(backoff):
@@ -399,13 +426,11 @@ class Ingestor:
             m.lag.set(max(0.0, (wall_us - oldest_recv) / 1e6))
         if newest_ts:
             m.reading_age.set((wall_us - newest_ts) / 1e6)
-        self._stored += result.inserted
-        self._quarantined += result.quarantined
-        self._last_commit = done
-        if self._state == "stalled":
-            log_event(log, "ingest_resumed", client_id=self.client_id)
-            self._state = "running"
-            m.stalled.set(0)
+        with self._stats_lock:
+            self._stored += result.inserted
+            self._quarantined += result.quarantined
+            self._last_commit = done
+        self._set_running()
         if rejects:
             log_event(log, "quarantined", logging.INFO, reasons=by_reason)
         if gaps:
@@ -424,32 +449,45 @@ class Ingestor:
         return None
 
     def _ensure_db(self) -> IngestConnection | None:
-        if self._ic is not None and not self._ic.broken:
-            return self._ic
-        if self._ic is not None:
-            self._ic.close()
-            self._ic = None
+        """This writer thread's connection, reconnecting when broken."""
+        ic: IngestConnection | None = self._local.ic
+        if ic is not None and not ic.broken:
+            return ic
+        if ic is not None:
+            ic.close()
+            self._local.ic = None
         try:
-            self._ic = IngestConnection(self.settings.database_url, self.client_id)
+            self._local.ic = IngestConnection(self.settings.database_url, self.client_id)
         except psycopg.OperationalError as exc:
             self._set_stalled(exc)
             return None
-        return self._ic
+        return self._local.ic
 
     def _drop_db(self, exc: BaseException) -> None:
         self.metrics.db_errors.inc()
         self._set_stalled(exc)
-        if self._ic is not None:
-            self._ic.close()
-            self._ic = None
+        ic = self._local.ic
+        if ic is not None:
+            ic.close()
+            self._local.ic = None
+
+    def _set_running(self) -> None:
+        with self._stats_lock:
+            if self._state != "stalled":
+                return
+            self._state = "running"
+        self.metrics.stalled.set(0)
+        log_event(log, "ingest_resumed", client_id=self.client_id)
 
     def _set_stalled(self, exc: BaseException) -> None:
-        if self._state != "stalled":
+        with self._stats_lock:
+            was = self._state
+            self._state = "stalled"
+        self.metrics.stalled.set(1)
+        if was != "stalled":
             log_event(
                 log, "ingest_stalled", logging.ERROR, client_id=self.client_id, error=str(exc)[:300]
             )
-        self._state = "stalled"
-        self.metrics.stalled.set(1)
 
     def _refresh_catalogue(self, ic: IngestConnection) -> None:
         self._catalogue = read_catalogue(ic.conn)

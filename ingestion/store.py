@@ -247,25 +247,27 @@ def write_batch(
 
 
 def register_worker(ic: IngestConnection) -> bool:
-    """Record this worker as running; True when the client id had committed before (so the
+    """Record this worker as starting; True when the client id had committed before (so the
     broker should still hold a session for it)."""
     row = ic.conn.execute(
         "SELECT last_commit_at IS NOT NULL FROM ingest_workers WHERE client_id = %s",
         (ic.client_id,),
     ).fetchone()
     ic.conn.execute(
-        "INSERT INTO ingest_workers (client_id, hostname, pid, state) VALUES (%s, %s, %s, 'running')"
+        "INSERT INTO ingest_workers (client_id, hostname, pid, state)"
+        " VALUES (%s, %s, %s, 'starting')"
         " ON CONFLICT (client_id) DO UPDATE SET hostname = EXCLUDED.hostname,"
-        " pid = EXCLUDED.pid, started_at = now(), heartbeat_at = now(), state = 'running'",
+        " pid = EXCLUDED.pid, started_at = now(), heartbeat_at = now(), state = 'starting'",
         (ic.client_id, socket.gethostname(), os.getpid()),
     )
     ic.conn.commit()
     return bool(row and row[0])
 
 
-def write_heartbeat(ic: IngestConnection, state: str = "running") -> None:
+def write_heartbeat(ic: IngestConnection, state: str | None = None) -> None:
     ic.conn.execute(
-        "UPDATE ingest_workers SET heartbeat_at = now(), state = %s WHERE client_id = %s",
+        "UPDATE ingest_workers SET heartbeat_at = now(), state = coalesce(%s, state)"
+        " WHERE client_id = %s",
         (state, ic.client_id),
     )
     ic.conn.commit()

@@ -62,7 +62,10 @@ def test_kill_9_of_the_ingestor_under_load_loses_and_doubles_nothing(
     proc = _start_ingest(settings)
     load = None
     try:
-        wait_for(lambda: query(db_url, "SELECT 1 FROM ingest_workers"), timeout_s=30)
+        wait_for(
+            lambda: query(db_url, "SELECT 1 FROM ingest_workers WHERE state = 'running'"),
+            timeout_s=30,
+        )
         load = Load(settings.mqtt_url, sensors, per_sensor=1000, rate_per_s=1500).start()
         kills = 0
         while kills < 3:

@@ -131,7 +131,7 @@ def test_ingest_subprocess(settings: Settings, db_url: str) -> None:
         wait_for(
             lambda: query(
                 db_url,
-                "SELECT 1 FROM ingest_workers WHERE client_id = %s",
+                "SELECT 1 FROM ingest_workers WHERE client_id = %s AND state = 'running'",
                 (settings.ingest_client_id,),
             ),
             timeout_s=30,
