@@ -319,12 +319,25 @@ class Ingestor:
                     return False
                 backoff = min(RETRY_MAX_S, backoff * 2)
             except psycopg.Error as exc:
+                if ic.broken:
+                    self._drop_db(exc)
+                    continue
                 ic.conn.rollback()
                 log_event(log, "batch_refused", logging.WARNING, error=str(exc)[:300])
-                if not self._write_split(ic, items):
-                    return False
+                try:
+                    if not self._write_split(ic, items):
+                        return False
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc2:
+                    self._drop_db(exc2)  # the database went away meanwhile: start over
+                    continue
                 committed_ns = time.time_ns()
                 break
+            except Exception as exc:
+                # a defect, not an outage: stay visible (stalled, logged) and keep the messages
+                log.exception("batch write failed")
+                self._drop_db(exc)
+                if self._abandon.wait(RETRY_MAX_S):
+                    return False
         for item in items:
             self.consumer.ack(item.message)
         if self.on_commit is not None:
