@@ -339,11 +339,8 @@ def main() -> None:
     try:
         with psycopg.connect(url) as c:
             pg = c.execute("SELECT version()").fetchone()[0].split(",")[0]
-            pgis = (
-                c.execute("SELECT postgis_lib_version()").fetchone()[0]
-                if c.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").fetchone()
-                else "?"
-            )
+            c.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            pgis = c.execute("SELECT postgis_lib_version()").fetchone()[0]
         cpu = next(
             (
                 ln.split(":", 1)[1].strip()

@@ -258,7 +258,12 @@ def fetch_leak_area(
         "radius_m": radius_m,
         "area_m2": area_m2,
         "population": round(float(population)),
-        "population_demo": True,
+        "population_demo": bool(
+            (
+                conn.execute("SELECT demo FROM gis_layers WHERE name = 'grid_cells'").fetchone()
+                or [True]
+            )[0]
+        ),
         "facilities": [f["id"] for f in facilities],
         "gas_valves_in_area": [v[0] for v in valves],
     }
