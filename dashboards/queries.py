@@ -296,29 +296,34 @@ def fetch_utility_figures(conn: psycopg.Connection) -> list[UtilityFigures]:
     return out
 
 
-def fetch_completeness(conn: psycopg.Connection, *, window_s: float = 3600) -> dict[str, float]:
-    """Readings received over the last ``window_s`` [s] / readings expected, per utility.
+def fetch_completeness(conn: psycopg.Connection) -> dict[str, float]:
+    """Readings received / readings expected over the last complete hour, per utility.
 
-    Uses the 1-minute rollup when the ingestion work provides it (``readings_1m`` with a
-    ``n`` count column, migration 0011), raw readings otherwise."""
-    source, count_expr, ts = "readings", "count(*)", "ts"
-    if has_relation(conn, "readings_1m") and _has_column(conn, "readings_1m", "n"):
+    From the 1-hour rollup (one row per sensor and quantity: cheap at any scale) where the
+    ingestion work provides it (migration 0011), else the 1-minute rollup, else raw readings.
+    The plain-PostgreSQL rollups need the bucket indexes of migration 0042."""
+    if has_relation(conn, "readings_1h") and _has_column(conn, "readings_1h", "n"):
+        source, count_expr, ts = "readings_1h", "sum(r.n)", "bucket"
+    elif has_relation(conn, "readings_1m") and _has_column(conn, "readings_1m", "n"):
         source, count_expr, ts = "readings_1m", "sum(r.n)", "bucket"
+    else:
+        source, count_expr, ts = "readings", "count(*)", "ts"
     rows = conn.execute(
         f"""
-        WITH expected AS (
-            SELECT s.utility, sum(%(w)s / t.expected_interval_s) AS n
+        WITH hour AS (SELECT date_trunc('hour', now()) - interval '1 hour' AS h0,
+                             date_trunc('hour', now()) AS h1),
+        expected AS (
+            SELECT s.utility, sum(3600 / t.expected_interval_s) AS n
             FROM sensors s JOIN sensor_types t ON t.type_id = s.sensor_type
             JOIN sensor_type_quantities q ON q.type_id = s.sensor_type
             WHERE s.status = 'active' GROUP BY s.utility),
         got AS (
             SELECT s.utility, {count_expr} AS n FROM {source} r
-            JOIN sensors s ON s.sensor_id = r.sensor_id
-            WHERE r.{ts} >= now() - make_interval(secs => %(w)s) GROUP BY s.utility)
+            JOIN sensors s ON s.sensor_id = r.sensor_id, hour
+            WHERE r.{ts} >= hour.h0 AND r.{ts} < hour.h1 GROUP BY s.utility)
         SELECT e.utility, COALESCE(g.n, 0) / NULLIF(e.n, 0)
         FROM expected e LEFT JOIN got g USING (utility)
         """,  # noqa: S608 - source, count_expr and ts are chosen from constants above
-        {"w": window_s},
     ).fetchall()
     return {u: min(1.0, float(v)) for u, v in rows if v is not None}
 

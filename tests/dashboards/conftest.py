@@ -115,6 +115,14 @@ def load_readings(conn: psycopg.Connection, *, sensor_id: str = "wp-510104-1") -
                 " WHERE l.sensor_id <> %s ON CONFLICT DO NOTHING",
                 (sensor_id,),
             )
+            # the last complete hour, as ingestion would have rolled it up (98 % complete)
+            conn.execute(
+                "INSERT INTO readings_1h (sensor_id, quantity, bucket, value_min, value_max,"
+                " value_sum, n, value_last, last_ts)"
+                " SELECT sensor_id, quantity, date_trunc('hour', now()) - interval '1 hour',"
+                " 300, 300, 300 * 59, 59, 300, date_trunc('hour', now()) - interval '1 minute'"
+                " FROM sensor_latest ON CONFLICT DO NOTHING"
+            )
             conn.execute(
                 "INSERT INTO readings_1m (sensor_id, quantity, bucket, value_min, value_max,"
                 " value_sum, n, value_last, last_ts)"

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from selenium.webdriver.common.by import By
 
-from tests.dashboards.browser import severe_console_messages
+from tests.dashboards.browser import set_viewport, severe_console_messages
 from tests.dashboards.helpers import open_page, page_text, texts, wait_for
 
 pytestmark = pytest.mark.browser
@@ -56,6 +56,16 @@ def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, brows
     assert "Traceback" not in page_text(browser)
     assert severe_console_messages(browser) == []
     browser.save_screenshot(str(screenshots / "wall.png"))
+    # a 4K wall: the same layout scaled, still nothing to scroll
+    set_viewport(browser, 3840, 2160)
+    try:
+        wait_for(lambda: kpi(browser, "power", "kpi.critical") == "1", what="4K render")
+        size = browser.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+        )
+        assert size[0] <= 3840 and size[1] <= 2160, size
+    finally:
+        set_viewport(browser, 1920, 1080)
 
 
 def test_wall_in_english_by_url(dash_server, browser):
