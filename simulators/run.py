@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from sensors.catalogue import SENSOR_TYPES
 from sensors.payload import encode_batch, encode_reading
 from sensors.quantities import QUANTITIES
 from sensors.topics import telemetry_topic
@@ -108,9 +109,20 @@ class ScenarioRun:
         self.topics = [telemetry_topic(s.utility, s.sensor_id) for s in self.sensors]
         self._seq = [0] * len(self.sensors)
         self._pos = {s.sensor_id: i for i, s in enumerate(self.sensors)}
+        self._ids = [s.sensor_id for s in self.sensors]
         self._buffer: dict[int, list[Record]] = {}
         self.events = self._events()
         self.faults = FaultLayer(self._resolve_faults(), scenario.seed, scenario.step_s)
+        self._truth_every = max(1, round(scenario.truth_every_s / scenario.step_s))
+        # per sensor: (quantity, absolute noise, relative noise, decimals)
+        self._qspec: list[dict[str, tuple[float, float, int]]] = []
+        for s in self.world.sensors:
+            spec = {}
+            for q in SENSOR_TYPES[s.sensor.sensor_type].quantities:
+                sd = NOISE.get((s.network, q), 0.0)
+                rel = sd[1] if isinstance(sd, tuple) else 0.0
+                spec[q] = (0.0 if isinstance(sd, tuple) else sd, rel, DECIMALS.get(q, 2))
+            self._qspec.append(spec)
 
     @property
     def steps(self) -> int:
@@ -202,8 +214,13 @@ class ScenarioRun:
         scn = self.scenario
         t_s = step * scn.step_s
         ts = self.ts_ms(step)
-        truth, _base, without = self.world.truth(t_s)
-        self._note_affected(t_s, truth, without)
+        active = any(
+            inc.start_s <= t_s and (inc.end_s is None or t_s < inc.end_s) for inc in scn.incidents
+        )
+        counterfactuals = active and step % self._truth_every == 0
+        truth, _base, without = self.world.truth(t_s, counterfactuals=counterfactuals)
+        if counterfactuals:
+            self._note_affected(t_s, truth, without)
         noise = np.random.default_rng([scn.seed & 0xFFFF_FFFF, 0x0B5, step]).standard_normal(
             (len(self.sensors), 3)
         )

@@ -19,7 +19,7 @@ import yaml
 
 from simulators.gas import GAS_INCIDENTS, GAS_NETWORKS
 from simulators.power import POWER_INCIDENTS, POWER_NETWORKS
-from simulators.water import LIBRARY_NETWORKS, WATER_INCIDENTS
+from simulators.water import GRID_RE, LIBRARY_NETWORKS, WATER_INCIDENTS
 
 CHENGDU_TZ = timezone(timedelta(hours=8))
 NETWORKS = ("water", "power", "gas")
@@ -209,6 +209,7 @@ class Scenario:
     step_s: float
     speedup: float
     seed: int
+    truth_every_s: float  # how often the ground truth's counterfactuals are evaluated [s]
     id_prefix: str
     encoding: str
     batch_steps: int
@@ -389,6 +390,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             "encoding",
             "batch_steps",
             "identities",
+            "truth_every",
             "networks",
             "sensors",
             "places",
@@ -403,6 +405,9 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         raise ctx.fail(_line(doc, "step"), "step", "is longer than the duration")
     if step_s < 1 or step_s != int(step_s):
         raise ctx.fail(_line(doc, "step"), "step", "must be a whole number of seconds >= 1")
+    truth_every_s = _get(ctx, doc, "truth_every", "", "duration", step_s, positive=True)
+    if abs(truth_every_s / step_s - round(truth_every_s / step_s)) > 1e-9:
+        raise ctx.fail(_line(doc, "truth_every"), "truth_every", "must be a multiple of step")
     id_prefix = _get(ctx, doc, "id_prefix", "", "str", "sim")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,15}", id_prefix):
         raise ctx.fail(_line(doc, "id_prefix"), "id_prefix", "use 1-16 of [a-z0-9_-]")
@@ -429,6 +434,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         step_s=step_s,
         speedup=_get(ctx, doc, "speedup", "", "float", 0.0, min=0.0),
         seed=_get(ctx, doc, "seed", "", "int", 1, min=0),
+        truth_every_s=truth_every_s,
         id_prefix=id_prefix,
         encoding=_get(ctx, doc, "encoding", "", "str", "compact", choices=ENCODINGS),
         batch_steps=_get(ctx, doc, "batch_steps", "", "int", 1, min=1),
@@ -462,12 +468,17 @@ def _parse_networks(ctx: _Ctx, m: YDict) -> dict[str, NetworkSpec]:
             raise ctx.fail(_line(m, net), path, "expected a mapping")
         _allowed(ctx, spec, path, {"model", "anchor", "scale_m", "wind"})
         model = _get(ctx, spec, "model", path, "str")
-        if model not in models[net] and not (net == "water" and model.endswith(".inp")):
+        water_ok = net == "water" and (model.endswith(".inp") or re.match(GRID_RE, model))
+        if model not in models[net] and not water_ok:
             raise ctx.fail(
                 _line(spec, "model"),
                 f"{path}.model",
                 f"unknown {net} network {model!r} (one of {', '.join(models[net])}"
-                + (", or a path to an EPANET .inp file)" if net == "water" else ")"),
+                + (
+                    ", grid-<rows>x<cols>, or a path to an EPANET .inp file)"
+                    if net == "water"
+                    else ")"
+                ),
             )
         anchor = _get(ctx, spec, "anchor", path, "list")
         if (

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import re
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -90,6 +92,7 @@ class World:
     incident_lonlat: dict[int, tuple[float, float]] = field(default_factory=dict)
     place_lonlat: dict[str, tuple[float, float]] = field(default_factory=dict)
     _water_idx: dict[str, list[int]] = field(default_factory=dict)
+    _tmp: tempfile.TemporaryDirectory | None = None
     # per incident, the network simulated with every other incident but that one (only where
     # a network has several incidents; with one, the baseline is that counterfactual)
     water_without: dict[int, watermod.WaterSim] = field(default_factory=dict)
@@ -101,44 +104,46 @@ class World:
     def truth(
         self, t_s: float, *, counterfactuals: bool = True
     ) -> tuple[list[dict[str, float]], list[dict[str, float]], dict[int, list[dict[str, float]]]]:
-        """Noise-free values of every sensor at ``t_s``: with the incidents, without any, and
-        per incident without that one (``counterfactuals``)."""
+        """Noise-free values of every sensor at ``t_s``: with the incidents and, when
+        ``counterfactuals``, without any (baseline) and per incident without that one.
+
+        Without ``counterfactuals`` the baseline is returned as the values with incidents and
+        the counterfactual water models are not advanced (they catch up when next asked,
+        in one long step where the network has no tanks)."""
         ts_ms = self.start_ms + round(t_s * 1000)
         n = len(self.sensors)
         with_inc: list[dict[str, float]] = [{} for _ in range(n)]
-        base: list[dict[str, float]] = [{} for _ in range(n)]
+        base: list[dict[str, float]] = [{} for _ in range(n)] if counterfactuals else with_inc
         without: dict[int, list[dict[str, float]]] = {}
-        for eids in self.incidents_by_network.values():
-            for eid in eids:
-                without[eid] = base if len(eids) == 1 else [{} for _ in range(n)]
+        if counterfactuals:
+            for eids in self.incidents_by_network.values():
+                for eid in eids:
+                    without[eid] = base if len(eids) == 1 else [{} for _ in range(n)]
         if self.water is not None:
             self._water_truth(t_s, self.water, with_inc)
-            self._water_truth(t_s, self.water_base, base)
-            for eid, sim in self.water_without.items():
-                self._water_truth(t_s, sim, without[eid])
+            if counterfactuals:
+                self._water_truth(t_s, self.water_base, base, jump=True)
+                for eid, sim in self.water_without.items():
+                    self._water_truth(t_s, sim, without[eid], jump=True)
         if self.power is not None:
             load = pattern_at(POWER_LOAD_PATTERN, ts_ms)
             self._power_truth(self.power.solve(t_s, load), with_inc)
-            self._power_truth(self.power_base.solve(t_s, load), base)
-            for eid, psim in self.power_without.items():
-                if counterfactuals and psim.active(t_s) != self.power.active(t_s):
+            if counterfactuals:
+                self._power_truth(self.power_base.solve(t_s, load), base)
+                for eid, psim in self.power_without.items():
                     self._power_truth(psim.solve(t_s, load), without[eid])
-                else:
-                    without[eid] = with_inc
         if self.gas is not None:
             demand = pattern_at(WATER_DEMAND_PATTERN, ts_ms)
             self._gas_truth(self.gas.solve(t_s, demand), with_inc)
-            self._gas_truth(self.gas_base.solve(t_s, demand), base)
-            for eid, gsim in self.gas_without.items():
-                if counterfactuals:
+            if counterfactuals:
+                self._gas_truth(self.gas_base.solve(t_s, demand), base)
+                for eid, gsim in self.gas_without.items():
                     self._gas_truth(gsim.solve(t_s, demand), without[eid])
-                else:
-                    without[eid] = with_inc
         return with_inc, base, without
 
-    def _water_truth(self, t_s: float, sim, dest: list[dict]) -> None:
+    def _water_truth(self, t_s: float, sim, dest: list[dict], *, jump: bool = False) -> None:
         if True:
-            sim.advance_to(t_s)
+            sim.advance_to(t_s, jump=jump)
             p = sim.pressures_kpa(self._water_idx["p_nodes"])
             q = sim.flows_lps(self._water_idx["f_links"])
             lv = sim.levels_m(self._water_idx["t_nodes"])
@@ -183,6 +188,8 @@ class World:
         for sim in (self.water, self.water_base, *self.water_without.values()):
             if sim is not None:
                 sim.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
 
 def concentration_one(leaks_xy, leak_kg_s, s: SimSensor, spec) -> float:
@@ -287,25 +294,23 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
     duration = int(scn.duration_s) + int(scn.step_s)
     start_clock = (start_ms_local_s(world.start_ms)) % 86_400
     step = int(scn.step_s)
-    world.water = watermod.WaterSim(
-        copy.deepcopy(wn),
+    world._tmp = tempfile.TemporaryDirectory(prefix="cityops-world-")
+    inp = watermod.write_model(
+        wn,
+        Path(world._tmp.name) / "water.inp",
         step_s=step,
         duration_s=duration,
         start_clock_s=start_clock,
-        incidents=tuple(models),
     )
-    world.water_base = watermod.WaterSim(
-        copy.deepcopy(wn), step_s=step, duration_s=duration, start_clock_s=start_clock
-    )
+
+    def sim(incidents: tuple = ()) -> watermod.WaterSim:
+        return watermod.WaterSim(wn, step_s=step, duration_s=duration, incidents=incidents, inp=inp)
+
+    world.water = sim(tuple(models))
+    world.water_base = sim()
     if len(models) > 1:
         for inc, m in zip(incs, models, strict=True):
-            world.water_without[inc.event_id] = watermod.WaterSim(
-                copy.deepcopy(wn),
-                step_s=step,
-                duration_s=duration,
-                start_clock_s=start_clock,
-                incidents=tuple(x for x in models if x is not m),
-            )
+            world.water_without[inc.event_id] = sim(tuple(x for x in models if x is not m))
     world.incidents_by_network["water"] = [inc.event_id for inc in incs]
     for inc, m in zip(incs, models, strict=True):
         node = watermod.incident_node(wn, m) if m.kind in ("leak", "burst") else None
