@@ -112,7 +112,8 @@ class AlertService:
             conn = self._db()
             sensors = store.read_sensors(conn)
             if not self._sensors_loaded:
-                self.engine = Engine(sensors, store.read_states(conn))
+                states = store.read_recent_windows(conn, sensors, store.read_states(conn))
+                self.engine = Engine(sensors, states)
             else:
                 self.engine.sensors = dict(sensors)
             self._sensors_loaded = time.monotonic()

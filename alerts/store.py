@@ -141,6 +141,49 @@ def read_states(conn: psycopg.Connection) -> dict[Key, KeyState]:
     }
 
 
+def read_recent_windows(
+    conn: psycopg.Connection,
+    sensors: dict[str, SensorInfo],
+    states: dict[Key, KeyState],
+) -> dict[Key, KeyState]:
+    """``states`` with the windows of the windowed detectors (rate of change, stuck) refilled
+    from the stored readings (``readings``, kept by ingestion), up to each key's last evaluated
+    reading, so that a restarted engine does not need a fresh window before it can raise."""
+    wanted: dict[tuple[str, str], float] = {}  # (type_id, quantity) -> window [s]
+    for info in sensors.values():
+        for quantity, cfg in info.streams.items():
+            if cfg.window_s > 0:
+                wanted[(info.sensor_type, quantity)] = cfg.window_s
+    out = dict(states)
+    if not wanted or conn.execute("SELECT to_regclass('readings')").fetchone() == (None,):
+        return out
+    recent: dict[Key, list[tuple[int, float]]] = {}
+    for (type_id, quantity), window_s in wanted.items():
+        for sid, ts, value in conn.execute(
+            """
+            SELECT r.sensor_id, r.ts, r.value
+            FROM alert_detector_state d
+            JOIN sensors s ON s.sensor_id = d.sensor_id AND s.sensor_type = %s
+            JOIN readings r ON r.sensor_id = d.sensor_id AND r.quantity = d.quantity
+                AND r.ts >= d.last_ts - make_interval(secs => %s) AND r.ts <= d.last_ts
+            WHERE d.quantity = %s
+            ORDER BY r.sensor_id, r.ts
+            """,
+            (type_id, window_s, quantity),
+        ):
+            recent.setdefault((sid, quantity), []).append((us_from_ts(ts), value))
+    for key, points in recent.items():
+        st = out.get(key, KeyState())
+        # the key's own last reading is the detector's "current" one: the window holds the rest
+        last = st.last_ts_us
+        out[key] = KeyState(
+            last,
+            st.active,
+            tuple(p for p in points if p[0] != last) + (tuple(p for p in points if p[0] == last)),
+        )
+    return out
+
+
 def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 

@@ -4,12 +4,17 @@ restoring their state."""
 from __future__ import annotations
 
 import math
+import time
 
+import psycopg
+
+from alerts import store
 from alerts.detectors import step_gas_levels, step_rate_of_change, step_stuck
 from alerts.engine import Engine, KeyState, SensorInfo, StreamConfig
 from alerts.params import build_stream_config
 from sensors.catalogue import SENSOR_TYPES
 from sensors.payload import Reading
+from tests.alerts.conftest import add_sensors
 
 S = 1_000_000
 MIN = 60 * S
@@ -159,3 +164,33 @@ def test_defaults_and_overrides() -> None:
     }
     # active power has no default rate limit: the detector stays off unless one is given
     assert build_stream_config("active_power", {"rate_of_change": ("warning", {})}).rate is None
+
+
+def test_windows_refilled_from_stored_readings_after_a_restart(db_url: str) -> None:
+    """A restarted engine finds the rate-of-change window in ``readings`` and raises on the
+    first reading after the restart (without it, it would need a fresh window)."""
+    add_sensors(db_url, [("wp-w1", "water", "water_pressure")])
+    t0 = (time.time_ns() // 1000 // MIN) * MIN - 10 * MIN
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alert_detector_settings (type_id, quantity, detector, params) VALUES"
+            " ('water_pressure', 'pressure', 'rate_of_change', '{\"max_change\": 50, \"window_s\": 300}')"
+        )
+        sensors = store.read_sensors(conn)
+        first = Engine(sensors)
+        readings = [Reading("wp-w1", "pressure", t0 + i * MIN, 350.0 + i, None) for i in range(4)]
+        ev = first.evaluate(readings)
+        store.write_evaluation(conn, ev)
+        first.commit(ev)
+        # what ingestion stored meanwhile (the same readings, and a newer one not yet evaluated)
+        for r in [*readings, Reading("wp-w1", "pressure", t0 + 9 * MIN, 1.0, None)]:
+            conn.execute(
+                "INSERT INTO readings (sensor_id, quantity, ts, value) VALUES (%s, %s, %s, %s)",
+                (r.sensor_id, r.quantity, store.ts_from_us(r.ts_us), r.value),
+            )
+        cold = Engine(sensors, store.read_states(conn))
+        warm = Engine(sensors, store.read_recent_windows(conn, sensors, store.read_states(conn)))
+    assert warm.states[("wp-w1", "pressure")].recent == tuple((r.ts_us, r.value) for r in readings)
+    drop = [Reading("wp-w1", "pressure", t0 + 4 * MIN, 280.0, None)]
+    assert [c.kind for c in cold.evaluate(drop).changes] == []
+    assert [c.kind for c in warm.evaluate(drop).changes] == ["rate_of_change"]
