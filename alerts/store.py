@@ -687,13 +687,20 @@ def escalate_due(
     level, audit it as the system, and queue an ``escalated`` event (MQTT and notifications)."""
     now = now or datetime.now(UTC)
     out: list[OutboxEvent] = []
+    if not policy:
+        return out
+    # only alerts old enough for the shortest timeout, and only those still escalating: the
+    # rest are not locked (the dashboard acknowledges them meanwhile)
+    oldest = now - timedelta(seconds=min(r.ack_timeout_s for r in policy.values()))
     with conn.transaction():
         rows = conn.execute(
             _LIFE_SELECT
             + sql.SQL(
                 " WHERE state = 'open' AND suppressed_by IS NULL"
+                " AND coalesce(created_at, raised_at) <= %s AND escalation_level < %s"
                 " ORDER BY raised_at FOR UPDATE SKIP LOCKED"
-            )
+            ),
+            (oldest, max(r.max_level for r in policy.values())),
         ).fetchall()
         for row in rows:
             life = _life(row)
