@@ -45,3 +45,12 @@ def place(
     metric = (xy - centre) * scale_m + np.array([ax, ay])
     lon, lat = metric_to_lonlat(metric[:, 0], metric[:, 1])
     return lon, lat, metric
+
+
+def project(xy: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinates already in a projected ``crs`` (a utility's own model): (lon, lat, metric
+    xy in EPSG:4544)."""
+    xy = np.asarray(xy, float)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(xy[:, 0], xy[:, 1])
+    x, y = _to_metric().transform(lon, lat)
+    return np.asarray(lon), np.asarray(lat), np.column_stack([x, y])

@@ -63,6 +63,22 @@ def prepare_run(
     return ScenarioRun(scenario, start_ms=start_ms)
 
 
+def check_scenario(path: Path) -> dict[str, Any]:
+    """Validate a scenario completely (file and models) without publishing; a summary."""
+    scn = load_scenario(path)
+    run = prepare_run(scn, now_s=0.0 if scn.start_ms is None else None)
+    try:
+        return {
+            "name": scn.name,
+            "sensors": len(run.sensors),
+            "steps": run.steps,
+            "incidents": len(scn.incidents),
+            "faults": len(scn.faults),
+        }
+    finally:
+        run.close()
+
+
 @dataclass
 class ScenarioReport:
     run_id: str

@@ -138,6 +138,7 @@ class NetworkSpec:
     anchor_lon: float
     anchor_lat: float
     scale_m: float = 1.0
+    crs: str | None = None  # the model's coordinates are metres in this CRS: used as they are
     wind_speed_m_s: float = 2.0
     wind_from_deg: float = 270.0
 
@@ -466,7 +467,7 @@ def _parse_networks(ctx: _Ctx, m: YDict) -> dict[str, NetworkSpec]:
         path = f"networks.{net}"
         if not isinstance(spec, YDict):
             raise ctx.fail(_line(m, net), path, "expected a mapping")
-        _allowed(ctx, spec, path, {"model", "anchor", "scale_m", "wind"})
+        _allowed(ctx, spec, path, {"model", "anchor", "scale_m", "wind", "crs"})
         model = _get(ctx, spec, "model", path, "str")
         water_ok = net == "water" and (model.endswith(".inp") or re.match(GRID_RE, model))
         if model not in models[net] and not water_ok:
@@ -480,7 +481,20 @@ def _parse_networks(ctx: _Ctx, m: YDict) -> dict[str, NetworkSpec]:
                     else ")"
                 ),
             )
-        anchor = _get(ctx, spec, "anchor", path, "list")
+        crs = _get(ctx, spec, "crs", path, "str", None)
+        if crs is not None:
+            try:
+                from pyproj import CRS
+
+                if not CRS.from_user_input(crs).is_projected:
+                    raise ValueError("not a projected CRS")
+            except Exception as exc:  # pyproj raises its own CRSError
+                raise ctx.fail(
+                    _line(spec, "crs"),
+                    f"{path}.crs",
+                    f"expected a projected CRS such as EPSG:4544 ({exc})",
+                ) from None
+        anchor = _get(ctx, spec, "anchor", path, "list", [104.06, 30.66] if crs else ...)
         if (
             len(anchor) != 2
             or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in anchor)
@@ -500,6 +514,7 @@ def _parse_networks(ctx: _Ctx, m: YDict) -> dict[str, NetworkSpec]:
             scale_m=_get(
                 ctx, spec, "scale_m", path, "float", 225.0 if net == "water" else 1.0, gt=0.0
             ),
+            crs=crs,
             wind_speed_m_s=_get(ctx, wind, "speed_m_s", f"{path}.wind", "float", 2.0, min=0.0),
             wind_from_deg=_get(ctx, wind, "from_deg", f"{path}.wind", "float", 270.0),
         )

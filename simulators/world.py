@@ -23,7 +23,7 @@ from sensors.quantities import Utility
 from simulators import gas as gasmod
 from simulators import power as powermod
 from simulators import water as watermod
-from simulators.geo import place
+from simulators.geo import place, project
 from simulators.profiles import POWER_LOAD_PATTERN, WATER_DEMAND_PATTERN, pattern_at
 from simulators.spec import IncidentSpec, Scenario, ScenarioError
 
@@ -266,8 +266,10 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
     spec = scn.networks["water"]
     try:
         wn = watermod.load_network(spec.model)
-    except (FileNotFoundError, OSError) as exc:
-        raise ScenarioError(scn.source, None, "networks.water.model", str(exc)) from None
+    except Exception as exc:  # wntr raises its own errors for a malformed .inp
+        raise ScenarioError(
+            scn.source, None, "networks.water.model", f"cannot load {spec.model!r}: {exc}"
+        ) from None
     models = []
     for inc in incs:
         p = inc.params
@@ -286,9 +288,12 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
     wn = watermod.prepare_network(wn, models)
     names = list(wn.node_name_list)
     xy = np.array([wn.get_node(n).coordinates for n in names], float)
-    lon, lat, metric = place(
-        xy, scale_m=spec.scale_m, anchor_lon=spec.anchor_lon, anchor_lat=spec.anchor_lat
-    )
+    if spec.crs:
+        lon, lat, metric = project(xy, spec.crs)
+    else:
+        lon, lat, metric = place(
+            xy, scale_m=spec.scale_m, anchor_lon=spec.anchor_lon, anchor_lat=spec.anchor_lat
+        )
     world.water_lonlat = {n: (float(lon[i]), float(lat[i])) for i, n in enumerate(names)}
     world.water_xy = {n: (float(metric[i, 0]), float(metric[i, 1])) for i, n in enumerate(names)}
     duration = int(scn.duration_s) + int(scn.step_s)

@@ -67,3 +67,43 @@ def test_truth_every_must_be_a_multiple_of_the_step() -> None:
     with pytest.raises(ScenarioError, match="line 4: truth_every: must be a multiple of step"):
         parse_scenario(text, "t")
     assert parse_scenario(text.replace("7m", "15m"), "t").truth_every_s == 900
+
+
+def test_a_utility_model_in_projected_coordinates_is_used_as_it_is(tmp_path) -> None:
+    """An .inp file whose coordinates are EPSG:4544 metres keeps its place (no anchor)."""
+    import re
+
+    from simulators.geo import lonlat_to_metric
+    from simulators.run import ScenarioRun
+    from simulators.water import grid_inp
+
+    x0, y0 = lonlat_to_metric(104.0657, 30.6598)
+    text = grid_inp(4, 4)
+
+    def shift(m: re.Match) -> str:
+        return f"{m.group(1)} {float(m.group(2)) + x0:.2f} {float(m.group(3)) + y0:.2f}"
+
+    head, coords = text.split("[COORDINATES]")
+    body, end = coords.split("[END]")
+    body = re.sub(r"(?m)^(\S+) (-?[\d.]+) (-?[\d.]+)$", shift, body)
+    inp = tmp_path / "utility.inp"
+    inp.write_text(head + "[COORDINATES]" + body + "[END]\n")
+    scn = parse_scenario(
+        f"name: u\nduration: 10m\nstep: 5m\nnetworks:\n  water: {{model: {inp}, crs: EPSG:4544}}\n"
+        "sensors:\n  water: {pressure: [j0-0, j3-3]}\n",
+        "u.yaml",
+    )
+    run = ScenarioRun(scn, start_ms=1_764_115_200_000)
+    try:
+        first, last = run.sensors
+        assert first.lon == pytest.approx(104.0657, abs=1e-5)
+        assert first.lat == pytest.approx(30.6598, abs=1e-5)
+        assert last.lon > first.lon and last.lat > first.lat  # 450 m north-east
+        assert len(run.messages(0)) == 2
+    finally:
+        run.close()
+    with pytest.raises(ScenarioError, match="crs: expected a projected CRS"):
+        parse_scenario(
+            "name: u\nduration: 10m\nstep: 5m\nnetworks:\n  water: {model: x.inp, crs: EPSG:4326}\n",
+            "u.yaml",
+        )

@@ -128,3 +128,19 @@ def test_a_bad_file_is_refused_before_connecting(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match=r"line 12: incidents\[0\]\.element"):
         run_scenario(settings, bad, output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()  # no ground truth for a run that never started
+
+
+def test_check_scenario_summarises_without_publishing(tmp_path: Path) -> None:
+    from simulators.scenario import check_scenario
+
+    assert check_scenario(ROOT / "scenarios" / "burst_main_at_night.yaml") == {
+        "name": "burst-main-at-night",
+        "sensors": 33,
+        "steps": 360,
+        "incidents": 1,
+        "faults": 0,
+    }
+    broken = tmp_path / "broken.inp.yaml"
+    broken.write_text(GOOD.replace("model: Net3", f"model: {tmp_path / 'missing.inp'}"))
+    with pytest.raises(ScenarioError, match=r"networks\.water\.model: cannot load"):
+        check_scenario(broken)
