@@ -84,7 +84,7 @@ def test_a_utility_model_in_projected_coordinates_is_used_as_it_is(tmp_path) -> 
         return f"{m.group(1)} {float(m.group(2)) + x0:.2f} {float(m.group(3)) + y0:.2f}"
 
     head, coords = text.split("[COORDINATES]")
-    body, end = coords.split("[END]")
+    body, _end = coords.split("[END]")
     body = re.sub(r"(?m)^(\S+) (-?[\d.]+) (-?[\d.]+)$", shift, body)
     inp = tmp_path / "utility.inp"
     inp.write_text(head + "[COORDINATES]" + body + "[END]\n")
