@@ -175,6 +175,7 @@ def main() -> None:
         ).fetchone()[0]
 
     print(f"# cityops dashboard benchmark {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(f"load average before the runs: {Path('/proc/loadavg').read_text().split()[:3]}")
     print(
         f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, {platform.platform()}"

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cityops.settings import Settings
+from dashboards import queries
 from dashboards.queries import Reader
+from dashboards.snapshot import SensorStates, district_summaries
 
 T = TypeVar("T")
 
@@ -48,3 +50,27 @@ class AppContext:
     @property
     def tz(self) -> str:
         return self.settings.timezone
+
+
+STATES_TTL_S = 2.0  # one sensor-state snapshot serves every page and client for this long
+
+
+@dataclass(frozen=True)
+class City:
+    districts: list
+    summaries: list
+    states: SensorStates
+    alerts_by_utility: dict
+
+
+def read_city(ctx: AppContext, conn: Any) -> City:
+    """Districts, the shared sensor-state snapshot and open-alert counts (one connection)."""
+    districts = ctx.cache.get("districts", 600, lambda: queries.fetch_districts(conn))
+    states = ctx.cache.get("states", STATES_TTL_S, lambda: queries.fetch_sensor_states(conn))
+    by_district, by_utility = queries.fetch_alert_stats(conn)
+    return City(
+        districts=districts,
+        summaries=district_summaries(states, districts, by_district),
+        states=states,
+        alerts_by_utility=by_utility,
+    )

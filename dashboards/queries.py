@@ -23,13 +23,10 @@ from dashboards.model import (
     SILENT_FACTOR,
     AlertRow,
     District,
-    DistrictSummary,
-    GridCell,
     Reading,
     SensorPoint,
-    UtilityFigures,
-    worst_severity,
 )
+from dashboards.snapshot import SensorStates
 
 STATEMENT_TIMEOUT_MS = 3000
 # alerts in these states no longer need anyone: everything else counts as open
@@ -57,6 +54,9 @@ _SENSOR_STATE_SQL = f"""
     LEFT JOIN open_alerts a ON a.sensor_id = s.sensor_id
     WHERE s.status = 'active'
 """  # noqa: S608 - built from this module's constants
+
+
+_STATES_SQL = f"SELECT * FROM ({_SENSOR_STATE_SQL}) st ORDER BY sensor_id"  # noqa: S608
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -146,154 +146,36 @@ def fetch_districts(conn: psycopg.Connection, *, simplify_deg: float = 0.002) ->
     return out
 
 
-def fetch_district_summaries(conn: psycopg.Connection) -> list[DistrictSummary]:
-    """Per district: sensors by state and open alerts with the worst severity."""
-    rows = conn.execute(
-        f"""
-        WITH st AS ({_SENSOR_STATE_SQL}),
-        per AS (SELECT district_adcode AS adcode, count(*) AS sensors,
-                       count(*) FILTER (WHERE state = 'alarm') AS alarm,
-                       count(*) FILTER (WHERE state = 'silent') AS silent,
-                       count(*) FILTER (WHERE state = 'nodata') AS nodata
-                FROM st GROUP BY district_adcode),
-        al AS (SELECT s.district_adcode AS adcode, count(*) AS n,
-                      array_agg(DISTINCT a.severity) AS severities
-               FROM alerts a JOIN sensors s ON s.sensor_id = a.sensor_id
-               WHERE a.state <> ALL(%(closed)s) AND NOT {_SHELVED} GROUP BY s.district_adcode)
-        SELECT d.adcode, d.name_zh, d.name_en, COALESCE(per.sensors, 0),
-               COALESCE(per.alarm, 0), COALESCE(per.silent, 0), COALESCE(per.nodata, 0),
-               COALESCE(al.n, 0), al.severities
-        FROM districts d LEFT JOIN per USING (adcode) LEFT JOIN al USING (adcode)
-        ORDER BY d.adcode
-        """,  # noqa: S608 - the interpolated text is a constant of this module
-        {"closed": list(CLOSED_ALERT_STATES), "factor": SILENT_FACTOR},
-    ).fetchall()
-    return [
-        DistrictSummary(
-            adcode=r[0],
-            name_zh=r[1],
-            name_en=r[2],
-            sensors=r[3],
-            alarm=r[4],
-            silent=r[5],
-            nodata=r[6],
-            open_alerts=r[7],
-            worst_severity=worst_severity(list(r[8] or [])),
-        )
-        for r in rows
-    ]
-
-
 # -- sensors ---------------------------------------------------------------------------------
-def fetch_sensor_count(conn: psycopg.Connection, utilities: list[str] | None = None) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM sensors WHERE status = 'active'"
-        " AND (%(u)s::text[] IS NULL OR utility = ANY(%(u)s))",
-        {"u": utilities},
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def fetch_sensor_points(
-    conn: psycopg.Connection,
-    *,
-    utilities: list[str] | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
-    states: list[str] | None = None,
-    limit: int = 60_000,
-) -> list[SensorPoint]:
-    """Active sensors with their state, optionally within a (lon0, lat0, lon1, lat1) box."""
+def fetch_sensor_states(conn: psycopg.Connection) -> SensorStates:
+    """Every active sensor with its state (the rule in _SENSOR_STATE_SQL), as columns."""
     rows = conn.execute(
-        f"""
-        SELECT * FROM ({_SENSOR_STATE_SQL}) st
-        WHERE (%(u)s::text[] IS NULL OR utility = ANY(%(u)s))
-          AND (%(x0)s::float8 IS NULL OR (lon BETWEEN %(x0)s AND %(x1)s
-                                       AND lat BETWEEN %(y0)s AND %(y1)s))
-          AND (%(st)s::text[] IS NULL OR state = ANY(%(st)s))
-        ORDER BY sensor_id LIMIT %(limit)s
-        """,  # noqa: S608 - constant SQL text
-        {
-            "closed": list(CLOSED_ALERT_STATES),
-            "factor": SILENT_FACTOR,
-            "u": utilities,
-            "x0": bbox[0] if bbox else None,
-            "y0": bbox[1] if bbox else None,
-            "x1": bbox[2] if bbox else None,
-            "y1": bbox[3] if bbox else None,
-            "limit": limit,
-            "st": states,
-        },
-    ).fetchall()
-    return [SensorPoint(*r) for r in rows]
-
-
-def fetch_sensor_grid(
-    conn: psycopg.Connection,
-    *,
-    cell_deg: float,
-    utilities: list[str] | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
-) -> list[GridCell]:
-    """Sensors counted by state on a lon/lat grid of ``cell_deg`` [degrees] (for 50,000 points)."""
-    rows = conn.execute(
-        f"""
-        SELECT (floor(lon / %(c)s) + 0.5) * %(c)s, (floor(lat / %(c)s) + 0.5) * %(c)s,
-               count(*), count(*) FILTER (WHERE state = 'alarm'),
-               count(*) FILTER (WHERE state = 'silent'), count(*) FILTER (WHERE state = 'nodata')
-        FROM ({_SENSOR_STATE_SQL}) st
-        WHERE (%(u)s::text[] IS NULL OR utility = ANY(%(u)s))
-          AND (%(x0)s::float8 IS NULL OR (lon BETWEEN %(x0)s AND %(x1)s
-                                       AND lat BETWEEN %(y0)s AND %(y1)s))
-        GROUP BY 1, 2
-        """,  # noqa: S608 - constant SQL text
-        {
-            "closed": list(CLOSED_ALERT_STATES),
-            "factor": SILENT_FACTOR,
-            "u": utilities,
-            "c": cell_deg,
-            "x0": bbox[0] if bbox else None,
-            "y0": bbox[1] if bbox else None,
-            "x1": bbox[2] if bbox else None,
-            "y1": bbox[3] if bbox else None,
-        },
-    ).fetchall()
-    return [GridCell(float(r[0]), float(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
-
-
-def fetch_utility_figures(conn: psycopg.Connection) -> list[UtilityFigures]:
-    """The wall's key figures per utility (completeness is filled separately)."""
-    states = conn.execute(
-        f"""
-        SELECT utility, count(*), count(*) FILTER (WHERE state IN ('normal', 'alarm')),
-               count(*) FILTER (WHERE state = 'silent'), count(*) FILTER (WHERE state = 'nodata')
-        FROM ({_SENSOR_STATE_SQL}) st GROUP BY utility
-        """,  # noqa: S608 - constant SQL text
+        _STATES_SQL,
         {"closed": list(CLOSED_ALERT_STATES), "factor": SILENT_FACTOR},
     ).fetchall()
-    alerts = conn.execute(
-        f"SELECT utility, severity, count(*) FROM alerts a WHERE state <> ALL(%s) AND NOT {_SHELVED}"  # noqa: S608
-        " GROUP BY utility, severity",
+    return SensorStates.from_rows(rows)
+
+
+def fetch_alert_stats(
+    conn: psycopg.Connection,
+) -> tuple[dict[int, tuple[int, list[str]]], dict[str, list[tuple[str, int]]]]:
+    """Open, unshelved alerts counted per district (count, severities) and per utility
+    ((severity, count) pairs)."""
+    rows = conn.execute(
+        f"SELECT s.district_adcode, a.utility, a.severity, count(*) FROM alerts a"  # noqa: S608
+        f" LEFT JOIN sensors s ON s.sensor_id = a.sensor_id"
+        f" WHERE a.state <> ALL(%s) AND NOT {_SHELVED} GROUP BY 1, 2, 3",
         (list(CLOSED_ALERT_STATES),),
     ).fetchall()
-    by_utility: dict[str, list[tuple[str, int]]] = {}
-    for utility, severity, n in alerts:
-        by_utility.setdefault(utility, []).append((severity, n))
-    have = {r[0]: r for r in states}
-    out = []
-    for utility in ("water", "power", "gas"):
-        r = have.get(utility, (utility, 0, 0, 0, 0))
-        out.append(
-            UtilityFigures(
-                utility=utility,
-                sensors=r[1],
-                reporting=r[2],
-                silent=r[3],
-                nodata=r[4],
-                open_by_severity=tuple(sorted(by_utility.get(utility, []))),
-                completeness=None,
-            )
-        )
-    return out
+    by_district: dict[int, tuple[int, list[str]]] = {}
+    by_utility: dict[str, dict[str, int]] = {}
+    for adcode, utility, severity, n in rows:
+        if adcode is not None:
+            count, sevs = by_district.get(adcode, (0, []))
+            by_district[adcode] = (count + n, [*sevs, severity])
+        per = by_utility.setdefault(utility, {})
+        per[severity] = per.get(severity, 0) + n
+    return by_district, {u: sorted(d.items()) for u, d in by_utility.items()}
 
 
 def fetch_completeness(conn: psycopg.Connection) -> dict[str, float]:

@@ -8,10 +8,11 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import queries
 from dashboards.components import banner
-from dashboards.context import AppContext
+from dashboards.context import AppContext, read_city
 from dashboards.figures import build_city_map_figure, build_empty_figure
 from dashboards.i18n import MESSAGES, t
 from dashboards.model import UTILITIES, choose_grid_cell_deg, display_text, parse_view, view_bbox
+from dashboards.snapshot import grid_cells, select_points
 
 PATH = "/map"
 NAV_KEY = "nav.map"
@@ -111,16 +112,15 @@ def register(app: Dash, ctx: AppContext) -> None:
         note = ""
         try:
             with ctx.reader.connection() as conn:
-                districts = ctx.cache.get("districts", 600, lambda: queries.fetch_districts(conn))
-                summaries = queries.fetch_district_summaries(conn)
+                city = read_city(ctx, conn)
                 if "sensors" in layers and utilities:
-                    sensors = queries.fetch_sensor_points(
-                        conn, utilities=utilities, bbox=bbox, limit=POINTS_LIMIT + 1
+                    sensors = select_points(
+                        city.states, utilities=utilities, bbox=bbox, limit=POINTS_LIMIT + 1
                     )
                     if len(sensors) > POINTS_LIMIT:
                         sensors = []
-                        cells = queries.fetch_sensor_grid(
-                            conn,
+                        cells = grid_cells(
+                            city.states,
                             cell_deg=choose_grid_cell_deg(span),
                             utilities=utilities,
                             bbox=bbox,
@@ -130,8 +130,8 @@ def register(app: Dash, ctx: AppContext) -> None:
                         note = t(lang, "map.shown", n=len(sensors))
                 if "alerts" in layers and not sensors and utilities:
                     # alarms stay visible as single markers, even over grid cells
-                    alarms = queries.fetch_sensor_points(
-                        conn, utilities=utilities, bbox=bbox, states=["alarm"], limit=5000
+                    alarms = select_points(
+                        city.states, utilities=utilities, bbox=bbox, states=["alarm"], limit=5000
                     )
                 if "networks" in layers:
                     tol = max(0.00005, span / 4000)
@@ -147,8 +147,8 @@ def register(app: Dash, ctx: AppContext) -> None:
         except queries.DatabaseUnavailable as exc:
             return no_update, no_update, banner(lang, str(exc), None, ctx.tz)
         figure = build_city_map_figure(
-            districts,
-            summaries,
+            city.districts,
+            city.summaries,
             lang=lang,
             sensors=sensors,
             cells=cells,

@@ -6,10 +6,11 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import queries
 from dashboards.components import alerts_table, banner, district_table
-from dashboards.context import AppContext
+from dashboards.context import AppContext, read_city
 from dashboards.figures import build_city_map_figure, build_empty_figure
 from dashboards.i18n import t
 from dashboards.model import choose_grid_cell_deg
+from dashboards.snapshot import grid_cells, select_points
 
 PATH = "/"
 NAV_KEY = "nav.overview"
@@ -72,23 +73,25 @@ def register(app: Dash, ctx: AppContext) -> None:
         now = ctx.clock()
         try:
             with ctx.reader.connection() as conn:
-                districts = ctx.cache.get("districts", 600, lambda: queries.fetch_districts(conn))
-                summaries = queries.fetch_district_summaries(conn)
-                n = queries.fetch_sensor_count(conn)
-                if n <= POINTS_MAX:
-                    sensors, cells = queries.fetch_sensor_points(conn), []
-                else:
-                    sensors = []
-                    cells = queries.fetch_sensor_grid(conn, cell_deg=choose_grid_cell_deg(2.0))
+                city = read_city(ctx, conn)
                 alerts = queries.fetch_open_alerts(conn, limit=50)
         except queries.DatabaseUnavailable as exc:
             return no_update, no_update, no_update, banner(lang, str(exc), None, ctx.tz)
+        if len(city.states) <= POINTS_MAX:
+            sensors, cells = select_points(city.states), []
+        else:
+            sensors, cells = [], grid_cells(city.states, cell_deg=choose_grid_cell_deg(2.0))
         figure = build_city_map_figure(
-            districts, summaries, lang=lang, sensors=sensors, cells=cells, uirevision="overview"
+            city.districts,
+            city.summaries,
+            lang=lang,
+            sensors=sensors,
+            cells=cells,
+            uirevision="overview",
         )
         return (
             figure,
-            district_table(lang, summaries),
+            district_table(lang, city.summaries),
             alerts_table(lang, alerts, tz=ctx.tz, now=now),
             banner(lang, None, now, ctx.tz),
         )

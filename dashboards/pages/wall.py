@@ -13,7 +13,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import queries
 from dashboards.components import banner, district_table
-from dashboards.context import AppContext
+from dashboards.context import AppContext, read_city
 from dashboards.figures import build_city_map_figure, build_empty_figure, build_trend_figure
 from dashboards.i18n import t
 from dashboards.model import (
@@ -24,6 +24,7 @@ from dashboards.model import (
     display_text,
     local_time,
 )
+from dashboards.snapshot import grid_cells, select_points, utility_figures
 
 PATH = "/wall"
 NAV_KEY = "nav.wall"
@@ -173,21 +174,8 @@ def register(app: Dash, ctx: AppContext) -> None:
         except queries.DatabaseUnavailable as exc:
             nothing = [no_update] * (5 + len(UTILITIES))
             return (*nothing, banner(lang, str(exc), None, ctx.tz), clock)
-        districts, summaries, sensors, cells, figures, completeness, open_alerts, recent, trend = (
-            data
-        )
-        figures = [
-            UtilityFigures(
-                f.utility,
-                f.sensors,
-                f.reporting,
-                f.silent,
-                f.nodata,
-                f.open_by_severity,
-                completeness.get(f.utility),
-            )
-            for f in figures
-        ]
+        city, sensors, cells, figures, open_alerts, recent, trend = data
+        districts, summaries = city.districts, city.summaries
         # the districts in trouble first, then by code
         ranked = sorted(
             summaries,
@@ -216,18 +204,16 @@ def register(app: Dash, ctx: AppContext) -> None:
 def read_wall(ctx: AppContext) -> tuple:
     """Everything the wall shows, in one connection (raises DatabaseUnavailable)."""
     with ctx.reader.connection() as conn:
-        districts = ctx.cache.get("districts", 600, lambda: queries.fetch_districts(conn))
-        summaries = queries.fetch_district_summaries(conn)
-        if queries.fetch_sensor_count(conn) <= POINTS_MAX:
-            sensors, cells = queries.fetch_sensor_points(conn), []
-        else:
-            sensors = []
-            cells = queries.fetch_sensor_grid(conn, cell_deg=choose_grid_cell_deg(2.0))
-        figures = queries.fetch_utility_figures(conn)
+        city = read_city(ctx, conn)
         completeness = ctx.cache.get(
             "completeness", COMPLETENESS_TTL_S, lambda: queries.fetch_completeness(conn)
         )
         open_alerts = queries.fetch_open_alerts(conn, limit=100, severities=["critical"])
         recent = queries.fetch_recent_alerts(conn, limit=8)
         trend = queries.fetch_alert_trend(conn, hours=6, bucket_s=1800)
-    return districts, summaries, sensors, cells, figures, completeness, open_alerts, recent, trend
+    if len(city.states) <= POINTS_MAX:
+        sensors, cells = select_points(city.states), []
+    else:
+        sensors, cells = [], grid_cells(city.states, cell_deg=choose_grid_cell_deg(2.0))
+    figures = utility_figures(city.states, city.alerts_by_utility, completeness)
+    return city, sensors, cells, figures, open_alerts, recent, trend

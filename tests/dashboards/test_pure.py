@@ -142,3 +142,41 @@ def test_parse_view_keeps_the_last_zoom():
     assert parse_view({"dragmode": "zoom"}, v) == v
     assert parse_view({"xaxis.autorange": True, "yaxis.autorange": True}, v) is None
     assert view_bbox(v) == (103.9, 30.5, 104.2, 30.8)
+
+
+def test_snapshot_aggregations():
+    from dashboards.model import District
+    from dashboards.snapshot import (
+        SensorStates,
+        count_sensors,
+        district_summaries,
+        grid_cells,
+        select_points,
+        utility_figures,
+    )
+
+    rows = [
+        ("a", "A", "water", "water_pressure", 1, 104.001, 30.001, "normal", None),
+        ("b", "B", "water", "water_pressure", 1, 104.002, 30.002, "alarm", None),
+        ("c", "C", "gas", "gas_pressure", 2, 104.051, 30.001, "silent", None),
+        ("d", "D", "power", "power_bus", None, 104.052, 30.002, "nodata", None),
+    ]
+    s = SensorStates.from_rows(rows)
+    assert count_sensors(s) == 4
+    assert count_sensors(s, bbox=(104.0, 30.0, 104.01, 30.01)) == 2
+    assert [p.sensor_id for p in select_points(s, utilities=["water"])] == ["a", "b"]
+    assert [p.sensor_id for p in select_points(s, states=["alarm"])] == ["b"]
+    cells = sorted(grid_cells(s, cell_deg=0.05), key=lambda c: c.lon)
+    assert [(c.sensors, c.alarm, c.silent, c.nodata) for c in cells] == [(2, 1, 0, 0), (2, 0, 1, 1)]
+    assert abs(cells[0].lon - 104.025) < 1e-9
+    d = [District(1, "一", "One", ()), District(2, "二", "Two", ())]
+    summaries = district_summaries(s, d, {1: (2, ["warning", "critical"])})
+    assert [(x.sensors, x.alarm, x.silent, x.open_alerts, x.worst_severity) for x in summaries] == [
+        (2, 1, 0, 2, "critical"),
+        (1, 0, 1, 0, None),
+    ]
+    figures = {f.utility: f for f in utility_figures(s, {"water": [("major", 1)]}, {"water": 0.9})}
+    assert (figures["water"].sensors, figures["water"].reporting) == (2, 2)
+    assert figures["water"].open_alerts == 1 and figures["water"].completeness == 0.9
+    assert figures["power"].nodata == 1 and figures["gas"].silent == 1
+    assert len(SensorStates.from_rows([])) == 0
