@@ -239,7 +239,7 @@ def bench_isolation(url: str, n: int) -> None:
             fc = fetch_isolation(conn, "water", rnd.choice(pipes), cache=cache)
             sizes.append(len(fc["isolation"]["valves_to_close"]))
 
-        line(f"isolation with geometry + facilities (median {0} valves)", timed(run, n), 200.0)
+        line("isolation of a random pipe, with geometry and facilities", timed(run, n), 200.0)
         print(f"    valves to close: median {statistics.median(sizes)}, max {max(sizes)}")
 
         def run_nocache() -> None:

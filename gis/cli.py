@@ -1,11 +1,12 @@
 """`cityops gis ...`: the basic geographic database from the command line (wiring only).
 
-Mount in cityops/cli.py with ``gis_app.add_typer``-free registration::
+Mount in cityops/cli.py next to the existing `gis load-districts`::
 
-    from gis.cli import register
-    register(gis_app)      # adds these commands next to `gis load-districts`
+    from gis.cli import register as register_gis
+    register_gis(gis_app)
 
-or as its own group: ``app.add_typer(gis.cli.app, name="gis")``.
+(or, as a group of its own, ``app.add_typer(gis.cli.app, name="gis")``). Every command reads
+CITYOPS_DATABASE_URL through ``cityops.settings.Settings``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg import sql
 
@@ -261,7 +262,7 @@ def fetch_planner_query(
                 ).format(stmt),
                 params,
             ).fetchone()
-            feats = json.loads(row[0]) if row else []
+            feats = msgspec.json.decode(row[0]) if row else []
             for f in feats:
                 f["id"] = f["properties"].get(layer.id_column)
     except psycopg.errors.DataException as exc:
