@@ -131,7 +131,9 @@ def write_model(wn, path: Path, *, step_s: int, duration_s: int, start_clock_s: 
 
     opts = wn.options
     opts.time.hydraulic_timestep = int(step_s)
-    opts.time.report_timestep = int(step_s)
+    # EPANET never steps past a reporting time: reports are not used, so one an hour lets a
+    # model that is not needed catch up in long steps (patterns are hourly anyway)
+    opts.time.report_timestep = max(3600, int(step_s))
     opts.time.duration = int(duration_s) + int(step_s)
     # patterns and clock controls follow local time of day at the run's start
     opts.time.pattern_start = int(start_clock_s) % 86_400
