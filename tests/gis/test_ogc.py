@@ -121,3 +121,23 @@ def test_datetime_and_bad_filter(ogc_url: str, gis_db: str) -> None:
         timeout=10,
     )
     assert r.status_code == 400
+    # CQL2-JSON in a POST body
+    body = {
+        "op": "and",
+        "args": [
+            {"op": "<", "args": [{"property": "install_year"}, 1990]},
+            {"op": "=", "args": [{"property": "material"}, "cast_iron"]},
+        ],
+    }
+    r = requests.post(
+        f"{ogc_url}/collections/water_pipes/items",
+        params={"limit": 5},
+        json=body,
+        headers={"Content-Type": "application/query-cql-json"},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["numberMatched"] > 0 and all(
+        f["properties"]["install_year"] < 1990 for f in got["features"]
+    )
