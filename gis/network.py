@@ -184,6 +184,9 @@ class Isolation:
     customers_without_supply: int
     population_without_supply: int  # customers x household size [persons]
     unavailable_valves: tuple[str, ...] = ()
+    # sources the segment reaches directly: shut there (reservoir or tank outlet valve, gas
+    # gate station outlet, the feeder's circuit breaker at the substation)
+    sources_to_shut: tuple[str, ...] = ()
 
 
 def compute_isolation(
@@ -201,6 +204,8 @@ def compute_isolation(
     if link_id not in net.links:
         raise NetworkError(f"no link {link_id!r} in the {net.name} network")
     broken = set(unavailable)
+    source_ids = net.sources()
+    shut_sources: set[str] = set()
     valves: set[str] = set()
     seg_links = {link_id}
     seg_nodes: set[str] = set()
@@ -215,6 +220,9 @@ def compute_isolation(
             if net.is_device_node(n) and n not in broken:
                 if not node.closed:
                     valves.add(n)
+                continue
+            if n in source_ids:  # shut at the source: outlet valve, gate station, feeder breaker
+                shut_sources.add(n)
                 continue
             if node.closed:  # a closed valve that cannot be operated still stops water
                 continue
@@ -232,6 +240,7 @@ def compute_isolation(
                 stack.append(nxt)
 
     before = net.baseline_supplied()
+    # a shut source stays live for its other outlets: only the segment's own links are closed
     closed_nodes = {v for v in valves if v in net.nodes} | seg_nodes
     closed_links = {v for v in valves if v in net.links} | seg_links
     # the components beyond the closed valves: do they still reach a source?
@@ -270,6 +279,7 @@ def compute_isolation(
         customers_without_supply=customers,
         population_without_supply=round(customers * persons_per_household),
         unavailable_valves=tuple(sorted(broken)),
+        sources_to_shut=tuple(sorted(shut_sources)),
     )
 
 

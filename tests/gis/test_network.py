@@ -124,6 +124,7 @@ def test_isolation_on_a_loop_without_enough_valves_grows() -> None:
     # V4 seized: the segment runs on to A and the reservoir pipe; V1 closes the other side, and
     # B, caught between the closed V1 and V2, loses supply too
     assert iso.valves_to_close == ("V1", "V2")
+    assert iso.sources_to_shut == ("R",)  # and the reservoir's outlet
     assert "PR" in iso.segment_links
     assert set(iso.nodes_without_supply) == {"A", "B", "C", "D"}
 

@@ -268,3 +268,22 @@ def test_exports_geojson_csv_gpkg(gis_conn: psycopg.Connection, tmp_path: Path) 
     back = pyogrio.read_dataframe(path)
     assert len(back) == 5 and back.crs.to_epsg() == 4326
     json.dumps(fc)  # serialisable
+
+
+def test_power_line_isolation_opens_breaker_and_switch(gis_conn: psycopg.Connection) -> None:
+    """The first line of a radial feeder: open the feeder breaker at the substation and the
+    first sectionalising switch; the whole feeder is dark (its tie switches are open)."""
+    first = gis_conn.execute(
+        "SELECT line_id, feeder_id FROM power_lines WHERE from_node = 'PS001' ORDER BY line_id LIMIT 1"
+    ).fetchone()
+    iso = fetch_isolation(gis_conn, "power", first[0], with_geometry=False)["isolation"]
+    assert iso["sources_to_shut"] == ["PS001"]
+    assert len(iso["valves_to_close"]) == 1
+    kind = gis_conn.execute(
+        "SELECT kind, feeder_id FROM power_nodes WHERE node_id = %s", (iso["valves_to_close"][0],)
+    ).fetchone()
+    assert kind == ("switch", first[1])
+    feeder_customers = gis_conn.execute(
+        "SELECT sum(customers) FROM power_nodes WHERE feeder_id = %s", (first[1],)
+    ).fetchone()[0]
+    assert iso["customers_without_supply"] == feeder_customers > 0
