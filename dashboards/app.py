@@ -119,6 +119,7 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
     for module in pages.values():
         module.register(app, ctx)
 
+    app.server.config["CITYOPS_CONTEXT"] = ctx  # for benchmarks and diagnostics
     install_login_routes(app.server, ctx)
     _install_headers(app)
     return app

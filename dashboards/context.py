@@ -36,6 +36,10 @@ class TtlCache:
             self._items[key] = (now, value)
         return value
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
 
 @dataclass
 class AppContext:
@@ -63,10 +67,11 @@ class City:
     alerts_by_utility: dict
 
 
-def read_city(ctx: AppContext, conn: Any) -> City:
-    """Districts, the shared sensor-state snapshot and open-alert counts (one connection)."""
+def read_city(ctx: AppContext, conn: Any, *, max_age_s: float = STATES_TTL_S) -> City:
+    """Districts, the shared sensor-state snapshot (at most ``max_age_s`` [s] old) and the
+    open-alert counts (always fresh), on one connection."""
     districts = ctx.cache.get("districts", 600, lambda: queries.fetch_districts(conn))
-    states = ctx.cache.get("states", STATES_TTL_S, lambda: queries.fetch_sensor_states(conn))
+    states = ctx.cache.get("states", max_age_s, lambda: queries.fetch_sensor_states(conn))
     by_district, by_utility = queries.fetch_alert_stats(conn)
     return City(
         districts=districts,

@@ -19,13 +19,16 @@ NAV_KEY = "nav.map"
 POINTS_LIMIT = 8000  # single markers up to this many in view (WebGL), grid cells beyond
 LAYERS = ("districts", "networks", "facilities", "sensors", "alerts")
 CITY_SPAN_DEG = 2.0
+MAP_REFRESH_MS = 10_000
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
     return html.Div(
         className="page map-page",
         children=[
-            dcc.Interval(id="map-tick", interval=max(ctx.settings.dashboard_refresh_ms, 10_000)),
+            dcc.Interval(
+                id="map-tick", interval=max(ctx.settings.dashboard_refresh_ms, MAP_REFRESH_MS)
+            ),
             dcc.Store(id="map-view"),
             html.Div(id="map-banner"),
             html.Div(
@@ -112,7 +115,9 @@ def register(app: Dash, ctx: AppContext) -> None:
         note = ""
         try:
             with ctx.reader.connection() as conn:
-                city = read_city(ctx, conn)
+                # a zoom or a layer switch reuses a snapshot up to one map refresh old, so the
+                # answer comes from memory (tens of ms at 50,000 sensors)
+                city = read_city(ctx, conn, max_age_s=MAP_REFRESH_MS / 1000)
                 if "sensors" in layers and utilities:
                     sensors = select_points(
                         city.states, utilities=utilities, bbox=bbox, limit=POINTS_LIMIT + 1
