@@ -217,7 +217,9 @@ class ScenarioRun:
         active = any(
             inc.start_s <= t_s and (inc.end_s is None or t_s < inc.end_s) for inc in scn.incidents
         )
-        counterfactuals = active and step % self._truth_every == 0
+        # every truth_every, and at the first step of each incident however short it is
+        starting = any(inc.start_s <= t_s < inc.start_s + scn.step_s for inc in scn.incidents)
+        counterfactuals = active and (step % self._truth_every == 0 or starting)
         truth, _base, without = self.world.truth(t_s, counterfactuals=counterfactuals)
         if counterfactuals:
             self._note_affected(t_s, truth, without)

@@ -309,3 +309,93 @@ def test_devices_publish_with_their_own_identity(settings: Settings, stack, tmp_
     assert {parse_telemetry_topic(t).sensor_id for t, _ in got} == set(ids)
     assert len(got) == report.stats.messages
     assert stray == []
+
+
+def test_a_short_incident_is_attributed_even_between_truth_evaluations() -> None:
+    text = (
+        water_scenario()
+        .split("faults:")[0]
+        .replace("at: 60m, duration: 60m", "at: 65m, duration: 5m")
+    )
+    text = text.replace("seed: 3", "seed: 3\ntruth_every: 30m")
+    run = prepare_run(parse_scenario(text, "t.yaml"))
+    try:
+        for k in range(run.steps):
+            run.messages(k)
+        (burst,) = run.events.values()
+    finally:
+        run.close()
+    assert burst.type == "burst" and len(burst.affected) >= 3
+
+
+def test_scenario_readings_reach_the_readings_table_through_ingestion(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The whole path: scenario -> broker -> `cityops ingest` -> readings and quarantine."""
+    import subprocess
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import ROOT, cityops_cmd, settings_env
+
+    start = (datetime.now(UTC) - timedelta(hours=3, minutes=5)).replace(microsecond=0)
+    path = tmp_path / "ing.yaml"
+    path.write_text(water_scenario(n_pressure=4, prefix="ing", name="ing"))
+    run = prepare_run(parse_scenario(path.read_text(), "x"), start=start.isoformat())
+    valid: set[tuple[str, str, int]] = set()
+    bad = 0
+    now_us = int(time.time() * 1e6)
+    try:
+        for m in [m for k in range(run.steps) for m in run.messages(k)] + run.final_messages():
+            try:
+                for r in decode_message(m.payload, m.sensor_id, now_us):
+                    valid.add((r.sensor_id, r.quantity, r.ts_us))
+            except PayloadError:
+                bad += 1
+    finally:
+        run.close()
+    assert bad > 0
+    proc = subprocess.Popen(
+        cityops_cmd("ingest"),
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def q(sql: str):
+        with psycopg.connect(settings.database_url) as conn:
+            return conn.execute(sql).fetchall()
+
+    try:
+        deadline = time.monotonic() + 60
+        while not q("SELECT 1 FROM ingest_workers WHERE state = 'running'"):
+            assert time.monotonic() < deadline and proc.poll() is None, "ingest did not start"
+            time.sleep(0.2)
+        report = run_scenario(
+            settings,
+            path,
+            start=start.isoformat(),
+            output_dir=tmp_path / "out",
+            register_sensors=True,
+        )
+        deadline = time.monotonic() + 60
+        while q("SELECT count(*) FROM readings")[0][0] < len(valid) or (
+            q("SELECT count(*) FROM quarantine")[0][0] < bad
+        ):
+            assert time.monotonic() < deadline, "readings did not all arrive"
+            time.sleep(0.3)
+        time.sleep(0.5)
+        stored = {
+            (sid, qty, int(ts.timestamp() * 1e6))
+            for sid, qty, ts in q("SELECT sensor_id, quantity, ts FROM readings")
+        }
+        reasons = {r for (r,) in q("SELECT DISTINCT reason FROM quarantine")}
+        n_quarantined = q("SELECT count(*) FROM quarantine")[0][0]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert stored == valid  # exactly the readings the run published, duplicates once
+    assert n_quarantined == bad
+    (malformed,) = [e for e in report.ground_truth["events"] if e["type"] == "malformed"]
+    assert reasons <= set(malformed["params"]["expected_reasons"])
