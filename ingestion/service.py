@@ -175,10 +175,18 @@ class Ingestor:
             self._abandon.set()  # still stalled: leave the batches to the broker
             for w in self._writers:
                 w.join(5)
+        # the network thread may be blocked putting into a full queue: keep emptying it (those
+        # messages are not acknowledged, the broker delivers them again) until it has stopped
+        stopped = threading.Event()
+        drainer = threading.Thread(target=self._drain_queue, args=(stopped,), daemon=True)
+        drainer.start()
         try:
             self.consumer.stop(end_session=end_session)
         except Exception:
             log.exception("mqtt stop failed")
+        finally:
+            stopped.set()
+            drainer.join(2)
         ic = self._main_ic
         if ic is not None:
             with contextlib.suppress(psycopg.Error):
@@ -191,6 +199,12 @@ class Ingestor:
             self._metrics_server.shutdown()
         self._state = "stopped"
         log_event(log, "ingest_stopped", client_id=self.client_id, stored=self._stored)
+
+    def _drain_queue(self, stopped: threading.Event) -> None:
+        q = self.consumer.queue
+        while not stopped.is_set():
+            with contextlib.suppress(queue.Empty):
+                q.get(timeout=0.05)
 
     def health(self) -> Health:
         return Health(

@@ -166,3 +166,26 @@ def test_two_workers_on_a_shared_subscription(settings: Settings, db_url: str) -
     finally:
         a.stop(end_session=True)
         b.stop(end_session=True)
+
+
+def test_clean_stop_under_load_is_prompt_and_the_rest_arrives_after_restart(
+    settings: Settings, db_url: str
+) -> None:
+    sensors = _sensors(db_url, 3)
+    settings.ingest_queue_max = 20  # the network thread blocks on a full queue most of the time
+    ing = Ingestor(settings)
+    ing.start()
+    load = Load(settings.mqtt_url, sensors, per_sensor=700, rate_per_s=3000).start()
+    time.sleep(0.4)
+    t = time.monotonic()
+    ing.stop()  # keeps the session: what was not committed is delivered again
+    assert time.monotonic() - t < 10
+    assert 0 < ing.health().stored < len(load.expected)
+    ing2 = Ingestor(settings)
+    ing2.start()
+    try:
+        load.wait(60)
+        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        _assert_exactly_once(db_url, load)
+    finally:
+        ing2.stop(end_session=True)
