@@ -237,7 +237,7 @@ def fetch_leak_area(
             "WITH buf AS (SELECT ST_Buffer({src}, %(r)s, 32) AS g)"
             " SELECT {cols}, 'facility_in_area' AS role, ST_AsGeoJSON(f.geom, 7) AS geometry"
             " FROM facilities f, buf WHERE ST_Intersects(f.geom_m, buf.g) ORDER BY f.facility_id"
-        ).format(src=sql.SQL(src), cols=cols),  # type: ignore[arg-type]
+        ).format(src=sql.SQL(src), cols=cols),
         params,
     )
     facilities = rows_to_features(cur, "facility_id")
@@ -245,7 +245,7 @@ def fetch_leak_area(
         sql.SQL(
             "WITH buf AS (SELECT ST_Buffer({src}, %(r)s, 32) AS g) SELECT n.node_id FROM gas_nodes n,"
             " buf WHERE n.kind = 'valve' AND ST_Intersects(n.geom_m, buf.g) ORDER BY n.node_id"
-        ).format(src=sql.SQL(src)),  # type: ignore[arg-type]
+        ).format(src=sql.SQL(src)),
         params,
     ).fetchall()
     area = {

@@ -26,7 +26,7 @@ console = Console(stderr=True)
 def _db_url() -> str:
     from cityops.settings import Settings
 
-    return Settings().database_url
+    return Settings().database_url  # type: ignore[call-arg]  # from the environment
 
 
 def _connect():

@@ -157,9 +157,9 @@ class CqlTranslator:
             self._attr(n.lhs)
             other = self._value(n.rhs)
             self.params.append(float(n.distance) * factor)
-            fn = "ST_DWithin" if n.op == ast.SpatialDistanceOp.DWITHIN else "NOT ST_DWithin"
+            dwithin = "ST_DWithin" if n.op == ast.SpatialDistanceOp.DWITHIN else "NOT ST_DWithin"
             return sql.SQL("{}({}, ST_Transform({}, 4544), %s)").format(
-                sql.SQL(fn), self.geom_m, other
+                sql.SQL(dwithin), self.geom_m, other
             )
         if isinstance(n, ast.TemporalPredicate):
             return self._temporal(n)

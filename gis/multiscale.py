@@ -66,6 +66,7 @@ def fetch_layer_for_zoom(
     band = zoom_band(zoom)
     params: list[Any] = []
     gm = metric_geom(layer, "t")
+    geom: sql.Composable
     if band.tolerance_m > 0 and layer.geometry_type != "Point":
         params.append(band.tolerance_m)
         geom = sql.SQL("ST_Transform(ST_SimplifyPreserveTopology({}, %s), 4326)").format(gm)
@@ -150,7 +151,7 @@ al AS (
     GROUP BY sensor_id
 ),
 res AS (SELECT coalesce(%(res)s, min(resolution)) AS r FROM grid_cells)
-SELECT c.h3 || ':' || c.district_adcode AS id, c.h3, c.district_adcode, c.population, {aggregates},
+SELECT c.cell_id AS id, c.h3, c.district_adcode, c.population, {aggregates},
        ST_AsGeoJSON(ST_Transform(ST_SimplifyPreserveTopology(c.geom_m, %(tol)s), 4326), 6)
            AS geometry
 FROM grid_cells c JOIN res ON c.resolution = res.r

@@ -230,7 +230,7 @@ class CityopsPostGISProvider(BaseProvider):
             with get_pool(self.url).connection() as conn:
                 matched = conn.execute(
                     sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, where), params
-                ).fetchone()[0]  # type: ignore[index]
+                ).fetchone()[0]
                 feats: list[dict[str, Any]] = []
                 if resulttype != "hits":
                     cur = conn.cursor(row_factory=dict_row)

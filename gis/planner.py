@@ -107,7 +107,9 @@ def _alert_count_sql(
         )
         for i, k in enumerate(keys)
     )
-    count = sql.SQL("(" + " + ".join(f"coalesce(ac{i}.n, 0)" for i in range(len(keys))) + ")")
+    count: sql.Composable = sql.SQL(
+        "(" + " + ".join(f"coalesce(ac{i}.n, 0)" for i in range(len(keys))) + ")"
+    )
     # a feature can only pass if one of its keys has alerts: a cheap hashed pre-filter on the
     # scan, so the joins and the sort carry a few hundred rows instead of thousands
     pre = sql.SQL("({})").format(

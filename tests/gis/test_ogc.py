@@ -97,6 +97,12 @@ def test_owslib_lists_collections_and_filters_items(ogc_url: str, gis_db: str) -
     assert one["id"] == schools["features"][0]["id"]
     # metric columns are not exposed; queryables list the attributes
     assert "geom_m" not in filtered["features"][0]["properties"]
+    cells = w.collection_items("grid_cells", limit=5)
+    assert all(":" in f["id"] for f in cells["features"])  # h3:adcode, unique per piece
+    assert (
+        w.collection_item("grid_cells", cells["features"][0]["id"])["id"]
+        == cells["features"][0]["id"]
+    )
     q = w.collection_queryables("water_pipes")
     assert "install_year" in q["properties"]
 
