@@ -246,9 +246,15 @@ def parse_view(relayout: dict | None, previous: View | None) -> View | None:
     if relayout.get("xaxis.autorange") or (relayout.get("autosize") and len(relayout) == 1):
         return None if relayout.get("xaxis.autorange") else previous
     try:
-        x = (float(relayout["xaxis.range[0]"]), float(relayout["xaxis.range[1]"]))
-        y = (float(relayout["yaxis.range[0]"]), float(relayout["yaxis.range[1]"]))
-    except (KeyError, TypeError, ValueError):
+        if "xaxis.range" in relayout:  # Plotly.relayout with whole ranges
+            x = tuple(float(v) for v in relayout["xaxis.range"][:2])
+            y = tuple(float(v) for v in relayout["yaxis.range"][:2])
+        else:  # a zoom or pan by the user
+            x = (float(relayout["xaxis.range[0]"]), float(relayout["xaxis.range[1]"]))
+            y = (float(relayout["yaxis.range[0]"]), float(relayout["yaxis.range[1]"]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return previous
+    if len(x) != 2 or len(y) != 2:
         return previous
     return (min(x), max(x)), (min(y), max(y))
 

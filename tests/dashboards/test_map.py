@@ -35,6 +35,20 @@ def test_map_layers_and_switches(dash_server, demo_networks, browser, screenshot
     assert any(x.startswith("告警") for x in legend)
     assert severe_console_messages(browser) == []
     browser.save_screenshot(str(screenshots / "map.png"))
+    # zoom into central Chengdu as a user would: the server answers with that view's sensors
+    browser.execute_script(
+        "const g = document.querySelector('#map-graph .js-plotly-plot');"
+        "Plotly.relayout(g, {'xaxis.range': [104.0, 104.14], 'yaxis.range': [30.6, 30.72]});"
+    )
+    wait_for(
+        lambda: (
+            "显示 121 个传感器" not in page_text(browser)
+            and "个传感器" in browser.find_element(By.ID, "map-note").text
+        ),
+        what="the zoomed view's sensors",
+    )
+    assert severe_console_messages(browser) == []
+    browser.save_screenshot(str(screenshots / "map-zoom.png"))
     # switch the networks off: their traces go
     browser.find_element(By.XPATH, "//label[contains(., '管网线路')]").click()
     wait_for(lambda: "供电" not in texts(browser, ".map-graph .legendtext"), what="networks off")
