@@ -14,6 +14,12 @@ from gis.loading import LayerLoadError, load_layer_file, read_layer_file
 
 CENTRE = (104.0657, 30.6598)
 
+# writing test Shapefiles truncates long column names on purpose (the loader maps them back)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Column names longer than 10 characters:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Normalized/laundered field name:RuntimeWarning"),
+]
+
 
 def _facilities(n: int = 5, crs: int = 4544) -> gpd.GeoDataFrame:
     pts = gpd.GeoSeries([Point(CENTRE[0] + 0.01 * i, CENTRE[1]) for i in range(n)], crs=4326)
