@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import queries
 from dashboards.components import banner, district_table
@@ -38,6 +38,8 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
         className="wall",
         children=[
             dcc.Interval(id="wall-tick", interval=ctx.settings.dashboard_refresh_ms),
+            dcc.Store(id="wall-critical-ids"),
+            dcc.Store(id="wall-sound"),
             html.Div(
                 className="wall-head",
                 children=[
@@ -162,6 +164,7 @@ def register(app: Dash, ctx: AppContext) -> None:
         *(Output(f"wall-kpi-{u}", "children") for u in UTILITIES),
         Output("wall-banner", "children"),
         Output("wall-clock", "children"),
+        Output("wall-critical-ids", "data"),
         Input("wall-tick", "n_intervals"),
         State("lang", "data"),
     )
@@ -173,7 +176,7 @@ def register(app: Dash, ctx: AppContext) -> None:
             data = read_wall(ctx)
         except queries.DatabaseUnavailable as exc:
             nothing = [no_update] * (5 + len(UTILITIES))
-            return (*nothing, banner(lang, str(exc), None, ctx.tz), clock)
+            return (*nothing, banner(lang, str(exc), None, ctx.tz), clock, no_update)
         city, sensors, cells, figures, open_alerts, recent, trend = data
         districts, summaries = city.districts, city.summaries
         # the districts in trouble first, then by code
@@ -198,7 +201,16 @@ def register(app: Dash, ctx: AppContext) -> None:
             *(kpi_card(lang, f) for f in figures),
             [],
             clock,
+            sorted(a.alert_id for a in open_alerts if a.severity == "critical"),
         )
+
+    # optional sound for a new critical alert (assets/wall.js; ?sound=1 in the URL)
+    app.clientside_callback(
+        ClientsideFunction(namespace="cityops", function_name="alarmSound"),
+        Output("wall-sound", "data"),
+        Input("wall-critical-ids", "data"),
+        State("url", "search"),
+    )
 
 
 def read_wall(ctx: AppContext) -> tuple:

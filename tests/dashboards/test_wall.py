@@ -17,7 +17,7 @@ def kpi(browser, utility: str, key: str) -> str:
 
 
 def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, browser, screenshots):
-    open_page(browser, dash_server.url + "/wall")
+    open_page(browser, dash_server.url + "/wall?sound=1")
     wait_for(lambda: len(texts(browser, ".wall-kpi h3")) == 3, what="three utility cards")
     assert texts(browser, ".wall-kpi h3") == ["供水", "供电", "燃气"]
     # the cards are re-rendered on every refresh: look elements up inside each wait
@@ -44,6 +44,10 @@ def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, brows
     wait_for(
         lambda: "10kV母线电压过低" in browser.find_element(By.ID, "wall-ticker").text,
         what="ticker",
+    )
+    # the optional sound went off once, for the new alert only (not for those open at load)
+    wait_for(
+        lambda: browser.execute_script("return window.cityopsAlarmCount") == 1, what="alarm sound"
     )
     wait_for(lambda: kpi(browser, "power", "kpi.critical") == "1", what="power critical count")
     # a kiosk: no navigation, nothing to scroll at 1920x1080

@@ -1,0 +1,38 @@
+/* cityops wall: an optional alarm sound for new critical alerts (?sound=1 in the wall's URL).
+   Served from this server (no inline script, so the CSP stays strict). A kiosk browser needs
+   --autoplay-policy=no-user-gesture-required, or one click on the page, to let it play. */
+window.dash_clientside = Object.assign({}, window.dash_clientside, {
+  cityops: {
+    alarmSound: function (ids, search) {
+      const wanted = /(^|[?&])sound=1(&|$)/.test(search || "");
+      const current = new Set(ids || []);
+      const seen = window.cityopsSeenCritical;
+      window.cityopsSeenCritical = current;
+      if (!wanted || seen === undefined) {
+        return window.dash_clientside.no_update;  // first look: remember, do not sound
+      }
+      const fresh = [...current].filter((id) => !seen.has(id));
+      if (fresh.length === 0) {
+        return window.dash_clientside.no_update;
+      }
+      window.cityopsAlarmCount = (window.cityopsAlarmCount || 0) + 1;
+      try {
+        const Ctx = window.AudioContext || window.webkitAudioContext;
+        const ctx = window.cityopsAudio || (window.cityopsAudio = new Ctx());
+        ctx.resume();
+        for (let i = 0; i < 3; i++) {
+          const osc = ctx.createOscillator();
+          const gain = ctx.createGain();
+          osc.frequency.value = 880;
+          gain.gain.value = 0.2;
+          osc.connect(gain).connect(ctx.destination);
+          osc.start(ctx.currentTime + i * 0.45);
+          osc.stop(ctx.currentTime + i * 0.45 + 0.3);
+        }
+      } catch (e) {
+        /* no audio device: the flashing strip still shows it */
+      }
+      return fresh.length;
+    },
+  },
+});
