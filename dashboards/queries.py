@@ -599,3 +599,23 @@ def fetch_facilities(
             (limit,),
         )
     ]
+
+
+def fetch_alert_asset(conn: psycopg.Connection, alert_id: int) -> tuple[str, str] | None:
+    """(network, link id) when the alert's sensor sits on a pipe or line of a loaded network."""
+    row = conn.execute(
+        "SELECT s.utility, s.asset_id FROM alerts a JOIN sensors s ON s.sensor_id = a.sensor_id"
+        " WHERE a.alert_id = %s AND s.asset_id IS NOT NULL",
+        (alert_id,),
+    ).fetchone()
+    if row is None or row[0] not in NETWORK_TABLES:
+        return None
+    table = NETWORK_TABLES[row[0]]
+    key = "line_id" if row[0] == "power" else "pipe_id"
+    if not has_relation(conn, table):
+        return None
+    found = conn.execute(
+        f"SELECT 1 FROM {table} WHERE {key} = %s",  # noqa: S608 - table and key are constants
+        (row[1],),
+    ).fetchone()
+    return (row[0], row[1]) if found else None

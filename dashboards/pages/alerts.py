@@ -153,9 +153,11 @@ def register(app: Dash, ctx: AppContext) -> None:
         lang = lang or ctx.settings.language
         if not alert_id:
             return t(lang, "alerts.select_first"), []
+        impact = None
         try:
             with ctx.reader.connection() as conn:
                 events = queries.fetch_alert_timeline(conn, int(alert_id))
+                impact = read_impact(ctx, conn, int(alert_id))
         except queries.DatabaseUnavailable:
             events = []
         items = [
@@ -167,7 +169,11 @@ def register(app: Dash, ctx: AppContext) -> None:
             )
             for at, actor, action, state, comment in events
         ]
-        return t(lang, "alerts.selected", id=int(alert_id)), html.Ul(items, className="timeline")
+        return t(lang, "alerts.selected", id=int(alert_id)), [
+            *impact_view(lang, impact),
+            html.H3(t(lang, "alerts.timeline")),
+            html.Ul(items, className="timeline"),
+        ]
 
     @app.callback(
         Output("alerts-result", "children"),
@@ -239,6 +245,71 @@ def register(app: Dash, ctx: AppContext) -> None:
             return html.Span(t(lang, "banner.db_down"), className="msg-error"), no_update
         done = t(lang, "alerts.done", action=t(lang, f"alerts.action.{action}"), id=int(alert_id))
         return html.Span(done, className="msg-ok"), (changed or 0) + 1
+
+
+def read_impact(ctx: AppContext, conn, alert_id: int) -> dict | None:
+    """What isolating the alert's pipe or line means (gis.analysis: valves to close, customers,
+    population and facilities without supply), or None when its sensor is not on a network."""
+    asset = queries.fetch_alert_asset(conn, alert_id)
+    if asset is None:
+        return None
+    try:
+        from gis.analysis import NetworkCache, fetch_isolation
+    except ImportError:
+        return None
+    cache = ctx.cache.get("network-cache", 3600, NetworkCache)
+    try:
+        doc = fetch_isolation(conn, asset[0], asset[1], cache=cache, with_geometry=False)
+    except ValueError:  # gis.network.NetworkError: the link is not in the network graph
+        return None
+    summary = doc["isolation"]
+    names = {
+        f["id"]: (f["properties"].get("name_zh"), f["properties"].get("name_en"))
+        for f in doc["features"]
+    }
+    return {**summary, "facility_names": names, "network": asset[0], "link": asset[1]}
+
+
+def impact_view(lang: str, impact: dict | None) -> list:
+    if not impact:
+        return []
+    valves = [*impact.get("sources_to_shut", []), *impact["valves_to_close"]]
+    facilities = [
+        (en if lang == "en" and en else zh) or fid
+        for fid, (zh, en) in sorted(impact["facility_names"].items())
+    ]
+    return [
+        html.H3(t(lang, "alerts.impact")),
+        html.Ul(
+            [
+                html.Li(
+                    t(
+                        lang,
+                        "alerts.valves",
+                        n=len(valves),
+                        ids=", ".join(map(display_text, valves)) or "—",
+                    )
+                ),
+                html.Li(
+                    t(
+                        lang,
+                        "alerts.affected",
+                        customers=impact["customers_without_supply"],
+                        population=impact["population_without_supply"],
+                    )
+                ),
+                html.Li(
+                    t(
+                        lang,
+                        "alerts.facilities",
+                        names="、".join(map(display_text, facilities)) or "—",
+                    )
+                ),
+            ],
+            className="timeline impact",
+            id="alerts-impact",
+        ),
+    ]
 
 
 _ACT_KEYS = {"acknowledge": "ack", "assign": "assign", "shelve": "shelve", "resolve": "resolve"}

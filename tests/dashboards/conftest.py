@@ -215,3 +215,13 @@ def screenshots() -> Path:
     out = Path(os.environ.get("CITYOPS_SCREENSHOT_DIR", SCREENSHOTS))
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_networks(dash_db: str) -> None:
+    """The GIS demo city (water, gas and power networks, facilities) in the session database."""
+    demo = pytest.importorskip("gis.demo")
+    from gis.postgis import write_layers
+
+    with psycopg.connect(dash_db) as conn:
+        write_layers(conn, demo.build_demo_city(demo.DemoConfig()), demo=True)

@@ -17,15 +17,6 @@ from tests.dashboards.scale import load_scale_sensors
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def demo_networks(dash_db):
-    demo = pytest.importorskip("gis.demo")
-    from gis.postgis import write_layers
-
-    with psycopg.connect(dash_db) as conn:
-        write_layers(conn, demo.build_demo_city(demo.DemoConfig()), demo=True)
-
-
 def test_map_layers_and_switches(dash_server, demo_networks, browser, screenshots):
     open_page(browser, dash_server.url + "/map")
     wait_for(lambda: "显示 121 个传感器" in page_text(browser), what="sensor count")
