@@ -227,19 +227,22 @@ class ScenarioRun:
             (len(self.sensors), 3)
         )
         records = []
-        for i, (s, values) in enumerate(zip(self.world.sensors, truth, strict=True)):
-            self._seq[i] += 1
+        noise_l = noise.tolist()
+        seq = self._seq
+        qspec = self._qspec
+        for i, (sid, values) in enumerate(zip(self._ids, truth, strict=True)):
+            seq[i] += 1
+            spec = qspec[i]
+            z = noise_l[i]
             measured = {}
             for j, (q, v) in enumerate(values.items()):
-                sd = NOISE.get((s.network, q), 0.0)
-                sigma = abs(v) * sd[1] if isinstance(sd, tuple) else sd
-                x = v + sigma * float(noise[i, j % 3])
-                if q == "gas_concentration" or (
-                    q in ("voltage", "current", "frequency") and v == 0.0
-                ):
+                sd, rel, dec = spec[q]
+                x = v + (sd + rel * abs(v)) * z[j % 3]
+                if v == 0.0 or q == "gas_concentration":
+                    # a dead bus or a closed pipe reads zero; a detector no less than zero
                     x = max(0.0, x) if v > 0 else 0.0
-                measured[q] = round(x, DECIMALS.get(q, 2))
-            records.append(Record(s.sensor.sensor_id, ts, self._seq[i], measured))
+                measured[q] = round(x, dec)
+            records.append(Record(sid, ts, seq[i], measured))
         records = self.faults.records(step, t_s, records)
         msgs = self._encode(step, records)
         return self.faults.stream(step, t_s, msgs)
@@ -253,14 +256,18 @@ class ScenarioRun:
         scn = self.scenario
         out = []
         if scn.batch_steps <= 1:
+            pos, topics, senml = self._pos, self.topics, scn.encoding == "senml"
             for r in records:
-                i = self._pos[r.sensor_id]
                 payload = (
                     encode_senml(r.sensor_id, [(r.ts_ms, r.values)])
-                    if scn.encoding == "senml"
+                    if senml
                     else encode_reading(r.ts_ms, r.seq, r.values)
                 )
-                out.append(Outgoing(r.sensor_id, self.topics[i], r.ts_ms, r.seq, r.values, payload))
+                out.append(
+                    Outgoing(
+                        r.sensor_id, topics[pos[r.sensor_id]], r.ts_ms, r.seq, r.values, payload
+                    )
+                )
             return out
         for r in records:
             self._buffer.setdefault(self._pos[r.sensor_id], []).append(r)
