@@ -1,0 +1,130 @@
+"""Three of the simulators' labelled scenarios, shortened, through broker -> `cityops alerts` -> database,
+scored against their ground truth (alerts/evaluation.py). The floors asserted here are
+regression guards at what the engine achieves today, not the issue's targets (docs/alerts.md
+"Evaluation" has the full-length figures)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from alerts import store
+from alerts.evaluation import RunScore, format_score, score_run
+from cityops.settings import Settings
+from simulators.scenario import run_scenario
+from tests.alerts.conftest import EngineProcess
+from tests.conftest import ROOT
+
+LIBRARY = ROOT / "scenarios"
+
+
+def shortened(
+    tmp_path: Path, name: str, duration: str, incidents: list[tuple[str, str]] | None = None
+) -> Path:
+    """A library scenario with a shorter run (its incident moved into it), same start: the time
+    of day, and so the network's state, stay those of the library scenario."""
+    doc = yaml.safe_load((LIBRARY / name).read_text(encoding="utf-8"))
+    doc["duration"] = duration
+    for inc, (at, lasts) in zip(doc.get("incidents") or [], incidents or [], strict=True):
+        inc["at"], inc["duration"] = at, lasts
+    out = tmp_path / name
+    out.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def run_and_score(
+    settings: Settings, engine: EngineProcess, scenario: Path, tmp_path: Path
+) -> RunScore:
+    # the library's fixed start dates will lie in the past: let the decoder accept them
+    settings.accept_past_s = 10 * 365 * 86_400.0
+    engine.settings = settings
+    engine.start()
+    report = run_scenario(
+        settings, scenario, speedup=0, register_sensors=True, output_dir=tmp_path / scenario.stem
+    )
+
+    def newest() -> object:
+        with psycopg.connect(settings.database_url) as conn:
+            return conn.execute(
+                "SELECT max(updated_at), count(*) FROM alert_detector_state"
+            ).fetchone()
+
+    # drained: the engine's detector clocks stop moving
+    last, deadline = newest(), time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(1.5)
+        now = newest()
+        if now == last:
+            break
+        last = now
+    assert engine.stop() == 0
+    with psycopg.connect(settings.database_url) as conn:
+        info, truth, detections = store.read_evaluation_input(conn, report.run_id)
+    score = score_run(
+        truth, detections, sensors=info.sensors, run_start_us=info.start_us, run_end_us=info.end_us
+    )
+    print(f"\n{scenario.stem} ({report.stats.messages} messages, {datetime.now(UTC):%H:%M:%S})")
+    print(format_score(report.run_id, score))
+    return score
+
+
+@pytest.fixture
+def gas_rate(db_url: str) -> None:
+    # a 2 cm2 leak gives about 4 %LEL at the nearest detectors: under every alarm level, but a
+    # rise of more than 1 %LEL within 10 minutes over a background near 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO alert_detector_settings (type_id, quantity, detector, severity, params)"
+            " VALUES ('gas_detector', 'gas_concentration', 'rate_of_change', 'major',"
+            ' \'{"max_change": 1.0, "window_s": 600}\')'
+        )
+
+
+def test_feeder_outage_scenario(
+    settings: Settings, engine: EngineProcess, gas_rate: None, tmp_path: Path
+) -> None:
+    scenario = shortened(
+        tmp_path,
+        "feeder_outage.yaml",
+        "3h",
+        [("1h", "1h30m"), ("1h30m", "1h"), ("2h", "30m")],
+    )
+    s = run_and_score(settings, engine, scenario, tmp_path)
+    assert {t.type: t.recall for t in s.by_type} == {
+        "line_outage": 1.0,
+        "switch_close": 1.0,
+        "overload": 1.0,
+    }
+    assert all(t.ttd_median_s is not None and t.ttd_median_s <= 5 * 60 for t in s.by_type)
+    assert s.precision is not None and s.precision >= 0.75
+
+
+def test_gas_leak_scenario(
+    settings: Settings, engine: EngineProcess, gas_rate: None, tmp_path: Path
+) -> None:
+    s = run_and_score(
+        settings,
+        engine,
+        shortened(tmp_path, "gas_leak_school.yaml", "2h", [("80m", "30m")]),
+        tmp_path,
+    )
+    (leak,) = s.by_type
+    assert leak.recall == 1.0
+    assert leak.ttd_median_s is not None and leak.ttd_median_s <= 10 * 60
+    assert leak.localised_share == 1.0
+    assert s.false_alerts == 0
+
+
+def test_quiet_day_scenario(
+    settings: Settings, engine: EngineProcess, gas_rate: None, tmp_path: Path
+) -> None:
+    s = run_and_score(settings, engine, shortened(tmp_path, "quiet_day.yaml", "4h"), tmp_path)
+    assert s.by_type == ()
+    # today's figure is about 100 (one transformer overload warning at the evening peak in
+    # 4 h): far above the issue's target of 1, kept here as a ceiling so it does not get worse
+    assert s.false_per_1000_sensor_days <= 150
