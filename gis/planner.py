@@ -87,12 +87,30 @@ def _alert_count_sql(
     cond = sql.SQL("al.kind = %s AND al.raised_at >= %s AND (%s::text IS NULL OR al.quantity = %s)")
     cond_params: list[Any] = [a.kind, now - timedelta(days=a.since_days), a.quantity, a.quantity]
     if a.radius_m is not None:
-        join = sql.SQL(
-            " CROSS JOIN LATERAL (SELECT count(*) AS n FROM sensors s"
-            " JOIN alerts al ON al.sensor_id = s.sensor_id"
-            " WHERE ST_DWithin(ST_Transform(s.geom, 4544), {gm}, %s) AND {cond}) ac"
-        ).format(gm=metric_geom(layer, "t"), cond=cond)
-        return sql.SQL(""), [], join, [a.radius_m, *cond_params], sql.SQL("ac.n"), None
+        # iterate over the few sensors that raised such alerts and probe the layer's metric
+        # index round each, instead of probing sensors and alerts once per candidate feature
+        cte = sql.SQL(
+            "WITH acs AS MATERIALIZED (SELECT s.sensor_id, ST_Transform(s.geom, 4544) AS gm,"
+            " count(*) AS n FROM alerts al JOIN sensors s ON s.sensor_id = al.sensor_id"
+            " WHERE {cond} GROUP BY s.sensor_id, s.geom),"
+            " acf AS MATERIALIZED (SELECT t2.{id} AS fid, sum(acs.n) AS n FROM acs"
+            " JOIN {table} t2 ON ST_DWithin({gm2}, acs.gm, %s) GROUP BY t2.{id}) "
+        ).format(
+            cond=cond,
+            id=sql.Identifier(layer.id_column),
+            table=sql.Identifier(layer.table),
+            gm2=metric_geom(layer, "t2"),
+        )
+        join = sql.SQL(" LEFT JOIN acf ON acf.fid = t.{}").format(sql.Identifier(layer.id_column))
+        pre = sql.SQL("t.{} IN (SELECT fid FROM acf)").format(sql.Identifier(layer.id_column))
+        return (
+            cte,
+            [*cond_params, a.radius_m],
+            join,
+            [],
+            sql.SQL("coalesce(acf.n, 0)::bigint"),
+            pre,
+        )
     cte = sql.SQL(
         "WITH ac AS MATERIALIZED (SELECT s.asset_id, count(*) AS n FROM alerts al"
         " JOIN sensors s ON s.sensor_id = al.sensor_id WHERE s.asset_id IS NOT NULL AND {cond}"

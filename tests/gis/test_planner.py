@@ -137,6 +137,21 @@ def test_old_mains_near_schools_with_repeated_low_pressure(gis_conn: psycopg.Con
     assert [f["id"] for f in got] == [hot["pipe_id"]]
     assert got[0]["properties"]["alert_count"] == 4
     assert got[0]["properties"]["install_year"] < 1990
+    # sensors matched by distance instead: every old main within 30 m of the hot sensor counts
+    by_distance = PlannerQuery(
+        q.layer, filters=q.filters, near=q.near, alerts=AlertHistory(more_than=3, radius_m=30.0)
+    )
+    near_hot = fetch_planner_query(gis_conn, by_distance)["features"]
+    assert hot["pipe_id"] in {f["id"] for f in near_hot}
+    assert all(f["properties"]["alert_count"] == 4 for f in near_hot)
+    touching = {
+        r[0]
+        for r in gis_conn.execute(
+            "SELECT p.pipe_id FROM water_pipes p, sensors s WHERE s.sensor_id = 'wp-hot'"
+            " AND ST_DWithin(p.geom_m, ST_Transform(s.geom, 4544), 30) AND p.install_year < 1990"
+        )
+    }
+    assert {f["id"] for f in near_hot} <= touching
 
 
 def test_bad_questions_are_refused() -> None:
