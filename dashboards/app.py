@@ -21,7 +21,7 @@ from dashboards.components import header
 from dashboards.context import AppContext
 from dashboards.i18n import normalise_language, t
 from dashboards.login import current_user, install_login_routes
-from dashboards.pages import alerts, map, overview, sensor, trust, wall
+from dashboards.pages import alerts, map, overview, planner, sensor, trust, wall
 from dashboards.queries import Reader
 from dashboards.security import build_csp, security_headers
 
@@ -31,7 +31,7 @@ ASSETS = Path(__file__).with_name("assets")
 
 def page_modules() -> tuple[ModuleType, ...]:
     """The pages, in navigation order; each has PATH, NAV_KEY, layout() and register()."""
-    return (overview, wall, map, sensor, alerts, trust)
+    return (overview, wall, map, sensor, alerts, trust, planner)
 
 
 def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:

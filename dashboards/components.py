@@ -30,6 +30,7 @@ NAV = (
     ("/sensor", "nav.sensor"),
     ("/alerts", "nav.alerts"),
     ("/trust", "nav.trust"),
+    ("/planner", "nav.planner"),
 )
 
 

@@ -225,3 +225,22 @@ def demo_networks(dash_db: str) -> None:
 
     with psycopg.connect(dash_db) as conn:
         write_layers(conn, demo.build_demo_city(demo.DemoConfig()), demo=True)
+
+
+PASSWORDS = {
+    "li.na": "planner-pass-1",
+    "zhang.wei": "emergency-pass-1",
+    "wang.fang": "operator-p-1",
+}
+
+
+@pytest.fixture(scope="session")
+def users(dash_db: str) -> dict[str, str]:
+    """A planner, an emergency user and an operator in the session database."""
+    from dashboards import accounts
+
+    with psycopg.connect(dash_db) as conn:
+        accounts.write_user(conn, "li.na", PASSWORDS["li.na"], "planner", "李娜")
+        accounts.write_user(conn, "zhang.wei", PASSWORDS["zhang.wei"], "emergency", "张伟")
+        accounts.write_user(conn, "wang.fang", PASSWORDS["wang.fang"], "operator", "王芳")
+    return PASSWORDS

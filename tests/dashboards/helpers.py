@@ -44,3 +44,51 @@ def texts(driver: WebDriver, css: str) -> list[str]:
 
 def page_text(driver: WebDriver) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
+
+
+def call_callback(opener, base: str, input_id: str, values: dict, changed: str) -> dict:
+    """POST to /_dash-update-component as the browser would, for the callback that has
+    ``input_id`` among its inputs; ``values`` maps "id.prop" to values, ``changed`` is the
+    "id.prop" that triggered it. Returns the decoded response."""
+    import json
+    import urllib.request
+
+    with opener.open(base + "/_dash-dependencies", timeout=10) as resp:
+        deps = json.loads(resp.read())
+    dep = next(d for d in deps if any(i["id"] == input_id for i in d["inputs"]))
+    out = dep["output"]
+    parts = out.strip(".").split("...") if out.startswith("..") else [out]
+    outputs = [dict(zip(("id", "property"), p.rsplit(".", 1), strict=True)) for p in parts]
+    outputs = [{**o, "property": o["property"].split("@")[0]} for o in outputs]
+
+    def items(specs: list[dict]) -> list[dict]:
+        return [{**s, "value": values.get(f"{s['id']}.{s['property']}")} for s in specs]
+
+    body = {
+        "output": out,
+        "outputs": outputs if len(outputs) > 1 else outputs[0],
+        "inputs": items(dep["inputs"]),
+        "state": items(dep.get("state", [])),
+        "changedPropIds": [changed],
+    }
+    req = urllib.request.Request(
+        base + "/_dash-update-component",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with opener.open(req, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def http_login(base: str, username: str, password: str):
+    """An HTTP client with the session cookie of ``username`` (through the /login form)."""
+    import http.cookiejar
+    import urllib.parse
+    import urllib.request
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    data = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    opener.open(base + "/login", data=data, timeout=10)
+    assert any(c.name == "cityops_session" for c in jar), "no session cookie"
+    return opener

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import urllib.error
 import urllib.parse
@@ -14,26 +13,11 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from dashboards import accounts
-from dashboards.auth import SESSION_COOKIE, User, can, hash_password, verify_password
+from dashboards.auth import User, can, hash_password, verify_password
 from tests.dashboards.browser import severe_console_messages
-from tests.dashboards.helpers import open_page, page_text, wait_for
+from tests.dashboards.helpers import http_login, open_page, page_text, wait_for
 
 pytestmark = pytest.mark.browser
-
-PASSWORDS = {
-    "li.na": "planner-pass-1",
-    "zhang.wei": "emergency-pass-1",
-    "wang.fang": "operator-p-1",
-}
-
-
-@pytest.fixture(scope="module")
-def users(dash_db):
-    with psycopg.connect(dash_db) as conn:
-        accounts.write_user(conn, "li.na", PASSWORDS["li.na"], "planner", "李娜")
-        accounts.write_user(conn, "zhang.wei", PASSWORDS["zhang.wei"], "emergency", "张伟")
-        accounts.write_user(conn, "wang.fang", PASSWORDS["wang.fang"], "operator", "王芳")
-    return PASSWORDS
 
 
 def test_password_hashing_and_roles():
@@ -46,15 +30,6 @@ def test_password_hashing_and_roles():
         hash_password("short")
     assert can(User("a", "emergency"), "alert.act") and can(User("a", "admin"), "alert.act")
     assert not can(User("a", "planner"), "alert.act") and not can(None, "alert.act")
-
-
-def http_login(base: str, username: str, password: str) -> urllib.request.OpenerDirector:
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    data = urllib.parse.urlencode({"username": username, "password": password}).encode()
-    opener.open(base + "/login", data=data, timeout=10)
-    assert any(c.name == SESSION_COOKIE for c in jar), "no session cookie"
-    return opener
 
 
 def ack_over_http(opener, base: str, alert_id: int) -> dict:
