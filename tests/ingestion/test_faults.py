@@ -111,11 +111,14 @@ def test_postgres_stopped_and_restarted_under_load(
             wait_for(lambda: ing.health().state == "stalled", timeout_s=10)
             assert "cityops_ingest_stalled 1.0" in _metrics(settings.metrics_port)
             stored_while_down = ing.health().stored
-            time.sleep(2.0)
+            time.sleep(1.0)
+            depth = ing.health().queue_depth
+            time.sleep(1.0)
             h = ing.health()
             assert h.stored == stored_while_down and h.state == "stalled"
-            # bounded memory: the broker holds the backlog beyond its in-flight window
-            assert h.queue_depth <= RECEIVE_MAXIMUM
+            # bounded memory: with nothing acknowledged the broker stops sending (its in-flight
+            # window, which Mosquitto overshoots a little), the rest of the load waits there
+            assert h.queue_depth <= depth <= 2 * RECEIVE_MAXIMUM
         finally:
             stack.start_postgres()
         load.wait(60)
