@@ -33,6 +33,11 @@ from sensors.payload import Reading
 Key = tuple[str, str]  # (sensor_id, quantity)
 US = 1_000_000
 
+# Consequential-alarm suppression (ISA-18.2 "alarm rationalisation"): a dead 10 kV bus reports
+# 0 V and 0 Hz; the low-voltage alert says it all, so a frequency this low is read as "no
+# signal" (a gap), not as a second alert per bus. [Hz]
+NO_SIGNAL_BELOW = {"frequency": 1.0}
+
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
@@ -127,7 +132,7 @@ class Engine:
                 continue  # nothing watches this quantity of this sensor type
             key = (r.sensor_id, r.quantity)
             state = touched.get(key) or self.states.get(key) or KeyState()
-            if not math.isfinite(r.value):
+            if not math.isfinite(r.value) or r.value < NO_SIGNAL_BELOW.get(r.quantity, -math.inf):
                 continue
             if state.last_ts_us is not None and r.ts_us <= state.last_ts_us:
                 continue

@@ -194,3 +194,24 @@ def test_windows_refilled_from_stored_readings_after_a_restart(db_url: str) -> N
     drop = [Reading("wp-w1", "pressure", t0 + 4 * MIN, 280.0, None)]
     assert [c.kind for c in cold.evaluate(drop).changes] == []
     assert [c.kind for c in warm.evaluate(drop).changes] == ["rate_of_change"]
+
+
+def test_dead_bus_raises_low_voltage_only() -> None:
+    eng = engine({}, "power_bus", "power")
+    got = []
+    for i, (v, f) in enumerate([(10_100.0, 50.0), (0.0, 0.0), (0.0, 0.0), (10_050.0, 50.01)]):
+        ev = eng.evaluate(
+            [
+                Reading("s1", "voltage", T0 + i * MIN, v, None),
+                Reading("s1", "frequency", T0 + i * MIN, f, None),
+            ]
+        )
+        eng.commit(ev)
+        got += [(c.event, c.quantity, c.kind, i) for c in ev.changes]
+    assert got == [
+        ("raised", "voltage", "threshold_low", 1),
+        ("cleared", "voltage", "threshold_low", 3),
+    ]
+    # a real under-frequency with voltage present still raises
+    ev = eng.evaluate([Reading("s1", "frequency", T0 + 5 * MIN, 49.5, None)])
+    assert [(c.quantity, c.kind) for c in ev.changes] == [("frequency", "threshold_low")]
