@@ -25,7 +25,7 @@ import psycopg
 
 from alerts import store
 from alerts.dispatch import run_notifier
-from alerts.engine import Engine
+from alerts.engine import Engine, Evaluation
 from cityops.db import connect
 from cityops.mqtt import AckingConsumer, Message, Publisher
 from cityops.settings import Settings
@@ -220,9 +220,16 @@ class AlertService:
         ):
             self._reload()  # a sensor registered after we started
             evaluation = self.engine.evaluate(readings)
-        events = self._retry(
-            "storing alerts", lambda: store.write_evaluation(self._db(), evaluation)
-        )
+        try:
+            events = self._retry(
+                "storing alerts", lambda: store.write_evaluation(self._db(), evaluation)
+            )
+        except psycopg.Error:
+            # not a lost connection: the database refuses something in this batch. Find the
+            # message one by one rather than crash and be handed the same batch for ever.
+            log.exception("the database refused a batch of %d messages; isolating", len(batch))
+            self._process_one_by_one(batch, consumer)
+            return
         self.engine.commit(evaluation)
         if events:
             self._publish(events)  # type: ignore[arg-type]
@@ -236,6 +243,31 @@ class AlertService:
             assert self.stats.latency_ms is not None
             self.stats.latency_ms.append((done_ns - batch[0].received_ns) / 1e6)
             del self.stats.latency_ms[:-1000]
+
+    def _process_one_by_one(self, batch: list[Message], consumer: AckingConsumer) -> None:
+        for msg in batch:
+            evaluation = self.engine.evaluate(self._decode([msg]))
+
+            def write(ev: Evaluation = evaluation) -> list[store.OutboxEvent]:
+                return store.write_evaluation(self._db(), ev)
+
+            try:
+                events = self._retry("storing alerts", write)
+            except psycopg.Error as exc:
+                # logged with its topic and size (not its bytes: ingestion quarantines those)
+                log.error(
+                    "skipped a message the database refuses: topic %s, %d bytes: %s",
+                    msg.topic,
+                    len(msg.payload),
+                    str(exc).splitlines()[0][:200],
+                )
+                self.stats.rejected += 1
+            else:
+                self.engine.commit(evaluation)
+                if events:
+                    self._publish(events)  # type: ignore[arg-type]
+            consumer.ack(msg)
+            self.stats.messages += 1
 
     def _publish(self, events: list[store.OutboxEvent]) -> None:
         def publish() -> None:

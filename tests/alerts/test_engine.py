@@ -300,3 +300,49 @@ def test_engine_rides_out_a_database_outage(
     assert "retrying" in engine.log()
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (1,)
+
+
+def test_a_message_the_database_refuses_is_isolated_not_a_crash_loop(
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+) -> None:
+    """A batch the database refuses (here: a trigger rejecting one sensor's alerts) is retried
+    message by message; the refused message is logged and acknowledged, the others are stored."""
+    add_sensors(
+        db_url, [("wp-poison", "water", "water_pressure"), ("wp-fine", "water", "water_pressure")]
+    )
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.sensor_id = 'wp-poison' THEN RAISE EXCEPTION 'refused for the test'; END IF;"
+            " RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON alerts"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+        )
+    t0 = (time.time_ns() // 1_000_000) - 600_000
+    engine.start()
+    with Publisher(settings.mqtt_url_for("sim"), f"sim-{settings.alerts_client_id}") as pub:
+        t0 = publish_until_evaluated(pub, db_url, "wp-fine", t0, 300.0)
+        for sid in ("wp-poison", "wp-fine"):
+            pub.publish(
+                telemetry_topic("water", sid), encode_reading(t0 + 60_000, 1, {"pressure": 100.0})
+            )
+        pub.flush()
+        raised = decode_alert_event(alert_subscriber.get(timeout=15)[1])
+        assert (raised.sensor_id, raised.event) == ("wp-fine", "raised")
+        # still alive and evaluating
+        pub.publish(
+            telemetry_topic("water", "wp-fine"),
+            encode_reading(t0 + 120_000, 2, {"pressure": 300.0}),
+        )
+        pub.flush()
+        cleared = decode_alert_event(alert_subscriber.get(timeout=15)[1])
+        assert (cleared.sensor_id, cleared.event) == ("wp-fine", "cleared")
+    assert engine.stop() == 0
+    assert (
+        "skipped a message the database refuses: topic city/water/wp-poison/telemetry"
+        in engine.log()
+    )
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT sensor_id FROM alerts").fetchall() == [("wp-fine",)]
