@@ -320,8 +320,9 @@ def _apply_change(conn: psycopg.Connection, ch: AlertChange) -> int | None:
             action="raise",
             from_state="",
             to_state="open",
-            comment=ch.message_en,
-            detail={"value": ch.value, "severity": ch.severity},
+            # the console shows the comment: Chinese first, English kept in the detail
+            comment=ch.message_zh,
+            detail={"value": ch.value, "severity": ch.severity, "message_en": ch.message_en},
         )
         _attach_incident(conn, int(row[0]), ch)
         _apply_maintenance(conn, int(row[0]), ch)
@@ -356,8 +357,8 @@ def _apply_change(conn: psycopg.Connection, ch: AlertChange) -> int | None:
         action="clear",
         from_state=row[1],
         to_state=row[2],
-        comment=ch.message_en,
-        detail={"value": ch.value},
+        comment=ch.message_zh,
+        detail={"value": ch.value, "message_en": ch.message_en},
     )
     return int(row[0])
 
