@@ -41,7 +41,7 @@ from ingestion.classify import (
 )
 from ingestion.logs import install_json_logging, log_event
 from ingestion.metrics import IngestMetrics
-from ingestion.mqtt import IngestConsumer
+from ingestion.mqtt import QUEUE_MAX_BYTES, IngestConsumer
 from ingestion.store import (
     IngestConnection,
     QuarantineRow,
@@ -72,6 +72,7 @@ class Health:
     state: str  # starting | running | stalled | stopped
     connected: bool
     queue_depth: int
+    queue_bytes: int
     last_commit_age_s: float | None
     stored: int
     quarantined: int
@@ -82,7 +83,7 @@ class Ingestor:
     """One ingestion worker. ``start()`` returns once connected; ``stop()`` shuts down cleanly:
     the batch in hand is committed and acknowledged, the rest stays with the broker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, queue_max_bytes: int = QUEUE_MAX_BYTES) -> None:
         self.settings = settings
         self.client_id = settings.ingest_client_id
         self.metrics = IngestMetrics()
@@ -118,6 +119,7 @@ class Ingestor:
             self.client_id,
             [shared(settings.ingest_share_group, telemetry_filter())],
             queue_max=settings.ingest_queue_max,
+            queue_max_bytes=queue_max_bytes,
             on_connack=self._on_connack,
         )
         # daemon: a writer abandoned while the database is down must not keep the process alive
@@ -204,13 +206,14 @@ class Ingestor:
         q = self.consumer.queue
         while not stopped.is_set():
             with contextlib.suppress(queue.Empty):
-                q.get(timeout=0.05)
+                self.consumer.taken(q.get(timeout=0.05))
 
     def health(self) -> Health:
         return Health(
             state=self._state,
             connected=self.consumer.status.connected,
             queue_depth=self.consumer.queue.qsize(),
+            queue_bytes=self.consumer.queued_bytes,
             last_commit_age_s=(
                 None if self._last_commit is None else time.monotonic() - self._last_commit
             ),
@@ -253,6 +256,7 @@ class Ingestor:
             except queue.Empty:
                 continue
             while True:
+                self.consumer.taken(msg)
                 now_ns = time.time_ns()
                 outcome = decode_item(msg.topic, msg.payload, msg.retain, now_ns // 1000, window)
                 batch.add(

@@ -4,6 +4,7 @@ stored exactly once. The tests that restart the session's servers restore them i
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from collections import Counter
 import pytest
 
 import cityops.stack
-from cityops.mqtt import RECEIVE_MAXIMUM
+from cityops.mqtt import RECEIVE_MAXIMUM, Publisher
 from cityops.settings import Settings
 from cityops.stack import LocalStack, free_port
 from ingestion.service import Ingestor
@@ -27,6 +28,7 @@ from tests.ingestion.conftest import (
     query,
     stored_pairs,
     wait_for,
+    water_topic,
 )
 
 
@@ -192,3 +194,27 @@ def test_clean_stop_under_load_is_prompt_and_the_rest_arrives_after_restart(
         _assert_exactly_once(db_url, load)
     finally:
         ing2.stop(end_session=True)
+
+
+def test_received_bytes_are_bounded_and_nothing_is_lost(settings: Settings, db_url: str) -> None:
+    sensors = _sensors(db_url, 2)
+    budget = 20_000
+    ing = Ingestor(settings, queue_max_bytes=budget)
+    ing.start()
+    try:
+        padding = "x" * 2000  # unknown fields are ignored by the decoder
+        t0 = int(time.time() * 1000) - 60_000
+        peak = 0
+        with Publisher(settings.mqtt_url, f"pub-bytes-{settings.ingest_client_id}") as pub:
+            for k in range(300):
+                sid = sensors[k % 2]
+                body = json.dumps(
+                    {"v": 1, "ts": t0 + k, "seq": k, "q": {"pressure": 300.0}, "pad": padding}
+                ).encode()
+                pub.publish(water_topic(sid), body)
+                peak = max(peak, ing.health().queue_bytes)
+        wait_for(lambda: ing.health().stored == 300, timeout_s=30)
+        assert peak <= budget + 2100  # one message may always enter
+        assert query(db_url, "SELECT count(DISTINCT seq) FROM readings") == [(300,)]
+    finally:
+        ing.stop(end_session=True)
