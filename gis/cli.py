@@ -125,6 +125,22 @@ def import_epanet_cmd(
     console.print(f"imported {counts['water_nodes']} nodes and {counts['water_pipes']} links")
 
 
+@app.command("export-epanet")
+def export_epanet_cmd(
+    file: Annotated[Path, typer.Argument(help="EPANET .inp file to write.")],
+) -> None:
+    """Write the water layers as an EPANET model (for the simulators or a hydraulic engineer).
+    Pump curves and valve settings are not kept in the layers: such links become open pipes."""
+    import wntr
+
+    from gis.epanet import fetch_water_model
+
+    with _connect() as conn:
+        wn = fetch_water_model(conn)
+    wntr.network.write_inpfile(wn, str(file), units="LPS")
+    console.print(f"wrote {wn.num_nodes} nodes and {wn.num_links} links to {file}")
+
+
 @app.command("demo")
 def demo_cmd(
     grid_n: Annotated[int, typer.Option(help="Water junctions per side (60: >10,000 pipes).")] = 20,

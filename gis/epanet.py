@@ -155,3 +155,117 @@ def import_epanet(
         + ")",
         demo=demo,
     )
+
+
+# --- the other way: water layers to an EPANET model (for the simulators) ---------------------
+
+TANK_DEFAULTS = {"init_level": 4.0, "min_level": 0.5, "max_level": 8.0, "diameter": 25.0}  # [m]
+RESERVOIR_HEAD_ABOVE_GROUND_M = 40.0  # a treatment works' clear-water pumps, when no head is known
+
+
+def _known(v) -> bool:
+    return v is not None and v == v  # not None, not NaN
+
+
+def _fill_elevations(nodes: gpd.GeoDataFrame, pipes: gpd.GeoDataFrame) -> dict[str, float]:
+    """Elevations [m] per node; a node without one (GIS valves and hydrants often have none)
+    takes the mean of its neighbours', repeated until nothing changes."""
+    elev = {
+        n: float(e)
+        for n, e in zip(nodes["node_id"], nodes["elevation_m"], strict=True)
+        if _known(e)
+    }
+    nbrs: dict[str, list[str]] = {}
+    for a, b in zip(pipes["from_node"], pipes["to_node"], strict=True):
+        nbrs.setdefault(a, []).append(b)
+        nbrs.setdefault(b, []).append(a)
+    missing = [n for n in nodes["node_id"] if n not in elev]
+    while missing:
+        filled = {}
+        for n in missing:
+            known = [elev[m] for m in nbrs.get(n, []) if m in elev]
+            if known:
+                filled[n] = sum(known) / len(known)
+        if not filled:
+            break
+        elev.update(filled)
+        missing = [n for n in missing if n not in filled]
+    return elev
+
+
+def layers_to_wntr(nodes: gpd.GeoDataFrame, pipes: gpd.GeoDataFrame, *, crs: str = "EPSG:4544"):
+    """A wntr WaterNetworkModel from the water layers (EPSG:4326 frames as stored).
+
+    Junctions, hydrants and valve nodes become junctions (valve nodes with no demand: the model
+    has no place for a gate valve at a node, and closing one is done on its pipes); tanks and
+    reservoirs keep their elevation (``elevation_m`` is the reservoir's head, as EPANET import
+    stores it; a reservoir without one gets 40 m); nodes without an elevation take their
+    neighbours' mean. Pump and valve links carry no curve
+    or setting in the layers and become short open pipes. Coordinates are in ``crs`` (metres).
+    Units: lengths [m], diameters [mm] -> [m], demands [L/s] -> [m³/s].
+    """
+    import wntr
+
+    wn = wntr.network.WaterNetworkModel()
+    wn.options.hydraulic.headloss = "H-W"
+    n_m = nodes.to_crs(crs)
+    elevations = _fill_elevations(nodes, pipes)
+    for r in n_m.itertuples():
+        xy = (float(r.geometry.x), float(r.geometry.y))
+        elev = elevations.get(r.node_id, 0.0)
+        if r.kind == "reservoir":
+            wn.add_reservoir(
+                r.node_id, base_head=elev or RESERVOIR_HEAD_ABOVE_GROUND_M, coordinates=xy
+            )
+        elif r.kind == "tank":
+            wn.add_tank(r.node_id, elevation=elev, coordinates=xy, **TANK_DEFAULTS)
+        else:
+            demand = r.base_demand_lps if r.kind == "junction" else 0.0
+            demand = float(demand) / 1000.0 if demand is not None and demand == demand else 0.0
+            wn.add_junction(r.node_id, base_demand=demand, elevation=elev, coordinates=xy)
+    p_m = pipes.to_crs(crs)
+    for r in p_m.itertuples():
+        length = (
+            r.length_m if r.length_m is not None and r.length_m == r.length_m else r.geometry.length
+        )
+        dia = (
+            r.diameter_mm if r.diameter_mm is not None and r.diameter_mm == r.diameter_mm else 300.0
+        )
+        rough = r.roughness if r.roughness is not None and r.roughness == r.roughness else 120.0
+        if r.link_kind != "pipe":
+            length, dia = max(float(length or 0.0), 1.0), max(float(dia), 300.0)
+        wn.add_pipe(
+            r.pipe_id,
+            r.from_node,
+            r.to_node,
+            length=max(float(length), 0.1),
+            diameter=float(dia) / 1000.0,
+            roughness=float(rough),
+            initial_status="CLOSED" if r.status == "closed" else "OPEN",
+        )
+        vertices = list(r.geometry.coords)[1:-1]
+        if vertices:
+            wn.get_link(r.pipe_id).vertices = [(float(x), float(y)) for x, y in vertices]
+    return wn
+
+
+def fetch_water_model(conn):  # (psycopg.Connection) -> wntr.network.WaterNetworkModel
+    """The water layers in the database as a wntr model (see ``layers_to_wntr``)."""
+    import shapely
+
+    def frame(table: str, cols: str) -> gpd.GeoDataFrame:
+        cur = conn.execute(f"SELECT {cols}, ST_AsBinary(geom) FROM {table} ORDER BY 1")  # noqa: S608 - constants
+        names = [d.name for d in cur.description][:-1]
+        rows = cur.fetchall()
+        return gpd.GeoDataFrame(
+            {n: [r[i] for r in rows] for i, n in enumerate(names)},
+            geometry=shapely.from_wkb([bytes(r[-1]) for r in rows]),
+            crs=STORE_SRID,
+        )
+
+    nodes = frame("water_nodes", "node_id, kind, elevation_m, base_demand_lps")
+    pipes = frame(
+        "water_pipes",
+        "pipe_id, from_node, to_node, link_kind, diameter_mm, length_m, roughness, status",
+    )
+    return layers_to_wntr(nodes, pipes)

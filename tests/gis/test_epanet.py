@@ -58,3 +58,33 @@ def test_import_net3_counts_and_length_match(gis_conn: psycopg.Connection) -> No
     iso = fetch_isolation(gis_conn, "water", "101", with_geometry=False)["isolation"]
     assert iso["valves_to_close"] == []
     assert iso["customers_without_supply"] > 0
+
+
+def test_water_layers_back_to_epanet_run_with_plausible_pressures(
+    gis_conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    from gis.epanet import fetch_water_model
+
+    # the demo network from the database: a model EPANET solves, pressures in the service range
+    wn = fetch_water_model(gis_conn)
+    n_nodes, n_pipes = gis_conn.execute(
+        "SELECT (SELECT count(*) FROM water_nodes), (SELECT count(*) FROM water_pipes)"
+    ).fetchone()
+    assert (wn.num_nodes, wn.num_links) == (n_nodes, n_pipes)
+    wn.options.time.duration = 3600
+    res = wntr.sim.EpanetSimulator(wn).run_sim(file_prefix=str(tmp_path / "demo"))
+    pressure_kpa = res.node["pressure"][wn.junction_name_list] * 9.80665  # m of water -> kPa
+    assert pressure_kpa.min().min() > 200 and pressure_kpa.max().max() < 700
+
+    # an EPANET model round trip keeps counts and pipe lengths
+    net1 = NET3.parent / "Net1.inp"
+    import_epanet(gis_conn, net1, origin=(104.06, 30.66))
+    back = fetch_water_model(gis_conn)
+    orig = wntr.network.WaterNetworkModel(str(net1))
+    assert (back.num_nodes, back.num_links) == (orig.num_nodes, orig.num_links)
+    pipes = set(orig.pipe_name_list)
+    assert sum(p.length for n, p in back.pipes() if n in pipes) == pytest.approx(
+        sum(p.length for _, p in orig.pipes()), rel=1e-9
+    )
+    wntr.network.write_inpfile(back, str(tmp_path / "net1_back.inp"))
+    assert (tmp_path / "net1_back.inp").stat().st_size > 0
