@@ -97,6 +97,7 @@ class _SenML(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=True):
     vb: bool | None = None
 
 
+_PHYSICAL_LIMITS = {name: (q.physical_min, q.physical_max) for name, q in QUANTITIES.items()}
 _compact_decoder = msgspec.json.Decoder(_Compact)
 _senml_decoder = msgspec.json.Decoder(list[_SenML])
 
@@ -262,22 +263,40 @@ def _decode_compact(msg: _Compact, sensor_id: str, now_us: int, w: TimeWindow) -
     else:
         entries = [_Entry(ts=msg.ts, seq=msg.seq, q=msg.q, u=msg.u)]
     out: list[Reading] = []
+    append = out.append
+    # the checks of parse_timestamp_us, check_window and canonical_value, inlined for the
+    # common case (integer ms, canonical unit, plain value); anything else takes the full path,
+    # which raises the precise reason
+    lo_us = now_us - w.max_past_s * 1e6
+    hi_us = now_us + w.max_future_s * 1e6
+    limits = _PHYSICAL_LIMITS
+    sentinels = SENTINEL_VALUES
     for entry in entries:
-        if entry.q is None or not entry.q:
+        q = entry.q
+        if not q:
             raise PayloadError("missing_field", "q")
-        if entry.ts is None:
+        ts = entry.ts
+        if ts is None:
             raise PayloadError("missing_field", "ts")
-        ts_us = parse_timestamp_us(entry.ts)
-        check_window(ts_us, now_us, w)
-        if entry.seq is not None and not 0 <= entry.seq <= SEQ_MAX:
-            raise PayloadError("bad_sequence", str(entry.seq))
-        units = entry.u or {}
-        for name, raw in entry.q.items():
-            out.append(
-                Reading(
-                    sensor_id, name, ts_us, canonical_value(name, raw, units.get(name)), entry.seq
-                )
-            )
+        ts_us = ts * 1000 if type(ts) is int and ts >= _MS_EPOCH_MIN else parse_timestamp_us(ts)
+        if not lo_us <= ts_us <= hi_us:
+            check_window(ts_us, now_us, w)
+        seq = entry.seq
+        if seq is not None and not 0 <= seq <= SEQ_MAX:
+            raise PayloadError("bad_sequence", str(seq))
+        units = entry.u
+        for name, raw in q.items():
+            lim = limits.get(name)
+            if (
+                lim is not None
+                and (units is None or name not in units)
+                and lim[0] <= raw <= lim[1]  # false for NaN and infinities
+                and raw not in sentinels
+            ):
+                value = raw
+            else:
+                value = canonical_value(name, raw, units.get(name) if units else None)
+            append(Reading(sensor_id, name, ts_us, value, seq))
         if len(out) > MAX_READINGS_PER_MESSAGE:
             raise PayloadError("too_many_readings", f"> {MAX_READINGS_PER_MESSAGE}")
     return out
