@@ -1,0 +1,1 @@
+"""MQTT in, PostgreSQL out: every reading stored once or quarantined with a reason (docs/ingestion.md)."""
