@@ -13,6 +13,7 @@ set of active kinds per key is the state that a restart restores from the open a
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +38,13 @@ US = 1_000_000
 # 0 V and 0 Hz; the low-voltage alert says it all, so a frequency this low is read as "no
 # signal" (a gap), not as a second alert per bus. [Hz]
 NO_SIGNAL_BELOW = {"frequency": 1.0}
+
+
+def in_partition(sensor_id: str, partition: tuple[int, int]) -> bool:
+    """Whether worker ``k`` of ``n`` (``partition = (k, n)``) owns this sensor: a stable hash
+    (CRC-32), the same in every process and on every start."""
+    k, n = partition
+    return n <= 1 or zlib.crc32(sensor_id.encode()) % n == k
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ import psycopg
 
 from alerts import store
 from alerts.dispatch import run_notifier
-from alerts.engine import Engine, Evaluation
+from alerts.engine import Engine, Evaluation, in_partition
 from cityops.db import connect
 from cityops.mqtt import AckingConsumer, Message, Publisher
 from cityops.settings import Settings
@@ -49,13 +49,25 @@ class Stats:
     messages: int = 0
     readings: int = 0
     rejected: int = 0
+    other_partition: int = 0  # messages of sensors another worker owns
     events: int = 0
     batches: int = 0
     latency_ms: list[float] | None = None  # message received -> events published, last batches
 
 
-def run(settings: Settings, stop: threading.Event | None = None) -> Stats:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the counters."""
+def run(
+    settings: Settings,
+    stop: threading.Event | None = None,
+    *,
+    partition: tuple[int, int] = (0, 1),
+) -> Stats:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the counters.
+
+    ``partition = (k, n)``: this worker evaluates only the sensors ``in_partition`` k of n.
+    With n > 1 each worker subscribes to all telemetry without a share group (every worker
+    receives every message and acknowledges the others' at once), which keeps each sensor's
+    readings in order on one worker; Mosquitto's shared subscriptions would spread one sensor
+    over all workers. Each worker needs its own client id."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
 
@@ -65,13 +77,18 @@ def run(settings: Settings, stop: threading.Event | None = None) -> Stats:
 
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-    return AlertService(settings, stop).run()
+    return AlertService(settings, stop, partition=partition).run()
 
 
 class AlertService:
-    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+    def __init__(
+        self, settings: Settings, stop: threading.Event, *, partition: tuple[int, int] = (0, 1)
+    ) -> None:
+        if not 0 <= partition[0] < max(partition[1], 1):
+            raise ValueError(f"bad partition {partition}")
         self.settings = settings
         self.stop = stop
+        self.partition = partition
         self.window = TimeWindow(settings.accept_past_s, settings.accept_future_s)
         self.stats = Stats(latency_ms=[])
         self.conn: psycopg.Connection | None = None
@@ -112,7 +129,12 @@ class AlertService:
             conn = self._db()
             sensors = store.read_sensors(conn)
             if not self._sensors_loaded:
-                states = store.read_recent_windows(conn, sensors, store.read_states(conn))
+                states = {
+                    key: st
+                    for key, st in store.read_states(conn).items()
+                    if in_partition(key[0], self.partition)
+                }
+                states = store.read_recent_windows(conn, sensors, states)
                 self.engine = Engine(sensors, states)
             else:
                 self.engine.sensors = dict(sensors)
@@ -126,7 +148,11 @@ class AlertService:
         consumer = AckingConsumer(
             s.mqtt_url_for("alerts"),
             s.alerts_client_id,
-            [shared(s.alerts_share_group, telemetry_filter())],
+            [
+                shared(s.alerts_share_group, telemetry_filter())
+                if self.partition[1] <= 1
+                else telemetry_filter()
+            ],
         )
         notifier = threading.Thread(
             target=run_notifier,
@@ -199,6 +225,9 @@ class AlertService:
         for msg in batch:
             try:
                 topic = parse_telemetry_topic(msg.topic)
+                if not in_partition(topic.sensor_id, self.partition):
+                    self.stats.other_partition += 1
+                    continue
                 decoded = decode_message(msg.payload, topic.sensor_id, now_us, self.window)
             except (TopicError, PayloadError):
                 # ingestion quarantines bad input; the engine only skips it

@@ -363,13 +363,23 @@ def _apply_change(conn: psycopg.Connection, ch: AlertChange) -> int | None:
     return int(row[0])
 
 
-def read_unpublished_events(conn: psycopg.Connection, limit: int = 1000) -> list[OutboxEvent]:
+OUTBOX_GRACE_S = 10.0
+
+
+def read_unpublished_events(
+    conn: psycopg.Connection, *, min_age_s: float = OUTBOX_GRACE_S, limit: int = 1000
+) -> list[OutboxEvent]:
+    """Events left unpublished for at least ``min_age_s`` [s]: the worker that wrote an event
+    publishes it itself within milliseconds, so the sweep only picks up what a stopped (or
+    another, crashed) worker left behind, instead of publishing a busy worker's events twice."""
     rows = conn.execute(
         "SELECT event_id, alert_id, topic, payload::text FROM alert_events"
-        " WHERE published_at IS NULL ORDER BY event_id LIMIT %s",
-        (limit,),
+        " WHERE published_at IS NULL AND created_at <= now() - make_interval(secs => %s)"
+        " ORDER BY event_id LIMIT %s",
+        (min_age_s, limit),
     ).fetchall()
-    conn.commit()
+    if not conn.autocommit:
+        conn.commit()
     return [OutboxEvent(r[0], r[1], r[2], r[3].encode()) for r in rows]
 
 

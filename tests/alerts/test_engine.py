@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 
 import psycopg
 
+from alerts.engine import in_partition
 from alerts.events import decode_alert_event
 from alerts.notify import FLOOD_MAX
+from alerts.service import AlertService
 from cityops.mqtt import Publisher
 from cityops.settings import Settings
 from sensors.payload import encode_reading
@@ -346,3 +349,45 @@ def test_a_message_the_database_refuses_is_isolated_not_a_crash_loop(
     )
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT sensor_id FROM alerts").fetchall() == [("wp-fine",)]
+
+
+def test_two_workers_split_the_sensors_by_partition(
+    settings: Settings, db_url: str, alert_subscriber: Subscriber
+) -> None:
+    """Scale-out: two workers, partitions 0/2 and 1/2, each evaluating only its own sensors;
+    every alert raised once, each worker raising some of them."""
+    ids = [f"wp-part-{i:02d}" for i in range(20)]
+    add_sensors(db_url, [(sid, "water", "water_pressure") for sid in ids])
+    workers = []
+    stop = threading.Event()
+    for k in range(2):
+        s = settings.model_copy(update={"alerts_client_id": f"{settings.alerts_client_id}-w{k}"})
+        svc = AlertService(s, stop, partition=(k, 2))
+        thread = threading.Thread(target=svc.run, name=f"worker-{k}", daemon=True)
+        thread.start()
+        workers.append((svc, thread))
+    try:
+        time.sleep(3)  # both subscribed (no share group: each sees every message)
+        t0 = (time.time_ns() // 1_000_000) - 60_000
+        with Publisher(settings.mqtt_url_for("sim"), f"sim-{settings.alerts_client_id}") as pub:
+            for sid in ids:
+                pub.publish(
+                    telemetry_topic("water", sid), encode_reading(t0, 1, {"pressure": 150.0})
+                )
+            pub.flush()
+        events = [decode_alert_event(alert_subscriber.get(timeout=15)[1]) for _ in ids]
+    finally:
+        stop.set()
+        for _, thread in workers:
+            thread.join(20)
+    assert sorted(e.sensor_id for e in events) == ids  # each once
+    assert alert_subscriber.messages.empty()
+    owned = [[sid for sid in ids if in_partition(sid, (k, 2))] for k in range(2)]
+    assert all(owned) and sorted(owned[0] + owned[1]) == ids
+    for k, (svc, _) in enumerate(workers):
+        assert svc.stats.events == len(owned[k])
+        assert svc.stats.other_partition == len(owned[1 - k])
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(
+            "SELECT count(*), count(DISTINCT sensor_id) FROM alerts"
+        ).fetchone() == (20, 20)
