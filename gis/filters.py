@@ -125,6 +125,17 @@ class PlannerQuery:
             raise QueryError("nearest must be between 1 and 10000")
         if not 0 < self.limit <= 100_000:
             raise QueryError("limit must be between 1 and 100000")
+        if self.polygon is not None:
+            from shapely.geometry import shape
+
+            try:
+                g = shape(self.polygon)
+            except Exception:  # shapely raises several types for malformed GeoJSON
+                raise QueryError("polygon is not a GeoJSON geometry") from None
+            if g.is_empty or g.geom_type not in ("Polygon", "MultiPolygon"):
+                raise QueryError(
+                    f"polygon must be a GeoJSON Polygon or MultiPolygon, not {g.geom_type}"
+                )
         if self.feature:
             get_layer(self.feature[0])
         for n in self.near:

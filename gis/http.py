@@ -23,7 +23,6 @@ from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_t
 from gis.export import render, write_gpkg
 from gis.filters import QueryError, build_query, parse_point
 from gis.multiscale import fetch_layer_for_zoom, fetch_sensor_state
-from gis.network import NetworkError
 from gis.ogc import get_pool
 from gis.planner import fetch_planner_query
 from gis.postgis import fetch_layer_metadata
@@ -67,8 +66,7 @@ def create_gis_blueprint(database_url: str, *, cache: NetworkCache | None = None
         except ValueError:
             raise QueryError(f"{name} must be a number") from None
 
-    @bp.errorhandler(QueryError)
-    @bp.errorhandler(NetworkError)
+    @bp.errorhandler(ValueError)  # QueryError, NetworkError, bad numbers and bad JSON
     @bp.errorhandler(KeyError)
     def bad_request(exc):
         msg = exc.args[0] if exc.args else str(exc)

@@ -100,6 +100,15 @@ def test_http_api(cli_env: str) -> None:
         r = c.get("/api/query", query_string={"layer": "facilities", "radius_m": 10})
         assert r.status_code == 400 and "point or a feature" in r.get_json()["error"]
 
+        for bad in (
+            '{"type": "Polygon", "coordinates": [[1, 2]]}',
+            "{not json",
+            '{"type": "Point", "coordinates": [104, 30]}',
+        ):
+            r = c.get("/api/query", query_string={"layer": "facilities", "polygon": bad})
+            assert r.status_code == 400, bad
+        r = c.get("/api/layers/water_pipes", query_string={"bbox": "1,2,3"})
+        assert r.status_code == 400
         r = c.get("/api/isolation/water/WP000001")
         assert r.status_code == 200 and r.get_json()["isolation"]["valves_to_close"]
         r = c.get("/api/isolation/water/nope")
