@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from pygeoapi.provider.base import (
     BaseProvider,
@@ -145,7 +146,7 @@ class CityopsPostGISProvider(BaseProvider):
             params.extend(float(b) for b in bbox)
         if datetime_ not in (None, "../.."):
             if not self.time_field:
-                raise ProviderQueryError("this collection has no time field")
+                raise ProviderInvalidQueryError("this collection has no time field")
             t = sql.Identifier(self.time_field)
             if "/" in datetime_:
                 start, end = datetime_.split("/", 1)
@@ -250,6 +251,8 @@ class CityopsPostGISProvider(BaseProvider):
                     feats = [self._feature(r, skip_geometry) for r in cur.fetchall()]
         except (ProviderInvalidQueryError, ProviderQueryError):
             raise
+        except psycopg.errors.DataError as exc:  # a malformed datetime or value in the request
+            raise ProviderInvalidQueryError(f"bad value in the query: {exc}") from exc
         except Exception as exc:
             raise ProviderQueryError(f"query on {self.table} failed: {exc}") from exc
         return {

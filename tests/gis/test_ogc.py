@@ -127,6 +127,16 @@ def test_datetime_and_bad_filter(ogc_url: str, gis_db: str) -> None:
         timeout=10,
     )
     assert r.status_code == 400
+    r = requests.get(
+        f"{ogc_url}/collections/sensors/items", params={"datetime": "not-a-time"}, timeout=10
+    )
+    assert r.status_code == 400
+    r = requests.get(
+        f"{ogc_url}/collections/water_pipes/items",
+        params={"datetime": "2020-01-01T00:00:00Z"},
+        timeout=10,
+    )
+    assert r.status_code == 400  # no time field on pipes
     # CQL2-JSON in a POST body
     body = {
         "op": "and",
