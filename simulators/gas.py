@@ -184,8 +184,7 @@ class GasSim:
         self._leak_rows = list(self._leak_sink.values())
         self._base_scaling = net.sink.scaling.to_numpy().copy()  # leak sinks included
         self._cache: OrderedDict[tuple, GasState] = OrderedDict() if cache is None else cache
-        self._last_leak: np.ndarray | None = None
-        self._last_leak_p: np.ndarray = np.zeros(0)
+        self._last_s = 0.95  # leak flow over its flow at supply pressure, last solution
 
     def leak_junction(self, inc: GasIncident) -> int:
         if inc.kind == "leak":
@@ -245,27 +244,10 @@ class GasSim:
         net.sink["scaling"] = scaling
         net.ext_grid["p_bar"] = supply_bar
         juncs = [self._pos[self._leak_junction[inc]] for inc in self._leak_sink]
-        m = np.array([orifice_mass_flow(supply_bar, a) for a in areas])
-        if self._last_leak is not None and len(self._last_leak) == len(m):
-            # warm start: the previous solution's pressure ratio at the leaks
-            m = np.array(
-                [orifice_mass_flow(p, a) for p, a in zip(self._last_leak_p, areas, strict=True)]
-            )
-        for _ in range(8):
-            for row, mi in zip(self._leak_rows, m, strict=True):
-                net.sink.at[row, "mdot_kg_per_s"] = float(mi)
-            self._pipeflow()
-            if not len(m):
-                break
-            p = net.res_junction.p_bar.to_numpy()[juncs]
-            new = np.array([orifice_mass_flow(pi, a) for pi, a in zip(p, areas, strict=True)])
-            if np.all(np.abs(new - m) <= 0.01 * np.maximum(new, 1e-9)):
-                m = new
-                break
-            m = 0.5 * (m + new)  # damped: the flow lowers the pressure that drives it
+        m_max = np.array([orifice_mass_flow(supply_bar, a) for a in areas])
+        m = self._solve_leaks(juncs, areas, m_max)
         if len(m):
-            self._last_leak = m.copy()
-            self._last_leak_p = net.res_junction.p_bar.to_numpy()[juncs].copy()
+            self._last_s = float(m.sum() / max(m_max.sum(), 1e-12))
         p_kpa = net.res_junction.p_bar.to_numpy() * 100.0
         live = [i for i, a in enumerate(areas) if a > 0]
         return GasState(
@@ -274,6 +256,71 @@ class GasSim:
             leak_kg_s=tuple(float(m[i]) for i in live),
             supply_kg_s=float(-net.res_ext_grid.mdot_kg_per_s.sum()),
         )
+
+    def _solve_leaks(
+        self, juncs: list[int], areas: tuple[float, ...], m_max: np.ndarray
+    ) -> np.ndarray:
+        """Leak flows where the sinks equal the orifice flow at the pressure they leave.
+
+        The leaks scale together, ``m = s * m_max`` (``m_max``: orifice flow at supply
+        pressure), and ``g(s) = sum(s m_max) - sum(orifice(p(s)))`` rises with ``s`` from
+        below zero at 0 to at least zero at 1: a bracketed secant (Illinois) finds the root
+        in a few pipe flows. A state the network cannot deliver (no convergence, or
+        a pressure below zero at a leak) counts as too much flow.
+        """
+        net = self.net
+        rows = self._leak_rows
+
+        def flow(sv: float) -> float | None:
+            for row, mi in zip(rows, sv * m_max, strict=True):
+                net.sink.at[row, "mdot_kg_per_s"] = float(mi)
+            try:
+                self._pipeflow()
+            except Exception as exc:  # PipeflowNotConverged
+                if "converge" not in str(exc):
+                    raise
+                return None
+            p = net.res_junction.p_bar.to_numpy()[juncs]
+            if np.any(p < 0):
+                return None
+            out = sum(orifice_mass_flow(pi, a) for pi, a in zip(p, areas, strict=True))
+            return float(sv * m_max.sum() - out)
+
+        if not len(m_max) or m_max.sum() <= 0:
+            net.sink.loc[rows, "mdot_kg_per_s"] = 0.0
+            self._pipeflow()
+            return np.zeros(len(m_max))
+        tol = 0.005 * m_max.sum()
+        lo, g_lo = 0.0, -m_max.sum()  # no leak flow: the orifice gives at most m_max
+        hi, g_hi = 1.0, None
+        s = min(max(self._last_s, 0.02), 0.999)
+        side = 0
+        for _ in range(30):
+            g = flow(s)
+            if g is not None and abs(g) <= tol:
+                return s * m_max
+            if g is None or g > 0:
+                hi, g_hi = s, g
+                if side == 1 and g_lo is not None:
+                    g_lo /= 2  # Illinois: stop the retained end from stalling the secant
+                side = 1
+            else:
+                lo, g_lo = s, g
+                if side == -1 and g_hi is not None:
+                    g_hi /= 2
+                side = -1
+            if hi - lo < 1e-4:
+                break
+            if g_hi is None:  # the upper end is infeasible: bisect
+                s = (lo + hi) / 2
+            else:
+                s = lo - g_lo * (hi - lo) / (g_hi - g_lo)
+                if not lo < s < hi:
+                    s = (lo + hi) / 2
+        g = flow(lo)  # the feasible end, so that the results match the flows returned
+        if g is None:
+            raise RuntimeError("gas pipe flow did not converge even with the leaks reduced")
+        return lo * m_max
 
     def position(self, junction: int) -> int:
         return self._pos[junction]

@@ -208,3 +208,27 @@ def test_orifice_flow_is_choked_at_distribution_pressure() -> None:
     assert 0.02 < a < 0.04  # kg/s through 1 cm2
     assert gasmod.orifice_mass_flow(0.2, 1.0) < a  # subsonic below the critical ratio
     assert gasmod.orifice_mass_flow(0.0, 1.0) == 0.0
+
+
+def test_gas_pipe_break_is_limited_by_the_network_and_regulator_fault_lowers_supply(
+    schutterwald,
+) -> None:
+    net = copy.deepcopy(schutterwald)
+    incidents = (
+        gasmod.GasIncident("pipe_break", "128", start_s=100),
+        gasmod.GasIncident("regulator_fault", "supply", start_s=300, p_bar=1.0),
+    )
+    sim = gasmod.GasSim(net, incidents)
+    normal, broken, low = sim.solve(0, 1.0), sim.solve(200, 1.0), sim.solve(400, 1.0)
+    (q,) = broken.leak_kg_s
+    full_bore = gasmod.orifice_mass_flow(1.8, math.pi * (102.2 / 20) ** 2)
+    assert 0.1 < q < full_bore  # the pipes feeding the break cannot carry its full-bore flow
+    (j,) = broken.leak_junctions
+    assert 0 <= broken.junction_p_kpa[j] < 100  # the break empties its neighbourhood
+    assert q == pytest.approx(
+        gasmod.orifice_mass_flow(broken.junction_p_kpa[j] / 100, math.pi * (102.2 / 20) ** 2),
+        rel=0.02,
+    )
+    assert broken.supply_kg_s == pytest.approx(normal.supply_kg_s + q, rel=0.02)
+    assert low.junction_p_kpa.max() == pytest.approx(100.0)  # the regulator now gives 1 bar
+    assert low.leak_kg_s[0] < q  # less pressure, less gas out of the break
