@@ -320,8 +320,9 @@ def build_pygeoapi_config(
         title_en = m.get("title_en", name)
         title_zh = m.get("title_zh", name)
         demo = " [DEMO DATA]" if m.get("demo") else ""
+        about = str(m.get("description", "")).rstrip(".")
         desc = (
-            f"{m.get('description', '')}{demo} Source: {m.get('source', 'cityops')}."
+            f"{about + '.' if about else ''}{demo} Source: {m.get('source', 'cityops')}."
             f" Licence: {m.get('licence', 'see docs/gis.md')}."
         ).strip()
         provider: dict[str, Any] = {
