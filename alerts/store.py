@@ -201,6 +201,8 @@ def write_evaluation(conn: psycopg.Connection, evaluation: Evaluation) -> list[O
             # only detector clocks: losing them in a PostgreSQL crash is harmless (the readings
             # are then just evaluated against an older clock), so skip the WAL flush wait
             conn.execute("SET LOCAL synchronous_commit = off")
+        else:
+            lock_audit(conn)  # before any row lock (see lock_audit)
         for ch in evaluation.changes:
             alert_id = _apply_change(conn, ch)
             if alert_id is None:
@@ -496,6 +498,13 @@ def _audit_hash(alg: str, prev: str, e: AuditEntry) -> str:
     return hashlib.new(alg, (prev + body).encode()).hexdigest()
 
 
+def lock_audit(conn: psycopg.Connection) -> None:
+    """The audit chain's transaction lock. Every transaction that changes alerts takes it first,
+    before any row lock, so that the engine, escalation and staff actions always lock in the
+    same order (audit chain, then rows) and cannot deadlock each other."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+
+
 def append_audit(
     conn: psycopg.Connection,
     alert_id: int,
@@ -509,7 +518,7 @@ def append_audit(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """One audit row, chained to the previous one (call inside a transaction)."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+    lock_audit(conn)
     prev_row = conn.execute(
         "SELECT hash FROM alert_audit ORDER BY audit_id DESC LIMIT 1"
     ).fetchone()
@@ -570,6 +579,7 @@ def apply_action(
     """Lock the alert, apply ``action`` through the state machine, store it and audit it."""
     now = now or datetime.now(UTC)
     with conn.transaction():
+        lock_audit(conn)  # before any row lock: one lock order everywhere, no deadlock
         before = read_alert_life(conn, alert_id, for_update=True)
         after = transition(before, action, now=now)
         if after != before:
@@ -704,6 +714,7 @@ def escalate_due(
     # rest are not locked (the dashboard acknowledges them meanwhile)
     oldest = now - timedelta(seconds=min(r.ack_timeout_s for r in policy.values()))
     with conn.transaction():
+        lock_audit(conn)
         rows = conn.execute(
             _LIFE_SELECT
             + sql.SQL(
