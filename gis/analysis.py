@@ -24,6 +24,7 @@ from gis.network import (
     NetworkError,
     Node,
     compute_isolation,
+    compute_restoration,
     compute_trace,
 )
 from gis.planner import feature_collection, rows_to_features
@@ -135,6 +136,7 @@ def fetch_isolation(
     """
     net = cache.get(conn, network)[0] if cache else fetch_network(conn, network)
     iso = compute_isolation(net, link_id, unavailable=unavailable)
+    restoration = compute_restoration(net, iso)
     nodes_layer, links_layer = NETWORKS[network]
     facilities = _facilities_served(conn, network, list(iso.nodes_without_supply))
     feats: list[dict] = []
@@ -152,7 +154,16 @@ def fetch_isolation(
             "without_supply",
         )
     feats += facilities
-    return feature_collection(feats, isolation=isolation_summary(iso, facilities))
+    summary = isolation_summary(iso, facilities)
+    summary["restoration"] = [
+        {
+            "device": r.device,
+            "customers_restored": r.customers_restored,
+            "nodes_restored": len(r.nodes_restored),
+        }
+        for r in restoration
+    ]
+    return feature_collection(feats, isolation=summary)
 
 
 def fetch_trace(

@@ -362,3 +362,67 @@ def compute_trace(
         links=tuple(sorted(links)),
         customers=sum(net.nodes[n].customers for n in nodes),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Restoration:
+    """Closing a normally-open device (a tie switch, a closed boundary valve) to feed again part
+    of what an isolation cut off."""
+
+    device: str
+    nodes_restored: tuple[str, ...]
+    customers_restored: int
+
+
+def compute_restoration(net: Network, iso: Isolation) -> tuple[Restoration, ...]:
+    """Normally-open devices next to the cut-off area whose closing re-feeds part of it from
+    another source path (the segment itself stays shut), best first."""
+    seg = set(iso.segment_nodes)
+    lost = set(iso.nodes_without_supply) - seg
+    if not lost:
+        return ()
+    closed_nodes = seg | {v for v in iso.valves_to_close if v in net.nodes}
+    closed_links = set(iso.segment_links) | {v for v in iso.valves_to_close if v in net.links}
+    # everything cut off, devices included (the walk must cross lost valves too)
+    starts = set()
+    for n in lost:
+        for lid in net.adjacency.get(n, ()):
+            starts.add(net.other_end(lid, n))
+    candidates = sorted(
+        n for n in starts if n not in closed_nodes and net.nodes[n].closed and net.is_device_node(n)
+    )
+    out = []
+    for dev in candidates:
+        # is the device's other side still fed? (a best-first search finds a source quickly)
+        fed_sides = [
+            m
+            for lid in net.adjacency.get(dev, ())
+            if not net.links[lid].closed and lid not in closed_links
+            for m in (net.other_end(lid, dev),)
+            if m not in lost
+            and m not in closed_nodes
+            and not net.nodes[m].closed
+            and not net.cut_off(closed_nodes, closed_links, [m])
+        ]
+        if not fed_sides:
+            continue
+        # the part of the cut-off area the device would feed: walk from it through lost nodes
+        # and the open fittings among them
+        seen = {dev}
+        stack = [dev]
+        while stack:
+            n = stack.pop()
+            for lid in net.adjacency.get(n, ()):
+                lk = net.links[lid]
+                if lk.closed or lid in closed_links:
+                    continue
+                m = lk.to_node if lk.from_node == n else lk.from_node
+                if m in seen or m in closed_nodes or net.nodes[m].closed:
+                    continue
+                if m in lost or (net.is_device_node(m) and m not in fed_sides):
+                    seen.add(m)
+                    stack.append(m)
+        restored = tuple(sorted(seen & lost))
+        if restored:
+            out.append(Restoration(dev, restored, sum(net.nodes[n].customers for n in restored)))
+    return tuple(sorted(out, key=lambda r: (-r.customers_restored, r.device)))

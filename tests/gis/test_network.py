@@ -10,6 +10,7 @@ from gis.network import (
     NetworkError,
     Node,
     compute_isolation,
+    compute_restoration,
     compute_trace,
 )
 
@@ -195,3 +196,34 @@ def test_local_cut_off_search_agrees_with_a_full_search_on_the_demo_grid() -> No
             n for n in (before - after) if net.nodes[n].kind not in ("valve", "reservoir", "tank")
         }
         assert set(iso.nodes_without_supply) == expected, link_id
+
+
+def test_restoration_through_a_normally_open_tie() -> None:
+    """Two radial feeders joined by an open tie: cutting feeder A's middle span darkens its
+    tail, which the tie can feed from feeder B."""
+    nodes = [
+        Node("SA", "substation"),
+        Node("SB", "substation"),
+        Node("A1", "junction", customers=10),
+        Node("SW", "switch"),
+        Node("A2", "transformer", customers=20),
+        Node("A3", "transformer", customers=30),
+        Node("T", "switch", closed=True),
+        Node("B1", "transformer", customers=40),
+    ]
+    links = [
+        Link("LA1", "SA", "A1"),
+        Link("LA2", "A1", "SW"),
+        Link("LA3", "SW", "A2"),
+        Link("LA4", "A2", "A3"),
+        Link("LT1", "A3", "T"),
+        Link("LT2", "T", "B1"),
+        Link("LB1", "SB", "B1"),
+    ]
+    net = Network.build("power", nodes, links)
+    iso = compute_isolation(net, "LA2")
+    assert iso.valves_to_close == ("SW",) and iso.sources_to_shut == ("SA",)
+    assert set(iso.nodes_without_supply) == {"A1", "A2", "A3"}
+    (r,) = compute_restoration(net, iso)
+    # closing T re-feeds A2 and A3 (beyond the open SW); A1 is in the faulted segment
+    assert r.device == "T" and r.nodes_restored == ("A2", "A3") and r.customers_restored == 50

@@ -302,3 +302,20 @@ def test_power_line_isolation_opens_breaker_and_switch(gis_conn: psycopg.Connect
         "SELECT sum(customers) FROM power_nodes WHERE feeder_id = %s", (first[1],)
     ).fetchone()[0]
     assert iso["customers_without_supply"] == feeder_customers > 0
+
+
+def test_power_restoration_through_the_feeder_tie(gis_conn: psycopg.Connection) -> None:
+    line = gis_conn.execute(
+        "SELECT line_id FROM power_lines WHERE from_node = 'PNF0101007' AND to_node = 'PNF0101008'"
+    ).fetchone()[0]
+    iso = fetch_isolation(gis_conn, "power", line, with_geometry=False)["isolation"]
+    assert iso["valves_to_close"] == ["PNF0101006", "PNF0101012"]  # the two sectionalisers
+    # the feeder's tail ends at two ties (to each neighbouring feeder): either restores it
+    assert len(iso["restoration"]) == 2
+    for r in iso["restoration"]:
+        kind, normally_open = gis_conn.execute(
+            "SELECT kind, normally_open FROM power_nodes WHERE node_id = %s", (r["device"],)
+        ).fetchone()
+        assert kind == "switch" and normally_open
+        assert 0 < r["customers_restored"] < iso["customers_without_supply"]
+    assert len({r["customers_restored"] for r in iso["restoration"]}) == 1
