@@ -4,6 +4,9 @@
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
   cityops: {
     alarmSound: function (ids, search) {
+      if (ids === null || ids === undefined) {
+        return window.dash_clientside.no_update;  // no data from the server yet
+      }
       const wanted = /(^|[?&])sound=1(&|$)/.test(search || "");
       const current = new Set(ids || []);
       const seen = window.cityopsSeenCritical;

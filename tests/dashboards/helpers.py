@@ -39,7 +39,11 @@ def open_page(driver: WebDriver, url: str) -> None:
 
 
 def texts(driver: WebDriver, css: str) -> list[str]:
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+    """The text of every match, visible or scrolled out of its panel (textContent)."""
+    return [
+        (e.get_attribute("textContent") or "").strip()
+        for e in driver.find_elements(By.CSS_SELECTOR, css)
+    ]
 
 
 def page_text(driver: WebDriver) -> str:

@@ -68,9 +68,11 @@ def test_hostile_sensor_name_is_text(dash_server, browser):
     open_page(browser, dash_server.url + "/")
 
     def hostile_row() -> tuple[str, int]:
+        # textContent, not .text: a row scrolled out of the panel is still on the page
         for r in browser.find_elements(By.CSS_SELECTOR, ".alerts-table tr.alert-row"):
-            if "wp-hostile-1" in r.text:
-                return r.text, len(r.find_elements(By.TAG_NAME, "img"))
+            content = r.get_attribute("textContent") or ""
+            if "wp-hostile-1" in content:
+                return content, len(r.find_elements(By.TAG_NAME, "img"))
         raise LookupError
 
     text, images = wait_for(hostile_row, what="the hostile sensor's alert")
