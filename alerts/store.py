@@ -81,15 +81,20 @@ class OutboxEvent:
 
 
 def read_sensors(conn: psycopg.Connection) -> dict[str, SensorInfo]:
-    """Active sensors with their type's limits (``sensor_type_quantities``), reporting interval
-    and enabled streaming detectors (``alert_detector_settings``) per quantity."""
+    """Active sensors with their limits per quantity (``sensor_limit_overrides`` where a sensor
+    has its own, else its type's ``sensor_type_quantities``), reporting interval and enabled
+    streaming detectors (``alert_detector_settings``)."""
     rows = conn.execute(
         """
-        SELECT s.sensor_id, s.utility, s.sensor_type, t.expected_interval_s,
-               q.quantity, q.alarm_low, q.alarm_high, q.deadband
+        SELECT s.sensor_id, s.utility, s.sensor_type, t.expected_interval_s, q.quantity,
+               CASE WHEN o.sensor_id IS NULL THEN q.alarm_low ELSE o.alarm_low END,
+               CASE WHEN o.sensor_id IS NULL THEN q.alarm_high ELSE o.alarm_high END,
+               coalesce(o.deadband, q.deadband)
         FROM sensors s
         JOIN sensor_types t ON t.type_id = s.sensor_type
         LEFT JOIN sensor_type_quantities q ON q.type_id = s.sensor_type
+        LEFT JOIN sensor_limit_overrides o
+            ON o.sensor_id = s.sensor_id AND o.quantity = q.quantity
         WHERE s.status = 'active'
         ORDER BY s.sensor_id
         """
@@ -106,6 +111,38 @@ def read_sensors(conn: psycopg.Connection) -> dict[str, SensorInfo]:
         sid: SensorInfo(sid, u, t, limits[sid], interval, streams.get(t, {}))
         for sid, (u, t, interval) in meta.items()
     }
+
+
+def write_limit_override(
+    conn: psycopg.Connection,
+    user: str,
+    sensor_id: str,
+    quantity: str,
+    alarm_low: float | None,
+    alarm_high: float | None,
+    deadband: float,
+    reason: str,
+) -> None:
+    """Give one sensor its own limits for a quantity [canonical unit] (replacing any earlier
+    ones); the engine picks them up within 30 s. Only quantities its type has limits for."""
+    if not reason.strip() or not user.strip():
+        raise ValueError("a limit override needs a reason and the acting user")
+    with conn.transaction():
+        known = conn.execute(
+            "SELECT 1 FROM sensors s JOIN sensor_type_quantities q ON q.type_id = s.sensor_type"
+            " WHERE s.sensor_id = %s AND q.quantity = %s",
+            (sensor_id, quantity),
+        ).fetchone()
+        if known is None:
+            raise LookupError(f"{sensor_id} has no limits for {quantity}")
+        conn.execute(
+            "INSERT INTO sensor_limit_overrides (sensor_id, quantity, alarm_low, alarm_high,"
+            " deadband, reason, set_by) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (sensor_id, quantity) DO UPDATE SET alarm_low = EXCLUDED.alarm_low,"
+            " alarm_high = EXCLUDED.alarm_high, deadband = EXCLUDED.deadband,"
+            " reason = EXCLUDED.reason, set_by = EXCLUDED.set_by, set_at = now()",
+            (sensor_id, quantity, alarm_low, alarm_high, deadband, reason, user),
+        )
 
 
 def read_stream_configs(conn: psycopg.Connection) -> dict[str, dict[str, StreamConfig]]:
