@@ -927,11 +927,11 @@ def claim_deliveries(
     *,
     now: datetime,
     worker: str = "",
-    lease_s: float = 120.0,
+    lease_s: float = 300.0,
     limit: int = 20,
 ) -> list[Delivery]:
-    """Due deliveries, leased to ``worker`` for ``lease_s`` [s] so that no other worker takes
-    them meanwhile; a worker that dies mid-send delays them by the lease at most, or less when
+    """Due deliveries, leased to ``worker`` for ``lease_s`` [s] (longer than ``limit`` sends at
+    their 10 s timeouts) so that no other worker takes them meanwhile; a worker that dies mid-send delays them by the lease at most, or less when
     it restarts (``release_leases``)."""
     with conn.transaction():
         rows = conn.execute(
