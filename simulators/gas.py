@@ -5,9 +5,9 @@ junctions and pipes, 1,506 consumers), its supply raised to 1.8 bar gauge (180 k
 medium-pressure B network of Chengdu downstream of the regulators). Consumer demand follows the
 daily demand pattern (simulators/profiles.py).
 
-pandapipes has no leak element: a leak is a sink whose mass flow is iterated against the
-orifice equation at the pressure the pipe flow gives there (damped fixed point, a few
-pipeflows). At these pressures the outflow is choked (p_abs / p_atm > 1.85 for methane), so
+pandapipes has no leak element: a leak is a sink whose mass flow is solved against the
+orifice equation at the pressure the pipe flow gives there (a bracketed secant over a few
+pipeflows, ``GasSim._solve_leaks``); a break larger than the pipes can feed is limited by them. At these pressures the outflow is choked (p_abs / p_atm > 1.85 for methane), so
 
     m = Cd * A * p_abs * sqrt(k / (R T) * (2 / (k + 1)) ** ((k + 1) / (k - 1)))   [kg/s]
 
