@@ -53,7 +53,7 @@ def _check_readings(readings: list) -> None:
         assert r.seq is None or 0 <= r.seq < 2**63
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_any_bytes_decode_or_raise_payload_error(payload: bytes) -> None:
     try:
@@ -62,7 +62,7 @@ def test_any_bytes_decode_or_raise_payload_error(payload: bytes) -> None:
         assert exc.reason and exc.reason.isidentifier()
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values, st.sampled_from(["v", "ts", "q", "seq", "batch", "u", "id", "n", "bt"]))
 def test_any_json_decodes_or_raises_payload_error(value: object, key: str) -> None:
     for doc in (value, {key: value}, {"v": 1, "ts": NOW_MS, key: value}, [value]):
@@ -83,7 +83,7 @@ finite_in = st.sampled_from(sorted(QUANTITIES)).flatmap(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -118,6 +118,7 @@ def test_valid_messages_round_trip_exactly(entries: list, data: st.DataObject) -
     assert [(r.quantity, r.value) for r in single] == list(values.items())
 
 
+@settings(deadline=None)  # timing is not the property; the test machine may be loaded
 @given(finite_in, st.booleans())
 def test_duplicate_keys_are_always_rejected(qv: tuple[str, float], spaced: bool) -> None:
     name, value = qv
@@ -173,6 +174,7 @@ def test_catalogue_check_and_quality_flag() -> None:
     assert retained == Rejection("retained_message", "", SID)
 
 
+@settings(deadline=None)
 @given(st.text())
 def test_sanitized_text_is_storable(text: str) -> None:
     out = sanitize_text(text)
