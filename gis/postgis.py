@@ -215,6 +215,10 @@ def write_layers(
         _after_load(conn, set(frames))
         for name, n in counts.items():
             mark_layer_loaded(conn, name, n, source=source, licence=licence, demo=demo)
+        for name in counts:
+            # fresh statistics now, not at autovacuum's leisure: the planner's choice between
+            # index and sequential scans depends on them right after a bulk replace
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(get_layer(name).table)))
         if "power_lines" in counts or "power_nodes" in counts:
             n = conn.execute("SELECT count(*) FROM power_feeders").fetchone()[0]  # type: ignore[index]
             mark_layer_loaded(conn, "power_feeders", n, demo=demo)
@@ -249,6 +253,7 @@ def write_grid_cells(conn: psycopg.Connection, gdf: gpd.GeoDataFrame) -> int:
     with conn.transaction():
         conn.execute("DELETE FROM grid_cells")
         _copy_layer(conn, layer, gdf)
+        conn.execute("ANALYZE grid_cells")
         demo = bool(gdf["population_demo"].any()) if "population_demo" in gdf else True
         mark_layer_loaded(conn, "grid_cells", len(gdf), demo=demo)
     return len(gdf)
