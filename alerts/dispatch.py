@@ -136,3 +136,29 @@ def run_notifier(
         stop.wait(interval_s)
     if conn is not None:
         conn.close()
+
+
+def run_enricher(
+    connect: Callable[[], psycopg.Connection], stop: threading.Event, *, interval_s: float = 5.0
+) -> None:
+    """Loop until ``stop``: put new and grown incidents in their network (alerts/enrich.py).
+    Its own thread and connection: building a network graph must not delay evaluation."""
+    from alerts.enrich import enrich_incidents  # the GIS stack loads here, not at start-up
+    from gis.analysis import NetworkCache
+
+    cache = NetworkCache()
+    conn: psycopg.Connection | None = None
+    while not stop.wait(interval_s):
+        try:
+            if conn is None or conn.closed:
+                conn = connect()
+            enrich_incidents(conn, cache)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            log.warning("enricher: database error (%s); retrying", exc)
+            if conn is not None:
+                conn.close()
+            conn = None
+        except Exception:  # one odd incident must not stop the others' enrichment
+            log.exception("enricher: unexpected error")
+    if conn is not None:
+        conn.close()

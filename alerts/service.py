@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import psycopg
 
 from alerts import store
-from alerts.dispatch import run_notifier
+from alerts.dispatch import run_enricher, run_notifier
 from alerts.engine import Engine, Evaluation, in_partition
 from cityops.db import connect
 from cityops.mqtt import AckingConsumer, Message, Publisher
@@ -164,6 +164,15 @@ class AlertService:
             name="notifier",
             daemon=True,
         )
+        enricher = threading.Thread(
+            target=run_enricher,
+            args=(
+                lambda: connect(s.database_url, autocommit=True, application_name="cityops-enrich"),
+                self.stop,
+            ),
+            name="enricher",
+            daemon=True,
+        )
         # subscribe first: telemetry published while we load state waits in our queue (and, on
         # the very first start, is not lost for want of a session)
         consumer.start()
@@ -173,6 +182,7 @@ class AlertService:
                 self.publisher = pub
                 self._publish_outbox()
                 notifier.start()
+                enricher.start()
                 self._ready_at = time.monotonic()
                 log.info(
                     "alerts engine ready: %d sensors, %d detector states, group %s",
@@ -195,8 +205,9 @@ class AlertService:
             # keep the persistent session: telemetry published while we are down waits for us
             consumer.stop()
             self._drop_db()
-            if notifier.is_alive():
-                notifier.join(15)
+            for thread in (notifier, enricher):
+                if thread.is_alive():
+                    thread.join(15)
         log.info(
             "alerts engine stopped: %d messages, %d readings, %d events",
             self.stats.messages,
