@@ -270,6 +270,16 @@ def fetch_planner_query(
     """Run a planner question; GeoJSON FeatureCollection in EPSG:4326."""
     stmt, params = build_planner_sql(q, now=now)
     layer = get_layer(q.layer)
+    if q.feature is not None:
+        ref = get_layer(q.feature[0])
+        found = conn.execute(
+            sql.SQL("SELECT 1 FROM {} WHERE {}::text = %s").format(
+                sql.Identifier(ref.table), sql.Identifier(ref.id_column)
+            ),
+            (q.feature[1],),
+        ).fetchone()
+        if found is None:
+            raise QueryError(f"no feature {q.feature[1]!r} in {q.feature[0]}")
     try:
         with conn.transaction():
             # short interactive queries: JIT compilation costs more than it saves (~100 ms)

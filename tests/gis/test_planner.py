@@ -154,6 +154,13 @@ def test_old_mains_near_schools_with_repeated_low_pressure(gis_conn: psycopg.Con
     assert {f["id"] for f in near_hot} <= touching
 
 
+def test_unknown_reference_feature_is_an_error(gis_conn: psycopg.Connection) -> None:
+    with pytest.raises(QueryError, match="no feature"):
+        fetch_planner_query(
+            gis_conn, PlannerQuery("water_pipes", feature=("facilities", "nope"), radius_m=100.0)
+        )
+
+
 def test_bad_questions_are_refused() -> None:
     with pytest.raises(QueryError):
         parse_filter("water_pipes", "no_such_field=1")
