@@ -208,6 +208,7 @@ def fetch_leak_area(
     radius_m: float,
     point: tuple[float, float] | None = None,
     pipe_id: str | None = None,
+    cache: NetworkCache | None = None,
 ) -> dict[str, Any]:
     """A gas leak's affected area: a buffer [m, EPSG:4544] round a point or a gas pipe, with the
     facilities inside, the population (grid cells weighted by the share of their area inside,
@@ -278,4 +279,10 @@ def fetch_leak_area(
         "facilities": [f["id"] for f in facilities],
         "gas_valves_in_area": [v[0] for v in valves],
     }
+    if pipe_id is not None:
+        # on a pipe: which valves stop the gas, and who is without gas then
+        net = cache.get(conn, "gas")[0] if cache else fetch_network(conn, "gas")
+        iso = compute_isolation(net, pipe_id)
+        served = _facilities_served(conn, "gas", list(iso.nodes_without_supply))
+        summary["isolation"] = isolation_summary(iso, served)
     return feature_collection([area, *facilities], leak=summary)

@@ -145,6 +145,7 @@ def create_gis_blueprint(database_url: str, *, cache: NetworkCache | None = None
                 radius_m=num("radius_m", float, 200.0),
                 point=parse_point(point) if point else None,
                 pipe_id=request.args.get("pipe"),
+                cache=nets,
             )
         return _respond(fc, fmt(), "leak_area")
 

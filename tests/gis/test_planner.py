@@ -238,6 +238,9 @@ def test_gas_leak_area_has_facilities_and_population(gis_conn: psycopg.Connectio
     pipe = gis_conn.execute("SELECT pipe_id FROM gas_pipes ORDER BY pipe_id LIMIT 1").fetchone()[0]
     along = fetch_leak_area(gis_conn, pipe_id=pipe, radius_m=200.0)
     assert along["leak"]["area_m2"] > math.pi * 200**2
+    iso = along["leak"]["isolation"]
+    assert iso["link_id"] == pipe and pipe in iso["segment_links"]
+    assert iso["valves_to_close"] or iso["sources_to_shut"]
 
 
 def test_zoom_bands_simplify_and_thin(gis_conn: psycopg.Connection) -> None:
