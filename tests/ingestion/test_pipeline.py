@@ -8,6 +8,8 @@ import subprocess
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
+
 from cityops.mqtt import Publisher
 from cityops.settings import Settings
 from ingestion.service import Ingestor
@@ -154,3 +156,33 @@ def test_ingest_subprocess(settings: Settings, db_url: str) -> None:
         "SELECT state FROM ingest_workers WHERE client_id = %s",
         (settings.ingest_client_id,),
     ) == [("stopped",)]
+
+
+def test_a_message_the_database_refuses_is_quarantined_alone(
+    ingestor: Ingestor, publisher: Publisher, db_url: str, water_sensors: list[str]
+) -> None:
+    # a trigger stands in for any row the database refuses (a constraint added by an operator)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            """
+        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.value = 666.25 THEN RAISE EXCEPTION 'poison'; END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_poison BEFORE INSERT ON readings
+            FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+        """
+        )
+    sid = water_sensors[0]
+    t0 = now_ms()
+    for k in range(20):
+        value = 666.25 if k == 7 else 300.0 + k
+        publisher.publish(water_topic(sid), encode_reading(t0 + k, k, {"pressure": value}))
+    publisher.flush()
+    wait_for(lambda: query(db_url, "SELECT count(*) FROM readings")[0][0] == 19)
+    rows = wait_for(lambda: query(db_url, "SELECT reason, payload FROM quarantine"))
+    assert [(r, bytes(p)) for r, p in rows] == [
+        ("store_refused", encode_reading(t0 + 7, 7, {"pressure": 666.25}))
+    ]
+    assert ingestor.health().state == "running"
