@@ -303,7 +303,7 @@ def build_trend_figure(
         "layout": _layout(
             36,
             barmode="stack",
-            legend={"orientation": "h", "y": 1.15, "x": 0},
+            legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
             xaxis={"gridcolor": GRID, "type": "category"},
             yaxis={"gridcolor": GRID, "rangemode": "tozero"},
         ),
