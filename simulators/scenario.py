@@ -46,12 +46,20 @@ def prepare_run(
     seed: int | None = None,
     start: str | None = None,
     now_s: float | None = None,
+    database_url: str = "",
 ) -> ScenarioRun:
-    """The run, checked against its models; nothing is published or written."""
-    if seed is not None:
-        from dataclasses import replace
+    """The run, checked against its models; nothing is published or written.
 
+    ``database_url``: where to read the GIS water layers for ``model: gis``."""
+    from dataclasses import replace
+
+    if seed is not None:
         scenario = replace(scenario, seed=seed)
+    water = scenario.networks.get("water")
+    gis_folder = None
+    if water is not None and water.model == "gis":
+        scenario = _with_gis_water(scenario, database_url)
+        gis_folder = Path(scenario.networks["water"].model).parent
     if start:
         start_ms = parse_time_ms(start)
     elif scenario.start_ms is not None:
@@ -60,13 +68,19 @@ def prepare_run(
         # no start: the run ends now, so no reading is stamped in the future
         now = time.time() if now_s is None else now_s
         start_ms = int(now - scenario.duration_s) * 1000
-    return ScenarioRun(scenario, start_ms=start_ms)
+    try:
+        return ScenarioRun(scenario, start_ms=start_ms)
+    finally:
+        if gis_folder is not None:
+            import shutil
+
+            shutil.rmtree(gis_folder, ignore_errors=True)
 
 
-def check_scenario(path: Path) -> dict[str, Any]:
+def check_scenario(path: Path, *, database_url: str = "") -> dict[str, Any]:
     """Validate a scenario completely (file and models) without publishing; a summary."""
     scn = load_scenario(path)
-    run = prepare_run(scn, now_s=0.0 if scn.start_ms is None else None)
+    run = prepare_run(scn, now_s=0.0 if scn.start_ms is None else None, database_url=database_url)
     try:
         return {
             "name": scn.name,
@@ -77,6 +91,44 @@ def check_scenario(path: Path) -> dict[str, Any]:
         }
     finally:
         run.close()
+
+
+def _with_gis_water(scenario: Scenario, database_url: str) -> Scenario:
+    """The scenario with its water model built from the GIS layers in the database."""
+    import tempfile
+    from dataclasses import replace
+
+    from simulators.gisnet import water_layers_to_inp
+
+    if not database_url:
+        raise ScenarioError(
+            scenario.source,
+            None,
+            "networks.water.model",
+            "gis needs a database (CITYOPS_DATABASE_URL)",
+        )
+    from cityops.db import connect
+    from simulators.store import read_water_layers
+
+    with connect(database_url) as conn:
+        nodes, pipes = read_water_layers(conn)
+    if not nodes or not pipes:
+        raise ScenarioError(
+            scenario.source,
+            None,
+            "networks.water.model",
+            "the GIS water layers are empty (cityops gis load-demo?)",
+        )
+    try:
+        text = water_layers_to_inp(nodes, pipes)
+    except ValueError as exc:
+        raise ScenarioError(scenario.source, None, "networks.water.model", str(exc)) from None
+    folder = Path(tempfile.mkdtemp(prefix="cityops-gis-water-"))
+    inp = folder / "gis_water.inp"
+    inp.write_text(text)
+    networks = dict(scenario.networks)
+    networks["water"] = replace(networks["water"], model=str(inp), crs="EPSG:4544")
+    return replace(scenario, networks=networks)
 
 
 @dataclass
@@ -109,7 +161,7 @@ def run_scenario(
     file of sensor id -> password; each sensor then publishes with its own identity.
     """
     scn = load_scenario(scenario)
-    run = prepare_run(scn, seed=seed, start=start)
+    run = prepare_run(scn, seed=seed, start=start, database_url=settings.database_url)
     try:
         creds = None
         if devices is not None or scn.identities == "device":

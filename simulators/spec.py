@@ -469,7 +469,9 @@ def _parse_networks(ctx: _Ctx, m: YDict) -> dict[str, NetworkSpec]:
             raise ctx.fail(_line(m, net), path, "expected a mapping")
         _allowed(ctx, spec, path, {"model", "anchor", "scale_m", "wind", "crs"})
         model = _get(ctx, spec, "model", path, "str")
-        water_ok = net == "water" and (model.endswith(".inp") or re.match(GRID_RE, model))
+        water_ok = net == "water" and (
+            model.endswith(".inp") or model == "gis" or re.match(GRID_RE, model)
+        )
         if model not in models[net] and not water_ok:
             raise ctx.fail(
                 _line(spec, "model"),
@@ -494,6 +496,8 @@ def _parse_networks(ctx: _Ctx, m: YDict) -> dict[str, NetworkSpec]:
                     f"{path}.crs",
                     f"expected a projected CRS such as EPSG:4544 ({exc})",
                 ) from None
+        if model == "gis":
+            crs = "EPSG:4544"  # the layers' geom_m
         anchor = _get(ctx, spec, "anchor", path, "list", [104.06, 30.66] if crs else ...)
         if (
             len(anchor) != 2

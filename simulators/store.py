@@ -93,3 +93,34 @@ def read_ground_truth(conn: psycopg.Connection, run_id: str) -> list[dict[str, A
         "params",
     ]
     return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def read_water_layers(
+    conn: psycopg.Connection,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The GIS water layers (migration 0050, owned by gis/) with EPSG:4544 coordinates."""
+    node_keys = ("node_id", "kind", "elevation_m", "base_demand_lps", "x_m", "y_m")
+    nodes = [
+        dict(zip(node_keys, r, strict=True))
+        for r in conn.execute(
+            "SELECT node_id, kind, elevation_m, base_demand_lps, ST_X(geom_m), ST_Y(geom_m)"
+            " FROM water_nodes ORDER BY node_id"
+        )
+    ]
+    pipe_keys = (
+        "pipe_id",
+        "from_node",
+        "to_node",
+        "diameter_mm",
+        "length_m",
+        "roughness",
+        "status",
+    )
+    pipes = [
+        dict(zip(pipe_keys, r, strict=True))
+        for r in conn.execute(
+            "SELECT pipe_id, from_node, to_node, diameter_mm, length_m, roughness, status"
+            " FROM water_pipes ORDER BY pipe_id"
+        )
+    ]
+    return nodes, pipes
