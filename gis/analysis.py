@@ -77,6 +77,7 @@ class NetworkCache:
             return hit[1], hit[2]
         net = fetch_network(conn, network)
         dist = net.distances()
+        net.hops()
         net.baseline_supplied()
         with self._lock:
             self._items[key] = (version, net, dist)

@@ -72,6 +72,7 @@ class Network:
     adjacency: dict[str, list[str]] = field(default_factory=dict)  # node -> link ids
     _baseline: set[str] | None = None  # supplied with nothing closed (computed once)
     _distances: dict[str, float] | None = None
+    _hops: dict[str, int] | None = None
 
     @classmethod
     def build(cls, name: str, nodes: Iterable[Node], links: Iterable[Link]) -> Network:
@@ -103,13 +104,40 @@ class Network:
 
     def baseline_supplied(self) -> set[str]:
         if self._baseline is None:
-            self._baseline = self.supplied()
+            self._baseline = set(self.hops())  # the same walk as supplied() with nothing shut
         return self._baseline
 
     def distances(self) -> dict[str, float]:
+        """Shortest path length [m] from the nearest source (for traces); computed once."""
         if self._distances is None:
             self._distances = source_distances(self)
         return self._distances
+
+    def hops(self) -> dict[str, int]:
+        """Links from the nearest source (the search heuristic of ``cut_off``); computed once.
+        Breadth-first: about a third of the cost of ``distances`` on a cold graph."""
+        if self._hops is None:
+            hops: dict[str, int] = {}
+            frontier = sorted(self.sources())
+            for s in frontier:
+                hops[s] = 0
+            depth = 0
+            while frontier:
+                depth += 1
+                nxt = []
+                for n in frontier:
+                    for lid in self.adjacency.get(n, ()):
+                        lk = self.links[lid]
+                        if lk.closed:
+                            continue
+                        m = lk.to_node if lk.from_node == n else lk.from_node
+                        if m in hops or self.nodes[m].closed:
+                            continue
+                        hops[m] = depth
+                        nxt.append(m)
+                frontier = nxt
+            self._hops = hops
+        return self._hops
 
     def cut_off(
         self, closed_nodes: set[str], closed_links: set[str], starts: Iterable[str]
@@ -119,8 +147,8 @@ class Network:
         A best-first search from each start, nearest-to-a-source first, so a component that
         still has a source finds it along a short path instead of walking the whole network.
         """
-        dist = self.distances()
-        inf = float("inf")
+        dist = self.hops()
+        inf = 1 << 30
         sources = self.sources()
         ok: set[str] = set()
         lost: set[str] = set()

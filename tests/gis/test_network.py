@@ -227,3 +227,19 @@ def test_restoration_through_a_normally_open_tie() -> None:
     (r,) = compute_restoration(net, iso)
     # closing T re-feeds A2 and A3 (beyond the open SW); A1 is in the faulted segment
     assert r.device == "T" and r.nodes_restored == ("A2", "A3") and r.customers_restored == 50
+
+
+def test_baseline_from_hops_equals_a_plain_supply_walk() -> None:
+    from gis.demo import DemoConfig, build_power
+
+    nodes_df, lines_df = build_power(DemoConfig(grid_n=8))
+    net = Network.build(
+        "power",
+        [
+            Node(r.node_id, r.kind, bool(r.normally_open), int(r.customers))
+            for r in nodes_df.itertuples()
+        ],
+        [Link(r.line_id, r.from_node, r.to_node, "line") for r in lines_df.itertuples()],
+    )
+    assert net.baseline_supplied() == net.supplied()
+    assert all(h >= 0 for h in net.hops().values())
