@@ -1081,21 +1081,39 @@ class IncidentRow:
     alert_ids: tuple[int, ...]
     explanation_zh: str
     explanation_en: str
+    likely_location: str | None = None
+    affected: dict[str, Any] | None = None  # alerts/enrich.py; None until computed
 
 
 def read_open_incidents(conn: psycopg.Connection) -> list[IncidentRow]:
-    """Open incidents with their alerts (for the dashboard and tests)."""
+    """Open incidents with their alerts and network context (for the dashboard and tests)."""
     rows = conn.execute(
         "SELECT i.incident_id, i.utility, i.kind, i.severity, i.state, i.alert_count, i.radius_m,"
         " ST_X(i.centre), ST_Y(i.centre),"
         " coalesce(array_agg(a.alert_id ORDER BY a.alert_id)"
         "   FILTER (WHERE a.alert_id IS NOT NULL), '{}'),"
-        " i.explanation_zh, i.explanation_en"
+        " i.explanation_zh, i.explanation_en, i.likely_location,"
+        " CASE WHEN i.enriched_at IS NULL THEN NULL ELSE i.affected END"
         " FROM incidents i LEFT JOIN alerts a ON a.incident_id = i.incident_id"
         " WHERE i.state = 'open' GROUP BY i.incident_id ORDER BY i.incident_id"
     ).fetchall()
     return [
-        IncidentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10], r[11])
+        IncidentRow(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            tuple(r[9]),
+            r[10],
+            r[11],
+            r[12],
+            r[13],
+        )
         for r in rows
     ]
 

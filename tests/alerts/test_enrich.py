@@ -93,6 +93,10 @@ def test_water_and_gas_incidents_get_their_network_context(gis_db: str) -> None:
             now_us + 60 * S,
         )
         assert enrich_incidents(conn, cache) == 1
+        listed = {i.utility: i for i in store.read_open_incidents(conn)}
+    # the centre moved with the second sensor: the nearest pipe may be another one now
+    assert listed["water"].likely_location and listed["water"].alert_count == 2
+    assert listed["gas"].affected is not None and "population" in listed["gas"].affected
     location, water = rows["water"]
     assert location == pipe and water["link_distance_m"] < 1.0
     assert water["valves_to_close"] and "error" not in water
