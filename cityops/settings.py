@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     accept_future_s: float = 300.0  # clock skew tolerated (ts_future beyond it)
     retention_days: int = 400
     metrics_port: int = 0  # 0: no Prometheus endpoint
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, so that Prometheus can scrape it
 
     # alerts
     alerts_client_id: str = "cityops-alerts-1"

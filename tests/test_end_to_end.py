@@ -108,7 +108,22 @@ def test_simulator_to_database_to_alert_raised_and_cleared(
     ingest = _start(settings, "ingest", tmp_path / "ingest.log")
     alerts = _start(settings, "alerts", tmp_path / "alerts.log")
     try:
-        time.sleep(2)  # both consumers subscribed before the first reading
+        # both consumers subscribed before the first reading: ingestion marks itself running
+        # once subscribed, the engine logs that it is ready
+        def ingest_running() -> bool:
+            with psycopg.connect(settings.database_url) as conn:
+                row = conn.execute(
+                    "SELECT state FROM ingest_workers WHERE client_id = %s",
+                    (settings.ingest_client_id,),
+                ).fetchone()
+            return row is not None and row[0] == "running"
+
+        _wait_for(ingest_running, 30, "ingestion to subscribe")
+        _wait_for(
+            lambda: "alerts engine ready" in (tmp_path / "alerts.log").read_text(),
+            30,
+            "the alert engine to subscribe",
+        )
         sim = subprocess.run(
             cityops_cmd("simulate", "--steps", str(STEPS), "--speedup", "0", "--seed", "7"),
             env=settings_env(settings),
