@@ -63,3 +63,20 @@ def test_broker_config_requires_auth_and_keeps_data() -> None:
         assert line in conf
     acl = (ROOT / "deploy/mosquitto/acl").read_text()
     assert mosquitto_acl() in acl
+
+
+def test_each_service_gets_only_its_own_broker_identity() -> None:
+    expected = {
+        "ingest-1": "cityops-ingest",
+        "ingest-2": "cityops-ingest",
+        "alerts": "cityops-alerts",
+        "simulator": "cityops-sim",
+    }
+    for name, svc in SERVICES.items():
+        env = svc.get("environment") or {}
+        urls = {k: v for k, v in env.items() if k.endswith("MQTT_URL")}
+        if name in expected:
+            assert len(urls) == 1 and f"mqtt://{expected[name]}:" in next(iter(urls.values())), name
+        else:
+            assert urls == {}, f"{name} needs no broker identity"
+    assert "1883:1883" not in SERVICES["mqtt"].get("ports", [])
