@@ -28,7 +28,7 @@ from simulators.spec import Scenario, ScenarioError
 from simulators.world import AFFECTED_THRESHOLD, World, build_world
 
 # measurement noise of a healthy sensor, 1 sigma [canonical unit] or relative (rel)
-NOISE = {
+NOISE: dict[tuple[str, str], float | tuple[str, float]] = {
     ("water", "pressure"): 1.0,
     ("water", "flow"): ("rel", 0.005),
     ("water", "level"): 0.01,
@@ -114,14 +114,16 @@ class ScenarioRun:
         self.events = self._events()
         self.faults = FaultLayer(self._resolve_faults(), scenario.seed, scenario.step_s)
         self._truth_every = max(1, round(scenario.truth_every_s / scenario.step_s))
-        # per sensor: (quantity, absolute noise, relative noise, decimals)
+        # per sensor and quantity: (absolute noise, relative noise, decimals)
         self._qspec: list[dict[str, tuple[float, float, int]]] = []
         for s in self.world.sensors:
-            spec = {}
+            spec: dict[str, tuple[float, float, int]] = {}
             for q in SENSOR_TYPES[s.sensor.sensor_type].quantities:
                 sd = NOISE.get((s.network, q), 0.0)
-                rel = sd[1] if isinstance(sd, tuple) else 0.0
-                spec[q] = (0.0 if isinstance(sd, tuple) else sd, rel, DECIMALS.get(q, 2))
+                if isinstance(sd, tuple):
+                    spec[q] = (0.0, float(sd[1]), DECIMALS.get(q, 2))
+                else:
+                    spec[q] = (float(sd), 0.0, DECIMALS.get(q, 2))
             self._qspec.append(spec)
 
     @property

@@ -76,6 +76,7 @@ class SimSensor:
 class World:
     scenario: Scenario
     sensors: list[SimSensor] = field(default_factory=list)
+    sensor_ids: set[str] = field(default_factory=set)
     start_ms: int = 0
     water: watermod.WaterSim | None = None
     water_base: watermod.WaterSim | None = None
@@ -125,14 +126,14 @@ class World:
                 self._water_truth(t_s, self.water_base, base, jump=True)
                 for eid, sim in self.water_without.items():
                     self._water_truth(t_s, sim, without[eid], jump=True)
-        if self.power is not None:
+        if self.power is not None and self.power_base is not None:
             load = pattern_at(POWER_LOAD_PATTERN, ts_ms)
             self._power_truth(self.power.solve(t_s, load), with_inc)
             if counterfactuals:
                 self._power_truth(self.power_base.solve(t_s, load), base)
                 for eid, psim in self.power_without.items():
                     self._power_truth(psim.solve(t_s, load), without[eid])
-        if self.gas is not None:
+        if self.gas is not None and self.gas_base is not None:
             demand = pattern_at(WATER_DEMAND_PATTERN, ts_ms)
             self._gas_truth(self.gas.solve(t_s, demand), with_inc)
             if counterfactuals:
@@ -170,6 +171,7 @@ class World:
                 dest[k]["temperature"] = 25.0 + 0.5 * loading  # steady state, oil-immersed
 
     def _gas_truth(self, st: gasmod.GasState, dest: list[dict]) -> None:
+        assert self.gas_xy is not None
         leaks_xy = self.gas_xy[list(st.leak_junctions)] if st.leak_junctions else np.zeros((0, 2))
         spec = self.scenario.networks["gas"]
         det_k = [k for k, s in enumerate(self.sensors) if s.ref[0] == "detector"]
@@ -213,8 +215,9 @@ def _err(scn: Scenario, where, field_suffix: str, problem: str) -> ScenarioError
 
 
 def _add(world: World, stype: str, sid: str, network: str, ref: tuple, lon, lat, xy, conf=1.0):
-    if any(s.sensor.sensor_id == sid for s in world.sensors):
+    if sid in world.sensor_ids:
         return
+    world.sensor_ids.add(sid)
     sensor = Sensor(
         sensor_id=sid,
         utility=SENSOR_TYPES[stype].utility,
@@ -251,10 +254,12 @@ def _element_lonlat(world: World, network: str, element: str, where) -> tuple[fl
             raise _err(scn, where, "element", f"no node {element!r} in the water network")
         return world.water_lonlat[element]
     if network == "power":
+        assert world.power is not None and world.power_lonlat is not None
         net = world.power.net
         if not element.isdigit() or int(element) not in net.bus.index:
             raise _err(scn, where, "element", f"no bus {element!r} in the power network")
         return tuple(world.power_lonlat[world.power.bus_position(int(element))])
+    assert world.gas is not None and world.gas_lonlat is not None
     names = world.gas._by_name
     if element not in names:
         raise _err(scn, where, "element", f"no junction {element!r} in the gas network")
@@ -287,6 +292,7 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
         models.append(m)
     wn = watermod.prepare_network(wn, models)
     names = list(wn.node_name_list)
+    name_pos = {n: i for i, n in enumerate(names)}
     xy = np.array([wn.get_node(n).coordinates for n in names], float)
     if spec.crs:
         lon, lat, metric = project(xy, spec.crs)
@@ -308,14 +314,14 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
         start_clock_s=start_clock,
     )
 
-    def sim(incidents: tuple = ()) -> watermod.WaterSim:
+    def new_sim(incidents: tuple = ()) -> watermod.WaterSim:
         return watermod.WaterSim(wn, step_s=step, duration_s=duration, incidents=incidents, inp=inp)
 
-    world.water = sim(tuple(models))
-    world.water_base = sim()
+    world.water = new_sim(tuple(models))
+    world.water_base = new_sim()
     if len(models) > 1:
         for inc, m in zip(incs, models, strict=True):
-            world.water_without[inc.event_id] = sim(tuple(x for x in models if x is not m))
+            world.water_without[inc.event_id] = new_sim(tuple(x for x in models if x is not m))
     world.incidents_by_network["water"] = [inc.event_id for inc in incs]
     for inc, m in zip(incs, models, strict=True):
         node = watermod.incident_node(wn, m) if m.kind in ("leak", "burst") else None
@@ -329,7 +335,7 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
     plan = scn.sensors
     prefix = scn.id_prefix
     world.water_base.advance_to(0)
-    junctions = [names.index(j) for j in wn.junction_name_list if not j.endswith("-leak")]
+    junctions = [name_pos[j] for j in wn.junction_name_list if not j.endswith("-leak")]
     if isinstance(plan.water_pressure, int):
         p0 = world.water_base.pressures_kpa(
             [world.water_base.node_index(names[i]) for i in junctions]
@@ -348,7 +354,7 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
                     scn, plan.where["water.pressure"], "", f"no junction {n!r} in the water network"
                 )
     for n in chosen:
-        i = names.index(n)
+        i = name_pos[n]
         _add(
             world,
             "water_pressure",
@@ -365,7 +371,7 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
                 scn, plan.where["water.flow"], "", f"no link {link_name!r} in the water network"
             )
         link = wn.get_link(link_name)
-        i, j = names.index(link.start_node_name), names.index(link.end_node_name)
+        i, j = name_pos[link.start_node_name], name_pos[link.end_node_name]
         node = (
             link.start_node_name
             if link.start_node_name in wn.junction_name_list
@@ -385,7 +391,7 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
     for n in tanks:
         if n not in wn.tank_name_list:
             raise _err(scn, plan.where["water.tanks"], "", f"no tank {n!r} in the water network")
-        i = names.index(n)
+        i = name_pos[n]
         _add(
             world,
             "water_tank",
@@ -483,10 +489,12 @@ def _build_power(world: World, incs: list[IncidentSpec]) -> None:
         buses = [int(net.bus.index[i]) for i in spread(metric, mv, plan.power_buses)]
     else:
         buses = []
-        for b in plan.power_buses:
-            if not str(b).isdigit() or int(b) not in net.bus.index:
-                raise _err(scn, plan.where["power.buses"], "", f"no bus {b!r} in the power network")
-            buses.append(int(b))
+        for bus_name in plan.power_buses:
+            if not str(bus_name).isdigit() or int(bus_name) not in net.bus.index:
+                raise _err(
+                    scn, plan.where["power.buses"], "", f"no bus {bus_name!r} in the power network"
+                )
+            buses.append(int(bus_name))
     for b in buses:
         i = world.power.bus_position(b)
         _add(world, "power_bus", f"{prefix}-pb-{b}", "power", ("bus", i), lon[i], lat[i], metric[i])
