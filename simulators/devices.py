@@ -57,3 +57,25 @@ def device_url(base_url: str, sensor_id: str, credentials: Mapping[str, str]) ->
     if sensor_id not in credentials:
         raise KeyError(f"no credentials for sensor {sensor_id}")
     return with_mqtt_credentials(base_url, sensor_id, credentials[sensor_id])
+
+
+def append_to_password_file(passwd: Path, credentials: Mapping[str, str]) -> int:
+    """Add the devices to a Mosquitto password file (users already in it are left alone);
+    returns how many were added. The broker reads it again on SIGHUP (``reload_broker``)."""
+    existing = set()
+    if passwd.exists():
+        existing = {
+            line.split(":", 1)[0] for line in passwd.read_text().splitlines() if ":" in line
+        }
+    new = {u: p for u, p in credentials.items() if u not in existing}
+    if new:
+        with passwd.open("a") as f:
+            f.write(mosquitto_password_lines(new))
+    return len(new)
+
+
+def reload_broker(pid_file: Path) -> None:
+    """Ask the Mosquitto whose pid is in ``pid_file`` to reload its password file and ACL."""
+    import signal
+
+    os.kill(int(Path(pid_file).read_text().strip()), signal.SIGHUP)

@@ -4,7 +4,6 @@ database end to end, SenML batches and per-device identities."""
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import time
@@ -19,7 +18,12 @@ from cityops.mqtt import AckingConsumer, Publisher
 from cityops.settings import Settings
 from sensors.payload import PayloadError, TimeWindow, decode_message
 from sensors.topics import parse_telemetry_topic, telemetry_filter, telemetry_topic
-from simulators.devices import make_credentials, mosquitto_password_lines, write_credentials
+from simulators.devices import (
+    append_to_password_file,
+    make_credentials,
+    reload_broker,
+    write_credentials,
+)
 from simulators.scenario import prepare_run, run_scenario
 from simulators.spec import parse_scenario
 from simulators.store import read_ground_truth
@@ -279,10 +283,9 @@ def test_devices_publish_with_their_own_identity(settings: Settings, stack, tmp_
     run.close()
     creds = make_credentials(ids)
     write_credentials(tmp_path / "devices.json", creds)
-    passwd = stack.mqtt_dir / "passwd"
-    with passwd.open("a") as f:
-        f.write(mosquitto_password_lines(creds))
-    os.kill(int((stack.mqtt_dir / "mosquitto.pid").read_text()), signal.SIGHUP)  # reload
+    assert append_to_password_file(stack.mqtt_dir / "passwd", creds) == len(ids)
+    assert append_to_password_file(stack.mqtt_dir / "passwd", creds) == 0  # already there
+    reload_broker(stack.mqtt_dir / "mosquitto.pid")
     time.sleep(0.5)
     sub = _subscriber(settings)
     try:
