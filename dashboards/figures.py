@@ -427,3 +427,116 @@ def build_bar_figure(
         ],
         "layout": _layout(24, xaxis={"gridcolor": GRID}, yaxis={"automargin": True}),
     }
+
+
+IMPACT_STYLE = {  # role from gis.analysis.fetch_isolation -> (colour, width or size, label key)
+    "without_supply": ("#f5a623", 3, "incident.without_supply"),
+    "segment": ("#ff2d55", 5, "incident.segment"),
+    "valve_to_close": ("#36cfc9", 13, "incident.valve"),
+    "facility_without_supply": ("#b37feb", 13, "incident.facility"),
+}
+
+
+def build_incident_map_figure(
+    districts: Sequence[District],
+    location: tuple[float, float],
+    features: Sequence[dict[str, Any]],
+    *,
+    lang: str,
+    span_deg: float = 0.006,
+    context: tuple[list[float | None], list[float | None]] | None = None,
+) -> dict[str, Any]:
+    """A small map around one alert: district outlines, the cut-off and closed-off network
+    (``features`` with a ``role`` property, GeoJSON in EPSG:4326), valves to close, facilities
+    without supply, and the sensor."""
+    lon, lat = location
+    xs_all, ys_all = [lon], [lat]
+    for f in features:
+        geom = f.get("geometry") or {}
+        coords = geom.get("coordinates")
+        if geom.get("type") == "Point":
+            xs_all.append(coords[0])
+            ys_all.append(coords[1])
+        elif geom.get("type") == "LineString":
+            xs_all += [c[0] for c in coords]
+            ys_all += [c[1] for c in coords]
+    # the sensor and everything the isolation touches, with a margin (at least ``span_deg``)
+    half = max(span_deg / 2, 0.6 * (max(xs_all) - min(xs_all)), 0.6 * (max(ys_all) - min(ys_all)))
+    cx, cy = (max(xs_all) + min(xs_all)) / 2, (max(ys_all) + min(ys_all)) / 2
+    fig = build_city_map_figure(
+        districts,
+        [],
+        lang=lang,
+        view=((cx - half * 1.6, cx + half * 1.6), (cy - half, cy + half)),
+        uirevision=f"incident-{lon}-{lat}",
+    )
+    if context and context[0]:  # the surrounding network, for orientation
+        fig["data"].append(
+            {
+                "type": "scatter",
+                "x": context[0],
+                "y": context[1],
+                "mode": "lines",
+                "line": {"color": "#5b7290", "width": 1.5},
+                "name": t(lang, "incident.network"),
+                "hoverinfo": "skip",
+            }
+        )
+    fig["data"].append(
+        {
+            "type": "scatter",
+            "x": [lon],
+            "y": [lat],
+            "mode": "markers",
+            "name": t(lang, "incident.sensor"),
+            "marker": {
+                "color": "#ff2d55",
+                "size": 14,
+                "symbol": "diamond",
+                "line": {"color": "#ffffff", "width": 2},
+            },
+        }
+    )
+    for role, (colour, size, key) in IMPACT_STYLE.items():
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        px: list[float] = []
+        py: list[float] = []
+        for f in features:
+            if (f.get("properties") or {}).get("role") != role:
+                continue
+            geom = f.get("geometry") or {}
+            if geom.get("type") == "Point":
+                px.append(geom["coordinates"][0])
+                py.append(geom["coordinates"][1])
+            elif geom.get("type") == "LineString":
+                xs += [c[0] for c in geom["coordinates"]] + [None]
+                ys += [c[1] for c in geom["coordinates"]] + [None]
+        if xs:
+            fig["data"].append(
+                {
+                    "type": "scatter",
+                    "x": xs,
+                    "y": ys,
+                    "mode": "lines",
+                    "name": t(lang, key),
+                    "line": {"color": colour, "width": size},
+                    "hoverinfo": "skip",
+                }
+            )
+        if px:
+            fig["data"].append(
+                {
+                    "type": "scatter",
+                    "x": px,
+                    "y": py,
+                    "mode": "markers",
+                    "name": t(lang, key),
+                    "marker": {
+                        "color": colour,
+                        "size": size,
+                        "symbol": "x" if role == "valve_to_close" else "cross",
+                    },
+                }
+            )
+    return fig

@@ -619,3 +619,13 @@ def fetch_alert_asset(conn: psycopg.Connection, alert_id: int) -> tuple[str, str
         (row[1],),
     ).fetchone()
     return (row[0], row[1]) if found else None
+
+
+def fetch_alert_location(conn: psycopg.Connection, alert_id: int) -> tuple[float, float] | None:
+    """(lon, lat) [degrees] of the alert's sensor."""
+    row = conn.execute(
+        "SELECT ST_X(s.geom), ST_Y(s.geom) FROM alerts a JOIN sensors s USING (sensor_id)"
+        " WHERE a.alert_id = %s",
+        (alert_id,),
+    ).fetchone()
+    return (float(row[0]), float(row[1])) if row else None

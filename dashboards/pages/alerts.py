@@ -17,6 +17,7 @@ from dashboards import queries
 from dashboards.auth import can
 from dashboards.components import alerts_table, banner
 from dashboards.context import AppContext
+from dashboards.figures import build_incident_map_figure
 from dashboards.i18n import MESSAGES, t
 from dashboards.model import SEVERITIES, display_text, local_time
 
@@ -153,13 +154,42 @@ def register(app: Dash, ctx: AppContext) -> None:
         lang = lang or ctx.settings.language
         if not alert_id:
             return t(lang, "alerts.select_first"), []
-        impact = None
+        impact, location, districts, context = None, None, [], None
         try:
             with ctx.reader.connection() as conn:
                 events = queries.fetch_alert_timeline(conn, int(alert_id))
                 impact = read_impact(ctx, conn, int(alert_id))
+                location = queries.fetch_alert_location(conn, int(alert_id))
+                context = None
+                if impact and location:
+                    lon, lat = location
+                    xs, ys, _n = queries.fetch_network_lines(
+                        conn,
+                        impact["network"],
+                        bbox=(lon - 0.01, lat - 0.008, lon + 0.01, lat + 0.008),
+                    )
+                    context = (xs, ys)
+                districts = ctx.cache.get("districts", 600, lambda: queries.fetch_districts(conn))
         except queries.DatabaseUnavailable:
             events = []
+        incident_map = (
+            [
+                dcc.Graph(
+                    id="alerts-map",
+                    figure=build_incident_map_figure(
+                        districts,
+                        location,
+                        (impact or {}).get("features", []),
+                        lang=lang,
+                        context=context,
+                    ),
+                    config={"displayModeBar": False, "scrollZoom": True},
+                    style={"height": "20rem"},
+                )
+            ]
+            if location
+            else []
+        )
         items = [
             html.Li(
                 f"{local_time(at, ctx.tz, '%m-%d %H:%M:%S')} · {display_text(actor)} · "
@@ -170,6 +200,7 @@ def register(app: Dash, ctx: AppContext) -> None:
             for at, actor, action, state, comment in events
         ]
         return t(lang, "alerts.selected", id=int(alert_id)), [
+            *incident_map,
             *impact_view(lang, impact),
             html.H3(t(lang, "alerts.timeline")),
             html.Ul(items, className="timeline"),
@@ -259,15 +290,22 @@ def read_impact(ctx: AppContext, conn, alert_id: int) -> dict | None:
         return None
     cache = ctx.cache.get("network-cache", 3600, NetworkCache)
     try:
-        doc = fetch_isolation(conn, asset[0], asset[1], cache=cache, with_geometry=False)
+        doc = fetch_isolation(conn, asset[0], asset[1], cache=cache, with_geometry=True)
     except ValueError:  # gis.network.NetworkError: the link is not in the network graph
         return None
     summary = doc["isolation"]
     names = {
         f["id"]: (f["properties"].get("name_zh"), f["properties"].get("name_en"))
         for f in doc["features"]
+        if f["properties"].get("role") == "facility_without_supply"
     }
-    return {**summary, "facility_names": names, "network": asset[0], "link": asset[1]}
+    return {
+        **summary,
+        "facility_names": names,
+        "network": asset[0],
+        "link": asset[1],
+        "features": doc["features"],
+    }
 
 
 def impact_view(lang: str, impact: dict | None) -> list:

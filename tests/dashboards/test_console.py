@@ -8,13 +8,13 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.dashboards.browser import severe_console_messages
-from tests.dashboards.helpers import open_page, page_text, wait_for
+from tests.dashboards.helpers import open_page, page_text, texts, wait_for
 
 pytestmark = pytest.mark.browser
 
 
 def test_console_shows_isolation_for_an_alert_on_a_main(
-    dash_server, dash_db, demo_networks, browser
+    dash_server, dash_db, demo_networks, browser, screenshots
 ):
     from gis.analysis import fetch_isolation
 
@@ -31,8 +31,8 @@ def test_console_shows_isolation_for_an_alert_on_a_main(
         assert pipe, "no pipe with customers behind it in the demo network"
         conn.execute(
             "INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode, asset_id,"
-            " geom) VALUES ('wp-main-1', 'water', 'water_pressure', '天府广场干管压力', 510104, %s,"
-            " ST_SetSRID(ST_MakePoint(104.0657, 30.6598), 4326))",
+            " geom) SELECT 'wp-main-1', 'water', 'water_pressure', '天府广场干管压力', 510104,"
+            " pipe_id, ST_LineInterpolatePoint(geom, 0.5) FROM water_pipes WHERE pipe_id = %s",
             (pipe,),
         )
         alert_id = conn.execute(
@@ -49,5 +49,8 @@ def test_console_shows_isolation_for_an_alert_on_a_main(
     assert f"停供用户 {iso['customers_without_supply']} 户" in impact
     assert f"约 {iso['population_without_supply']} 人" in impact
     assert all(v in impact for v in iso["valves_to_close"])
+    legend = wait_for(lambda: texts(browser, "#alerts-map .legendtext"), what="incident map")
+    assert "需关闭阀门" in legend and "告警传感器" in legend, legend
     assert "Traceback" not in page_text(browser)
     assert severe_console_messages(browser) == []
+    browser.save_screenshot(str(screenshots / "alerts-incident.png"))
