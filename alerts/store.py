@@ -37,6 +37,7 @@ from alerts.incidents import (
     incident_kind,
     join_incident,
     new_incident,
+    symptom_weight,
 )
 from alerts.lifecycle import (
     ESCALATION_POLICY,
@@ -1003,14 +1004,25 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
     if row is None:
         return None
     lon, lat, district = row
-    point = AlertPoint(alert_id, ch.utility, ch.kind, ch.severity, ch.ts_us, lon, lat)
+    point = AlertPoint(
+        alert_id,
+        ch.utility,
+        ch.kind,
+        ch.severity,
+        ch.ts_us,
+        lon,
+        lat,
+        symptom_weight(ch.kind, ch.value, ch.limit),
+    )
     ts = ts_from_us(ch.ts_us)
     window = timedelta(seconds=DEFAULT_WINDOW_S)
     candidates = [
-        IncidentState(r[0], r[1], r[2], us_from_ts(r[3]), r[4], r[5], r[6], r[7], frozenset(r[8]))
+        IncidentState(
+            r[0], r[1], r[2], us_from_ts(r[3]), r[4], r[5], r[6], r[7], frozenset(r[8]), r[9]
+        )
         for r in conn.execute(
             "SELECT incident_id, utility, severity, last_alert_at, ST_X(centre), ST_Y(centre),"
-            " alert_count, radius_m, kinds FROM incidents"
+            " alert_count, radius_m, kinds, centre_weight FROM incidents"
             " WHERE state = 'open' AND utility = %s AND last_alert_at BETWEEN %s AND %s"
             " ORDER BY incident_id FOR UPDATE",
             (ch.utility, ts - window, ts + window),
@@ -1030,12 +1042,13 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
         inc.radius_m,
         zh,
         en,
+        inc.weight,
     )
     if chosen:
         conn.execute(
             "UPDATE incidents SET kind = %s, severity = %s, last_alert_at = %s, alert_count = %s,"
             " kinds = %s, centre = ST_SetSRID(ST_MakePoint(%s, %s), 4326), radius_m = %s,"
-            " explanation_zh = %s, explanation_en = %s, updated_at = now()"
+            " explanation_zh = %s, explanation_en = %s, centre_weight = %s, updated_at = now()"
             " WHERE incident_id = %s",
             (*values, chosen.incident_id),
         )
@@ -1043,9 +1056,9 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
     else:
         r = conn.execute(
             "INSERT INTO incidents (kind, severity, last_alert_at, alert_count, kinds, centre,"
-            " radius_m, explanation_zh, explanation_en, utility, opened_at, district_adcode)"
-            " VALUES (%s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s, %s, %s,"
-            " %s, %s, %s) RETURNING incident_id",
+            " radius_m, explanation_zh, explanation_en, centre_weight, utility, opened_at,"
+            " district_adcode) VALUES (%s, %s, %s, %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326),"
+            " %s, %s, %s, %s, %s, %s, %s) RETURNING incident_id",
             (*values, inc.utility, ts, district),
         ).fetchone()
         assert r is not None

@@ -17,6 +17,7 @@ from alerts.incidents import (
     incident_kind,
     join_incident,
     new_incident,
+    symptom_weight,
 )
 
 S = 1_000_000
@@ -117,3 +118,19 @@ def test_store_groups_each_raise(db_url: str) -> None:
         conn.execute("UPDATE alerts SET cleared_at = raised_at + interval '1 minute'")
         assert store.resolve_quiet_incidents(conn, now=now) == 2
         assert store.read_open_incidents(conn) == []
+
+
+def test_centre_leans_towards_the_strongest_symptom() -> None:
+    # 60 kPa under a 200 kPa limit weighs (1 + 3)^2 = 16, 20 kPa under (1 + 1)^2 = 4
+    assert symptom_weight("threshold_low", 140.0, 200.0) == pytest.approx(16.0)
+    assert symptom_weight("threshold_low", 180.0, 200.0) == pytest.approx(4.0)
+    assert symptom_weight("rate_of_change", -90.0, 30.0) == pytest.approx(9.0)
+    assert symptom_weight("gas_lel_alarm1", 40.0, 20.0) == pytest.approx(4.0)
+    assert symptom_weight("silent", 600.0, 180.0) == 0.01
+    assert symptom_weight("threshold_high", 1.0, None) == 0.01
+    strong = AlertPoint(1, "water", "threshold_low", "major", T0, LON, LAT, 16.0)
+    weak = AlertPoint(2, "water", "threshold_low", "major", T0, LON, LAT + 1000 / 111_195.0, 4.0)
+    inc = join_incident(new_incident(strong), weak)
+    # 4 / (16 + 4) of the way from the strong sensor to the weak one: 200 m, not 500 m
+    assert haversine_m(LON, LAT, inc.lon, inc.lat) == pytest.approx(200, rel=0.01)
+    assert inc.weight == 20.0
