@@ -97,18 +97,16 @@ def create_gis_blueprint(database_url: str, *, cache: NetworkCache | None = None
     @bp.route("/query", methods=["GET", "POST"])
     def query():
         args = request.args
-        polygon = args.get("polygon")
-        if request.method == "POST" and request.is_json:
-            polygon = (
-                json.dumps((request.get_json() or {}).get("polygon"))
-                if request.get_json()
-                else polygon
-            )
+        text = args.get("polygon")
+        polygon = json.loads(text) if text else None
+        if request.method == "POST" and request.is_json:  # a large polygon goes in the body
+            body = request.get_json(silent=True) or {}
+            polygon = body.get("polygon", polygon)
         q = build_query(
             args.get("layer", ""),
             where=args.getlist("where"),
             district=num("district", int),
-            polygon=json.loads(polygon) if polygon and polygon != "null" else None,
+            polygon=polygon,
             point=args.get("point"),
             feature=args.get("feature"),
             radius_m=num("radius_m"),

@@ -107,6 +107,21 @@ def test_http_api(cli_env: str) -> None:
         ):
             r = c.get("/api/query", query_string={"layer": "facilities", "polygon": bad})
             assert r.status_code == 400, bad
+        x, y = 104.0657, 30.6598
+        square = {
+            "type": "Polygon",
+            "coordinates": [
+                [
+                    [x - 0.01, y - 0.01],
+                    [x + 0.01, y - 0.01],
+                    [x + 0.01, y + 0.01],
+                    [x - 0.01, y + 0.01],
+                    [x - 0.01, y - 0.01],
+                ]
+            ],
+        }
+        r = c.post("/api/query?layer=water_pipes", json={"polygon": square})
+        assert r.status_code == 200 and r.get_json()["features"]
         r = c.get("/api/layers/water_pipes", query_string={"bbox": "1,2,3"})
         assert r.status_code == 400
         r = c.get("/api/isolation/water/WP000001")
