@@ -3,6 +3,20 @@
    --autoplay-policy=no-user-gesture-required, or one click on the page, to let it play. */
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
   cityops: {
+    /* The wall's own watchdog: the server's clock text changes on every good refresh; when it
+       has not for three refresh periods, the dashboard server (or the network to it) is gone
+       and only the browser can say so. */
+    connectionWatch: function (n, clock, refreshMs) {
+      const now = Date.now();
+      if (clock !== window.cityopsLastClock) {
+        window.cityopsLastClock = clock;
+        window.cityopsLastOk = now;
+      }
+      const last = window.cityopsLastOk || now;
+      window.cityopsLastOk = last;
+      const lost = now - last > 3 * (refreshMs || 5000) + 2000;
+      return lost ? { display: "block" } : { display: "none" };
+    },
     alarmSound: function (ids, search) {
       if (ids === null || ids === undefined) {
         return window.dash_clientside.no_update;  // no data from the server yet

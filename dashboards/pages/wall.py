@@ -40,6 +40,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             dcc.Interval(id="wall-tick", interval=ctx.settings.dashboard_refresh_ms),
             dcc.Store(id="wall-critical-ids"),
             dcc.Store(id="wall-sound"),
+            dcc.Store(id="wall-refresh-ms", data=ctx.settings.dashboard_refresh_ms),
             html.Div(
                 className="wall-head",
                 children=[
@@ -47,6 +48,13 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                     html.Div(id="wall-banner", style={"flex": "1"}),
                     html.Div(id="wall-clock", className="clock"),
                 ],
+            ),
+            html.Div(
+                t(lang, "banner.server_lost"),
+                id="wall-offline",
+                className="banner banner-error wall-offline",
+                role="alert",
+                style={"display": "none"},
             ),
             html.Div(id="wall-alarm", className="wall-alarm-slot"),
             html.Div(
@@ -203,6 +211,15 @@ def register(app: Dash, ctx: AppContext) -> None:
             clock,
             sorted(a.alert_id for a in open_alerts if a.severity == "critical"),
         )
+
+    # the browser's own check that the server still answers (assets/wall.js)
+    app.clientside_callback(
+        ClientsideFunction(namespace="cityops", function_name="connectionWatch"),
+        Output("wall-offline", "style"),
+        Input("wall-tick", "n_intervals"),
+        Input("wall-clock", "children"),
+        State("wall-refresh-ms", "data"),
+    )
 
     # optional sound for a new critical alert (assets/wall.js; ?sound=1 in the URL)
     app.clientside_callback(

@@ -7,6 +7,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.dashboards.browser import set_viewport, severe_console_messages
+from tests.dashboards.conftest import dashboard_settings, start_dashboard, stop_dashboard
 from tests.dashboards.helpers import open_page, page_text, texts, wait_for
 
 pytestmark = pytest.mark.browser
@@ -79,3 +80,31 @@ def test_wall_in_english_by_url(dash_server, browser):
     wait_for(lambda: texts(browser, ".wall-kpi h3") == ["Water", "Power", "Gas"], what="English")
     assert "Latest events" in page_text(browser)
     assert severe_console_messages(browser) == []
+
+
+def test_wall_says_when_the_server_is_gone_and_recovers(stack, dash_db, browser, tmp_path):
+    """Stop the dashboard server itself: the browser shows its own banner; start it again on
+    the same port: the wall carries on by itself."""
+    settings = dashboard_settings(stack, dash_db)
+    server = start_dashboard(settings, tmp_path)
+    try:
+        open_page(browser, server.url + "/wall")
+        wait_for(lambda: len(texts(browser, ".wall-kpi h3")) == 3, what="wall")
+        assert not browser.find_element(By.ID, "wall-offline").is_displayed()
+        stop_dashboard(server)
+        wait_for(
+            lambda: browser.find_element(By.ID, "wall-offline").is_displayed(),
+            timeout_s=30,
+            what="server-lost banner",
+        )
+        assert "连接已中断" in browser.find_element(By.ID, "wall-offline").text
+        server = start_dashboard(settings, tmp_path)
+        wait_for(
+            lambda: not browser.find_element(By.ID, "wall-offline").is_displayed(),
+            timeout_s=30,
+            what="banner gone after the server came back",
+        )
+    finally:
+        stop_dashboard(server)
+        browser.get("about:blank")
+        browser.get_log("browser")  # the outage's failed requests are expected here
