@@ -165,15 +165,30 @@ def group_alerts(
     return members
 
 
+def alert_tag(quantity: str, kind: str) -> str:
+    """How an alert is recorded in its incident's ``kinds``: ``"<quantity>:<kind>"``."""
+    return f"{quantity}:{kind}"
+
+
 def incident_kind(utility: str, kinds: frozenset[str]) -> str:
-    """A coarse label of what the incident probably is, from its members' alert kinds."""
-    if utility == "gas" and any(k.startswith("gas_lel") or k == "threshold_high" for k in kinds):
+    """A coarse label of what the incident probably is, from its members' alert tags
+    (``alert_tag``; a bare kind counts with an unknown quantity)."""
+    parts = {(q, k) for q, _, k in (t.rpartition(":") for t in kinds)}
+    if utility == "gas" and any(
+        k.startswith("gas_lel") or q == "gas_concentration" for q, k in parts
+    ):
         return "gas_leak"
-    if utility == "water" and "water_burst" in kinds:
+    if utility == "water" and (
+        any(k == "water_burst" for _, k in parts)
+        # the classic signature: pressure under its low limit with inlet flow over its high one
+        or {("pressure", "threshold_low"), ("flow", "threshold_high")} <= parts
+    ):
         return "water_burst"
-    if kinds and kinds <= {"silent", "stuck", "sensor_fault"}:
+    if parts and all(k in HEALTH_KINDS for _, k in parts):
         return "sensor_health"
-    if utility == "power" and "silent" in kinds:
+    if utility == "power" and any(
+        k == "silent" or (q == "voltage" and k == "threshold_low") for q, k in parts
+    ):
         return "power_outage"
     return f"{utility}_anomaly"
 

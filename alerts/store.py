@@ -32,6 +32,7 @@ from alerts.incidents import (
     DEFAULT_WINDOW_S,
     AlertPoint,
     IncidentState,
+    alert_tag,
     choose_incident,
     incident_explanation,
     incident_kind,
@@ -1007,7 +1008,7 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
     point = AlertPoint(
         alert_id,
         ch.utility,
-        ch.kind,
+        alert_tag(ch.quantity, ch.kind),
         ch.severity,
         ch.ts_us,
         lon,

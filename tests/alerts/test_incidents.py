@@ -11,6 +11,7 @@ from alerts import store
 from alerts.engine import AlertChange, Evaluation
 from alerts.incidents import (
     AlertPoint,
+    alert_tag,
     group_alerts,
     haversine_m,
     incident_explanation,
@@ -76,6 +77,22 @@ def test_incident_summary() -> None:
     assert incident_kind("gas", frozenset({"gas_lel_prealarm"})) == "gas_leak"
     assert incident_kind("water", frozenset({"silent", "stuck"})) == "sensor_health"
     assert incident_kind("power", frozenset({"silent", "threshold_low"})) == "power_outage"
+    tags = frozenset({alert_tag("pressure", "threshold_low"), alert_tag("flow", "threshold_high")})
+    assert incident_kind("water", tags) == "water_burst"
+    assert (
+        incident_kind("water", frozenset({alert_tag("pressure", "threshold_low")}))
+        == "water_anomaly"
+    )
+    assert (
+        incident_kind("gas", frozenset({alert_tag("gas_concentration", "rate_of_change")}))
+        == "gas_leak"
+    )
+    assert (
+        incident_kind("gas", frozenset({alert_tag("pressure", "threshold_high")})) == "gas_anomaly"
+    )
+    assert (
+        incident_kind("power", frozenset({alert_tag("voltage", "threshold_low")})) == "power_outage"
+    )
 
 
 def test_store_groups_each_raise(db_url: str) -> None:
