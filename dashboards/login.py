@@ -6,7 +6,9 @@ callbacks need no CSRF token); only its SHA-256 is stored (dashboards/accounts.p
 
 from __future__ import annotations
 
+import hmac
 import html
+import secrets
 
 import flask
 
@@ -16,8 +18,10 @@ from dashboards.context import AppContext
 from dashboards.i18n import normalise_language, t
 from dashboards.queries import DatabaseUnavailable
 
+LOGIN_CSRF_COOKIE = "cityops_login_csrf"
 
-def render_login_page(lang: str, message: str = "", username: str = "") -> str:
+
+def render_login_page(lang: str, message: str = "", username: str = "", csrf: str = "") -> str:
     e = html.escape
     note = f'<p class="msg-error" role="alert">{e(message)}</p>' if message else ""
     return f"""<!DOCTYPE html>
@@ -28,6 +32,7 @@ def render_login_page(lang: str, message: str = "", username: str = "") -> str:
 <body><main class="panel login-box">
 <h2>{e(t(lang, "app.title"))} · {e(t(lang, "login.title"))}</h2>{note}
 <form method="post" action="/login?lang={e(lang)}">
+<input type="hidden" name="csrf" value="{e(csrf)}">
 <label for="username">{e(t(lang, "login.username"))}</label>
 <input id="username" name="username" autocomplete="username" value="{e(username)}" required>
 <label for="password">{e(t(lang, "login.password"))}</label>
@@ -62,11 +67,31 @@ def install_login_routes(server: flask.Flask, ctx: AppContext) -> None:
     def lang_of() -> str:
         return normalise_language(flask.request.args.get("lang") or ctx.settings.language)
 
+    def page(lang: str, message: str = "", username: str = "", status: int = 200):
+        """The form with a fresh anti-forgery token (double submit: cookie and hidden field),
+        so another site cannot log a browser in to an account of its choosing."""
+        token = secrets.token_urlsafe(24)
+        response = flask.make_response(render_login_page(lang, message, username, token), status)
+        response.set_cookie(
+            LOGIN_CSRF_COOKIE,
+            token,
+            max_age=3600,
+            httponly=True,
+            samesite="Strict",
+            secure=flask.request.is_secure,
+            path="/login",
+        )
+        return response
+
     @server.route("/login", methods=["GET", "POST"])
     def login_view():
         lang = lang_of()
         if flask.request.method == "GET":
-            return render_login_page(lang)
+            return page(lang)
+        sent = flask.request.form.get("csrf", "")
+        kept = flask.request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not sent or not kept or not hmac.compare_digest(sent, kept):
+            return page(lang, t(lang, "login.expired"), status=400)
         username = flask.request.form.get("username", "")[:64]
         password = flask.request.form.get("password", "")[:1024]
         try:
@@ -75,14 +100,14 @@ def install_login_routes(server: flask.Flask, ctx: AppContext) -> None:
                     conn, username, password, client_of(flask.request), ctx.clock()
                 )
         except DatabaseUnavailable:
-            return render_login_page(lang, t(lang, "banner.db_down"), username), 503
+            return page(lang, t(lang, "banner.db_down"), username, 503)
         if token is None:
             message = (
                 t(lang, "login.limited", minutes=LOGIN_WINDOW_S // 60)
                 if outcome == "limited"
                 else t(lang, "login.failed")
             )
-            return render_login_page(lang, message, username), 429 if outcome == "limited" else 401
+            return page(lang, message, username, 429 if outcome == "limited" else 401)
         response = flask.redirect("/alerts", code=303)
         response.set_cookie(
             SESSION_COOKIE,

@@ -92,7 +92,20 @@ def http_login(base: str, username: str, password: str):
 
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    data = urllib.parse.urlencode({"username": username, "password": password}).encode()
+    data = urllib.parse.urlencode(
+        {"username": username, "password": password, "csrf": login_token(opener, base)}
+    ).encode()
     opener.open(base + "/login", data=data, timeout=10)
     assert any(c.name == "cityops_session" for c in jar), "no session cookie"
     return opener
+
+
+def login_token(opener, base: str) -> str:
+    """The anti-forgery token of a fresh login form (its cookie goes into ``opener``'s jar)."""
+    import re
+
+    with opener.open(base + "/login", timeout=10) as resp:
+        page = resp.read().decode()
+    match = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert match, "no token in the login form"
+    return match.group(1)

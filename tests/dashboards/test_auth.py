@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import urllib.error
 import urllib.parse
@@ -15,7 +16,7 @@ from selenium.webdriver.common.by import By
 from dashboards import accounts
 from dashboards.auth import User, can, hash_password, verify_password
 from tests.dashboards.browser import severe_console_messages
-from tests.dashboards.helpers import http_login, open_page, page_text, wait_for
+from tests.dashboards.helpers import http_login, login_token, open_page, page_text, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -99,13 +100,23 @@ def test_planner_calling_acknowledge_over_http_is_refused(dash_server, dash_db, 
 
 
 def test_login_rate_limit_and_session_expiry(dash_server, dash_db, users):
-    def post(password: str) -> int:
-        data = urllib.parse.urlencode({"username": "zhang.wei", "password": password}).encode()
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def post(password: str, *, token: bool = True) -> int:
+        form = {"username": "zhang.wei", "password": password}
+        if token:
+            form["csrf"] = login_token(opener, dash_server.url)
         try:
-            with urllib.request.urlopen(dash_server.url + "/login", data=data, timeout=10) as r:
+            with opener.open(
+                dash_server.url + "/login", data=urllib.parse.urlencode(form).encode(), timeout=10
+            ) as r:
                 return r.status
         except urllib.error.HTTPError as err:
             return err.code
+
+    # a form posted from elsewhere (no anti-forgery token) is refused before anything else
+    assert post(users["zhang.wei"], token=False) == 400
 
     # failures of another account name do not lock zhang.wei; five of his own do
     assert [post("wrong-password") for _ in range(5)] == [401] * 5
