@@ -218,3 +218,28 @@ def test_received_bytes_are_bounded_and_nothing_is_lost(settings: Settings, db_u
         assert query(db_url, "SELECT count(DISTINCT seq) FROM readings") == [(300,)]
     finally:
         ing.stop(end_session=True)
+
+
+def test_postgres_killed_during_commits_under_load(
+    stack: LocalStack, settings: Settings, db_url: str, reuse_ports: None
+) -> None:
+    """kill -9 of the postmaster while batches commit: each batch is stored once, or delivered
+    again (it was not acknowledged) and then stored once."""
+    sensors = _sensors(db_url, 3)
+    ing = Ingestor(settings)
+    ing.start()
+    try:
+        load = Load(settings.mqtt_url, sensors, per_sensor=600, rate_per_s=1500).start()
+        time.sleep(0.6)
+        try:
+            stack.kill_postgres()
+            wait_for(lambda: ing.health().state == "stalled", timeout_s=10)
+        finally:
+            time.sleep(3.0)  # the orphaned backends notice the postmaster's death and exit
+            stack.start_postgres()  # crash recovery
+        load.wait(60)
+        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        _assert_exactly_once(db_url, load)
+        wait_for(lambda: ing.health().state == "running")
+    finally:
+        ing.stop(end_session=True)
