@@ -113,6 +113,8 @@ def build_water(cfg: DemoConfig) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
                 base_demand_lps=round(customers * 0.5 / 86.4, 4),
                 status="open",
             )
+    # valves and hydrants take their ground level from the junctions beside them
+    elevation = {nd["node_id"]: nd["elevation_m"] for nd in b.nodes}
     pipe_no = 0
 
     def add_pipe(a: str, z: str, i_line: int, r: float) -> None:
@@ -147,6 +149,7 @@ def build_water(cfg: DemoConfig) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
                 if rng.random() < 0.8:
                     valve_no += 1
                     t = 0.12
+                    ea, ez = elevation[a], elevation[z]
                     v = b.node(
                         f"WV{valve_no:06d}",
                         xa + t * (xz - xa),
@@ -154,6 +157,7 @@ def build_water(cfg: DemoConfig) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
                         kind="valve",
                         customers=0,
                         status="open",
+                        elevation_m=round(ea + t * (ez - ea), 2),
                     )
                     add_pipe(a, v, line, r)
                     add_pipe(v, z, line, r)
@@ -164,7 +168,15 @@ def build_water(cfg: DemoConfig) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
         if (i + 2 * j) % 4 == 0:
             hyd += 1
             x, y = b.xy[node]
-            h = b.node(f"WH{hyd:06d}", x + 15, y + 12, kind="hydrant", customers=0, status="open")
+            h = b.node(
+                f"WH{hyd:06d}",
+                x + 15,
+                y + 12,
+                kind="hydrant",
+                customers=0,
+                status="open",
+                elevation_m=elevation[node],
+            )
             pipe_no += 1
             b.link(
                 "pipe_id",
