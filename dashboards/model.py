@@ -122,6 +122,7 @@ class UtilityFigures:
     nodata: int
     open_by_severity: tuple[tuple[str, int], ...]
     completeness: float | None  # readings received / expected over the last hour [0..1]
+    customers_cut: int | None = None  # customers without supply in open incidents
 
     @property
     def open_alerts(self) -> int:

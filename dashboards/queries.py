@@ -629,3 +629,31 @@ def fetch_alert_location(conn: psycopg.Connection, alert_id: int) -> tuple[float
         (alert_id,),
     ).fetchone()
     return (float(row[0]), float(row[1])) if row else None
+
+
+def fetch_interruptions(conn: psycopg.Connection) -> dict[str, tuple[int, int, int]]:
+    """Per utility: (open incidents, customers, people without supply) from the incidents the
+    alert engine groups and enriches (migrations 0024/0027); empty where they do not exist."""
+    if not has_relation(conn, "incidents"):
+        return {}
+    return {
+        r[0]: (int(r[1]), int(r[2]), int(r[3]))
+        for r in conn.execute(
+            "SELECT utility, count(*),"
+            " COALESCE(sum((affected ->> 'customers_without_supply')::numeric), 0),"
+            " COALESCE(sum((affected ->> 'population_without_supply')::numeric), 0)"
+            " FROM incidents WHERE state = 'open' GROUP BY utility"
+        )
+    }
+
+
+def fetch_alert_explanation(conn: psycopg.Connection, alert_id: int) -> tuple[str, str] | None:
+    """(zh, en) explanation of the incident the alert belongs to, if the engine grouped it."""
+    if not (has_relation(conn, "incidents") and _has_column(conn, "alerts", "incident_id")):
+        return None
+    row = conn.execute(
+        "SELECT i.explanation_zh, i.explanation_en FROM alerts a"
+        " JOIN incidents i ON i.incident_id = a.incident_id WHERE a.alert_id = %s",
+        (alert_id,),
+    ).fetchone()
+    return (row[0], row[1]) if row else None

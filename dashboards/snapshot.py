@@ -175,6 +175,7 @@ def utility_figures(
     s: SensorStates,
     alerts_by_utility: dict[str, list[tuple[str, int]]],
     completeness: dict[str, float],
+    interruptions: dict[str, tuple[int, int, int]] | None = None,
 ) -> list[UtilityFigures]:
     out = []
     for u in UTILITIES:
@@ -188,6 +189,9 @@ def utility_figures(
                 nodata=int((st == "nodata").sum()),
                 open_by_severity=tuple(sorted(alerts_by_utility.get(u, []))),
                 completeness=completeness.get(u),
+                customers_cut=(interruptions or {}).get(u, (0, 0, 0))[1]
+                if interruptions is not None
+                else None,
             )
         )
     return out

@@ -154,12 +154,13 @@ def register(app: Dash, ctx: AppContext) -> None:
         lang = lang or ctx.settings.language
         if not alert_id:
             return t(lang, "alerts.select_first"), []
-        impact, location, districts, context = None, None, [], None
+        impact, location, districts, context, explanation = None, None, [], None, None
         try:
             with ctx.reader.connection() as conn:
                 events = queries.fetch_alert_timeline(conn, int(alert_id))
                 impact = read_impact(ctx, conn, int(alert_id))
                 location = queries.fetch_alert_location(conn, int(alert_id))
+                explanation = queries.fetch_alert_explanation(conn, int(alert_id))
                 context = None
                 if impact and location:
                     lon, lat = location
@@ -199,7 +200,19 @@ def register(app: Dash, ctx: AppContext) -> None:
             )
             for at, actor, action, state, comment in events
         ]
+        why = (
+            [
+                html.P(
+                    display_text(explanation[1] if lang == "en" else explanation[0]),
+                    className="explanation",
+                    id="alerts-explanation",
+                )
+            ]
+            if explanation
+            else []
+        )
         return t(lang, "alerts.selected", id=int(alert_id)), [
+            *why,
             *incident_map,
             *impact_view(lang, impact),
             html.H3(t(lang, "alerts.timeline")),

@@ -118,7 +118,11 @@ def kpi_card(lang: str, f: UtilityFigures) -> list:
         ("kpi.completeness", pct(completeness), grade(completeness)),
         ("kpi.open_alerts", str(f.open_alerts), "bad" if f.open_alerts else "good"),
         ("kpi.critical", str(f.open_of("critical")), "bad" if f.open_of("critical") else "good"),
-        ("col.silent", str(f.silent + f.nodata), "warn" if f.silent + f.nodata else "good"),
+        (
+            ("kpi.outages", f"{f.customers_cut:,}", "bad" if f.customers_cut else "good")
+            if f.customers_cut is not None
+            else ("col.silent", str(f.silent + f.nodata), "warn" if f.silent + f.nodata else "good")
+        ),
     ]
     return [
         html.H3(t(lang, "utility." + f.utility)),
@@ -237,6 +241,9 @@ def read_wall(ctx: AppContext) -> tuple:
         completeness = ctx.cache.get(
             "completeness", COMPLETENESS_TTL_S, lambda: queries.fetch_completeness(conn)
         )
+        interruptions = (
+            queries.fetch_interruptions(conn) if queries.has_relation(conn, "incidents") else None
+        )
         open_alerts = queries.fetch_open_alerts(conn, limit=100, severities=["critical"])
         recent = queries.fetch_recent_alerts(conn, limit=8)
         trend = queries.fetch_alert_trend(conn, hours=6, bucket_s=1800)
@@ -244,5 +251,5 @@ def read_wall(ctx: AppContext) -> tuple:
         sensors, cells = select_points(city.states), []
     else:
         sensors, cells = [], grid_cells(city.states, cell_deg=choose_grid_cell_deg(2.0))
-    figures = utility_figures(city.states, city.alerts_by_utility, completeness)
+    figures = utility_figures(city.states, city.alerts_by_utility, completeness, interruptions)
     return city, sensors, cells, figures, open_alerts, recent, trend

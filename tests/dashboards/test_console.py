@@ -41,12 +41,20 @@ def test_console_shows_isolation_for_an_alert_on_a_main(
             " 'burst', 'critical', now(), 90, 200, '疑似爆管：压力骤降至 90 kPa',"
             " 'Suspected burst: pressure down to 90 kPa') RETURNING alert_id"
         ).fetchone()[0]
+        incident = conn.execute(
+            "INSERT INTO incidents (utility, kind, severity, opened_at, last_alert_at, centre,"
+            " explanation_zh, explanation_en) SELECT 'water', 'burst', 'critical', now(), now(),"
+            " geom, '干管压力骤降，疑似爆管', 'Sudden pressure drop on a main: suspected burst'"
+            " FROM sensors WHERE sensor_id = 'wp-main-1' RETURNING incident_id"
+        ).fetchone()[0]
+        conn.execute("UPDATE alerts SET incident_id = %s WHERE alert_id = %s", (incident, alert_id))
     open_page(browser, dash_server.url + "/alerts")
     wait_for(
         lambda: browser.find_element(By.XPATH, f"//button[text()='#{alert_id}']"), what="alert"
     ).click()
     impact = wait_for(lambda: browser.find_element(By.ID, "alerts-impact").text, what="impact view")
     assert f"停供用户 {iso['customers_without_supply']} 户" in impact
+    assert "疑似爆管" in browser.find_element(By.ID, "alerts-explanation").text
     assert f"约 {iso['population_without_supply']} 人" in impact
     assert all(v in impact for v in iso["valves_to_close"])
     legend = wait_for(lambda: texts(browser, "#alerts-map .legendtext"), what="incident map")

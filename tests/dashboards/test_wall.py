@@ -28,8 +28,20 @@ def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, brows
     assert water >= 61  # 60 demo sensors and the hostile-named one (other tests may add more)
     # the cards are re-rendered on every refresh: look elements up inside each wait
     wait_for(lambda: kpi(browser, "water", "kpi.sensors") == str(water), what="water sensors")
-    # a burst: a new critical alert appears on the flashing strip and in the ticker
+    # a burst: a new critical alert appears on the flashing strip and in the ticker, and the
+    # engine's incident for it cuts 42 customers off
     with psycopg.connect(dash_db) as conn:
+        conn.execute(
+            "INSERT INTO incidents (utility, kind, severity, opened_at, last_alert_at, centre,"
+            " affected, explanation_zh, explanation_en) VALUES ('power', 'voltage_low',"
+            " 'critical', now(), now(), ST_SetSRID(ST_MakePoint(104.27, 30.56), 4326),"
+            ' \'{"customers_without_supply": 42, "population_without_supply": 110}\','
+            " '母线电压过低', 'Bus voltage low')"
+        )
+        cut = conn.execute(
+            "SELECT sum((affected ->> 'customers_without_supply')::numeric) FROM incidents"
+            " WHERE state = 'open' AND utility = 'power'"
+        ).fetchone()[0]
         conn.execute(
             "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
             " limit_value, message_zh, message_en) VALUES ('pb-510112-1', 'power', 'voltage',"
@@ -53,6 +65,7 @@ def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, brows
         lambda: browser.execute_script("return window.cityopsAlarmCount") == 1, what="alarm sound"
     )
     wait_for(lambda: kpi(browser, "power", "kpi.critical") == "1", what="power critical count")
+    wait_for(lambda: kpi(browser, "power", "kpi.outages") == f"{int(cut):,}", what="customers cut")
     # a kiosk: no navigation, nothing to scroll at 1920x1080
     assert not browser.find_element(By.ID, "header-row").is_displayed()
     size = browser.execute_script(
