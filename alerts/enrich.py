@@ -87,7 +87,7 @@ def enrich_incidents(
                 )
         except (NetworkError, psycopg.errors.UndefinedTable, KeyError) as exc:
             location, affected = None, {"error": str(exc)[:300]}
-            log.warning("incident %s: no network context (%s)", incident_id, exc)
+            log.info("incident %s: no network context (%s)", incident_id, exc)
         with conn.transaction():
             # updated_at is left alone: only the engine's grouping moves it
             conn.execute(
