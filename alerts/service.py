@@ -38,6 +38,7 @@ BATCH_MAX_MESSAGES = 2000
 BATCH_AGE_S = 0.005  # collect for at most this long after the first message of a batch
 SENSOR_RELOAD_S = 30.0  # pick up new sensors and changed limits this often
 UNKNOWN_RELOAD_MIN_S = 2.0  # at most this often when a reading names an unknown sensor
+UNKNOWN_RETRY_S = 60.0  # and for the same unknown sensor at most this often
 RETRY_MAX_S = 10.0
 CHORES_EVERY_S = 1.0  # silence and escalation checks, outbox sweep
 INCIDENT_CHECK_S = 30.0
@@ -96,6 +97,7 @@ class AlertService:
         self._sensors_loaded = 0.0
         self._ready_at = time.monotonic()
         self._incidents_checked = 0.0
+        self._unknown: dict[str, float] = {}  # sensor id -> when it last made us reload
 
     # -- database ---------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection:
@@ -254,10 +256,7 @@ class AlertService:
     def _process(self, batch: list[Message], consumer: AckingConsumer) -> None:
         readings = self._decode(batch)
         evaluation = self.engine.evaluate(readings)
-        if (
-            evaluation.unknown_sensors
-            and time.monotonic() - self._sensors_loaded > UNKNOWN_RELOAD_MIN_S
-        ):
+        if evaluation.unknown_sensors and self._worth_reloading(evaluation.unknown_sensors):
             self._reload()  # a sensor registered after we started
             evaluation = self.engine.evaluate(readings)
         try:
@@ -283,6 +282,19 @@ class AlertService:
             assert self.stats.latency_ms is not None
             self.stats.latency_ms.append((done_ns - batch[0].received_ns) / 1e6)
             del self.stats.latency_ms[:-1000]
+
+    def _worth_reloading(self, unknown: frozenset[str]) -> bool:
+        """Reload the catalogue for a sensor we have not heard of, but not again and again for
+        one that stays unknown (a retired or rogue device would make us reload all the time)."""
+        now = time.monotonic()
+        if now - self._sensors_loaded <= UNKNOWN_RELOAD_MIN_S:
+            return False
+        fresh = [sid for sid in unknown if now - self._unknown.get(sid, -1e9) > UNKNOWN_RETRY_S]
+        for sid in fresh:
+            self._unknown[sid] = now
+        if len(self._unknown) > 100_000:  # bounded memory
+            self._unknown.clear()
+        return bool(fresh)
 
     def _process_one_by_one(self, batch: list[Message], consumer: AckingConsumer) -> None:
         for msg in batch:
