@@ -171,6 +171,16 @@ def gis_load_districts(
     console.print(f"loaded {n} districts")
 
 
+def _mount_part_commands() -> None:
+    """Commands that the parts define themselves (typer sub-apps), mounted here."""
+    from gis.cli import register
+
+    register(gis_app)
+
+
+_mount_part_commands()
+
+
 @app.command()
 def status() -> None:
     """Counts of sensors, readings, open alerts and quarantined messages."""

@@ -63,10 +63,10 @@ def _new_client(client_id: str, url: str, *, manual_ack: bool) -> mqtt.Client:
     return client
 
 
-def _connect_properties(session_expiry_s: int) -> Properties:
+def _connect_properties(session_expiry_s: int, receive_maximum: int) -> Properties:
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = session_expiry_s
-    props.ReceiveMaximum = RECEIVE_MAXIMUM
+    props.ReceiveMaximum = receive_maximum
     return props
 
 
@@ -87,15 +87,18 @@ class AckingConsumer:
         *,
         queue_max: int = 50_000,
         session_expiry_s: int = SESSION_EXPIRY_S,
+        receive_maximum: int = RECEIVE_MAXIMUM,
         on_session_lost: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
         self.client_id = client_id
         self.topic_filters = topic_filters
         self.session_expiry_s = session_expiry_s
+        self.receive_maximum = receive_maximum
         self.queue: queue.Queue[Message] = queue.Queue(maxsize=queue_max)
         self.status = ConsumerStatus()
         self._on_session_lost = on_session_lost
+        self._stopping = False
         self._connected_once = threading.Event()
         self._client = _new_client(client_id, url, manual_ack=True)
         self._client.on_connect = self._on_connect
@@ -126,9 +129,14 @@ class AckingConsumer:
         log.warning("mqtt disconnected: %s", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        self.queue.put(
-            Message(msg.mid, msg.qos, msg.topic, msg.payload, time.time_ns(), msg.retain)
-        )
+        message = Message(msg.mid, msg.qos, msg.topic, msg.payload, time.time_ns(), msg.retain)
+        while True:
+            try:
+                self.queue.put(message, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stopping:
+                    return  # never acknowledged: the broker delivers it again next session
 
     # -- worker side ----------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> None:
@@ -138,7 +146,7 @@ class AckingConsumer:
             ep.port,
             keepalive=30,
             clean_start=False,
-            properties=_connect_properties(self.session_expiry_s),
+            properties=_connect_properties(self.session_expiry_s, self.receive_maximum),
         )
         self._client.loop_start()
         if not self._connected_once.wait(timeout_s):
@@ -151,6 +159,7 @@ class AckingConsumer:
     def stop(self, *, end_session: bool = False) -> None:
         """Disconnect. ``end_session=True`` tells the broker to drop our subscription and queue:
         a worker that leaves a shared group for good must, or it keeps receiving its share."""
+        self._stopping = True  # a network thread waiting for queue space gives up
         props = None
         if end_session:
             props = Properties(PacketTypes.DISCONNECT)

@@ -47,7 +47,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """True when nothing listens on ``port``; a port in TIME_WAIT after our own server stopped
+    counts as free, so a restarted server keeps its port and its clients find it again."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -24,6 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 SERVICES = ("ingest", "alerts", "dashboard", "simulate")
 MAX_RESTARTS_PER_MINUTE = 5
+GIS_PORT = 5001
 
 
 @dataclass
@@ -84,11 +85,14 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
             if not port_is_free(port):
                 port = free_port()
             env["CITYOPS_DASHBOARD_PORT"] = str(port)
+            gis_port = GIS_PORT if port_is_free(GIS_PORT) else free_port()
             py = [sys.executable, "-m", "cityops"]
             for name in SERVICES:
                 if name == "simulate" and not simulate:
                     continue
                 children.append(Child(name, [*py, name], logs / f"{name}.log"))
+            gis_cmd = [*py, "gis", "serve", "--port", str(gis_port)]
+            children.append(Child("gis", gis_cmd, logs / "gis.log"))
             for child in children:
                 status.update(f"starting {child.name} ...")
                 _spawn(child, env)
@@ -97,7 +101,9 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
             _wait_http(url, timeout_s=90, children=children)
         console.print(
             f"[bold green]cityops is running[/] in {time.monotonic() - started:.1f} s. "
-            f"Dashboard: [bold]{url}[/]  (logs: {logs}; Ctrl-C stops everything)"
+            f"Dashboard: [bold]{url}[/]  Planners' API and OGC API Features: "
+            f"http://{settings.dashboard_host}:{gis_port}/api and /ogc  "
+            f"(logs: {logs}; Ctrl-C stops everything)"
         )
         print(url, flush=True)
         while not stopping:
@@ -126,6 +132,14 @@ def _load_reference_data(conn: psycopg.Connection) -> None:
         )
     if conn.execute("SELECT count(*) FROM sensors").fetchone()[0] == 0:
         write_sensors(conn, read_sensor_file(DATA_DIR / "demo_sensors.geojson"))
+    if conn.execute("SELECT count(*) FROM water_pipes").fetchone()[0] == 0:
+        # the demo networks, facilities and grid cells (marked demo in gis_layers)
+        from gis.demo import DemoConfig, build_demo_city
+        from gis.grid import build_grid_cells
+        from gis.postgis import fetch_districts_frame, write_grid_cells, write_layers
+
+        write_grid_cells(conn, build_grid_cells(fetch_districts_frame(conn), (7, 8)))
+        write_layers(conn, build_demo_city(DemoConfig()), demo=True)
 
 
 def _spawn(child: Child, env: dict[str, str]) -> None:
