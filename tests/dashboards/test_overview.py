@@ -127,7 +127,12 @@ def test_database_outage_shows_banner_and_recovers(stack, dash_db, browser, tmp_
         wait_for(
             lambda: len(texts(browser, ".wall-kpi h3")) == 3, timeout_s=20, what="wall recovered"
         )
-        assert not browser.find_elements(By.CSS_SELECTOR, ".banner-error")
+        # the database banner went (the wall's hidden server-lost banner stays hidden)
+        wait_for(
+            lambda: not browser.find_elements(By.CSS_SELECTOR, "#wall-banner .banner-error"),
+            what="wall banner gone",
+        )
+        assert not browser.find_element(By.ID, "wall-offline").is_displayed()
         browser.get(server.url + "/")
         wait_for(
             lambda: not browser.find_elements(By.CSS_SELECTOR, ".banner-error"),
