@@ -177,7 +177,16 @@ class AlertService:
         )
         # subscribe first: telemetry published while we load state waits in our queue (and, on
         # the very first start, is not lost for want of a session)
-        consumer.start()
+        try:
+            consumer.start(timeout_s=3.0)
+        except TimeoutError:
+            # paho keeps trying in the background; wait for it, or for SIGTERM
+            log.warning("broker not reachable yet; waiting for it")
+            while consumer.status.connects == 0:
+                if self.stop.wait(0.5):
+                    consumer.stop()
+                    log.info("alerts engine stopped before the broker was reachable")
+                    return self.stats
         try:
             self._reload()
             with Publisher(s.mqtt_url_for("alerts"), f"{s.alerts_client_id}-pub") as pub:

@@ -8,6 +8,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 
 from alerts.engine import in_partition
 from alerts.events import decode_alert_event
@@ -18,6 +19,7 @@ from cityops.settings import Settings
 from sensors.payload import encode_reading
 from sensors.topics import alert_topic, telemetry_topic
 from tests.alerts.conftest import EngineProcess, Subscriber, add_sensors, wait_for
+from tests.alerts.test_notifications import free_port
 
 
 def evaluated_until(db_url: str, sensor_id: str, quantity: str) -> int | None:
@@ -391,3 +393,15 @@ def test_two_workers_split_the_sensors_by_partition(
         assert conn.execute(
             "SELECT count(*), count(DISTINCT sensor_id) FROM alerts"
         ).fetchone() == (20, 20)
+
+
+def test_engine_waits_for_an_unreachable_broker_and_stops_cleanly(settings: Settings) -> None:
+    s = settings.model_copy(
+        update={"alerts_mqtt_url": f"mqtt://cityops-alerts:x@127.0.0.1:{free_port()}"}
+    )
+    eng = EngineProcess(s)
+    with pytest.raises(RuntimeError):
+        eng.start(timeout=8)  # never ready: nothing listens there
+    assert eng.proc is not None and eng.proc.poll() is None  # still waiting, not crashed
+    assert eng.stop() == 0
+    wait_for(lambda: "broker not reachable yet" in eng.log(), 5)
