@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import queue
 import signal
+import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -138,3 +140,50 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # type:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HttpSink:
+    """A local HTTP server that records requests and fails the first ``fail_first`` of each path."""
+
+    def __init__(self, fail_first: dict[str, int] | None = None) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.fail_first = dict(fail_first or {})
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.requests.append((self.path, dict(self.headers), body))
+                left = sink.fail_first.get(self.path, 0)
+                if left:
+                    sink.fail_first[self.path] = left - 1
+                    self.send_response(503)
+                else:
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"

@@ -18,8 +18,14 @@ from cityops.mqtt import Publisher
 from cityops.settings import Settings
 from sensors.payload import encode_reading
 from sensors.topics import alert_topic, telemetry_topic
-from tests.alerts.conftest import EngineProcess, Subscriber, add_sensors, wait_for
-from tests.alerts.test_notifications import free_port
+from tests.alerts.conftest import (
+    EngineProcess,
+    HttpSink,
+    Subscriber,
+    add_sensors,
+    free_port,
+    wait_for,
+)
 
 
 def evaluated_until(db_url: str, sensor_id: str, quantity: str) -> int | None:
@@ -145,8 +151,6 @@ def test_engine_killed_during_an_alert_storm(
 ) -> None:
     """kill -9 while a storm is being evaluated: no alert missed, none raised twice; every event
     reaches MQTT and the webhook route at least once."""
-    from tests.alerts.test_notifications import HttpSink
-
     n = 300
     ids = [f"gd-storm-{i:03d}" for i in range(n)]
     add_sensors(db_url, [(sid, "gas", "gas_detector") for sid in ids])
