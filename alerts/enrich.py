@@ -88,6 +88,11 @@ def enrich_incidents(
         except (NetworkError, psycopg.errors.UndefinedTable, KeyError) as exc:
             location, affected = None, {"error": str(exc)[:300]}
             log.info("incident %s: no network context (%s)", incident_id, exc)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise  # the database is away: the loop reconnects and tries again
+        except Exception as exc:  # anything else: recorded once, not retried every 5 s
+            location, affected = None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            log.warning("incident %s: network analysis failed", incident_id, exc_info=True)
         with conn.transaction():
             # updated_at is left alone: only the engine's grouping moves it
             conn.execute(
