@@ -21,6 +21,11 @@ app = typer.Typer(
 )
 sensors_app = typer.Typer(help="The sensor catalogue.", no_args_is_help=True)
 gis_app = typer.Typer(help="The basic geographic database (PostGIS layers).", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Operations-center accounts (roles: operator, planner, emergency, admin).",
+    no_args_is_help=True,
+)
+app.add_typer(users_app, name="users")
 app.add_typer(sensors_app, name="sensors")
 app.add_typer(gis_app, name="gis")
 console = Console(stderr=True)
@@ -109,24 +114,92 @@ def dashboard(
 
 @app.command()
 def simulate(
+    scenario: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Scenario file (YAML, docs/simulators.md). Without it the demo sensors are simulated."
+        ),
+    ] = None,
     catalogue: Annotated[
-        Path, typer.Option(help="Sensor catalogue (GeoJSON) to simulate.")
+        Path, typer.Option(help="Demo: sensor catalogue (GeoJSON) to simulate.")
     ] = DATA_DIR / "demo_sensors.geojson",
-    interval_s: Annotated[float, typer.Option(help="Simulated seconds between readings.")] = 60.0,
+    interval_s: Annotated[
+        float, typer.Option(help="Demo: simulated seconds between readings.")
+    ] = 60.0,
     steps: Annotated[
-        int, typer.Option(help="How many steps to publish; 0 runs until stopped.")
+        int, typer.Option(help="Demo: how many steps to publish; 0 runs until stopped.")
     ] = 0,
     speedup: Annotated[
-        float, typer.Option(help="Simulated seconds per wall second; 0 = as fast as possible.")
-    ] = 60.0,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same messages).")] = 1,
-    start: Annotated[
-        str | None, typer.Option(help="Simulated start time, ISO 8601 (default: now).")
+        float | None,
+        typer.Option(
+            help="Simulated seconds per wall second; 0 = as fast as possible "
+            "(default: 60 for the demo, the scenario's own for a scenario)."
+        ),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Random seed (same seed, same messages; default 1 or the scenario's)."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Simulated start time, ISO 8601 (default: the scenario's, or a run ending now)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Scenario: folder for sensors.geojson and ground_truth.json (default var/sim/<run id>)."
+        ),
+    ] = None,
+    ground_truth_db: Annotated[
+        bool, typer.Option(help="Scenario: also write the ground truth to the database.")
+    ] = True,
+    register_sensors: Annotated[
+        bool, typer.Option(help="Scenario: add its sensors to the catalogue before publishing.")
+    ] = False,
+    devices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Scenario: JSON of sensor id -> password; each sensor then publishes with its own identity."
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="Scenario: validate it against its network models and exit.")
+    ] = False,
 ) -> None:
-    """Publish readings for the demo water, power and gas sensors, with a scripted pressure drop
-    on one water main (the anomaly) so that alerts have something to find."""
+    """Publish simulated telemetry. Without SCENARIO: the demo sensors with a scripted pressure
+    drop on one water main. With SCENARIO: physics-based water, power and gas networks with
+    labelled incidents and sensor faults; the file is validated before anything is published and
+    the ground truth is written to a file and the database."""
     _logging()
+    if scenario is not None:
+        from simulators.scenario import check_scenario, run_scenario
+        from simulators.spec import ScenarioError
+
+        try:
+            if check:
+                console.print(check_scenario(scenario, database_url=_settings().database_url))
+                return
+            report = run_scenario(
+                _settings(),
+                scenario,
+                speedup=speedup,
+                seed=seed,
+                start=start,
+                output_dir=output,
+                write_db=ground_truth_db,
+                register_sensors=register_sensors,
+                devices=devices,
+            )
+        except ScenarioError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        console.print(
+            f"run {report.run_id}: {report.stats.messages} messages in {report.stats.wall_s:.1f} s; "
+            f"ground truth in {report.output_dir}"
+        )
+        return
     from simulators.demo import run
 
     run(
@@ -134,8 +207,8 @@ def simulate(
         catalogue=catalogue,
         interval_s=interval_s,
         steps=steps,
-        speedup=speedup,
-        seed=seed,
+        speedup=60.0 if speedup is None else speedup,
+        seed=1 if seed is None else seed,
         start=start,
     )
 
@@ -169,6 +242,78 @@ def gis_load_districts(
     with connect(_settings().database_url) as conn:
         n = write_districts(conn, doc)
     console.print(f"loaded {n} districts")
+
+
+MIN_PASSWORD_LENGTH = 12
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Login name: lower-case letters, digits, . _ -")],
+    role: Annotated[str, typer.Option(help="operator, planner, emergency or admin.")],
+    display_name: Annotated[str, typer.Option(help="Name shown in the audit log.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input instead of prompting.")
+    ] = False,
+) -> None:
+    """Create an account, or replace its password and role (argon2id hash; >= 12 characters)."""
+    import psycopg
+
+    from cityops.db import connect
+    from dashboards.accounts import write_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        console.print(f"[red]the password needs at least {MIN_PASSWORD_LENGTH} characters[/]")
+        raise typer.Exit(2)
+    with connect(_settings().database_url) as conn:
+        try:
+            write_user(conn, username, password, role, display_name)
+        except (ValueError, psycopg.errors.CheckViolation) as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+    console.print(f"account {username} ({role}) saved")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """The accounts, their roles and whether they are disabled (never the password hashes)."""
+    from rich.table import Table
+
+    from cityops.db import connect
+    from dashboards.accounts import read_users
+
+    with connect(_settings().database_url) as conn:
+        rows = read_users(conn)
+    table = Table("username", "role", "name", "disabled", "created")
+    for r in rows:
+        table.add_row(
+            r["username"],
+            r["role"],
+            r["display_name"],
+            str(r["disabled"]),
+            f"{r['created_at']:%Y-%m-%d}",
+        )
+    Console().print(table)
+
+
+@users_app.command("disable")
+def users_disable(
+    username: Annotated[str, typer.Argument(help="The account to disable.")],
+    enable: Annotated[bool, typer.Option(help="Enable it again instead.")] = False,
+) -> None:
+    """Disable an account (its sessions end at once), or enable it again."""
+    from cityops.db import connect
+    from dashboards.accounts import write_user_disabled
+
+    with connect(_settings().database_url) as conn:
+        if not write_user_disabled(conn, username, not enable):
+            console.print(f"[red]no account {username}[/]")
+            raise typer.Exit(2)
+    console.print(f"account {username} {'enabled' if enable else 'disabled'}")
 
 
 def _mount_part_commands() -> None:

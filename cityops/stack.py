@@ -325,6 +325,11 @@ class LocalStack:
         os.chmod(pwfile, 0o600)
         for user, password in self.state.mqtt_passwords.items():
             _run(["mosquitto_passwd", "-b", str(pwfile), user, password])
+        devices = self.mqtt_dir / "devices.passwd"
+        if devices.exists():
+            # device identities written by the simulators (simulators.devices), kept on restart
+            with pwfile.open("a") as f:
+                f.write(devices.read_text())
         acl = self.mqtt_dir / "acl"
         acl.write_text(mosquitto_acl())
         conf = self.mqtt_dir / "mosquitto.conf"

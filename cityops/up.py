@@ -77,6 +77,7 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
                 mode = storage_mode(conn)
                 status.update("loading districts and demo sensors ...")
                 _load_reference_data(conn)
+                admin_password = _first_admin(conn)
             console.print(
                 f"database ready (storage: {mode}; applied: {', '.join(applied) or 'none'})"
             )
@@ -105,6 +106,11 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
             f"http://{settings.dashboard_host}:{gis_port}/api and /ogc  "
             f"(logs: {logs}; Ctrl-C stops everything)"
         )
+        if admin_password:
+            console.print(
+                f"first account created: [bold]admin[/] / [bold]{admin_password}[/] "
+                "(shown once; change it with `cityops users add admin --role admin`)"
+            )
         print(url, flush=True)
         while not stopping:
             for child in children:
@@ -140,6 +146,19 @@ def _load_reference_data(conn: psycopg.Connection) -> None:
 
         write_grid_cells(conn, build_grid_cells(fetch_districts_frame(conn), (7, 8)))
         write_layers(conn, build_demo_city(DemoConfig()), demo=True)
+
+
+def _first_admin(conn: psycopg.Connection) -> str | None:
+    """On a database without accounts, create ``admin`` with a random password."""
+    import secrets
+
+    from dashboards.accounts import read_users, write_user
+
+    if read_users(conn):
+        return None
+    password = secrets.token_urlsafe(12)
+    write_user(conn, "admin", password, "admin", "管理员")
+    return password
 
 
 def _spawn(child: Child, env: dict[str, str]) -> None:

@@ -120,3 +120,25 @@ def logout(conn: psycopg.Connection, token: str, now: datetime, client: str = ""
         ).fetchone()
         if row:
             write_audit(conn, now, row[0], "logout", client)
+
+
+def read_users(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every account (never the hash), for `cityops users list`."""
+    rows = conn.execute(
+        "SELECT username, display_name, role, disabled, created_at FROM dashboard_users"
+        " ORDER BY username"
+    ).fetchall()
+    keys = ("username", "display_name", "role", "disabled", "created_at")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def write_user_disabled(conn: psycopg.Connection, username: str, disabled: bool) -> bool:
+    """Disable (or enable again) an account and end its sessions; False if there is none."""
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE dashboard_users SET disabled = %s, updated_at = now() WHERE username = %s",
+            (disabled, username),
+        )
+        if disabled:
+            conn.execute("DELETE FROM dashboard_sessions WHERE username = %s", (username,))
+    return cur.rowcount == 1
