@@ -85,12 +85,28 @@ def ingest() -> None:
 
 
 @app.command()
-def alerts() -> None:
-    """Evaluate new readings against their sensor type's limits; raise, store, publish and clear alerts."""
+def alerts(
+    partition: Annotated[
+        str,
+        typer.Option(
+            help="k/n: evaluate only the sensors of partition k of n (each worker with its own "
+            "CITYOPS_ALERTS_CLIENT_ID); 0/1 evaluates every sensor in a share group."
+        ),
+    ] = "0/1",
+) -> None:
+    """Evaluate new readings as they arrive (thresholds with hysteresis and the detectors enabled
+    per sensor type); raise, store, group into incidents, publish and notify; clear on return."""
     _logging()
     from alerts.service import run
 
-    run(_settings())
+    try:
+        k, n = (int(x) for x in partition.split("/"))
+        if not 0 <= k < n:
+            raise ValueError
+    except ValueError:
+        console.print(f"[red]--partition must be k/n with 0 <= k < n, not {partition!r}[/]")
+        raise typer.Exit(2) from None
+    run(_settings(), partition=(k, n))
 
 
 @app.command()
@@ -211,6 +227,22 @@ def simulate(
         seed=1 if seed is None else seed,
         start=start,
     )
+
+
+@app.command()
+def evaluate(
+    scenarios: Annotated[list[Path], typer.Argument(help="Scenario files (scenarios/*.yaml).")],
+    log_dir: Annotated[
+        Path, typer.Option(help="Where the engine logs and ground truth go.")
+    ] = PROJECT_ROOT / "var" / "evaluate",
+) -> None:
+    """Replay labelled scenarios through the real broker and alert engine and print, per incident
+    type, recall, time to detection, localisation error, false alerts per 1,000 sensor-days and a
+    NAB-style score. Use a database of its own: the scenarios register their sensors."""
+    _logging("WARNING")
+    from cityops.evaluate import print_evaluation
+
+    print_evaluation(_settings(), scenarios, log_dir)
 
 
 @sensors_app.command("import")

@@ -14,6 +14,7 @@ COMMANDS = [
     ["sensors", "import"],
     ["gis", "load-districts"],
     ["status"],
+    ["evaluate"],
 ]
 
 
@@ -29,3 +30,14 @@ def test_every_command_explains_itself(command: list[str]) -> None:
     assert "Usage" in r.stdout
     # a sentence of help, not just the usage line
     assert len(r.stdout.split()) > 15
+
+
+def test_a_bad_alert_partition_is_refused() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "cityops", "alerts", "--partition", "3/2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "partition" in r.stderr
