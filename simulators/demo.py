@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -69,6 +70,11 @@ def run(
         raise ValueError("interval_s must be > 0")
     if steps < 0 or speedup < 0:
         raise ValueError("steps and speedup must be >= 0")
+    if steps == 0 and anomaly is not None and anomaly.period_steps is None:
+        # a demo that runs until stopped shows the drop again every half hour of simulated time
+        anomaly = replace(
+            anomaly, period_steps=max(anomaly.duration_steps + 3, round(1800 / interval_s))
+        )
     sensors = read_catalogue(catalogue)
     start_ms = parse_start_ms(start) if start else default_start_ms(time.time(), interval_s, steps)
     gen = DemoGenerator(

@@ -66,19 +66,29 @@ class PressureDrop:
     start_step: int = 3
     duration_steps: int = 10
     low_kpa: float = 150.0  # [kPa] below the water_pressure alarm_low of 200 kPa
+    # repeat the window every this many steps (None: once); a long-running demo keeps showing one
+    period_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.start_step < 0 or self.duration_steps < 1:
             raise ValueError("PressureDrop needs start_step >= 0 and duration_steps >= 1")
+        if self.period_steps is not None and self.period_steps < self.duration_steps + 3:
+            raise ValueError("PressureDrop period_steps must leave room to recover")
+
+    def _phase(self, step: int) -> int:
+        if self.period_steps is None or step < self.start_step - 1:
+            return step
+        return self.start_step - 1 + (step - self.start_step + 1) % self.period_steps
 
     def in_window(self, step: int) -> bool:
+        step = self._phase(step)
         return self.start_step <= step < self.start_step + self.duration_steps
 
     def weight(self, step: int) -> float:
         """0 (normal) .. 1 (fully dropped) at ``step``."""
         if self.in_window(step):
             return 1.0
-        if step in (self.start_step - 1, self.start_step + self.duration_steps):
+        if self._phase(step) in (self.start_step - 1, self.start_step + self.duration_steps):
             return 0.5
         return 0.0
 

@@ -214,3 +214,23 @@ def test_cli_simulate_publishes_the_demo_now(settings: Settings) -> None:
     assert max(stamps) <= now_us and min(stamps) >= (t0_ms - 3 * 60_000) * 1000
     assert len(stamps) == 2
     assert "simulate: step 2/2" in r.stderr
+
+
+def test_a_periodic_drop_repeats_its_window_and_recovery() -> None:
+    from simulators.profiles import PressureDrop
+
+    once = PressureDrop(start_step=3, duration_steps=10)
+    every = PressureDrop(start_step=3, duration_steps=10, period_steps=30)
+    for step in range(0, 30):
+        assert every.weight(step) == once.weight(step)
+        assert every.weight(step + 30) == once.weight(step)
+        assert every.weight(step + 90) == once.weight(step)
+    assert [every.in_window(s) for s in (2, 3, 12, 13, 33, 42, 43)] == [
+        False,
+        True,
+        True,
+        False,
+        True,
+        True,
+        False,
+    ]
