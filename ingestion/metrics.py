@@ -65,3 +65,9 @@ class IngestMetrics:
         self.db_errors = Counter(
             "cityops_ingest_db_errors", "failed batch writes (retried)", registry=r
         )
+        # evaluated at each scrape (set_function): a healthcheck reads this one line
+        self.healthy = Gauge(
+            "cityops_ingest_healthy",
+            "1 when every thread is alive and a commit or heartbeat happened recently",
+            registry=r,
+        )

@@ -20,6 +20,7 @@ import queue
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ from ingestion.store import (
     IngestConnection,
     QuarantineRow,
     drop_old_partitions,
+    drop_old_quarantine,
     read_catalogue,
     read_sensors,
     register_worker,
@@ -62,9 +64,37 @@ CATALOGUE_REFRESH_S = 30.0  # periodic refresh of the sensor catalogue
 HEARTBEAT_S = 5.0
 MAINTENANCE_S = 3600.0  # partitions ahead, retention
 RETRY_MAX_S = 5.0
+# ``cityops_ingest_healthy`` is 1 while every thread is alive and the last commit or idle
+# heartbeat is at most this old (the idle heartbeat comes every HEARTBEAT_S)
+HEALTHY_WITHIN_S = 30.0
+# rejected messages are kept this long (or CITYOPS_RETENTION_DAYS when shorter)
+QUARANTINE_KEEP_DAYS = 30
 # writer threads, each with its own connection: while one batch waits for its COMMIT (fsync),
 # the next is written; two batches fill the broker's in-flight window of 1000 messages
 WRITERS = 2
+
+
+# errors of the connection (reconnect and retry) and of concurrency (retry at once)
+_RECONNECT = (psycopg.OperationalError, psycopg.InterfaceError)
+_RETRY_NOW = (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected)
+
+
+def _rollback(ic: IngestConnection) -> None:
+    """Roll back after a refused statement; a failing rollback means a lost connection."""
+    try:
+        ic.conn.rollback()
+    except psycopg.Error as exc:
+        raise psycopg.OperationalError(f"rollback failed: {exc}") from exc
+
+
+def is_healthy(
+    now: float, last_beat: float | None, state: str, threads_alive: bool, within_s: float
+) -> bool:
+    """Healthy: every thread alive, not starting or stopped, and the last commit or heartbeat
+    (monotonic seconds) at most ``within_s`` ago. Pure."""
+    if not threads_alive or state in ("starting", "stopped") or last_beat is None:
+        return False
+    return now - last_beat <= within_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +107,12 @@ class Health:
     stored: int
     quarantined: int
     sessions_lost: int
+    healthy: bool = False  # what the ``cityops_ingest_healthy`` gauge reports
+
+
+class _StoreRefused(Exception):
+    """Even the minimal quarantine record of a message was refused: the fault is the database's
+    (permissions, a trigger on the quarantine), not the message's, so retry, acknowledge nothing."""
 
 
 class Ingestor:
@@ -108,6 +144,8 @@ class Ingestor:
         self._catalogue_at = 0.0
         self._state = "starting"
         self._last_commit: float | None = None
+        self._last_beat: float | None = None  # monotonic time of the last commit or heartbeat
+        self.healthy_within_s = HEALTHY_WITHIN_S
         self._stored = 0
         self._quarantined = 0
         self._metrics_server: Any = None
@@ -132,12 +170,15 @@ class Ingestor:
             )
             for i in range(WRITERS)
         ]
+        self.metrics.healthy.set_function(lambda: 1.0 if self._is_healthy() else 0.0)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self, connect_timeout_s: float = 10.0) -> None:
         if self.settings.metrics_port:
             self._metrics_server, _ = start_http_server(
-                self.settings.metrics_port, addr="127.0.0.1", registry=self.metrics.registry
+                self.settings.metrics_port,
+                addr=self.settings.metrics_host,
+                registry=self.metrics.registry,
             )
         ic = self._main_ic = self._connect_db_until_ready()
         if ic is None:
@@ -153,6 +194,7 @@ class Ingestor:
         if subscribed:  # 'running' in ingest_workers: messages published from now on are ours
             with contextlib.suppress(psycopg.Error):
                 write_heartbeat(ic, "running")
+                self._last_beat = time.monotonic()
         log_event(
             log,
             "ingest_started",
@@ -220,6 +262,18 @@ class Ingestor:
             stored=self._stored,
             quarantined=self._quarantined,
             sessions_lost=self.consumer.status.sessions_lost,
+            healthy=self._is_healthy(),
+        )
+
+    def _is_healthy(self) -> bool:
+        """Evaluated at each scrape: every thread alive, and a commit or heartbeat recently."""
+        threads = (self._decoder, *self._writers)
+        return is_healthy(
+            time.monotonic(),
+            self._last_beat,
+            self._state,
+            all(t.is_alive() for t in threads),
+            self.healthy_within_s,
         )
 
     # -- network thread -------------------------------------------------------------------
@@ -237,69 +291,112 @@ class Ingestor:
 
     # -- decoder thread -------------------------------------------------------------------
     def _decode_loop(self) -> None:
+        """Runs until stop. A defect met decoding one message quarantines that message
+        (``internal_error``); a defect anywhere else is logged and the loop goes on with the
+        batch in hand."""
         q = self.consumer.queue
-        window = self.window
         batch: Batch[Message] = Batch(self.policy)
         while True:
-            stopping = self._stop.is_set()
-            if stopping or batch.is_due(time.monotonic()):
-                if batch.items:
-                    self._handoff.put(batch.items)
-                    batch = Batch(self.policy)
-                if stopping:
-                    for _ in self._writers:
-                        self._handoff.put(None)
-                    return
             try:
-                timeout = 0.2 if not batch.items else max(0.0, batch.time_left(time.monotonic()))
-                msg = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
-            except queue.Empty:
-                continue
-            while True:
-                self.consumer.taken(msg)
-                now_ns = time.time_ns()
-                outcome = decode_item(msg.topic, msg.payload, msg.retain, now_ns // 1000, window)
-                batch.add(
-                    Item(msg, msg.topic, msg.payload, msg.received_ns // 1000, outcome),
-                    time.monotonic(),
-                )
-                if batch.is_full():
-                    break
+                stopping = self._stop.is_set()
+                if stopping or batch.is_due(time.monotonic()):
+                    if batch.items:
+                        self._handoff.put(batch.items)
+                        batch = Batch(self.policy)
+                    if stopping:
+                        for _ in self._writers:
+                            self._handoff.put(None)
+                        return
                 try:
-                    msg = q.get_nowait()
+                    timeout = (
+                        0.2 if not batch.items else max(0.0, batch.time_left(time.monotonic()))
+                    )
+                    msg = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
                 except queue.Empty:
-                    break
+                    continue
+                while True:
+                    self.consumer.taken(msg)
+                    batch.add(self._decode(msg), time.monotonic())
+                    if batch.is_full():
+                        break
+                    try:
+                        msg = q.get_nowait()
+                    except queue.Empty:
+                        break
+            except Exception:
+                log.exception("decoder loop failed; going on")
+                self._stop.wait(0.1)
+
+    def _decode(self, msg: Message) -> Item[Message]:
+        try:
+            outcome: Decoded | Rejection = decode_item(
+                msg.topic, msg.payload, msg.retain, time.time_ns() // 1000, self.window
+            )
+        except Exception as exc:
+            # a defect of the decoder, not of the message: keep the message (quarantined, so it
+            # can be replayed once fixed), say so loudly, and go on with the stream
+            detail = sanitize_text(f"{type(exc).__name__}: {exc}", 300)
+            outcome = Rejection("internal_error", detail, None)
+            log_event(
+                log,
+                "decode_failed",
+                logging.ERROR,
+                topic=sanitize_text(msg.topic, 300),
+                error=detail,
+                traceback=traceback.format_exc(limit=6)[-2000:],
+            )
+        return Item(msg, msg.topic, msg.payload, msg.received_ns // 1000, outcome)
 
     # -- writer thread --------------------------------------------------------------------
     def _write_loop(self, index: int) -> None:
+        """Runs until shutdown (``None`` from the decoder, or abandoned while stalled) and only
+        then: a refused message is quarantined, a database that refuses even that stalls the
+        worker (retried), a defect is logged and retried."""
         self._local.ic = None
         last_beat = last_maint = time.monotonic()
+        carry: list[Item[Message]] = []  # a batch taken but not committed when a defect struck
         while True:
-            self.metrics.queue_depth.set(self.consumer.queue.qsize())
-            self.metrics.connected.set(1 if self.consumer.status.connected else 0)
             try:
-                items = self._handoff.get(timeout=1.0)
-            except queue.Empty:
-                items = []
-            if items is None:
-                if self._local.ic is not None:
-                    self._local.ic.close()
-                return
-            now = time.monotonic()
-            with self._gaps_lock:
-                has_gaps = bool(self._gaps)
-            if items or has_gaps:
-                if not self._commit(items):
-                    return  # abandoned while stalled: the broker keeps the messages
-                last_beat = now
-            elif index == 0 and now - last_beat >= HEARTBEAT_S:
-                self._idle_work(write_heartbeat)
-                last_beat = now
-            if index == 0 and now - last_maint >= MAINTENANCE_S:
-                self._idle_work(self._maintenance)
-                last_maint = now
+                self.metrics.queue_depth.set(self.consumer.queue.qsize())
+                self.metrics.connected.set(1 if self.consumer.status.connected else 0)
+                items: list[Item[Message]] | None
+                if carry:
+                    items = carry
+                else:
+                    try:
+                        items = self._handoff.get(timeout=1.0)
+                    except queue.Empty:
+                        items = []
+                if items is None:
+                    if self._local.ic is not None:
+                        self._local.ic.close()
+                    return
+                now = time.monotonic()
+                with self._gaps_lock:
+                    has_gaps = bool(self._gaps)
+                if items or has_gaps:
+                    carry = items
+                    if not self._commit(items):
+                        return  # abandoned while stalled at shutdown: the broker keeps them
+                    carry = []
+                    last_beat = now
+                elif index == 0 and now - last_beat >= HEARTBEAT_S:
+                    self._idle_work(self._heartbeat)
+                    last_beat = now
+                if index == 0 and now - last_maint >= MAINTENANCE_S:
+                    self._idle_work(self._maintenance)
+                    last_maint = now
+            except Exception as exc:
+                log.exception("writer loop failed; going on")
+                self._set_stalled(exc)
+                if self._abandon.wait(1.0):
+                    return
 
-    def _idle_work(self, fn: Any) -> None:
+    def _heartbeat(self, ic: IngestConnection) -> None:
+        write_heartbeat(ic)
+        self._last_beat = time.monotonic()
+
+    def _idle_work(self, fn: Callable[[IngestConnection], None]) -> None:
         try:
             ic = self._ensure_db()
             if ic is not None:
@@ -307,31 +404,33 @@ class Ingestor:
                 self._set_running()
         except psycopg.Error as exc:
             self._drop_db(exc)
+        except Exception:
+            log.exception("idle work failed")
 
     def _commit(self, items: list[Item[Message]]) -> bool:
-        """Write ``items`` (retrying while the database is unreachable), then acknowledge them.
-        False when abandoned because of shutdown while stalled."""
+        """Write ``items`` and acknowledge each once committed. While the database is
+        unreachable, or refuses even a message's quarantine record, retry with backoff, state
+        ``stalled``, acknowledging nothing not committed. False only when abandoned because of
+        shutdown while stalled."""
         backoff = 0.1
+        remaining = items  # not yet committed
+        committed_ns = 0
         while True:
             ic = self._ensure_db()
             if ic is None:
-                if self._abandon.is_set():
+                if self._abandon.wait(backoff):
                     return False
-                self._abandon.wait(backoff)
                 backoff = min(RETRY_MAX_S, backoff * 2)
                 continue
             try:
-                self._write(ic, items)
+                self._write(ic, remaining)
                 committed_ns = time.time_ns()
                 break
-            except (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected) as exc:
+            except _RETRY_NOW as exc:
                 # deadlock with the other writer or worker on a rollup row: just run it again
                 log_event(log, "batch_retried", logging.WARNING, error=str(exc)[:200])
-                try:
-                    ic.conn.rollback()
-                except psycopg.Error as exc2:
-                    self._drop_db(exc2)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._rollback_or_drop(ic)
+            except _RECONNECT as exc:
                 self._drop_db(exc)
                 if self._abandon.wait(backoff):
                     return False
@@ -340,50 +439,123 @@ class Ingestor:
                 if ic.broken:
                     self._drop_db(exc)
                     continue
-                ic.conn.rollback()
                 log_event(log, "batch_refused", logging.WARNING, error=str(exc)[:300])
+                written: set[int] = set()  # id() of the items committed (and acknowledged)
                 try:
-                    if not self._write_split(ic, items):
-                        return False
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc2:
+                    _rollback(ic)
+                    self._write_split(ic, remaining, written)
+                    committed_ns = time.time_ns()
+                    break
+                except _RETRY_NOW:
+                    self._rollback_or_drop(ic)
+                except _RECONNECT as exc2:
                     self._drop_db(exc2)  # the database went away meanwhile: start over
-                    continue
-                committed_ns = time.time_ns()
-                break
+                except _StoreRefused as exc2:
+                    self.metrics.db_errors.inc()
+                    self._set_stalled(exc2)
+                    if self._abandon.wait(backoff):
+                        return False
+                    backoff = min(RETRY_MAX_S, backoff * 2)
+                finally:
+                    remaining = [it for it in remaining if id(it) not in written]
             except Exception as exc:
                 # a defect, not an outage: stay visible (stalled, logged) and keep the messages
                 log.exception("batch write failed")
                 self._drop_db(exc)
                 if self._abandon.wait(RETRY_MAX_S):
                     return False
-        for item in items:
+        for item in remaining:  # empty after a split: each part was acknowledged on its commit
             self.consumer.ack(item.message)
         if self.on_commit is not None:
-            self.on_commit(items, committed_ns)
+            try:
+                self.on_commit(items, committed_ns)
+            except Exception:
+                log.exception("on_commit callback failed")
         return True
 
-    def _write_split(self, ic: IngestConnection, items: list[Item[Message]]) -> bool:
-        """Find the message(s) the database refuses by halving; quarantine those."""
+    def _write_split(
+        self, ic: IngestConnection, items: list[Item[Message]], written: set[int]
+    ) -> None:
+        """Find the message(s) the database refuses by halving and quarantine those
+        (``store_refused``); each part is acknowledged once committed and added to ``written``.
+        Raises what calls for a reconnect or a plain retry, and, once every other part is
+        written, ``_StoreRefused`` when a message could not be recorded at all."""
+        refused = self._split(ic, items, written)
+        if refused is not None:
+            raise refused
+
+    def _split(
+        self, ic: IngestConnection, items: list[Item[Message]], written: set[int]
+    ) -> _StoreRefused | None:
         if len(items) == 1:
-            it = items[0]
-            it.outcome = Rejection("store_refused", "database refused the message", None)
             try:
-                self._write(ic, items)
-            except psycopg.Error as exc:
-                ic.conn.rollback()
-                log_event(log, "quarantine_refused", logging.ERROR, error=str(exc)[:300])
-                return False
-            return True
+                self._write_refused(ic, items[0])
+            except _StoreRefused as exc:
+                return exc
+            self._acknowledged(items, written)
+            return None
+        refused = None
         for half in split_batch(items):
             try:
                 self._write(ic, half)
-            except (psycopg.OperationalError, psycopg.InterfaceError):
+            except (*_RETRY_NOW, *_RECONNECT):
                 raise
             except psycopg.Error:
-                ic.conn.rollback()
-                if not self._write_split(ic, half):
-                    return False
-        return True
+                _rollback(ic)
+                refused = self._split(ic, half, written) or refused
+                continue
+            self._acknowledged(half, written)
+        return refused
+
+    def _acknowledged(self, items: list[Item[Message]], written: set[int]) -> None:
+        for it in items:
+            self.consumer.ack(it.message)
+            written.add(id(it))
+
+    def _write_refused(self, ic: IngestConnection, it: Item[Message]) -> None:
+        """Quarantine one message the database refused; if it refuses that as well, keep a
+        minimal record (no payload, ASCII topic, no sensor id). When even that is refused the
+        fault is not the message's: ``_StoreRefused``."""
+        sensor_id = it.outcome.sensor_id
+        it.outcome = Rejection("store_refused", "database refused the message", sensor_id)
+        try:
+            self._write(ic, [it])
+            return
+        except (*_RETRY_NOW, *_RECONNECT):
+            raise
+        except psycopg.Error as exc:
+            _rollback(ic)
+            log_event(log, "quarantine_refused", logging.ERROR, error=str(exc)[:300])
+        row = QuarantineRow(
+            it.received_us,
+            it.topic.encode("ascii", "backslashreplace").decode("ascii")[:200],
+            b"",
+            "store_refused",
+            "database refused the message and its quarantine record: payload not kept",
+            None,
+            payload_size=len(it.payload),
+        )
+        try:
+            result = write_batch(ic, [], [], [row])
+        except (*_RETRY_NOW, *_RECONNECT):
+            raise
+        except psycopg.Error as exc:
+            _rollback(ic)
+            log_event(log, "quarantine_minimal_refused", logging.ERROR, error=str(exc)[:300])
+            raise _StoreRefused(str(exc)[:300]) from exc
+        log_event(log, "quarantined_minimal", logging.WARNING, topic=row.topic)
+        self.metrics.received.inc()
+        self.metrics.quarantined.labels("store_refused").inc()
+        with self._stats_lock:
+            self._quarantined += result.quarantined
+            self._last_commit = self._last_beat = time.monotonic()
+        self._set_running()
+
+    def _rollback_or_drop(self, ic: IngestConnection) -> None:
+        try:
+            ic.conn.rollback()
+        except psycopg.Error as exc2:
+            self._drop_db(exc2)
 
     def _write(self, ic: IngestConnection, items: list[Item[Message]]) -> None:
         t0 = time.monotonic()
@@ -414,7 +586,16 @@ class Ingestor:
             out = it.outcome
             if oldest_recv is None or it.received_us < oldest_recv:
                 oldest_recv = it.received_us
-            checked = check_catalogue(out, catalogue) if isinstance(out, Decoded) else out
+            if isinstance(out, Decoded):
+                try:
+                    checked = check_catalogue(out, catalogue)
+                except Exception as exc:  # a defect: quarantine this message, not the batch
+                    log.exception("catalogue check failed")
+                    checked = Rejection(
+                        "internal_error", f"{type(exc).__name__}: {exc}", out.sensor_id
+                    )
+            else:
+                checked = out
             if isinstance(checked, Rejection):
                 rejects.append(
                     QuarantineRow(
@@ -460,7 +641,7 @@ class Ingestor:
         with self._stats_lock:
             self._stored += result.inserted
             self._quarantined += result.quarantined
-            self._last_commit = done
+            self._last_commit = self._last_beat = done
         self._set_running()
         if rejects:
             log_event(log, "quarantined", logging.INFO, reasons=by_reason)
@@ -525,13 +706,43 @@ class Ingestor:
         self._catalogue_at = time.monotonic()
 
     def _maintenance(self, ic: IngestConnection) -> None:
+        """Partitions ahead; retention of readings (both storage paths: plain drops day
+        partitions, TimescaleDB drops chunks) and of the quarantine. A refused step is logged
+        and the others still run; a lost connection is raised."""
         s = self.settings
         created = write_partitions(ic, s.accept_past_s, s.accept_future_s)
-        dropped = 0
-        if ic.storage == "plain" and s.retention_days > 0:
-            dropped = drop_old_partitions(ic, s.retention_days)
+        dropped = purged = 0
+        if s.retention_days > 0:
+            dropped = self._maintenance_step(
+                ic, "readings_retention", drop_old_partitions, s.retention_days
+            )
+        purged = self._maintenance_step(
+            ic, "quarantine_retention", drop_old_quarantine, quarantine_keep_days(s.retention_days)
+        )
         if created or dropped:
             log_event(log, "partitions", created=created, dropped=dropped)
+        if purged:
+            log_event(log, "quarantine_purged", rows=purged)
+
+    def _maintenance_step(
+        self, ic: IngestConnection, name: str, fn: Callable[[IngestConnection, int], int], arg: int
+    ) -> int:
+        try:
+            return fn(ic, arg)
+        except _RECONNECT:
+            raise
+        except psycopg.Error as exc:
+            _rollback(ic)
+            log_event(log, "maintenance_failed", logging.ERROR, step=name, error=str(exc)[:300])
+            return 0
+
+
+def quarantine_keep_days(retention_days: int) -> int:
+    """Days rejected messages are kept: ``QUARANTINE_KEEP_DAYS``, or the readings' retention
+    when that is shorter (0 = readings kept for ever)."""
+    if retention_days <= 0:
+        return QUARANTINE_KEEP_DAYS
+    return min(QUARANTINE_KEEP_DAYS, retention_days)
 
 
 def run(settings: Settings) -> None:

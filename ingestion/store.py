@@ -123,6 +123,7 @@ class QuarantineRow:
     reason: str
     detail: str
     sensor_id: str | None
+    payload_size: int | None = None  # the real size when ``payload`` is not the whole payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +224,7 @@ def write_batch(
                         q.received_us,
                         q.topic,
                         q.payload[:QUARANTINE_PAYLOAD_MAX],
-                        len(q.payload),
+                        len(q.payload) if q.payload_size is None else q.payload_size,
                         q.reason,
                         q.detail,
                         q.sensor_id,
@@ -283,7 +284,28 @@ def write_partitions(ic: IngestConnection, past_s: float, future_s: float) -> in
 
 
 def drop_old_partitions(ic: IngestConnection, keep_days: int) -> int:
-    """Retention on plain PostgreSQL: drop whole days older than ``keep_days``."""
+    """Retention of readings: drop whole days older than ``keep_days`` (day partitions on plain
+    PostgreSQL, chunks on TimescaleDB: ``cityops_drop_old_partitions`` exists on both)."""
     row = ic.conn.execute("SELECT cityops_drop_old_partitions(%s)", (keep_days,)).fetchone()
     ic.conn.commit()
     return int(row[0]) if row else 0
+
+
+QUARANTINE_PURGE_CHUNK = 10_000  # rows deleted per transaction, so that no lock is held long
+
+
+def drop_old_quarantine(ic: IngestConnection, keep_days: int) -> int:
+    """Retention of the quarantine: delete rows received more than ``keep_days`` ago, in
+    chunks of ``QUARANTINE_PURGE_CHUNK`` (index ``quarantine_received_idx``). Returns the count."""
+    total = 0
+    while True:
+        cur = ic.conn.execute(
+            "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine"
+            " WHERE received_at < now() - make_interval(days => %s) LIMIT %s)",
+            (keep_days, QUARANTINE_PURGE_CHUNK),
+        )
+        n = cur.rowcount
+        ic.conn.commit()
+        total += max(0, n)
+        if n < QUARANTINE_PURGE_CHUNK:
+            return total

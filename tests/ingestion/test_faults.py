@@ -104,10 +104,12 @@ def test_postgres_stopped_and_restarted_under_load(
     sensors = _sensors(db_url, 3)
     settings.metrics_port = free_port()
     ing = Ingestor(settings)
+    ing.healthy_within_s = 1.5  # unhealthy soon after the last commit
     ing.start()
     try:
         load = Load(settings.mqtt_url, sensors, per_sensor=800, rate_per_s=1200).start()
         time.sleep(0.5)
+        assert "cityops_ingest_healthy 1.0" in _metrics(settings.metrics_port)
         try:
             stack.stop_postgres()
             wait_for(lambda: ing.health().state == "stalled", timeout_s=10)
@@ -121,6 +123,7 @@ def test_postgres_stopped_and_restarted_under_load(
             # bounded memory: with nothing acknowledged the broker stops sending (its in-flight
             # window, which Mosquitto overshoots a little), the rest of the load waits there
             assert h.queue_depth <= depth <= 2 * RECEIVE_MAXIMUM
+            assert "cityops_ingest_healthy 0.0" in _metrics(settings.metrics_port)
         finally:
             stack.start_postgres()
         load.wait(60)
@@ -128,6 +131,8 @@ def test_postgres_stopped_and_restarted_under_load(
         _assert_exactly_once(db_url, load)
         wait_for(lambda: ing.health().state == "running")
         assert "cityops_ingest_stalled 0.0" in _metrics(settings.metrics_port)
+        ing.healthy_within_s = 30.0
+        assert "cityops_ingest_healthy 1.0" in _metrics(settings.metrics_port)
     finally:
         ing.stop(end_session=True)
 

@@ -58,11 +58,9 @@ def test_schema_uses_hypertable_compression_retention_and_caggs(ts_db_url: str) 
     )
     assert caggs == [("readings_1h",), ("readings_1m",)]
     jobs = {r[0] for r in query(ts_db_url, "SELECT proc_name FROM timescaledb_information.jobs")}
-    assert {
-        "policy_compression",
-        "policy_retention",
-        "policy_refresh_continuous_aggregate",
-    } <= jobs
+    assert {"policy_compression", "policy_refresh_continuous_aggregate"} <= jobs
+    # retention follows CITYOPS_RETENTION_DAYS through the workers' maintenance (0012)
+    assert "policy_retention" not in jobs
 
 
 def test_ingest_into_hypertable_and_caggs_equal_recomputation(
@@ -78,8 +76,17 @@ def test_ingest_into_hypertable_and_caggs_equal_recomputation(
         ingest_client_id=f"ingest-ts-{tag}",
         ingest_share_group=f"ts-{tag}",
     )
+    # a reading older than the retention, in a chunk of its own: dropped by the maintenance
+    query(
+        ts_db_url,
+        "INSERT INTO readings (sensor_id, quantity, ts, value)"
+        " VALUES (%s, 'pressure', now() - interval '50 days', 1) RETURNING 1",
+        (sensors[0],),
+    )
+    settings.retention_days = 45
     ing = Ingestor(settings)
     ing.start()
+    assert query(ts_db_url, "SELECT count(*) FROM readings") == [(0,)]
     rng = random.Random(5)
     base = now_ms() - 3 * 3_600_000
     msgs = [
