@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import html
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -262,3 +263,34 @@ def parse_view(relayout: dict | None, previous: View | None) -> View | None:
 
 def view_bbox(view: View | None) -> tuple[float, float, float, float] | None:
     return None if view is None else (view[0][0], view[1][0], view[0][1], view[1][1])
+
+
+# -- alert actions ---------------------------------------------------------------------------
+SHELVE_MIN_H = 1.0
+SHELVE_MAX_H = 72.0  # the console shelves for 1-72 h (alerts.lifecycle allows up to 7 days)
+SHELVE_DEFAULT_H = 4.0
+
+
+def parse_shelve_hours(value: object) -> tuple[float, bool] | None:
+    """(hours, clamped) for the shelve form's value, or None when it is not a number of hours.
+
+    Empty means the default (4 h); any finite number is clamped to 1-72 h (``clamped`` says it
+    was). The value comes from the browser, so anything may arrive: text, a list, 1e308, NaN.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return SHELVE_DEFAULT_H, False
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, str) and len(value) > 32:
+        return None  # int("9" * 5000) is slow work for nothing
+    if isinstance(value, int):  # compared as it is: float(10**400) would overflow
+        bounded_int = min(int(SHELVE_MAX_H), max(int(SHELVE_MIN_H), value))
+        return float(bounded_int), bounded_int != value
+    try:
+        hours = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(hours):
+        return None
+    bounded = min(SHELVE_MAX_H, max(SHELVE_MIN_H, hours))
+    return bounded, bounded != hours

@@ -19,7 +19,13 @@ from dashboards.components import alerts_table, banner
 from dashboards.context import AppContext
 from dashboards.figures import build_incident_map_figure
 from dashboards.i18n import MESSAGES, t
-from dashboards.model import SEVERITIES, display_text, local_time
+from dashboards.model import (
+    SEVERITIES,
+    SHELVE_DEFAULT_H,
+    display_text,
+    local_time,
+    parse_shelve_hours,
+)
 
 PATH = "/alerts"
 NAV_KEY = "nav.alerts"
@@ -141,7 +147,8 @@ def register(app: Dash, ctx: AppContext) -> None:
         trigger = dash_ctx.triggered_id
         if not isinstance(trigger, dict) or not any(clicks or []):
             return no_update
-        return int(trigger["alert"])
+        alert_id = alert_id_of(trigger.get("alert"))
+        return no_update if alert_id is None else alert_id
 
     @app.callback(
         Output("alerts-selected-label", "children"),
@@ -150,17 +157,31 @@ def register(app: Dash, ctx: AppContext) -> None:
         Input("alerts-changed", "data"),
         State("lang", "data"),
     )
-    def show_selected(alert_id, _changed, lang):
+    def show_selected(selected, _changed, lang):
         lang = lang or ctx.settings.language
-        if not alert_id:
+        alert_id = alert_id_of(selected)
+        if alert_id is None:
             return t(lang, "alerts.select_first"), []
+        # the timeline and the isolation plan (valves to close, facilities cut off) are for
+        # signed-in staff (docs/decisions/0040): checked here, the callback is an open endpoint
+        if ctx.current_user() is None:
+            return t(lang, "alerts.selected", id=alert_id), [
+                html.P(
+                    [
+                        t(lang, "alerts.detail_login") + " ",
+                        html.A(t(lang, "nav.login"), href="/login"),
+                    ],
+                    className="msg-error",
+                    id="alerts-login",
+                )
+            ]
         impact, location, districts, context, explanation = None, None, [], None, None
         try:
             with ctx.reader.connection() as conn:
-                events = queries.fetch_alert_timeline(conn, int(alert_id))
-                impact = read_impact(ctx, conn, int(alert_id))
-                location = queries.fetch_alert_location(conn, int(alert_id))
-                explanation = queries.fetch_alert_explanation(conn, int(alert_id))
+                events = queries.fetch_alert_timeline(conn, alert_id)
+                impact = read_impact(ctx, conn, alert_id)
+                location = queries.fetch_alert_location(conn, alert_id)
+                explanation = queries.fetch_alert_explanation(conn, alert_id)
                 context = None
                 if impact and location:
                     lon, lat = location
@@ -211,7 +232,7 @@ def register(app: Dash, ctx: AppContext) -> None:
             if explanation
             else []
         )
-        return t(lang, "alerts.selected", id=int(alert_id)), [
+        return t(lang, "alerts.selected", id=alert_id), [
             *why,
             *incident_map,
             *impact_view(lang, impact),
@@ -232,7 +253,8 @@ def register(app: Dash, ctx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def act(*args):
-        alert_id, comment, assignee, hours, changed, lang = args[len(ACTIONS) :]
+        selected, comment, assignee, hours, changed, lang = args[len(ACTIONS) :]
+        alert_id = alert_id_of(selected)
         lang = lang or ctx.settings.language
         trigger = dash_ctx.triggered_id
         action = str(trigger).removeprefix("alerts-") if trigger else ""
@@ -243,52 +265,74 @@ def register(app: Dash, ctx: AppContext) -> None:
         if user is None:
             return html.Span(t(lang, "alerts.need_login"), className="msg-error"), no_update
         if not can(user, "alert.act"):
-            _audit_refusal(ctx, user.username, action, alert_id)
+            _audit_refusal(ctx, user.username, action, selected)
             return html.Span(t(lang, "alerts.forbidden"), className="msg-error"), no_update
-        if not alert_id:
+        if alert_id is None:
             return html.Span(t(lang, "alerts.select_first"), className="msg-error"), no_update
+        shelve = parse_shelve_hours(hours) if action == "shelve" else (SHELVE_DEFAULT_H, False)
+        if shelve is None:  # the form offers 1-72 h; anything else came from elsewhere
+            shown = display_text(hours if isinstance(hours, str) else repr(hours))[:40]
+            return html.Span(
+                t(lang, "alerts.shelve_bad", value=shown), className="msg-error"
+            ), no_update
+        shelve_h, clamped = shelve
         try:
             from alerts import store as alert_store
             from alerts.lifecycle import TransitionError
         except ImportError:
             return html.Span(t(lang, "alerts.unavailable"), className="msg-error"), no_update
-        comment = (comment or "").strip()[:500]
+        comment = str(comment or "").strip()[:500]
         now = ctx.clock()
         try:
             with ctx.writer.connection() as conn:
                 if action == "ack":
-                    alert_store.acknowledge_alert(
-                        conn, int(alert_id), user.username, comment, now=now
-                    )
+                    alert_store.acknowledge_alert(conn, alert_id, user.username, comment, now=now)
                 elif action == "assign":
                     alert_store.assign_alert(
                         conn,
-                        int(alert_id),
+                        alert_id,
                         user.username,
-                        (assignee or "").strip()[:64],
+                        str(assignee or "").strip()[:64],
                         comment,
                         now=now,
                     )
                 elif action == "shelve":
                     alert_store.shelve_alert(
                         conn,
-                        int(alert_id),
+                        alert_id,
                         user.username,
-                        now + timedelta(hours=int(hours or 4)),
+                        now + timedelta(hours=shelve_h),
                         comment or "shelved from the console",
                         comment,
                         now=now,
                     )
                 else:
-                    alert_store.resolve_alert(conn, int(alert_id), user.username, comment, now=now)
+                    alert_store.resolve_alert(conn, alert_id, user.username, comment, now=now)
         except (TransitionError, LookupError) as exc:
             return html.Span(
                 t(lang, "alerts.failed", reason=display_text(exc)), className="msg-error"
             ), no_update
         except queries.DatabaseUnavailable:
             return html.Span(t(lang, "banner.db_down"), className="msg-error"), no_update
-        done = t(lang, "alerts.done", action=t(lang, f"alerts.action.{action}"), id=int(alert_id))
-        return html.Span(done, className="msg-ok"), (changed or 0) + 1
+        done = t(lang, "alerts.done", action=t(lang, f"alerts.action.{action}"), id=alert_id)
+        if action == "shelve" and clamped:
+            done += " · " + t(lang, "alerts.shelve_clamped", hours=f"{shelve_h:g}")
+        return html.Span(done, className="msg-ok"), _changed_count(changed) + 1
+
+
+def alert_id_of(value: object) -> int | None:
+    """The selected alert's id from the browser (an int; anything else means none)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        alert_id = int(value) if isinstance(value, int) or len(value) <= 19 else 0
+    except ValueError:
+        return None
+    return alert_id if 0 < alert_id < 2**63 else None
+
+
+def _changed_count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def read_impact(ctx: AppContext, conn, alert_id: int) -> dict | None:

@@ -280,7 +280,7 @@ def register(app: Dash, ctx: AppContext) -> None:
             return no_update, no_update
         if not allowed():
             return no_update, _error(t(lang, "planner.forbidden"))
-        if not spec:
+        if not spec or not isinstance(spec, dict):
             return no_update, _error(t(lang, "planner.run_first"))
         try:  # the query is asked again on the server: the browser never holds the results
             with ctx.reader.connection() as conn:
@@ -291,9 +291,17 @@ def register(app: Dash, ctx: AppContext) -> None:
             return no_update, _error(t(lang, "banner.db_down"))
         name = f"cityops-{spec['layer']}"
         if fmt == "gpkg":
-            with tempfile.TemporaryDirectory() as tmp:
-                path = write_gpkg(fc, Path(tmp) / f"{name}.gpkg")
-                body = path.read_bytes()
+            # a GeoPackage layer needs at least one geometry (gis.export refuses an empty one)
+            if not any(f.get("geometry") for f in fc.get("features") or []):
+                return no_update, _error(t(lang, "planner.nothing_to_export"))
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = write_gpkg(fc, Path(tmp) / f"{name}.gpkg")
+                    body = path.read_bytes()
+            except ValueError as exc:  # gis.export's own rule, should it differ from ours
+                if "nothing to write" not in str(exc):
+                    raise
+                return no_update, _error(t(lang, "planner.nothing_to_export"))
         else:
             body, _media = render(fc, fmt)
         return {

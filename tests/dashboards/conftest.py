@@ -38,19 +38,13 @@ class DashServer:
 
 def load_demo(conn: psycopg.Connection) -> None:
     """Districts, demo sensors, fresh readings for most sensors, a silent one, one open alert,
-    and a sensor whose name is HTML with $...$ (it must show as text)."""
+    two quarantined messages (clean demo data only: ``load_hostile`` adds the hostile rows)."""
     write_districts(
         conn, json.loads((ROOT / "data" / "chengdu_districts.geojson").read_text("utf-8"))
     )
     write_sensors(conn, read_sensor_file(ROOT / "data" / "demo_sensors.geojson"))
     with conn.transaction():
         conn.execute("UPDATE sensors SET created_at = now() - interval '40 days'")
-        conn.execute(
-            "INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode, geom)"
-            " VALUES ('wp-hostile-1', 'water', 'water_pressure', %s, 510107,"
-            " ST_SetSRID(ST_MakePoint(104.03, 30.63), 4326))",
-            (HOSTILE_NAME,),
-        )
         # every sensor but the gas detectors of 金堂县 reported within the last minute;
         # gp-510106-1 is silent (last reading 2 hours ago, expected every minute)
         conn.execute(
@@ -74,9 +68,28 @@ def load_demo(conn: psycopg.Connection) -> None:
             " (now() - interval '5 minutes', 'city/water/wp-510105-1/telemetry', 'not json', 8,"
             "  'not_json', 'Expecting value', 'wp-510105-1'),"
             " (now() - interval '4 minutes', 'city/water/wp-510105-1/telemetry', '{}', 2,"
-            "  'not_json', 'empty object', 'wp-510105-1'),"
-            " (now() - interval '3 minutes', 'city/gas/ghost-1/telemetry', '{}', 2,"
-            "  'unknown_sensor', %s, NULL)",
+            "  'not_json', 'empty object', 'wp-510105-1')"
+        )
+
+
+def load_hostile(conn: psycopg.Connection) -> None:
+    """A sensor whose name is HTML with $...$ (it must show as text everywhere), its alert and a
+    quarantined message from an unknown sensor with that text as the detail."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode, geom,"
+            " created_at) VALUES ('wp-hostile-1', 'water', 'water_pressure', %s, 510107,"
+            " ST_SetSRID(ST_MakePoint(104.03, 30.63), 4326), now() - interval '40 days')",
+            (HOSTILE_NAME,),
+        )
+        conn.execute(
+            "INSERT INTO sensor_latest (sensor_id, quantity, ts, value, seq, received_at)"
+            " VALUES ('wp-hostile-1', 'pressure', now() - interval '20 seconds', 300, 1, now())"
+        )
+        conn.execute(
+            "INSERT INTO quarantine (received_at, topic, payload, payload_size, reason, detail,"
+            " sensor_id) VALUES (now() - interval '3 minutes', 'city/gas/ghost-1/telemetry',"
+            " '{}', 2, 'unknown_sensor', %s, NULL)",
             (HOSTILE_NAME,),
         )
         conn.execute(
@@ -133,18 +146,74 @@ def load_readings(conn: psycopg.Connection, *, sensor_id: str = "wp-510104-1") -
             )
 
 
-@pytest.fixture(scope="session")
-def dash_db(stack: LocalStack, template_db: str) -> Iterator[str]:
-    name = "dash_" + uuid.uuid4().hex[:10]
+def load_showcase(conn: psycopg.Connection) -> None:
+    """What the README's screenshots add to the clean demo data: two more open alerts, and the
+    last complete hour's 1-hour rollups for every quantity of every sensor that reports (so the
+    wall's completeness is that of a healthy city, not of pressure-only test rows)."""
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en) VALUES"
+            " ('gd-510107-1', 'gas', 'gas_concentration', 'high', 'critical',"
+            "  now() - interval '12 minutes', 28, 20, '可燃气体浓度过高：28 %LEL（上限 20 %LEL）',"
+            "  'Gas concentration high: 28 %LEL (limit 20 %LEL)'),"
+            " ('pb-510115-1', 'power', 'voltage', 'high', 'warning',"
+            "  now() - interval '26 minutes', 10760, 10700, '10kV母线电压偏高：10760 V（上限 10700 V）',"
+            "  '10 kV bus voltage high: 10760 V (limit 10700 V)')"
+        )
+        plain = conn.execute(
+            "SELECT relkind = 'r' FROM pg_class WHERE oid = to_regclass('readings_1h')"
+        ).fetchone()
+        if not (plain and plain[0]):
+            return
+        conn.execute(
+            "DELETE FROM readings_1h WHERE bucket = date_trunc('hour', now()) - interval '1 hour'"
+        )
+        conn.execute(
+            "INSERT INTO readings_1h (sensor_id, quantity, bucket, value_min, value_max,"
+            " value_sum, n, value_last, last_ts)"
+            " SELECT s.sensor_id, q.quantity, date_trunc('hour', now()) - interval '1 hour',"
+            " 1, 1, n, n, 1, date_trunc('hour', now()) - interval '1 minute'"
+            " FROM sensors s JOIN sensor_types t ON t.type_id = s.sensor_type"
+            " JOIN sensor_type_quantities q ON q.type_id = s.sensor_type,"
+            " LATERAL (SELECT floor(3600 / t.expected_interval_s * 0.99) AS n) k"
+            " WHERE s.sensor_id IN (SELECT sensor_id FROM sensor_latest"
+            "  WHERE ts > now() - interval '1 hour')"
+        )
+
+
+def _loaded_db(stack: LocalStack, template_db: str, prefix: str, *loaders) -> str:
+    name = prefix + uuid.uuid4().hex[:10]
     with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     url = stack.admin_database_url(name)
     with psycopg.connect(url) as conn:
-        load_demo(conn)
-        load_readings(conn)
-    yield url
+        for load in loaders:
+            load(conn)
+    return url
+
+
+def _drop_db(stack: LocalStack, url: str) -> None:
+    name = url.rsplit("/", 1)[1].split("?")[0]
     with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def dash_db(stack: LocalStack, template_db: str) -> Iterator[str]:
+    """The shared test database: demo data, hostile strings, rows the tests add."""
+    url = _loaded_db(stack, template_db, "dash_", load_demo, load_hostile, load_readings)
+    yield url
+    _drop_db(stack, url)
+
+
+@pytest.fixture(scope="session")
+def clean_db(stack: LocalStack, template_db: str) -> Iterator[str]:
+    """Clean demo data only, for the screenshots the README shows (overview, wall): nothing
+    hostile, no rows left by other tests."""
+    url = _loaded_db(stack, template_db, "dash_clean_", load_demo, load_readings, load_showcase)
+    yield url
+    _drop_db(stack, url)
 
 
 def dashboard_settings(stack: LocalStack, database_url: str, **extra: object) -> Settings:
@@ -198,6 +267,18 @@ def dash_server(
 ) -> Iterator[DashServer]:
     server = start_dashboard(
         dashboard_settings(stack, dash_db), tmp_path_factory.mktemp("dashboard")
+    )
+    yield server
+    stop_dashboard(server)
+
+
+@pytest.fixture(scope="session")
+def clean_server(
+    stack: LocalStack, clean_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DashServer]:
+    """A second dashboard process, on the clean database (README screenshots)."""
+    server = start_dashboard(
+        dashboard_settings(stack, clean_db), tmp_path_factory.mktemp("dashboard-clean")
     )
     yield server
     stop_dashboard(server)

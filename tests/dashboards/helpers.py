@@ -109,3 +109,12 @@ def login_token(opener, base: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', page)
     assert match, "no token in the login form"
     return match.group(1)
+
+
+def browser_login(driver: WebDriver, base: str, username: str, password: str) -> None:
+    """Sign ``driver`` in through the /login form and wait until the header shows the user."""
+    open_page(driver, base + "/login")
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+    wait_for(lambda: username in page_text(driver), what=f"{username} signed in")

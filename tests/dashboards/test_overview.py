@@ -30,15 +30,24 @@ def district_names(driver) -> set[str]:
     return set(texts(driver, ".district-table .district-name"))
 
 
-def test_overview_in_chinese_then_english(dash_server, browser, screenshots):
+def test_overview_in_chinese_then_english(clean_server, browser, screenshots):
+    """On the clean demo database: this screenshot is the README's (docs/screenshots)."""
     assert len(NAMES_ZH) == 20
-    open_page(browser, dash_server.url + "/")
+    open_page(browser, clean_server.url + "/")
     wait_for(lambda: district_names(browser) == NAMES_ZH, what="20 district names in Chinese")
-    # the open alert: sensor, message in Chinese, time in Asia/Shanghai (UTC+8)
-    rows = wait_for(lambda: texts(browser, ".alerts-table tr.alert-row"), what="alert rows")
+    # the open alerts: sensor, message in Chinese, time in Asia/Shanghai (UTC+8)
+
+    def demo_alerts() -> list[str]:
+        rows = texts(browser, ".alerts-table tr.alert-row")
+        return rows if len(rows) == 3 else []
+
+    rows = wait_for(demo_alerts, what="the three demo alerts")
     major = next(r for r in rows if "wp-510104-1" in r)
     assert "供水压力过低：152.5 kPa（下限 200 kPa）" in major
     assert "严重" in major and "锦江区" in major
+    # only clean demo data on the picture: nothing hostile, no rows of other tests
+    assert not any("hostile" in r or "<img" in r or "注入" in r for r in rows), rows
+    assert "<img" not in page_text(browser) and "wp-hostile-1" not in page_text(browser)
     # districts with a problem are marked; the silent gas sensor counts in its district
     jinniu = browser.find_element(By.CSS_SELECTOR, "tr[data-adcode='510106']")
     assert jinniu.find_elements(By.CSS_SELECTOR, "td.silent")
@@ -64,7 +73,7 @@ def test_overview_in_chinese_then_english(dash_server, browser, screenshots):
     assert severe_console_messages(browser) == []
 
 
-def test_hostile_sensor_name_is_text(dash_server, browser):
+def test_hostile_sensor_name_is_text(dash_server, browser, screenshots):
     open_page(browser, dash_server.url + "/")
 
     def hostile_row() -> tuple[str, int]:
@@ -82,6 +91,12 @@ def test_hostile_sensor_name_is_text(dash_server, browser):
     assert browser.execute_script("return window.__pwned === undefined")
     assert not browser.find_elements(By.CSS_SELECTOR, "mjx-container, .MathJax")
     assert severe_console_messages(browser) == []
+    # the evidence, apart from the README's overview: the hostile row scrolled into view
+    browser.execute_script(
+        "for (const r of document.querySelectorAll('.alerts-table tr.alert-row'))"
+        " if (r.textContent.includes('wp-hostile-1')) r.scrollIntoView({block: 'center'});"
+    )
+    browser.save_screenshot(str(screenshots / "injection-as-text.png"))
 
 
 def test_security_headers_on_every_response(dash_server):

@@ -138,3 +138,35 @@ def test_operator_gets_no_planner_answers(dash_server, users):
     resp = call_callback(opener, dash_server.url, "planner-run", form(), "planner-run.n_clicks")
     assert "Needs the planner or admin role" in message_of(resp)
     assert resp["response"]["planner-query"]["data"] is None
+
+
+def test_exporting_an_empty_answer_gets_a_message(dash_server, demo_networks, users):
+    opener = http_login(dash_server.url, "li.na", users["li.na"])
+    run = call_callback(
+        opener,
+        dash_server.url,
+        "planner-run",
+        form(**{"planner-where.value": "install_year<1800"}),
+        "planner-run.n_clicks",
+    )
+    assert "0 features found" in message_of(run)
+    spec = run["response"]["planner-query"]["data"]
+
+    def export(fmt: str) -> dict:
+        return call_callback(
+            opener,
+            dash_server.url,
+            "planner-export-csv",
+            {f"planner-export-{fmt}.n_clicks": 1, "planner-query.data": spec, "lang.data": "en"},
+            f"planner-export-{fmt}.n_clicks",
+        )["response"]
+
+    # a GeoPackage needs a geometry: a message instead of a server error (and no file)
+    gpkg = export("gpkg")
+    assert "Nothing to export as GeoPackage" in message_of({"response": gpkg})
+    assert "planner-download" not in gpkg
+    # CSV and GeoJSON can say "nothing": a header, an empty collection
+    csv_body = base64.b64decode(export("csv")["planner-download"]["data"]["content"])
+    assert len(csv_body.decode("utf-8-sig").splitlines()) == 1
+    geojson = json.loads(base64.b64decode(export("geojson")["planner-download"]["data"]["content"]))
+    assert geojson["features"] == []

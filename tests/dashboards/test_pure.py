@@ -16,6 +16,7 @@ from dashboards.model import (
     display_text,
     district_condition,
     local_time,
+    parse_shelve_hours,
     plot_text,
 )
 from dashboards.security import build_csp
@@ -180,3 +181,13 @@ def test_snapshot_aggregations():
     assert figures["water"].open_alerts == 1 and figures["water"].completeness == 0.9
     assert figures["power"].nodata == 1 and figures["gas"].silent == 1
     assert len(SensorStates.from_rows([])) == 0
+
+
+def test_shelve_hours_from_the_browser():
+    assert parse_shelve_hours(None) == (4.0, False) and parse_shelve_hours(" ") == (4.0, False)
+    assert parse_shelve_hours(8) == (8.0, False) and parse_shelve_hours(" 1.5 ") == (1.5, False)
+    assert parse_shelve_hours(72) == (72.0, False) and parse_shelve_hours(1) == (1.0, False)
+    assert parse_shelve_hours(1e308) == (72.0, True) and parse_shelve_hours(10**400) == (72.0, True)
+    assert parse_shelve_hours(0) == (1.0, True) and parse_shelve_hours("-3") == (1.0, True)
+    for bad in ("abc", "nan", "inf", "-inf", "1e999", True, [4], {"h": 4}, "9" * 100):
+        assert parse_shelve_hours(bad) is None, bad

@@ -17,20 +17,21 @@ def kpi(browser, utility: str, key: str) -> str:
     return browser.find_element(By.CSS_SELECTOR, f"#wall-kpi-{utility} [data-kpi='{key}']").text
 
 
-def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, browser, screenshots):
-    open_page(browser, dash_server.url + "/wall?sound=1")
+def test_wall_shows_figures_and_a_new_critical_alert(clean_server, clean_db, browser, screenshots):
+    """On the clean demo database: this screenshot is the README's (docs/screenshots)."""
+    open_page(browser, clean_server.url + "/wall?sound=1")
     wait_for(lambda: len(texts(browser, ".wall-kpi h3")) == 3, what="three utility cards")
     assert texts(browser, ".wall-kpi h3") == ["供水", "供电", "燃气"]
-    with psycopg.connect(dash_db) as conn:
+    with psycopg.connect(clean_db) as conn:
         water = conn.execute(
             "SELECT count(*) FROM sensors WHERE utility = 'water' AND status = 'active'"
         ).fetchone()[0]
-    assert water >= 61  # 60 demo sensors and the hostile-named one (other tests may add more)
+    assert water == 60  # the demo sensors only
     # the cards are re-rendered on every refresh: look elements up inside each wait
     wait_for(lambda: kpi(browser, "water", "kpi.sensors") == str(water), what="water sensors")
     # a burst: a new critical alert appears on the flashing strip and in the ticker, and the
     # engine's incident for it cuts 42 customers off
-    with psycopg.connect(dash_db) as conn:
+    with psycopg.connect(clean_db) as conn:
         conn.execute(
             "INSERT INTO incidents (utility, kind, severity, opened_at, last_alert_at, centre,"
             " affected, explanation_zh, explanation_en) VALUES ('power', 'voltage_low',"
@@ -74,7 +75,20 @@ def test_wall_shows_figures_and_a_new_critical_alert(dash_server, dash_db, brows
     )
     assert size[0] <= size[2] and size[1] <= size[3], size
     assert "Traceback" not in page_text(browser)
+    # only clean demo data on the picture
+    shown = page_text(browser) + browser.find_element(By.ID, "wall-ticker").get_attribute(
+        "textContent"
+    )
+    assert "<img" not in shown and "hostile" not in shown and "注入" not in shown
     assert severe_console_messages(browser) == []
+    # the picture shows the ticker mid-scroll (its newest events in view), not just started
+    browser.execute_script(
+        "const tr = document.querySelector('#wall-ticker .ticker-track');"
+        "const pad = parseFloat(getComputedStyle(tr).paddingLeft);"
+        "for (const a of tr.getAnimations())"
+        "  a.currentTime = a.effect.getComputedTiming().duration"
+        "    * Math.max(0, pad - 16) / tr.offsetWidth;"
+    )
     browser.save_screenshot(str(screenshots / "wall.png"))
     # a 4K wall: the same layout scaled, still nothing to scroll
     set_viewport(browser, 3840, 2160)
