@@ -5,6 +5,7 @@ Each call either returns (the channel accepted the message) or raises ``Delivery
 
 from __future__ import annotations
 
+import http.client
 import smtplib
 import ssl
 import urllib.error
@@ -24,16 +25,22 @@ class DeliveryError(RuntimeError):
 
 def post_http(req: HttpRequest, timeout_s: float = HTTP_TIMEOUT_S) -> int:
     """POST; any 2xx is accepted. Only http(s) URLs (no file:, ftp: ...)."""
-    if urlsplit(req.url).scheme not in ("http", "https"):
-        raise DeliveryError(f"refusing non-HTTP URL {req.url[:80]!r}")
-    request = urllib.request.Request(req.url, data=req.body, headers=req.headers, method="POST")
     try:
+        scheme = urlsplit(req.url).scheme
+    except ValueError as exc:
+        raise DeliveryError(f"bad URL: {exc}") from None
+    if scheme not in ("http", "https"):
+        raise DeliveryError(f"refusing non-HTTP URL {req.url[:80]!r}")
+    try:
+        request = urllib.request.Request(req.url, data=req.body, headers=req.headers, method="POST")
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             status = int(resp.status)
     except urllib.error.HTTPError as exc:
         raise DeliveryError(f"HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+        # a receiver answering garbage (BadStatusLine, IncompleteRead), a URL urllib refuses
+        # (InvalidURL, ValueError): this delivery failed, not the notifier
+        raise DeliveryError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
     if not 200 <= status < 300:
         raise DeliveryError(f"HTTP {status}")
     return status
@@ -45,11 +52,14 @@ def send_smtp(
     """Send through ``smtp://[user:pass@]host:port[?starttls=1]`` or ``smtps://...``."""
     if not to:
         raise DeliveryError("no recipient")
-    u = urlsplit(server_url)
+    try:
+        u = urlsplit(server_url)
+    except ValueError as exc:
+        raise DeliveryError(f"bad SMTP URL: {exc}") from None
     if u.scheme not in ("smtp", "smtps"):
         raise DeliveryError(f"not an SMTP URL: {u.scheme!r}")
-    host = u.hostname or "127.0.0.1"
     try:
+        host = u.hostname or "127.0.0.1"
         if u.scheme == "smtps":
             client: smtplib.SMTP = smtplib.SMTP_SSL(
                 host, u.port or 465, timeout=timeout_s, context=ssl.create_default_context()
@@ -62,7 +72,8 @@ def send_smtp(
             if u.username:
                 client.login(unquote(u.username), unquote(u.password or ""))
             refused = client.send_message(msg, to_addrs=to)
-    except (smtplib.SMTPException, OSError, TimeoutError) as exc:
+    except (smtplib.SMTPException, OSError, ValueError) as exc:
+        # ValueError: a port that is not a number, a header with a line break
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
     if refused:
         raise DeliveryError(f"refused recipients: {sorted(refused)}")

@@ -25,6 +25,7 @@ from alerts.notify import (
     build_webhook_request,
     recipients,
     retry_delay_s,
+    route_problem,
 )
 
 log = logging.getLogger("alerts.notify")
@@ -63,23 +64,27 @@ def deliver_once(
     for d in store.claim_deliveries(conn, now=now, worker=worker):
         try:
             _send(d, now, senders)
-        except channels.DeliveryError as exc:
+        except Exception as exc:
+            # any failure of one delivery is that delivery's (a receiver answering garbage, a
+            # body that cannot be built, a bug in an adapter): it is recorded and retried with
+            # back-off like any refusal, and the rest of the claim goes on
+            error = str(exc) if isinstance(exc, channels.DeliveryError) else _describe(exc)
             attempts = d.attempts + 1
             delay = retry_delay_s(attempts)
             store.record_failure(
-                conn, d.delivery_id, str(exc), now + timedelta(seconds=delay) if delay else None
+                conn, d.delivery_id, error, now + timedelta(seconds=delay) if delay else None
             )
-            stats.errors.append(str(exc))
+            stats.errors.append(error)
             if delay is None:
                 stats.gave_up += 1
-                log.error("gave up delivery %s via %s: %s", d.delivery_id, d.route.name, exc)
+                log.error("gave up delivery %s via %s: %s", d.delivery_id, d.route.name, error)
             else:
                 stats.retried += 1
                 log.warning(
                     "delivery %s via %s failed (%s); retry in %.0f s",
                     d.delivery_id,
                     d.route.name,
-                    exc,
+                    error,
                     delay,
                 )
             continue
@@ -88,8 +93,15 @@ def deliver_once(
     return stats
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
 def _send(d: store.Delivery, now: datetime, senders: Senders) -> None:
     route = d.route
+    problem = route_problem(route)  # a route written before validation, or behind its back
+    if problem:
+        raise channels.DeliveryError(f"bad route: {problem}")
     now_s = int(now.timestamp())
     if route.channel == "webhook":
         senders.http(build_webhook_request(route, d.payload, d.delivery_id, now_s))
@@ -131,6 +143,7 @@ def run_notifier(
             if conn is not None:
                 conn.close()
             conn = None
+            released = False  # take back what this worker claimed before the error
         except Exception:  # a bug in one delivery must not silence all notifications
             log.exception("notifier: unexpected error")
         stop.wait(interval_s)
@@ -142,22 +155,34 @@ def run_enricher(
     connect: Callable[[], psycopg.Connection], stop: threading.Event, *, interval_s: float = 5.0
 ) -> None:
     """Loop until ``stop``: put new and grown incidents in their network (alerts/enrich.py).
-    Its own thread and connection: building a network graph must not delay evaluation."""
-    from alerts.enrich import enrich_incidents  # the GIS stack loads here, not at start-up
+    Its own thread and connection: building a network graph must not delay evaluation.
+
+    Every worker of the engine runs this loop, but only the one holding the enricher role (an
+    advisory lock on its connection, ``take_enricher_role``) enriches; the others stand by and
+    one of them takes over when that worker's connection goes."""
+    from alerts.enrich import enrich_incidents, take_enricher_role  # the GIS stack loads here
     from gis.analysis import NetworkCache
 
     cache = NetworkCache()
     conn: psycopg.Connection | None = None
+    leader = False
     while not stop.wait(interval_s):
         try:
             if conn is None or conn.closed:
                 conn = connect()
-            enrich_incidents(conn, cache)
+                leader = False
+            if not leader:
+                leader = take_enricher_role(conn)
+                if leader:
+                    log.info("enricher: this worker enriches incidents")
+            if leader:
+                enrich_incidents(conn, cache)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             log.warning("enricher: database error (%s); retrying", exc)
             if conn is not None:
                 conn.close()
             conn = None
+            leader = False
         except Exception:  # one odd incident must not stop the others' enrichment
             log.exception("enricher: unexpected error")
     if conn is not None:

@@ -17,6 +17,7 @@ gets ``{"error": ...}`` once, not a retry per second.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -69,10 +70,30 @@ def compute_incident_context(
     return str(link_id), affected
 
 
+ENRICHER_LOCK = 0x0C17_E2C1  # advisory lock key: the one enricher among the engine's workers
+Compute = Callable[..., tuple[str | None, dict[str, Any]]]
+
+
+def take_enricher_role(conn: psycopg.Connection) -> bool:
+    """Become the one enricher: a session-level advisory lock, held until ``conn`` closes (a
+    worker that dies hands the role to another at its next try). Call it once per connection;
+    True when this connection holds the role."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ENRICHER_LOCK,)).fetchone()
+    return bool(row and row[0])
+
+
 def enrich_incidents(
-    conn: psycopg.Connection, cache: NetworkCache | None = None, *, limit: int = 20
+    conn: psycopg.Connection,
+    cache: NetworkCache | None = None,
+    *,
+    limit: int = 20,
+    compute: Compute = compute_incident_context,
 ) -> int:
-    """Compute the context of open incidents that are new or grew since; returns how many."""
+    """Compute the context of open incidents that are new or grew since; returns how many.
+
+    One incident's failure never holds up the others: whatever its analysis raises (other than
+    a lost connection) is stored as ``{"error": ...}`` and the incident marked enriched, so it is
+    tried again only when it grows."""
     rows = conn.execute(
         "SELECT incident_id, utility, ST_X(centre), ST_Y(centre), radius_m FROM incidents"
         " WHERE state = 'open' AND (enriched_at IS NULL OR enriched_at < updated_at)"
@@ -82,22 +103,41 @@ def enrich_incidents(
     for incident_id, utility, lon, lat, radius_m in rows:
         try:
             with conn.transaction():
-                location, affected = compute_incident_context(
-                    conn, utility, lon, lat, radius_m, cache
-                )
+                location, affected = compute(conn, utility, lon, lat, radius_m, cache)
         except (NetworkError, psycopg.errors.UndefinedTable, KeyError) as exc:
             location, affected = None, {"error": str(exc)[:300]}
             log.info("incident %s: no network context (%s)", incident_id, exc)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise  # the database is away: the loop reconnects and tries again
         except Exception as exc:  # anything else: recorded once, not retried every 5 s
-            location, affected = None, {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            location, affected = None, {"error": _describe(exc)}
             log.warning("incident %s: network analysis failed", incident_id, exc_info=True)
-        with conn.transaction():
-            # updated_at is left alone: only the engine's grouping moves it
-            conn.execute(
-                "UPDATE incidents SET likely_location = %s, affected = %s, enriched_at = now()"
-                " WHERE incident_id = %s",
-                (location, Jsonb(affected), incident_id),
-            )
+        try:
+            _write_context(conn, incident_id, location, affected)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except Exception as exc:  # a result that cannot be stored (not JSON, too odd)
+            log.warning("incident %s: context not storable", incident_id, exc_info=True)
+            try:
+                _write_context(conn, incident_id, None, {"error": _describe(exc)})
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except Exception:  # never let one incident stop the others
+                log.exception("incident %s: could not record its enrichment error", incident_id)
     return len(rows)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _write_context(
+    conn: psycopg.Connection, incident_id: int, location: str | None, affected: dict[str, Any]
+) -> None:
+    with conn.transaction():
+        # updated_at is left alone: only the engine's grouping moves it
+        conn.execute(
+            "UPDATE incidents SET likely_location = %s, affected = %s, enriched_at = now()"
+            " WHERE incident_id = %s",
+            (location, Jsonb(affected), incident_id),
+        )

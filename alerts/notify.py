@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from alerts.events import AlertEvent
 from alerts.messages import SEVERITIES, UTILITY_NAMES
@@ -61,6 +62,40 @@ class Route:
     utilities: tuple[str, ...] | None = None  # None: every utility
     districts: tuple[int, ...] | None = None  # None: every district (adcode)
     events: tuple[str, ...] = ("raised", "escalated")
+
+
+CHANNELS = ("webhook", "sms", "email")
+_TARGET_SCHEMES = {
+    "webhook": ("http", "https"),
+    "sms": ("http", "https"),
+    "email": ("smtp", "smtps"),
+}
+
+
+def route_problem(route: Route) -> str | None:
+    """Why a route cannot be delivered to, or None: unknown channel, a target that is not an
+    http(s) URL (webhook, SMS gateway) or an smtp(s) URL with a host and a numeric port, an
+    e-mail route without recipients, or line breaks in a recipient (a header injection)."""
+    if route.channel not in CHANNELS:
+        return f"unknown channel {route.channel!r}"
+    target = route.target or ""
+    if any(c in target for c in "\r\n\t ") or len(target) > 2000:
+        return "target has blanks or line breaks, or is too long"
+    try:
+        u = urlsplit(target)
+        _ = u.port  # ValueError when not a number or out of range
+    except ValueError as exc:
+        return f"bad target URL: {exc}"
+    schemes = _TARGET_SCHEMES[route.channel]
+    if u.scheme not in schemes or not u.hostname:
+        return f"{route.channel} target must be a {'/'.join(schemes)} URL with a host"
+    if route.recipient is not None and any(c in route.recipient for c in "\r\n"):
+        return "recipient has line breaks"
+    if route.channel == "email" and not recipients(route):
+        return "e-mail route without recipients"
+    if route.channel == "sms" and not (route.recipient or "").strip():
+        return "SMS route without a phone number"
+    return None
 
 
 def severity_rank(severity: str) -> int:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -120,8 +121,11 @@ class AlertService:
             try:
                 return fn()
             except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
-                log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
-                self._drop_db()
+                if rolled_back(exc):  # the connection is still good
+                    log.warning("%s rolled back (%s); retrying in %.1f s", what, exc, delay)
+                else:
+                    log.warning("%s failed (%s); retrying in %.1f s", what, exc, delay)
+                    self._drop_db()
             if self.stop.wait(delay):
                 raise _Stopped
             delay = min(delay * 2, RETRY_MAX_S)
@@ -315,20 +319,36 @@ class AlertService:
             try:
                 events = self._retry("storing alerts", write)
             except psycopg.Error as exc:
-                # logged with its topic and size (not its bytes: ingestion quarantines those)
-                log.error(
-                    "skipped a message the database refuses: topic %s, %d bytes: %s",
-                    msg.topic,
-                    len(msg.payload),
-                    str(exc).splitlines()[0][:200],
-                )
-                self.stats.rejected += 1
+                # refused for good: kept in alert_dead_letters (visible), then acknowledged
+                self._dead_letter(msg, exc)
             else:
                 self.engine.commit(evaluation)
                 if events:
                     self._publish(events)  # type: ignore[arg-type]
             consumer.ack(msg)
             self.stats.messages += 1
+
+    def _dead_letter(self, msg: Message, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {str(exc).strip()}"
+        # logged with its topic and size (its bytes are in the dead-letter table)
+        log.error(
+            "skipped a message the database refuses: topic %s, %d bytes: %s",
+            msg.topic,
+            len(msg.payload),
+            error.splitlines()[0][:200],
+        )
+        self.stats.rejected += 1
+        received_at = datetime.fromtimestamp(msg.received_ns / 1e9, UTC)
+
+        def write() -> int:
+            return store.write_dead_letter(
+                self._db(), msg.topic, msg.payload, error, received_at=received_at
+            )
+
+        try:
+            self._retry("storing a dead letter", write)
+        except psycopg.Error:
+            log.exception("could not keep the refused message from %s as a dead letter", msg.topic)
 
     def _publish(self, events: list[store.OutboxEvent]) -> None:
         def publish() -> None:
@@ -372,6 +392,14 @@ class AlertService:
                 return
             log.info("publishing %d events left in the outbox", len(events))  # type: ignore[arg-type]
             self._publish(events)  # type: ignore[arg-type]
+
+
+def rolled_back(exc: BaseException) -> bool:
+    """A deadlock or serialization failure (SQLSTATE class 40): transient, try again. psycopg
+    raises them as OperationalError subclasses (SerializationFailure, DeadlockDetected), not
+    all under TransactionRollback, hence the SQLSTATE."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, psycopg.errors.TransactionRollback) or sqlstate.startswith("40")
 
 
 class _Stopped(Exception):

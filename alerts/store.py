@@ -57,6 +57,7 @@ from alerts.notify import (
     Route,
     parse_route_row,
     route_matches,
+    route_problem,
     suppression_reason,
 )
 from alerts.params import build_stream_config
@@ -822,6 +823,32 @@ def _queue_alert_event(
     return OutboxEvent(r[0], alert_id, topic, payload)
 
 
+# -- dead letters ---------------------------------------------------------------------------------
+
+DEAD_LETTER_MAX_BYTES = 65536
+
+
+def write_dead_letter(
+    conn: psycopg.Connection, topic: str, payload: bytes, error: str, *, received_at: datetime
+) -> int:
+    """Keep a telemetry message the engine could not store (bounded: the first 64 KiB of the
+    payload, its full size alongside); returns its id."""
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO alert_dead_letters (received_at, topic, payload, payload_bytes, error)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING dead_letter_id",
+            (
+                received_at,
+                topic[:1024],
+                bytes(payload[:DEAD_LETTER_MAX_BYTES]),
+                len(payload),
+                error[:2000],
+            ),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 # -- notifications ------------------------------------------------------------------------------
 
 
@@ -835,7 +862,11 @@ class Delivery:
 
 
 def write_route(conn: psycopg.Connection, route: Route) -> int:
-    """Add a notification route (``route.route_id`` is ignored); returns its id."""
+    """Add a notification route (``route.route_id`` is ignored); returns its id. A route that
+    could never be delivered to (``alerts.notify.route_problem``) raises ValueError."""
+    problem = route_problem(route)
+    if problem:
+        raise ValueError(f"route {route.name!r}: {problem}")
     with conn.transaction():
         row = conn.execute(
             "INSERT INTO notification_routes (name, channel, target, recipient, secret,"

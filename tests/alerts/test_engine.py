@@ -311,18 +311,23 @@ def test_engine_rides_out_a_database_outage(
         assert conn.execute("SELECT count(*) FROM alerts").fetchone() == (1,)
 
 
-def test_a_message_the_database_refuses_is_isolated_not_a_crash_loop(
+def test_a_message_the_database_refuses_is_dead_lettered_and_a_rollback_retried(
     settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
 ) -> None:
     """A batch the database refuses (here: a trigger rejecting one sensor's alerts) is retried
-    message by message; the refused message is logged and acknowledged, the others are stored."""
+    message by message; the refused message is kept in ``alert_dead_letters`` and acknowledged,
+    the others are stored. A serialization failure (SQLSTATE 40001, a TransactionRollback) is
+    transient: the engine retries until it passes, and the alert is stored once."""
     add_sensors(
         db_url, [("wp-poison", "water", "water_pressure"), ("wp-fine", "water", "water_pressure")]
     )
     with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE serialization_trouble (x int)")
         conn.execute(
             "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
             " IF NEW.sensor_id = 'wp-poison' THEN RAISE EXCEPTION 'refused for the test'; END IF;"
+            " IF EXISTS (SELECT 1 FROM serialization_trouble) THEN"
+            "   RAISE EXCEPTION 'could not serialize (test)' USING ERRCODE = '40001'; END IF;"
             " RETURN NEW; END $$"
         )
         conn.execute(
@@ -333,11 +338,18 @@ def test_a_message_the_database_refuses_is_isolated_not_a_crash_loop(
     engine.start()
     with Publisher(settings.mqtt_url_for("sim"), f"sim-{settings.alerts_client_id}") as pub:
         t0 = publish_until_evaluated(pub, db_url, "wp-fine", t0, 300.0)
-        for sid in ("wp-poison", "wp-fine"):
-            pub.publish(
-                telemetry_topic("water", sid), encode_reading(t0 + 60_000, 1, {"pressure": 100.0})
-            )
+        poison = encode_reading(t0 + 60_000, 1, {"pressure": 100.0})
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO serialization_trouble VALUES (1)")
+        pub.publish(telemetry_topic("water", "wp-poison"), poison)
+        pub.publish(
+            telemetry_topic("water", "wp-fine"),
+            encode_reading(t0 + 60_000, 1, {"pressure": 100.0}),
+        )
         pub.flush()
+        wait_for(lambda: "storing alerts rolled back" in engine.log(), 15)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM serialization_trouble")
         raised = decode_alert_event(alert_subscriber.get(timeout=15)[1])
         assert (raised.sensor_id, raised.event) == ("wp-fine", "raised")
         # still alive and evaluating
@@ -355,6 +367,19 @@ def test_a_message_the_database_refuses_is_isolated_not_a_crash_loop(
     )
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT sensor_id FROM alerts").fetchall() == [("wp-fine",)]
+        letters = conn.execute(
+            "SELECT topic, payload, payload_bytes, error, received_at > now() - interval '1 min'"
+            " FROM alert_dead_letters"
+        ).fetchall()
+    assert len(letters) == 1
+    topic, payload, size, error, recent = letters[0]
+    assert (topic, bytes(payload), size, recent) == (
+        "city/water/wp-poison/telemetry",
+        poison,
+        len(poison),
+        True,
+    )
+    assert "refused for the test" in error
 
 
 def test_two_workers_split_the_sensors_by_partition(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import psycopg
 
 from alerts import store
+from alerts.dispatch import run_enricher
 from alerts.engine import AlertChange, Evaluation
-from alerts.enrich import enrich_incidents
+from alerts.enrich import ENRICHER_LOCK, enrich_incidents, take_enricher_role
 from gis.analysis import NetworkCache
+from tests.alerts.conftest import wait_for
 from tests.gis.conftest import gis_db, gis_template  # noqa: F401 (fixtures)
 
 S = 1_000_000
@@ -126,3 +129,115 @@ def test_a_city_without_network_layers_gets_an_error_once(db_url: str) -> None:
         assert enrich_incidents(conn) == 0
         (affected,) = conn.execute("SELECT affected FROM incidents").fetchone()  # type: ignore[misc]
     assert "error" in affected
+
+
+def test_an_incident_whose_enrichment_raises_does_not_hold_up_the_others(db_url: str) -> None:
+    """Whatever one incident's analysis raises, or a result that cannot be stored, is recorded
+    as that incident's error (once: it is not retried until the incident grows); the incidents
+    after it are enriched in the same round."""
+    now_us = time.time_ns() // 1000
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for i in range(3):  # 10 km apart: three incidents, in this order
+            _sensor_and_alert(
+                conn,
+                f"wp-odd-{i}",
+                "water",
+                "water_pressure",
+                "pressure",
+                "threshold_low",
+                104.0 + 0.1 * i,
+                30.66,
+                now_us,
+            )
+        calls: list[float] = []
+
+        def analysis(
+            conn: psycopg.Connection,
+            utility: str,
+            lon: float,
+            lat: float,
+            radius_m: float,
+            cache: object,
+        ) -> tuple[str | None, dict[str, object]]:
+            calls.append(lon)
+            if lon < 104.05:
+                raise ZeroDivisionError("a bug in the analysis")
+            if lon < 104.15:
+                return "p-1", {"valves_to_close": {"not", "json"}}  # a set: not storable
+            return "p-2", {"valves_to_close": ["v-1"]}
+
+        assert enrich_incidents(conn, compute=analysis) == 3
+        assert enrich_incidents(conn, compute=analysis) == 0  # not retried for ever
+        rows = conn.execute(
+            "SELECT likely_location, affected, enriched_at IS NOT NULL FROM incidents"
+            " ORDER BY ST_X(centre)"
+        ).fetchall()
+    assert len(calls) == 3
+    assert rows[0] == (None, {"error": "ZeroDivisionError: a bug in the analysis"}, True)
+    assert rows[1][0] is None and rows[1][1]["error"].startswith("TypeError") and rows[1][2]
+    assert rows[2] == ("p-2", {"valves_to_close": ["v-1"]}, True)
+
+
+def test_only_one_worker_holds_the_enricher_role(db_url: str) -> None:
+    """Every engine worker runs the enricher loop; one advisory lock makes only one of them
+    enrich, and another takes over when its connection goes."""
+    with psycopg.connect(db_url, autocommit=True) as first:
+        with psycopg.connect(db_url, autocommit=True) as second:
+            assert take_enricher_role(first)
+            assert not take_enricher_role(second)
+            assert not take_enricher_role(second)
+        with psycopg.connect(db_url, autocommit=True) as third:
+            assert not take_enricher_role(third)
+            first.close()  # the enricher's worker is gone
+            assert take_enricher_role(third)
+
+
+def test_of_two_enricher_loops_one_enriches(db_url: str) -> None:
+    """Two workers' enricher loops (alerts.dispatch.run_enricher) on one database: the incident
+    is enriched, and exactly one of the two sessions holds the enricher role."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _sensor_and_alert(
+            conn,
+            "wp-two",
+            "water",
+            "water_pressure",
+            "pressure",
+            "threshold_low",
+            104.06,
+            30.66,
+            time.time_ns() // 1000,
+        )
+    stop = threading.Event()
+    threads = [
+        threading.Thread(
+            target=run_enricher,
+            args=(
+                lambda name=name: psycopg.connect(db_url, autocommit=True, application_name=name),
+                stop,
+            ),
+            kwargs={"interval_s": 0.05},
+            daemon=True,
+        )
+        for name in ("enricher-a", "enricher-b")
+    ]
+    for t in threads:
+        t.start()
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            wait_for(
+                lambda: (
+                    conn.execute("SELECT enriched_at IS NOT NULL FROM incidents").fetchone()
+                    == (True,)
+                ),
+                15,
+            )
+            holders = conn.execute(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                " WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
+                (ENRICHER_LOCK,),
+            ).fetchall()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert len(holders) == 1 and holders[0][0] in ("enricher-a", "enricher-b")

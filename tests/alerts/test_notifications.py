@@ -3,9 +3,12 @@ SMTP server (aiosmtpd) through the real database, with retries and no duplicates
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -16,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from alerts import store
-from alerts.dispatch import deliver_once
+from alerts.dispatch import Senders, deliver_once
 from alerts.engine import AlertChange, Evaluation
 from alerts.events import AlertEvent, Messages, decode_alert_event
 from alerts.notify import (
@@ -214,7 +217,7 @@ def test_delivery_gives_up_after_max_attempts(db_url: str, http_sink: HttpSink) 
     add_sensors(db_url, [("gd-n2", "gas", "gas_detector")])
     with psycopg.connect(db_url, autocommit=True) as conn:
         store.write_route(conn, Route(0, "broken", "webhook", f"{http_sink.url}/broken"))
-        store.write_route(conn, Route(0, "not http", "webhook", "file:///etc/passwd"))
+        _insert_route_unchecked(conn, "not http", "webhook", "file:///etc/passwd")
         _raise_gas_alert(conn, "gd-n2")
         now, gave_up = T, 0
         for _ in range(MAX_ATTEMPTS + 2):
@@ -225,5 +228,114 @@ def test_delivery_gives_up_after_max_attempts(db_url: str, http_sink: HttpSink) 
         ).fetchall()
     assert gave_up == 2
     assert rows[0] == ("failed", MAX_ATTEMPTS, "HTTP 503")
-    assert rows[1][:2] == ("failed", MAX_ATTEMPTS) and "non-HTTP" in rows[1][2]
+    assert rows[1][:2] == ("failed", MAX_ATTEMPTS) and "http/https URL" in rows[1][2]
     assert len([p for p, _, _ in http_sink.requests if p == "/broken"]) == MAX_ATTEMPTS
+
+
+def _insert_route_unchecked(
+    conn: psycopg.Connection, name: str, channel: str, target: str, recipient: str | None = None
+) -> None:
+    """A route written behind store.write_route's back (an older tool, a manual INSERT)."""
+    conn.execute(
+        "INSERT INTO notification_routes (name, channel, target, recipient) VALUES (%s, %s, %s, %s)",
+        (name, channel, target, recipient),
+    )
+
+
+class GarbageServer:
+    """A raw TCP server answering every request with an invalid HTTP status line."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with client:
+                self.connections += 1
+                client.settimeout(2)
+                with contextlib.suppress(OSError):
+                    client.recv(65536)
+                    client.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def test_routes_are_validated_where_they_are_written(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for bad in (
+            Route(0, "file", "webhook", "file:///etc/passwd"),
+            Route(0, "no host", "webhook", "http:///x"),
+            Route(0, "port", "webhook", "http://127.0.0.1:http/x"),
+            Route(0, "blank", "sms", "http://gw.example/ x", recipient="+86138"),
+            Route(0, "no phone", "sms", "http://gw.example/x"),
+            Route(0, "mail via http", "email", "http://mail.example", recipient="a@b.cn"),
+            Route(0, "no rcpt", "email", "smtp://127.0.0.1:25"),
+            Route(0, "inject", "email", "smtp://127.0.0.1:25", recipient="a@b.cn\r\nBcc: x@y.z"),
+            Route(0, "pager", "pager", "http://gw.example/x"),
+        ):
+            with pytest.raises(ValueError, match=f"route '{bad.name}'"):
+                store.write_route(conn, bad)
+        assert conn.execute("SELECT count(*) FROM notification_routes").fetchone() == (0,)
+        store.write_route(conn, Route(0, "ok", "email", "smtps://u:p@mail.example:465", "a@b.cn"))
+
+
+def test_a_receiver_answering_garbage_fails_alone_and_the_claim_goes_on(
+    db_url: str, http_sink: HttpSink
+) -> None:
+    """A receiver that answers an invalid status line (http.client.BadStatusLine) and an e-mail
+    route whose message cannot be built (a line break in the sender address: ValueError from
+    the e-mail library, not a DeliveryError) are each
+    retried with back-off and finally failed; the healthy route in the same claim is delivered
+    exactly once, in the first round."""
+    add_sensors(db_url, [("gd-n3", "gas", "gas_detector")])
+    garbage = GarbageServer()
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            # claimed first (lower delivery ids), ahead of the healthy route
+            store.write_route(conn, Route(0, "a garbage", "webhook", garbage.url))
+            store.write_route(conn, Route(0, "b bad mail", "email", "smtp://127.0.0.1:9", "a@b.cn"))
+            store.write_route(conn, Route(0, "c healthy", "webhook", f"{http_sink.url}/ok"))
+            _raise_gas_alert(conn, "gd-n3")
+            senders = Senders(sender_address="cityops@localhost\nBcc: x@y.z")
+            s1 = deliver_once(conn, now=T, senders=senders)
+            assert (s1.planned, s1.delivered, s1.retried, s1.gave_up) == (3, 1, 2, 0)
+            assert any("BadStatusLine" in e for e in s1.errors)
+            # not leased for 300 s: due again after the 5 s back-off
+            due = conn.execute(
+                "SELECT r.name, d.next_attempt_at FROM notification_deliveries d"
+                " JOIN notification_routes r USING (route_id) WHERE d.status = 'pending'"
+                " ORDER BY r.name"
+            ).fetchall()
+            assert due == [
+                ("a garbage", T + timedelta(seconds=5)),
+                ("b bad mail", T + timedelta(seconds=5)),
+            ]
+            now, gave_up = T + timedelta(seconds=5), 0
+            for _ in range(MAX_ATTEMPTS + 1):
+                gave_up += deliver_once(conn, now=now, senders=senders).gave_up
+                now += timedelta(hours=1)
+            rows = conn.execute(
+                "SELECT r.name, d.status, d.attempts, d.last_error FROM notification_deliveries d"
+                " JOIN notification_routes r USING (route_id) ORDER BY r.name"
+            ).fetchall()
+    finally:
+        garbage.close()
+    assert gave_up == 2
+    assert rows[0][:3] == ("a garbage", "failed", MAX_ATTEMPTS) and "BadStatusLine" in rows[0][3]
+    assert rows[1][:3] == ("b bad mail", "failed", MAX_ATTEMPTS) and "ValueError" in rows[1][3]
+    assert rows[2] == ("c healthy", "delivered", 1, None)
+    assert garbage.connections == MAX_ATTEMPTS
+    assert len([p for p, _, _ in http_sink.requests if p == "/ok"]) == 1
