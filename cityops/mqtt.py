@@ -100,10 +100,12 @@ class AckingConsumer:
         self._on_session_lost = on_session_lost
         self._stopping = False
         self._connected_once = threading.Event()
+        self.subscribed = threading.Event()  # the broker confirmed every filter (SUBACK)
         self._client = _new_client(client_id, url, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     # -- network thread -------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -122,6 +124,13 @@ class AckingConsumer:
         # subscribing again on a present session is harmless and covers a lost one
         client.subscribe([(f, 1) for f in self.topic_filters])
         self._connected_once.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("subscription refused by the broker: %s", ", ".join(failed))
+            return
+        self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.status.connected = False
@@ -149,8 +158,14 @@ class AckingConsumer:
             properties=_connect_properties(self.session_expiry_s, self.receive_maximum),
         )
         self._client.loop_start()
+        deadline = time.monotonic() + timeout_s
         if not self._connected_once.wait(timeout_s):
             raise TimeoutError(f"no CONNACK from {ep.host}:{ep.port} within {timeout_s} s")
+        # until SUBACK, messages published now would not reach us (first start: no session yet)
+        if not self.subscribed.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(
+                f"subscription to {self.topic_filters} not confirmed within {timeout_s} s"
+            )
 
     def ack(self, message: Message) -> None:
         if message.qos > 0:
