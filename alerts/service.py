@@ -379,7 +379,18 @@ class AlertService:
             self._publish(escalated)  # type: ignore[arg-type]
         self._publish_outbox()
         if time.monotonic() - self._incidents_checked > INCIDENT_CHECK_S:
-            self._retry("resolving incidents", lambda: store.resolve_quiet_incidents(self._db()))
+            # quiet is judged on the stream's clock (the newest reading evaluated), not the wall
+            # clock: a replayed or delayed stream must group its alerts as it would live
+            stream_us = max(
+                (st.last_ts_us for st in self.engine.states.values() if st.last_ts_us is not None),
+                default=None,
+            )
+            if stream_us is not None:
+                stream_now = min(datetime.now(UTC), datetime.fromtimestamp(stream_us / 1e6, UTC))
+                self._retry(
+                    "resolving incidents",
+                    lambda: store.resolve_quiet_incidents(self._db(), now=stream_now),
+                )
             self._incidents_checked = time.monotonic()
 
     def _publish_outbox(self) -> None:
