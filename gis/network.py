@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 # household size used to turn service connections into people: China's 2020 census average
@@ -102,6 +102,17 @@ class Network:
         lk = self.links[link_id]
         return lk.to_node if lk.from_node == node_id else lk.from_node
 
+    def open_steps(
+        self, node_id: str, closed_links: set[str] | frozenset[str] = frozenset()
+    ) -> Iterator[tuple[str, Link, str]]:
+        """(link id, link, node at its other end) for each open link at ``node_id`` that is not
+        in ``closed_links``: the one step every walk over the network takes."""
+        for lid in self.adjacency.get(node_id, ()):
+            lk = self.links[lid]
+            if lk.closed or lid in closed_links:
+                continue
+            yield lid, lk, (lk.to_node if lk.from_node == node_id else lk.from_node)
+
     def baseline_supplied(self) -> set[str]:
         if self._baseline is None:
             self._baseline = set(self.hops())  # the same walk as supplied() with nothing shut
@@ -126,11 +137,7 @@ class Network:
                 depth += 1
                 nxt = []
                 for n in frontier:
-                    for lid in self.adjacency.get(n, ()):
-                        lk = self.links[lid]
-                        if lk.closed:
-                            continue
-                        m = lk.to_node if lk.from_node == n else lk.from_node
+                    for _, _, m in self.open_steps(n):
                         if m in hops or self.nodes[m].closed:
                             continue
                         hops[m] = depth
@@ -163,11 +170,7 @@ class Network:
                 if n in sources or n in ok:
                     found = True
                     break
-                for lid in self.adjacency.get(n, ()):
-                    lk = self.links[lid]
-                    if lk.closed or lid in closed_links:
-                        continue
-                    m = lk.to_node if lk.from_node == n else lk.from_node
+                for _, _, m in self.open_steps(n, closed_links):
                     if m in seen or m in closed_nodes or self.nodes[m].closed:
                         continue
                     seen.add(m)
@@ -187,11 +190,7 @@ class Network:
         seen.update(stack)
         while stack:
             n = stack.pop()
-            for lid in self.adjacency.get(n, ()):
-                lk = self.links[lid]
-                if lk.closed or lid in closed_links:
-                    continue
-                m = lk.to_node if lk.from_node == n else lk.from_node
+            for _, _, m in self.open_steps(n, closed_links):
                 if m in seen or m in closed_nodes or self.nodes[m].closed:
                     continue
                 seen.add(m)
@@ -321,11 +320,7 @@ def source_distances(net: Network) -> dict[str, float]:
         if n in dist:
             continue
         dist[n] = d
-        for lid in net.adjacency.get(n, ()):
-            lk = net.links[lid]
-            if lk.closed:
-                continue
-            m = lk.to_node if lk.from_node == n else lk.from_node
+        for _, lk, m in net.open_steps(n):
             if m in dist or net.nodes[m].closed:
                 continue
             heapq.heappush(heap, (d + max(lk.length_m, 1e-3), m))
@@ -369,11 +364,7 @@ def compute_trace(
     while frontier:
         n = frontier.pop()
         dn = dist.get(n, inf)
-        for lid in net.adjacency.get(n, ()):
-            lk = net.links[lid]
-            if lk.closed or lid in links:
-                continue
-            m = lk.to_node if lk.from_node == n else lk.from_node
+        for lid, _, m in net.open_steps(n, links):
             dm = dist.get(m, inf)
             if direction == "downstream" and not dm > dn:
                 continue
@@ -440,11 +431,7 @@ def compute_restoration(net: Network, iso: Isolation) -> tuple[Restoration, ...]
         stack = [dev]
         while stack:
             n = stack.pop()
-            for lid in net.adjacency.get(n, ()):
-                lk = net.links[lid]
-                if lk.closed or lid in closed_links:
-                    continue
-                m = lk.to_node if lk.from_node == n else lk.from_node
+            for _, _, m in net.open_steps(n, closed_links):
                 if m in seen or m in closed_nodes or net.nodes[m].closed:
                     continue
                 if m in lost or (net.is_device_node(m) and m not in fed_sides):
