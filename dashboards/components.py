@@ -21,6 +21,7 @@ from dashboards.model import (
     display_text,
     district_condition,
     local_time,
+    time_left_parts,
 )
 
 NAV = (
@@ -186,6 +187,73 @@ def alerts_table(
         html.Table(
             [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
             className="data-table alerts-table",
+        ),
+        className="table-scroll",
+    )
+
+
+def shelved_table(
+    lang: str, alerts: Sequence[AlertRow], *, tz: str, now: datetime, table_id: str
+) -> html.Div:
+    """Shelved alerts: until when (and how long from now), by whom, why; selectable, so that
+    an alert can be unshelved or acted on. They are not in the open-alerts lists and counts."""
+    if not alerts:
+        return html.Div(t(lang, "alerts.no_shelved"), className="empty", id=f"{table_id}-none")
+    rows = []
+    for a in alerts:
+        unit, n = time_left_parts(now, a.shelved_until or now)
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(
+                        html.Button(
+                            f"#{a.alert_id}",
+                            id={"type": f"{table_id}-pick", "alert": a.alert_id},
+                            className="pick",
+                        )
+                    ),
+                    html.Td(severity_badge(lang, a.severity)),
+                    html.Td(
+                        [
+                            html.Div(display_text(a.sensor_name), className="sensor-name"),
+                            html.Div(display_text(a.sensor_id), className="sensor-id"),
+                        ]
+                    ),
+                    html.Td(display_text(a.district(lang))),
+                    html.Td(display_text(a.message(lang)), className="message"),
+                    html.Td(
+                        [
+                            html.Div(
+                                local_time(a.shelved_until, tz, "%m-%d %H:%M"),
+                                className="shelved-until",
+                            ),
+                            html.Div(
+                                t(lang, "alerts.expires_in", left=t(lang, unit, n=n)),
+                                className="note",
+                            ),
+                        ]
+                    ),
+                    html.Td(display_text(a.shelved_by or "—")),
+                    html.Td(display_text(a.shelve_reason or "—"), className="shelve-reason"),
+                ],
+                className="alert-row shelved-row",
+                **{"data-alert-id": str(a.alert_id)},
+            )
+        )
+    head = [
+        "#",
+        t(lang, "col.severity"),
+        t(lang, "col.sensor"),
+        t(lang, "col.district"),
+        t(lang, "col.message"),
+        t(lang, "col.shelved_until"),
+        t(lang, "col.shelved_by"),
+        t(lang, "col.reason"),
+    ]
+    return html.Div(
+        html.Table(
+            [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+            className="data-table alerts-table shelved-table",
         ),
         className="table-scroll",
     )

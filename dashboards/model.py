@@ -106,6 +106,10 @@ class AlertRow:
     message_zh: str
     message_en: str
     assignee: str | None = None
+    # shelving (alerts.lifecycle): until when, by whom and why; None when not shelved
+    shelved_until: datetime | None = None
+    shelved_by: str | None = None
+    shelve_reason: str | None = None
 
     def message(self, lang: str) -> str:
         return self.message_en if lang == "en" else self.message_zh
@@ -179,6 +183,17 @@ def age_parts(now: datetime, then: datetime) -> tuple[str, int]:
     if seconds < 172_800:
         return "unit.hour", int(seconds // 3600)
     return "unit.day", int(seconds // 86_400)
+
+
+def time_left_parts(now: datetime, until: datetime) -> tuple[str, int]:
+    """(unit key, count) for the time left until ``until``, rounded up (a shelf ending in
+    2 h 59 min says 3 h): minutes up to 2 h, hours up to 2 d, then days."""
+    seconds = max(0.0, (until - now).total_seconds())
+    if seconds <= 7200:
+        return "unit.min", math.ceil(seconds / 60)
+    if seconds <= 172_800:
+        return "unit.hour", math.ceil(seconds / 3600)
+    return "unit.day", math.ceil(seconds / 86_400)
 
 
 def worst_severity(severities: list[str | None]) -> str | None:

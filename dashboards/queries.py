@@ -332,7 +332,7 @@ def fetch_rollup_availability(conn: psycopg.Connection) -> tuple[bool, bool]:
     )
 
 
-# -- alerts ----------------------------------------------------------------------------------
+# -- alerts ---------------------------------------------------------------------------------
 def fetch_open_alerts(
     conn: psycopg.Connection,
     *,
@@ -340,31 +340,46 @@ def fetch_open_alerts(
     severities: list[str] | None = None,
     sensor_id: str | None = None,
     include_closed: bool = False,
+    shelved: bool | None = False,
 ) -> list[AlertRow]:
-    """Open alerts, most severe first, then newest first."""
-    has_assignee = _has_column(conn, "alerts", "assigned_to")
+    """Alerts that need someone, most severe first, then newest first.
+
+    ``shelved=False`` (the default: what needs attention) leaves out alerts shelved until a
+    time still ahead; ``True`` gives only those, soonest expiry first (the console's shelved
+    section); ``None`` both (a sensor's own history)."""
+    lifecycle = _has_column(conn, "alerts", "shelved_until")
+    extra = (
+        "a.assigned_to, a.shelved_until, a.shelved_by, a.shelve_reason"
+        if lifecycle
+        else "NULL, NULL::timestamptz, NULL, NULL"
+    )
+    severity_order = (
+        "CASE a.severity WHEN 'critical' THEN 4 WHEN 'major' THEN 3"
+        " WHEN 'warning' THEN 2 ELSE 1 END DESC, a.raised_at DESC"
+    )
+    order = f"a.shelved_until, {severity_order}" if shelved else severity_order
     rows = conn.execute(
         f"""
         SELECT a.alert_id, a.raised_at, a.severity, a.state, a.sensor_id,
                COALESCE(s.name, a.sensor_id), a.utility, a.quantity, d.name_zh, d.name_en,
-               a.value, a.limit_value, a.message_zh, a.message_en,
-               {"a.assigned_to" if has_assignee else "NULL"}
+               a.value, a.limit_value, a.message_zh, a.message_en, {extra}
         FROM alerts a
         LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
         LEFT JOIN districts d ON d.adcode = s.district_adcode
         WHERE (%(all)s OR a.state <> ALL(%(closed)s))
           AND (%(sev)s::text[] IS NULL OR a.severity = ANY(%(sev)s))
           AND (%(sid)s::text IS NULL OR a.sensor_id = %(sid)s)
-        ORDER BY CASE a.severity WHEN 'critical' THEN 4 WHEN 'major' THEN 3
-                 WHEN 'warning' THEN 2 ELSE 1 END DESC, a.raised_at DESC
+          AND (%(shelved)s::boolean IS NULL OR {_SHELVED} = %(shelved)s)
+        ORDER BY {order}
         LIMIT %(limit)s
-        """,  # noqa: S608 - the interpolated column is a constant
+        """,  # noqa: S608 - the interpolated columns and order are constants
         {
             "closed": list(CLOSED_ALERT_STATES),
             "sev": severities,
             "sid": sensor_id,
             "limit": limit,
             "all": include_closed,
+            "shelved": shelved,
         },
     ).fetchall()
     return [AlertRow(*r) for r in rows]
@@ -376,7 +391,7 @@ def fetch_recent_alerts(conn: psycopg.Connection, *, limit: int = 10) -> list[Al
         """
         SELECT a.alert_id, a.raised_at, a.severity, a.state, a.sensor_id,
                COALESCE(s.name, a.sensor_id), a.utility, a.quantity, d.name_zh, d.name_en,
-               a.value, a.limit_value, a.message_zh, a.message_en, NULL
+               a.value, a.limit_value, a.message_zh, a.message_en
         FROM alerts a
         LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
         LEFT JOIN districts d ON d.adcode = s.district_adcode

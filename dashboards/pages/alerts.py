@@ -1,5 +1,7 @@
 """Alert console for emergency staff: open alerts by severity and age, and the actions
-(acknowledge, assign, shelve, resolve) with a comment, each checked on the server.
+(acknowledge, assign, shelve, unshelve, resolve) with a comment, each checked on the server.
+Shelved alerts (shelved until a time still ahead) are not among the open alerts: they have a
+section of their own with the expiry, who shelved them and why.
 
 The actions call ``alerts.store`` (the alert lifecycle and its audit log); the role check is
 here, in the callback, because Dash callbacks are reachable by anyone who can POST to
@@ -15,7 +17,7 @@ from dash import ctx as dash_ctx
 
 from dashboards import queries
 from dashboards.auth import can
-from dashboards.components import alerts_table, banner
+from dashboards.components import alerts_table, banner, shelved_table
 from dashboards.context import AppContext
 from dashboards.figures import build_incident_map_figure
 from dashboards.i18n import MESSAGES, t
@@ -29,7 +31,7 @@ from dashboards.model import (
 
 PATH = "/alerts"
 NAV_KEY = "nav.alerts"
-ACTIONS = ("ack", "assign", "shelve", "resolve")
+ACTIONS = ("ack", "assign", "shelve", "unshelve", "resolve")
 SHELVE_HOURS = (1, 4, 8, 24, 72)
 
 
@@ -67,6 +69,12 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                 className="panel",
                 children=[html.H2(t(lang, "alerts.open")), html.Div(id="alerts-table")],
                 style={"maxHeight": "52vh"},
+            ),
+            html.Section(
+                className="panel shelved-panel",
+                id="alerts-shelved-panel",
+                children=[html.H2(t(lang, "alerts.shelved")), html.Div(id="alerts-shelved")],
+                style={"maxHeight": "30vh"},
             ),
             html.Section(
                 className="panel actions-panel",
@@ -121,6 +129,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
 def register(app: Dash, ctx: AppContext) -> None:
     @app.callback(
         Output("alerts-table", "children"),
+        Output("alerts-shelved", "children"),
         Output("alerts-banner", "children"),
         Input("alerts-tick", "n_intervals"),
         Input("alerts-severity", "value"),
@@ -130,13 +139,21 @@ def register(app: Dash, ctx: AppContext) -> None:
     def refresh(_n, severities, _changed, lang):
         lang = lang or ctx.settings.language
         now = ctx.clock()
+        chosen = severities if isinstance(severities, list) else []
+        wanted = [s for s in chosen if s in SEVERITIES]
         try:
-            with ctx.reader.connection() as conn:
-                rows = queries.fetch_open_alerts(conn, severities=list(severities or []), limit=200)
+            with ctx.reader.connection() as conn, conn.transaction():
+                # one transaction, one now(): an alert whose shelf ends between the two reads
+                # is in exactly one of the tables (their pick buttons share one id space)
+                rows = queries.fetch_open_alerts(conn, severities=wanted, limit=200)
+                shelved = queries.fetch_open_alerts(
+                    conn, severities=wanted, shelved=True, limit=200
+                )
         except queries.DatabaseUnavailable as exc:
-            return no_update, banner(lang, str(exc), None, ctx.tz)
+            return no_update, no_update, banner(lang, str(exc), None, ctx.tz)
         table = alerts_table(lang, rows, tz=ctx.tz, now=now, selectable=True, table_id="alerts")
-        return table, banner(lang, None, now, ctx.tz)
+        on_shelf = shelved_table(lang, shelved, tz=ctx.tz, now=now, table_id="alerts")
+        return table, on_shelf, banner(lang, None, now, ctx.tz)
 
     @app.callback(
         Output("alerts-selected", "data"),
@@ -306,6 +323,8 @@ def register(app: Dash, ctx: AppContext) -> None:
                         comment,
                         now=now,
                     )
+                elif action == "unshelve":
+                    alert_store.unshelve_alert(conn, alert_id, user.username, comment, now=now)
                 else:
                     alert_store.resolve_alert(conn, alert_id, user.username, comment, now=now)
         except (TransitionError, LookupError) as exc:
@@ -407,7 +426,13 @@ def impact_view(lang: str, impact: dict | None) -> list:
     ]
 
 
-_ACT_KEYS = {"acknowledge": "ack", "assign": "assign", "shelve": "shelve", "resolve": "resolve"}
+_ACT_KEYS = {
+    "acknowledge": "ack",
+    "assign": "assign",
+    "shelve": "shelve",
+    "unshelve": "unshelve",
+    "resolve": "resolve",
+}
 
 
 def _label(lang: str, prefix: str, value: str) -> str:

@@ -124,7 +124,7 @@ def register(app: Dash, ctx: AppContext) -> None:
                     for q in sorted(info["limits"])
                 }
                 alerts = queries.fetch_open_alerts(
-                    conn, sensor_id=sensor_id, include_closed=True, limit=50
+                    conn, sensor_id=sensor_id, include_closed=True, shelved=None, limit=50
                 )
                 trust = queries.fetch_sensor_trust(conn, sensor_id, start)
         except queries.DatabaseUnavailable as exc:

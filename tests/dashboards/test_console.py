@@ -191,3 +191,156 @@ def test_shelve_hours_are_checked_on_the_server(dash_server, dash_db, users):
         hours, _n = shelved()
         assert hours is not None and abs(hours - expected_h) < 0.05, (sent, hours)
     assert shelved()[1] == 7  # one audit row per shelve that was done
+
+
+def _walk(node):
+    """Every component (dict with props) in a Dash JSON tree."""
+    if isinstance(node, dict):
+        if "props" in node:
+            yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk(item)
+
+
+def _kpi(tree, key: str) -> str:
+    return next(c["props"]["children"] for c in _walk(tree) if c["props"].get("data-kpi") == key)
+
+
+def _alert_ids(tree) -> set[int]:
+    return {int(c["props"]["data-alert-id"]) for c in _walk(tree) if "data-alert-id" in c["props"]}
+
+
+def wall_over_http(base: str) -> dict:
+    return call_callback(
+        urllib.request.build_opener(),
+        base,
+        "wall-tick",
+        {"wall-tick.n_intervals": 1, "lang.data": "en"},
+        "wall-tick.n_intervals",
+    )["response"]
+
+
+def console_over_http(base: str) -> dict:
+    return call_callback(
+        urllib.request.build_opener(),
+        base,
+        "alerts-tick",
+        {
+            "alerts-tick.n_intervals": 1,
+            "alerts-severity.value": ["critical", "major", "warning", "info"],
+            "alerts-changed.data": 0,
+            "lang.data": "en",
+        },
+        "alerts-tick.n_intervals",
+    )["response"]
+
+
+def test_shelved_alerts_leave_the_attention_lists_and_have_their_own_section(
+    dash_server, dash_db, users, browser
+):
+    pytest.importorskip("alerts.lifecycle")
+    from zoneinfo import ZoneInfo
+
+    from alerts import store as alert_store
+    from dashboards import queries
+
+    with psycopg.connect(dash_db) as conn:
+        alert_id = conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en) VALUES ('gd-510113-1', 'gas',"
+            " 'gas_concentration', 'high', 'critical', now(), 31, 20,"
+            " '可燃气体浓度过高：31 %LEL（搁置测试）', 'Gas concentration high: 31 %LEL (shelve test)')"
+            " RETURNING alert_id"
+        ).fetchone()[0]
+        conn.commit()
+    base = dash_server.url
+
+    # open: on the wall (critical strip and count), the overview and the console's open table
+    wall = wall_over_http(base)
+    assert alert_id in wall["wall-critical-ids"]["data"]
+    critical_before = int(_kpi(wall["wall-kpi-gas"]["children"], "kpi.critical"))
+    with psycopg.connect(dash_db) as conn:
+        by_district, _ = queries.fetch_alert_stats(conn)
+    district_before = by_district[510113][0]
+    console = console_over_http(base)
+    assert alert_id in _alert_ids(console["alerts-table"]["children"])
+    assert alert_id not in _alert_ids(console["alerts-shelved"]["children"])
+
+    # shelved by the alert lifecycle (as the console's shelve button does)
+    reason = "燃气公司正在更换探头 <b>$x$</b>"
+    with psycopg.connect(dash_db) as conn:
+        life = alert_store.shelve_alert(
+            conn, alert_id, "zhang.wei", datetime.now(UTC) + timedelta(hours=3), reason
+        )
+    until_local = life.shelved_until.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%m-%d %H:%M")
+
+    wall = wall_over_http(base)
+    assert alert_id not in wall["wall-critical-ids"]["data"]
+    assert "shelve test" not in json.dumps(wall["wall-alarm"], ensure_ascii=False)
+    assert int(_kpi(wall["wall-kpi-gas"]["children"], "kpi.critical")) == critical_before - 1
+    with psycopg.connect(dash_db) as conn:
+        by_district, _ = queries.fetch_alert_stats(conn)
+    assert by_district.get(510113, (0, []))[0] == district_before - 1
+    overview = call_callback(
+        urllib.request.build_opener(),
+        base,
+        "overview-tick",
+        {"overview-tick.n_intervals": 1, "lang.data": "en"},
+        "overview-tick.n_intervals",
+    )["response"]
+    assert alert_id not in _alert_ids(overview["overview-alerts"]["children"])
+    console = console_over_http(base)
+    assert alert_id not in _alert_ids(console["alerts-table"]["children"])
+    shelf = console["alerts-shelved"]["children"]
+    assert _alert_ids(shelf) >= {alert_id}
+    shelf_text = json.dumps(shelf, ensure_ascii=False)
+    assert until_local in shelf_text and "expires in 3 h" in shelf_text
+    assert "zhang.wei" in shelf_text and "燃气公司正在更换探头 <b>＄x＄</b>" in shelf_text
+
+    # in the browser: the labelled section, with expiry and reason; unshelving brings it back
+    browser_login(browser, base, "zhang.wei", users["zhang.wei"])
+    try:
+        open_page(browser, base + "/alerts")
+        row = wait_for(
+            lambda: browser.find_element(
+                By.CSS_SELECTOR, f"#alerts-shelved tr[data-alert-id='{alert_id}']"
+            ),
+            what="the shelved alert in the shelved section",
+        )
+        heading = browser.find_element(By.CSS_SELECTOR, "#alerts-shelved-panel h2").text
+        assert "已搁置告警" in heading and "不计入待处理" in heading
+        assert until_local in row.text and "后到期" in row.text
+        assert "燃气公司正在更换探头 <b>＄x＄</b>" in row.text  # shown as text
+        assert not browser.find_elements(
+            By.CSS_SELECTOR, f"#alerts-table tr[data-alert-id='{alert_id}']"
+        )
+        row.find_element(By.CSS_SELECTOR, "button.pick").click()
+        wait_for(lambda: f"已选告警：{alert_id}" in page_text(browser), what="selection")
+        browser.find_element(By.ID, "alerts-unshelve").click()
+        wait_for(lambda: "已执行：取消搁置" in page_text(browser), what="unshelved message")
+        wait_for(
+            lambda: (
+                browser.find_elements(
+                    By.CSS_SELECTOR, f"#alerts-table tr[data-alert-id='{alert_id}']"
+                )
+                and not browser.find_elements(
+                    By.CSS_SELECTOR, f"#alerts-shelved tr[data-alert-id='{alert_id}']"
+                )
+            ),
+            what="the alert back among the open alerts",
+        )
+        wait_for(lambda: "zhang.wei · 取消搁置" in page_text(browser), what="timeline")
+        assert severe_console_messages(browser) == []
+    finally:
+        browser.get(base + "/logout")
+    with psycopg.connect(dash_db) as conn:
+        until, actions = conn.execute(
+            "SELECT a.shelved_until, array_agg(u.action ORDER BY u.audit_id) FROM alerts a"
+            " JOIN alert_audit u USING (alert_id) WHERE a.alert_id = %s GROUP BY 1",
+            (alert_id,),
+        ).fetchone()
+    assert until is None and actions == ["shelve", "unshelve"]
+    assert alert_id in wall_over_http(base)["wall-critical-ids"]["data"]

@@ -18,6 +18,7 @@ from dashboards.model import (
     local_time,
     parse_shelve_hours,
     plot_text,
+    time_left_parts,
 )
 from dashboards.security import build_csp
 
@@ -57,6 +58,12 @@ def test_age_units():
     assert age_parts(now, now - timedelta(minutes=7)) == ("unit.min", 7)
     assert age_parts(now, now - timedelta(hours=5)) == ("unit.hour", 5)
     assert age_parts(now, now - timedelta(days=3)) == ("unit.day", 3)
+    # time left on a shelf rounds up: 2 h 59 min left is "3 h", not "2 h"
+    assert time_left_parts(now, now + timedelta(hours=2, minutes=59)) == ("unit.hour", 3)
+    assert time_left_parts(now, now + timedelta(minutes=10, seconds=1)) == ("unit.min", 11)
+    assert time_left_parts(now, now + timedelta(hours=2)) == ("unit.min", 120)
+    assert time_left_parts(now, now + timedelta(days=2, hours=1)) == ("unit.day", 3)
+    assert time_left_parts(now, now - timedelta(minutes=1)) == ("unit.min", 0)
 
 
 def test_readings_source_and_grid():
