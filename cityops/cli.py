@@ -115,8 +115,12 @@ def dashboard(
         str | None, typer.Option(help="Listen address (default CITYOPS_DASHBOARD_HOST).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default CITYOPS_DASHBOARD_PORT).")] = None,
+    threads: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker threads of the WSGI server (waitress).")
+    ] = 8,
 ) -> None:
-    """Serve the operations-center web pages (Simplified Chinese by default, English switch)."""
+    """Serve the operations-center web pages (Simplified Chinese by default, English switch)
+    on waitress, a production WSGI server."""
     _logging()
     from dashboards.app import run
 
@@ -125,7 +129,7 @@ def dashboard(
         s.dashboard_host = host
     if port:
         s.dashboard_port = port
-    run(s)
+    run(s, threads=threads)
 
 
 @app.command()

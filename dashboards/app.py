@@ -9,6 +9,8 @@ from ``dashboards/assets``.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import parse_qs
@@ -141,16 +143,52 @@ def _install_headers(app: Dash) -> None:
         return response
 
 
-def run(settings: Settings) -> None:
-    """Serve until stopped (Ctrl-C or SIGTERM)."""
+# the production server (waitress, decision 0043): pure Python, no C build, works offline
+SERVER_THREADS = 8  # callbacks wait on PostgreSQL most of the time: more threads than cores
+SERVER_CONNECTION_LIMIT = 200  # walls and consoles keep their connections open
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # a callback or a login form is a few KiB; a lasso more
+SERVER_IDENT = "cityops"  # the Server header: no server name and version to fingerprint
+
+
+def make_server(settings: Settings, *, threads: int = SERVER_THREADS):
+    """The dashboard on waitress, bound to ``dashboard_host:dashboard_port`` and ready to
+    ``run()`` (``close()`` stops it). Port 0 picks a free port (``server.effective_port``)."""
+    from waitress.server import create_server
+
     app = build_app(settings)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per refresh request
-    log.info("dashboard on http://%s:%s/", settings.dashboard_host, settings.dashboard_port)
-    app.run(
+    return create_server(
+        app.server,
         host=settings.dashboard_host,
         port=settings.dashboard_port,
-        debug=False,
-        dev_tools_ui=False,
-        dev_tools_props_check=False,
-        dev_tools_disable_version_check=True,  # it would call plotly.com: no internet here
+        threads=threads,
+        connection_limit=SERVER_CONNECTION_LIMIT,
+        max_request_body_size=MAX_REQUEST_BYTES,
+        channel_timeout=60,
+        asyncore_use_poll=True,  # select() stops at 1024 descriptors
+        ident=SERVER_IDENT,
+        clear_untrusted_proxy_headers=True,
     )
+
+
+def run(settings: Settings, *, threads: int = SERVER_THREADS) -> None:
+    """Serve until stopped (Ctrl-C or SIGTERM) on waitress, a production WSGI server (not
+    Flask's development server)."""
+    server = make_server(settings, threads=threads)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # leaves the loop below; the sockets are closed in finally
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+    log.info(
+        "dashboard on http://%s:%s/ (waitress, %d threads)",
+        settings.dashboard_host,
+        server.effective_port,
+        threads,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

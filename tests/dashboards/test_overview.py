@@ -49,8 +49,10 @@ def test_overview_in_chinese_then_english(clean_server, browser, screenshots):
     assert not any("hostile" in r or "<img" in r or "注入" in r for r in rows), rows
     assert "<img" not in page_text(browser) and "wp-hostile-1" not in page_text(browser)
     # districts with a problem are marked; the silent gas sensor counts in its district
-    jinniu = browser.find_element(By.CSS_SELECTOR, "tr[data-adcode='510106']")
-    assert jinniu.find_elements(By.CSS_SELECTOR, "td.silent")
+    wait_for(  # one lookup: the table is redrawn on every refresh (no stale row element)
+        lambda: browser.find_elements(By.CSS_SELECTOR, "tr[data-adcode='510106'] td.silent"),
+        what="the silent sensor counted in 金牛区",
+    )
     assert "更新于" in page_text(browser)
     # the map drew districts and sensors in every state present
     legend = wait_for(lambda: texts(browser, ".map-graph .legendtext"), what="map legend")
