@@ -34,6 +34,8 @@ class ThresholdState:
 
     last_ts_us: int | None = None  # newest reading evaluated [us]
     active: ThresholdKind | None = None  # the limit currently violated, if any
+    pending: ThresholdKind | None = None  # beyond this limit, not yet for ``on_delay`` readings
+    pending_count: int = 0  # consecutive readings beyond ``pending``
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,12 @@ class ThresholdEvent:
 
 
 def step_threshold(
-    state: ThresholdState, limits: QuantityLimits, ts_us: int, value: float
+    state: ThresholdState,
+    limits: QuantityLimits,
+    ts_us: int,
+    value: float,
+    *,
+    on_delay: int = 1,
 ) -> tuple[ThresholdState, tuple[ThresholdEvent, ...]]:
     """Threshold with hysteresis (deadband), one reading at a time.
 
@@ -56,8 +63,13 @@ def step_threshold(
     ``alarm_high - deadband`` (at or above ``alarm_low + deadband``). A value that jumps from one
     side straight past the other limit clears the first alert and raises the other.
 
+    On-delay (ISA-18.2 "alarm on-delay"): raise only when ``on_delay`` consecutive readings are
+    beyond the same limit, so that one spurious reading (a spike) raises no process alarm; the
+    raise is at the reading that completes the count.
+
     Parameters from the sensor catalogue (``sensor_type_quantities``): ``alarm_low``,
-    ``alarm_high`` (``None``: no such limit) and ``deadband`` [canonical unit].
+    ``alarm_high`` (``None``: no such limit) and ``deadband`` [canonical unit]; ``on_delay``
+    [readings] from alerts/params.py.
     """
     if not math.isfinite(value):
         return state, ()
@@ -78,14 +90,43 @@ def step_threshold(
         # the limit was removed from the catalogue while an alert was active: clear it
         events.append(ThresholdEvent("cleared", active, ts_us, value, math.nan))
         active = None
+    pending: ThresholdKind | None = None
+    count = 0
     if active is None:
+        side: tuple[ThresholdKind, float] | None = None
         if high is not None and value > high:
-            events.append(ThresholdEvent("raised", THRESHOLD_HIGH, ts_us, value, high))
-            active = THRESHOLD_HIGH
+            side = (THRESHOLD_HIGH, high)
         elif low is not None and value < low:
-            events.append(ThresholdEvent("raised", THRESHOLD_LOW, ts_us, value, low))
-            active = THRESHOLD_LOW
-    return ThresholdState(ts_us, active), tuple(events)
+            side = (THRESHOLD_LOW, low)
+        if side is not None:
+            count = state.pending_count + 1 if state.pending == side[0] else 1
+            if count >= on_delay:
+                events.append(ThresholdEvent("raised", side[0], ts_us, value, side[1]))
+                active, count = side[0], 0
+            else:
+                pending = side[0]
+    return ThresholdState(ts_us, active, pending, count), tuple(events)
+
+
+def step_spike(
+    previous: Sequence[float], value: float, *, rel: float, floor: float
+) -> float | None:
+    """QARTOD spike test, one reading late: with the last two readings ``previous = (a, b)`` and
+    the new one ``c``, ``b`` is a spike when it stands out from *both* neighbours by more than
+    ``max(rel x |(a + c) / 2|, floor)`` while they agree with each other within that band (a
+    step that stays, such as a burst or a pump trip, is not a spike). Returns how far ``b``
+    stood out [canonical unit], or None."""
+    if len(previous) < 2 or not math.isfinite(value):
+        return None
+    a, b = previous[-2], previous[-1]
+    ref = (a + value) / 2.0
+    band = max(rel * abs(ref), floor)
+    if abs(a - value) > band:
+        return None
+    out = b - ref
+    if abs(out) > band and abs(b - a) > band and abs(b - value) > band:
+        return out
+    return None
 
 
 def detect_threshold(

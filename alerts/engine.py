@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from alerts.detectors import (
@@ -24,6 +24,7 @@ from alerts.detectors import (
     ThresholdState,
     step_gas_levels,
     step_rate_of_change,
+    step_spike,
     step_stuck,
     step_threshold,
 )
@@ -33,6 +34,9 @@ from sensors.payload import Reading
 
 Key = tuple[str, str]  # (sensor_id, quantity)
 US = 1_000_000
+
+SPIKE_CLEAR_S = 3600.0  # a spiky sensor is healthy again after an hour without a spike
+INTERVAL_SMOOTHING = 0.2  # weight of the newest gap in the usual reporting interval
 
 # Consequential-alarm suppression (ISA-18.2 "alarm rationalisation"): a dead 10 kV bus reports
 # 0 V and 0 Hz; the low-voltage alert says it all, so a frequency this low is read as "no
@@ -52,9 +56,12 @@ class StreamConfig:
     """Detectors enabled for one sensor type and quantity, with their parameters."""
 
     rate: tuple[float, float] | None = None  # (max_change [unit], window_s [s])
+    rate_rise_only: bool = False  # only a rise counts (combustible gas: a fall is no leak)
     stuck: tuple[float, float, int] | None = None  # (window_s [s], tolerance [unit], min_points)
     silent_factor: float | None = None  # silent after this many missed reports
     gas_levels: bool = False
+    spike: tuple[float, float] | None = None  # (relative band, absolute floor [unit])
+    on_delay: int = 1  # threshold: consecutive readings beyond a limit before it raises
     severity: Mapping[str, str] = field(default_factory=dict)  # detector -> severity
 
     @property
@@ -81,6 +88,11 @@ class KeyState:
     last_ts_us: int | None = None  # newest reading evaluated [us]
     active: frozenset[str] = frozenset()  # alert kinds whose condition is active
     recent: tuple[tuple[int, float], ...] = ()  # (ts_us, value) within the longest window
+    pending: str | None = None  # threshold kind beyond its limit, waiting for the on-delay
+    pending_count: int = 0
+    last_values: tuple[float, ...] = ()  # the last two values (spike test)
+    spike_us: int | None = None  # when the last spike was seen [us]
+    interval_us: float | None = None  # the key's usual reporting interval (smoothed) [us]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +118,7 @@ class Evaluation:
     states: Mapping[Key, KeyState]  # new state of every key the batch touched
     unknown_sensors: frozenset[str] = frozenset()
     evaluated: int = 0  # readings that reached a detector
+    stream_us: int | None = None  # the newest reading time evaluated (the stream's clock)
 
 
 class Engine:
@@ -116,6 +129,12 @@ class Engine:
     ) -> None:
         self.sensors = dict(sensors)
         self.states: dict[Key, KeyState] = dict(states or {})
+        # the stream's clock: the newest reading time evaluated (replays and backlogs run on
+        # it, not on the wall clock)
+        self.stream_us: int | None = max(
+            (st.last_ts_us for st in self.states.values() if st.last_ts_us is not None),
+            default=None,
+        )
 
     def evaluate(self, readings: Iterable[Reading]) -> Evaluation:
         """Evaluate a batch without changing the engine (see ``commit``).
@@ -146,7 +165,9 @@ class Engine:
                 continue
             evaluated += 1
             touched[key] = self._step(info, limits, cfg, state, r, changes)
-        return Evaluation(tuple(changes), touched, frozenset(unknown), evaluated)
+        newest = max((st.last_ts_us or 0 for st in touched.values()), default=0)
+        stream = max(newest, self.stream_us or 0) or None
+        return Evaluation(tuple(changes), touched, frozenset(unknown), evaluated, stream)
 
     def _step(
         self,
@@ -183,7 +204,10 @@ class Engine:
                 )
             )
 
-        if limits is not None:
+        pending: str | None = None
+        pending_count = 0
+        # graded %LEL levels replace the single combustible-gas limit (no double alarm at 20 %)
+        if limits is not None and not (cfg is not None and cfg.gas_levels):
             th_active = (
                 THRESHOLD_HIGH
                 if THRESHOLD_HIGH in active
@@ -191,9 +215,19 @@ class Engine:
                 if THRESHOLD_LOW in active
                 else None
             )
-            _, events = step_threshold(
-                ThresholdState(state.last_ts_us, th_active), limits, r.ts_us, r.value
+            th_state, events = step_threshold(
+                ThresholdState(
+                    state.last_ts_us,
+                    th_active,
+                    state.pending,  # type: ignore[arg-type]
+                    state.pending_count,
+                ),
+                limits,
+                r.ts_us,
+                r.value,
+                on_delay=cfg.on_delay if cfg is not None else 1,
             )
+            pending, pending_count = th_state.pending, th_state.pending_count
             for ev in events:
                 emit(
                     ev.event,
@@ -215,6 +249,37 @@ class Engine:
                 detector_messages("cleared", "silent", r.sensor_id, r.quantity, r.value, None),
             )
         recent = state.recent
+        spike_us = state.spike_us
+        if cfg is not None and cfg.spike is not None:
+            rel, floor = cfg.spike
+            out_by = step_spike(state.last_values, r.value, rel=rel, floor=floor)
+            if out_by is not None:
+                spike_us = r.ts_us
+                if "spike" not in active:
+                    spiked = state.last_values[-1]
+                    emit(
+                        "raised",
+                        "spike",
+                        self._severity(cfg, "spike"),
+                        spiked,
+                        abs(out_by),
+                        detector_messages(
+                            "raised", "spike", r.sensor_id, r.quantity, spiked, abs(out_by)
+                        ),
+                    )
+            elif (
+                "spike" in active
+                and spike_us is not None
+                and r.ts_us - spike_us > SPIKE_CLEAR_S * US
+            ):
+                emit(
+                    "cleared",
+                    "spike",
+                    self._severity(cfg, "spike"),
+                    r.value,
+                    None,
+                    detector_messages("cleared", "spike", r.sensor_id, r.quantity, r.value, None),
+                )
         if cfg is not None:
             if cfg.rate is not None:
                 max_change, window_s = cfg.rate
@@ -222,6 +287,8 @@ class Engine:
                 now, change = step_rate_of_change(
                     recent, r.ts_us, r.value, max_change=max_change, window_s=window_s, active=was
                 )
+                if cfg.rate_rise_only and change < 0:
+                    now = False
                 if now != was:
                     ev_name: Literal["raised", "cleared"] = "raised" if now else "cleared"
                     emit(
@@ -284,7 +351,20 @@ class Engine:
             if cfg.window_s > 0:
                 keep_from = r.ts_us - int(cfg.window_s * US)
                 recent = (*(p for p in recent if p[0] >= keep_from), (r.ts_us, r.value))
-        return KeyState(r.ts_us, frozenset(active), recent)
+        interval = state.interval_us
+        if state.last_ts_us is not None:
+            gap = float(r.ts_us - state.last_ts_us)
+            interval = gap if interval is None else interval + INTERVAL_SMOOTHING * (gap - interval)
+        return KeyState(
+            r.ts_us,
+            frozenset(active),
+            recent,
+            pending,
+            pending_count,
+            (*state.last_values[-1:], r.value),
+            spike_us,
+            interval,
+        )
 
     @staticmethod
     def _severity(cfg: StreamConfig | None, detector: str) -> str:
@@ -302,7 +382,12 @@ class Engine:
                 continue
             if "silent" in state.active or state.last_ts_us is None:
                 continue
-            allowed_s = cfg.silent_factor * info.expected_interval_s
+            if state.interval_us is None:
+                continue  # its rhythm is known from its second reading on
+            # a sensor that reports less often than its type says (a gateway's schedule, a
+            # simulator's step) is judged on its own usual interval
+            usual_s = max(info.expected_interval_s, (state.interval_us or 0.0) / US)
+            allowed_s = cfg.silent_factor * usual_s
             gap_s = (now_us - state.last_ts_us) / US
             if gap_s <= allowed_s:
                 continue
@@ -313,7 +398,7 @@ class Engine:
                 key[1],
                 gap_s,
                 allowed_s,
-                interval_s=info.expected_interval_s,
+                interval_s=usual_s,
             )
             changes.append(
                 AlertChange(
@@ -330,8 +415,10 @@ class Engine:
                     en,
                 )
             )
-            touched[key] = KeyState(state.last_ts_us, state.active | {"silent"}, state.recent)
+            touched[key] = replace(state, active=state.active | {"silent"})
         return Evaluation(tuple(changes), touched)
 
     def commit(self, evaluation: Evaluation) -> None:
         self.states.update(evaluation.states)
+        if evaluation.stream_us is not None:
+            self.stream_us = max(self.stream_us or 0, evaluation.stream_us)

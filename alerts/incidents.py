@@ -85,7 +85,7 @@ def choose_incident(
     return best[1] if best else None
 
 
-HEALTH_KINDS = frozenset({"silent", "stuck", "sensor_fault"})
+HEALTH_KINDS = frozenset({"silent", "stuck", "sensor_fault", "spike"})
 MIN_WEIGHT = 0.01
 
 
@@ -170,10 +170,14 @@ def alert_tag(quantity: str, kind: str) -> str:
     return f"{quantity}:{kind}"
 
 
-def incident_kind(utility: str, kinds: frozenset[str]) -> str:
+def incident_kind(utility: str, kinds: frozenset[str], *, one_sensor: bool = False) -> str:
     """A coarse label of what the incident probably is, from its members' alert tags
-    (``alert_tag``; a bare kind counts with an unknown quantity)."""
+    (``alert_tag``; a bare kind counts with an unknown quantity). ``one_sensor``: all its
+    alerts come from one sensor; if that sensor also shows a fault (silent, stuck, spiky), its
+    process alarms are put down to the sensor (validity before alarm): ``sensor_health``."""
     parts = {(q, k) for q, _, k in (t.rpartition(":") for t in kinds)}
+    if one_sensor and any(k in HEALTH_KINDS for _, k in parts):
+        return "sensor_health"
     if utility == "gas" and any(
         k.startswith("gas_lel") or q == "gas_concentration" for q, k in parts
     ):
@@ -201,9 +205,9 @@ _KIND_TEXT = {
 }
 
 
-def incident_explanation(inc: IncidentState) -> tuple[str, str]:
+def incident_explanation(inc: IncidentState, *, one_sensor: bool = False) -> tuple[str, str]:
     """(zh, en) one-liners: what, how many alerts, over what area."""
-    kind = incident_kind(inc.utility, inc.kinds)
+    kind = incident_kind(inc.utility, inc.kinds, one_sensor=one_sensor)
     u_zh, u_en = UTILITY_NAMES.get(inc.utility, (inc.utility, inc.utility))
     k_zh, k_en = _KIND_TEXT.get(kind, (f"{u_zh}异常", f"{u_en} anomaly"))
     r = f"{inc.radius_m:.0f}"

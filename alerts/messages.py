@@ -105,6 +105,7 @@ KIND_NAMES: dict[str, tuple[str, str]] = {
     "rate_of_change": ("变化过快", "changing too fast"),
     "stuck": ("读数卡滞", "stuck reading"),
     "silent": ("无数据", "silent"),
+    "spike": ("读数跳变", "spiky reading"),
     "sensor_fault": ("传感器故障", "sensor fault"),
     "water_burst": ("疑似爆管", "suspected burst"),
     **{k: (f"可燃气体{zh}", f"gas {en}") for k, (zh, en) in _GAS_LEVEL_NAMES.items()},
@@ -156,6 +157,18 @@ def detector_messages(
                 f"{sensor_id}: no {q_en} reading for {gap} s (expected every {every} s)",
             )
         return f"{sensor_id} {q_zh}恢复上报", f"{sensor_id}: {q_en} readings resumed"
+    if kind == "spike":
+        if raised:
+            v, by = format_value(value, quantity), format_value(limit or math.nan, quantity)
+            return (
+                f"{sensor_id} {q_zh}读数瞬时跳变至 {v}（偏离前后读数 {by}），疑似传感器故障",
+                f"{sensor_id}: {q_en} reading jumped to {v} and back ({by} off its neighbours),"
+                " faulty sensor?",
+            )
+        return (
+            f"{sensor_id} {q_zh}读数一小时无跳变",
+            f"{sensor_id}: no {q_en} spike for an hour",
+        )
     if kind in _GAS_LEVEL_NAMES:
         zh_level, en_level = _GAS_LEVEL_NAMES[kind]
         v, lim = format_value(value, quantity), format_value(limit or math.nan, quantity)

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -44,6 +44,7 @@ RETRY_MAX_S = 10.0
 CHORES_EVERY_S = 1.0  # silence and escalation checks, outbox sweep
 INCIDENT_CHECK_S = 30.0
 SILENCE_GRACE_S = 5.0  # after start, let the broker's backlog arrive before calling anyone silent
+SILENCE_EVERY_STREAM_S = 10.0  # while readings stream in, check silence this often (stream time)
 
 
 @dataclass
@@ -99,6 +100,9 @@ class AlertService:
         self._ready_at = time.monotonic()
         self._incidents_checked = 0.0
         self._unknown: dict[str, float] = {}  # sensor id -> when it last made us reload
+        # the stream's clock as last seen, and when (monotonic): silence is judged on it
+        self._stream_seen: tuple[int, float] | None = None
+        self._silence_checked_us = 0
 
     # -- database ---------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection:
@@ -135,13 +139,22 @@ class AlertService:
             conn = self._db()
             sensors = store.read_sensors(conn)
             if not self._sensors_loaded:
+                # retired sensors' state is history: it must not move the stream's clock
                 states = {
                     key: st
                     for key, st in store.read_states(conn).items()
-                    if in_partition(key[0], self.partition)
+                    if in_partition(key[0], self.partition) and key[0] in sensors
                 }
                 states = store.read_recent_windows(conn, sensors, states)
+                # restored keys are assumed to keep their type's rhythm until they show theirs
+                states = {
+                    key: replace(st, interval_us=sensors[key[0]].expected_interval_s * 1e6)
+                    if key[0] in sensors and st.interval_us is None
+                    else st
+                    for key, st in states.items()
+                }
                 self.engine = Engine(sensors, states)
+                self._note_stream_clock()
             else:
                 self.engine.sensors = dict(sensors)
             self._sensors_loaded = time.monotonic()
@@ -287,6 +300,12 @@ class AlertService:
             self._publish(events)  # type: ignore[arg-type]
         for msg in batch:
             consumer.ack(msg)
+        self._note_stream_clock()
+        if (
+            self.engine.stream_us is not None
+            and self.engine.stream_us - self._silence_checked_us >= SILENCE_EVERY_STREAM_S * 1e6
+        ):
+            self._check_silence()
         done_ns = time.time_ns()
         self.stats.messages += len(batch)
         self.stats.readings += len(readings)
@@ -365,14 +384,8 @@ class AlertService:
     def _chores(self, consumer: AckingConsumer) -> None:
         if time.monotonic() - self._sensors_loaded > SENSOR_RELOAD_S:
             self._reload()
-        if consumer.queue.empty() and time.monotonic() - self._ready_at > SILENCE_GRACE_S:
-            silence = self.engine.check_silence(time.time_ns() // 1000)
-            if silence.changes:
-                events = self._retry(
-                    "storing silent alerts", lambda: store.write_evaluation(self._db(), silence)
-                )
-                self.engine.commit(silence)
-                self._publish(events)  # type: ignore[arg-type]
+        if consumer.queue.empty():
+            self._check_silence()
         escalated = self._retry("escalating", lambda: store.escalate_due(self._db()))
         if escalated:
             log.info("escalated %d alerts nobody acknowledged", len(escalated))  # type: ignore[arg-type]
@@ -392,6 +405,39 @@ class AlertService:
                     lambda: store.resolve_quiet_incidents(self._db(), now=stream_now),
                 )
             self._incidents_checked = time.monotonic()
+
+    def _note_stream_clock(self) -> None:
+        stream = self.engine.stream_us
+        if stream is not None and (self._stream_seen is None or stream > self._stream_seen[0]):
+            self._stream_seen = (stream, time.monotonic())
+
+    def silence_now_us(self) -> int | None:
+        """ "Now" for the silence check: the stream's clock, run on in real time since it last
+        moved, never ahead of the wall clock. Live, that is the wall clock; in a replay or a
+        backlog it is the time of the readings, so a sensor is silent when the *others* have
+        moved on without it, not because the replay is hours old. After a restart the clock
+        starts from the newest reading evaluated before, so nobody is called silent for the
+        time the engine itself was down."""
+        if self._stream_seen is None:
+            return None
+        stream_us, seen = self._stream_seen
+        run_on_us = stream_us + int((time.monotonic() - seen) * 1e6)
+        return min(time.time_ns() // 1000, run_on_us)
+
+    def _check_silence(self) -> None:
+        if time.monotonic() - self._ready_at <= SILENCE_GRACE_S:
+            return
+        now_us = self.silence_now_us()
+        if now_us is None:
+            return
+        self._silence_checked_us = now_us
+        silence = self.engine.check_silence(now_us)
+        if silence.changes:
+            events = self._retry(
+                "storing silent alerts", lambda: store.write_evaluation(self._db(), silence)
+            )
+            self.engine.commit(silence)
+            self._publish(events)  # type: ignore[arg-type]
 
     def _publish_outbox(self) -> None:
         """Events committed by an engine that stopped before publishing them."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from alerts.events import (
 )
 from alerts.incidents import (
     DEFAULT_WINDOW_S,
+    HEALTH_KINDS,
     AlertPoint,
     IncidentState,
     alert_tag,
@@ -110,8 +111,18 @@ def read_sensors(conn: psycopg.Connection) -> dict[str, SensorInfo]:
         per = limits.setdefault(sid, {})
         if quantity is not None:
             per[quantity] = QuantityLimits(quantity, low, high, float(band or 0.0))
+    defaults: dict[str, StreamConfig] = {}  # quantities without rows: the defaults (on-delay)
+
+    def configs(type_id: str, quantities: Iterable[str]) -> dict[str, StreamConfig]:
+        rows = streams.get(type_id, {})
+        out = dict(rows)
+        for q in quantities:
+            if q not in out:
+                out[q] = defaults.setdefault(q, build_stream_config(q, {}))
+        return out
+
     return {
-        sid: SensorInfo(sid, u, t, limits[sid], interval, streams.get(t, {}))
+        sid: SensorInfo(sid, u, t, limits[sid], interval, configs(t, limits[sid]))
         for sid, (u, t, interval) in meta.items()
     }
 
@@ -1062,9 +1073,27 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
     ]
     chosen = choose_incident(point, candidates)
     inc = join_incident(chosen, point) if chosen else new_incident(point)
-    zh, en = incident_explanation(inc)
+    # a process alarm from a sensor already flagged faulty carries that flag into its incident
+    flags = {
+        alert_tag(q, k)
+        for q, k in conn.execute(
+            "SELECT quantity, kind FROM alerts WHERE sensor_id = %s AND cleared_at IS NULL"
+            " AND kind = ANY(%s) AND alert_id <> %s",
+            (ch.sensor_id, sorted(HEALTH_KINDS), alert_id),
+        )
+    }
+    if flags and ch.kind not in HEALTH_KINDS:
+        inc = replace(inc, kinds=inc.kinds | flags)
+    one_sensor = True
+    if chosen:
+        others = conn.execute(
+            "SELECT array_agg(DISTINCT sensor_id) FROM alerts WHERE incident_id = %s",
+            (chosen.incident_id,),
+        ).fetchone()
+        one_sensor = set((others[0] if others else None) or ()) <= {ch.sensor_id}
+    zh, en = incident_explanation(inc, one_sensor=one_sensor)
     values = (
-        incident_kind(inc.utility, inc.kinds),
+        incident_kind(inc.utility, inc.kinds, one_sensor=one_sensor),
         inc.severity,
         ts_from_us(inc.last_alert_us),
         inc.count,

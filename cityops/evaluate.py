@@ -8,6 +8,7 @@ incidents it raised against the scenario's ground truth (alerts.evaluation).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,6 +82,16 @@ def evaluate_scenario(
             engine.kill()
     with psycopg.connect(settings.database_url) as conn:
         info, truth, detections = store.read_evaluation_input(conn, report.run_id)
+        # the run's sensors are retired once it is scored: the next scenario starts from a
+        # catalogue without them (they would fall silent, and their clock is not its clock)
+        ids = [
+            f["properties"]["sensor_id"]
+            for f in json.loads((report.output_dir / "sensors.geojson").read_text())["features"]
+        ]
+        conn.execute(
+            "UPDATE sensors SET status = 'retired', updated_at = now() WHERE sensor_id = ANY(%s)",
+            (ids,),
+        )
     score = score_run(
         truth, detections, sensors=info.sensors, run_start_us=info.start_us, run_end_us=info.end_us
     )

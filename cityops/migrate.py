@@ -8,6 +8,7 @@ transaction, under an advisory lock so that concurrent ``migrate`` calls do not 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 from cityops.db import has_timescaledb
-from sensors.catalogue import SENSOR_TYPES
+from sensors.catalogue import DEFAULT_DETECTORS, SENSOR_TYPES
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(plain|timescale))?\.sql$")
@@ -85,7 +86,8 @@ def migrate(conn: psycopg.Connection, *, use_timescale: bool | None = None) -> l
 
 
 def seed_sensor_types(conn: psycopg.Connection) -> None:
-    """Insert the default sensor types; limits an operator already changed are kept."""
+    """Insert the default sensor types and their default streaming detectors; limits and
+    detector settings an operator already changed are kept."""
     with conn.transaction():
         for t in SENSOR_TYPES.values():
             conn.execute(
@@ -99,6 +101,16 @@ def seed_sensor_types(conn: psycopg.Connection) -> None:
                     " (type_id, quantity, alarm_low, alarm_high, deadband)"
                     " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                     (t.type_id, lim.quantity, lim.alarm_low, lim.alarm_high, lim.deadband),
+                )
+        # the streaming detectors a new installation starts with (decision 0025); a row the
+        # operators changed or disabled (enabled = false) is kept as it is
+        if conn.execute("SELECT to_regclass('alert_detector_settings')").fetchone() != (None,):
+            for d in DEFAULT_DETECTORS:
+                conn.execute(
+                    "INSERT INTO alert_detector_settings"
+                    " (type_id, quantity, detector, severity, params)"
+                    " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
+                    (d.type_id, d.quantity, d.detector, d.severity, json.dumps(dict(d.params))),
                 )
 
 

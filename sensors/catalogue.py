@@ -11,7 +11,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sensors.quantities import QUANTITIES, Utility
@@ -224,3 +224,46 @@ def sensors_to_geojson(sensors: Iterable[Sensor]) -> dict[str, Any]:
 
 
 assert all(lim.quantity in QUANTITIES for t in SENSOR_TYPES.values() for lim in t.limits)
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultDetector:
+    """A streaming detector every installation starts with (``alert_detector_settings``; the
+    threshold on the limits above always runs). Parameters not given take alerts' defaults."""
+
+    type_id: str
+    quantity: str
+    detector: str  # silent | spike | stuck | rate_of_change | gas_levels
+    severity: str
+    params: Mapping[str, float | str] = field(default_factory=dict)
+
+
+def _defaults() -> tuple[DefaultDetector, ...]:
+    out: list[DefaultDetector] = []
+    for t in SENSOR_TYPES.values():
+        for lim in t.limits:
+            # a sensor that stops reporting, or reports spikes, is a maintenance job
+            if lim.quantity != "frequency":  # a dead bus reads no frequency: voltage says it
+                out.append(DefaultDetector(t.type_id, lim.quantity, "silent", "warning"))
+            if lim.quantity not in ("voltage", "frequency", "gas_concentration"):
+                out.append(DefaultDetector(t.type_id, lim.quantity, "spike", "warning"))
+    out += [
+        # a pressure transducer frozen for an hour (QARTOD flat-line)
+        DefaultDetector("water_pressure", "pressure", "stuck", "warning"),
+        DefaultDetector("gas_pressure", "pressure", "stuck", "warning"),
+        # graded %LEL levels (GB/T 50493) and a rise over a near-zero background: a small leak
+        # gives a few %LEL at the nearest detectors, under every level, but it rises; 0.4 %LEL
+        # in 10 min is four times the detectors' step-to-step noise
+        DefaultDetector("gas_detector", "gas_concentration", "gas_levels", "critical"),
+        DefaultDetector(
+            "gas_detector",
+            "gas_concentration",
+            "rate_of_change",
+            "major",
+            {"max_change": 0.4, "window_s": 600.0, "direction": "rise"},
+        ),
+    ]
+    return tuple(out)
+
+
+DEFAULT_DETECTORS: tuple[DefaultDetector, ...] = _defaults()

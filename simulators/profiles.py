@@ -195,7 +195,7 @@ class DemoGenerator:
                 gp = 176.0 + 8.0 * u0 - 4.0 * (demand - 1.0) + 0.5 * n0  # [kPa]
                 out.append({"pressure": round(gp, 2)})
             elif t == "gas_detector":
-                c = 0.2 + 0.8 * u0 + 0.15 * n0  # [%LEL]
+                c = 0.2 + 0.8 * u0 + 0.05 * n0  # [%LEL] (a clean background: no rise alarms)
                 out.append({"gas_concentration": round(min(2.0, max(0.0, c)), 2)})
             else:  # pragma: no cover - SENSOR_TYPES and this table move together
                 raise ValueError(f"no demo profile for sensor type {t!r}")

@@ -124,3 +124,30 @@ def read_water_layers(
         )
     ]
     return nodes, pipes
+
+
+def write_asset_limits(
+    conn: psycopg.Connection,
+    limits: dict[str, dict[str, tuple[float | None, float | None, str]]],
+) -> int:
+    """The simulated assets' own alarm limits (World.asset_limits) as per-sensor overrides
+    (alerts' ``sensor_limit_overrides``), so that the alert engine judges each sensor against
+    the rating of what it watches, as it would with a utility's asset register. The deadband
+    stays the sensor type's. Returns how many were written."""
+    from alerts.store import write_limit_override
+
+    n = 0
+    for sensor_id, per in limits.items():
+        for quantity, (low, high, why) in per.items():
+            row = conn.execute(
+                "SELECT q.deadband FROM sensors s JOIN sensor_type_quantities q"
+                " ON q.type_id = s.sensor_type WHERE s.sensor_id = %s AND q.quantity = %s",
+                (sensor_id, quantity),
+            ).fetchone()
+            if row is None:
+                continue
+            write_limit_override(
+                conn, "simulator", sensor_id, quantity, low, high, float(row[0]), why
+            )
+            n += 1
+    return n

@@ -35,6 +35,13 @@ def add_sensors(db_url: str, sensors: list[tuple[str, str, str]]) -> None:
             )
 
 
+def thresholds_only(db_url: str) -> None:
+    """Switch off the default streaming detectors (sensors.catalogue.DEFAULT_DETECTORS), for
+    tests of the engine's mechanics that count threshold alerts."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE alert_detector_settings SET enabled = false")
+
+
 @dataclass
 class Subscriber:
     """An MQTT client collecting every message on a filter (waits for SUBACK before use)."""

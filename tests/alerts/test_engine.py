@@ -24,6 +24,7 @@ from tests.alerts.conftest import (
     Subscriber,
     add_sensors,
     free_port,
+    thresholds_only,
     wait_for,
 )
 
@@ -154,6 +155,7 @@ def test_engine_killed_during_an_alert_storm(
     n = 300
     ids = [f"gd-storm-{i:03d}" for i in range(n)]
     add_sensors(db_url, [(sid, "gas", "gas_detector") for sid in ids])
+    thresholds_only(db_url)  # one alert per sensor: the 20 %LEL limit
     sink = HttpSink()
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
@@ -214,17 +216,18 @@ def _keys(sink) -> list[str]:  # type: ignore[no-untyped-def]
 def test_silent_sensor_and_gas_levels_through_the_service(
     settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
 ) -> None:
-    """Opt-in detectors from ``alert_detector_settings``: a gas detector crossing two %LEL
-    levels, then going silent (noticed by the engine's clock, not by a reading), then back."""
+    """Detectors from ``alert_detector_settings``: a gas detector crossing two %LEL levels (which
+    replace the single 20 %LEL limit), then going silent (noticed by the engine's clock, not by
+    a reading, once its 1-s rhythm is known), then back."""
     add_sensors(db_url, [("gd-e2e-1", "gas", "gas_detector")])
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "UPDATE sensor_types SET expected_interval_s = 1 WHERE type_id = 'gas_detector'"
         )
         conn.execute(
-            "INSERT INTO alert_detector_settings (type_id, quantity, detector, severity) VALUES"
-            " ('gas_detector', 'gas_concentration', 'gas_levels', 'warning'),"
-            " ('gas_detector', 'gas_concentration', 'silent', 'major')"
+            "UPDATE alert_detector_settings SET enabled = (detector IN ('gas_levels', 'silent')),"
+            " severity = CASE detector WHEN 'silent' THEN 'major' ELSE 'warning' END"
+            " WHERE type_id = 'gas_detector'"
         )
     topic = telemetry_topic("gas", "gd-e2e-1")
 
@@ -235,22 +238,18 @@ def test_silent_sensor_and_gas_levels_through_the_service(
     engine.start()
     with Publisher(settings.mqtt_url_for("sim"), f"sim-{settings.alerts_client_id}") as pub:
         now_ms = time.time_ns() // 1_000_000
-        pub.publish(topic, encode_reading(now_ms, 1, {"gas_concentration": 25.0}))
+        pub.publish(topic, encode_reading(now_ms - 1000, 1, {"gas_concentration": 25.0}))
+        pub.publish(topic, encode_reading(now_ms, 2, {"gas_concentration": 25.5}))
         pub.flush()
-        assert sorted(events(3)) == [
-            ("raised", "gas_lel_alarm1"),
-            ("raised", "gas_lel_prealarm"),
-            ("raised", "threshold_high"),
-        ]
+        assert sorted(events(2)) == [("raised", "gas_lel_alarm1"), ("raised", "gas_lel_prealarm")]
         silent_at = time.monotonic()
         assert events(1) == [("raised", "silent")]  # 3 missed 1-s reports, after the start grace
         print(f"silent raised {time.monotonic() - silent_at:.1f} s after the last reading")
         pub.publish(
-            topic, encode_reading(time.time_ns() // 1_000_000, 2, {"gas_concentration": 1.0})
+            topic, encode_reading(time.time_ns() // 1_000_000, 3, {"gas_concentration": 1.0})
         )
         pub.flush()
-        assert events(4) == [
-            ("cleared", "threshold_high"),
+        assert events(3) == [
             ("cleared", "silent"),
             ("cleared", "gas_lel_alarm1"),
             ("cleared", "gas_lel_prealarm"),
@@ -259,7 +258,6 @@ def test_silent_sensor_and_gas_levels_through_the_service(
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT kind, severity, state FROM alerts ORDER BY alert_id").fetchall()
     assert rows == [
-        ("threshold_high", "critical", "resolved"),
         ("gas_lel_prealarm", "warning", "resolved"),
         ("gas_lel_alarm1", "major", "resolved"),
         ("silent", "major", "resolved"),
@@ -318,6 +316,7 @@ def test_a_message_the_database_refuses_is_dead_lettered_and_a_rollback_retried(
     message by message; the refused message is kept in ``alert_dead_letters`` and acknowledged,
     the others are stored. A serialization failure (SQLSTATE 40001, a TransactionRollback) is
     transient: the engine retries until it passes, and the alert is stored once."""
+    thresholds_only(db_url)
     add_sensors(
         db_url, [("wp-poison", "water", "water_pressure"), ("wp-fine", "water", "water_pressure")]
     )

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-import pytest
 import yaml
 
 from alerts import store
@@ -73,21 +72,7 @@ def run_and_score(
     return score
 
 
-@pytest.fixture
-def gas_rate(db_url: str) -> None:
-    # a 2 cm2 leak gives about 4 %LEL at the nearest detectors: under every alarm level, but a
-    # rise of more than 1 %LEL within 10 minutes over a background near 0
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO alert_detector_settings (type_id, quantity, detector, severity, params)"
-            " VALUES ('gas_detector', 'gas_concentration', 'rate_of_change', 'major',"
-            ' \'{"max_change": 1.0, "window_s": 600}\')'
-        )
-
-
-def test_feeder_outage_scenario(
-    settings: Settings, engine: EngineProcess, gas_rate: None, tmp_path: Path
-) -> None:
+def test_feeder_outage_scenario(settings: Settings, engine: EngineProcess, tmp_path: Path) -> None:
     scenario = shortened(
         tmp_path,
         "feeder_outage.yaml",
@@ -112,9 +97,7 @@ def test_feeder_outage_scenario(
     assert s.precision is not None and s.precision >= 0.75
 
 
-def test_gas_leak_scenario(
-    settings: Settings, engine: EngineProcess, gas_rate: None, tmp_path: Path
-) -> None:
+def test_gas_leak_scenario(settings: Settings, engine: EngineProcess, tmp_path: Path) -> None:
     s = run_and_score(
         settings,
         engine,
@@ -128,9 +111,7 @@ def test_gas_leak_scenario(
     assert s.false_alerts == 0
 
 
-def test_quiet_day_scenario(
-    settings: Settings, engine: EngineProcess, gas_rate: None, tmp_path: Path
-) -> None:
+def test_quiet_day_scenario(settings: Settings, engine: EngineProcess, tmp_path: Path) -> None:
     s = run_and_score(settings, engine, shortened(tmp_path, "quiet_day.yaml", "4h"), tmp_path)
     assert s.by_type == ()
     # today's figure is about 100 (one transformer overload warning at the evening peak in

@@ -151,3 +151,13 @@ def test_centre_leans_towards_the_strongest_symptom() -> None:
     # 4 / (16 + 4) of the way from the strong sensor to the weak one: 200 m, not 500 m
     assert haversine_m(LON, LAT, inc.lon, inc.lat) == pytest.approx(200, rel=0.01)
     assert inc.weight == 20.0
+
+
+def test_one_sensor_that_shows_a_fault_is_a_sensor_problem() -> None:
+    spiky = frozenset({alert_tag("pressure", "threshold_high"), alert_tag("pressure", "spike")})
+    assert incident_kind("gas", spiky, one_sensor=True) == "sensor_health"
+    # the same alerts from several sensors stay a process incident
+    assert incident_kind("gas", spiky) == "gas_anomaly"
+    # one sensor without any fault is still a process incident
+    low = frozenset({alert_tag("pressure", "threshold_low")})
+    assert incident_kind("water", low, one_sensor=True) == "water_anomaly"

@@ -9,7 +9,7 @@ import time
 import psycopg
 
 from alerts import store
-from alerts.detectors import step_gas_levels, step_rate_of_change, step_stuck
+from alerts.detectors import step_gas_levels, step_rate_of_change, step_spike, step_stuck
 from alerts.engine import Engine, KeyState, SensorInfo, StreamConfig
 from alerts.params import build_stream_config
 from sensors.catalogue import SENSOR_TYPES
@@ -98,8 +98,11 @@ def test_stuck_and_its_recovery_in_the_engine() -> None:
 def test_silent_raise_and_clear() -> None:
     eng = engine({"pressure": build_stream_config("pressure", {"silent": ("major", {})})})
     feed(eng, "pressure", [350.0])
-    assert eng.check_silence(T0 + 3 * MIN).changes == ()  # 3 intervals: not yet
-    ev = eng.check_silence(T0 + 3 * MIN + S)
+    assert eng.check_silence(T0 + 10 * MIN).changes == ()  # one reading: rhythm unknown
+    feed(eng, "pressure", [350.5], start_min=1)  # every minute, as the type says
+    last = T0 + MIN
+    assert eng.check_silence(last + 3 * MIN).changes == ()  # 3 intervals: not yet
+    ev = eng.check_silence(last + 3 * MIN + S)
     assert [(c.event, c.kind, c.severity, c.value, c.limit) for c in ev.changes] == [
         ("raised", "silent", "major", 181.0, 180.0)
     ]
@@ -110,7 +113,7 @@ def test_silent_raise_and_clear() -> None:
     assert got == [("cleared", "silent", 11)]
 
 
-def test_gas_levels_and_threshold_together() -> None:
+def test_gas_levels_replace_the_single_threshold() -> None:
     eng = engine(
         {
             "gas_concentration": build_stream_config(
@@ -123,11 +126,9 @@ def test_gas_levels_and_threshold_together() -> None:
     got = feed(eng, "gas_concentration", [1, 12, 25, 55, 30, 17, 5, math.nan, 1])
     assert got == [
         ("raised", "gas_lel_prealarm", 1),
-        ("raised", "threshold_high", 2),
         ("raised", "gas_lel_alarm1", 2),
         ("raised", "gas_lel_alarm2", 3),
         ("cleared", "gas_lel_alarm2", 4),
-        ("cleared", "threshold_high", 5),
         ("cleared", "gas_lel_alarm1", 5),
         ("cleared", "gas_lel_prealarm", 6),
     ]
@@ -141,7 +142,6 @@ def test_restored_state_raises_nothing_twice() -> None:
     restored.states = {k: KeyState(s.last_ts_us, s.active) for k, s in eng.states.items()}
     assert feed(restored, "gas_concentration", [25.0, 26.0], start_min=0) == []
     assert feed(restored, "gas_concentration", [1.0], start_min=2) == [
-        ("cleared", "threshold_high", 2),
         ("cleared", "gas_lel_alarm1", 2),
         ("cleared", "gas_lel_prealarm", 2),
     ]
@@ -215,3 +215,60 @@ def test_dead_bus_raises_low_voltage_only() -> None:
     # a real under-frequency with voltage present still raises
     ev = eng.evaluate([Reading("s1", "frequency", T0 + 5 * MIN, 49.5, None)])
     assert [(c.quantity, c.kind) for c in ev.changes] == [("frequency", "threshold_low")]
+
+
+def test_spike_test_on_its_own() -> None:
+    # the middle reading stands out from both neighbours, which agree: a spike, one reading late
+    assert step_spike((300.0, 450.0), 302.0, rel=0.25, floor=30.0) == 450.0 - 301.0
+    assert step_spike((300.0, 150.0), 299.0, rel=0.25, floor=30.0) == 150.0 - 299.5
+    # a step that stays (a burst, a pump trip) is no spike
+    assert step_spike((300.0, 150.0), 152.0, rel=0.25, floor=30.0) is None
+    # within the band, or too few readings: nothing
+    assert step_spike((300.0, 340.0), 301.0, rel=0.25, floor=30.0) is None
+    assert step_spike((300.0,), 301.0, rel=0.25, floor=30.0) is None
+    # near zero the floor keeps noise from counting
+    assert step_spike((0.5, 3.0), 0.4, rel=0.5, floor=5.0) is None
+
+
+def test_spike_raised_when_the_reading_comes_back_and_cleared_after_a_quiet_hour() -> None:
+    cfg = build_stream_config("pressure", {"spike": ("warning", {})})
+    assert cfg.spike == (0.25, 30.0)
+    eng = engine({"pressure": cfg})
+    values = [300.0, 301.0, 460.0, 302.0] + [300.0 + i % 3 for i in range(60)] + [301.0]
+    got = feed(eng, "pressure", values)
+    # 460 kPa is inside the limits, so the spike test alone speaks, at the reading after it
+    assert got == [("raised", "spike", 3), ("cleared", "spike", 64)]
+    st = eng.states[("s1", "pressure")]
+    assert "spike" not in st.active and st.spike_us == T0 + 3 * MIN
+
+
+def test_silence_follows_the_sensors_own_rhythm() -> None:
+    eng = engine({"pressure": build_stream_config("pressure", {"silent": ("warning", {})})})
+    for k in range(4):  # a gateway that reports every 5 minutes, not every minute as the type
+        feed(eng, "pressure", [350.0 + k], start_min=5 * k)
+    last = T0 + 15 * MIN
+    assert eng.stream_us == last
+    # 5 min since the last reading: 3 x the type's 60 s, but not 3 x the sensor's own 5 min
+    assert eng.check_silence(last + 5 * MIN).changes == ()
+    (ch,) = eng.check_silence(last + 15 * MIN + S).changes
+    assert (ch.kind, ch.value, ch.limit) == ("silent", 901.0, 900.0)
+
+
+def test_threshold_on_delay_lets_one_stray_reading_pass() -> None:
+    cfg = build_stream_config("pressure", {"threshold": ("warning", {"on_delay": 2})})
+    assert cfg.on_delay == 2 and "threshold" not in cfg.severity
+    eng = engine({"pressure": cfg})
+    got = feed(eng, "pressure", [300.0, 150.0, 300.0, 150.0, 140.0, 300.0])
+    assert got == [("raised", "threshold_low", 4), ("cleared", "threshold_low", 5)]
+    assert build_stream_config("pressure", {}).on_delay == 1  # default: page at once
+
+
+def test_gas_rise_only() -> None:
+    cfg = build_stream_config(
+        "gas_concentration",
+        {"rate_of_change": ("major", {"max_change": 0.4, "window_s": 600, "direction": "rise"})},
+    )
+    eng = engine({"gas_concentration": cfg}, "gas_detector", "gas")
+    got = feed(eng, "gas_concentration", [0.2, 0.2, 0.9, 4.0, 4.2, 4.2, 0.2, 0.2])
+    # raised by the rise; the fall at the end clears it and raises nothing
+    assert [g[:2] for g in got] == [("raised", "rate_of_change"), ("cleared", "rate_of_change")]

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.detectors import ThresholdState, detect_threshold, step_threshold
-from alerts.engine import Engine, KeyState, SensorInfo
+from alerts.engine import Engine, SensorInfo
 from alerts.messages import threshold_messages
 from sensors.catalogue import SENSOR_TYPES, QuantityLimits
 from sensors.payload import Reading
@@ -138,7 +138,9 @@ def test_engine_evaluate_does_not_change_state_until_commit() -> None:
     assert ev.unknown_sensors == {"nobody"}
     assert eng.states == {}
     eng.commit(ev)
-    assert eng.states[("wf-1", "pressure")] == KeyState(2 * S, frozenset({"threshold_low"}))
+    st = eng.states[("wf-1", "pressure")]
+    assert (st.last_ts_us, st.active) == (2 * S, frozenset({"threshold_low"}))
+    assert st.last_values == (300.0, 150.0) and st.interval_us == 1 * S  # spike test, rhythm
     assert eng.evaluate(readings).changes == ()
 
 
