@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     language: str = "zh"  # zh | en
     timezone: str = "Asia/Shanghai"
 
+    # dashboard single sign-on with the city's OpenID Connect provider (docs/dashboards.md,
+    # decision 0044); an empty issuer turns it off, local accounts work either way
+    oidc_issuer: str = ""  # https://sso.example.gov.cn/realms/city (discovery is read from it)
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""  # empty: a public client (PKCE only)
+    oidc_redirect_url: str = ""  # empty: <dashboard URL as the browser sees it>/oidc/callback
+    oidc_scopes: str = "openid profile"
+    oidc_role_claim: str = "cityops_role"  # claim name or dotted path, e.g. realm_access.roles
+    oidc_role_map: str = ""  # value=role,... (empty: the claim holds role names)
+    oidc_default_role: str = ""  # role for a user the claim gives none (empty: refused)
+    oidc_username_claim: str = "preferred_username"
+
     # per-service broker identities; each defaults to mqtt_url (docs/contracts/settings.md)
     ingest_mqtt_url: str = ""
     alerts_mqtt_url: str = ""

@@ -10,8 +10,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from dashboards.auth import (
+    LOGIN_MAX_FAILURES_PER_CLIENT,
     LOGIN_WINDOW_S,
     ROLES,
+    SSO_PREFIX,
     User,
     hash_password,
     login_blocked,
@@ -28,6 +30,8 @@ def write_user(
     """Create a user or replace its password, role and name."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if username.startswith(SSO_PREFIX):
+        raise ValueError(f"names starting with {SSO_PREFIX} belong to single sign-on accounts")
     with conn.transaction():
         conn.execute(
             "INSERT INTO dashboard_users (username, display_name, role, password_hash)"
@@ -82,13 +86,106 @@ def login(
         write_audit(conn, now, username, "login" if ok else "login_failed", client)
         if not ok:
             return None, "failed"
-        token = new_session_token()
+        token = _new_session(conn, username, now)
+    return token, "ok"
+
+
+def _new_session(conn: psycopg.Connection, username: str, now: datetime) -> str:
+    token = new_session_token()
+    conn.execute(
+        "INSERT INTO dashboard_sessions (token_hash, username, created_at, last_seen_at,"
+        " expires_at) VALUES (%s, %s, %s, %s, %s)",
+        (token_digest(token), username, now, now, session_expiry(now, now)),
+    )
+    conn.execute("DELETE FROM dashboard_sessions WHERE expires_at < %s", (now,))
+    return token
+
+
+# -- single sign-on (dashboards/oidc.py) ------------------------------------------------------
+SSO_PASSWORD_HASH = "!sso"  # not an argon2 hash: no password ever matches it
+SSO_ATTEMPT_NAME = "(sso)"  # failed single sign-ons are counted per client under this name
+
+
+def sso_limited(conn: psycopg.Connection, client: str, now: datetime) -> bool:
+    """Whether this client failed single sign-on (or password logins) too often lately."""
+    row = conn.execute(
+        "SELECT count(*) FROM dashboard_login_attempts WHERE client = %s AND NOT ok AND at >= %s",
+        (client, now - timedelta(seconds=LOGIN_WINDOW_S)),
+    ).fetchone()
+    return bool(row and row[0] >= LOGIN_MAX_FAILURES_PER_CLIENT)
+
+
+def record_sso_failure(
+    conn: psycopg.Connection,
+    client: str,
+    now: datetime,
+    reason: str,
+    username: str = SSO_ATTEMPT_NAME,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    with conn.transaction():
         conn.execute(
-            "INSERT INTO dashboard_sessions (token_hash, username, created_at, last_seen_at,"
-            " expires_at) VALUES (%s, %s, %s, %s, %s)",
-            (token_digest(token), username, now, now, session_expiry(now, now)),
+            "INSERT INTO dashboard_login_attempts (at, username, client, ok)"
+            " VALUES (%s, %s, %s, false)",
+            (now, SSO_ATTEMPT_NAME, client),
         )
-        conn.execute("DELETE FROM dashboard_sessions WHERE expires_at < %s", (now,))
+        write_audit(
+            conn, now, username, "login_sso_failed", client, {"reason": reason, **(detail or {})}
+        )
+
+
+def login_sso(
+    conn: psycopg.Connection,
+    username: str,
+    display_name: str,
+    role: str,
+    issuer: str,
+    subject: str,
+    client: str,
+    now: datetime,
+) -> tuple[str | None, str]:
+    """(session token or None, outcome) for a user the provider vouched for: ok, disabled
+    (the account was disabled here), or taken (the name belongs to another subject: an
+    ``sso.`` name is bound to the first issuer and subject that used it, kept in the audit).
+    The account is created or updated with the role of this login."""
+    if role not in ROLES or not username.startswith(SSO_PREFIX):
+        raise ValueError(f"not a single sign-on account: {username!r} as {role!r}")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (username,))
+        user = conn.execute(
+            "SELECT disabled FROM dashboard_users WHERE username = %s", (username,)
+        ).fetchone()
+        bound = conn.execute(
+            "SELECT detail ->> 'iss', detail ->> 'sub' FROM dashboard_audit"
+            " WHERE username = %s AND action = 'login_sso' ORDER BY id LIMIT 1",
+            (username,),
+        ).fetchone()
+        outcome = (
+            "disabled"
+            if user and user[0]
+            else "taken"
+            if bound and tuple(bound) != (issuer, subject)
+            else "ok"
+        )
+        conn.execute(
+            "INSERT INTO dashboard_login_attempts (at, username, client, ok)"
+            " VALUES (%s, %s, %s, %s)",
+            (now, SSO_ATTEMPT_NAME if outcome != "ok" else username, client, outcome == "ok"),
+        )
+        detail = {"iss": issuer, "sub": subject, "role": role}
+        if outcome != "ok":
+            write_audit(
+                conn, now, username, "login_sso_failed", client, {**detail, "reason": outcome}
+            )
+            return None, outcome
+        conn.execute(
+            "INSERT INTO dashboard_users (username, display_name, role, password_hash)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO UPDATE SET"
+            " display_name = EXCLUDED.display_name, role = EXCLUDED.role, updated_at = now()",
+            (username, display_name, role, SSO_PASSWORD_HASH),
+        )
+        write_audit(conn, now, username, "login_sso", client, detail)
+        token = _new_session(conn, username, now)
     return token, "ok"
 
 

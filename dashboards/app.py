@@ -23,6 +23,7 @@ from dashboards.components import header
 from dashboards.context import AppContext
 from dashboards.i18n import normalise_language, t
 from dashboards.login import current_user, install_login_routes
+from dashboards.oidc import OidcClient, OidcConfig
 from dashboards.pages import alerts, map, overview, planner, sensor, trust, wall
 from dashboards.queries import Reader
 from dashboards.security import build_csp, security_headers
@@ -38,10 +39,12 @@ def page_modules() -> tuple[ModuleType, ...]:
 
 def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
     """The Dash app for ``settings`` (its Flask server is ``app.server``)."""
+    oidc_config = OidcConfig.from_settings(settings)  # ValueError: a bad CITYOPS_OIDC_*
     ctx = AppContext(
         settings=settings,
         reader=reader or Reader(settings.database_url),
         writer=Reader(settings.database_url, read_only=False, max_idle=2),
+        oidc=OidcClient(oidc_config) if oidc_config else None,
     )
     ctx.current_user = lambda: current_user(ctx)
     app = Dash(

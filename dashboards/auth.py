@@ -24,6 +24,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 SESSION_COOKIE = "cityops_session"
+SSO_PREFIX = "sso."  # accounts the city's identity provider vouches for (dashboards/oidc.py)
 SESSION_MAX_S = 12 * 3600  # absolute lifetime [s]: one shift
 SESSION_IDLE_S = 3600  # [s] without a request ends the session
 LOGIN_WINDOW_S = 15 * 60  # [s] over which failures are counted

@@ -50,6 +50,8 @@ class AppContext:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # the signed-in user of the current request, or None (set by dashboards.auth wiring)
     current_user: Callable[[], Any] = field(default=lambda: None)
+    # single sign-on (dashboards.oidc.OidcClient) when CITYOPS_OIDC_ISSUER is set
+    oidc: Any = None
 
     @property
     def tz(self) -> str:
