@@ -129,7 +129,11 @@ def dashboard(
         s.dashboard_host = host
     if port:
         s.dashboard_port = port
-    run(s, threads=threads)
+    try:
+        run(s, threads=threads)
+    except ValueError as exc:  # a setting that cannot work, e.g. CITYOPS_OIDC_* (decision 0044)
+        console.print(f"[bold red]cannot start the dashboard:[/] {exc}")
+        raise typer.Exit(2) from None
 
 
 @app.command()

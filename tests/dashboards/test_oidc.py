@@ -320,6 +320,18 @@ def test_provider_down_is_a_message(stack, dash_db, tmp_path):
     assert status == 503 and "cannot be reached" in page
 
 
+def test_a_bad_oidc_setting_stops_the_dashboard_with_a_message(stack, dash_db):
+    from tests.conftest import run_cityops
+
+    settings = dashboard_settings(
+        stack, dash_db, oidc_issuer="http://sso.example.gov.cn", oidc_client_id=CLIENT_ID
+    )
+    done = run_cityops(settings, "dashboard", timeout=60)
+    assert done.returncode == 2
+    assert "CITYOPS_OIDC_ISSUER must be an https:// URL" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 # -- the pure parts ------------------------------------------------------------------------------
 def _config(**over) -> OidcConfig:
     base = {
