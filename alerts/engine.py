@@ -92,7 +92,8 @@ class KeyState:
     pending_count: int = 0
     last_values: tuple[float, ...] = ()  # the last two values (spike test)
     spike_us: int | None = None  # when the last spike was seen [us]
-    interval_us: float | None = None  # the key's usual reporting interval (smoothed) [us]
+    interval_us: float | None = None  # the key's usual interval between arrivals (smoothed) [us]
+    arrived_us: int | None = None  # the stream's clock when its readings last arrived [us]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,19 @@ class Engine:
             touched[key] = self._step(info, limits, cfg, state, r, changes)
         newest = max((st.last_ts_us or 0 for st in touched.values()), default=0)
         stream = max(newest, self.stream_us or 0) or None
+        if stream is not None:
+            # each key's rhythm is how often its readings *arrive*, on the stream's clock: a
+            # gateway that uploads every 15 min of 5-min readings is silent only after 3 x 15 min
+            for key, st in touched.items():
+                interval = st.interval_us
+                if st.arrived_us is not None and stream > st.arrived_us:
+                    gap = float(stream - st.arrived_us)
+                    interval = (
+                        gap
+                        if interval is None
+                        else interval + INTERVAL_SMOOTHING * (gap - interval)
+                    )
+                touched[key] = replace(st, interval_us=interval, arrived_us=stream)
         return Evaluation(tuple(changes), touched, frozenset(unknown), evaluated, stream)
 
     def _step(
@@ -351,10 +365,6 @@ class Engine:
             if cfg.window_s > 0:
                 keep_from = r.ts_us - int(cfg.window_s * US)
                 recent = (*(p for p in recent if p[0] >= keep_from), (r.ts_us, r.value))
-        interval = state.interval_us
-        if state.last_ts_us is not None:
-            gap = float(r.ts_us - state.last_ts_us)
-            interval = gap if interval is None else interval + INTERVAL_SMOOTHING * (gap - interval)
         return KeyState(
             r.ts_us,
             frozenset(active),
@@ -363,7 +373,8 @@ class Engine:
             pending_count,
             (*state.last_values[-1:], r.value),
             spike_us,
-            interval,
+            state.interval_us,
+            state.arrived_us,
         )
 
     @staticmethod

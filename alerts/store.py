@@ -1205,9 +1205,11 @@ class RunInfo:
 
 
 def read_evaluation_input(
-    conn: psycopg.Connection, run_id: str
+    conn: psycopg.Connection, run_id: str, sensor_ids: Sequence[str] | None = None
 ) -> tuple[RunInfo, list[TruthEvent], list[DetectionRecord]]:
-    """A simulator run, its ground truth, and the incidents raised during it (by reading time)."""
+    """A simulator run, its ground truth, and the incidents raised during it (by reading time);
+    ``sensor_ids``: only incidents with an alert of one of these sensors (the run's own, when
+    other runs of the same dates share the database)."""
     run = conn.execute(
         "SELECT run_id, scenario, sensors, sim_start, sim_end FROM sim_runs WHERE run_id = %s",
         (run_id,),
@@ -1240,8 +1242,15 @@ def read_evaluation_input(
             " array_agg(DISTINCT a.sensor_id) FROM incidents i"
             " JOIN alerts a ON a.incident_id = i.incident_id"
             " WHERE i.opened_at BETWEEN %s AND %s"
+            " AND (%s::text[] IS NULL OR EXISTS (SELECT 1 FROM alerts m"
+            "      WHERE m.incident_id = i.incident_id AND m.sensor_id = ANY(%s::text[])))"
             " GROUP BY i.incident_id ORDER BY i.incident_id",
-            (run[3], run[4] + timedelta(seconds=LATE_S)),
+            (
+                run[3],
+                run[4] + timedelta(seconds=LATE_S),
+                None if sensor_ids is None else list(sensor_ids),
+                None if sensor_ids is None else list(sensor_ids),
+            ),
         )
     ]
     return info, truth, detections

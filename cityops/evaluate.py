@@ -80,14 +80,15 @@ def evaluate_scenario(
             engine.wait(30)
         except subprocess.TimeoutExpired:
             engine.kill()
+    ids = [
+        f["properties"]["sensor_id"]
+        for f in json.loads((report.output_dir / "sensors.geojson").read_text())["features"]
+    ]
     with psycopg.connect(settings.database_url) as conn:
-        info, truth, detections = store.read_evaluation_input(conn, report.run_id)
+        # only this run's incidents: the library's scenarios share their dates
+        info, truth, detections = store.read_evaluation_input(conn, report.run_id, ids)
         # the run's sensors are retired once it is scored: the next scenario starts from a
         # catalogue without them (they would fall silent, and their clock is not its clock)
-        ids = [
-            f["properties"]["sensor_id"]
-            for f in json.loads((report.output_dir / "sensors.geojson").read_text())["features"]
-        ]
         conn.execute(
             "UPDATE sensors SET status = 'retired', updated_at = now() WHERE sensor_id = ANY(%s)",
             (ids,),

@@ -272,3 +272,27 @@ def test_gas_rise_only() -> None:
     got = feed(eng, "gas_concentration", [0.2, 0.2, 0.9, 4.0, 4.2, 4.2, 0.2, 0.2])
     # raised by the rise; the fall at the end clears it and raises nothing
     assert [g[:2] for g in got] == [("raised", "rate_of_change"), ("cleared", "rate_of_change")]
+
+
+def test_a_gateway_uploading_in_batches_is_not_silent_between_them() -> None:
+    eng = engine({"pressure": build_stream_config("pressure", {"silent": ("warning", {})})})
+    eng.sensors["s2"] = SensorInfo("s2", "water", "water_pressure", eng.sensors["s1"].limits)
+    for k in range(6):  # s2 reports live every minute; s1's gateway uploads its three
+        for m in range(15):  # 5-minute readings at the end of each quarter hour
+            ev = eng.evaluate([Reading("s2", "pressure", T0 + (15 * k + m) * MIN, 300.0, None)])
+            eng.commit(ev)
+            # s1's newest reading is up to 19 min behind the stream's clock: not silent
+            assert eng.check_silence(eng.stream_us or 0).changes == ()
+        batch = [
+            Reading("s1", "pressure", T0 + (15 * k + 5 * j) * MIN, 350.0, None) for j in range(3)
+        ]
+        eng.commit(eng.evaluate(batch))
+    # and once it stops uploading, it is silent after 3 of its own 15-minute rhythms
+    last = T0 + (15 * 5 + 10) * MIN
+    for m in range(90, 150):
+        eng.commit(eng.evaluate([Reading("s2", "pressure", T0 + m * MIN, 300.0, None)]))
+        (ch,) = eng.check_silence(eng.stream_us or 0).changes or (None,)
+        if ch is not None:
+            break
+    assert ch is not None and ch.sensor_id == "s1"
+    assert 40 * MIN <= (eng.stream_us or 0) - last <= 50 * MIN
