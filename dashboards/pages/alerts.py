@@ -71,12 +71,6 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                 style={"maxHeight": "52vh"},
             ),
             html.Section(
-                className="panel shelved-panel",
-                id="alerts-shelved-panel",
-                children=[html.H2(t(lang, "alerts.shelved")), html.Div(id="alerts-shelved")],
-                style={"maxHeight": "30vh"},
-            ),
-            html.Section(
                 className="panel actions-panel",
                 children=[
                     html.Div(t(lang, "alerts.select_first"), id="alerts-selected-label"),
@@ -121,6 +115,13 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                     html.Div(id="alerts-result", role="status"),
                     html.Div(id="alerts-timeline"),
                 ],
+            ),
+            # last: shelved alerts need nobody now (the selected alert's detail comes first)
+            html.Section(
+                className="panel shelved-panel",
+                id="alerts-shelved-panel",
+                children=[html.H2(t(lang, "alerts.shelved")), html.Div(id="alerts-shelved")],
+                style={"maxHeight": "30vh"},
             ),
         ],
     )

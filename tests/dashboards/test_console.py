@@ -239,7 +239,7 @@ def console_over_http(base: str) -> dict:
 
 
 def test_shelved_alerts_leave_the_attention_lists_and_have_their_own_section(
-    dash_server, dash_db, users, browser
+    dash_server, dash_db, users, browser, screenshots
 ):
     pytest.importorskip("alerts.lifecycle")
     from zoneinfo import ZoneInfo
@@ -316,6 +316,13 @@ def test_shelved_alerts_leave_the_attention_lists_and_have_their_own_section(
         assert "燃气公司正在更换探头 <b>＄x＄</b>" in row.text  # shown as text
         assert not browser.find_elements(
             By.CSS_SELECTOR, f"#alerts-table tr[data-alert-id='{alert_id}']"
+        )
+        browser.execute_script(
+            "document.getElementById('alerts-shelved-panel').scrollIntoView({block: 'end'})"
+        )
+        browser.save_screenshot(str(screenshots / "alerts-shelved.png"))
+        row = browser.find_element(
+            By.CSS_SELECTOR, f"#alerts-shelved tr[data-alert-id='{alert_id}']"
         )
         row.find_element(By.CSS_SELECTOR, "button.pick").click()
         wait_for(lambda: f"已选告警：{alert_id}" in page_text(browser), what="selection")
