@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from alerts.balance import AreaSpec, AreaState, meters_of, step_area
 from alerts.detectors import (
     THRESHOLD_HIGH,
     THRESHOLD_LOW,
@@ -28,7 +29,12 @@ from alerts.detectors import (
     step_stuck,
     step_threshold,
 )
-from alerts.messages import detector_messages, threshold_messages, threshold_severity
+from alerts.messages import (
+    area_messages,
+    detector_messages,
+    threshold_messages,
+    threshold_severity,
+)
 from sensors.catalogue import QuantityLimits
 from sensors.payload import Reading
 
@@ -120,6 +126,7 @@ class Evaluation:
     unknown_sensors: frozenset[str] = frozenset()
     evaluated: int = 0  # readings that reached a detector
     stream_us: int | None = None  # the newest reading time evaluated (the stream's clock)
+    areas: Mapping[str, AreaState] = field(default_factory=dict)  # metered areas touched
 
 
 class Engine:
@@ -127,15 +134,23 @@ class Engine:
         self,
         sensors: Mapping[str, SensorInfo],
         states: Mapping[Key, KeyState] | None = None,
+        areas: Mapping[str, AreaSpec] | None = None,
     ) -> None:
         self.sensors = dict(sensors)
         self.states: dict[Key, KeyState] = dict(states or {})
+        self.area_states: dict[str, AreaState] = {}
+        self.set_areas(areas or {})
         # the stream's clock: the newest reading time evaluated (replays and backlogs run on
         # it, not on the wall clock)
         self.stream_us: int | None = max(
             (st.last_ts_us for st in self.states.values() if st.last_ts_us is not None),
             default=None,
         )
+
+    def set_areas(self, areas: Mapping[str, AreaSpec]) -> None:
+        """The metered areas (alerts/balance.py); a redefined area keeps what it learnt."""
+        self.areas = dict(areas)
+        self._meters = meters_of(list(self.areas.values()))
 
     def evaluate(self, readings: Iterable[Reading]) -> Evaluation:
         """Evaluate a batch without changing the engine (see ``commit``).
@@ -149,7 +164,11 @@ class Engine:
         changes: list[AlertChange] = []
         unknown: set[str] = set()
         evaluated = 0
+        metered: dict[str, list[tuple[str, int, float]]] = {}
         for r in sorted(readings, key=lambda r: r.ts_us):
+            if r.quantity == "flow" and r.sensor_id in self._meters and math.isfinite(r.value):
+                for area_id in self._meters[r.sensor_id]:
+                    metered.setdefault(area_id, []).append((r.sensor_id, r.ts_us, r.value))
             info = self.sensors.get(r.sensor_id)
             if info is None:
                 unknown.add(r.sensor_id)
@@ -166,6 +185,31 @@ class Engine:
                 continue
             evaluated += 1
             touched[key] = self._step(info, limits, cfg, state, r, changes)
+        areas: dict[str, AreaState] = {}
+        for area_id, flows in metered.items():
+            spec = self.areas[area_id]
+            areas[area_id], area_events = step_area(
+                spec, self.area_states.get(area_id) or AreaState(), flows
+            )
+            for ev in area_events:
+                zh, en = area_messages(
+                    ev.event, ev.kind, spec.name, ev.value, ev.supply, ev.expected
+                )
+                changes.append(
+                    AlertChange(
+                        ev.event,
+                        ev.sensor_id or spec.alert_sensor,
+                        "water",
+                        "flow",
+                        ev.kind,
+                        "critical" if ev.kind == "water_burst" else "major",
+                        ev.value,
+                        ev.limit,
+                        ev.ts_us,
+                        zh,
+                        en,
+                    )
+                )
         newest = max((st.last_ts_us or 0 for st in touched.values()), default=0)
         stream = max(newest, self.stream_us or 0) or None
         if stream is not None:
@@ -181,7 +225,7 @@ class Engine:
                         else interval + INTERVAL_SMOOTHING * (gap - interval)
                     )
                 touched[key] = replace(st, interval_us=interval, arrived_us=stream)
-        return Evaluation(tuple(changes), touched, frozenset(unknown), evaluated, stream)
+        return Evaluation(tuple(changes), touched, frozenset(unknown), evaluated, stream, areas)
 
     def _step(
         self,
@@ -431,5 +475,6 @@ class Engine:
 
     def commit(self, evaluation: Evaluation) -> None:
         self.states.update(evaluation.states)
+        self.area_states.update(evaluation.areas)
         if evaluation.stream_us is not None:
             self.stream_us = max(self.stream_us or 0, evaluation.stream_us)

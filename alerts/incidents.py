@@ -188,6 +188,8 @@ def incident_kind(utility: str, kinds: frozenset[str], *, one_sensor: bool = Fal
         or {("pressure", "threshold_low"), ("flow", "threshold_high")} <= parts
     ):
         return "water_burst"
+    if utility == "water" and any(k == "night_flow_rise" for _, k in parts):
+        return "water_leak"
     if parts and all(k in HEALTH_KINDS for _, k in parts):
         return "sensor_health"
     if utility == "power" and any(
@@ -200,6 +202,7 @@ def incident_kind(utility: str, kinds: frozenset[str], *, one_sensor: bool = Fal
 _KIND_TEXT = {
     "gas_leak": ("疑似燃气泄漏", "suspected gas leak"),
     "water_burst": ("疑似供水爆管", "suspected water main burst"),
+    "water_leak": ("疑似供水管网漏水", "suspected water leak"),
     "sensor_health": ("传感器异常", "sensor problems"),
     "power_outage": ("疑似停电", "suspected power outage"),
 }

@@ -108,6 +108,7 @@ KIND_NAMES: dict[str, tuple[str, str]] = {
     "spike": ("读数跳变", "spiky reading"),
     "sensor_fault": ("传感器故障", "sensor fault"),
     "water_burst": ("疑似爆管", "suspected burst"),
+    "night_flow_rise": ("夜间最小流量上升", "night flow rising"),
     **{k: (f"可燃气体{zh}", f"gas {en}") for k, (zh, en) in _GAS_LEVEL_NAMES.items()},
 }
 
@@ -185,4 +186,32 @@ def detector_messages(
     return (
         f"{sensor_id} {q_zh}{k_zh}（{format_value(value, quantity)}）",
         f"{sensor_id}: {q_en} {k_en} ({format_value(value, quantity)})",
+    )
+
+
+def area_messages(
+    event: str, kind: str, area: str, excess: float, supply: float, expected: float
+) -> tuple[str, str]:
+    """(zh, en) for the water balance of a metered area (alerts/balance.py) [L/s]."""
+    e, sup, exp = f"{excess:.1f}", f"{supply:.1f}", f"{expected:.1f}"
+    if kind == "water_burst":
+        if event == "raised":
+            return (
+                f"计量区 {area} 供水量 {sup} L/s，比同时段常值 {exp} L/s 高 {e} L/s，疑似爆管",
+                f"metered area {area}: supply {sup} L/s is {e} L/s above the usual {exp} L/s"
+                " for this time of day: suspected burst",
+            )
+        return (
+            f"计量区 {area} 供水量恢复正常（{sup} L/s）",
+            f"metered area {area}: supply back to normal ({sup} L/s)",
+        )
+    if event == "raised":
+        return (
+            f"计量区 {area} 夜间最小流量 {sup} L/s，比前几夜 {exp} L/s 高 {e} L/s，疑似漏水",
+            f"metered area {area}: night flow {sup} L/s is {e} L/s above the previous nights'"
+            f" {exp} L/s: suspected leak",
+        )
+    return (
+        f"计量区 {area} 夜间最小流量恢复（{sup} L/s）",
+        f"metered area {area}: night flow back to {sup} L/s",
     )

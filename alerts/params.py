@@ -43,7 +43,7 @@ class DetectorParams:
 # pressure by tens of kPa, but then it stays).
 DEFAULTS: dict[str, DetectorParams] = {
     "pressure": DetectorParams(50.0, 300.0, 3600.0, 0.01, spike_rel=0.25, spike_floor=30.0),
-    "flow": DetectorParams(50.0, 300.0, 3600.0, 0.001, spike_rel=0.5, spike_floor=5.0),
+    "flow": DetectorParams(50.0, 300.0, 3600.0, 0.001, spike_rel=0.5, spike_floor=20.0),
     "level": DetectorParams(0.5, 600.0, 7200.0, 0.001, spike_rel=0.25, spike_floor=0.5),
     "voltage": DetectorParams(800.0, 60.0, 1800.0, 0.1),
     "current": DetectorParams(200.0, 60.0, 1800.0, 0.01, spike_rel=0.4, spike_floor=50.0),

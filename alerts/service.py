@@ -138,6 +138,7 @@ class AlertService:
         def load() -> None:
             conn = self._db()
             sensors = store.read_sensors(conn)
+            areas = store.read_metered_areas(conn)
             if not self._sensors_loaded:
                 # retired sensors' state is history: it must not move the stream's clock
                 states = {
@@ -153,10 +154,11 @@ class AlertService:
                     else st
                     for key, st in states.items()
                 }
-                self.engine = Engine(sensors, states)
+                self.engine = Engine(sensors, states, areas)
                 self._note_stream_clock()
             else:
                 self.engine.sensors = dict(sensors)
+                self.engine.set_areas(areas)
             self._sensors_loaded = time.monotonic()
 
         self._retry("loading sensors", load)

@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from alerts.balance import AREA_PARAMS, AreaSpec
 from alerts.engine import AlertChange, Evaluation, Key, KeyState, SensorInfo, StreamConfig
 from alerts.evaluation import LATE_S, DetectionRecord, TruthEvent
 from alerts.events import (
@@ -157,6 +158,51 @@ def write_limit_override(
             " reason = EXCLUDED.reason, set_by = EXCLUDED.set_by, set_at = now()",
             (sensor_id, quantity, alarm_low, alarm_high, deadband, reason, user),
         )
+
+
+def write_metered_area(
+    conn: psycopg.Connection,
+    user: str,
+    area_id: str,
+    name: str,
+    meters: Sequence[tuple[str, int]],
+    params: dict[str, Any] | None = None,
+) -> None:
+    """Define (or redefine) a metered area: its inlet flow meters, each with +1 where a positive
+    flow enters the area and -1 where it leaves (alerts/balance.py); the engine picks it up
+    within 30 s."""
+    if not meters or any(sign not in (-1, 1) for _, sign in meters):
+        raise ValueError("a metered area needs meters, each with sign +1 or -1")
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO metered_areas (area_id, name, params, set_by) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (area_id) DO UPDATE SET name = EXCLUDED.name, params = EXCLUDED.params,"
+            " set_by = EXCLUDED.set_by, enabled = true, updated_at = now()",
+            (area_id, name, Jsonb(params or {}), user),
+        )
+        conn.execute("DELETE FROM metered_area_meters WHERE area_id = %s", (area_id,))
+        for sensor_id, sign in meters:
+            conn.execute(
+                "INSERT INTO metered_area_meters (area_id, sensor_id, sign) VALUES (%s, %s, %s)",
+                (area_id, sensor_id, sign),
+            )
+
+
+def read_metered_areas(conn: psycopg.Connection) -> dict[str, AreaSpec]:
+    """Enabled metered areas whose meters are all active sensors."""
+    rows = conn.execute(
+        "SELECT a.area_id, a.name, a.params, array_agg(m.sensor_id ORDER BY m.sensor_id),"
+        " array_agg(m.sign ORDER BY m.sensor_id), bool_and(s.status = 'active')"
+        " FROM metered_areas a JOIN metered_area_meters m USING (area_id)"
+        " JOIN sensors s USING (sensor_id) WHERE a.enabled GROUP BY a.area_id ORDER BY a.area_id"
+    ).fetchall()
+    out = {}
+    for area_id, name, params, sensors, signs, all_active in rows:
+        if not all_active:
+            continue
+        known = {k: v for k, v in (params or {}).items() if k in AREA_PARAMS}
+        out[area_id] = AreaSpec(area_id, name, tuple(zip(sensors, signs, strict=True)), **known)
+    return out
 
 
 def read_stream_configs(conn: psycopg.Connection) -> dict[str, dict[str, StreamConfig]]:

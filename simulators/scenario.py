@@ -253,9 +253,10 @@ def _db_start(
     with connect(settings.database_url) as conn:
         if run is not None:
             from gis.postgis import write_sensors
-            from simulators.store import write_asset_limits
+            from simulators.store import write_asset_limits, write_metered_areas
 
             write_sensors(conn, run.sensors)
             write_asset_limits(conn, run.world.asset_limits)
+            write_metered_areas(conn, run.world.metered_areas)
         if truth_too:
             write_run_start(conn, truth)

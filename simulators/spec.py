@@ -159,6 +159,7 @@ class SensorPlan:
     water_pressure: int | tuple[str, ...] = 0
     water_flow: tuple[str, ...] = ()
     water_tanks: str | tuple[str, ...] = ()  # "all" or names
+    water_inlets: bool = False  # flow meters on every link out of a reservoir or tank
     power_buses: int | tuple[str, ...] = 0
     power_transformers: str | tuple[str, ...] = ()
     gas_pressure: int | tuple[str, ...] = 0
@@ -536,14 +537,17 @@ def _parse_sensors(ctx: _Ctx, m: YDict, networks: dict[str, NetworkSpec]) -> Sen
     where: dict[str, Where] = {}
     if isinstance(m.get("water"), YDict):
         w = m["water"]
-        _allowed(ctx, w, "sensors.water", {"pressure", "flow", "tanks"})
+        _allowed(ctx, w, "sensors.water", {"pressure", "flow", "tanks", "inlets"})
         kw["water_pressure"] = _names_or_count(ctx, w, "pressure", "sensors.water")
         flow = _names_or_count(ctx, w, "flow", "sensors.water")
         if isinstance(flow, int) and flow:
             raise ctx.fail(_line(w, "flow"), "sensors.water.flow", "expected a list of links")
         kw["water_flow"] = flow or ()
         kw["water_tanks"] = _names_or_count(ctx, w, "tanks", "sensors.water", allow_all=True)
-        for k in ("pressure", "flow", "tanks"):
+        if "inlets" in w and w["inlets"] not in ("all", None):
+            raise ctx.fail(_line(w, "inlets"), "sensors.water.inlets", "expected 'all'")
+        kw["water_inlets"] = w.get("inlets") == "all"
+        for k in ("pressure", "flow", "tanks", "inlets"):
             where[f"water.{k}"] = Where(f"sensors.water.{k}", _line(w, k))
     if isinstance(m.get("power"), YDict):
         p = m["power"]

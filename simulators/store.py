@@ -151,3 +151,15 @@ def write_asset_limits(
             )
             n += 1
     return n
+
+
+def write_metered_areas(
+    conn: psycopg.Connection, areas: dict[str, tuple[str, list[tuple[str, int]]]]
+) -> int:
+    """The simulated networks' metered areas (World.metered_areas) for the alert engine's water
+    balance (alerts' ``metered_areas``), as a utility registers its DMAs. Returns how many."""
+    from alerts.store import write_metered_area
+
+    for area_id, (name, meters) in areas.items():
+        write_metered_area(conn, "simulator", area_id, name, meters)
+    return len(areas)

@@ -1,0 +1,126 @@
+"""Water balance per metered area (alerts/balance.py): bursts and night flow from the supply
+meters, against the area's own daily profile; and through the engine."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from alerts.balance import AreaSpec, AreaState, local_day_and_bin, step_area
+from alerts.engine import Engine
+from sensors.payload import Reading
+
+S = 1_000_000
+MIN = 60 * S
+T0 = 1_763_913_600 * S  # 2025-11-24 00:00 Chengdu time (16:00 UTC the day before)
+SPEC = AreaSpec("dma-1", "test DMA", (("in-a", 1), ("in-b", 1), ("out-c", -1)))
+
+
+def usual(t_us: int) -> tuple[float, float, float]:
+    """Inlet a, inlet b, outlet c [L/s] of a quiet area: a daily demand curve, night minimum."""
+    h = ((t_us // S + 8 * 3600) % 86_400) / 3600
+    demand = 300 + 150 * math.sin(math.pi * max(0.0, h - 5) / 19) ** 2
+    return 0.6 * demand + 20, 0.4 * demand, 20.0
+
+
+def feed(
+    days: float, extra: dict[str, float] | None = None, *, step_min: int = 5, start: int = 0
+) -> list[tuple[int, str, str]]:
+    """Run the area for ``days`` from T0; ``extra``: t (minutes) -> added flow at inlet a."""
+    rng = np.random.default_rng(7)
+    st, out = AreaState(), []
+    for k in range(start, int(days * 1440 / step_min)):
+        t = T0 + k * step_min * MIN
+        a, b, c = usual(t)
+        a += (
+            (extra or {}).get("burst", 0.0)
+            if 2 * 1440 + 120 <= k * step_min < 2 * 1440 + 240
+            else 0
+        )
+        a += (extra or {}).get("leak_per_day", 0.0) * max(0.0, k * step_min / 1440 - 1.0)
+        noise = rng.normal(0, 0.005, 3)
+        readings = [
+            ("in-a", t, a * (1 + noise[0])),
+            ("in-b", t, b * (1 + noise[1])),
+            ("out-c", t, c * (1 + noise[2])),
+        ]
+        st, events = step_area(SPEC, st, readings[::-1])  # order within a batch does not matter
+        out += [(round((e.ts_us - T0) / MIN), e.event, e.kind, e.sensor_id) for e in events]
+    return out
+
+
+def test_a_quiet_week_raises_nothing() -> None:
+    assert feed(7) == []
+
+
+def test_a_burst_is_raised_at_once_on_the_inlet_that_feeds_it_and_cleared_when_isolated() -> None:
+    got = feed(3, {"burst": 50.0}, step_min=1)
+    burst = [g for g in got if g[2] == "water_burst"]
+    start = 2 * 1440 + 120  # day 3, 02:00
+    assert burst == [
+        (start + 1, "raised", "water_burst", "in-a"),
+        (start + 121, "cleared", "water_burst", "in-a"),
+    ]
+    # the burst night's flow is high too (judged at 04:00)
+    assert (start + 120, "raised", "night_flow_rise", "in-a") in got
+
+
+def test_a_small_burst_under_the_rise_and_no_history_raise_nothing() -> None:
+    assert [g for g in feed(3, {"burst": 15.0}, step_min=1) if g[2] == "water_burst"] == []
+    # without a day of history there is nothing to compare with
+    assert feed(0.9, {"burst": 500.0}) == []
+
+
+def test_a_growing_leak_shows_in_the_night_flow() -> None:
+    got = feed(5, {"leak_per_day": 3.0})
+    assert got and got[0][1:3] == ("raised", "night_flow_rise")
+    # found at the end of the second night of the leak (04:00 on day 3), not as a burst
+    assert got[0][0] == 2 * 1440 + 240 and all(g[2] != "water_burst" for g in got)
+
+
+def test_missing_or_late_meters_make_no_supply_point() -> None:
+    st, ev = step_area(SPEC, AreaState(), [("in-a", T0, 100.0), ("in-b", T0, 50.0)])
+    assert st.last_point_us is None and ev == []
+    st, ev = step_area(SPEC, st, [("out-c", T0 + 20 * MIN, 20.0)])  # too far apart in time
+    assert st.last_point_us is None
+    st, _ = step_area(SPEC, st, [("in-a", T0 + 21 * MIN, 100.0), ("in-b", T0 + 21 * MIN, 50.0)])
+    assert st.last_point_us == T0 + 20 * MIN
+    # a duplicate or older reading changes nothing
+    again, _ = step_area(SPEC, st, [("in-a", T0 + 21 * MIN, 999.0)])
+    assert again.latest["in-a"] == (T0 + 21 * MIN, 100.0)
+
+
+def test_days_and_bins_are_chengdu_time() -> None:
+    day, b = local_day_and_bin(T0 + 125 * MIN, 300)
+    assert b == 25 and local_day_and_bin(T0 - S, 300)[0] == day - 1
+
+
+def test_through_the_engine_the_alert_sits_on_the_meter() -> None:
+    eng = Engine({}, areas={"dma-1": SPEC})
+    rng = np.random.default_rng(3)
+    changes = []
+    for k in range(3 * 288):
+        t = T0 + k * 5 * MIN
+        a, b, c = usual(t)
+        if k * 5 >= 2 * 1440 + 120:
+            a += 80.0
+        ev = eng.evaluate(
+            [
+                Reading("in-a", "flow", t, a + rng.normal(0, 1), None),
+                Reading("in-b", "flow", t, b, None),
+                Reading("out-c", "flow", t, c, None),
+            ]
+        )
+        eng.commit(ev)
+        changes += ev.changes
+    (ch, *_) = changes
+    assert (ch.event, ch.sensor_id, ch.quantity, ch.kind, ch.severity) == (
+        "raised",
+        "in-a",
+        "flow",
+        "water_burst",
+        "critical",
+    )
+    assert ch.value > 60 and ch.limit == 30.0
+    assert "疑似爆管" in ch.message_zh and "suspected burst" in ch.message_en
