@@ -170,13 +170,14 @@ def alert_tag(quantity: str, kind: str) -> str:
     return f"{quantity}:{kind}"
 
 
-def incident_kind(utility: str, kinds: frozenset[str], *, one_sensor: bool = False) -> str:
+def incident_kind(utility: str, kinds: frozenset[str], *, suspect_only: bool = False) -> str:
     """A coarse label of what the incident probably is, from its members' alert tags
-    (``alert_tag``; a bare kind counts with an unknown quantity). ``one_sensor``: all its
-    alerts come from one sensor; if that sensor also shows a fault (silent, stuck, spiky), its
-    process alarms are put down to the sensor (validity before alarm): ``sensor_health``."""
+    (``alert_tag``; a bare kind counts with an unknown quantity). ``suspect_only``: every
+    sensor with a process alarm in the incident is itself flagged faulty (silent, stuck, spiky);
+    its process alarms are then put down to the sensors (validity before alarm):
+    ``sensor_health``."""
     parts = {(q, k) for q, _, k in (t.rpartition(":") for t in kinds)}
-    if one_sensor and any(k in HEALTH_KINDS for _, k in parts):
+    if suspect_only and any(k in HEALTH_KINDS for _, k in parts):
         return "sensor_health"
     if utility == "gas" and any(
         k.startswith("gas_lel") or q == "gas_concentration" for q, k in parts
@@ -208,9 +209,9 @@ _KIND_TEXT = {
 }
 
 
-def incident_explanation(inc: IncidentState, *, one_sensor: bool = False) -> tuple[str, str]:
+def incident_explanation(inc: IncidentState, *, suspect_only: bool = False) -> tuple[str, str]:
     """(zh, en) one-liners: what, how many alerts, over what area."""
-    kind = incident_kind(inc.utility, inc.kinds, one_sensor=one_sensor)
+    kind = incident_kind(inc.utility, inc.kinds, suspect_only=suspect_only)
     u_zh, u_en = UTILITY_NAMES.get(inc.utility, (inc.utility, inc.utility))
     k_zh, k_en = _KIND_TEXT.get(kind, (f"{u_zh}异常", f"{u_en} anomaly"))
     r = f"{inc.radius_m:.0f}"

@@ -1130,16 +1130,33 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
     }
     if flags and ch.kind not in HEALTH_KINDS:
         inc = replace(inc, kinds=inc.kinds | flags)
-    one_sensor = True
+    # a faulty sensor's process alarms are put down to it: the incident is a sensor problem
+    # when every sensor with a process alarm in it is flagged faulty (in it, or right now)
+    members: dict[str, bool] = {ch.sensor_id: ch.kind in HEALTH_KINDS}
+    process: set[str] = set() if ch.kind in HEALTH_KINDS else {ch.sensor_id}
     if chosen:
-        others = conn.execute(
-            "SELECT array_agg(DISTINCT sensor_id) FROM alerts WHERE incident_id = %s",
-            (chosen.incident_id,),
-        ).fetchone()
-        one_sensor = set((others[0] if others else None) or ()) <= {ch.sensor_id}
-    zh, en = incident_explanation(inc, one_sensor=one_sensor)
+        for sid, has_health, has_process in conn.execute(
+            "SELECT sensor_id, bool_or(kind = ANY(%s)), bool_or(NOT kind = ANY(%s))"
+            " FROM alerts WHERE incident_id = %s GROUP BY sensor_id",
+            (sorted(HEALTH_KINDS), sorted(HEALTH_KINDS), chosen.incident_id),
+        ):
+            members[sid] = members.get(sid, False) or has_health
+            if has_process:
+                process.add(sid)
+    flagged = {sid for sid, health in members.items() if health}
+    if process - flagged:
+        flagged |= {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT sensor_id FROM alerts WHERE sensor_id = ANY(%s)"
+                " AND cleared_at IS NULL AND kind = ANY(%s)",
+                (sorted(process - flagged), sorted(HEALTH_KINDS)),
+            )
+        }
+    suspect_only = bool(flagged) and process <= flagged
+    zh, en = incident_explanation(inc, suspect_only=suspect_only)
     values = (
-        incident_kind(inc.utility, inc.kinds, one_sensor=one_sensor),
+        incident_kind(inc.utility, inc.kinds, suspect_only=suspect_only),
         inc.severity,
         ts_from_us(inc.last_alert_us),
         inc.count,

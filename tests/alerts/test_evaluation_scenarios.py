@@ -117,3 +117,18 @@ def test_quiet_day_scenario(settings: Settings, engine: EngineProcess, tmp_path:
     # the networks' normal peaks stay within their assets' own limits, and no sensor falls
     # silent, spikes or sticks: nothing at all (the target: under 1 per 1,000 days)
     assert s.false_alerts == 0
+
+
+def test_burst_scenario(settings: Settings, engine: EngineProcess, tmp_path: Path) -> None:
+    # one ordinary day for the water balance to learn the supply profile, then the burst at
+    # 02:00 on the second day, isolated an hour later
+    s = run_and_score(
+        settings,
+        engine,
+        shortened(tmp_path, "burst_main_at_night.yaml", "27h", [("26h", "1h")]),
+        tmp_path,
+    )
+    (burst,) = s.by_type
+    assert burst.recall == 1.0
+    assert burst.ttd_median_s is not None and burst.ttd_median_s <= 120
+    assert s.false_alerts == 0

@@ -153,11 +153,11 @@ def test_centre_leans_towards_the_strongest_symptom() -> None:
     assert inc.weight == 20.0
 
 
-def test_one_sensor_that_shows_a_fault_is_a_sensor_problem() -> None:
+def test_alarms_of_sensors_that_show_a_fault_are_a_sensor_problem() -> None:
     spiky = frozenset({alert_tag("pressure", "threshold_high"), alert_tag("pressure", "spike")})
-    assert incident_kind("gas", spiky, one_sensor=True) == "sensor_health"
-    # the same alerts from several sensors stay a process incident
+    assert incident_kind("gas", spiky, suspect_only=True) == "sensor_health"
+    # unless every alarming sensor is flagged, it stays a process incident
     assert incident_kind("gas", spiky) == "gas_anomaly"
-    # one sensor without any fault is still a process incident
+    # no fault flagged: a process incident
     low = frozenset({alert_tag("pressure", "threshold_low")})
-    assert incident_kind("water", low, one_sensor=True) == "water_anomaly"
+    assert incident_kind("water", low, suspect_only=True) == "water_anomaly"

@@ -28,6 +28,13 @@ def quiet_day() -> Iterator[ScenarioRun]:
 def test_tank_overflow_and_bus_ratings_come_from_the_models(quiet_day: ScenarioRun) -> None:
     limits = quiet_day.world.asset_limits
     tanks = {sid: v["level"] for sid, v in limits.items() if "level" in v}
+    inlets = {sid: v for sid, v in limits.items() if "-wi-" in sid}
+    # the supply meters are judged by the water balance of their area, not by limits
+    assert len(inlets) == 5 and all(
+        v["flow"][:2] == v["pressure"][:2] == (None, None) for v in inlets.values()
+    )
+    ((area, (_name, meters)),) = quiet_day.world.metered_areas.items()
+    assert area == "qd-water" and sorted(meters) == sorted((sid, 1) for sid in inlets)
     buses = {sid: v["current"] for sid, v in limits.items() if "current" in v}
     assert len(tanks) == 3 and len(buses) == 15  # Net3's tanks; the scenario's 15 bus monitors
     wn = load_network("Net3")
@@ -56,7 +63,7 @@ def test_registered_limits_are_what_the_alert_engine_uses(
         write_sensors(conn, quiet_day.sensors)
         n = write_asset_limits(conn, quiet_day.world.asset_limits)
         sensors = read_sensors(conn)
-    assert n == 18
+    assert n == 3 + 15 + 2 * 5  # tank levels, bus currents, the 5 inlet meters' flow and pressure
     for sid, per in quiet_day.world.asset_limits.items():
         for quantity, (low, high, _why) in per.items():
             lim = sensors[sid].limits[quantity]

@@ -135,8 +135,8 @@ def test_check_scenario_summarises_without_publishing(tmp_path: Path) -> None:
 
     assert check_scenario(ROOT / "scenarios" / "burst_main_at_night.yaml") == {
         "name": "burst-main-at-night",
-        "sensors": 33,
-        "steps": 360,
+        "sensors": 38,  # 25 pressure, 5 flow, 3 tank levels, 5 inlet meters
+        "steps": 3240,  # 54 h at 1 min: two ordinary days before the burst night
         "incidents": 1,
         "faults": 0,
     }
