@@ -38,7 +38,7 @@ log = logging.getLogger("alerts.service")
 BATCH_MAX_MESSAGES = 2000
 BATCH_AGE_S = 0.005  # collect for at most this long after the first message of a batch
 SENSOR_RELOAD_S = 30.0  # pick up new sensors and changed limits this often
-UNKNOWN_RELOAD_MIN_S = 2.0  # at most this often when a reading names an unknown sensor
+UNKNOWN_RELOADS_PER_MIN = 30  # reloads for readings of unknown sensors, at most
 UNKNOWN_RETRY_S = 60.0  # and for the same unknown sensor at most this often
 RETRY_MAX_S = 10.0
 CHORES_EVERY_S = 1.0  # silence and escalation checks, outbox sweep
@@ -100,6 +100,7 @@ class AlertService:
         self._ready_at = time.monotonic()
         self._incidents_checked = 0.0
         self._unknown: dict[str, float] = {}  # sensor id -> when it last made us reload
+        self._unknown_reloads: list[float] = []  # when unknown sensors made us reload
         # the stream's clock as last seen, and when (monotonic): silence is judged on it
         self._stream_seen: tuple[int, float] | None = None
         self._silence_checked_us = 0
@@ -318,17 +319,24 @@ class AlertService:
             del self.stats.latency_ms[:-1000]
 
     def _worth_reloading(self, unknown: frozenset[str]) -> bool:
-        """Reload the catalogue for a sensor we have not heard of, but not again and again for
-        one that stays unknown (a retired or rogue device would make us reload all the time)."""
+        """Reload the catalogue for a sensor we have not heard of at once (a sensor registered
+        a moment ago must not lose its first readings), but not again and again for one that
+        stays unknown (a retired or rogue device would make us reload all the time): each id
+        makes us reload at most once a minute, and all of them together at most
+        ``UNKNOWN_RELOADS_PER_MIN`` times a minute."""
         now = time.monotonic()
-        if now - self._sensors_loaded <= UNKNOWN_RELOAD_MIN_S:
-            return False
         fresh = [sid for sid in unknown if now - self._unknown.get(sid, -1e9) > UNKNOWN_RETRY_S]
+        if not fresh:
+            return False
+        self._unknown_reloads = [t for t in self._unknown_reloads if now - t < 60.0]
+        if len(self._unknown_reloads) >= UNKNOWN_RELOADS_PER_MIN:
+            return False  # tried again at the next batch that names them, once under the cap
+        self._unknown_reloads.append(now)
         for sid in fresh:
             self._unknown[sid] = now
         if len(self._unknown) > 100_000:  # bounded memory
             self._unknown.clear()
-        return bool(fresh)
+        return True
 
     def _process_one_by_one(self, batch: list[Message], consumer: AckingConsumer) -> None:
         for msg in batch:

@@ -906,6 +906,28 @@ def write_dead_letter(
     return int(row[0])
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    dead_letter_id: int
+    received_at: datetime
+    topic: str
+    payload: bytes  # the first DEAD_LETTER_MAX_BYTES
+    payload_bytes: int
+    error: str
+
+
+def read_dead_letters(conn: psycopg.Connection, *, limit: int = 20) -> list[DeadLetter]:
+    """The newest dead letters first (``cityops dead-letters``, the dashboard)."""
+    return [
+        DeadLetter(r[0], r[1], r[2], bytes(r[3]), r[4], r[5])
+        for r in conn.execute(
+            "SELECT dead_letter_id, received_at, topic, payload, payload_bytes, error"
+            " FROM alert_dead_letters ORDER BY dead_letter_id DESC LIMIT %s",
+            (limit,),
+        )
+    ]
+
+
 # -- notifications ------------------------------------------------------------------------------
 
 
@@ -1105,17 +1127,26 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
     )
     ts = ts_from_us(ch.ts_us)
     window = timedelta(seconds=DEFAULT_WINDOW_S)
+    # a sensor's own problems and the process stay apart: a health alert (silent, stuck,
+    # spiky) joins only sensor-health incidents or one with its own sensor's alarms; a process
+    # alarm does not join another sensor's health incident. Except a silent power monitor: a
+    # substation's RTU that loses its supply goes silent, a symptom of the outage around it
+    health = ch.kind in HEALTH_KINDS and not (ch.utility == "power" and ch.kind == "silent")
     candidates = [
         IncidentState(
             r[0], r[1], r[2], us_from_ts(r[3]), r[4], r[5], r[6], r[7], frozenset(r[8]), r[9]
         )
         for r in conn.execute(
             "SELECT incident_id, utility, severity, last_alert_at, ST_X(centre), ST_Y(centre),"
-            " alert_count, radius_m, kinds, centre_weight FROM incidents"
+            " alert_count, radius_m, kinds, centre_weight, kind = 'sensor_health',"
+            " EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.incident_id"
+            "         AND a.sensor_id = %s)"
+            " FROM incidents i"
             " WHERE state = 'open' AND utility = %s AND last_alert_at BETWEEN %s AND %s"
             " ORDER BY incident_id FOR UPDATE",
-            (ch.utility, ts - window, ts + window),
+            (ch.sensor_id, ch.utility, ts - window, ts + window),
         )
+        if r[11] or r[10] == health
     ]
     chosen = choose_incident(point, candidates)
     inc = join_incident(chosen, point) if chosen else new_incident(point)

@@ -109,6 +109,41 @@ def alerts(
     run(_settings(), partition=(k, n))
 
 
+@app.command("dead-letters")
+def dead_letters(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    payload: Annotated[bool, typer.Option(help="Show the payloads (first 200 bytes).")] = False,
+) -> None:
+    """Telemetry messages the alert engine could not store (the database refused them for good):
+    when, topic, size and the database's reason. They were acknowledged so that the stream went
+    on; look here when the engine's log says "skipped a message the database refuses"."""
+    from zoneinfo import ZoneInfo
+
+    from alerts.store import read_dead_letters
+    from cityops.db import connect
+
+    out = Console(soft_wrap=True)
+    chengdu = ZoneInfo("Asia/Shanghai")
+    with connect(_settings().database_url) as conn:
+        letters = read_dead_letters(conn, limit=max(1, limit))
+    if not letters:
+        out.print("no dead letters")
+        return
+    # one line per message, tab-separated: readable, and greppable when piped
+    out.print("id\treceived (Asia/Shanghai)\ttopic\tbytes\terror", highlight=False)
+    for d in letters:
+        when = d.received_at.astimezone(chengdu).strftime("%Y-%m-%d %H:%M:%S")
+        reason = d.error.splitlines()[0][:200] if d.error else ""
+        out.print(
+            f"{d.dead_letter_id}\t{when}\t{d.topic}\t{d.payload_bytes}\t{reason}",
+            markup=False,
+            highlight=False,
+        )
+    if payload:
+        for d in letters:
+            out.print(f"{d.dead_letter_id}: {d.payload[:200]!r}", markup=False, highlight=False)
+
+
 @app.command()
 def dashboard(
     host: Annotated[
@@ -377,5 +412,6 @@ def status() -> None:
             ("readings", "SELECT count(*) FROM readings"),
             ("open alerts", "SELECT count(*) FROM alerts WHERE state = 'open'"),
             ("quarantine", "SELECT count(*) FROM quarantine"),
+            ("alert dead letters", "SELECT count(*) FROM alert_dead_letters"),
         ):
             console.print(f"{table}: {conn.execute(sql).fetchone()[0]}")  # type: ignore[index]

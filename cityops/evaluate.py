@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -42,6 +43,41 @@ def _detector_clock(database_url: str) -> object:
         return conn.execute("SELECT max(updated_at), count(*) FROM alert_detector_state").fetchone()
 
 
+def last_reading_us(truth: dict) -> int:
+    """The time of a run's last step [us] (its ground truth's start, steps and step)."""
+    start = datetime.fromisoformat(truth["start"].replace("Z", "+00:00"))
+    return int(start.timestamp() * 1e6) + int((truth["steps"] - 1) * truth["step_s"] * 1e6)
+
+
+def wait_until_evaluated(
+    database_url: str, sensor_ids: list[str], until_us: int, *, timeout_s: float = 600
+) -> bool:
+    """Wait until the engine has evaluated the run's last step (its detector clock for the
+    run's sensors reached ``until_us``) and then stops moving (held-back messages flushed at
+    the end); False on timeout. A busy engine's long batch is not mistaken for the end."""
+    deadline = time.monotonic() + timeout_s
+    until = datetime.fromtimestamp(until_us / 1e6, UTC)
+    while time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT max(last_ts) FROM alert_detector_state WHERE sensor_id = ANY(%s)",
+                (sensor_ids,),
+            ).fetchone()
+        if row and row[0] is not None and row[0] >= until:
+            break
+        time.sleep(1.0)
+    else:
+        return False
+    last = _detector_clock(database_url)
+    while time.monotonic() < deadline:
+        time.sleep(2)
+        now = _detector_clock(database_url)
+        if now == last:
+            return True
+        last = now
+    return False
+
+
 def evaluate_scenario(
     settings: Settings, scenario: Path, log_dir: Path, *, drain_timeout_s: float = 600
 ) -> tuple[str, RunScore]:
@@ -67,23 +103,20 @@ def evaluate_scenario(
         report = run_scenario(
             settings, scenario, speedup=0, register_sensors=True, output_dir=log_dir / scenario.stem
         )
-        last, deadline = _detector_clock(settings.database_url), time.monotonic() + drain_timeout_s
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            now = _detector_clock(settings.database_url)
-            if now == last:
-                break
-            last = now
+        ids = run_sensor_ids(report.output_dir)
+        if not wait_until_evaluated(
+            settings.database_url,
+            ids,
+            last_reading_us(report.ground_truth),
+            timeout_s=drain_timeout_s,
+        ):
+            raise RuntimeError(f"the alert engine did not evaluate the whole run; see {log_dir}")
     finally:
         engine.terminate()
         try:
             engine.wait(30)
         except subprocess.TimeoutExpired:
             engine.kill()
-    ids = [
-        f["properties"]["sensor_id"]
-        for f in json.loads((report.output_dir / "sensors.geojson").read_text())["features"]
-    ]
     with psycopg.connect(settings.database_url) as conn:
         # only this run's incidents: the library's scenarios share their dates
         info, truth, detections = store.read_evaluation_input(conn, report.run_id, ids)
@@ -97,6 +130,12 @@ def evaluate_scenario(
         truth, detections, sensors=info.sensors, run_start_us=info.start_us, run_end_us=info.end_us
     )
     return report.run_id, score
+
+
+def run_sensor_ids(output_dir: Path) -> list[str]:
+    """The sensors a scenario run published as (its ``sensors.geojson``)."""
+    doc = json.loads((output_dir / "sensors.geojson").read_text(encoding="utf-8"))
+    return [f["properties"]["sensor_id"] for f in doc["features"]]
 
 
 def print_evaluation(settings: Settings, scenarios: list[Path], log_dir: Path) -> list[RunScore]:

@@ -27,6 +27,7 @@ from tests.alerts.conftest import (
     thresholds_only,
     wait_for,
 )
+from tests.conftest import run_cityops
 
 
 def evaluated_until(db_url: str, sensor_id: str, quantity: str) -> int | None:
@@ -384,6 +385,15 @@ def test_a_message_the_database_refuses_is_dead_lettered_and_a_rollback_retried(
         True,
     )
     assert "refused for the test" in error
+    # and the operators find it with `cityops dead-letters`
+    shown = run_cityops(settings, "dead-letters", "--payload")
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "city/water/wp-poison/telemetry" in shown.stdout and "refused for the test" in shown.stdout
+    )
+    assert str(len(poison)) in shown.stdout and repr(poison[:20])[2:-1] in shown.stdout
+    status = run_cityops(settings, "status")
+    assert "alert dead letters: 1" in status.stdout + status.stderr
 
 
 def test_two_workers_split_the_sensors_by_partition(
@@ -411,6 +421,8 @@ def test_two_workers_split_the_sensors_by_partition(
                 )
             pub.flush()
         events = [decode_alert_event(alert_subscriber.get(timeout=15)[1]) for _ in ids]
+        # each worker also sees (and acknowledges) the other's 10: let the last batch finish
+        wait_for(lambda: all(svc.stats.messages == len(ids) for svc, _ in workers), 15)
     finally:
         stop.set()
         for _, thread in workers:

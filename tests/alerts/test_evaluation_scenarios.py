@@ -5,7 +5,6 @@ regression guards at what the engine achieves today, not the issue's targets (do
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import yaml
 
 from alerts import store
 from alerts.evaluation import RunScore, format_score, score_run
+from cityops.evaluate import last_reading_us, run_sensor_ids, wait_until_evaluated
 from cityops.settings import Settings
 from simulators.scenario import run_scenario
 from tests.alerts.conftest import EngineProcess
@@ -47,20 +47,10 @@ def run_and_score(
         settings, scenario, speedup=0, register_sensors=True, output_dir=tmp_path / scenario.stem
     )
 
-    def newest() -> object:
-        with psycopg.connect(settings.database_url) as conn:
-            return conn.execute(
-                "SELECT max(updated_at), count(*) FROM alert_detector_state"
-            ).fetchone()
-
-    # drained: the engine's detector clocks stop moving
-    last, deadline = newest(), time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(1.5)
-        now = newest()
-        if now == last:
-            break
-        last = now
+    ids = run_sensor_ids(report.output_dir)
+    assert wait_until_evaluated(
+        settings.database_url, ids, last_reading_us(report.ground_truth), timeout_s=300
+    )
     assert engine.stop() == 0
     with psycopg.connect(settings.database_url) as conn:
         info, truth, detections = store.read_evaluation_input(conn, report.run_id)
