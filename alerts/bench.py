@@ -3,10 +3,12 @@
     python -m alerts.bench --sensors 1000 --rate 2000 --seconds 10 --anomalous 0.05
 
 Uses the services named by the CITYOPS_* environment (a scratch database: it adds sensors named
-``bench-NNNNN``). Runs the engine in this process (its own client id and share group), publishes
-readings at ``--rate`` readings/s as cityops-sim, and makes ``--anomalous`` of the sensors swing
-across their low limit at every reading, so each of their readings raises or clears an alert.
-Prints the machine, the achieved rate and latency percentiles; asserts nothing (CONVENTIONS 14).
+``bench-NNNNN``). Runs the engine as `cityops alerts` in a process of its own, as in production
+(its own client id and share group; ``--in-process`` runs it in a thread here instead),
+publishes readings at ``--rate`` readings/s as cityops-sim, and makes ``--anomalous`` of the
+sensors swing across their low limit at every reading, so each of their readings raises or
+clears an alert. Prints the machine, the achieved rate and latency percentiles; asserts nothing
+(CONVENTIONS 14).
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import argparse
 import os
 import platform
 import queue
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -43,6 +49,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=2000.0, help="readings per second")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--anomalous", type=float, default=0.05, help="fraction of swinging sensors")
+    ap.add_argument("--in-process", action="store_true", help="run the engine in a thread here")
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:6]
@@ -81,9 +88,28 @@ def main() -> None:
 
     stop = threading.Event()
     service = AlertService(settings, stop)
-    engine = threading.Thread(target=service.run, name="engine", daemon=True)
-    engine.start()
-    time.sleep(3)  # subscribed and loaded
+    proc: subprocess.Popen[bytes] | None = None
+    if args.in_process:
+        engine = threading.Thread(target=service.run, name="engine", daemon=True)
+        engine.start()
+        time.sleep(3)  # subscribed and loaded
+    else:
+        env = dict(os.environ)
+        for key, value in settings.model_dump().items():
+            env[f"CITYOPS_{key.upper()}"] = str(value)
+        log_path = Path(tempfile.mkdtemp(prefix="alerts-bench-")) / "engine.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cityops", "alerts", "--ephemeral"],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 60
+        while b"alerts engine ready" not in log_path.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the engine did not start; see {log_path}")
+            time.sleep(0.2)
 
     sent_ns: dict[tuple[str, int], int] = {}
     n_sent = 0
@@ -122,8 +148,18 @@ def main() -> None:
         sent = sent_ns.get((ev.sensor_id, ts_ms))
         if sent is not None:
             latencies.append((at_ns - sent) / 1e6)
-    stop.set()
-    engine.join(20)
+    if proc is not None:
+        proc.terminate()
+        proc.wait(30)
+        stats = log_path.read_text(errors="replace").splitlines()
+        engine_line = next((x for x in reversed(stats) if "alerts engine stopped" in x), "")
+    else:
+        stop.set()
+        engine.join(20)
+        engine_line = (
+            f"engine: {service.stats.messages} messages, {service.stats.events} events, "
+            f"{service.stats.batches} batches"
+        )
     sub.disconnect()
     sub.loop_stop()
 
@@ -132,10 +168,7 @@ def main() -> None:
         f"published {n_sent} readings in {wall:.1f} s = {n_sent / wall:.0f} readings/s "
         f"({args.sensors} sensors, {len(swinging)} swinging across the low limit)"
     )
-    print(
-        f"engine: {service.stats.messages} messages, {service.stats.events} events, "
-        f"{service.stats.batches} batches"
-    )
+    print(engine_line)
     print(f"alert events matched: {len(latencies)} of {len(sent_ns)} expected")
     if latencies:
         print(

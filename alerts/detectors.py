@@ -203,6 +203,35 @@ def step_stuck(
     return spread <= tolerance, spread
 
 
+Flat = tuple[float, float, int, int]  # (low, high, since_us, count) of the current flat run
+
+
+def step_flat(
+    flat: Flat | None,
+    ts_us: int,
+    value: float,
+    *,
+    window_s: float,
+    tolerance: float,
+    min_points: int,
+    active: bool,
+) -> tuple[bool, Flat, float]:
+    """``step_stuck`` in constant time and memory, for the stream: instead of the window's
+    readings it keeps the current *flat run* (the band of values since the run began, while it
+    stays within ``tolerance``). Stuck once the run spans >= 90 % of ``window_s`` with
+    ``min_points`` readings; a reading outside the band starts a new run (and clears).
+    Returns (stuck, the new run, its spread [unit])."""
+    if flat is not None:
+        low, high, since, count = flat
+        low, high = min(low, value), max(high, value)
+        if high - low <= tolerance:
+            run: Flat = (low, high, since, count + 1)
+            spread = high - low
+            long_enough = ts_us - since >= 0.9 * window_s * 1e6 and count + 1 >= min_points
+            return active or long_enough, run, spread
+    return False, (value, value, ts_us, 1), 0.0
+
+
 # graded combustible-gas levels [%LEL] (see alerts.series.GAS_LEL_LEVELS for the sources)
 GAS_LEVELS: tuple[tuple[float, str, str], ...] = (
     (10.0, "gas_lel_prealarm", "warning"),

@@ -22,11 +22,12 @@ from alerts.balance import AreaSpec, AreaState, meters_of, step_area
 from alerts.detectors import (
     THRESHOLD_HIGH,
     THRESHOLD_LOW,
+    Flat,
     ThresholdState,
+    step_flat,
     step_gas_levels,
     step_rate_of_change,
     step_spike,
-    step_stuck,
     step_threshold,
 )
 from alerts.messages import (
@@ -72,7 +73,9 @@ class StreamConfig:
 
     @property
     def window_s(self) -> float:
-        return max(self.rate[1] if self.rate else 0.0, self.stuck[0] if self.stuck else 0.0)
+        """How much history the windowed detectors keep per key (rate of change; the stuck
+        test keeps a constant-size run instead)."""
+        return self.rate[1] if self.rate else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ class KeyState:
     spike_us: int | None = None  # when the last spike was seen [us]
     interval_us: float | None = None  # the key's usual interval between arrivals (smoothed) [us]
     arrived_us: int | None = None  # the stream's clock when its readings last arrived [us]
+    flat: Flat | None = None  # the stuck test's current flat run
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +312,7 @@ class Engine:
             )
         recent = state.recent
         spike_us = state.spike_us
+        flat = state.flat
         if cfg is not None and cfg.spike is not None:
             rel, floor = cfg.spike
             out_by = step_spike(state.last_values, r.value, rel=rel, floor=floor)
@@ -368,8 +373,8 @@ class Engine:
             if cfg.stuck is not None:
                 window_s, tol, min_points = cfg.stuck
                 was = "stuck" in active
-                now, _ = step_stuck(
-                    recent,
+                now, flat, _spread = step_flat(
+                    state.flat,
                     r.ts_us,
                     r.value,
                     window_s=window_s,
@@ -419,6 +424,7 @@ class Engine:
             spike_us,
             state.interval_us,
             state.arrived_us,
+            flat,
         )
 
     @staticmethod

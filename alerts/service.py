@@ -63,6 +63,7 @@ def run(
     stop: threading.Event | None = None,
     *,
     partition: tuple[int, int] = (0, 1),
+    end_session: bool = False,
 ) -> Stats:
     """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the counters.
 
@@ -80,18 +81,26 @@ def run(
 
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-    return AlertService(settings, stop, partition=partition).run()
+    return AlertService(settings, stop, partition=partition, end_session=end_session).run()
 
 
 class AlertService:
     def __init__(
-        self, settings: Settings, stop: threading.Event, *, partition: tuple[int, int] = (0, 1)
+        self,
+        settings: Settings,
+        stop: threading.Event,
+        *,
+        partition: tuple[int, int] = (0, 1),
+        end_session: bool = False,
     ) -> None:
         if not 0 <= partition[0] < max(partition[1], 1):
             raise ValueError(f"bad partition {partition}")
         self.settings = settings
         self.stop = stop
         self.partition = partition
+        # a replay's or benchmark's engine ends its broker session when it stops: a persistent
+        # session nobody resumes would queue the city's telemetry for days
+        self.end_session = end_session
         self.window = TimeWindow(settings.accept_past_s, settings.accept_future_s)
         self.stats = Stats(latency_ms=[])
         self.conn: psycopg.Connection | None = None
@@ -234,7 +243,7 @@ class AlertService:
         finally:
             self.stop.set()
             # keep the persistent session: telemetry published while we are down waits for us
-            consumer.stop()
+            consumer.stop(end_session=self.end_session)
             self._drop_db()
             for thread in (notifier, enricher):
                 if thread.is_alive():

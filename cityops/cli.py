@@ -93,6 +93,13 @@ def alerts(
             "CITYOPS_ALERTS_CLIENT_ID); 0/1 evaluates every sensor in a share group."
         ),
     ] = "0/1",
+    ephemeral: Annotated[
+        bool,
+        typer.Option(
+            help="End the broker session on stop (replays, benchmarks); by default it persists "
+            "so that telemetry published while the engine is down waits for it."
+        ),
+    ] = False,
 ) -> None:
     """Evaluate new readings as they arrive (thresholds with hysteresis and the detectors enabled
     per sensor type); raise, store, group into incidents, publish and notify; clear on return."""
@@ -106,7 +113,7 @@ def alerts(
     except ValueError:
         console.print(f"[red]--partition must be k/n with 0 <= k < n, not {partition!r}[/]")
         raise typer.Exit(2) from None
-    run(_settings(), partition=(k, n))
+    run(_settings(), partition=(k, n), end_session=ephemeral)
 
 
 @app.command("dead-letters")

@@ -86,7 +86,7 @@ def evaluate_scenario(
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"alerts-{scenario.stem}.log", "wb") as out:
         engine = subprocess.Popen(
-            [sys.executable, "-m", "cityops", "alerts"],
+            [sys.executable, "-m", "cityops", "alerts", "--ephemeral"],
             env=_engine_env(settings, tag),
             cwd=PROJECT_ROOT,
             stdout=out,

@@ -93,10 +93,10 @@ class EngineProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0, *args: str) -> None:
         self.lines = []
         self.proc = subprocess.Popen(
-            cityops_cmd("alerts"),
+            cityops_cmd("alerts", *args),
             env=settings_env(self.settings),
             cwd=ROOT,
             stderr=subprocess.PIPE,

@@ -450,3 +450,27 @@ def test_engine_waits_for_an_unreachable_broker_and_stops_cleanly(settings: Sett
     assert eng.proc is not None and eng.proc.poll() is None  # still waiting, not crashed
     assert eng.stop() == 0
     wait_for(lambda: "broker not reachable yet" in eng.log(), 5)
+
+
+def test_an_ephemeral_engine_leaves_no_session_behind(
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+) -> None:
+    """`cityops alerts --ephemeral` (replays, benchmarks) ends its broker session on stop:
+    nothing is queued for it afterwards (a persistent engine's readings wait, see above)."""
+    thresholds_only(db_url)
+    add_sensors(db_url, [("wp-eph-1", "water", "water_pressure")])
+    topic = telemetry_topic("water", "wp-eph-1")
+    engine.start(20.0, "--ephemeral")
+    assert engine.stop() == 0
+    t0 = time.time_ns() // 1_000_000
+    with Publisher(settings.mqtt_url_for("sim"), f"sim-{settings.alerts_client_id}") as pub:
+        pub.publish(topic, encode_reading(t0 - 60_000, 1, {"pressure": 150.0}))  # while down
+        pub.flush()
+        engine.start()  # same client id and group, persistent this time
+        pub.publish(topic, encode_reading(t0, 2, {"pressure": 140.0}))
+        pub.flush()
+        raised = decode_alert_event(alert_subscriber.get(timeout=10)[1])
+    assert engine.stop() == 0
+    # the reading published while no session existed was never delivered: the alert comes
+    # from the reading published after the restart
+    assert (raised.event, raised.value) == ("raised", 140.0)

@@ -6,10 +6,17 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import psycopg
 
 from alerts import store
-from alerts.detectors import step_gas_levels, step_rate_of_change, step_spike, step_stuck
+from alerts.detectors import (
+    step_flat,
+    step_gas_levels,
+    step_rate_of_change,
+    step_spike,
+    step_stuck,
+)
 from alerts.engine import Engine, KeyState, SensorInfo, StreamConfig
 from alerts.params import build_stream_config
 from sensors.catalogue import SENSOR_TYPES
@@ -92,7 +99,8 @@ def test_stuck_and_its_recovery_in_the_engine() -> None:
     )
     values = [350 + (i % 3) for i in range(5)] + [348.0] * 12 + [350.0]
     got = feed(eng, "pressure", values)
-    assert got == [("raised", "stuck", 15), ("cleared", "stuck", 17)]
+    # flat from minute 5: stuck once the run spans 90 % of the 10-minute window (minute 14)
+    assert got == [("raised", "stuck", 14), ("cleared", "stuck", 17)]
 
 
 def test_silent_raise_and_clear() -> None:
@@ -157,7 +165,8 @@ def test_defaults_and_overrides() -> None:
         },
     )
     assert cfg.rate == (50.0, 300.0) and cfg.stuck == (3600.0, 0.5, 5) and cfg.silent_factor == 5.0
-    assert cfg.window_s == 3600.0 and cfg.severity == {
+    # history kept per key: the rate window (the stuck test keeps a constant-size run)
+    assert cfg.window_s == 300.0 and cfg.severity == {
         "rate_of_change": "warning",
         "stuck": "info",
         "silent": "major",
@@ -296,3 +305,33 @@ def test_a_gateway_uploading_in_batches_is_not_silent_between_them() -> None:
             break
     assert ch is not None and ch.sensor_id == "s1"
     assert 40 * MIN <= (eng.stream_us or 0) - last <= 50 * MIN
+
+
+def test_the_streams_flat_run_agrees_with_the_window_rule() -> None:
+    # a noisy random walk with two flat stretches (one long enough, one too short)
+    rng = np.random.default_rng(5)
+    values = list(300 + np.cumsum(rng.normal(0, 2, 200)))
+    values[40:120] = [values[40]] * 80  # 80 min flat: stuck after 54 min (90 % of 60)
+    values[150:170] = [values[150]] * 20  # 20 min flat: not stuck
+    window, tol, pts = 3600.0, 0.01, 5
+    recent: list[tuple[int, float]] = []
+    flat = None
+    active_w = active_f = False
+    raised_w, raised_f = [], []
+    for i, v in enumerate(values):
+        t = T0 + i * MIN
+        now_w, _ = step_stuck(
+            recent, t, v, window_s=window, tolerance=tol, min_points=pts, active=active_w
+        )
+        now_f, flat, _ = step_flat(
+            flat, t, v, window_s=window, tolerance=tol, min_points=pts, active=active_f
+        )
+        if now_w and not active_w:
+            raised_w.append(i)
+        if now_f and not active_f:
+            raised_f.append(i)
+        active_w, active_f = now_w, now_f
+        recent = [(ts, x) for ts, x in recent if ts >= t - window * S] + [(t, v)]
+    # both once, in the long stretch: the run after 90 % of the window (54 min), the window
+    # rule when the whole hour before is flat (60 min); never in the short stretch
+    assert raised_f == [94] and raised_w == [100]
