@@ -34,7 +34,7 @@ from alerts.service import AlertService
 from cityops.db import connect
 from cityops.mqtt import Publisher
 from cityops.settings import Settings, parse_mqtt_url
-from sensors.payload import encode_reading
+from sensors.payload import encode_batch, encode_reading
 from sensors.topics import alert_filter, telemetry_topic
 
 
@@ -50,6 +50,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--anomalous", type=float, default=0.05, help="fraction of swinging sensors")
     ap.add_argument("--in-process", action="store_true", help="run the engine in a thread here")
+    ap.add_argument(
+        "--per-message",
+        type=int,
+        default=1,
+        help="readings per message (a gateway's batch, v1 'batch' payload)",
+    )
     args = ap.parse_args()
 
     tag = uuid.uuid4().hex[:6]
@@ -118,15 +124,24 @@ def main() -> None:
     step = 0
     with Publisher(settings.mqtt_url_for("sim"), f"bench-pub-{tag}", max_inflight=1000) as pub:
         while time.monotonic() - t_start < args.seconds:
+            per = max(1, args.per_message)
             for sid in ids:
-                ts_ms = start_ms + step
-                value = (150.0 if step % 2 == 0 else 320.0) if sid in swinging else 320.0
-                pub.publish(
-                    telemetry_topic("water", sid), encode_reading(ts_ms, step, {"pressure": value})
+                entries: list[tuple[int, int | None, dict[str, float]]] = []
+                for j in range(per):
+                    k = step * per + j
+                    value = (150.0 if k % 2 == 0 else 320.0) if sid in swinging else 320.0
+                    entries.append((start_ms + k, k, {"pressure": value}))
+                payload = (
+                    encode_reading(entries[0][0], entries[0][1], entries[0][2])
+                    if per == 1
+                    else encode_batch(entries)
                 )
+                pub.publish(telemetry_topic("water", sid), payload)
                 if sid in swinging:
-                    sent_ns[(sid, ts_ms)] = time.time_ns()
-                n_sent += 1
+                    now_ns = time.time_ns()
+                    for ts_ms, _seq, _q in entries:
+                        sent_ns[(sid, ts_ms)] = now_ns
+                n_sent += per
                 # pace: stay at or under the requested rate
                 ahead = n_sent / args.rate - (time.monotonic() - t_start)
                 if ahead > 0.002:
@@ -156,9 +171,11 @@ def main() -> None:
     else:
         stop.set()
         engine.join(20)
+        inside = service.stats.latency_ms or []
         engine_line = (
             f"engine: {service.stats.messages} messages, {service.stats.events} events, "
-            f"{service.stats.batches} batches"
+            f"{service.stats.batches} batches; message received -> its events published [ms]: "
+            f"p50 {_percentile(inside, 50):.1f}, p99 {_percentile(inside, 99):.1f}"
         )
     sub.disconnect()
     sub.loop_stop()
@@ -166,7 +183,8 @@ def main() -> None:
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     print(
         f"published {n_sent} readings in {wall:.1f} s = {n_sent / wall:.0f} readings/s "
-        f"({args.sensors} sensors, {len(swinging)} swinging across the low limit)"
+        f"in messages of {args.per_message} ({args.sensors} sensors, {len(swinging)} swinging"
+        " across the low limit)"
     )
     print(engine_line)
     print(f"alert events matched: {len(latencies)} of {len(sent_ns)} expected")

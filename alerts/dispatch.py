@@ -187,3 +187,38 @@ def run_enricher(
             log.exception("enricher: unexpected error")
     if conn is not None:
         conn.close()
+
+
+def run_grouper(
+    connect: Callable[[], psycopg.Connection],
+    stop: threading.Event,
+    wake: threading.Event,
+    *,
+    interval_s: float = 1.0,
+) -> None:
+    """Loop until ``stop``: put newly stored alerts into incidents (``store.group_new_alerts``),
+    at once when the engine ``wake``s it after publishing, else every ``interval_s``. Its own
+    thread and connection, so that an alert storm's grouping never holds up the next batch's
+    alerts; oldest raise first, whatever the batching."""
+    from alerts.store import group_new_alerts
+
+    conn: psycopg.Connection | None = None
+    while not stop.is_set():
+        wake.wait(interval_s)
+        wake.clear()
+        try:
+            if conn is None or conn.closed:
+                conn = connect()
+            while group_new_alerts(conn) and not stop.is_set():
+                pass
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            log.warning("grouper: database error (%s); retrying", exc)
+            if conn is not None:
+                conn.close()
+            conn = None
+            stop.wait(1.0)
+        except Exception:  # keep grouping the others; the failed one is retried next round
+            log.exception("grouper: unexpected error")
+            stop.wait(1.0)
+    if conn is not None:
+        conn.close()

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from alerts import store
-from alerts.dispatch import run_enricher, run_notifier
+from alerts.dispatch import run_enricher, run_grouper, run_notifier
 from alerts.engine import Engine, Evaluation, in_partition
 from cityops.db import connect
 from cityops.mqtt import AckingConsumer, Message, Publisher
@@ -112,6 +112,7 @@ class AlertService:
         self._unknown_reloads: list[float] = []  # when unknown sensors made us reload
         # the stream's clock as last seen, and when (monotonic): silence is judged on it
         self._stream_seen: tuple[int, float] | None = None
+        self._grouping = threading.Event()  # wakes the grouper thread
         self._silence_checked_us = 0
 
     # -- database ---------------------------------------------------------------------------
@@ -195,6 +196,16 @@ class AlertService:
             name="notifier",
             daemon=True,
         )
+        grouper = threading.Thread(
+            target=run_grouper,
+            args=(
+                lambda: connect(s.database_url, autocommit=True, application_name="cityops-group"),
+                self.stop,
+                self._grouping,
+            ),
+            name="grouper",
+            daemon=True,
+        )
         enricher = threading.Thread(
             target=run_enricher,
             args=(
@@ -223,6 +234,7 @@ class AlertService:
                 self._publish_outbox()
                 notifier.start()
                 enricher.start()
+                grouper.start()
                 self._ready_at = time.monotonic()
                 log.info(
                     "alerts engine ready: %d sensors, %d detector states, group %s",
@@ -245,7 +257,8 @@ class AlertService:
             # keep the persistent session: telemetry published while we are down waits for us
             consumer.stop(end_session=self.end_session)
             self._drop_db()
-            for thread in (notifier, enricher):
+            self._grouping.set()
+            for thread in (notifier, enricher, grouper):
                 if thread.is_alive():
                     thread.join(15)
         log.info(
@@ -299,7 +312,8 @@ class AlertService:
             evaluation = self.engine.evaluate(readings)
         try:
             events = self._retry(
-                "storing alerts", lambda: store.write_evaluation(self._db(), evaluation)
+                "storing alerts",
+                lambda: store.write_evaluation(self._db(), evaluation, group=False),
             )
         except psycopg.Error:
             # not a lost connection: the database refuses something in this batch. Find the
@@ -310,6 +324,7 @@ class AlertService:
         self.engine.commit(evaluation)
         if events:
             self._publish(events)  # type: ignore[arg-type]
+            self._group()
         for msg in batch:
             consumer.ack(msg)
         self._note_stream_clock()
@@ -352,7 +367,7 @@ class AlertService:
             evaluation = self.engine.evaluate(self._decode([msg]))
 
             def write(ev: Evaluation = evaluation) -> list[store.OutboxEvent]:
-                return store.write_evaluation(self._db(), ev)
+                return store.write_evaluation(self._db(), ev, group=False)
 
             try:
                 events = self._retry("storing alerts", write)
@@ -363,6 +378,7 @@ class AlertService:
                 self.engine.commit(evaluation)
                 if events:
                     self._publish(events)  # type: ignore[arg-type]
+                    self._group()
             consumer.ack(msg)
             self.stats.messages += 1
 
@@ -425,6 +441,11 @@ class AlertService:
                 )
             self._incidents_checked = time.monotonic()
 
+    def _group(self) -> None:
+        """Alerts into incidents, after their events are out: wake the grouper thread (it also
+        groups what an engine that stopped in between left ungrouped)."""
+        self._grouping.set()
+
     def _note_stream_clock(self) -> None:
         stream = self.engine.stream_us
         if stream is not None and (self._stream_seen is None or stream > self._stream_seen[0]):
@@ -453,10 +474,12 @@ class AlertService:
         silence = self.engine.check_silence(now_us)
         if silence.changes:
             events = self._retry(
-                "storing silent alerts", lambda: store.write_evaluation(self._db(), silence)
+                "storing silent alerts",
+                lambda: store.write_evaluation(self._db(), silence, group=False),
             )
             self.engine.commit(silence)
             self._publish(events)  # type: ignore[arg-type]
+            self._group()
 
     def _publish_outbox(self) -> None:
         """Events committed by an engine that stopped before publishing them."""

@@ -285,12 +285,19 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def write_evaluation(conn: psycopg.Connection, evaluation: Evaluation) -> list[OutboxEvent]:
+def write_evaluation(
+    conn: psycopg.Connection, evaluation: Evaluation, *, group: bool = True
+) -> list[OutboxEvent]:
     """Store one evaluated batch in one transaction; returns the events to publish.
+
+    ``group``: also put each raised alert into its incident in the same transaction. The engine
+    passes False and calls ``group_new_alerts`` once the events are out, so that the incident
+    queries are not on the alert's path to the people it pages.
 
     A raise that finds the condition already active (unique index ``alerts_one_active_idx``)
     and a clear that finds nothing active change nothing and publish nothing: replays are
-    harmless.
+    harmless. The changes are written a few statements per batch, not per change (an alert
+    storm of a hundred changes is one round trip per step, ``_apply_changes``).
     """
     events: list[OutboxEvent] = []
     with conn.transaction():
@@ -300,20 +307,17 @@ def write_evaluation(conn: psycopg.Connection, evaluation: Evaluation) -> list[O
             conn.execute("SET LOCAL synchronous_commit = off")
         else:
             lock_audit(conn)  # before any row lock (see lock_audit)
-        for ch in evaluation.changes:
-            alert_id = _apply_change(conn, ch)
-            if alert_id is None:
-                continue
-            ev = build_alert_event(alert_id, ch, _unit(ch.quantity))
-            payload = encode_alert_event(ev)
-            topic = alert_topic(ch.utility, ch.sensor_id)
-            row = conn.execute(
-                "INSERT INTO alert_events (alert_id, event, topic, payload)"
-                " VALUES (%s, %s, %s, %s) RETURNING event_id",
-                (alert_id, ch.event, topic, Jsonb(payload.decode(), dumps=lambda s: s)),
-            ).fetchone()
-            assert row is not None
-            events.append(OutboxEvent(row[0], alert_id, topic, payload))
+            applied = _apply_changes(conn, evaluation.changes)
+            if group:
+                for alert_id, ch, _states in applied:
+                    if ch.event == "raised":
+                        _attach_incident(conn, alert_id, ch)
+                raised = [a for a, ch, _ in applied if ch.event == "raised"]
+                if raised:
+                    conn.execute(
+                        "UPDATE alerts SET grouped_at = now() WHERE alert_id = ANY(%s)", (raised,)
+                    )
+            events = _queue_events(conn, applied)
         if evaluation.states:
             keys = [k for k, s in evaluation.states.items() if s.last_ts_us is not None]
             conn.execute(
@@ -333,29 +337,239 @@ def write_evaluation(conn: psycopg.Connection, evaluation: Evaluation) -> list[O
     return events
 
 
-def _unit(quantity: str) -> str:
-    q = QUANTITIES.get(quantity)
-    return q.unit if q else ""
+Applied = tuple[int, AlertChange, tuple[str, str]]  # (alert_id, change, (from, to) state)
 
 
-def _apply_maintenance(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -> None:
-    """Mark an alert raised inside a maintenance window covering its sensor."""
+def _rounds(changes: Sequence[AlertChange]) -> list[list[AlertChange]]:
+    """Split the changes, in order, into rounds where each (sensor, quantity, kind) appears at
+    most once: a sensor swinging across a limit raises, clears and raises again in one batch,
+    and each step must see the one before it."""
+    rounds: list[list[AlertChange]] = []
+    last_round: dict[tuple[str, str, str], int] = {}
+    for ch in changes:
+        key = (ch.sensor_id, ch.quantity, ch.kind)
+        i = last_round.get(key, -1) + 1
+        if i == len(rounds):
+            rounds.append([])
+        rounds[i].append(ch)
+        last_round[key] = i
+    return rounds
+
+
+def _apply_changes(conn: psycopg.Connection, changes: Sequence[AlertChange]) -> list[Applied]:
+    """Raise and clear alerts in bulk, round by round; then chain their audit rows (computed
+    here, one INSERT). Returns what was applied, in the changes' order."""
+    done: dict[int, Applied] = {}  # position in ``changes`` -> applied
+    position = {id(ch): i for i, ch in enumerate(changes)}
+    for rnd in _rounds(changes):
+        raises = [ch for ch in rnd if ch.event == "raised"]
+        clears = [ch for ch in rnd if ch.event == "cleared"]
+        if raises:
+            rows = conn.execute(
+                """
+                INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, state,
+                                    raised_at, value, limit_value, last_value, message_zh,
+                                    message_en)
+                SELECT u.sensor_id, u.utility, u.quantity, u.kind, u.severity, 'open', u.ts,
+                       u.value, u.lim, u.value, u.zh, u.en
+                FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                            %s::timestamptz[], %s::float8[], %s::float8[], %s::text[],
+                            %s::text[])
+                     AS u(sensor_id, utility, quantity, kind, severity, ts, value, lim, zh, en)
+                ON CONFLICT (sensor_id, quantity, kind) WHERE cleared_at IS NULL DO NOTHING
+                RETURNING alert_id, sensor_id, quantity, kind
+                """,
+                (
+                    [c.sensor_id for c in raises],
+                    [c.utility for c in raises],
+                    [c.quantity for c in raises],
+                    [c.kind for c in raises],
+                    [c.severity for c in raises],
+                    [ts_from_us(c.ts_us) for c in raises],
+                    [c.value for c in raises],
+                    [_finite(c.limit) for c in raises],
+                    [c.message_zh for c in raises],
+                    [c.message_en for c in raises],
+                ),
+            ).fetchall()
+            by_key = {(c.sensor_id, c.quantity, c.kind): c for c in raises}
+            new_ids = []
+            for alert_id, sid, quantity, kind in rows:
+                ch = by_key[(sid, quantity, kind)]
+                done[position[id(ch)]] = (alert_id, ch, ("", "open"))
+                new_ids.append((alert_id, ch))
+            _apply_maintenance_bulk(conn, new_ids)
+        if clears:
+            rows = conn.execute(
+                """
+                WITH c AS (
+                    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[],
+                                         %s::float8[]) AS c(sensor_id, quantity, kind, ts, value)
+                ), old AS (
+                    SELECT a.alert_id, a.state, c.ts, c.value FROM alerts a
+                    JOIN c USING (sensor_id, quantity, kind)
+                    WHERE a.cleared_at IS NULL FOR UPDATE OF a
+                )
+                UPDATE alerts a SET cleared_at = old.ts, last_value = old.value,
+                    updated_at = now(),
+                    state = CASE WHEN old.state IN ('open', 'acknowledged') THEN 'resolved'
+                                 ELSE old.state END,
+                    resolved_at = CASE WHEN old.state IN ('open', 'acknowledged') THEN old.ts
+                                       ELSE a.resolved_at END,
+                    resolved_by = CASE WHEN old.state IN ('open', 'acknowledged') THEN %s
+                                       ELSE a.resolved_by END
+                FROM old WHERE a.alert_id = old.alert_id
+                RETURNING a.alert_id, a.sensor_id, a.quantity, a.kind, old.state, a.state
+                """,
+                (
+                    [c.sensor_id for c in clears],
+                    [c.quantity for c in clears],
+                    [c.kind for c in clears],
+                    [ts_from_us(c.ts_us) for c in clears],
+                    [c.value for c in clears],
+                    SYSTEM_USER,
+                ),
+            ).fetchall()
+            by_key = {(c.sensor_id, c.quantity, c.kind): c for c in clears}
+            for alert_id, sid, quantity, kind, before, after in rows:
+                ch = by_key[(sid, quantity, kind)]
+                done[position[id(ch)]] = (alert_id, ch, (before, after))
+    applied = [done[i] for i in sorted(done)]
+    _append_audit_bulk(
+        conn,
+        [
+            AuditEntry(
+                0,
+                alert_id,
+                ts_from_us(ch.ts_us),
+                SYSTEM_USER,
+                "raise" if ch.event == "raised" else "clear",
+                before,
+                after,
+                # the console shows the comment: Chinese first, English kept in the detail
+                ch.message_zh,
+                {"value": ch.value, "severity": ch.severity, "message_en": ch.message_en}
+                if ch.event == "raised"
+                else {"value": ch.value, "message_en": ch.message_en},
+            )
+            for alert_id, ch, (before, after) in applied
+        ],
+    )
+    return applied
+
+
+def _apply_maintenance_bulk(
+    conn: psycopg.Connection, new: Sequence[tuple[int, AlertChange]]
+) -> None:
+    """Mark alerts raised inside a maintenance window covering their sensor (many at once)."""
+    if not new:
+        return
     conn.execute(
         """
         UPDATE alerts a SET suppressed_by = 'maintenance:' || w.window_id
         FROM (
-            SELECT w.window_id FROM maintenance_windows w
-            LEFT JOIN sensors s ON s.sensor_id = %(sid)s
-            WHERE w.starts_at <= %(ts)s AND %(ts)s < w.ends_at
-              AND (w.sensor_id IS NULL OR w.sensor_id = %(sid)s)
-              AND (w.utility IS NULL OR w.utility = %(utility)s)
-              AND (w.district_adcode IS NULL OR w.district_adcode = s.district_adcode)
-            ORDER BY w.window_id LIMIT 1
+            SELECT DISTINCT ON (x.id) x.id, w.window_id
+            FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[])
+                 AS x(id, sid, ts, utility)
+            LEFT JOIN sensors s ON s.sensor_id = x.sid
+            JOIN maintenance_windows w
+              ON w.starts_at <= x.ts AND x.ts < w.ends_at
+             AND (w.sensor_id IS NULL OR w.sensor_id = x.sid)
+             AND (w.utility IS NULL OR w.utility = x.utility)
+             AND (w.district_adcode IS NULL OR w.district_adcode = s.district_adcode)
+            ORDER BY x.id, w.window_id
         ) w
-        WHERE a.alert_id = %(id)s
+        WHERE a.alert_id = w.id
         """,
-        {"sid": ch.sensor_id, "ts": ts_from_us(ch.ts_us), "utility": ch.utility, "id": alert_id},
+        (
+            [a for a, _ in new],
+            [c.sensor_id for _, c in new],
+            [ts_from_us(c.ts_us) for _, c in new],
+            [c.utility for _, c in new],
+        ),
     )
+
+
+def _append_audit_bulk(conn: psycopg.Connection, entries: Sequence[AuditEntry]) -> None:
+    """Audit rows chained in order, in one INSERT (``append_audit`` for many; the caller holds
+    the audit lock, so nobody appends in between)."""
+    if not entries:
+        return
+    prev_row = conn.execute(
+        "SELECT hash FROM alert_audit ORDER BY audit_id DESC LIMIT 1"
+    ).fetchone()
+    prev = prev_row[0] if prev_row else ""
+    prevs, hashes = [], []
+    for e in entries:
+        h = _audit_hash(_HASH_ALG, prev, e)
+        prevs.append(prev)
+        hashes.append(h)
+        prev = h
+    conn.execute(
+        """
+        INSERT INTO alert_audit (alert_id, at, actor, action, from_state, to_state, comment,
+                                 detail, hash_alg, prev_hash, hash)
+        SELECT u.alert_id, u.at, u.actor, u.action, u.from_state, u.to_state, u.comment,
+               u.detail, %s, u.prev_hash, u.hash
+        FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
+                    %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[])
+             WITH ORDINALITY AS u(alert_id, at, actor, action, from_state, to_state, comment,
+                                  detail, prev_hash, hash, n)
+        ORDER BY u.n
+        """,
+        (
+            _HASH_ALG,
+            [e.alert_id for e in entries],
+            [e.at for e in entries],
+            [e.actor for e in entries],
+            [e.action for e in entries],
+            [e.from_state for e in entries],
+            [e.to_state for e in entries],
+            [e.comment for e in entries],
+            [Jsonb(e.detail) for e in entries],
+            prevs,
+            hashes,
+        ),
+    )
+
+
+def _queue_events(conn: psycopg.Connection, applied: Sequence[Applied]) -> list[OutboxEvent]:
+    """The outbox rows of the applied changes, in order, in one INSERT."""
+    if not applied:
+        return []
+    prepared = []
+    for alert_id, ch, _ in applied:
+        payload = encode_alert_event(build_alert_event(alert_id, ch, _unit(ch.quantity)))
+        prepared.append((alert_id, ch.event, alert_topic(ch.utility, ch.sensor_id), payload))
+    ids = [
+        r[0]
+        for r in conn.execute(
+            """
+            INSERT INTO alert_events (alert_id, event, topic, payload)
+            SELECT u.alert_id, u.event, u.topic, u.payload
+            FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::jsonb[])
+                 WITH ORDINALITY AS u(alert_id, event, topic, payload, n)
+            ORDER BY u.n
+            RETURNING event_id
+            """,
+            (
+                [p[0] for p in prepared],
+                [p[1] for p in prepared],
+                [p[2] for p in prepared],
+                [Jsonb(p[3].decode(), dumps=lambda s: s) for p in prepared],
+            ),
+        ).fetchall()
+    ]
+    ids.sort()  # sequence values follow the ORDER BY: sorted ids are the rows in order
+    return [
+        OutboxEvent(event_id, alert_id, topic, payload)
+        for event_id, (alert_id, _e, topic, payload) in zip(ids, prepared, strict=True)
+    ]
+
+
+def _unit(quantity: str) -> str:
+    q = QUANTITIES.get(quantity)
+    return q.unit if q else ""
 
 
 def write_maintenance_window(
@@ -381,84 +595,6 @@ def write_maintenance_window(
             (sensor_id, utility, district_adcode, starts_at, ends_at, reason, user),
         ).fetchone()
     assert row is not None
-    return int(row[0])
-
-
-def _apply_change(conn: psycopg.Connection, ch: AlertChange) -> int | None:
-    ts = ts_from_us(ch.ts_us)
-    if ch.event == "raised":
-        row = conn.execute(
-            """
-            INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, state, raised_at,
-                                value, limit_value, last_value, message_zh, message_en)
-            VALUES (%s, %s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (sensor_id, quantity, kind) WHERE cleared_at IS NULL DO NOTHING
-            RETURNING alert_id
-            """,
-            (
-                ch.sensor_id,
-                ch.utility,
-                ch.quantity,
-                ch.kind,
-                ch.severity,
-                ts,
-                ch.value,
-                _finite(ch.limit),
-                ch.value,
-                ch.message_zh,
-                ch.message_en,
-            ),
-        ).fetchone()
-        if row is None:
-            return None
-        append_audit(
-            conn,
-            row[0],
-            at=ts,
-            actor=SYSTEM_USER,
-            action="raise",
-            from_state="",
-            to_state="open",
-            # the console shows the comment: Chinese first, English kept in the detail
-            comment=ch.message_zh,
-            detail={"value": ch.value, "severity": ch.severity, "message_en": ch.message_en},
-        )
-        _attach_incident(conn, int(row[0]), ch)
-        _apply_maintenance(conn, int(row[0]), ch)
-        return int(row[0])
-    # cleared: the condition is over; an alert nobody is working on is resolved by the system
-    row = conn.execute(
-        """
-        WITH old AS (
-            SELECT alert_id, state FROM alerts
-            WHERE sensor_id = %s AND quantity = %s AND kind = %s AND cleared_at IS NULL
-            FOR UPDATE
-        )
-        UPDATE alerts a SET cleared_at = %s, last_value = %s, updated_at = now(),
-            state = CASE WHEN old.state IN ('open', 'acknowledged') THEN 'resolved'
-                         ELSE old.state END,
-            resolved_at = CASE WHEN old.state IN ('open', 'acknowledged') THEN %s
-                               ELSE a.resolved_at END,
-            resolved_by = CASE WHEN old.state IN ('open', 'acknowledged') THEN %s
-                               ELSE a.resolved_by END
-        FROM old WHERE a.alert_id = old.alert_id
-        RETURNING a.alert_id, old.state, a.state
-        """,
-        (ch.sensor_id, ch.quantity, ch.kind, ts, ch.value, ts, SYSTEM_USER),
-    ).fetchone()
-    if row is None:
-        return None
-    append_audit(
-        conn,
-        row[0],
-        at=ts,
-        actor=SYSTEM_USER,
-        action="clear",
-        from_state=row[1],
-        to_state=row[2],
-        comment=ch.message_zh,
-        detail={"value": ch.value, "message_en": ch.message_en},
-    )
     return int(row[0])
 
 
@@ -1139,8 +1275,8 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
         for r in conn.execute(
             "SELECT incident_id, utility, severity, last_alert_at, ST_X(centre), ST_Y(centre),"
             " alert_count, radius_m, kinds, centre_weight, kind = 'sensor_health',"
-            " EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.incident_id"
-            "         AND a.sensor_id = %s)"
+            " EXISTS (SELECT 1 FROM incident_sensors m WHERE m.incident_id = i.incident_id"
+            "         AND m.sensor_id = %s)"
             " FROM incidents i"
             " WHERE state = 'open' AND utility = %s AND last_alert_at BETWEEN %s AND %s"
             " ORDER BY incident_id FOR UPDATE",
@@ -1163,28 +1299,31 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
         inc = replace(inc, kinds=inc.kinds | flags)
     # a faulty sensor's process alarms are put down to it: the incident is a sensor problem
     # when every sensor with a process alarm in it is flagged faulty (in it, or right now)
-    members: dict[str, bool] = {ch.sensor_id: ch.kind in HEALTH_KINDS}
-    process: set[str] = set() if ch.kind in HEALTH_KINDS else {ch.sensor_id}
-    if chosen:
-        for sid, has_health, has_process in conn.execute(
-            "SELECT sensor_id, bool_or(kind = ANY(%s)), bool_or(NOT kind = ANY(%s))"
-            " FROM alerts WHERE incident_id = %s GROUP BY sensor_id",
-            (sorted(HEALTH_KINDS), sorted(HEALTH_KINDS), chosen.incident_id),
-        ):
-            members[sid] = members.get(sid, False) or has_health
-            if has_process:
-                process.add(sid)
-    flagged = {sid for sid, health in members.items() if health}
-    if process - flagged:
-        flagged |= {
-            r[0]
-            for r in conn.execute(
-                "SELECT DISTINCT sensor_id FROM alerts WHERE sensor_id = ANY(%s)"
-                " AND cleared_at IS NULL AND kind = ANY(%s)",
-                (sorted(process - flagged), sorted(HEALTH_KINDS)),
-            )
-        }
-    suspect_only = bool(flagged) and process <= flagged
+    is_health = ch.kind in HEALTH_KINDS
+    # this alert's sensor is flagged by this alert, by an active fault alert, or by a fault
+    # alert it already has in the incident
+    this_flagged = is_health or bool(flags)
+    if not this_flagged and chosen is not None:
+        this_flagged = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM incident_sensors WHERE incident_id = %s"
+            " AND sensor_id = %s AND health)",
+            (chosen.incident_id, ch.sensor_id),
+        ).fetchone() == (True,)
+    suspect_only = False
+    if this_flagged:
+        # and so is every other sensor with a process alarm in the incident
+        unflagged = (
+            conn.execute(
+                "SELECT 1 FROM incident_sensors m WHERE m.incident_id = %s AND m.process"
+                " AND NOT m.health AND m.sensor_id <> %s AND NOT EXISTS (SELECT 1 FROM alerts a"
+                " WHERE a.sensor_id = m.sensor_id AND a.cleared_at IS NULL AND a.kind = ANY(%s))"
+                " LIMIT 1",
+                (chosen.incident_id, ch.sensor_id, sorted(HEALTH_KINDS)),
+            ).fetchone()
+            if chosen is not None
+            else None
+        )
+        suspect_only = unflagged is None
     zh, en = incident_explanation(inc, suspect_only=suspect_only)
     values = (
         incident_kind(inc.utility, inc.kinds, suspect_only=suspect_only),
@@ -1219,7 +1358,55 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
         assert r is not None
         incident_id = int(r[0])
     conn.execute("UPDATE alerts SET incident_id = %s WHERE alert_id = %s", (incident_id, alert_id))
+    conn.execute(
+        "INSERT INTO incident_sensors (incident_id, sensor_id, health, process)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (incident_id, sensor_id) DO UPDATE"
+        " SET health = incident_sensors.health OR EXCLUDED.health,"
+        " process = incident_sensors.process OR EXCLUDED.process",
+        (incident_id, ch.sensor_id, is_health, not is_health),
+    )
     return incident_id
+
+
+_GROUP_LOCK = 0x0C17_0906  # one grouper at a time, whichever worker
+
+
+def group_new_alerts(conn: psycopg.Connection, *, limit: int = 100) -> int:
+    """Put alerts not yet grouped into their incidents, oldest raise first (the same order
+    whatever the batching), ``limit`` per transaction; returns how many (0 when another worker
+    is grouping). The alerts' rows are not locked while it thinks, so the engine's next clears
+    never wait for it."""
+    with conn.transaction():
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_GROUP_LOCK,)).fetchone()
+        if got != (True,):
+            return 0
+        rows = conn.execute(
+            "SELECT alert_id, sensor_id, utility, quantity, kind, severity, value, limit_value,"
+            " raised_at FROM alerts WHERE grouped_at IS NULL ORDER BY raised_at, alert_id"
+            " LIMIT %s",
+            (limit,),
+        ).fetchall()
+        for alert_id, sid, utility, quantity, kind, severity, value, limit_value, at in rows:
+            ch = AlertChange(
+                "raised",
+                sid,
+                utility,
+                quantity,
+                kind,
+                severity,
+                value,
+                limit_value,
+                us_from_ts(at),
+                "",
+                "",
+            )
+            _attach_incident(conn, alert_id, ch)
+        if rows:
+            conn.execute(
+                "UPDATE alerts SET grouped_at = now() WHERE alert_id = ANY(%s)",
+                ([r[0] for r in rows],),
+            )
+    return len(rows)
 
 
 def resolve_quiet_incidents(conn: psycopg.Connection, *, now: datetime | None = None) -> int:

@@ -406,6 +406,9 @@ max_queued_messages 2000000
 max_queued_bytes 0
 max_inflight_messages 1000
 max_packet_size 1048576
+# small packets (a reading, a PUBACK) go out at once: with Nagle's algorithm and delayed ACKs
+# a QoS 1 round trip waited up to 40 ms (measured: alert events' PUBACK 22-48 ms)
+set_tcp_nodelay true
 log_dest stdout
 log_type error
 log_type warning

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,10 +59,12 @@ def db_url(stack: LocalStack, template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(stack: LocalStack, db_url: str) -> Settings:
-    """Settings for one test: its own database and client ids, the stack's broker identities."""
+def settings(stack: LocalStack, db_url: str) -> Iterator[Settings]:
+    """Settings for one test: its own database and client ids, the stack's broker identities.
+    Afterwards the test's persistent broker sessions are ended: a session nobody resumes would
+    have every later test's telemetry queued for it (the broker grew to 600 MB and stalled)."""
     tag = uuid.uuid4().hex[:8]
-    return Settings(
+    s = Settings(
         database_url=db_url,
         mqtt_url=stack.mqtt_url("cityops-admin"),
         ingest_mqtt_url=stack.mqtt_url("cityops-ingest"),
@@ -72,6 +75,42 @@ def settings(stack: LocalStack, db_url: str) -> Settings:
         alerts_client_id=f"alerts-{tag}",
         alerts_share_group=f"alerts-{tag}",
     )
+    yield s
+    for url, client_id in (
+        (s.mqtt_url_for("ingest"), s.ingest_client_id),
+        (s.mqtt_url_for("alerts"), s.alerts_client_id),
+        *((s.mqtt_url_for("alerts"), f"{s.alerts_client_id}-w{k}") for k in range(4)),
+    ):
+        end_mqtt_session(url, client_id)
+
+
+def end_mqtt_session(url: str, client_id: str) -> None:
+    """Discard the broker's stored session of ``client_id`` (connect with a clean start and
+    no session expiry, then leave)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from cityops.settings import parse_mqtt_url
+
+    ep = parse_mqtt_url(url)
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    c.username_pw_set(ep.username, ep.password)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    try:
+        c.connect(ep.host, ep.port, keepalive=10, clean_start=True, properties=props)
+        c.loop_start()
+        deadline = time.monotonic() + 5
+        while not c.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        c.disconnect()
+        c.loop_stop()
+    except OSError:
+        pass  # the broker is gone (a test stopped it): nothing is kept either
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
