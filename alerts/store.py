@@ -167,10 +167,12 @@ def write_metered_area(
     name: str,
     meters: Sequence[tuple[str, int]],
     params: dict[str, Any] | None = None,
+    members: Sequence[str] = (),
 ) -> None:
     """Define (or redefine) a metered area: its inlet flow meters, each with +1 where a positive
-    flow enters the area and -1 where it leaves (alerts/balance.py); the engine picks it up
-    within 30 s."""
+    flow enters the area and -1 where it leaves (alerts/balance.py), and the sensors inside it
+    (``members``; the meters always are), which incident grouping uses as the network's
+    topology; the engine picks it up within 30 s."""
     if not meters or any(sign not in (-1, 1) for _, sign in meters):
         raise ValueError("a metered area needs meters, each with sign +1 or -1")
     with conn.transaction():
@@ -186,6 +188,12 @@ def write_metered_area(
                 "INSERT INTO metered_area_meters (area_id, sensor_id, sign) VALUES (%s, %s, %s)",
                 (area_id, sensor_id, sign),
             )
+        conn.execute("DELETE FROM metered_area_sensors WHERE area_id = %s", (area_id,))
+        conn.execute(
+            "INSERT INTO metered_area_sensors (area_id, sensor_id)"
+            " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING",
+            (area_id, sorted({*members, *(m for m, _ in meters)})),
+        )
 
 
 def read_metered_areas(conn: psycopg.Connection) -> dict[str, AreaSpec]:
@@ -1285,6 +1293,8 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
         if r[11] or r[10] == health
     ]
     chosen = choose_incident(point, candidates)
+    if chosen is None and ch.utility == "water" and not health:
+        chosen = _area_incident(conn, ch, candidates)
     inc = join_incident(chosen, point) if chosen else new_incident(point)
     # a process alarm from a sensor already flagged faulty carries that flag into its incident
     flags = {
@@ -1369,6 +1379,31 @@ def _attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) -
 
 
 _GROUP_LOCK = 0x0C17_0906  # one grouper at a time, whichever worker
+
+
+AREA_INCIDENT_KINDS = ("water_burst", "water_leak")
+
+
+def _area_incident(
+    conn: psycopg.Connection, ch: AlertChange, candidates: Sequence[IncidentState]
+) -> IncidentState | None:
+    """Grouping by topology: an open burst or leak incident of a metered area this alert's
+    sensor is inside belongs to it, however far from the inlet (the burst's pressure falls
+    downstream). Among the candidates of the time window only."""
+    if not candidates:
+        return None
+    row = conn.execute(
+        "SELECT i.incident_id FROM incidents i"
+        " JOIN incident_sensors m ON m.incident_id = i.incident_id"
+        " JOIN metered_area_sensors a ON a.sensor_id = m.sensor_id"
+        " JOIN metered_area_sensors mine ON mine.area_id = a.area_id AND mine.sensor_id = %s"
+        " WHERE i.incident_id = ANY(%s) AND i.kind = ANY(%s)"
+        " ORDER BY i.last_alert_at DESC LIMIT 1",
+        (ch.sensor_id, [c.incident_id for c in candidates], list(AREA_INCIDENT_KINDS)),
+    ).fetchone()
+    if row is None:
+        return None
+    return next(c for c in candidates if c.incident_id == row[0])
 
 
 def group_new_alerts(conn: psycopg.Connection, *, limit: int = 100) -> int:

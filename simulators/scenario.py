@@ -257,6 +257,7 @@ def _db_start(
 
             write_sensors(conn, run.sensors)
             write_asset_limits(conn, run.world.asset_limits)
-            write_metered_areas(conn, run.world.metered_areas)
+            water = [s.sensor_id for s in run.sensors if s.utility.value == "water"]
+            write_metered_areas(conn, run.world.metered_areas, water)
         if truth_too:
             write_run_start(conn, truth)

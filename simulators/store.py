@@ -154,12 +154,16 @@ def write_asset_limits(
 
 
 def write_metered_areas(
-    conn: psycopg.Connection, areas: dict[str, tuple[str, list[tuple[str, int]]]]
+    conn: psycopg.Connection,
+    areas: dict[str, tuple[str, list[tuple[str, int]]]],
+    members: list[str],
 ) -> int:
     """The simulated networks' metered areas (World.metered_areas) for the alert engine's water
-    balance (alerts' ``metered_areas``), as a utility registers its DMAs. Returns how many."""
+    balance and topology grouping (alerts' ``metered_areas``), as a utility registers its DMAs;
+    ``members``: the sensors on the network (a scenario has one water network). Returns how
+    many areas."""
     from alerts.store import write_metered_area
 
     for area_id, (name, meters) in areas.items():
-        write_metered_area(conn, "simulator", area_id, name, meters)
+        write_metered_area(conn, "simulator", area_id, name, meters, members=members)
     return len(areas)

@@ -161,3 +161,47 @@ def test_alarms_of_sensors_that_show_a_fault_are_a_sensor_problem() -> None:
     # no fault flagged: a process incident
     low = frozenset({alert_tag("pressure", "threshold_low")})
     assert incident_kind("water", low, suspect_only=True) == "water_anomaly"
+
+
+def test_a_bursts_symptoms_in_its_metered_area_join_its_incident(db_url: str) -> None:
+    """Grouping by topology: a pressure alert 5 km from the inlet joins the burst's incident
+    when its sensor is inside the burst's metered area, not when it is outside."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for sid, stype, dlat in (
+            ("wf-inlet", "water_flow", 0),
+            ("wp-inside", "water_pressure", 5000),
+            ("wp-outside", "water_pressure", 5200),
+        ):
+            conn.execute(
+                "INSERT INTO sensors (sensor_id, utility, sensor_type, name, geom)"
+                " VALUES (%s, 'water', %s, %s, ST_SetSRID(ST_MakePoint(%s, %s), 4326))",
+                (sid, stype, sid, LON, LAT + dlat / 111_195.0),
+            )
+        store.write_metered_area(
+            conn, "test", "dma-7", "DMA 7", [("wf-inlet", 1)], members=["wp-inside"]
+        )
+
+        def raise_(sid: str, quantity: str, kind: str, minutes: float, value: float) -> int:
+            ch = AlertChange(
+                "raised",
+                sid,
+                "water",
+                quantity,
+                kind,
+                "critical",
+                value,
+                30.0 if kind == "water_burst" else 200.0,
+                T0 + int(minutes * 60 * S),
+                "z",
+                "e",
+            )
+            return store.write_evaluation(conn, Evaluation((ch,), {}))[0].alert_id
+
+        burst = raise_("wf-inlet", "flow", "water_burst", 0, 55.0)
+        inside = raise_("wp-inside", "pressure", "threshold_low", 3, 150.0)
+        outside = raise_("wp-outside", "pressure", "threshold_low", 4, 150.0)
+        incidents = store.read_open_incidents(conn)
+    assert [(i.kind, i.alert_ids) for i in incidents] == [
+        ("water_burst", (burst, inside)),
+        ("water_anomaly", (outside,)),
+    ]
