@@ -356,16 +356,36 @@ def ogc_config_cmd(
 
 
 def _serve(app_: Any, host: str, port: int) -> None:
-    from werkzeug.serving import make_server
+    """Serve a WSGI app on waitress, the production server the dashboard uses too (decision
+    0043), until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
 
-    server = make_server(host, port, app_, threaded=True)
+    from waitress.server import create_server
+
+    server = create_server(
+        app_,
+        host=host,
+        port=port,
+        threads=8,
+        connection_limit=200,
+        channel_timeout=60,
+        asyncore_use_poll=True,
+        ident="cityops",
+    )
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
     console.print(f"serving on http://{host}:{port}/ (Ctrl-C stops)")
     try:
-        server.serve_forever()
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.close()
 
 
 @app.command("serve-ogc")
