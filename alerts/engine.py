@@ -312,6 +312,8 @@ class Engine:
             )
         recent = state.recent
         spike_us = state.spike_us
+        if spike_us is None and "spike" in active:
+            spike_us = r.ts_us  # restored after a restart: the quiet hour starts now
         flat = state.flat
         if cfg is not None and cfg.spike is not None:
             rel, floor = cfg.spike
@@ -373,8 +375,11 @@ class Engine:
             if cfg.stuck is not None:
                 window_s, tol, min_points = cfg.stuck
                 was = "stuck" in active
+                if was and flat is None:
+                    # restored after a restart: still stuck while it reads the same value
+                    flat = (r.value, r.value, r.ts_us - int(window_s * US), min_points)
                 now, flat, _spread = step_flat(
-                    state.flat,
+                    flat,
                     r.ts_us,
                     r.value,
                     window_s=window_s,

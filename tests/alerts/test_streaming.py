@@ -335,3 +335,17 @@ def test_the_streams_flat_run_agrees_with_the_window_rule() -> None:
     # both once, in the long stretch: the run after 90 % of the window (54 min), the window
     # rule when the whole hour before is flat (60 min); never in the short stretch
     assert raised_f == [94] and raised_w == [100]
+
+
+def test_restored_spike_and_stuck_alerts_clear_as_they_should() -> None:
+    cfg = build_stream_config(
+        "pressure", {"spike": ("warning", {}), "stuck": ("warning", {"window_s": 600})}
+    )
+    eng = engine({"pressure": cfg})
+    # after a restart only the active kinds come back from the database
+    eng.states = {("s1", "pressure"): KeyState(T0, frozenset({"spike", "stuck"}))}
+    got = feed(eng, "pressure", [300.0] * 3, start_min=1)
+    assert got == []  # still flat: stuck stays; no spike yet for an hour: spike stays
+    got = feed(eng, "pressure", [300.0 + (i % 2) for i in range(62)], start_min=4)
+    # moving again clears stuck at once; an hour without a spike clears spike
+    assert got == [("cleared", "stuck", 5), ("cleared", "spike", 62)]
