@@ -46,6 +46,7 @@ from ingestion.mqtt import QUEUE_MAX_BYTES, IngestConsumer
 from ingestion.store import (
     IngestConnection,
     QuarantineRow,
+    drop_old_bookkeeping,
     drop_old_partitions,
     drop_old_quarantine,
     read_catalogue,
@@ -69,6 +70,9 @@ RETRY_MAX_S = 5.0
 HEALTHY_WITHIN_S = 30.0
 # rejected messages are kept this long (or CITYOPS_RETENTION_DAYS when shorter)
 QUARANTINE_KEEP_DAYS = 30
+# gaps and duplicate counts feed the data-trust figures: kept as long as the readings, and a
+# little over a year when readings are kept for ever (they grow by sensors x hours)
+BOOKKEEPING_KEEP_DAYS = 400
 # writer threads, each with its own connection: while one batch waits for its COMMIT (fsync),
 # the next is written; two batches fill the broker's in-flight window of 1000 messages
 WRITERS = 2
@@ -707,7 +711,8 @@ class Ingestor:
 
     def _maintenance(self, ic: IngestConnection) -> None:
         """Partitions ahead; retention of readings (both storage paths: plain drops day
-        partitions, TimescaleDB drops chunks) and of the quarantine. A refused step is logged
+        partitions, TimescaleDB drops chunks), of the quarantine and of the bookkeeping (gaps,
+        duplicate counts). A refused step is logged
         and the others still run; a lost connection is raised."""
         s = self.settings
         created = write_partitions(ic, s.accept_past_s, s.accept_future_s)
@@ -718,6 +723,12 @@ class Ingestor:
             )
         purged = self._maintenance_step(
             ic, "quarantine_retention", drop_old_quarantine, quarantine_keep_days(s.retention_days)
+        )
+        purged += self._maintenance_step(
+            ic,
+            "bookkeeping_retention",
+            drop_old_bookkeeping,
+            s.retention_days if s.retention_days > 0 else BOOKKEEPING_KEEP_DAYS,
         )
         if created or dropped:
             log_event(log, "partitions", created=created, dropped=dropped)

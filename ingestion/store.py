@@ -294,6 +294,19 @@ def drop_old_partitions(ic: IngestConnection, keep_days: int) -> int:
 QUARANTINE_PURGE_CHUNK = 10_000  # rows deleted per transaction, so that no lock is held long
 
 
+def drop_old_bookkeeping(ic: IngestConnection, keep_days: int) -> int:
+    """Retention of the ingestion bookkeeping: possible gaps detected, and hourly duplicate
+    counts, older than ``keep_days``. Returns the rows deleted."""
+    n = 0
+    for sql in (
+        "DELETE FROM ingest_gaps WHERE detected_at < now() - make_interval(days => %s)",
+        "DELETE FROM ingest_duplicates_1h WHERE bucket < now() - make_interval(days => %s)",
+    ):
+        n += max(0, ic.conn.execute(sql, (keep_days,)).rowcount)
+    ic.conn.commit()
+    return n
+
+
 def drop_old_quarantine(ic: IngestConnection, keep_days: int) -> int:
     """Retention of the quarantine: delete rows received more than ``keep_days`` ago, in
     chunks of ``QUARANTINE_PURGE_CHUNK`` (index ``quarantine_received_idx``). Returns the count."""

@@ -228,7 +228,7 @@ def test_is_healthy_and_quarantine_keep_days() -> None:
     assert quarantine_keep_days(0) == 30  # readings kept for ever; the quarantine not
 
 
-def test_maintenance_applies_retention_to_quarantine_and_readings(
+def test_maintenance_applies_retention_to_quarantine_readings_and_bookkeeping(
     settings: Settings, db_url: str
 ) -> None:
     for days in (40, 20, 1):
@@ -249,6 +249,20 @@ def test_maintenance_applies_retention_to_quarantine_and_readings(
         "INSERT INTO readings (sensor_id, quantity, ts, value)"
         " VALUES ('old', 'pressure', now() - interval '45 days', 1)",
     )
+    for days in (50, 2):
+        query(
+            db_url,
+            "INSERT INTO ingest_gaps (detected_at, client_id, kind) VALUES"
+            " (now() - make_interval(days => %s), %s, 'session_lost') RETURNING 1",
+            (days, f"w{days}"),
+        )
+        query(
+            db_url,
+            "INSERT INTO ingest_duplicates_1h (sensor_id, quantity, bucket, duplicates) VALUES"
+            " ('s', 'pressure', date_trunc('hour', now() - make_interval(days => %s)), 3)"
+            " RETURNING 1",
+            (days,),
+        )
     settings.retention_days = 42
     ing = Ingestor(settings)  # not started: _maintenance is what runs at start and hourly
     ic = IngestConnection(db_url, settings.ingest_client_id)
@@ -259,6 +273,9 @@ def test_maintenance_applies_retention_to_quarantine_and_readings(
             ("t/20",),
         ]
         assert _count(db_url, "SELECT count(*) FROM readings WHERE sensor_id = 'old'") == 0
+        # the bookkeeping follows the readings' retention
+        assert query(db_url, "SELECT client_id FROM ingest_gaps") == [("w2",)]
+        assert _count(db_url, "SELECT count(*) FROM ingest_duplicates_1h") == 1
         assert drop_old_quarantine(ic, 10) == 1
         assert query(db_url, "SELECT topic FROM quarantine") == [("t/1",)]
     finally:
