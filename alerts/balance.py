@@ -11,6 +11,9 @@ and minimum night flow analysis; Farley & Trow 2003, Mounce et al. 2010 for the 
 - Burst (``water_burst``): supply above the expectation by at least ``burst_rise_lps`` [L/s] for
   ``burst_points`` consecutive supply points; cleared when the excess falls under half of that.
   Needs ``min_days`` of profile.
+- Supply lost at a source (``inlet_flow_low``): a source meter's flow (not a service
+  reservoir's) under its own usual by at least ``inlet_drop_lps`` and ``inlet_drop_share`` of
+  it, for ``burst_points`` points: a pump trip, a closed works valve.
 - Night flow (``night_flow_rise``): the mean supply over the night window (02:00-04:00) above the
   median of the previous nights' by at least ``night_rise_lps`` [L/s]; judged once the window is
   over, cleared by a night back under half of that.
@@ -45,6 +48,11 @@ class AreaSpec:
     night_start_h: float = 2.0
     night_end_h: float = 4.0
     night_rise_lps: float = 2.5
+    storage: frozenset[str] = frozenset()  # meters on service reservoirs, not on sources
+    inlet_min_lps: float = 20.0  # a source usually delivering at least this much ...
+    inlet_drop_lps: float = 30.0  # ... that falls by this much ...
+    inlet_drop_share: float = 0.5  # ... and by this share of its usual flow: supply lost
+    inlet_min_days: int = 1  # days of its own history before a source is judged
 
     @property
     def alert_sensor(self) -> str:
@@ -69,6 +77,8 @@ class AreaState:
     meter_nights: dict[str, dict[int, tuple[float, int]]] = field(default_factory=dict)
     burst_sensor: str | None = None
     night_sensor: str | None = None
+    low: dict[str, int] = field(default_factory=dict)  # source meter -> consecutive low points
+    low_active: set[str] = field(default_factory=set)  # sources whose supply-loss alert is on
 
     def copy(self) -> AreaState:
         return AreaState(
@@ -85,6 +95,8 @@ class AreaState:
             {m: dict(n) for m, n in self.meter_nights.items()},
             self.burst_sensor,
             self.night_sensor,
+            dict(self.low),
+            set(self.low_active),
         )
 
 
@@ -110,6 +122,10 @@ AREA_PARAMS = frozenset(
         "night_start_h",
         "night_end_h",
         "night_rise_lps",
+        "inlet_min_lps",
+        "inlet_drop_lps",
+        "inlet_drop_share",
+        "inlet_min_days",
     }
 )
 
@@ -232,8 +248,9 @@ def _on_point(spec: AreaSpec, st: AreaState, t: int, supply: float) -> list[Area
                         st.burst_sensor or spec.alert_sensor,
                     )
                 )
-    # learn the profile, but not from a burst (it would become "normal")
-    if not st.burst:
+    events.extend(_sources(spec, st, t, day, b))
+    # learn the profile, but not from a burst or a lost supply (it would become "normal")
+    if not st.burst and not st.low_active:
         _add(st.days, day, b, supply)
         for sid, sign in spec.meters:
             _add(st.meter_days.setdefault(sid, {}), day, b, sign * st.latest[sid][1])
@@ -241,6 +258,41 @@ def _on_point(spec: AreaSpec, st: AreaState, t: int, supply: float) -> list[Area
         for d in [d for d in days if d < day - spec.history_days]:
             del days[d]
     events.extend(_night(spec, st, t, day, supply))
+    return events
+
+
+def _sources(spec: AreaSpec, st: AreaState, t: int, day: int, b: int) -> list[AreaEvent]:
+    """Supply lost at a source (a pump trip, a works valve closed): its flow far under its own
+    usual for this time of day, for ``burst_points`` points. The area's total may not move
+    (service reservoirs make up for it), so the balance alone would not see it."""
+    events: list[AreaEvent] = []
+    for sid, sign in spec.meters:
+        if sid in spec.storage:
+            continue
+        days = st.meter_days.get(sid, {})
+        if sum(1 for d, bins in days.items() if d < day and b in bins) < spec.inlet_min_days:
+            continue
+        usual = _median_of_days(spec, days, day, b)
+        if usual is None:
+            continue
+        now = sign * st.latest[sid][1]
+        drop = usual - now
+        need = max(spec.inlet_drop_lps, spec.inlet_drop_share * usual)
+        if sid not in st.low_active:
+            low = usual >= spec.inlet_min_lps and drop >= need
+            st.low[sid] = st.low.get(sid, 0) + 1 if low else 0
+            if st.low[sid] >= spec.burst_points:
+                st.low_active.add(sid)
+                st.low[sid] = 0
+                events.append(AreaEvent("raised", "inlet_flow_low", t, drop, need, now, usual, sid))
+        else:
+            st.low[sid] = st.low.get(sid, 0) + 1 if drop < need / 2 else 0
+            if st.low[sid] >= spec.burst_points:
+                st.low_active.discard(sid)
+                st.low[sid] = 0
+                events.append(
+                    AreaEvent("cleared", "inlet_flow_low", t, drop, need, now, usual, sid)
+                )
     return events
 
 

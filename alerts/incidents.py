@@ -191,6 +191,8 @@ def incident_kind(utility: str, kinds: frozenset[str], *, suspect_only: bool = F
         return "water_burst"
     if utility == "water" and any(k == "night_flow_rise" for _, k in parts):
         return "water_leak"
+    if utility == "water" and any(k == "inlet_flow_low" for _, k in parts):
+        return "water_supply_loss"
     if parts and all(k in HEALTH_KINDS for _, k in parts):
         return "sensor_health"
     if utility == "power" and any(
@@ -204,6 +206,7 @@ _KIND_TEXT = {
     "gas_leak": ("疑似燃气泄漏", "suspected gas leak"),
     "water_burst": ("疑似供水爆管", "suspected water main burst"),
     "water_leak": ("疑似供水管网漏水", "suspected water leak"),
+    "water_supply_loss": ("水源供水中断（泵站或水厂）", "supply lost at a source (pump or works)"),
     "sensor_health": ("传感器异常", "sensor problems"),
     "power_outage": ("疑似停电", "suspected power outage"),
 }

@@ -109,6 +109,7 @@ KIND_NAMES: dict[str, tuple[str, str]] = {
     "sensor_fault": ("传感器故障", "sensor fault"),
     "water_burst": ("疑似爆管", "suspected burst"),
     "night_flow_rise": ("夜间最小流量上升", "night flow rising"),
+    "inlet_flow_low": ("水源供水中断", "supply lost at a source"),
     **{k: (f"可燃气体{zh}", f"gas {en}") for k, (zh, en) in _GAS_LEVEL_NAMES.items()},
 }
 
@@ -204,6 +205,18 @@ def area_messages(
         return (
             f"计量区 {area} 供水量恢复正常（{sup} L/s）",
             f"metered area {area}: supply back to normal ({sup} L/s)",
+        )
+    if kind == "inlet_flow_low":
+        if event == "raised":
+            return (
+                f"计量区 {area} 水源进水 {sup} L/s，比同时段常值 {exp} L/s 低 {e} L/s，"
+                "疑似泵站停运或水源故障",
+                f"metered area {area}: a source delivers {sup} L/s, {e} L/s under its usual"
+                f" {exp} L/s for this time of day: pump or works failure?",
+            )
+        return (
+            f"计量区 {area} 水源供水恢复（{sup} L/s）",
+            f"metered area {area}: source supply back ({sup} L/s)",
         )
     if event == "raised":
         return (

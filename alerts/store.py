@@ -168,11 +168,13 @@ def write_metered_area(
     meters: Sequence[tuple[str, int]],
     params: dict[str, Any] | None = None,
     members: Sequence[str] = (),
+    storage: Sequence[str] = (),
 ) -> None:
     """Define (or redefine) a metered area: its inlet flow meters, each with +1 where a positive
     flow enters the area and -1 where it leaves (alerts/balance.py), and the sensors inside it
     (``members``; the meters always are), which incident grouping uses as the network's
-    topology; the engine picks it up within 30 s."""
+    topology; ``storage``: the meters on service reservoirs rather than sources; the engine
+    picks it up within 30 s."""
     if not meters or any(sign not in (-1, 1) for _, sign in meters):
         raise ValueError("a metered area needs meters, each with sign +1 or -1")
     with conn.transaction():
@@ -185,8 +187,9 @@ def write_metered_area(
         conn.execute("DELETE FROM metered_area_meters WHERE area_id = %s", (area_id,))
         for sensor_id, sign in meters:
             conn.execute(
-                "INSERT INTO metered_area_meters (area_id, sensor_id, sign) VALUES (%s, %s, %s)",
-                (area_id, sensor_id, sign),
+                "INSERT INTO metered_area_meters (area_id, sensor_id, sign, storage)"
+                " VALUES (%s, %s, %s, %s)",
+                (area_id, sensor_id, sign, sensor_id in storage),
             )
         conn.execute("DELETE FROM metered_area_sensors WHERE area_id = %s", (area_id,))
         conn.execute(
@@ -200,16 +203,23 @@ def read_metered_areas(conn: psycopg.Connection) -> dict[str, AreaSpec]:
     """Enabled metered areas whose meters are all active sensors."""
     rows = conn.execute(
         "SELECT a.area_id, a.name, a.params, array_agg(m.sensor_id ORDER BY m.sensor_id),"
-        " array_agg(m.sign ORDER BY m.sensor_id), bool_and(s.status = 'active')"
+        " array_agg(m.sign ORDER BY m.sensor_id), bool_and(s.status = 'active'),"
+        " coalesce(array_agg(m.sensor_id) FILTER (WHERE m.storage), '{}')"
         " FROM metered_areas a JOIN metered_area_meters m USING (area_id)"
         " JOIN sensors s USING (sensor_id) WHERE a.enabled GROUP BY a.area_id ORDER BY a.area_id"
     ).fetchall()
     out = {}
-    for area_id, name, params, sensors, signs, all_active in rows:
+    for area_id, name, params, sensors, signs, all_active, storage in rows:
         if not all_active:
             continue
         known = {k: v for k, v in (params or {}).items() if k in AREA_PARAMS}
-        out[area_id] = AreaSpec(area_id, name, tuple(zip(sensors, signs, strict=True)), **known)
+        out[area_id] = AreaSpec(
+            area_id,
+            name,
+            tuple(zip(sensors, signs, strict=True)),
+            storage=frozenset(storage),
+            **known,
+        )
     return out
 
 

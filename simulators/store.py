@@ -155,7 +155,7 @@ def write_asset_limits(
 
 def write_metered_areas(
     conn: psycopg.Connection,
-    areas: dict[str, tuple[str, list[tuple[str, int]]]],
+    areas: dict[str, tuple[str, list[tuple[str, int]], list[str]]],
     members: list[str],
 ) -> int:
     """The simulated networks' metered areas (World.metered_areas) for the alert engine's water
@@ -164,6 +164,8 @@ def write_metered_areas(
     many areas."""
     from alerts.store import write_metered_area
 
-    for area_id, (name, meters) in areas.items():
-        write_metered_area(conn, "simulator", area_id, name, meters, members=members)
+    for area_id, (name, meters, storage) in areas.items():
+        write_metered_area(
+            conn, "simulator", area_id, name, meters, members=members, storage=storage
+        )
     return len(areas)

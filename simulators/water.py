@@ -194,6 +194,11 @@ class WaterSim:
         self._controls = [
             self._en.ENgetcontrol(i) for i in range(1, self._en.ENgetcount(EN.CONTROLCOUNT) + 1)
         ]
+        # links' initial status (1 open, 0 closed), to restore when an incident on them ends
+        self._initial_status = {
+            idx: float(self._en.ENgetlinkvalue(idx, EN.INITSTATUS))
+            for idx in self._link_index.values()
+        }
         self._state: dict[tuple[str, str], float] = {}
         self._emitter_nodes = {
             inc: self._node_index[incident_node(wn, inc)]
@@ -231,9 +236,24 @@ class WaterSim:
                 state[key] = max(state.get(key, 0.0), 1.0 if active else 0.0)
         return state
 
+    def _scheduled_status(self, link: int, t: float) -> float:
+        """The status a link's own timer controls give it at ``t`` (the last timer before
+        ``t``), or its initial status: what a link returns to when an incident on it ends."""
+        EN = self._EN
+        timers = [c for c in self._controls if c["linkindex"] == link and c["type"] == EN.TIMER]
+        before = [c for c in timers if c["level"] <= t]
+        if before:
+            return float(max(before, key=lambda c: c["level"])["setting"])
+        return float(self._initial_status.get(link, 1.0))
+
     def _apply(self, t: float) -> None:
         EN = self._EN
         for key, value in self._target_state(t).items():
+            if key not in self._state and value == 0.0:
+                # an incident not yet begun leaves the model as it is (its own statuses and
+                # schedules: Net3's Lake pump is off until its 01:00 timer)
+                self._state[key] = value
+                continue
             if self._state.get(key, 0.0) == value and key in self._state:
                 continue
             kind, name = key
@@ -243,7 +263,10 @@ class WaterSim:
                 # step, under 0.01 L/s within ten 1-minute steps of a burst)
                 self._en.ENsetnodevalue(int(name), EN.EMITTER, max(value, 1e-9))
             elif kind == "closed":
-                self._en.ENsetlinkvalue(self._link_index[name], EN.STATUS, 0.0 if value else 1.0)
+                idx = self._link_index[name]
+                self._en.ENsetlinkvalue(
+                    idx, EN.STATUS, 0.0 if value else self._scheduled_status(idx, t)
+                )
             elif kind == "tripped":
                 idx = self._link_index[name]
                 for c in self._controls:
@@ -256,7 +279,9 @@ class WaterSim:
                             c["nodeindex"],
                             c["level"],
                         )
-                self._en.ENsetlinkvalue(idx, EN.STATUS, 0.0 if value else 1.0)
+                self._en.ENsetlinkvalue(
+                    idx, EN.STATUS, 0.0 if value else self._scheduled_status(idx, t)
+                )
             self._state[key] = value
 
     # -- stepping -------------------------------------------------------------------------

@@ -113,8 +113,11 @@ class World:
     asset_limits: dict[str, dict[str, tuple[float | None, float | None, str]]] = field(
         default_factory=dict
     )
-    # metered areas: area id -> (name, [(flow sensor id, +1 if its positive flow enters)])
-    metered_areas: dict[str, tuple[str, list[tuple[str, int]]]] = field(default_factory=dict)
+    # metered areas: area id -> (name, [(flow sensor id, +1 if its positive flow enters)],
+    # [the meters on service reservoirs (tanks) rather than sources])
+    metered_areas: dict[str, tuple[str, list[tuple[str, int]], list[str]]] = field(
+        default_factory=dict
+    )
 
     # -- truth ------------------------------------------------------------------------------
     def truth(
@@ -408,6 +411,7 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
         # flow into the network counts as supply
         sources = set(wn.reservoir_name_list) | set(wn.tank_name_list)
         meters: list[tuple[str, int]] = []
+        storage: list[str] = []
         for link_name in wn.link_name_list:
             link = wn.get_link(link_name)
             a, b = link.start_node_name, link.end_node_name
@@ -426,11 +430,13 @@ def _build_water(world: World, incs: list[IncidentSpec]) -> None:
                 (metric[i] + metric[j]) / 2,
             )
             meters.append((sid, 1 if a in sources else -1))
+            if (a if a in sources else b) in wn.tank_name_list:
+                storage.append(sid)
             # a supply meter at a works or a reservoir outlet: its flow is judged by the water
             # balance of its area, and the outlet's pressure is no customer's service pressure
             why = f"supply meter on link {link_name} of {spec.model}: judged by the water balance"
             world.asset_limits[sid] = {"flow": (None, None, why), "pressure": (None, None, why)}
-        world.metered_areas[f"{prefix}-water"] = (f"{scn.name} {spec.model}", meters)
+        world.metered_areas[f"{prefix}-water"] = (f"{scn.name} {spec.model}", meters, storage)
     tanks = wn.tank_name_list if plan.water_tanks == "all" else list(plan.water_tanks)
     for n in tanks:
         if n not in wn.tank_name_list:

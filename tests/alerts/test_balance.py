@@ -124,3 +124,23 @@ def test_through_the_engine_the_alert_sits_on_the_meter() -> None:
     )
     assert ch.value > 60 and ch.limit == 30.0
     assert "疑似爆管" in ch.message_zh and "suspected burst" in ch.message_en
+
+
+def test_a_source_that_stops_is_a_supply_loss_a_tank_is_not() -> None:
+    """A pump trip: the source's flow falls to nothing while tanks make up the area's total;
+    the same fall at a service reservoir's outlet is its level at work, not a failure."""
+    spec = AreaSpec("dma-2", "DMA 2", (("pump", 1), ("tank", 1)), storage=frozenset({"tank"}))
+    st, got = AreaState(), []
+    for k in range(2 * 288):  # two days at 5 min
+        t = T0 + k * 5 * MIN
+        pump, tank = 200.0, 100.0
+        if 288 + 84 <= k < 288 + 102:  # day 2, 07:00-08:30: the pump trips, the tank feeds
+            pump, tank = 0.0, 300.0
+        if 288 + 120 <= k < 288 + 140:  # day 2, 10:00: the tank is refilled (flow reverses)
+            tank = -100.0
+        st, events = step_area(spec, st, [("pump", t, pump), ("tank", t, tank)])
+        got += [(k - 288, e.event, e.kind, e.sensor_id) for e in events]
+    assert got == [
+        (85, "raised", "inlet_flow_low", "pump"),  # two readings after the trip
+        (103, "cleared", "inlet_flow_low", "pump"),
+    ]

@@ -33,8 +33,10 @@ def test_tank_overflow_and_bus_ratings_come_from_the_models(quiet_day: ScenarioR
     assert len(inlets) == 5 and all(
         v["flow"][:2] == v["pressure"][:2] == (None, None) for v in inlets.values()
     )
-    ((area, (_name, meters)),) = quiet_day.world.metered_areas.items()
+    ((area, (_name, meters, storage)),) = quiet_day.world.metered_areas.items()
     assert area == "qd-water" and sorted(meters) == sorted((sid, 1) for sid in inlets)
+    # Net3's three tanks are storage; the river and lake inlets are sources
+    assert sorted(storage) == ["qd-wi-20", "qd-wi-40", "qd-wi-50"]
     buses = {sid: v["current"] for sid, v in limits.items() if "current" in v}
     assert len(tanks) == 3 and len(buses) == 15  # Net3's tanks; the scenario's 15 bus monitors
     wn = load_network("Net3")
