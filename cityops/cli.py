@@ -285,6 +285,13 @@ def evaluate(
     log_dir: Annotated[
         Path, typer.Option(help="Where the engine logs and ground truth go.")
     ] = PROJECT_ROOT / "var" / "evaluate",
+    speedup: Annotated[
+        float,
+        typer.Option(
+            help="Simulated seconds per wall second (0: as fast as possible; then a sensor's "
+            "dropout shorter than a batch of replayed readings goes unseen)."
+        ),
+    ] = 3600.0,
 ) -> None:
     """Replay labelled scenarios through the real broker and alert engine and print, per incident
     type, recall, time to detection, localisation error, false alerts per 1,000 sensor-days and a
@@ -292,7 +299,7 @@ def evaluate(
     _logging("WARNING")
     from cityops.evaluate import print_evaluation
 
-    print_evaluation(_settings(), scenarios, log_dir)
+    print_evaluation(_settings(), scenarios, log_dir, speedup=speedup)
 
 
 @sensors_app.command("import")
