@@ -167,6 +167,7 @@ class Engine:
         touched: dict[Key, KeyState] = {}
         changes: list[AlertChange] = []
         unknown: set[str] = set()
+        stamps: list[int] = []  # reading times evaluated in this batch
         evaluated = 0
         metered: dict[str, list[tuple[str, int, float]]] = {}
         for r in sorted(readings, key=lambda r: r.ts_us):
@@ -188,6 +189,7 @@ class Engine:
             if state.last_ts_us is not None and r.ts_us <= state.last_ts_us:
                 continue
             evaluated += 1
+            stamps.append(r.ts_us)
             touched[key] = self._step(info, limits, cfg, state, r, changes)
         areas: dict[str, AreaState] = {}
         for area_id, flows in metered.items():
@@ -214,7 +216,9 @@ class Engine:
                         en,
                     )
                 )
-        newest = max((st.last_ts_us or 0 for st in touched.values()), default=0)
+        # the stream's clock moves with the median reading time of the batch, not the newest:
+        # one sensor with a clock 10 min fast must not make every other sensor look late
+        newest = sorted(stamps)[len(stamps) // 2] if stamps else 0
         stream = max(newest, self.stream_us or 0) or None
         if stream is not None:
             # each key's rhythm is how often its readings *arrive*, on the stream's clock: a

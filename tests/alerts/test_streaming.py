@@ -349,3 +349,22 @@ def test_restored_spike_and_stuck_alerts_clear_as_they_should() -> None:
     got = feed(eng, "pressure", [300.0 + (i % 2) for i in range(62)], start_min=4)
     # moving again clears stuck at once; an hour without a spike clears spike
     assert got == [("cleared", "stuck", 5), ("cleared", "spike", 62)]
+
+
+def test_one_fast_clock_does_not_make_the_others_silent() -> None:
+    eng = engine({"pressure": build_stream_config("pressure", {"silent": ("warning", {})})})
+    for sid in ("s2", "s3", "skewed"):
+        eng.sensors[sid] = SensorInfo(
+            sid,
+            "water",
+            "water_pressure",
+            eng.sensors["s1"].limits,
+            60.0,
+            eng.sensors["s1"].streams,
+        )
+    for k in range(30):  # every minute; one sensor's clock runs 10 minutes fast
+        t = T0 + k * MIN
+        batch = [Reading(s, "pressure", t, 300.0, None) for s in ("s1", "s2", "s3")]
+        batch.append(Reading("skewed", "pressure", t + 10 * MIN, 300.0, None))
+        eng.commit(eng.evaluate(batch))
+        assert eng.check_silence(eng.stream_us or 0).changes == (), k
