@@ -100,9 +100,7 @@ def main() -> None:
         engine.start()
         time.sleep(3)  # subscribed and loaded
     else:
-        env = dict(os.environ)
-        for key, value in settings.model_dump().items():
-            env[f"CITYOPS_{key.upper()}"] = str(value)
+        env = {**os.environ, **settings.as_environment()}
         log_path = Path(tempfile.mkdtemp(prefix="alerts-bench-")) / "engine.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(

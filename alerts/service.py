@@ -186,35 +186,27 @@ class AlertService:
                 else telemetry_filter()
             ],
         )
-        notifier = threading.Thread(
-            target=run_notifier,
-            args=(
-                lambda: connect(s.database_url, autocommit=True, application_name="cityops-notify"),
-                self.stop,
-            ),
-            kwargs={"worker": s.alerts_client_id},
-            name="notifier",
-            daemon=True,
-        )
-        grouper = threading.Thread(
-            target=run_grouper,
-            args=(
-                lambda: connect(s.database_url, autocommit=True, application_name="cityops-group"),
-                self.stop,
-                self._grouping,
-            ),
-            name="grouper",
-            daemon=True,
-        )
-        enricher = threading.Thread(
-            target=run_enricher,
-            args=(
-                lambda: connect(s.database_url, autocommit=True, application_name="cityops-enrich"),
-                self.stop,
-            ),
-            name="enricher",
-            daemon=True,
-        )
+
+        def side_thread(
+            name: str, target: Callable[..., None], *args: object, **kw: object
+        ) -> threading.Thread:
+            """A loop of its own with its own connections (``cityops-<name>``), so that its
+            database work never holds up the next batch of readings."""
+
+            def connect_own() -> psycopg.Connection:
+                return connect(s.database_url, autocommit=True, application_name=f"cityops-{name}")
+
+            return threading.Thread(
+                target=target,
+                args=(connect_own, self.stop, *args),
+                kwargs=kw,
+                name=name,
+                daemon=True,
+            )
+
+        notifier = side_thread("notifier", run_notifier, worker=s.alerts_client_id)
+        grouper = side_thread("grouper", run_grouper, self._grouping)
+        enricher = side_thread("enricher", run_enricher)
         # subscribe first: telemetry published while we load state waits in our queue (and, on
         # the very first start, is not lost for want of a session)
         try:

@@ -234,10 +234,7 @@ _publish_backlog.calls = 0  # type: ignore[attr-defined]
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        env[f"CITYOPS_{key.upper()}"] = str(value)
-    return env
+    return {**os.environ, **settings.as_environment()}
 
 
 def _start_workers(settings_list: list[Settings]) -> list[subprocess.Popen[bytes]]:

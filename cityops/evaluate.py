@@ -29,9 +29,7 @@ REPLAY_ACCEPT_PAST_S = 10 * 365 * 86_400.0  # library scenarios have fixed dates
 
 
 def _engine_env(settings: Settings, tag: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        env[f"CITYOPS_{key.upper()}"] = str(value)
+    env = {**os.environ, **settings.as_environment()}
     env["CITYOPS_ALERTS_CLIENT_ID"] = f"cityops-evaluate-{tag}"
     env["CITYOPS_ALERTS_SHARE_GROUP"] = f"cityops-evaluate-{tag}"
     env["CITYOPS_ACCEPT_PAST_S"] = str(REPLAY_ACCEPT_PAST_S)

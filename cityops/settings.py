@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     alerts_mqtt_url: str = ""
     sim_mqtt_url: str = ""
 
+    def as_environment(self) -> dict[str, str]:
+        """The ``CITYOPS_*`` variables that give a child process (``cityops alerts``, a test's
+        subprocess) exactly these settings."""
+        return {f"CITYOPS_{key.upper()}": str(value) for key, value in self.model_dump().items()}
+
     def mqtt_url_for(self, service: str) -> str:
         """The broker URL of one service (ingest, alerts, sim), falling back to mqtt_url."""
         specific = {

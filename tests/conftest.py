@@ -115,10 +115,7 @@ def end_mqtt_session(url: str, client_id: str) -> None:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a `cityops` subprocess use ``settings``."""
-    env = dict(os.environ)
-    for key, value in settings.model_dump().items():
-        env[f"CITYOPS_{key.upper()}"] = str(value)
-    return env
+    return {**os.environ, **settings.as_environment()}
 
 
 def cityops_cmd(*args: str) -> list[str]:
