@@ -4,6 +4,15 @@ Files in ``cityops/migrations`` are named ``NNNN_name.sql`` or, where the storag
 ``NNNN_name.plain.sql`` and ``NNNN_name.timescale.sql``: the TimescaleDB variant is applied where
 the extension is available, the plain one otherwise. Each version runs once, in its own
 transaction, under an advisory lock so that concurrent ``migrate`` calls do not race.
+
+Versions are applied in order and only in order: a database that lacks a version older than one
+it has (a migration added out of order, or a restore gone wrong), or that has a version this
+release does not know (made by a newer release), is refused with a message that says which. New
+migrations therefore take the next number after the highest one.
+
+The TimescaleDB extension's version is recorded in ``cityops_meta`` (``timescaledb_version``) and
+updated to the installed release first when the server has a newer one (``ALTER EXTENSION
+timescaledb UPDATE`` must be the first statement of its session: it gets one of its own).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from cityops.db import has_timescaledb
 from sensors.catalogue import DEFAULT_DETECTORS, SENSOR_TYPES
@@ -22,6 +32,10 @@ from sensors.catalogue import DEFAULT_DETECTORS, SENSOR_TYPES
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(plain|timescale))?\.sql$")
 _LOCK_KEY = 0x0C17_0905
+
+
+class MigrationOrderError(RuntimeError):
+    """The database's applied versions do not fit this release's migrations."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +61,36 @@ def plan_migrations(timescale: bool, directory: Path = MIGRATIONS_DIR) -> list[M
     return [chosen[v] for v in sorted(chosen)]
 
 
-def migrate(conn: psycopg.Connection, *, use_timescale: bool | None = None) -> list[str]:
-    """Apply what is missing; returns the names applied. Safe to run again and concurrently."""
+def check_order(planned: list[Migration], done: set[int]) -> list[Migration]:
+    """The migrations still to apply, or ``MigrationOrderError`` when they would not run in
+    version order (a gap below an applied version), or the database is ahead of this release."""
+    known = {m.version for m in planned}
+    unknown = sorted(done - known)
+    if unknown:
+        raise MigrationOrderError(
+            f"this database has migration {unknown[-1]:04d}, which this release of cityops does"
+            " not know: it was made by a newer release; run that release (or restore a backup)"
+        )
+    todo = [m for m in planned if m.version not in done]
+    if todo and done and todo[0].version < max(done):
+        first = todo[0]
+        raise MigrationOrderError(
+            f"migration {first.version:04d}_{first.name} is missing from this database although"
+            f" the later {max(done):04d} is applied; applying it now would run it out of order."
+            " Restore the database from a backup made with this release, or apply it by hand"
+            " after checking that it fits"
+        )
+    return todo
+
+
+def migrate(
+    conn: psycopg.Connection,
+    *,
+    use_timescale: bool | None = None,
+    directory: Path = MIGRATIONS_DIR,
+) -> list[str]:
+    """Apply what is missing; returns the names applied. Safe to run again and concurrently.
+    ``directory`` holds the migration set (another release's, in the upgrade tests)."""
     applied_now: list[str] = []
     if not conn.autocommit:
         conn.commit()
@@ -68,9 +110,9 @@ def migrate(conn: psycopg.Connection, *, use_timescale: bool | None = None) -> l
             timescale = has_timescaledb(conn)
         else:
             timescale = use_timescale
-        for mig in plan_migrations(timescale):
-            if mig.version in done:
-                continue
+        if timescale:
+            update_timescaledb(conn)
+        for mig in check_order(plan_migrations(timescale, directory), done):
             with conn.transaction():
                 conn.execute(mig.path.read_text(encoding="utf-8"))
                 conn.execute(
@@ -80,9 +122,43 @@ def migrate(conn: psycopg.Connection, *, use_timescale: bool | None = None) -> l
             applied_now.append(f"{mig.version:04d}_{mig.name}")
         seed_sensor_types(conn)
         ensure_partitions(conn, past=timedelta(days=31), future=timedelta(days=2))
+        if timescale:
+            record_timescaledb_version(conn)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
+
+
+def timescaledb_versions(conn: psycopg.Connection) -> tuple[str | None, str | None]:
+    """(the version the database has created, the version the server has installed)."""
+    row = conn.execute(
+        "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),"
+        " (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb')"
+    ).fetchone()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def update_timescaledb(conn: psycopg.Connection) -> str | None:
+    """Bring the database's TimescaleDB to the server's release when they differ (after the
+    server got a newer build); returns the version now in use."""
+    created, installed = timescaledb_versions(conn)
+    if created is None or installed is None or created == installed:
+        return created
+    # must be the first statement of a session that has not loaded the old version
+    dsn = make_conninfo(conn.info.dsn, password=conn.info.password)
+    with psycopg.connect(dsn, autocommit=True) as fresh:
+        fresh.execute("ALTER EXTENSION timescaledb UPDATE")
+    return timescaledb_versions(conn)[0]
+
+
+def record_timescaledb_version(conn: psycopg.Connection) -> None:
+    created, _ = timescaledb_versions(conn)
+    if created is not None:
+        conn.execute(
+            "INSERT INTO cityops_meta (key, value) VALUES ('timescaledb_version', %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (created,),
+        )
 
 
 def seed_sensor_types(conn: psycopg.Connection) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,27 @@ class ConsumerStatus:
     connects: int = 0
     last_disconnect_reason: str = ""
     gap_events: list[float] = field(default_factory=list)  # wall times a session was lost
+
+
+_PUBACK = struct.Struct("!BBH")  # fixed header PUBACK (0x40), remaining length 2, packet id
+
+
+def _paho_packet_queue() -> Callable[[mqtt.Client, bytes], object] | None:
+    """paho's own outgoing queue (``Client._packet_queue``), through which ``ack()`` sends each
+    PUBACK; None where a paho release lacks it (``ack_many`` then acknowledges one by one).
+    Several PUBACKs joined in one queued packet are written by paho as one send; it looks only
+    at a packet's command to decide what happens after the write, and a PUBACK needs nothing."""
+    fn = getattr(mqtt.Client, "_packet_queue", None)
+    if fn is None:
+        return None
+
+    def queue_packet(client: mqtt.Client, packet: bytes) -> object:
+        return fn(client, 0x40, packet, 0, 0)
+
+    return queue_packet
+
+
+_queue_packet = _paho_packet_queue()
 
 
 def _new_client(client_id: str, url: str, *, manual_ack: bool) -> mqtt.Client:
@@ -170,6 +192,20 @@ class AckingConsumer:
     def ack(self, message: Message) -> None:
         if message.qos > 0:
             self._client.ack(message.mid, message.qos)
+
+    def ack_many(self, messages: list[Message]) -> None:
+        """Acknowledge a committed batch: its QoS 1 PUBACKs leave as one write (one system call
+        and one wake-up of the network thread instead of one per message: a batch of 500
+        single-reading messages cost 500 of each)."""
+        mids = [m.mid for m in messages if m.qos == 1]
+        if len(mids) > 1 and _queue_packet is not None:
+            _queue_packet(self._client, b"".join([_PUBACK.pack(0x40, 2, mid) for mid in mids]))
+        else:
+            for mid in mids:
+                self._client.ack(mid, 1)
+        for m in messages:
+            if m.qos == 2:
+                self._client.ack(m.mid, 2)
 
     def stop(self, *, end_session: bool = False) -> None:
         """Disconnect. ``end_session=True`` tells the broker to drop our subscription and queue:

@@ -79,6 +79,16 @@ def postgres_bindir() -> Path:
     return candidates[0].parent
 
 
+def timescaledb_installed() -> bool:
+    """True when the PostgreSQL server found here has the TimescaleDB extension (``./run``
+    builds it from its source release where it is missing)."""
+    try:
+        sharedir = _run([str(postgres_bindir() / "pg_config"), "--sharedir"]).stdout.strip()
+    except (FileNotFoundError, subprocess.CalledProcessError):
+        return False
+    return (Path(sharedir) / "extension" / "timescaledb.control").exists()
+
+
 def ensure_service_user() -> str | None:
     """The user the servers run as: ourselves, or ``cityops`` when we are root."""
     if os.geteuid() != 0:
@@ -234,13 +244,17 @@ class LocalStack:
                 as_user=self.user,
             )
             pwfile.unlink()
-            (self.pg_data / "postgresql.auto.conf").write_text(self._postgres_conf())
         if self.postgres_running():
             self.log("PostgreSQL already running")
             return
         if not port_is_free(self.state.pg_port):
             self.state.pg_port = free_port()
             self.state.save(self.root / "secrets.json")
+        # written at every start, so a stack made before TimescaleDB was installed preloads it now
+        conf = self.pg_data / "postgresql.auto.conf"
+        conf.write_text(self._postgres_conf())
+        if self.user:
+            shutil.chown(conf, self.user, self.user)
         self.log(f"starting PostgreSQL on 127.0.0.1:{self.state.pg_port}")
         _run(
             [
@@ -272,11 +286,14 @@ class LocalStack:
             "timezone = 'UTC'",
             "log_min_messages = warning",
         ]
-        sharedir = Path(_run([str(postgres_bindir() / "pg_config"), "--sharedir"]).stdout.strip())
-        if (sharedir / "extension" / "timescaledb.control").exists():
+        if timescaledb_installed():
             lines += [
                 "shared_preload_libraries = 'timescaledb'",
-                "timescaledb.telemetry_level = off",
+                "timescaledb.telemetry_level = off",  # an isolated government network
+                # one scheduler per database with the extension, plus the jobs it starts
+                # (refresh, compression, retention); the test suite has a few databases at once
+                "timescaledb.max_background_workers = 24",
+                "max_worker_processes = 40",
             ]
         return "\n".join(lines) + "\n"
 

@@ -46,8 +46,8 @@ from ingestion.mqtt import QUEUE_MAX_BYTES, IngestConsumer
 from ingestion.store import (
     IngestConnection,
     QuarantineRow,
+    apply_retention,
     drop_old_bookkeeping,
-    drop_old_partitions,
     drop_old_quarantine,
     read_catalogue,
     read_sensors,
@@ -468,8 +468,8 @@ class Ingestor:
                 self._drop_db(exc)
                 if self._abandon.wait(RETRY_MAX_S):
                     return False
-        for item in remaining:  # empty after a split: each part was acknowledged on its commit
-            self.consumer.ack(item.message)
+        # empty after a split: each part was acknowledged on its commit
+        self.consumer.ack_many([item.message for item in remaining])
         if self.on_commit is not None:
             try:
                 self.on_commit(items, committed_ns)
@@ -512,9 +512,8 @@ class Ingestor:
         return refused
 
     def _acknowledged(self, items: list[Item[Message]], written: set[int]) -> None:
-        for it in items:
-            self.consumer.ack(it.message)
-            written.add(id(it))
+        self.consumer.ack_many([it.message for it in items])
+        written.update(id(it) for it in items)
 
     def _write_refused(self, ic: IngestConnection, it: Item[Message]) -> None:
         """Quarantine one message the database refused; if it refuses that as well, keep a
@@ -710,17 +709,15 @@ class Ingestor:
         self._catalogue_at = time.monotonic()
 
     def _maintenance(self, ic: IngestConnection) -> None:
-        """Partitions ahead; retention of readings (both storage paths: plain drops day
-        partitions, TimescaleDB drops chunks), of the quarantine and of the bookkeeping (gaps,
-        duplicate counts). A refused step is logged
-        and the others still run; a lost connection is raised."""
+        """Partitions ahead; retention of readings (plain PostgreSQL drops day partitions,
+        TimescaleDB's retention policy is set to the horizon), of the quarantine and of the
+        bookkeeping (gaps, duplicate counts). A refused step is logged and the others still run;
+        a lost connection is raised."""
         s = self.settings
         created = write_partitions(ic, s.accept_past_s, s.accept_future_s)
-        dropped = purged = 0
-        if s.retention_days > 0:
-            dropped = self._maintenance_step(
-                ic, "readings_retention", drop_old_partitions, s.retention_days
-            )
+        dropped = self._maintenance_step(
+            ic, "readings_retention", apply_retention, max(0, s.retention_days)
+        )
         purged = self._maintenance_step(
             ic, "quarantine_retention", drop_old_quarantine, quarantine_keep_days(s.retention_days)
         )

@@ -1,10 +1,21 @@
 """PostgreSQL adapter of ingestion: all SQL for readings, rollups, quarantine and bookkeeping.
 
-One batch is one transaction: COPY into a temporary staging table, then one statement that inserts
-the readings (``ON CONFLICT DO NOTHING``: a redelivered message is stored once) and, from the rows
-actually inserted, keeps ``sensor_latest`` (only when newer), the 1-minute and 1-hour rollups (plain
-PostgreSQL; TimescaleDB keeps continuous aggregates) and the duplicate counts. Quarantined messages,
-possible gaps and the worker heartbeat go in the same transaction.
+One batch is one transaction, its rows sent as one binary COPY built in bulk (no per-row Python
+datetime, no text parsing on the server). Two ways to store it (docs/ingestion.md):
+
+* **direct** (TimescaleDB): COPY straight into the ``readings`` hypertable; the continuous
+  aggregates keep the rollups, and ``sensor_latest`` gets the batch's newest reading per sensor
+  and quantity, computed here. A batch holding a reading that is already stored (a redelivery
+  after a crash, a repeated message) fails on the unique key and is written again the staged way,
+  so each reading is still stored once;
+* **staged** (plain PostgreSQL, and that fallback): COPY into a temporary staging table, then one
+  statement that inserts the readings (``ON CONFLICT DO NOTHING``) and, from the rows actually
+  inserted, keeps ``sensor_latest`` (only when newer), the 1-minute and 1-hour rollups (plain
+  PostgreSQL only) and the duplicate counts.
+
+Quarantined messages, possible gaps and the worker heartbeat go in the same transaction. The rows
+every writer locks (``sensor_latest``, the heartbeat) are written last and in key order, so that a
+second writer's COPY overlaps this one's and waits, if at all, only for its COMMIT.
 """
 
 from __future__ import annotations
@@ -12,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,29 +36,25 @@ from ingestion.classify import Catalogue, Row, SensorEntry, compute_plausible_ba
 
 QUARANTINE_PAYLOAD_MAX = 4096  # bytes of a rejected payload kept (its full size is recorded)
 
+# the staging table has the layout of ``readings``, so one binary COPY builder serves both ways
 _STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
-    sensor_id text NOT NULL,
-    quantity  text NOT NULL,
-    ts_us     bigint NOT NULL,
-    value     double precision NOT NULL,
-    seq       bigint,
-    quality   smallint NOT NULL,
-    recv_us   bigint NOT NULL
+    sensor_id   text NOT NULL,
+    quantity    text NOT NULL,
+    ts          timestamptz NOT NULL,
+    value       double precision NOT NULL,
+    seq         bigint,
+    quality     smallint NOT NULL,
+    received_at timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS
 """
 
-_COPY = "COPY ingest_stage (sensor_id, quantity, ts_us, value, seq, quality, recv_us) FROM STDIN"
+_COLUMNS = "(sensor_id, quantity, ts, value, seq, quality, received_at)"
+COPY_DIRECT = f"COPY readings {_COLUMNS} FROM STDIN (FORMAT BINARY)"
+COPY_STAGE = f"COPY ingest_stage {_COLUMNS} FROM STDIN (FORMAT BINARY)"
 
-# epoch microseconds -> timestamptz exactly (integer interval arithmetic, no float rounding)
 _STAGED = """
-    s AS (
-        SELECT sensor_id, quantity,
-               timestamptz 'epoch' + ts_us * interval '1 microsecond' AS ts,
-               value, seq, quality,
-               timestamptz 'epoch' + recv_us * interval '1 microsecond' AS received_at
-        FROM ingest_stage
-    ),
+    s AS (SELECT * FROM ingest_stage),
     ins AS (
         INSERT INTO readings (sensor_id, quantity, ts, value, seq, quality, received_at)
         SELECT sensor_id, quantity, ts, value, seq, quality, received_at FROM s
@@ -98,9 +106,7 @@ _ROLLUP = """
     )"""
 
 _TAIL = """
-SELECT (SELECT count(*) FROM ins),
-       (SELECT count(*) FROM s),
-       (SELECT max(received_at) FROM ins)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM s)
 """
 
 WRITE_PLAIN = (
@@ -113,6 +119,20 @@ WRITE_PLAIN = (
     + _TAIL
 )
 WRITE_TIMESCALE = "WITH" + _STAGED + _TAIL  # continuous aggregates keep the rollups
+
+# the newest reading per sensor and quantity of a batch written directly, merged when newer;
+# arrays of plain numbers (epoch microseconds), ordered by key so that writers lock alike
+WRITE_LATEST = """
+INSERT INTO sensor_latest AS l (sensor_id, quantity, ts, value, seq, received_at)
+SELECT sid, q, timestamptz 'epoch' + t * interval '1 microsecond', v, sq,
+       timestamptz 'epoch' + r * interval '1 microsecond'
+FROM unnest(%s::text[], %s::text[], %s::int8[], %s::float8[], %s::int8[], %s::int8[])
+     AS x(sid, q, t, v, sq, r)
+ORDER BY sid, q
+ON CONFLICT (sensor_id, quantity) DO UPDATE SET
+    ts = EXCLUDED.ts, value = EXCLUDED.value, seq = EXCLUDED.seq, received_at = EXCLUDED.received_at
+WHERE l.ts < EXCLUDED.ts
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +203,57 @@ def read_sensors(conn: psycopg.Connection, sensor_ids: Sequence[str]) -> dict[st
     return out
 
 
-def build_copy_text(rows: Iterable[Row], received_us: Iterable[int]) -> str:
-    """The staging rows in COPY text format, built in bulk.
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: PostgreSQL's epoch
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = b"\xff\xff"
+# per row after the two text fields: ts, value, seq (or NULL), quality, received_at
+_TAIL_SEQ = struct.Struct(">iqidiqihiq")
+_TAIL_NOSEQ = struct.Struct(">iqidiihiq")
 
-    Safe without escaping: sensor ids match ``[a-z0-9_-]`` and quantities are names from
-    sensors.quantities (both checked before); numbers are finite.
-    """
-    null = "\\N"
-    return "".join(
-        f"{sid}\t{q}\t{ts}\t{v!r}\t{null if seq is None else seq}\t{qual}\t{rcv}\n"
-        for (sid, q, ts, v, seq, qual), rcv in zip(rows, received_us, strict=True)
+
+def build_copy_binary(rows: Sequence[Row], received_us: Sequence[int]) -> bytes:
+    """The rows in PostgreSQL's binary COPY format, columns as ``_COLUMNS``: timestamps as
+    microseconds since 2000-01-01, floats and integers big-endian. Built in bulk: the two text
+    fields of each (sensor, quantity) are encoded once per batch."""
+    heads: dict[tuple[str, str], bytes] = {}
+    out = [_COPY_HEADER]
+    append = out.append
+    pack_seq, pack_noseq = _TAIL_SEQ.pack, _TAIL_NOSEQ.pack
+    epoch = _PG_EPOCH_US
+    for (sid, q, ts, v, seq, qual), rcv in zip(rows, received_us, strict=True):
+        head = heads.get((sid, q))
+        if head is None:
+            bs, bq = sid.encode(), q.encode()
+            head = heads[(sid, q)] = struct.pack(
+                f">hi{len(bs)}si{len(bq)}s", 7, len(bs), bs, len(bq), bq
+            )
+        append(head)
+        if seq is None:
+            append(pack_noseq(8, ts - epoch, 8, v, -1, 2, qual, 8, rcv - epoch))
+        else:
+            append(pack_seq(8, ts - epoch, 8, v, 8, seq, 2, qual, 8, rcv - epoch))
+    append(_COPY_TRAILER)
+    return b"".join(out)
+
+
+def compute_latest(
+    rows: Sequence[Row], received_us: Sequence[int]
+) -> tuple[list[str], list[str], list[int], list[float], list[int | None], list[int]]:
+    """The newest row per (sensor, quantity) of a batch, as the columns of ``WRITE_LATEST``."""
+    newest: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(rows):
+        key = (row[0], row[1])
+        j = newest.get(key)
+        if j is None or rows[j][2] < row[2]:
+            newest[key] = i
+    picked = [newest[k] for k in sorted(newest)]
+    return (
+        [rows[i][0] for i in picked],
+        [rows[i][1] for i in picked],
+        [rows[i][2] for i in picked],
+        [rows[i][3] for i in picked],
+        [rows[i][4] for i in picked],
+        [received_us[i] for i in picked],
     )
 
 
@@ -206,10 +267,22 @@ def write_batch(
     """Store one batch in one transaction and commit. ``received_us[i]`` belongs to ``rows[i]``."""
     conn = ic.conn
     inserted = 0
+    data = build_copy_binary(rows, received_us) if rows else b""
     with conn.cursor() as cur:
-        if rows:
-            with cur.copy(_COPY) as copy:
-                copy.write(build_copy_text(rows, received_us))
+        direct = bool(rows) and ic.storage == "timescaledb"
+        if direct:
+            try:
+                with cur.copy(COPY_DIRECT) as copy:
+                    copy.write(data)
+                inserted = len(rows)
+            except psycopg.errors.UniqueViolation:
+                # already stored (a redelivery, a repeat): the first statement of the
+                # transaction failed, so nothing else is lost by starting it again, staged
+                conn.rollback()
+                direct = False
+        if rows and not direct:
+            with cur.copy(COPY_STAGE) as copy:
+                copy.write(data)
             cur.execute(WRITE_TIMESCALE if ic.storage == "timescaledb" else WRITE_PLAIN)
             got = cur.fetchone()
             inserted = int(got[0]) if got else 0
@@ -237,6 +310,8 @@ def write_batch(
                 "INSERT INTO ingest_gaps (client_id, kind, detail) VALUES (%s, %s, %s)",
                 [(ic.client_id, kind, detail) for kind, detail in gaps],
             )
+        if direct:
+            cur.execute(WRITE_LATEST, compute_latest(rows, received_us))
         cur.execute(
             "UPDATE ingest_workers SET heartbeat_at = now(), last_commit_at = now(),"
             " state = 'running', stored = stored + %s, quarantined = quarantined + %s"
@@ -283,10 +358,11 @@ def write_partitions(ic: IngestConnection, past_s: float, future_s: float) -> in
     )
 
 
-def drop_old_partitions(ic: IngestConnection, keep_days: int) -> int:
-    """Retention of readings: drop whole days older than ``keep_days`` (day partitions on plain
-    PostgreSQL, chunks on TimescaleDB: ``cityops_drop_old_partitions`` exists on both)."""
-    row = ic.conn.execute("SELECT cityops_drop_old_partitions(%s)", (keep_days,)).fetchone()
+def apply_retention(ic: IngestConnection, keep_days: int) -> int:
+    """Retention of readings older than ``keep_days`` (0: kept for ever). Plain PostgreSQL drops
+    those day partitions now and returns how many; TimescaleDB sets its retention policy to that
+    horizon and its job drops the chunks (returns 0). ``cityops_apply_retention`` on both."""
+    row = ic.conn.execute("SELECT cityops_apply_retention(%s)", (keep_days,)).fetchone()
     ic.conn.commit()
     return int(row[0]) if row else 0
 

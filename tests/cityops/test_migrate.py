@@ -5,7 +5,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cityops.migrate import ensure_partitions, migrate, plan_migrations, storage_mode
+from cityops.migrate import (
+    Migration,
+    MigrationOrderError,
+    check_order,
+    ensure_partitions,
+    migrate,
+    plan_migrations,
+    storage_mode,
+)
+from tests.conftest import create_database, drop_database
 
 
 def test_plan_picks_the_variant_of_the_storage_path(tmp_path: Path) -> None:
@@ -37,10 +46,13 @@ def test_every_shipped_migration_has_both_paths_or_none() -> None:
     assert {m.version for m in plan_migrations(False)} == {m.version for m in plan_migrations(True)}
 
 
-def test_migrate_is_idempotent_and_creates_the_contract_relations(db_url: str) -> None:
+@pytest.mark.both_storage_paths
+def test_migrate_is_idempotent_and_creates_the_contract_relations(
+    db_url: str, storage_path: str
+) -> None:
     with psycopg.connect(db_url) as conn:
         assert migrate(conn) == []  # the template already holds every migration
-        assert storage_mode(conn) == "plain"
+        assert storage_mode(conn) == storage_path
         for rel in (
             "sensors",
             "sensor_types",
@@ -59,9 +71,8 @@ def test_migrate_is_idempotent_and_creates_the_contract_relations(db_url: str) -
 
 def test_concurrent_migrations_on_a_new_database_do_not_race(stack, db_url: str) -> None:
     name = "t_concurrent_migrate"
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    drop_database(stack, name)
+    create_database(stack, name)
     results: list[list[str]] = []
     errors: list[BaseException] = []
 
@@ -80,10 +91,10 @@ def test_concurrent_migrations_on_a_new_database_do_not_race(stack, db_url: str)
     assert not errors
     applied = sorted(results, key=len)
     assert applied[0] == [] and applied[1] == [] and len(applied[2]) >= 2
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    drop_database(stack, name)
 
 
+@pytest.mark.parametrize("db_url", ["plain"], indirect=True)
 def test_partitions_are_created_ahead_and_dropped_by_retention(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         future = datetime.now(UTC) + timedelta(days=10)
@@ -98,7 +109,28 @@ def test_partitions_are_created_ahead_and_dropped_by_retention(db_url: str) -> N
         ensure_partitions(conn, past=timedelta(0), future=timedelta(0), now=old)
         name = "readings_p" + old.strftime("%Y%m%d")
         assert conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None
-        dropped = conn.execute("SELECT cityops_drop_old_partitions(35)").fetchone()[0]
+        dropped = conn.execute("SELECT cityops_apply_retention(35)").fetchone()[0]
         assert dropped >= 1
         assert conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is None
         assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1
+
+
+def test_migrations_run_only_in_version_order() -> None:
+    planned = [Migration(v, f"m{v}", Path(f"{v:04d}_m{v}.sql")) for v in (1, 2, 10, 65)]
+    assert [m.version for m in check_order(planned, set())] == [1, 2, 10, 65]
+    assert [m.version for m in check_order(planned, {1, 2, 10})] == [65]
+    assert check_order(planned, {1, 2, 10, 65}) == []
+    with pytest.raises(MigrationOrderError, match=r"0002_m2 is missing .* later 0010 is applied"):
+        check_order(planned, {1, 10})
+    with pytest.raises(MigrationOrderError, match=r"has migration 0070, .* newer release"):
+        check_order(planned, {1, 2, 10, 65, 70})
+
+
+def test_shipped_migrations_are_numbered_after_the_previous_release() -> None:
+    """New migrations take the next number: the previous release's databases hold every older
+    version, and a lower new number would be a gap (refused by check_order)."""
+    previous = plan_migrations(True, Path(__file__).parent / "data" / "migrations-0.1.0")
+    highest = max(m.version for m in previous)
+    for timescale in (False, True):
+        new = {m.version for m in plan_migrations(timescale)} - {m.version for m in previous}
+        assert new and min(new) > highest

@@ -21,7 +21,7 @@ import pytest
 from cityops.settings import Settings
 from cityops.stack import LocalStack, free_port
 from gis.postgis import read_sensor_file, write_districts, write_sensors
-from tests.conftest import ROOT, cityops_cmd, settings_env
+from tests.conftest import ROOT, cityops_cmd, create_database, drop_database, settings_env
 from tests.dashboards.browser import start_browser
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -183,10 +183,7 @@ def load_showcase(conn: psycopg.Connection) -> None:
 
 
 def _loaded_db(stack: LocalStack, template_db: str, prefix: str, *loaders) -> str:
-    name = prefix + uuid.uuid4().hex[:10]
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    url = stack.admin_database_url(name)
+    url = create_database(stack, prefix + uuid.uuid4().hex[:10], template_db)
     with psycopg.connect(url) as conn:
         for load in loaders:
             load(conn)
@@ -194,9 +191,7 @@ def _loaded_db(stack: LocalStack, template_db: str, prefix: str, *loaders) -> st
 
 
 def _drop_db(stack: LocalStack, url: str) -> None:
-    name = url.rsplit("/", 1)[1].split("?")[0]
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(stack, url.rsplit("/", 1)[1].split("?")[0])
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from selenium.webdriver.common.by import By
 
+from tests.conftest import create_database, drop_database
 from tests.dashboards.browser import severe_console_messages
 from tests.dashboards.conftest import dashboard_settings, start_dashboard, stop_dashboard
 from tests.dashboards.helpers import open_page, page_text, texts, wait_for
@@ -52,9 +53,7 @@ def test_map_layers_and_switches(dash_server, dash_db, demo_networks, browser, s
 
 def test_map_aggregates_fifty_thousand_sensors(stack, template_db, browser, screenshots, tmp_path):
     name = "dash_scale_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    url = stack.admin_database_url(name)
+    url = create_database(stack, name, template_db)
     try:
         with psycopg.connect(url) as conn:
             load_scale_sensors(conn, 50_000)
@@ -81,5 +80,4 @@ def test_map_aggregates_fifty_thousand_sensors(stack, template_db, browser, scre
         finally:
             stop_dashboard(server)
     finally:
-        with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(stack, name)

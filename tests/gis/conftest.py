@@ -14,6 +14,7 @@ from cityops.stack import LocalStack
 from gis.demo import DemoConfig, build_demo_city
 from gis.grid import build_grid_cells
 from gis.postgis import fetch_districts_frame, write_districts, write_grid_cells, write_layers
+from tests.conftest import create_database, drop_database, seal_template
 
 ROOT = Path(__file__).resolve().parents[2]
 GIS_TEMPLATE_DB = "cityops_gis_template"
@@ -22,28 +23,23 @@ CENTRAL = (510104, 510105, 510106, 510107, 510108)  # the five central districts
 
 @pytest.fixture(scope="session")
 def gis_template(stack: LocalStack, template_db: str) -> str:
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{GIS_TEMPLATE_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{GIS_TEMPLATE_DB}" TEMPLATE "{template_db}"')
-    with psycopg.connect(stack.admin_database_url(GIS_TEMPLATE_DB)) as conn:
+    drop_database(stack, GIS_TEMPLATE_DB)
+    with psycopg.connect(create_database(stack, GIS_TEMPLATE_DB, template_db)) as conn:
         doc = json.loads((ROOT / "data" / "chengdu_districts.geojson").read_text(encoding="utf-8"))
         write_districts(conn, doc)
         d = fetch_districts_frame(conn)
         write_grid_cells(conn, build_grid_cells(d[d["adcode"].isin(CENTRAL)], (7, 8)))
         write_layers(conn, build_demo_city(DemoConfig()), demo=True)
         conn.commit()
-    return GIS_TEMPLATE_DB
+    return seal_template(stack, GIS_TEMPLATE_DB)
 
 
 @pytest.fixture
 def gis_db(stack: LocalStack, gis_template: str) -> Iterator[str]:
     """A database of this test's own with districts, grid cells and the demo city loaded."""
     name = "g_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{gis_template}"')
-    yield stack.admin_database_url(name)
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield create_database(stack, name, gis_template)
+    drop_database(stack, name)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from cityops.mqtt import Publisher
@@ -23,6 +22,7 @@ from ingestion.service import Ingestor
 from sensors.payload import encode_reading
 from sensors.quantities import Utility
 from sensors.topics import telemetry_topic
+from tests.conftest import create_database, drop_database
 from tests.ingestion.conftest import add_sensors, now_ms, query, wait_for
 
 GOOD = "bad-good"
@@ -35,9 +35,7 @@ _seq = itertools.count(1)
 @pytest.fixture(scope="module")
 def env(stack: LocalStack, template_db: str) -> Iterator[tuple[str, Publisher, Ingestor]]:
     name = "t_bad_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    db_url = stack.admin_database_url(name)
+    db_url = create_database(stack, name, template_db)
     add_sensors(
         db_url,
         [
@@ -62,8 +60,7 @@ def env(stack: LocalStack, template_db: str) -> Iterator[tuple[str, Publisher, I
             yield db_url, pub, ing
     finally:
         ing.stop(end_session=True)
-        with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(stack, name)
 
 
 def _ms(offset_s: float = 0) -> int:

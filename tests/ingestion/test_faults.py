@@ -31,6 +31,9 @@ from tests.ingestion.conftest import (
     water_topic,
 )
 
+# the faults must be survived on both storage paths (decision 0005)
+pytestmark = pytest.mark.both_storage_paths
+
 
 def _sensors(db_url: str, n: int) -> list[str]:
     ids = [new_id("ft") for _ in range(n)]

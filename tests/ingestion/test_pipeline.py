@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 import psycopg
+import pytest
 
 from cityops.mqtt import Publisher
 from cityops.settings import Settings
@@ -29,6 +30,7 @@ def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+@pytest.mark.both_storage_paths
 def test_readings_are_stored_exactly(
     ingestor: Ingestor, publisher: Publisher, db_url: str, water_sensors: list[str]
 ) -> None:
@@ -102,6 +104,7 @@ def test_bad_input_is_quarantined_and_the_stream_goes_on(
     assert query(db_url, "SELECT sensor_id, seq, value FROM readings") == [(sid, 7, 301.5)]
 
 
+@pytest.mark.both_storage_paths
 def test_redelivered_message_is_stored_once(
     ingestor: Ingestor, publisher: Publisher, db_url: str, water_sensors: list[str]
 ) -> None:
@@ -158,6 +161,7 @@ def test_ingest_subprocess(settings: Settings, db_url: str) -> None:
     ) == [("stopped",)]
 
 
+@pytest.mark.both_storage_paths
 def test_a_message_the_database_refuses_is_quarantined_alone(
     ingestor: Ingestor, publisher: Publisher, db_url: str, water_sensors: list[str]
 ) -> None:

@@ -1,0 +1,91 @@
+"""Upgrading a database made by the previous release (its migration set is kept in
+``data/migrations-0.1.0``): every reading is kept, and the current release ingests into it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cityops.migrate import migrate, plan_migrations, storage_mode
+from cityops.mqtt import Publisher
+from cityops.settings import Settings
+from cityops.stack import LocalStack
+from ingestion.service import Ingestor
+from sensors.payload import encode_reading
+from tests.conftest import create_database, drop_database, run_policy_jobs
+from tests.ingestion.conftest import add_sensors, new_id, now_ms, query, wait_for, water_topic
+
+PREVIOUS = Path(__file__).parent / "data" / "migrations-0.1.0"
+
+
+@pytest.mark.parametrize("path", ["timescaledb", "plain"])
+def test_migrate_keeps_every_reading_of_a_previous_release_database(
+    stack: LocalStack, timescaledb_available: bool, path: str
+) -> None:
+    if path == "timescaledb" and not timescaledb_available:
+        pytest.skip("the server has no TimescaleDB")
+    timescale = path == "timescaledb"
+    name = "t_upgrade_" + uuid.uuid4().hex[:8]
+    url = create_database(stack, name)
+    try:
+        with psycopg.connect(url) as conn:
+            applied = migrate(conn, use_timescale=timescale, directory=PREVIOUS)
+        assert len(applied) == len(plan_migrations(timescale, PREVIOUS))
+        sensors = [new_id("up") for _ in range(3)]
+        add_sensors(url, [(s, "water", "water_pressure") for s in sensors])
+        # what the previous release stored: 20 days of readings, up to yesterday (several partitions
+        # or chunks; on TimescaleDB some compressed by hand, as its 35-day policy would have)
+        query(
+            url,
+            "INSERT INTO readings (sensor_id, quantity, ts, value, seq)"
+            " SELECT s, 'pressure', now() - interval '21 days' + k * interval '10 minutes',"
+            "        200 + k %% 50, k"
+            " FROM unnest(%s::text[]) s, generate_series(0, 2879) k RETURNING 1",
+            (sensors,),
+        )
+        before = query(url, "SELECT count(*), sum(value), sum(seq) FROM readings")
+        assert before[0][0] == 3 * 2880
+        if timescale:
+            query(
+                url,
+                "SELECT compress_chunk(c) FROM show_chunks('readings',"
+                " older_than => interval '10 days') c",
+            )
+
+        with psycopg.connect(url) as conn:
+            upgraded = migrate(conn)
+            assert storage_mode(conn) == path
+        assert upgraded == ["0065_storage_policies"]
+        assert query(url, "SELECT count(*), sum(value), sum(seq) FROM readings") == before
+        assert query(url, "SELECT to_regprocedure('cityops_apply_retention(integer)')") != [(None,)]
+
+        # the current release ingests into the upgraded database
+        tag = uuid.uuid4().hex[:8]
+        settings = Settings(
+            database_url=url,
+            mqtt_url=stack.mqtt_url("cityops-admin"),
+            ingest_mqtt_url=stack.mqtt_url("cityops-ingest"),
+            ingest_client_id=f"ingest-up-{tag}",
+            ingest_share_group=f"up-{tag}",
+        )
+        ing = Ingestor(settings)
+        ing.start()
+        try:
+            t = now_ms() - 5 * 60_000
+            with Publisher(settings.mqtt_url, f"pub-up-{tag}") as pub:
+                for k, s in enumerate(sensors):
+                    pub.publish(water_topic(s), encode_reading(t + k, 10_000 + k, {"pressure": 1}))
+            wait_for(lambda: ing.health().stored == 3)
+        finally:
+            ing.stop(end_session=True)
+        run_policy_jobs(url, "policy_refresh_continuous_aggregate")
+        assert query(url, "SELECT count(*) FROM readings") == [(before[0][0] + 3,)]
+        recent = query(
+            url, "SELECT sum(n) FROM readings_1m WHERE bucket > now() - interval '1 hour'"
+        )
+        assert int(recent[0][0]) == 3
+    finally:
+        drop_database(stack, name)
