@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ from alerts import store
 from alerts.dispatch import run_enricher, run_grouper, run_notifier
 from alerts.engine import Engine, Evaluation, in_partition
 from cityops.db import connect
-from cityops.mqtt import AckingConsumer, Message, Publisher
+from cityops.mqtt import AckingConsumer, Inbox, Message, Publisher
 from cityops.settings import Settings
 from sensors.payload import PayloadError, Reading, TimeWindow, decode_message
 from sensors.topics import TopicError, parse_telemetry_topic, shared, telemetry_filter
@@ -261,18 +260,17 @@ class AlertService:
         )
         return self.stats
 
-    def _collect(self, q: queue.Queue[Message]) -> list[Message]:
-        try:
-            first = q.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
+    def _collect(self, inbox: Inbox) -> list[Message]:
+        """Messages for one step: what waits (up to ``BATCH_MAX_MESSAGES``), and what comes
+        within ``BATCH_AGE_S`` of the first."""
+        batch = inbox.take(BATCH_MAX_MESSAGES, 0.2)
         deadline = time.monotonic() + BATCH_AGE_S
-        while len(batch) < BATCH_MAX_MESSAGES:
-            try:
-                batch.append(q.get(timeout=max(0.0, deadline - time.monotonic())))
-            except queue.Empty:
+        while batch and len(batch) < BATCH_MAX_MESSAGES:
+            left = deadline - time.monotonic()
+            more = inbox.take(BATCH_MAX_MESSAGES - len(batch), left) if left > 0 else []
+            if not more:
                 break
+            batch.extend(more)
         return batch
 
     def _decode(self, batch: list[Message]) -> list[Reading]:

@@ -1,18 +1,25 @@
 """Ingestion benchmark: a bounded load on loopback against a private PostgreSQL and Mosquitto.
 
-    .venv/bin/python benchmarks/ingest_bench.py [--duration 60] [--backlog 200000]
+    .venv/bin/python benchmarks/ingest_bench.py [--paths timescaledb,plain] [--duration 60]
 
-Prints, with the machine's details, in one run:
+Runs every phase on each storage path (a database of its own: TimescaleDB, then plain
+PostgreSQL, on the same server) and prints, with the machine's details, one table with both
+paths side by side, each figure next to its ceiling and target:
 
 1. the ceiling of a bare paho-mqtt subscriber (QoS 1, shared subscription, counts only) draining
    a queued backlog of single-reading messages;
 2. `cityops ingest` (a real subprocess) draining the same backlog: every message decoded,
    validated, stored and acknowledged after commit; ratio to (1);
 3. two `cityops ingest` workers on one shared subscription, same backlog; ratio to (2);
-4. the ceiling of raw COPY into `readings`, and `cityops ingest` sustaining batched messages
-   (100 readings each, from publisher processes) for ``--duration`` seconds; ratio;
-5. the same for SenML packs (shorter);
-6. publish-to-commit latency p50/p99 at ``--rate`` single-reading messages per second.
+4. the ceiling of raw binary COPY into `readings` (prebuilt buffers, 100,000 rows a statement),
+   and `cityops ingest` sustaining batched messages (100 readings each, from two publisher
+   processes) for ``--duration`` seconds; ratio;
+5. the same for SenML packs (``--senml-duration``);
+6. publish-to-commit latency p50/p99 at ``--rate`` readings/s, as single-reading messages and
+   as messages of 10 (two publisher processes);
+7. storage (``--storage-days`` of 1-minute readings of ``--storage-sensors`` sensors, a
+   realistic pressure signal at 0.01 kPa resolution): bytes per reading as stored, and on
+   TimescaleDB after compression.
 
 Not a test: numbers depend on the machine and on what else runs on it.
 """
@@ -31,6 +38,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +54,8 @@ from cityops.migrate import migrate  # noqa: E402
 from cityops.mqtt import Publisher  # noqa: E402
 from cityops.settings import Settings, parse_mqtt_url  # noqa: E402
 from cityops.stack import LocalStack  # noqa: E402
+from ingestion.classify import Row  # noqa: E402
+from ingestion.store import COPY_DIRECT, build_copy_binary  # noqa: E402
 from sensors.payload import encode_batch, encode_reading  # noqa: E402
 from sensors.topics import shared, telemetry_filter, telemetry_topic  # noqa: E402
 
@@ -69,24 +79,35 @@ def _publish_singles(url: str, sensors: list[str], start: int, count: int, t0_ms
             pub.publish(topics[j], encode_reading(t0_ms + k, k, {"pressure": 300.0 + (i % 97)}))
 
 
-def _publish_paced(url: str, sensors: list[str], rate: float, seconds: float) -> None:
-    """Single readings at ``rate`` per second, each stamped with its publish time [ms]."""
+def _publish_paced(
+    url: str, sensors: list[str], rate: float, seconds: float, per_msg: int, part: int
+) -> None:
+    """``rate`` readings per second in messages of ``per_msg``; a message's newest reading is
+    stamped with its publish time [ms] (older ones 1 ms apart before it)."""
     with _Publisher(url, f"bench-lat-{uuid.uuid4().hex[:8]}", max_inflight=1000) as pub:
         topics = [telemetry_topic("water", s) for s in sensors]
-        n = int(rate * seconds)
+        msg_rate = rate / per_msg
+        n = int(msg_rate * seconds)
         t_start = time.monotonic()
-        last_ms = {}
+        last_ms: dict[int, int] = {}
         for i in range(n):
-            due = t_start + i / rate
+            due = t_start + i / msg_rate
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             j = i % len(sensors)
             ms = time.time_ns() // 1_000_000
-            if last_ms.get(j, 0) >= ms:  # one reading per sensor and millisecond
-                ms = last_ms[j] + 1
+            if last_ms.get(j, 0) + per_msg > ms:  # one reading per sensor and millisecond
+                ms = last_ms[j] + per_msg
             last_ms[j] = ms
-            pub.publish(topics[j], encode_reading(ms, i, {"pressure": 300.0}))
+            seq = (part << 40) + i * per_msg
+            if per_msg == 1:
+                body = encode_reading(ms, seq, {"pressure": 300.0})
+            else:
+                body = encode_batch(
+                    [(ms - per_msg + 1 + k, seq + k, {"pressure": 300.0}) for k in range(per_msg)]
+                )
+            pub.publish(topics[j], body)
 
 
 def _publish_batches(
@@ -217,7 +238,8 @@ def _end_props() -> Properties:
 
 def _publish_backlog(settings: Settings, sensors: list[str], n: int) -> None:
     t0 = time.monotonic()
-    t0_ms = time.time_ns() // 1_000_000 - 20 * 86_400_000 + _publish_backlog.calls * 3_600_000
+    # recent readings (today's chunk, as in a running city), an hour apart per backlog
+    t0_ms = time.time_ns() // 1_000_000 - 12 * 3_600_000 + _publish_backlog.calls * 3_600_000
     _publish_backlog.calls += 1  # type: ignore[attr-defined]
     half = n // 2
     _run_procs(
@@ -324,31 +346,23 @@ def ingest_drain(
 
 
 def copy_ceiling(conn: psycopg.Connection, rows: int) -> float:
-    """Rows/s of raw COPY (text, built beforehand) straight into ``readings``."""
-    t0_us = (time.time_ns() // 1000) - 10 * 86_400_000_000
+    """Rows/s of raw binary COPY (built beforehand, 100,000 rows a statement and a commit)
+    straight into ``readings``: what the database alone can take."""
+    t0_us = (time.time_ns() // 1000) - 6 * 3_600_000_000
     chunk = 100_000
     bufs = []
     for c in range(0, rows, chunk):
-        lines = []
+        part: list[Row] = []
         for i in range(c, min(rows, c + chunk)):
             k, j = divmod(i, N_SENSORS)
-            ts = t0_us + k * 1000
-            lines.append(f"copy-{j}\tpressure\t{_iso(ts)}\t{300.0 + i % 97!r}\t{k}\n")
-        bufs.append("".join(lines))
+            part.append((f"copy-{j}", "pressure", t0_us + k * 1000, 300.0 + i % 97, k, 0))
+        bufs.append(build_copy_binary(part, [t0_us] * len(part)))
     t = time.monotonic()
     for buf in bufs:
-        with (
-            conn.cursor() as cur,
-            cur.copy("COPY readings (sensor_id, quantity, ts, value, seq) FROM STDIN") as cp,
-        ):
+        with conn.cursor() as cur, cur.copy(COPY_DIRECT) as cp:
             cp.write(buf)
         conn.commit()
     return rows / (time.monotonic() - t)
-
-
-def _iso(ts_us: int) -> str:
-    s, us = divmod(ts_us, 1_000_000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s)) + f".{us:06d}+00"
 
 
 def ingest_sustained(
@@ -363,7 +377,7 @@ def ingest_sustained(
     )
     procs = _start_workers([s])
     _wait_registered(conn, [s.ingest_client_id])
-    t0_ms = time.time_ns() // 1_000_000 - (25 if not senml else 15) * 86_400_000
+    t0_ms = time.time_ns() // 1_000_000 - (4 if not senml else 3) * 3_600_000
     half = sensors[: len(sensors) // 2], sensors[len(sensors) // 2 :]
     ctx = mp.get_context("spawn")
     pubs = [
@@ -391,9 +405,10 @@ def ingest_sustained(
 
 
 def latency(
-    settings: Settings, sensors: list[str], rate: float, seconds: float
+    settings: Settings, sensors: list[str], rate: float, seconds: float, per_msg: int
 ) -> tuple[float, float, float]:
-    """p50, p99 [ms] of publish-to-commit, and the achieved rate, with an in-process worker."""
+    """p50, p99 [ms] of publish-to-commit, and the achieved readings/s, with an in-process
+    worker and two publisher processes offering ``rate`` readings/s between them."""
     from ingestion.classify import Decoded
     from ingestion.service import Ingestor
 
@@ -405,68 +420,99 @@ def latency(
     )
     ing = Ingestor(s)
     lat_ms: list[float] = []
+    readings = [0]
     lock = threading.Lock()
 
     def on_commit(items, committed_ns: int) -> None:
-        vals = [
-            committed_ns / 1e6 - it.outcome.readings[0].ts_us / 1000
-            for it in items
-            if isinstance(it.outcome, Decoded)
-        ]
+        decoded = [it.outcome.readings for it in items if isinstance(it.outcome, Decoded)]
+        vals = [committed_ns / 1e6 - max(r.ts_us for r in rs) / 1000 for rs in decoded]
         with lock:
             lat_ms.extend(vals)
+            readings[0] += sum(len(rs) for rs in decoded)
 
     ing.on_commit = on_commit
     ing.start()
+    halves = [sensors[: len(sensors) // 2], sensors[len(sensors) // 2 :]]
     try:
         t = time.monotonic()
-        _run_procs(_publish_paced, [(s.mqtt_url_for("sim"), sensors, rate, seconds)])
+        _run_procs(
+            _publish_paced,
+            [(s.mqtt_url_for("sim"), halves[k], rate / 2, seconds, per_msg, k) for k in range(2)],
+        )
+        expected = int(rate / per_msg) * seconds
         deadline = time.monotonic() + 30
-        while len(lat_ms) < int(rate * seconds) and time.monotonic() < deadline:
+        while len(lat_ms) < expected and time.monotonic() < deadline:
             time.sleep(0.05)
-        achieved = len(lat_ms) / (time.monotonic() - t)
+        achieved = readings[0] / (time.monotonic() - t)
     finally:
         ing.stop(end_session=True)
     q = statistics.quantiles(lat_ms, n=100)
     return q[49], q[98], achieved
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--duration", type=float, default=60.0, help="sustained batched phase [s]")
-    ap.add_argument("--senml-duration", type=float, default=20.0, help="sustained SenML phase [s]")
-    ap.add_argument("--backlog", type=int, default=100_000, help="single-reading messages to drain")
-    ap.add_argument("--copy-rows", type=int, default=2_000_000)
-    ap.add_argument("--rate", type=float, default=10_000.0, help="latency phase [messages/s]")
-    ap.add_argument("--latency-seconds", type=float, default=20.0)
-    ap.add_argument("--stack-dir", type=Path, default=ROOT / "var" / "bench-stack")
-    ap.add_argument("--keep-stack", action="store_true")
-    ap.add_argument(
-        "--only",
-        default="drain,copy,senml,latency",
-        help="phases: drain (1-3), copy (4: raw COPY and batched), senml (5), latency (6)",
-    )
-    args = ap.parse_args()
+def storage(stack: LocalStack, timescale: bool, sensors: int, days: int) -> tuple[float, float]:
+    """Bytes per reading of ``sensors`` x ``days`` of 1-minute readings (a daily pressure cycle
+    with noise, at 0.01 kPa, as a real gauge reports) in a database of their own: as written
+    (table and indexes), and after compression (TimescaleDB; the same figure on plain)."""
+    name = f"bench_storage_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(stack.admin_database_url(), autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    n = sensors * days * 1440
+    try:
+        with psycopg.connect(stack.admin_database_url(name), autocommit=True) as c:
+            migrate(c, use_timescale=timescale)
+            end = _DAY0 + timedelta(days=days)
+            c.execute("SELECT cityops_ensure_partitions(%s, %s)", (_DAY0, end))
+            c.execute(
+                "INSERT INTO readings (sensor_id, quantity, ts, value, seq, quality, received_at)"
+                " SELECT 'st-' || s, 'pressure', t, round((300 + 40 * sin(2 * pi() *"
+                "   extract(epoch FROM t) / 86400) + mod(s, 17) + random() * 3)::numeric, 2),"
+                "   (extract(epoch FROM t - %s::timestamptz) / 60)::bigint, 0,"
+                "   t + interval '2 s'"
+                " FROM generate_series(0, %s - 1) s,"
+                "   generate_series(%s::timestamptz, %s::timestamptz - interval '1 minute',"
+                "                   interval '1 minute') t",
+                (_DAY0, sensors, _DAY0, end),
+            )
+            size = "hypertable_size('readings')" if timescale else _PLAIN_SIZE
+            before = c.execute(f"SELECT {size}").fetchone()[0]
+            if not timescale:
+                return before / n, before / n
+            for (chunk,) in c.execute(
+                "SELECT format('%%I.%%I', chunk_schema, chunk_name)"
+                " FROM timescaledb_information.chunks"
+                " WHERE hypertable_name = 'readings' AND NOT is_compressed"
+            ).fetchall():
+                c.execute(
+                    "SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (chunk,)
+                )
+            after = c.execute(f"SELECT {size}").fetchone()[0]
+            return before / n, after / n
+    finally:
+        with psycopg.connect(stack.admin_database_url(), autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print("machine:")
-    for k, v in machine().items():
-        print(f"  {k}: {v}")
-    # a fresh broker store: sessions left by an interrupted run would queue this run's messages
-    (args.stack_dir / "mosquitto" / "mosquitto.db").unlink(missing_ok=True)
-    stack = LocalStack(args.stack_dir)
-    stack.start()
-    dbname = f"bench_{uuid.uuid4().hex[:6]}"
+
+_DAY0 = datetime(2026, 1, 5, tzinfo=UTC)
+_PLAIN_SIZE = (
+    "(SELECT sum(pg_total_relation_size(i.inhrelid)) FROM pg_inherits i"
+    " WHERE i.inhparent = 'readings'::regclass)"
+)
+
+
+def run_path(
+    args: argparse.Namespace, stack: LocalStack, path: str, only: set[str]
+) -> dict[str, float]:
+    """Every phase on one storage path, in a database of its own; the figures by name."""
+    timescale = path == "timescaledb"
+    dbname = f"bench_{path}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(stack.admin_database_url(), autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{dbname}"')
     db_url = stack.admin_database_url(dbname)
+    r: dict[str, float] = {}
     try:
         with psycopg.connect(db_url) as c:
-            migrate(c)
-            storage = c.execute("SELECT value FROM cityops_meta WHERE key='storage'").fetchone()
-            pg = c.execute("SHOW server_version").fetchone()
-        print(f"  postgresql: {pg[0] if pg else '?'} (storage: {storage[0] if storage else '?'})")
+            migrate(c, use_timescale=timescale)
         settings = Settings(
             database_url=db_url,
             mqtt_url=stack.mqtt_url("cityops-admin"),
@@ -482,51 +528,159 @@ def main() -> None:
             for sid in sensors:
                 cp.write_row((sid, "water", "water_pressure", sid, "SRID=4326;POINT(104.06 30.66)"))
         conn = psycopg.connect(db_url, autocommit=True)
-        only = set(args.only.split(","))
-        copy_rate = 0.0
+        say = lambda m: print(f"  [{path}] {m}", flush=True)  # noqa: E731
         if "drain" in only:
-            print(f"\n1. bare paho subscriber draining {args.backlog} queued messages", flush=True)
-            bare = bare_subscriber_ceiling(stack, settings, sensors, args.backlog)
-            print(f"   {bare:,.0f} messages/s", flush=True)
-            print("\n2. cityops ingest (1 worker), same backlog, single-reading messages")
-            one = ingest_drain(settings, sensors, args.backlog, 1, conn)
-            print(f"   {one:,.0f} readings/s = {one / bare:.2f} x bare subscriber (target >= 0.8)")
-            print("\n3. two cityops ingest workers on one shared subscription, same backlog")
-            two = ingest_drain(settings, sensors, args.backlog, 2, conn)
-            print(f"   {two:,.0f} readings/s = {two / one:.2f} x one worker (target >= 1.6)")
-        if "copy" in only:
-            print(f"\n4. raw COPY of {args.copy_rows} rows into readings", flush=True)
+            r["bare"] = bare_subscriber_ceiling(stack, settings, sensors, args.backlog)
+            say(f"1. bare subscriber {r['bare']:,.0f} msg/s")
+            r["one"] = ingest_drain(settings, sensors, args.backlog, 1, conn)
+            say(f"2. one worker {r['one']:,.0f} msg/s")
+            r["two"] = ingest_drain(settings, sensors, args.backlog, 2, conn)
+            say(f"3. two workers {r['two']:,.0f} msg/s")
+        if "copy" in only or "senml" in only:
             with psycopg.connect(db_url) as c:
-                copy_rate = copy_ceiling(c, args.copy_rows)
-            print(f"   {copy_rate:,.0f} rows/s", flush=True)
-            print(f"   cityops ingest, batched messages of 100 readings, {args.duration:.0f} s")
-            batched, _ = ingest_sustained(settings, sensors, args.duration, conn, senml=False)
-            print(
-                f"   {batched:,.0f} readings/s = {batched / copy_rate:.2f} x raw COPY"
-                " (targets >= 0.6 and >= 150,000/s)",
-                flush=True,
-            )
+                r["copy"] = copy_ceiling(c, args.copy_rows)
+            say(f"4. raw binary COPY {r['copy']:,.0f} rows/s")
+        if "copy" in only:
+            r["batched"], _ = ingest_sustained(settings, sensors, args.duration, conn, senml=False)
+            say(f"4. batched {r['batched']:,.0f} readings/s")
         if "senml" in only:
-            print(f"\n5. SenML packs of 100 readings, sustained {args.senml_duration:.0f} s")
-            senml, _ = ingest_sustained(settings, sensors, args.senml_duration, conn, senml=True)
-            ratio = f" = {senml / copy_rate:.2f} x raw COPY" if copy_rate else ""
-            print(f"   {senml:,.0f} readings/s{ratio}", flush=True)
+            r["senml"], _ = ingest_sustained(
+                settings, sensors, args.senml_duration, conn, senml=True
+            )
+            say(f"5. SenML {r['senml']:,.0f} readings/s")
         if "latency" in only:
-            print(
-                f"\n6. publish-to-commit latency at {args.rate:,.0f} messages/s"
-                f" for {args.latency_seconds:.0f} s",
-                flush=True,
-            )
-            p50, p99, achieved = latency(settings, sensors, args.rate, args.latency_seconds)
-            print(
-                f"   p50 {p50:.1f} ms, p99 {p99:.1f} ms at {achieved:,.0f} readings/s"
-                " (target p99 < 50 ms at 10,000/s) [ms resolution: the payload's timestamp]",
-                flush=True,
-            )
+            for per_msg in (1, 10):
+                p50, p99, got = latency(settings, sensors, args.rate, args.latency_seconds, per_msg)
+                r[f"lat{per_msg}_p50"], r[f"lat{per_msg}_p99"], r[f"lat{per_msg}_rate"] = (
+                    p50,
+                    p99,
+                    got,
+                )
+                say(
+                    f"6. latency, {per_msg}/message: p50 {p50:.1f} p99 {p99:.1f} ms at {got:,.0f}/s"
+                )
         conn.close()
+        if "storage" in only:
+            r["bytes"], r["bytes_compressed"] = storage(
+                stack, timescale, args.storage_sensors, args.storage_days
+            )
+            say(f"7. {r['bytes']:.1f} B/reading, {r['bytes_compressed']:.1f} compressed")
     finally:
         with psycopg.connect(stack.admin_database_url(), autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    return r
+
+
+def print_table(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> None:
+    paths = list(results)
+
+    def cell(path: str, fmt) -> str:
+        try:
+            return fmt(results[path])
+        except (KeyError, ZeroDivisionError):
+            return "-"
+
+    rows = [
+        (
+            "1. bare paho subscriber, backlog of single readings [msg/s]",
+            lambda r: f"{r['bare']:,.0f}",
+            "(ceiling)",
+        ),
+        (
+            "2. one worker, same backlog [msg/s] (ratio to 1)",
+            lambda r: f"{r['one']:,.0f} ({r['one'] / r['bare']:.2f}x)",
+            ">= 0.8x",
+        ),
+        (
+            "3. two workers, shared subscription [msg/s] (ratio to 2)",
+            lambda r: f"{r['two']:,.0f} ({r['two'] / r['one']:.2f}x)",
+            ">= 1.6x",
+        ),
+        ("4. raw binary COPY into readings [rows/s]", lambda r: f"{r['copy']:,.0f}", "(ceiling)"),
+        (
+            f"4. batched messages of 100, {args.duration:.0f} s [readings/s] (ratio to COPY)",
+            lambda r: f"{r['batched']:,.0f} ({r['batched'] / r['copy']:.2f}x)",
+            ">= 0.6x and >= 150,000",
+        ),
+        (
+            f"5. SenML packs of 100, {args.senml_duration:.0f} s [readings/s] (ratio to COPY)",
+            lambda r: f"{r['senml']:,.0f} ({r['senml'] / r['copy']:.2f}x)",
+            ">= 0.6x",
+        ),
+    ]
+    for k in (1, 10):
+        rows.append(
+            (
+                f"6. publish-to-commit, {args.rate:,.0f} readings/s offered, {k}/message:"
+                " p50 / p99 [ms] at achieved [readings/s]",
+                lambda r, k=k: (
+                    f"{r[f'lat{k}_p50']:.0f} / {r[f'lat{k}_p99']:.0f} at {r[f'lat{k}_rate']:,.0f}"
+                ),
+                "p99 < 50 at 10,000",
+            )
+        )
+    rows.append(
+        (
+            f"7. bytes per reading ({args.storage_sensors} sensors x {args.storage_days} days),"
+            " as written / compressed (ratio)",
+            lambda r: (
+                f"{r['bytes']:.1f} / {r['bytes_compressed']:.1f}"
+                f" ({r['bytes'] / r['bytes_compressed']:.1f}x)"
+            ),
+            ">= 10x smaller",
+        )
+    )
+    print("\n| phase | " + " | ".join(paths) + " | target |")
+    print("|---|" + "---|" * len(paths) + "---|")
+    for name, fmt, target in rows:
+        print(f"| {name} | " + " | ".join(cell(p, fmt) for p in paths) + f" | {target} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--paths", default="timescaledb,plain", help="storage paths, in order")
+    ap.add_argument("--duration", type=float, default=60.0, help="sustained batched phase [s]")
+    ap.add_argument("--senml-duration", type=float, default=20.0, help="sustained SenML phase [s]")
+    ap.add_argument("--backlog", type=int, default=100_000, help="single-reading messages to drain")
+    ap.add_argument("--copy-rows", type=int, default=2_000_000)
+    ap.add_argument("--rate", type=float, default=10_000.0, help="latency phase [readings/s]")
+    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--storage-sensors", type=int, default=1000)
+    ap.add_argument("--storage-days", type=int, default=7)
+    ap.add_argument("--stack-dir", type=Path, default=ROOT / "var" / "bench-stack")
+    ap.add_argument("--keep-stack", action="store_true")
+    ap.add_argument(
+        "--only",
+        default="drain,copy,senml,latency,storage",
+        help="phases: drain (1-3), copy (4), senml (5), latency (6), storage (7)",
+    )
+    args = ap.parse_args()
+
+    print("machine:")
+    for k, v in machine().items():
+        print(f"  {k}: {v}")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    print(f"  cityops commit: {commit or '?'}")
+    # a fresh broker store: sessions left by an interrupted run would queue this run's messages
+    (args.stack_dir / "mosquitto" / "mosquitto.db").unlink(missing_ok=True)
+    stack = LocalStack(args.stack_dir)
+    stack.start()
+    try:
+        with psycopg.connect(stack.admin_database_url()) as c:
+            pg = c.execute("SHOW server_version").fetchone()
+            ts = c.execute(
+                "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'"
+            ).fetchone()
+        print(f"  postgresql: {pg[0] if pg else '?'}, timescaledb: {ts[0] if ts else 'absent'}")
+        paths = [p for p in args.paths.split(",") if p != "timescaledb" or ts]
+        only = set(args.only.split(","))
+        results = {path: run_path(args, stack, path, only) for path in paths}
+        print_table(args, results)
+    finally:
         if not args.keep_stack:
             stack.stop()
 

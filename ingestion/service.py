@@ -46,6 +46,7 @@ from ingestion.mqtt import QUEUE_MAX_BYTES, IngestConsumer
 from ingestion.store import (
     IngestConnection,
     QuarantineRow,
+    WriteResult,
     apply_retention,
     drop_old_bookkeeping,
     drop_old_quarantine,
@@ -53,6 +54,7 @@ from ingestion.store import (
     read_sensors,
     register_worker,
     write_batch,
+    write_followup,
     write_heartbeat,
     write_partitions,
 )
@@ -73,6 +75,7 @@ QUARANTINE_KEEP_DAYS = 30
 # gaps and duplicate counts feed the data-trust figures: kept as long as the readings, and a
 # little over a year when readings are kept for ever (they grow by sensors x hours)
 BOOKKEEPING_KEEP_DAYS = 400
+TAKE_MAX = 64  # messages the decoder takes from the inbox at a time
 # writer threads, each with its own connection: while one batch waits for its COMMIT (fsync),
 # the next is written; two batches fill the broker's in-flight window of 1000 messages
 WRITERS = 2
@@ -223,18 +226,12 @@ class Ingestor:
             self._abandon.set()  # still stalled: leave the batches to the broker
             for w in self._writers:
                 w.join(5)
-        # the network thread may be blocked putting into a full queue: keep emptying it (those
-        # messages are not acknowledged, the broker delivers them again) until it has stopped
-        stopped = threading.Event()
-        drainer = threading.Thread(target=self._drain_queue, args=(stopped,), daemon=True)
-        drainer.start()
+        # what is still in the inbox is not acknowledged: the broker delivers it again (the
+        # consumer closes its inbox first, so a network thread waiting for room gives up)
         try:
             self.consumer.stop(end_session=end_session)
         except Exception:
             log.exception("mqtt stop failed")
-        finally:
-            stopped.set()
-            drainer.join(2)
         ic = self._main_ic
         if ic is not None:
             with contextlib.suppress(psycopg.Error):
@@ -247,12 +244,6 @@ class Ingestor:
             self._metrics_server.shutdown()
         self._state = "stopped"
         log_event(log, "ingest_stopped", client_id=self.client_id, stored=self._stored)
-
-    def _drain_queue(self, stopped: threading.Event) -> None:
-        q = self.consumer.queue
-        while not stopped.is_set():
-            with contextlib.suppress(queue.Empty):
-                self.consumer.taken(q.get(timeout=0.05))
 
     def health(self) -> Health:
         return Health(
@@ -298,7 +289,7 @@ class Ingestor:
         """Runs until stop. A defect met decoding one message quarantines that message
         (``internal_error``); a defect anywhere else is logged and the loop goes on with the
         batch in hand."""
-        q = self.consumer.queue
+        inbox = self.consumer.queue
         batch: Batch[Message] = Batch(self.policy)
         while True:
             try:
@@ -311,22 +302,13 @@ class Ingestor:
                         for _ in self._writers:
                             self._handoff.put(None)
                         return
-                try:
-                    timeout = (
-                        0.2 if not batch.items else max(0.0, batch.time_left(time.monotonic()))
-                    )
-                    msg = q.get(timeout=timeout) if timeout > 0 else q.get_nowait()
-                except queue.Empty:
-                    continue
-                while True:
-                    self.consumer.taken(msg)
+                timeout = 0.2 if not batch.items else max(0.0, batch.time_left(time.monotonic()))
+                # a few at a time: the batch may fill by readings before by messages
+                for msg in inbox.take(min(TAKE_MAX, self.policy.max_messages), timeout):
                     batch.add(self._decode(msg), time.monotonic())
                     if batch.is_full():
-                        break
-                    try:
-                        msg = q.get_nowait()
-                    except queue.Empty:
-                        break
+                        self._handoff.put(batch.items)
+                        batch = Batch(self.policy)
             except Exception:
                 log.exception("decoder loop failed; going on")
                 self._stop.wait(0.1)
@@ -357,6 +339,7 @@ class Ingestor:
         then: a refused message is quarantined, a database that refuses even that stalls the
         worker (retried), a defect is logged and retried."""
         self._local.ic = None
+        self._local.followups = []  # batches committed whose write_followup is still due
         last_beat = last_maint = time.monotonic()
         carry: list[Item[Message]] = []  # a batch taken but not committed when a defect struck
         while True:
@@ -475,7 +458,25 @@ class Ingestor:
                 self.on_commit(items, committed_ns)
             except Exception:
                 log.exception("on_commit callback failed")
+        self._run_followups()
         return True
+
+    def _run_followups(self) -> None:
+        """The latest values and heartbeat of the batches just committed and acknowledged
+        (``write_followup``). A failure loses no reading: it is logged and the next batch
+        brings the latest values forward again."""
+        pending: list[WriteResult] = self._local.followups
+        ic = self._local.ic
+        while pending and ic is not None:
+            try:
+                write_followup(ic, pending[0])
+            except psycopg.Error as exc:
+                log_event(log, "followup_failed", logging.WARNING, error=str(exc)[:300])
+                if ic.broken:
+                    self._drop_db(exc)
+                    return
+                self._rollback_or_drop(ic)
+            pending.pop(0)
 
     def _write_split(
         self, ic: IngestConnection, items: list[Item[Message]], written: set[int]
@@ -540,6 +541,7 @@ class Ingestor:
         )
         try:
             result = write_batch(ic, [], [], [row])
+            self._local.followups.append(result)
         except (*_RETRY_NOW, *_RECONNECT):
             raise
         except psycopg.Error as exc:
@@ -625,6 +627,7 @@ class Ingestor:
             with self._gaps_lock:
                 self._gaps = gaps + self._gaps
             raise
+        self._local.followups.append(result)
         done = time.monotonic()
         m = self.metrics
         m.received.inc(len(items))

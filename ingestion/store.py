@@ -13,9 +13,12 @@ datetime, no text parsing on the server). Two ways to store it (docs/ingestion.m
   inserted, keeps ``sensor_latest`` (only when newer), the 1-minute and 1-hour rollups (plain
   PostgreSQL only) and the duplicate counts.
 
-Quarantined messages, possible gaps and the worker heartbeat go in the same transaction. The rows
-every writer locks (``sensor_latest``, the heartbeat) are written last and in key order, so that a
-second writer's COPY overlaps this one's and waits, if at all, only for its COMMIT.
+Quarantined messages and possible gaps go in the same transaction. What every writer locks, the
+``sensor_latest`` rows of a directly written batch and the worker's heartbeat row, is written
+after the commit in a short transaction of its own (``write_followup``, without waiting for the
+disk: it only derives from what is committed, and moves forward only), so that two writers do
+not wait for each other's COMMIT. A crash between the two leaves a sensor's latest value one
+batch behind until its next reading.
 """
 
 from __future__ import annotations
@@ -146,11 +149,15 @@ class QuarantineRow:
     payload_size: int | None = None  # the real size when ``payload`` is not the whole payload
 
 
+LatestColumns = tuple[list[str], list[str], list[int], list[float], list[int | None], list[int]]
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     staged: int  # readings in the batch
     inserted: int  # readings newly stored (the rest were already there)
     quarantined: int
+    latest: LatestColumns | None = None  # still to merge into sensor_latest (write_followup)
 
 
 class IngestConnection:
@@ -236,9 +243,7 @@ def build_copy_binary(rows: Sequence[Row], received_us: Sequence[int]) -> bytes:
     return b"".join(out)
 
 
-def compute_latest(
-    rows: Sequence[Row], received_us: Sequence[int]
-) -> tuple[list[str], list[str], list[int], list[float], list[int | None], list[int]]:
+def compute_latest(rows: Sequence[Row], received_us: Sequence[int]) -> LatestColumns:
     """The newest row per (sensor, quantity) of a batch, as the columns of ``WRITE_LATEST``."""
     newest: dict[tuple[str, str], int] = {}
     for i, row in enumerate(rows):
@@ -310,16 +315,26 @@ def write_batch(
                 "INSERT INTO ingest_gaps (client_id, kind, detail) VALUES (%s, %s, %s)",
                 [(ic.client_id, kind, detail) for kind, detail in gaps],
             )
-        if direct:
-            cur.execute(WRITE_LATEST, compute_latest(rows, received_us))
+    conn.commit()
+    latest = compute_latest(rows, received_us) if direct else None
+    return WriteResult(len(rows), inserted, len(quarantine), latest)
+
+
+def write_followup(ic: IngestConnection, result: WriteResult) -> None:
+    """After a batch's commit: its newest readings into ``sensor_latest`` (direct writes) and
+    the worker's heartbeat and counts, in one transaction that does not wait for the disk."""
+    conn = ic.conn
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL synchronous_commit = off")
+        if result.latest is not None:
+            cur.execute(WRITE_LATEST, result.latest)
         cur.execute(
             "UPDATE ingest_workers SET heartbeat_at = now(), last_commit_at = now(),"
             " state = 'running', stored = stored + %s, quarantined = quarantined + %s"
             " WHERE client_id = %s",
-            (inserted, len(quarantine), ic.client_id),
+            (result.inserted, result.quarantined, ic.client_id),
         )
     conn.commit()
-    return WriteResult(len(rows), inserted, len(quarantine))
 
 
 def register_worker(ic: IngestConnection) -> bool:

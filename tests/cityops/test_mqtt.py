@@ -1,0 +1,110 @@
+"""The kernel's MQTT adapter: the read buffer under paho, the bounded inbox, and a batch of
+acknowledgements sent in one write (on the real broker: nothing acknowledged comes again)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from cityops.mqtt import AckingConsumer, BufferedSocket, Inbox, Message, Publisher
+from cityops.stack import LocalStack
+
+
+class _ChunkSocket:
+    """A non-blocking socket that has ``chunks`` to give, one per ``recv``."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.recv_calls = 0
+
+    def recv(self, n: int) -> bytes:
+        self.recv_calls += 1
+        if not self.chunks:
+            raise BlockingIOError
+        return self.chunks.pop(0)
+
+
+def test_buffered_socket_serves_small_reads_from_one_recv() -> None:
+    raw = _ChunkSocket([b"\x30\x05hello\x30\x02hi", b""])
+    sock = BufferedSocket(raw)
+    assert sock.recv(1) == b"\x30"
+    assert sock.pending() == 10
+    assert sock.recv(1) == b"\x05"
+    assert sock.recv(5) == b"hello"
+    assert sock.recv(1) == b"\x30"
+    assert sock.recv(1) == b"\x02"
+    assert sock.recv(8) == b"hi"  # a short read, as from a socket
+    assert raw.recv_calls == 1 and sock.buffered() == 0
+    assert sock.recv(1) == b""  # the peer closed: as from a socket
+    with pytest.raises(BlockingIOError):
+        sock.recv(1)
+
+
+def _msg(i: int, size: int = 10) -> Message:
+    return Message(i, 1, "t", b"x" * size, 0)
+
+
+def test_inbox_is_bounded_by_count_and_bytes_and_taken_in_bulk() -> None:
+    inbox = Inbox(max_messages=3, max_bytes=100)
+    for i in range(3):
+        assert inbox.put(_msg(i))
+    blocked = threading.Thread(target=inbox.put, args=(_msg(3),))
+    blocked.start()
+    time.sleep(0.1)
+    assert blocked.is_alive() and inbox.qsize() == 3  # full by count: the network thread waits
+    assert [m.mid for m in inbox.take(2, 0)] == [0, 1]
+    blocked.join(2)
+    assert [m.mid for m in inbox.take(10, 0)] == [2, 3] and inbox.bytes == 0
+    # one message larger than the byte budget still fits when the inbox is empty
+    assert inbox.put(_msg(4, 500)) and inbox.bytes == 500
+    waiting = threading.Thread(target=inbox.put, args=(_msg(5),))
+    waiting.start()
+    time.sleep(0.1)
+    assert waiting.is_alive()  # full by bytes
+    inbox.close()  # stopping: the waiting put gives up
+    waiting.join(2)
+    assert not waiting.is_alive() and inbox.qsize() == 1
+    assert not inbox.put(_msg(6))
+    assert inbox.take(5, 0.01)[0].mid == 4 and inbox.take(5, 0.01) == []
+
+
+def test_a_batch_acknowledged_in_one_write_is_not_delivered_again(stack: LocalStack) -> None:
+    topic_filter = f"city/water/ackmany-{uuid.uuid4().hex[:6]}/telemetry"
+    url = stack.mqtt_url("cityops-admin")
+    client_id = f"ackmany-{uuid.uuid4().hex[:6]}"
+
+    def consumer() -> AckingConsumer:
+        c = AckingConsumer(url, client_id, [topic_filter])
+        c.start(10)
+        return c
+
+    first = consumer()
+    try:
+        with Publisher(url, f"pub-{client_id}") as pub:
+            for i in range(300):
+                pub.publish(topic_filter, str(i).encode())
+        got: list[Message] = []
+        deadline = time.monotonic() + 15
+        while len(got) < 300 and time.monotonic() < deadline:
+            got += first.queue.take(300, 0.2)
+        assert sorted(int(m.payload) for m in got) == list(range(300))
+        first.ack_many(got[:250])
+        time.sleep(0.5)
+    finally:
+        first.stop()  # the session stays: the 50 not acknowledged must come again
+    again = consumer()
+    try:
+        redelivered: list[Message] = []
+        deadline = time.monotonic() + 10
+        while len(redelivered) < 50 and time.monotonic() < deadline:
+            redelivered += again.queue.take(100, 0.2)
+        redelivered += again.queue.take(100, 1.0)  # and nothing more
+        assert sorted(int(m.payload) for m in redelivered) == sorted(
+            int(m.payload) for m in got[250:]
+        )
+        again.ack_many(redelivered)
+    finally:
+        again.stop(end_session=True)
