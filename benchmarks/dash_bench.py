@@ -59,7 +59,34 @@ def ensure_db(
         fill(conn)
         conn.execute("ANALYZE")
         log(f"loaded {name} in {time.monotonic() - t0:.1f} s")
+    run_storage_policies(url)
     return url
+
+
+def run_storage_policies(url: str) -> None:
+    """On TimescaleDB, what its scheduler would have done to data this old: materialise the
+    rollups and compress every chunk past the policy's 2 days, so that pages read what a running
+    city has (run here at once through ``run_job``, the procedure the scheduler calls)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('timescaledb_information.jobs')").fetchone() == (None,):
+            return
+        t0 = time.monotonic()
+        for proc in ("policy_refresh_continuous_aggregate", "policy_compression"):
+            for (job,) in conn.execute(
+                "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s"
+                " ORDER BY job_id",
+                (proc,),
+            ).fetchall():
+                conn.execute("CALL run_job(%s)", (job,))
+        chunks = conn.execute(
+            "SELECT count(*) FILTER (WHERE is_compressed), count(*)"
+            " FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+        ).fetchone()
+        size = conn.execute("SELECT pg_size_pretty(hypertable_size('readings'))").fetchone()
+        log(
+            f"TimescaleDB policies run in {time.monotonic() - t0:.0f} s: {chunks[0]} of"
+            f" {chunks[1]} readings chunks compressed, readings {size[0]}"
+        )
 
 
 class DashClient:
@@ -129,6 +156,9 @@ def main() -> None:
     )
     ap.add_argument("--sensors", type=int, default=10_000)
     ap.add_argument("--days-all", type=float, default=1.0, help="days of readings for every sensor")
+    ap.add_argument(
+        "--step-all", type=int, default=60, help="seconds between readings of every sensor"
+    )
     ap.add_argument("--chart-sensors", type=int, default=10)
     ap.add_argument(
         "--days-chart", type=float, default=30.0, help="days of readings for the chart sensors"
@@ -149,15 +179,17 @@ def main() -> None:
 
     stack = LocalStack(args.stack_dir)
     stack.start()
-    tag = f"s{args.sensors}_d{args.days_all}_c{args.chart_sensors}x{args.days_chart}".replace(
-        ".", "p"
-    )
+    tag = (
+        f"s{args.sensors}_d{args.days_all}x{args.step_all}_c{args.chart_sensors}x{args.days_chart}"
+    ).replace(".", "p")
 
     def fill_a(conn: psycopg.Connection) -> None:
         load_scale_sensors(conn, args.sensors)
         t0 = time.monotonic()
         n = load_scale_readings(conn, sensors=args.chart_sensors, days=args.days_chart, log=log)
-        n += load_scale_readings(conn, sensors=args.sensors, days=args.days_all, log=log)
+        n += load_scale_readings(
+            conn, sensors=args.sensors, days=args.days_all, step_s=args.step_all, log=log
+        )
         dt = time.monotonic() - t0
         log(
             f"readings: {n:,} in {dt:.0f} s ({n / max(dt, 1e-9):,.0f} rows/s incl. rollups);"
@@ -191,9 +223,21 @@ def main() -> None:
             "storage:",
             conn.execute("SELECT value FROM cityops_meta WHERE key='storage'").fetchone()[0],
         )
+        compressed = (
+            conn.execute(
+                "SELECT count(*) FILTER (WHERE is_compressed), count(*)"
+                " FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+            ).fetchone()
+            if conn.execute("SELECT to_regclass('timescaledb_information.chunks')").fetchone()
+            != (None,)
+            else None
+        )
+        if compressed:
+            print(f"readings chunks compressed: {compressed[0]} of {compressed[1]}")
     print(
         f"phase A: {args.sensors:,} sensors, {readings:,} readings "
-        f"({args.days_all} d for all, {args.days_chart} d for {args.chart_sensors})"
+        f"({args.days_all} d every {args.step_all} s for all,"
+        f" {args.days_chart} d every 60 s for {args.chart_sensors})"
     )
 
     # -- wall ----------------------------------------------------------------------------------
