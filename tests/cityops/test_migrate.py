@@ -14,6 +14,7 @@ from cityops.migrate import (
     plan_migrations,
     storage_mode,
 )
+from tests.cityops.test_upgrade import previous_migrations
 from tests.conftest import create_database, drop_database
 
 
@@ -126,10 +127,10 @@ def test_migrations_run_only_in_version_order() -> None:
         check_order(planned, {1, 2, 10, 65, 70})
 
 
-def test_shipped_migrations_are_numbered_after_the_previous_release() -> None:
+def test_shipped_migrations_are_numbered_after_the_previous_release(tmp_path: Path) -> None:
     """New migrations take the next number: the previous release's databases hold every older
     version, and a lower new number would be a gap (refused by check_order)."""
-    previous = plan_migrations(True, Path(__file__).parent / "data" / "migrations-0.1.0")
+    previous = plan_migrations(True, previous_migrations(tmp_path))
     highest = max(m.version for m in previous)
     for timescale in (False, True):
         new = {m.version for m in plan_migrations(timescale)} - {m.version for m in previous}

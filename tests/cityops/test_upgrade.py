@@ -1,8 +1,10 @@
-"""Upgrading a database made by the previous release (its migration set is kept in
-``data/migrations-0.1.0``): every reading is kept, and the current release ingests into it."""
+"""Upgrading a database made by the previous release (its migration set is kept, unchanged, in
+``data/migrations-0.1.0.tar.gz``): every reading is kept, and the current release ingests into
+it."""
 
 from __future__ import annotations
 
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -18,22 +20,30 @@ from sensors.payload import encode_reading
 from tests.conftest import create_database, drop_database, run_policy_jobs
 from tests.ingestion.conftest import add_sensors, new_id, now_ms, query, wait_for, water_topic
 
-PREVIOUS = Path(__file__).parent / "data" / "migrations-0.1.0"
+PREVIOUS_RELEASE = Path(__file__).parent / "data" / "migrations-0.1.0.tar.gz"
+
+
+def previous_migrations(into: Path) -> Path:
+    """The previous release's migration files, unpacked under ``into``."""
+    with tarfile.open(PREVIOUS_RELEASE) as tar:
+        tar.extractall(into, filter="data")
+    return into / "migrations-0.1.0"
 
 
 @pytest.mark.parametrize("path", ["timescaledb", "plain"])
 def test_migrate_keeps_every_reading_of_a_previous_release_database(
-    stack: LocalStack, timescaledb_available: bool, path: str
+    stack: LocalStack, timescaledb_available: bool, path: str, tmp_path: Path
 ) -> None:
     if path == "timescaledb" and not timescaledb_available:
         pytest.skip("the server has no TimescaleDB")
     timescale = path == "timescaledb"
+    previous = previous_migrations(tmp_path)
     name = "t_upgrade_" + uuid.uuid4().hex[:8]
     url = create_database(stack, name)
     try:
         with psycopg.connect(url) as conn:
-            applied = migrate(conn, use_timescale=timescale, directory=PREVIOUS)
-        assert len(applied) == len(plan_migrations(timescale, PREVIOUS))
+            applied = migrate(conn, use_timescale=timescale, directory=previous)
+        assert len(applied) == len(plan_migrations(timescale, previous))
         sensors = [new_id("up") for _ in range(3)]
         add_sensors(url, [(s, "water", "water_pressure") for s in sensors])
         # what the previous release stored: 20 days of readings, up to yesterday (several partitions

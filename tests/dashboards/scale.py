@@ -117,9 +117,9 @@ def load_scale_readings(
                 SELECT s.sensor_id, CASE s.utility WHEN 'power' THEN 'voltage' ELSE 'pressure' END,
                        ts, 300 + 20 * sin(extract(epoch FROM ts) / 3600.0 + length(s.sensor_id)),
                        (extract(epoch FROM ts) / %(step)s)::bigint, ts + interval '1 second'
-                FROM sensors s, generate_series(%(t0)s, %(t1)s - interval '1 second',
-                                                make_interval(secs => %(step)s)) ts
-                WHERE s.sensor_id = ANY(%(ids)s)
+                FROM sensors s JOIN unnest(%(ids)s::text[]) AS u(id) ON u.id = s.sensor_id,
+                     generate_series(%(t0)s, %(t1)s - interval '1 second',
+                                     make_interval(secs => %(step)s)) ts
                 ON CONFLICT DO NOTHING
                 """,
                 {"t0": t0, "t1": t1, "step": step_s, "ids": ids},
