@@ -31,9 +31,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alerts.events import decode_alert_event
 from alerts.service import AlertService
-from cityops.db import connect
-from cityops.mqtt import Publisher
-from cityops.settings import Settings, parse_mqtt_url
+from cityops.kernel.db import connect
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings, parse_mqtt_url
 from sensors.payload import encode_batch, encode_reading
 from sensors.topics import alert_filter, telemetry_topic
 

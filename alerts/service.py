@@ -26,9 +26,9 @@ import psycopg
 from alerts import store
 from alerts.dispatch import run_enricher, run_grouper, run_notifier
 from alerts.engine import Engine, Evaluation, in_partition
-from cityops.db import connect
-from cityops.mqtt import AckingConsumer, Inbox, Message, Publisher
-from cityops.settings import Settings
+from cityops.kernel.db import connect
+from cityops.kernel.mqtt import AckingConsumer, Inbox, Message, Publisher
+from cityops.kernel.settings import Settings
 from sensors.payload import PayloadError, Reading, TimeWindow, decode_message
 from sensors.topics import TopicError, parse_telemetry_topic, shared, telemetry_filter
 

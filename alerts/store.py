@@ -63,7 +63,7 @@ from alerts.notify import (
     suppression_reason,
 )
 from alerts.params import build_stream_config
-from sensors.catalogue import QuantityLimits
+from sensors.catalogue import DEFAULT_DETECTORS, QuantityLimits
 from sensors.quantities import QUANTITIES
 from sensors.topics import alert_topic
 
@@ -126,6 +126,35 @@ def read_sensors(conn: psycopg.Connection) -> dict[str, SensorInfo]:
         sid: SensorInfo(sid, u, t, limits[sid], interval, configs(t, limits[sid]))
         for sid, (u, t, interval) in meta.items()
     }
+
+
+def read_detector_clock(conn: psycopg.Connection) -> tuple[datetime | None, int]:
+    """(the newest detector state update, how many states): it stops moving once the engine
+    has nothing left to evaluate."""
+    row = conn.execute("SELECT max(updated_at), count(*) FROM alert_detector_state").fetchone()
+    return (row[0], int(row[1])) if row else (None, 0)
+
+
+def read_evaluated_until(conn: psycopg.Connection, sensor_ids: Sequence[str]) -> datetime | None:
+    """The newest reading time the engine has evaluated for any of ``sensor_ids``."""
+    row = conn.execute(
+        "SELECT max(last_ts) FROM alert_detector_state WHERE sensor_id = ANY(%s)",
+        (list(sensor_ids),),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def write_default_detectors(conn: psycopg.Connection) -> None:
+    """The streaming detectors a new installation starts with (decision 0025); a row the
+    operators changed or disabled (``enabled = false``) is kept as it is."""
+    conn.cursor().executemany(
+        "INSERT INTO alert_detector_settings (type_id, quantity, detector, severity, params)"
+        " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
+        [
+            (d.type_id, d.quantity, d.detector, d.severity, json.dumps(dict(d.params)))
+            for d in DEFAULT_DETECTORS
+        ],
+    )
 
 
 def write_limit_override(

@@ -31,9 +31,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cityops.migrate import migrate  # noqa: E402
-from cityops.settings import Settings  # noqa: E402
-from cityops.stack import LocalStack  # noqa: E402
+from cityops.kernel.settings import Settings  # noqa: E402
+from cityops.shell.database import prepare_database  # noqa: E402
+from cityops.shell.stack import LocalStack  # noqa: E402
 from dashboards.app import build_app  # noqa: E402
 from tests.dashboards.scale import load_scale_readings, load_scale_sensors  # noqa: E402
 
@@ -54,7 +54,7 @@ def ensure_db(
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     with psycopg.connect(url) as conn:
-        migrate(conn)
+        prepare_database(conn)
         t0 = time.monotonic()
         fill(conn)
         conn.execute("ANALYZE")

@@ -29,7 +29,7 @@ import psycopg.sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cityops.migrate import migrate  # noqa: E402
+from cityops.shell.database import prepare_database  # noqa: E402
 from gis.analysis import NetworkCache, fetch_isolation  # noqa: E402
 from gis.demo import DemoConfig, build_demo_city  # noqa: E402
 from gis.filters import AlertHistory, NearLayer, PlannerQuery, parse_filter  # noqa: E402
@@ -71,7 +71,7 @@ def line(name: str, ms: list[float], target: float | None = None) -> None:
 
 def build(url: str, grid_n: int) -> dict[str, int]:
     with psycopg.connect(url) as conn:
-        migrate(conn)
+        prepare_database(conn)
         doc = json.loads((ROOT / "data" / "chengdu_districts.geojson").read_text(encoding="utf-8"))
         write_districts(conn, doc)
         t = time.perf_counter()
@@ -256,7 +256,7 @@ def bench_ogc(url: str, n: int) -> None:
     import requests
     from werkzeug.serving import make_server
 
-    from cityops.stack import free_port
+    from cityops.shell.stack import free_port
     from gis.ogc import build_pygeoapi_config, close_pools, create_ogc_app
 
     port = free_port()
@@ -320,7 +320,7 @@ def main() -> None:
     url = os.environ.get("CITYOPS_BENCH_DATABASE_URL")
     stack = None
     if not url:
-        from cityops.stack import LocalStack
+        from cityops.shell.stack import LocalStack
 
         stack = LocalStack(ROOT / "var" / "bench-stack-gis")
         stack.start()

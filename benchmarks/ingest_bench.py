@@ -52,10 +52,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E40
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-from cityops.migrate import migrate  # noqa: E402
-from cityops.mqtt import Publisher  # noqa: E402
-from cityops.settings import Settings, parse_mqtt_url  # noqa: E402
-from cityops.stack import LocalStack  # noqa: E402
+from cityops.kernel.mqtt import Publisher  # noqa: E402
+from cityops.kernel.settings import Settings, parse_mqtt_url  # noqa: E402
+from cityops.shell.database import prepare_database  # noqa: E402
+from cityops.shell.stack import LocalStack  # noqa: E402
 from ingestion.classify import Row  # noqa: E402
 from ingestion.store import COPY_DIRECT, build_copy_binary  # noqa: E402
 from sensors.payload import encode_batch, encode_reading  # noqa: E402
@@ -540,7 +540,7 @@ def storage(stack: LocalStack, timescale: bool, sensors: int, days: int) -> tupl
     n = sensors * days * 1440
     try:
         with psycopg.connect(stack.admin_database_url(name), autocommit=True) as c:
-            migrate(c, use_timescale=timescale)
+            prepare_database(c, use_timescale=timescale)
             end = _DAY0 + timedelta(days=days)
             c.execute("SELECT cityops_ensure_partitions(%s, %s)", (_DAY0, end))
             c.execute(
@@ -592,7 +592,7 @@ def run_path(
     r: dict[str, float] = {}
     try:
         with psycopg.connect(db_url) as c:
-            migrate(c, use_timescale=timescale)
+            prepare_database(c, use_timescale=timescale)
         settings = Settings(
             database_url=db_url,
             mqtt_url=stack.mqtt_url("cityops-admin"),

@@ -149,12 +149,12 @@ def bench_library() -> None:
 
 
 def bench_load(sizes: list[int], mqtt_url: str | None) -> None:
-    from cityops.settings import Settings
+    from cityops.kernel.settings import Settings
     from simulators.load import run_load
 
     stack = None
     if mqtt_url is None:
-        from cityops.stack import LocalStack
+        from cityops.shell.stack import LocalStack
 
         stack = LocalStack(ROOT / "var" / "bench-stack-sim")
         stack.start_mosquitto()

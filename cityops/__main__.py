@@ -1,3 +1,3 @@
-from cityops.cli import app
+from cityops.shell.cli import app
 
 app()

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from dashboards.components import header
 from dashboards.context import AppContext
 from dashboards.i18n import normalise_language, t

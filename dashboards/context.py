@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from dashboards import queries
 from dashboards.queries import Reader
 from dashboards.snapshot import SensorStates, district_summaries

@@ -1,7 +1,7 @@
 """Read-only SQL for the dashboard pages (PostgreSQL/PostGIS through psycopg).
 
 Every function takes an open connection and returns frozen values from ``dashboards.model``.
-``Reader`` hands out connections made by ``cityops.db.connect`` with a short statement timeout
+``Reader`` hands out connections made by ``cityops.kernel.db.connect`` with a short statement timeout
 and read-only transactions, so a slow query or a dead database raises quickly instead of hanging
 a page; a broken connection is thrown away and the next request opens a new one.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from cityops.db import connect
+from cityops.kernel.db import connect
 from dashboards.model import (
     SILENT_FACTOR,
     AlertRow,

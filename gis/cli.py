@@ -1,12 +1,12 @@
 """`cityops gis ...`: the basic geographic database from the command line (wiring only).
 
-Mount in cityops/cli.py next to the existing `gis load-districts`::
+Mount in cityops/shell/cli.py next to the existing `gis load-districts`::
 
     from gis.cli import register as register_gis
     register_gis(gis_app)
 
 (or, as a group of its own, ``app.add_typer(gis.cli.app, name="gis")``). Every command reads
-CITYOPS_DATABASE_URL through ``cityops.settings.Settings``.
+CITYOPS_DATABASE_URL through ``cityops.kernel.settings.Settings``.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ console = Console(stderr=True)
 
 
 def _db_url() -> str:
-    from cityops.settings import Settings
+    from cityops.kernel.settings import Settings
 
     return Settings().database_url  # type: ignore[call-arg]  # from the environment
 
 
 def _connect():
-    from cityops.db import connect
+    from cityops.kernel.db import connect
 
     return connect(_db_url())
 

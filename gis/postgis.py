@@ -17,10 +17,42 @@ import shapely
 from psycopg import sql
 
 from gis.layers import STORE_SRID, Layer, get_layer
-from sensors.catalogue import CatalogueError, Sensor, parse_csv_sensors, parse_geojson_sensors
+from sensors.catalogue import (
+    SENSOR_TYPES,
+    CatalogueError,
+    Sensor,
+    parse_csv_sensors,
+    parse_geojson_sensors,
+)
 
 if TYPE_CHECKING:
     import geopandas as gpd
+
+
+def write_sensor_types(conn: psycopg.Connection) -> None:
+    """The default sensor types and their alarm limits (``sensors.catalogue.SENSOR_TYPES``);
+    types and limits an operator already changed are kept."""
+    for t in SENSOR_TYPES.values():
+        conn.execute(
+            "INSERT INTO sensor_types (type_id, utility, name_zh, name_en, expected_interval_s)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (type_id) DO NOTHING",
+            (t.type_id, t.utility.value, t.name_zh, t.name_en, t.expected_interval_s),
+        )
+        conn.cursor().executemany(
+            "INSERT INTO sensor_type_quantities"
+            " (type_id, quantity, alarm_low, alarm_high, deadband)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(t.type_id, x.quantity, x.alarm_low, x.alarm_high, x.deadband) for x in t.limits],
+        )
+
+
+def retire_sensors(conn: psycopg.Connection, sensor_ids: Iterable[str]) -> int:
+    """Mark sensors retired (they stay in the catalogue; ingestion refuses their readings)."""
+    cur = conn.execute(
+        "UPDATE sensors SET status = 'retired', updated_at = now() WHERE sensor_id = ANY(%s)",
+        (list(sensor_ids),),
+    )
+    return max(0, cur.rowcount)
 
 
 def write_districts(conn: psycopg.Connection, doc: Mapping[str, Any]) -> int:

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from cityops.mqtt import QUEUE_MAX_BYTES, AckingConsumer
+from cityops.kernel.mqtt import QUEUE_MAX_BYTES, AckingConsumer
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Threads (docs/ingestion.md):
 
-* paho's network thread only appends received messages to a bounded queue (cityops.mqtt);
+* paho's network thread only appends received messages to a bounded queue (cityops.kernel.mqtt);
 * the decoder thread takes them, decodes and classifies them (ingestion.classify) and closes
   batches by size or age (ingestion.batching);
 * the writer thread checks each batch against the catalogue, writes it in one transaction
@@ -28,8 +28,8 @@ from typing import Any
 import psycopg
 from prometheus_client import start_http_server
 
-from cityops.mqtt import RECEIVE_MAXIMUM, Message
-from cityops.settings import Settings
+from cityops.kernel.mqtt import RECEIVE_MAXIMUM, Message
+from cityops.kernel.settings import Settings
 from ingestion.batching import Batch, BatchPolicy, Item, split_batch
 from ingestion.classify import (
     Catalogue,

@@ -33,8 +33,8 @@ from datetime import timedelta
 
 import psycopg
 
-from cityops.db import connect
-from cityops.migrate import ensure_partitions
+from cityops.kernel.db import connect
+from cityops.kernel.migrate import ensure_partitions
 from ingestion.classify import Catalogue, Row, SensorEntry, compute_plausible_band
 
 QUARANTINE_PAYLOAD_MAX = 4096  # bytes of a rejected payload kept (its full size is recorded)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from sensors.catalogue import Sensor, parse_geojson_sensors
 from simulators.mqtt import RunStats, publish_steps, stop_on_signals
 from simulators.profiles import DemoGenerator, PressureDrop

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cityops.settings import with_mqtt_credentials
+from cityops.kernel.settings import with_mqtt_credentials
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$
 

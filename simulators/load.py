@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from sensors.catalogue import SENSOR_TYPES, Sensor
 from simulators.mqtt import RunStats, publish_steps
 from simulators.profiles import DemoGenerator

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from cityops.mqtt import Publisher
+from cityops.kernel.mqtt import Publisher
 from sensors.topics import parse_telemetry_topic
 from simulators.profiles import Outgoing
 

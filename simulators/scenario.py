@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from sensors.catalogue import sensors_to_geojson
 from simulators.mqtt import DevicePublishers, RunStats, publish_steps, stop_on_signals
 from simulators.run import ScenarioRun
@@ -107,7 +107,7 @@ def _with_gis_water(scenario: Scenario, database_url: str) -> Scenario:
             "networks.water.model",
             "gis needs a database (CITYOPS_DATABASE_URL)",
         )
-    from cityops.db import connect
+    from cityops.kernel.db import connect
     from simulators.store import read_water_layers
 
     with connect(database_url) as conn:
@@ -227,7 +227,7 @@ def run_scenario(
             truth["stopped_at_step"] = stats.steps
         _write_truth_file(out, truth)
         if use_db:
-            from cityops.db import connect
+            from cityops.kernel.db import connect
             from simulators.store import write_run_end
 
             with connect(settings.database_url) as conn:
@@ -247,7 +247,7 @@ def _write_truth_file(out: Path, truth: dict[str, Any]) -> None:
 def _db_start(
     settings: Settings, truth: dict[str, Any], run: ScenarioRun | None, truth_too: bool
 ) -> None:
-    from cityops.db import connect
+    from cityops.kernel.db import connect
     from simulators.store import write_run_start
 
     with connect(settings.database_url) as conn:

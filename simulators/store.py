@@ -134,7 +134,7 @@ def write_asset_limits(
     (alerts' ``sensor_limit_overrides``), so that the alert engine judges each sensor against
     the rating of what it watches, as it would with a utility's asset register. The deadband
     stays the sensor type's. Returns how many were written."""
-    from alerts.store import write_limit_override
+    from alerts.api import write_limit_override
 
     n = 0
     for sensor_id, per in limits.items():
@@ -162,7 +162,7 @@ def write_metered_areas(
     balance and topology grouping (alerts' ``metered_areas``), as a utility registers its DMAs;
     ``members``: the sensors on the network (a scenario has one water network). Returns how
     many areas."""
-    from alerts.store import write_metered_area
+    from alerts.api import write_metered_area
 
     for area_id, (name, meters, storage) in areas.items():
         write_metered_area(

@@ -1,6 +1,6 @@
 """Fixtures on the real services: a private PostgreSQL/PostGIS and Mosquitto for the session.
 
-The suite starts its own servers (cityops.stack) so that tests may stop, kill and restart them
+The suite starts its own servers (cityops.shell.stack) so that tests may stop, kill and restart them
 without touching anything else on the machine. Each test gets a fresh database cloned from a
 migrated template, so tests do not see each other's rows.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cityops.db import has_timescaledb
-from cityops.migrate import migrate
-from cityops.settings import Settings
-from cityops.stack import LocalStack, default_stack_dir
+from cityops.kernel.db import has_timescaledb
+from cityops.kernel.settings import Settings
+from cityops.shell.database import prepare_database
+from cityops.shell.stack import LocalStack, default_stack_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 # one migrated template per storage path (decision 0005): the suite runs on TimescaleDB where the
@@ -109,7 +109,7 @@ def make_template(stack: LocalStack, name: str, *, timescale: bool) -> str:
     """A migrated template database of one storage path."""
     drop_database(stack, name)
     with psycopg.connect(create_database(stack, name)) as conn:
-        migrate(conn, use_timescale=timescale)
+        prepare_database(conn, use_timescale=timescale)
     return seal_template(stack, name)
 
 
@@ -185,7 +185,7 @@ def end_mqtt_session(url: str, client_id: str) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from cityops.settings import parse_mqtt_url
+    from cityops.kernel.settings import parse_mqtt_url
 
     ep = parse_mqtt_url(url)
     c = mqtt.Client(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from cityops.stack import mosquitto_acl
+from cityops.shell.stack import mosquitto_acl
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

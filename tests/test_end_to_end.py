@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from cityops.settings import Settings, parse_mqtt_url
+from cityops.kernel.settings import Settings, parse_mqtt_url
 from gis.postgis import read_sensor_file, write_districts, write_sensors
 from sensors.payload import TimeWindow, decode_message
 from sensors.topics import alert_filter, parse_telemetry_topic, telemetry_filter

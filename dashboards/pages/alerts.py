@@ -295,8 +295,8 @@ def register(app: Dash, ctx: AppContext) -> None:
             ), no_update
         shelve_h, clamped = shelve
         try:
-            from alerts import store as alert_store
-            from alerts.lifecycle import TransitionError
+            from alerts import api as alert_store
+            from alerts.api import TransitionError
         except ImportError:
             return html.Span(t(lang, "alerts.unavailable"), className="msg-error"), no_update
         comment = str(comment or "").strip()[:500]

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from cityops.settings import Settings, parse_mqtt_url
+from cityops.kernel.settings import Settings, parse_mqtt_url
 from sensors.topics import alert_filter
 from tests.conftest import ROOT, cityops_cmd, settings_env
 

@@ -14,8 +14,8 @@ from alerts.engine import in_partition
 from alerts.events import decode_alert_event
 from alerts.notify import FLOOD_MAX
 from alerts.service import AlertService
-from cityops.mqtt import Publisher
-from cityops.settings import Settings
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
 from sensors.payload import encode_reading
 from sensors.topics import alert_topic, telemetry_topic
 from tests.alerts.conftest import (
@@ -272,7 +272,7 @@ def test_silent_sensor_and_gas_levels_through_the_service(
 
 def _database_reachable(stack, db_url: str, reachable: bool) -> None:  # type: ignore[no-untyped-def]
     """Cut (or restore) every connection to this test's database only. Stopping the shared
-    server instead would move it to another port (see the report on cityops.stack)."""
+    server instead would move it to another port (see the report on cityops.shell.stack)."""
     name = db_url.rsplit("/", 1)[1]
     with psycopg.connect(stack.admin_database_url(), autocommit=True) as conn:
         conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(reachable).lower()}')

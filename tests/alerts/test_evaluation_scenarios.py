@@ -13,8 +13,8 @@ import yaml
 
 from alerts import store
 from alerts.evaluation import RunScore, format_score, score_run
-from cityops.evaluate import last_reading_us, run_sensor_ids, wait_until_evaluated
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
+from cityops.shell.evaluate import last_reading_us, run_sensor_ids, wait_until_evaluated
 from simulators.scenario import run_scenario
 from tests.alerts.conftest import EngineProcess
 from tests.conftest import ROOT

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from tests.conftest import ROOT, run_cityops
 
 

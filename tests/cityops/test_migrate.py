@@ -5,15 +5,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cityops.migrate import (
+from cityops.kernel.migrate import (
     Migration,
     MigrationOrderError,
     check_order,
     ensure_partitions,
-    migrate,
     plan_migrations,
     storage_mode,
 )
+from cityops.shell.database import prepare_database
 from tests.cityops.test_upgrade import previous_migrations
 from tests.conftest import create_database, drop_database
 
@@ -52,7 +52,7 @@ def test_migrate_is_idempotent_and_creates_the_contract_relations(
     db_url: str, storage_path: str
 ) -> None:
     with psycopg.connect(db_url) as conn:
-        assert migrate(conn) == []  # the template already holds every migration
+        assert prepare_database(conn) == []  # the template already holds every migration
         assert storage_mode(conn) == storage_path
         for rel in (
             "sensors",
@@ -80,7 +80,7 @@ def test_concurrent_migrations_on_a_new_database_do_not_race(stack, db_url: str)
     def worker() -> None:
         try:
             with psycopg.connect(stack.admin_database_url(name)) as conn:
-                results.append(migrate(conn))
+                results.append(prepare_database(conn))
         except BaseException as exc:
             errors.append(exc)
 

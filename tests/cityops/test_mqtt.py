@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from cityops.mqtt import AckingConsumer, BufferedSocket, Inbox, Message, Publisher
-from cityops.stack import LocalStack
+from cityops.kernel.mqtt import AckingConsumer, BufferedSocket, Inbox, Message, Publisher
+from cityops.shell.stack import LocalStack
 
 
 class _ChunkSocket:

@@ -7,8 +7,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from cityops.settings import parse_mqtt_url
-from cityops.stack import LocalStack
+from cityops.kernel.settings import parse_mqtt_url
+from cityops.shell.stack import LocalStack
 
 
 def _client(

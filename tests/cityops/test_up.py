@@ -13,7 +13,7 @@ import urllib.request
 
 import psycopg
 
-from cityops.stack import default_stack_dir
+from cityops.shell.stack import default_stack_dir
 from tests.conftest import ROOT
 
 

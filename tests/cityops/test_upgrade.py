@@ -11,10 +11,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cityops.migrate import migrate, plan_migrations, storage_mode
-from cityops.mqtt import Publisher
-from cityops.settings import Settings
-from cityops.stack import LocalStack
+from cityops.kernel.migrate import plan_migrations, storage_mode
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
+from cityops.shell.database import prepare_database
+from cityops.shell.stack import LocalStack
 from ingestion.service import Ingestor
 from sensors.payload import encode_reading
 from tests.conftest import create_database, drop_database, run_policy_jobs
@@ -42,7 +43,7 @@ def test_migrate_keeps_every_reading_of_a_previous_release_database(
     url = create_database(stack, name)
     try:
         with psycopg.connect(url) as conn:
-            applied = migrate(conn, use_timescale=timescale, directory=previous)
+            applied = prepare_database(conn, use_timescale=timescale, directory=previous)
         assert len(applied) == len(plan_migrations(timescale, previous))
         sensors = [new_id("up") for _ in range(3)]
         add_sensors(url, [(s, "water", "water_pressure") for s in sensors])
@@ -66,7 +67,7 @@ def test_migrate_keeps_every_reading_of_a_previous_release_database(
             )
 
         with psycopg.connect(url) as conn:
-            upgraded = migrate(conn)
+            upgraded = prepare_database(conn)
             assert storage_mode(conn) == path
         assert upgraded == ["0065_storage_policies"]
         assert query(url, "SELECT count(*), sum(value), sum(seq) FROM readings") == before

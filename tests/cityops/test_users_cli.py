@@ -2,7 +2,7 @@ import subprocess
 
 import psycopg
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from tests.conftest import ROOT, cityops_cmd, settings_env
 
 

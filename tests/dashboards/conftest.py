@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cityops.settings import Settings
-from cityops.stack import LocalStack, free_port
+from cityops.kernel.settings import Settings
+from cityops.shell.stack import LocalStack, free_port
 from gis.postgis import read_sensor_file, write_districts, write_sensors
 from tests.conftest import ROOT, cityops_cmd, create_database, drop_database, settings_env
 from tests.dashboards.browser import start_browser

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from selenium.webdriver.common.by import By
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from dashboards.oidc import (
     OidcConfig,
     OidcError,

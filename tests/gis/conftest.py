@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cityops.stack import LocalStack
+from cityops.shell.stack import LocalStack
 from gis.demo import DemoConfig, build_demo_city
 from gis.grid import build_grid_cells
 from gis.postgis import fetch_districts_frame, write_districts, write_grid_cells, write_layers

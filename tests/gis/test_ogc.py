@@ -10,7 +10,7 @@ import pytest
 from owslib.ogcapi.features import Features
 from werkzeug.serving import make_server
 
-from cityops.stack import free_port
+from cityops.shell.stack import free_port
 from gis.ogc import build_pygeoapi_config, close_pools, create_ogc_app
 from gis.postgis import fetch_layer_metadata
 

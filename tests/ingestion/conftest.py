@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from cityops.mqtt import Publisher
-from cityops.settings import Settings
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
 from ingestion.service import Ingestor
 from sensors.quantities import Utility
 from sensors.topics import telemetry_topic
@@ -94,7 +94,7 @@ class Load:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-        from cityops.settings import parse_mqtt_url
+        from cityops.kernel.settings import parse_mqtt_url
 
         self.sensors = sensors
         self.per_sensor = per_sensor
@@ -177,7 +177,7 @@ def end_session(settings: Settings) -> None:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    from cityops.settings import parse_mqtt_url
+    from cityops.kernel.settings import parse_mqtt_url
 
     ep = parse_mqtt_url(settings.mqtt_url_for("ingest"))
     c = mqtt.Client(

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from cityops.mqtt import Publisher
-from cityops.settings import Settings
-from cityops.stack import LocalStack
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
+from cityops.shell.stack import LocalStack
 from ingestion.service import Ingestor
 from sensors.payload import encode_reading
 from sensors.quantities import Utility

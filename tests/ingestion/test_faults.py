@@ -14,10 +14,10 @@ from collections import Counter
 
 import pytest
 
-import cityops.stack
-from cityops.mqtt import RECEIVE_MAXIMUM, Publisher
-from cityops.settings import Settings
-from cityops.stack import LocalStack, free_port
+import cityops.shell.stack
+from cityops.kernel.mqtt import RECEIVE_MAXIMUM, Publisher
+from cityops.kernel.settings import Settings
+from cityops.shell.stack import LocalStack, free_port
 from ingestion.service import Ingestor
 from tests.conftest import ROOT, cityops_cmd, settings_env
 from tests.ingestion.conftest import (
@@ -93,8 +93,8 @@ def test_kill_9_of_the_ingestor_under_load_loses_and_doubles_nothing(
 @pytest.fixture
 def reuse_ports(monkeypatch: pytest.MonkeyPatch) -> None:
     """Restart servers on the ports the clients know: a port left in TIME_WAIT by the stopped
-    server would otherwise make cityops.stack choose a new one."""
-    monkeypatch.setattr(cityops.stack, "port_is_free", lambda port: True)
+    server would otherwise make cityops.shell.stack choose a new one."""
+    monkeypatch.setattr(cityops.shell.stack, "port_is_free", lambda port: True)
 
 
 def _metrics(port: int) -> str:

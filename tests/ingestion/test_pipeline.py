@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from cityops.mqtt import Publisher
-from cityops.settings import Settings
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
 from ingestion.service import Ingestor
 from sensors.payload import encode_reading
 from tests.conftest import ROOT, cityops_cmd, settings_env

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 import ingestion.service
-from cityops.mqtt import Publisher
-from cityops.settings import Settings
-from cityops.stack import free_port
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
+from cityops.shell.stack import free_port
 from ingestion.service import HEALTHY_WITHIN_S, Ingestor, is_healthy, quarantine_keep_days
 from ingestion.store import IngestConnection, drop_old_quarantine
 from sensors.payload import encode_reading

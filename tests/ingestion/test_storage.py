@@ -14,9 +14,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cityops.mqtt import Publisher
-from cityops.settings import Settings, parse_mqtt_url
-from cityops.stack import free_port
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings, parse_mqtt_url
+from cityops.shell.stack import free_port
 from ingestion.service import Ingestor
 from sensors.payload import encode_batch, encode_reading
 from tests.conftest import run_policy_jobs

@@ -11,8 +11,8 @@ import time
 import psycopg
 import pytest
 
-from cityops.mqtt import Publisher
-from cityops.settings import Settings
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
 from ingestion.service import Ingestor
 from ingestion.store import IngestConnection
 from sensors.payload import encode_reading

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cityops.mqtt import AckingConsumer
-from cityops.settings import Settings
+from cityops.kernel.mqtt import AckingConsumer
+from cityops.kernel.settings import Settings
 from sensors.catalogue import SENSOR_TYPES
 from sensors.payload import TimeWindow, decode_message
 from sensors.topics import parse_telemetry_topic, telemetry_filter

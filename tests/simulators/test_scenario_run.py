@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cityops.mqtt import AckingConsumer, Publisher
-from cityops.settings import Settings
+from cityops.kernel.mqtt import AckingConsumer, Publisher
+from cityops.kernel.settings import Settings
 from sensors.payload import PayloadError, TimeWindow, decode_message
 from sensors.topics import parse_telemetry_topic, telemetry_filter, telemetry_topic
 from simulators.devices import (
@@ -298,7 +298,7 @@ def test_devices_publish_with_their_own_identity(settings: Settings, stack, tmp_
         )
         got = _drain(sub, report.stats.messages, quiet_s=0.3)
         # a device may write only its own topic: this one is dropped by the broker
-        from cityops.settings import with_mqtt_credentials
+        from cityops.kernel.settings import with_mqtt_credentials
 
         url = with_mqtt_credentials(settings.mqtt_url, ids[0], creds[ids[0]])
         with Publisher(url, f"intruder-{uuid.uuid4().hex[:6]}") as pub:

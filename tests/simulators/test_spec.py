@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
 from simulators.scenario import load_scenario, prepare_run, run_scenario
 from simulators.spec import ScenarioError, parse_duration_s, parse_scenario
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import psycopg
 from rich.console import Console
 
-from cityops.db import connect
-from cityops.migrate import migrate, storage_mode
-from cityops.settings import Settings
-from cityops.stack import LocalStack, default_stack_dir, free_port, port_is_free
+from cityops.kernel.db import connect
+from cityops.kernel.migrate import storage_mode
+from cityops.kernel.settings import Settings
+from cityops.shell.database import prepare_database
+from cityops.shell.paths import DATA_DIR, PROJECT_ROOT
+from cityops.shell.stack import LocalStack, default_stack_dir, free_port, port_is_free
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = PROJECT_ROOT / "data"
 SERVICES = ("ingest", "alerts", "dashboard", "simulate")
 MAX_RESTARTS_PER_MINUTE = 5
 GIS_PORT = 5001
@@ -73,7 +73,7 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
             logs.mkdir(parents=True, exist_ok=True)
             status.update("migrating the database ...")
             with connect(settings.database_url) as conn:
-                applied = migrate(conn)
+                applied = prepare_database(conn)
                 mode = storage_mode(conn)
                 status.update("loading districts and demo sensors ...")
                 _load_reference_data(conn)

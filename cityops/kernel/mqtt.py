@@ -16,14 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from cityops.settings import parse_mqtt_url
+from cityops.kernel.settings import parse_mqtt_url
 
 log = logging.getLogger(__name__)
 
@@ -318,10 +318,10 @@ class AckingConsumer:
         log.warning("mqtt disconnected: %s", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        # refused only once stopping: never acknowledged, the broker delivers it again
-        self.queue.put(
-            Message(msg.mid, msg.qos, msg.topic, msg.payload, time.time_ns(), msg.retain)
-        )
+        # refused only once stopping: never acknowledged, the broker delivers it again.
+        # paho types the payload bytes | bytearray; it is a slice of the packet, bytes
+        payload = cast(bytes, msg.payload)
+        self.queue.put(Message(msg.mid, msg.qos, msg.topic, payload, time.time_ns(), msg.retain))
 
     # -- worker side ----------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> None:

@@ -7,7 +7,7 @@ import psycopg
 # seconds; statement_timeout in ms. Keepalives detect a dead peer in about 10 + 3*5 s.
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 30_000
-KEEPALIVE_KWARGS = {
+KEEPALIVE_KWARGS: dict[str, object] = {
     "keepalives": 1,
     "keepalives_idle": 10,
     "keepalives_interval": 5,
@@ -24,14 +24,14 @@ def connect(
 ) -> psycopg.Connection:
     if not url:
         raise ValueError("CITYOPS_DATABASE_URL is not set (run `cityops up`, or export it)")
-    return psycopg.connect(
-        url,
-        autocommit=autocommit,
-        connect_timeout=CONNECT_TIMEOUT_S,
-        application_name=application_name,
-        options=f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC",
+    # libpq connection parameters, passed through psycopg's **kwargs
+    params = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": application_name,
+        "options": f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC",
         **KEEPALIVE_KWARGS,
-    )
+    }
+    return psycopg.connect(url, autocommit=autocommit, **params)  # type: ignore[arg-type]
 
 
 def has_timescaledb(conn: psycopg.Connection) -> bool:

@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
+from cityops.shell.paths import DATA_DIR, PROJECT_ROOT
 
 app = typer.Typer(
     help="cityops: smart-city IoT and urban operations center (Chengdu). "
@@ -29,8 +30,6 @@ app.add_typer(users_app, name="users")
 app.add_typer(sensors_app, name="sensors")
 app.add_typer(gis_app, name="gis")
 console = Console(stderr=True)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = PROJECT_ROOT / "data"
 
 
 def _settings() -> Settings:
@@ -55,7 +54,7 @@ def up(
     """Run the whole stack on this machine: database, broker, simulator, ingestion, alerts and
     dashboard. Starts a private PostgreSQL and Mosquitto unless CITYOPS_DATABASE_URL and
     CITYOPS_MQTT_URL are set; prints the dashboard URL; Ctrl-C stops everything."""
-    from cityops.up import run_up
+    from cityops.shell.up import run_up
 
     raise typer.Exit(run_up(_settings(), stack_dir=stack_dir, simulate=simulate, console=console))
 
@@ -63,12 +62,12 @@ def up(
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (idempotent, versioned; TimescaleDB where available)."""
-    from cityops.db import connect
-    from cityops.migrate import migrate as do_migrate
-    from cityops.migrate import storage_mode
+    from cityops.kernel.db import connect
+    from cityops.kernel.migrate import storage_mode
+    from cityops.shell.database import prepare_database
 
     with connect(_settings().database_url) as conn:
-        applied = do_migrate(conn)
+        applied = prepare_database(conn)
         console.print(
             f"applied: {', '.join(applied) or 'nothing (up to date)'}; storage: {storage_mode(conn)}"
         )
@@ -104,7 +103,7 @@ def alerts(
     """Evaluate new readings as they arrive (thresholds with hysteresis and the detectors enabled
     per sensor type); raise, store, group into incidents, publish and notify; clear on return."""
     _logging()
-    from alerts.service import run
+    from alerts.api import run
 
     try:
         k, n = (int(x) for x in partition.split("/"))
@@ -126,8 +125,8 @@ def dead_letters(
     on; look here when the engine's log says "skipped a message the database refuses"."""
     from zoneinfo import ZoneInfo
 
-    from alerts.store import read_dead_letters
-    from cityops.db import connect
+    from alerts.api import read_dead_letters
+    from cityops.kernel.db import connect
 
     out = Console(soft_wrap=True)
     chengdu = ZoneInfo("Asia/Shanghai")
@@ -297,7 +296,7 @@ def evaluate(
     type, recall, time to detection, localisation error, false alerts per 1,000 sensor-days and a
     NAB-style score. Use a database of its own: the scenarios register their sensors."""
     _logging("WARNING")
-    from cityops.evaluate import print_evaluation
+    from cityops.shell.evaluate import print_evaluation
 
     print_evaluation(_settings(), scenarios, log_dir, speedup=speedup)
 
@@ -308,7 +307,7 @@ def sensors_import(
 ) -> None:
     """Add or update sensors from a file (columns: sensor_id, sensor_type, name, district_adcode,
     asset_id, status; Point geometry or lon/lat)."""
-    from cityops.db import connect
+    from cityops.kernel.db import connect
     from gis.postgis import read_sensor_file, write_sensors
 
     sensors = read_sensor_file(file)
@@ -324,7 +323,7 @@ def gis_load_districts(
     ] = DATA_DIR / "chengdu_districts.geojson",
 ) -> None:
     """Load Chengdu's 20 county-level districts (shipped with cityops) into PostGIS."""
-    from cityops.db import connect
+    from cityops.kernel.db import connect
     from gis.postgis import write_districts
 
     doc = json.loads(file.read_text(encoding="utf-8"))
@@ -348,7 +347,7 @@ def users_add(
     """Create an account, or replace its password and role (argon2id hash; >= 12 characters)."""
     import psycopg
 
-    from cityops.db import connect
+    from cityops.kernel.db import connect
     from dashboards.accounts import write_user
 
     if password_stdin:
@@ -372,7 +371,7 @@ def users_list() -> None:
     """The accounts, their roles and whether they are disabled (never the password hashes)."""
     from rich.table import Table
 
-    from cityops.db import connect
+    from cityops.kernel.db import connect
     from dashboards.accounts import read_users
 
     with connect(_settings().database_url) as conn:
@@ -395,7 +394,7 @@ def users_disable(
     enable: Annotated[bool, typer.Option(help="Enable it again instead.")] = False,
 ) -> None:
     """Disable an account (its sessions end at once), or enable it again."""
-    from cityops.db import connect
+    from cityops.kernel.db import connect
     from dashboards.accounts import write_user_disabled
 
     with connect(_settings().database_url) as conn:
@@ -418,7 +417,7 @@ _mount_part_commands()
 @app.command()
 def status() -> None:
     """Counts of sensors, readings, open alerts and quarantined messages."""
-    from cityops.db import connect
+    from cityops.kernel.db import connect
 
     with connect(_settings().database_url) as conn:
         for table, sql in (

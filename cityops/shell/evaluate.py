@@ -19,12 +19,13 @@ from pathlib import Path
 
 import psycopg
 
-from alerts import store
+from alerts import api as alerts_api
 from alerts.evaluation import RunScore, format_score, score_run
-from cityops.settings import Settings
+from cityops.kernel.settings import Settings
+from cityops.shell.paths import PROJECT_ROOT
+from gis.postgis import retire_sensors
 from simulators.scenario import run_scenario
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REPLAY_ACCEPT_PAST_S = 10 * 365 * 86_400.0  # library scenarios have fixed dates in the past
 
 
@@ -38,7 +39,7 @@ def _engine_env(settings: Settings, tag: str) -> dict[str, str]:
 
 def _detector_clock(database_url: str) -> object:
     with psycopg.connect(database_url) as conn:
-        return conn.execute("SELECT max(updated_at), count(*) FROM alert_detector_state").fetchone()
+        return alerts_api.read_detector_clock(conn)
 
 
 def last_reading_us(truth: dict) -> int:
@@ -61,11 +62,8 @@ def wait_until_evaluated(
     )
     while time.monotonic() < deadline:
         with psycopg.connect(database_url) as conn:
-            row = conn.execute(
-                "SELECT max(last_ts) FROM alert_detector_state WHERE sensor_id = ANY(%s)",
-                (sensor_ids,),
-            ).fetchone()
-        if row and row[0] is not None and row[0] >= until:
+            evaluated = alerts_api.read_evaluated_until(conn, sensor_ids)
+        if evaluated is not None and evaluated >= until:
             break
         time.sleep(1.0)
     else:
@@ -137,13 +135,10 @@ def evaluate_scenario(
             engine.kill()
     with psycopg.connect(settings.database_url) as conn:
         # only this run's incidents: the library's scenarios share their dates
-        info, truth, detections = store.read_evaluation_input(conn, report.run_id, ids)
+        info, truth, detections = alerts_api.read_evaluation_input(conn, report.run_id, ids)
         # the run's sensors are retired once it is scored: the next scenario starts from a
         # catalogue without them (they would fall silent, and their clock is not its clock)
-        conn.execute(
-            "UPDATE sensors SET status = 'retired', updated_at = now() WHERE sensor_id = ANY(%s)",
-            (ids,),
-        )
+        retire_sensors(conn, ids)
     score = score_run(
         truth, detections, sensors=info.sensors, run_start_us=info.start_us, run_end_us=info.end_us
     )

@@ -409,7 +409,7 @@ class LocalStack:
 
 def mosquitto_conf(port: int, directory: Path) -> str:
     """Broker settings that keep data (docs/decisions/0003-broker-settings.md)."""
-    return f"""# written by cityops.stack; edit cityops/stack.py instead
+    return f"""# written by cityops.shell.stack; edit cityops/shell/stack.py instead
 listener {port} 127.0.0.1
 allow_anonymous false
 pid_file {directory / "mosquitto.pid"}

@@ -17,8 +17,8 @@ timescaledb UPDATE`` must be the first statement of its session: it gets one of 
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,10 +26,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from cityops.db import has_timescaledb
-from sensors.catalogue import DEFAULT_DETECTORS, SENSOR_TYPES
+from cityops.kernel.db import has_timescaledb
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(plain|timescale))?\.sql$")
 _LOCK_KEY = 0x0C17_0905
 
@@ -88,9 +87,12 @@ def migrate(
     *,
     use_timescale: bool | None = None,
     directory: Path = MIGRATIONS_DIR,
+    seeds: Sequence[Callable[[psycopg.Connection], None]] = (),
 ) -> list[str]:
     """Apply what is missing; returns the names applied. Safe to run again and concurrently.
-    ``directory`` holds the migration set (another release's, in the upgrade tests)."""
+    ``directory`` holds the migration set (another release's, in the upgrade tests); ``seeds``
+    write each part's default rows, each in a transaction, under the same lock (the shell's
+    ``prepare_database`` passes them: the kernel knows no part)."""
     applied_now: list[str] = []
     if not conn.autocommit:
         conn.commit()
@@ -120,7 +122,9 @@ def migrate(
                     (mig.version, mig.name),
                 )
             applied_now.append(f"{mig.version:04d}_{mig.name}")
-        seed_sensor_types(conn)
+        for seed in seeds:
+            with conn.transaction():
+                seed(conn)
         ensure_partitions(conn, past=timedelta(days=31), future=timedelta(days=2))
         if timescale:
             record_timescaledb_version(conn)
@@ -159,35 +163,6 @@ def record_timescaledb_version(conn: psycopg.Connection) -> None:
             " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             (created,),
         )
-
-
-def seed_sensor_types(conn: psycopg.Connection) -> None:
-    """Insert the default sensor types and their default streaming detectors; limits and
-    detector settings an operator already changed are kept."""
-    with conn.transaction():
-        for t in SENSOR_TYPES.values():
-            conn.execute(
-                "INSERT INTO sensor_types (type_id, utility, name_zh, name_en, expected_interval_s)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (type_id) DO NOTHING",
-                (t.type_id, t.utility.value, t.name_zh, t.name_en, t.expected_interval_s),
-            )
-            for lim in t.limits:
-                conn.execute(
-                    "INSERT INTO sensor_type_quantities"
-                    " (type_id, quantity, alarm_low, alarm_high, deadband)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (t.type_id, lim.quantity, lim.alarm_low, lim.alarm_high, lim.deadband),
-                )
-        # the streaming detectors a new installation starts with (decision 0025); a row the
-        # operators changed or disabled (enabled = false) is kept as it is
-        if conn.execute("SELECT to_regclass('alert_detector_settings')").fetchone() != (None,):
-            for d in DEFAULT_DETECTORS:
-                conn.execute(
-                    "INSERT INTO alert_detector_settings"
-                    " (type_id, quantity, detector, severity, params)"
-                    " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
-                    (d.type_id, d.quantity, d.detector, d.severity, json.dumps(dict(d.params))),
-                )
 
 
 def ensure_partitions(

@@ -1,0 +1,53 @@
+"""What other parts and the shell may use of alerts: its public interface. They never import
+``alerts.store`` or its SQL (an import-linter contract), so alerts' persistence can change
+behind these names.
+
+* the alert actions of the operations center (acknowledge, assign, start, shelve, unshelve,
+  resolve, close, comment) and their refusal, ``TransitionError``;
+* what an asset register or a simulator declares: per-sensor limits and metered areas;
+* the default detectors, seeded with the schema;
+* reads for the shell: dead letters, the detector clock and the evaluation's input;
+* the engine itself (``run``).
+"""
+
+from __future__ import annotations
+
+from alerts.lifecycle import TransitionError
+from alerts.service import run
+from alerts.store import (
+    acknowledge_alert,
+    assign_alert,
+    close_alert,
+    comment_alert,
+    read_dead_letters,
+    read_detector_clock,
+    read_evaluated_until,
+    read_evaluation_input,
+    resolve_alert,
+    shelve_alert,
+    start_alert,
+    unshelve_alert,
+    write_default_detectors,
+    write_limit_override,
+    write_metered_area,
+)
+
+__all__ = [
+    "TransitionError",
+    "acknowledge_alert",
+    "assign_alert",
+    "close_alert",
+    "comment_alert",
+    "read_dead_letters",
+    "read_detector_clock",
+    "read_evaluated_until",
+    "read_evaluation_input",
+    "resolve_alert",
+    "run",
+    "shelve_alert",
+    "start_alert",
+    "unshelve_alert",
+    "write_default_detectors",
+    "write_limit_override",
+    "write_metered_area",
+]
