@@ -1,10 +1,11 @@
 """What other parts and the shell may use of alerts: its public interface. They never import
-``alerts.store`` or its SQL (an import-linter contract), so alerts' persistence can change
-behind these names.
+``alerts.stores`` or the engine's internals (an import-linter contract), so alerts'
+persistence can change behind these names.
 
 * the alert actions of the operations center (acknowledge, assign, start, shelve, unshelve,
   resolve, close, comment) and their refusal, ``TransitionError``;
-* what an asset register or a simulator declares: per-sensor limits and metered areas;
+* what an asset register or a simulator declares: per-sensor limits and metered areas, and the
+  sensors with the limits the engine then uses (``read_sensors``);
 * the default detectors, seeded with the schema;
 * reads for the shell: dead letters, the detector clock and the evaluation's input;
 * the engine itself (``run``).
@@ -14,23 +15,25 @@ from __future__ import annotations
 
 from alerts.lifecycle import TransitionError
 from alerts.service import run
-from alerts.store import (
+from alerts.stores.actions import (
     acknowledge_alert,
     assign_alert,
     close_alert,
     comment_alert,
-    read_dead_letters,
-    read_detector_clock,
-    read_evaluated_until,
-    read_evaluation_input,
     resolve_alert,
     shelve_alert,
     start_alert,
     unshelve_alert,
+)
+from alerts.stores.catalogue import (
+    read_sensors,
     write_default_detectors,
     write_limit_override,
     write_metered_area,
 )
+from alerts.stores.detector_state import read_detector_clock, read_evaluated_until
+from alerts.stores.evaluation_reads import read_evaluation_input
+from alerts.stores.outbox import read_dead_letters
 
 __all__ = [
     "TransitionError",
@@ -42,6 +45,7 @@ __all__ = [
     "read_detector_clock",
     "read_evaluated_until",
     "read_evaluation_input",
+    "read_sensors",
     "resolve_alert",
     "run",
     "shelve_alert",

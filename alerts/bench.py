@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -34,8 +36,22 @@ from alerts.service import AlertService
 from cityops.kernel.db import connect
 from cityops.kernel.mqtt import Publisher
 from cityops.kernel.settings import Settings, parse_mqtt_url
+from gis.postgis import write_sensors
+from sensors.catalogue import Sensor
 from sensors.payload import encode_batch, encode_reading
+from sensors.quantities import Utility
 from sensors.topics import alert_filter, telemetry_topic
+
+Received = queue.Queue[tuple[bytes, int]]  # (alert event payload, received [ns])
+
+
+@dataclass
+class Load:
+    """What was published: readings, for how long, and when each swinging reading went out."""
+
+    readings: int
+    seconds: float
+    sent_ns: dict[tuple[str, int], int]  # (sensor, reading time [ms]) -> published [ns]
 
 
 def _percentile(xs: list[float], p: float) -> float:
@@ -43,8 +59,8 @@ def _percentile(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))] if s else float("nan")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _arguments() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--sensors", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=2000.0, help="readings per second")
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -56,27 +72,19 @@ def main() -> None:
         default=1,
         help="readings per message (a gateway's batch, v1 'batch' payload)",
     )
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    tag = uuid.uuid4().hex[:6]
-    base = Settings()  # type: ignore[call-arg]  # from the environment
-    settings = base.model_copy(
-        update={"alerts_client_id": f"bench-{tag}", "alerts_share_group": f"bench-{tag}"}
-    )
-    ids = [f"bench-{i:05d}" for i in range(args.sensors)]
+
+def _register(settings: Settings, ids: list[str]) -> None:
+    """The benchmark's water pressure sensors, at Chengdu's centre."""
+    sensors = [Sensor(sid, Utility.WATER, "water_pressure", sid, 104.06, 30.66) for sid in ids]
     with connect(settings.database_url) as conn:
-        with conn.transaction():
-            for sid in ids:
-                conn.execute(
-                    "INSERT INTO sensors (sensor_id, utility, sensor_type, name, geom)"
-                    " VALUES (%s, 'water', 'water_pressure', %s,"
-                    " ST_SetSRID(ST_MakePoint(104.06, 30.66), 4326)) ON CONFLICT DO NOTHING",
-                    (sid, sid),
-                )
+        write_sensors(conn, sensors)
         conn.commit()
-    swinging = set(ids[: max(1, int(args.sensors * args.anomalous))])
 
-    received: queue.Queue[tuple[bytes, int]] = queue.Queue()
+
+def _subscribe(settings: Settings, tag: str, received: Received) -> mqtt.Client:
+    """A subscriber to every alert event, stamping each with its arrival [ns]."""
     ep = parse_mqtt_url(settings.mqtt_url)
     sub = mqtt.Client(
         CallbackAPIVersion.VERSION2,
@@ -91,54 +99,77 @@ def main() -> None:
     sub.connect(ep.host, ep.port)
     sub.loop_start()
     subscribed.wait(10)
+    return sub
 
-    stop = threading.Event()
-    service = AlertService(settings, stop)
-    proc: subprocess.Popen[bytes] | None = None
-    if args.in_process:
+
+def _start_engine(settings: Settings, in_process: bool) -> Callable[[], str]:
+    """The engine, running; returns how to stop it, which gives its closing line."""
+    if in_process:
+        stop = threading.Event()
+        service = AlertService(settings, stop)
         engine = threading.Thread(target=service.run, name="engine", daemon=True)
         engine.start()
         time.sleep(3)  # subscribed and loaded
-    else:
-        env = {**os.environ, **settings.as_environment()}
-        log_path = Path(tempfile.mkdtemp(prefix="alerts-bench-")) / "engine.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "cityops", "alerts", "--ephemeral"],
-                env=env,
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 60
-        while b"alerts engine ready" not in log_path.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the engine did not start; see {log_path}")
-            time.sleep(0.2)
 
+        def stop_thread() -> str:
+            stop.set()
+            engine.join(20)
+            inside = service.stats.latency_ms or []
+            return (
+                f"engine: {service.stats.messages} messages, {service.stats.events} events, "
+                f"{service.stats.batches} batches; message received -> its events published "
+                f"[ms]: p50 {_percentile(inside, 50):.1f}, p99 {_percentile(inside, 99):.1f}"
+            )
+
+        return stop_thread
+    env = {**os.environ, **settings.as_environment()}
+    log_path = Path(tempfile.mkdtemp(prefix="alerts-bench-")) / "engine.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cityops", "alerts", "--ephemeral"],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+    deadline = time.monotonic() + 60
+    while b"alerts engine ready" not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the engine did not start; see {log_path}")
+        time.sleep(0.2)
+
+    def stop_process() -> str:
+        proc.terminate()
+        proc.wait(30)
+        lines = log_path.read_text(errors="replace").splitlines()
+        return next((x for x in reversed(lines) if "alerts engine stopped" in x), "")
+
+    return stop_process
+
+
+def _publish(
+    settings: Settings, tag: str, args: argparse.Namespace, ids: list[str], swinging: set[str]
+) -> Load:
+    """Readings at ``args.rate`` per second for ``args.seconds``; the swinging sensors
+    alternate between 150 and 320 kPa (across the 200 kPa low limit) at every reading."""
     sent_ns: dict[tuple[str, int], int] = {}
     n_sent = 0
     start_ms = time.time_ns() // 1_000_000 - 60_000  # distinct, increasing reading times
+    per = max(1, args.per_message)
     t_start = time.monotonic()
     step = 0
     with Publisher(settings.mqtt_url_for("sim"), f"bench-pub-{tag}", max_inflight=1000) as pub:
         while time.monotonic() - t_start < args.seconds:
-            per = max(1, args.per_message)
             for sid in ids:
                 entries: list[tuple[int, int | None, dict[str, float]]] = []
                 for j in range(per):
                     k = step * per + j
                     value = (150.0 if k % 2 == 0 else 320.0) if sid in swinging else 320.0
                     entries.append((start_ms + k, k, {"pressure": value}))
-                payload = (
-                    encode_reading(entries[0][0], entries[0][1], entries[0][2])
-                    if per == 1
-                    else encode_batch(entries)
-                )
+                payload = encode_reading(*entries[0]) if per == 1 else encode_batch(entries)
                 pub.publish(telemetry_topic("water", sid), payload)
                 if sid in swinging:
                     now_ns = time.time_ns()
-                    for ts_ms, _seq, _q in entries:
-                        sent_ns[(sid, ts_ms)] = now_ns
+                    sent_ns.update({(sid, ts_ms): now_ns for ts_ms, _, _ in entries})
                 n_sent += per
                 # pace: stay at or under the requested rate
                 ahead = n_sent / args.rate - (time.monotonic() - t_start)
@@ -148,7 +179,11 @@ def main() -> None:
                     break
             step += 1
         pub.flush()
-    wall = time.monotonic() - t_start
+    return Load(n_sent, time.monotonic() - t_start, sent_ns)
+
+
+def _latencies(received: Received, sent_ns: dict[tuple[str, int], int]) -> list[float]:
+    """Published -> event received [ms] of every expected alert event that came within 15 s."""
     deadline = time.monotonic() + 15
     latencies: list[float] = []
     while len(latencies) < len(sent_ns) and time.monotonic() < deadline:
@@ -161,31 +196,36 @@ def main() -> None:
         sent = sent_ns.get((ev.sensor_id, ts_ms))
         if sent is not None:
             latencies.append((at_ns - sent) / 1e6)
-    if proc is not None:
-        proc.terminate()
-        proc.wait(30)
-        stats = log_path.read_text(errors="replace").splitlines()
-        engine_line = next((x for x in reversed(stats) if "alerts engine stopped" in x), "")
-    else:
-        stop.set()
-        engine.join(20)
-        inside = service.stats.latency_ms or []
-        engine_line = (
-            f"engine: {service.stats.messages} messages, {service.stats.events} events, "
-            f"{service.stats.batches} batches; message received -> its events published [ms]: "
-            f"p50 {_percentile(inside, 50):.1f}, p99 {_percentile(inside, 99):.1f}"
-        )
+    return latencies
+
+
+def main() -> None:
+    args = _arguments()
+    tag = uuid.uuid4().hex[:6]
+    base = Settings()  # type: ignore[call-arg]  # from the environment
+    settings = base.model_copy(
+        update={"alerts_client_id": f"bench-{tag}", "alerts_share_group": f"bench-{tag}"}
+    )
+    ids = [f"bench-{i:05d}" for i in range(args.sensors)]
+    _register(settings, ids)
+    swinging = set(ids[: max(1, int(args.sensors * args.anomalous))])
+    received: Received = queue.Queue()
+    sub = _subscribe(settings, tag, received)
+    stop_engine = _start_engine(settings, args.in_process)
+    load = _publish(settings, tag, args, ids, swinging)
+    latencies = _latencies(received, load.sent_ns)
+    engine_line = stop_engine()
     sub.disconnect()
     sub.loop_stop()
 
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     print(
-        f"published {n_sent} readings in {wall:.1f} s = {n_sent / wall:.0f} readings/s "
-        f"in messages of {args.per_message} ({args.sensors} sensors, {len(swinging)} swinging"
-        " across the low limit)"
+        f"published {load.readings} readings in {load.seconds:.1f} s = "
+        f"{load.readings / load.seconds:.0f} readings/s in messages of {args.per_message} "
+        f"({args.sensors} sensors, {len(swinging)} swinging across the low limit)"
     )
     print(engine_line)
-    print(f"alert events matched: {len(latencies)} of {len(sent_ns)} expected")
+    print(f"alert events matched: {len(latencies)} of {len(load.sent_ns)} expected")
     if latencies:
         print(
             "latency reading published -> alert event received [ms]: "

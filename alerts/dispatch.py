@@ -1,7 +1,7 @@
 """Deliver notifications from the outbox: plan routes, send due deliveries, record the outcome.
 
 Runs as the ``notifier`` thread of `cityops alerts` (its own database connection, so a slow SMTP
-server never delays alert evaluation), or once per call in tests. No SQL here (alerts/store.py)
+server never delays alert evaluation), or once per call in tests. No SQL here (alerts/stores/)
 and no sockets (alerts/channels.py).
 """
 
@@ -16,17 +16,24 @@ from email.message import EmailMessage
 
 import psycopg
 
-from alerts import channels, store
+from alerts import channels
 from alerts.events import decode_alert_event
 from alerts.notify import (
+    CHATTER_WINDOW_S,
+    FLOOD_WINDOW_S,
     HttpRequest,
     build_email,
     build_sms_request,
     build_webhook_request,
     recipients,
     retry_delay_s,
+    route_matches,
     route_problem,
+    suppression_reason,
 )
+from alerts.stores import alert_rows, notifications, outbox
+from alerts.stores.grouping import group_new_alerts
+from alerts.stores.notifications import Claimed
 
 log = logging.getLogger("alerts.notify")
 
@@ -51,6 +58,34 @@ class DeliveryStats:
     errors: list[str] = field(default_factory=list)
 
 
+def plan_deliveries(
+    conn: psycopg.Connection, *, now: datetime | None = None, limit: int = 1000
+) -> int:
+    """Create one delivery per (new outbox event, matching route), due at ``now``: pending, or
+    suppressed with a reason (``alerts.notify.suppression_reason``); returns how many are
+    pending. One transaction: the events are locked (other workers skip them) until routed."""
+    now = now or datetime.now(UTC)
+    pending = 0
+    with conn.transaction():
+        routes = notifications.read_routes(conn)
+        events = outbox.lock_unrouted(conn, limit)
+        facts = alert_rows.read_routing_facts(conn, [e[1] for e in events], CHATTER_WINDOW_S)
+        recent = notifications.count_recent(conn, now - timedelta(seconds=FLOOD_WINDOW_S))
+        for event_id, alert_id, payload in events:
+            event, fact = decode_alert_event(payload), facts[alert_id]
+            for route in routes:
+                if not route_matches(route, event, fact.district_adcode):
+                    continue
+                seen = recent.get(route.route_id, 0)
+                reason = suppression_reason(fact.suppressed_by, fact.earlier_raises, seen)
+                added = notifications.add_delivery(conn, event_id, route.route_id, now, reason)
+                if not reason:
+                    pending += added
+                    recent[route.route_id] = seen + added
+        outbox.mark_routed(conn, [e[0] for e in events])
+    return pending
+
+
 def deliver_once(
     conn: psycopg.Connection,
     *,
@@ -60,56 +95,64 @@ def deliver_once(
 ) -> DeliveryStats:
     """Plan deliveries for new events, then try every due delivery once."""
     now = now or datetime.now(UTC)
-    stats = DeliveryStats(planned=store.plan_deliveries(conn, now=now))
-    for d in store.claim_deliveries(conn, now=now, worker=worker):
+    stats = DeliveryStats(planned=plan_deliveries(conn, now=now))
+    claimed = notifications.claim_deliveries(conn, now=now, worker=worker)
+    payloads = outbox.read_payloads(conn, [c.event_id for c in claimed])
+    for d in claimed:
         try:
-            _send(d, now, senders)
+            _send(d, payloads[d.event_id], now, senders)
         except Exception as exc:
             # any failure of one delivery is that delivery's (a receiver answering garbage, a
             # body that cannot be built, a bug in an adapter): it is recorded and retried with
             # back-off like any refusal, and the rest of the claim goes on
-            error = str(exc) if isinstance(exc, channels.DeliveryError) else _describe(exc)
-            attempts = d.attempts + 1
-            delay = retry_delay_s(attempts)
-            store.record_failure(
-                conn, d.delivery_id, error, now + timedelta(seconds=delay) if delay else None
-            )
-            stats.errors.append(error)
-            if delay is None:
-                stats.gave_up += 1
-                log.error("gave up delivery %s via %s: %s", d.delivery_id, d.route.name, error)
-            else:
-                stats.retried += 1
-                log.warning(
-                    "delivery %s via %s failed (%s); retry in %.0f s",
-                    d.delivery_id,
-                    d.route.name,
-                    error,
-                    delay,
-                )
+            _record_failure(conn, d, exc, now, stats)
             continue
-        store.record_delivered(conn, d.delivery_id, now=now)
+        notifications.record_delivered(conn, d.delivery_id, now=now)
         stats.delivered += 1
     return stats
+
+
+def _record_failure(
+    conn: psycopg.Connection, d: Claimed, exc: Exception, now: datetime, stats: DeliveryStats
+) -> None:
+    """Retry with back-off, or give up after the last attempt."""
+    error = str(exc) if isinstance(exc, channels.DeliveryError) else _describe(exc)
+    delay = retry_delay_s(d.attempts + 1)
+    retry_at = now + timedelta(seconds=delay) if delay else None
+    notifications.record_failure(conn, d.delivery_id, error, retry_at)
+    stats.errors.append(error)
+    if delay is None:
+        stats.gave_up += 1
+        log.error("gave up delivery %s via %s: %s", d.delivery_id, d.route.name, error)
+    else:
+        stats.retried += 1
+        log.warning(
+            "delivery %s via %s failed (%s); retry in %.0f s",
+            d.delivery_id,
+            d.route.name,
+            error,
+            delay,
+        )
 
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-def _send(d: store.Delivery, now: datetime, senders: Senders) -> None:
+def _send(d: Claimed, payload: bytes, now: datetime, senders: Senders) -> None:
+    """One attempt at one delivery of ``payload`` (the alert event JSON)."""
     route = d.route
     problem = route_problem(route)  # a route written before validation, or behind its back
     if problem:
         raise channels.DeliveryError(f"bad route: {problem}")
     now_s = int(now.timestamp())
     if route.channel == "webhook":
-        senders.http(build_webhook_request(route, d.payload, d.delivery_id, now_s))
+        senders.http(build_webhook_request(route, payload, d.delivery_id, now_s))
     elif route.channel == "sms":
-        event = decode_alert_event(d.payload)
+        event = decode_alert_event(payload)
         senders.http(build_sms_request(route, event, d.delivery_id, now_s))
     elif route.channel == "email":
-        event = decode_alert_event(d.payload)
+        event = decode_alert_event(payload)
         msg = build_email(route, event, d.delivery_id, senders.sender_address, now)
         senders.smtp(route.target, msg, recipients(route))
     else:
@@ -133,7 +176,7 @@ def run_notifier(
             if conn is None or conn.closed:
                 conn = connect()
             if not released:
-                store.release_leases(conn, worker, now=datetime.now(UTC))
+                notifications.release_leases(conn, worker, now=datetime.now(UTC))
                 released = True
             stats = deliver_once(conn, senders=senders, worker=worker)
             if stats.delivered == 20:  # a full claim: more may be due, do not wait
@@ -196,12 +239,10 @@ def run_grouper(
     *,
     interval_s: float = 1.0,
 ) -> None:
-    """Loop until ``stop``: put newly stored alerts into incidents (``store.group_new_alerts``),
+    """Loop until ``stop``: put newly stored alerts into incidents (``group_new_alerts``),
     at once when the engine ``wake``s it after publishing, else every ``interval_s``. Its own
     thread and connection, so that an alert storm's grouping never holds up the next batch's
     alerts; oldest raise first, whatever the batching."""
-    from alerts.store import group_new_alerts
-
     conn: psycopg.Connection | None = None
     while not stop.is_set():
         wake.wait(interval_s)

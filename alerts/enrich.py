@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
+from alerts.stores.incidents import read_unenriched, write_context
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area
 from gis.network import NetworkError
 
@@ -94,12 +94,7 @@ def enrich_incidents(
     One incident's failure never holds up the others: whatever its analysis raises (other than
     a lost connection) is stored as ``{"error": ...}`` and the incident marked enriched, so it is
     tried again only when it grows."""
-    rows = conn.execute(
-        "SELECT incident_id, utility, ST_X(centre), ST_Y(centre), radius_m FROM incidents"
-        " WHERE state = 'open' AND (enriched_at IS NULL OR enriched_at < updated_at)"
-        " ORDER BY incident_id LIMIT %s",
-        (limit,),
-    ).fetchall()
+    rows = read_unenriched(conn, limit)
     for incident_id, utility, lon, lat, radius_m in rows:
         try:
             with conn.transaction():
@@ -113,13 +108,13 @@ def enrich_incidents(
             location, affected = None, {"error": _describe(exc)}
             log.warning("incident %s: network analysis failed", incident_id, exc_info=True)
         try:
-            _write_context(conn, incident_id, location, affected)
+            write_context(conn, incident_id, location, affected)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
         except Exception as exc:  # a result that cannot be stored (not JSON, too odd)
             log.warning("incident %s: context not storable", incident_id, exc_info=True)
             try:
-                _write_context(conn, incident_id, None, {"error": _describe(exc)})
+                write_context(conn, incident_id, None, {"error": _describe(exc)})
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 raise
             except Exception:  # never let one incident stop the others
@@ -129,15 +124,3 @@ def enrich_incidents(
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
-
-
-def _write_context(
-    conn: psycopg.Connection, incident_id: int, location: str | None, affected: dict[str, Any]
-) -> None:
-    with conn.transaction():
-        # updated_at is left alone: only the engine's grouping moves it
-        conn.execute(
-            "UPDATE incidents SET likely_location = %s, affected = %s, enriched_at = now()"
-            " WHERE incident_id = %s",
-            (location, Jsonb(affected), incident_id),
-        )

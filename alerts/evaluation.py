@@ -3,7 +3,7 @@
 Ground truth comes from ``sim_ground_truth`` (written by the simulators: what happened, where,
 when, which sensors it affected); detections are cityops incidents (one per real event is the
 goal, issue 6). The CLI's ``cityops evaluate`` replays a scenario through the pipeline and then
-calls ``alerts.store.read_evaluation_input`` and ``score_run`` on the run.
+calls ``alerts.api.read_evaluation_input`` and ``score_run`` on the run.
 
 Matching: a process incident (truth ``kind = 'incident'``) is detected by a detection of the same
 network (utility) that is not a pure sensor-health incident, first raised within

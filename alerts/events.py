@@ -7,11 +7,15 @@ Delivery is at least once (QoS 1 from a transactional outbox): a subscriber dedu
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import msgspec
 
 from alerts.engine import AlertChange
+from alerts.messages import escalation_messages
+from sensors.quantities import QUANTITIES
+from sensors.topics import alert_topic
 
 EVENT_VERSION = 1
 
@@ -62,6 +66,33 @@ def build_alert_event(alert_id: int, change: AlertChange, unit: str) -> AlertEve
         ts=rfc3339_from_us(change.ts_us),
         messages=Messages(change.message_zh, change.message_en),
     )
+
+
+OutboxRow = tuple[int, str, str, bytes]  # (alert_id, event, topic, payload): an outbox row
+
+
+def unit_of(quantity: str) -> str:
+    q = QUANTITIES.get(quantity)
+    return q.unit if q else ""
+
+
+def change_row(alert_id: int, change: AlertChange) -> OutboxRow:
+    """The outbox row announcing a raise or a clear."""
+    event = build_alert_event(alert_id, change, unit_of(change.quantity))
+    topic = alert_topic(change.utility, change.sensor_id)
+    return alert_id, change.event, topic, encode_alert_event(event)
+
+
+def escalation_row(alert_id: int, raised: AlertChange, now_us: int, level: int) -> OutboxRow:
+    """The outbox row saying that nobody acknowledged an alert in time: its last value, the
+    minutes since its reading (``raised.ts_us``) at ``now_us`` [us], the level reached."""
+    minutes = (now_us - raised.ts_us) // (60 * 1_000_000)
+    zh, en = escalation_messages(raised.sensor_id, raised.quantity, raised.kind, minutes, level)
+    told = replace(raised, ts_us=now_us, message_zh=zh, message_en=en)
+    event = build_alert_event(alert_id, told, unit_of(raised.quantity))
+    event = msgspec.structs.replace(event, event="escalated", level=level)
+    topic = alert_topic(raised.utility, raised.sensor_id)
+    return alert_id, "escalated", topic, encode_alert_event(event)
 
 
 _decoder = msgspec.json.Decoder(AlertEvent)

@@ -8,15 +8,19 @@ symptom (``symptom_weight``), the radius the farthest member from it (an upper b
 the severity the highest of the members. Distances are great-circle (haversine, mean Earth
 radius), exact enough at city scale (< 0.5 % error).
 
-Grouping by network topology (a burst's downstream symptoms belong to it even when farther than
-``radius_m``; a pressure drop on a different pressure zone does not, even when near) needs the
-GIS network graph and is left to a later step (docs/alerts.md "Incidents").
+Grouping by the topology of metered areas: a water process alarm that finds no incident near
+enough joins its metered area's open burst or leak incident, however far from the inlet (a
+burst's pressure falls downstream of it). Grouping by the GIS network graph (a pressure drop on
+a different pressure zone stays apart, even when near) is a later step (docs/alerts.md).
+
+``choose_for_alert`` and ``settle`` are the rules the grouper applies to each raised alert
+(alerts/stores/grouping.py fetches the candidates and writes the decision).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from alerts.messages import SEVERITIES, UTILITY_NAMES
@@ -221,4 +225,109 @@ def incident_explanation(inc: IncidentState, *, suspect_only: bool = False) -> t
     return (
         f"{k_zh}：{inc.count} 条相关告警，范围约 {r} 米",
         f"{k_en}: {inc.count} related alerts within about {r} m",
+    )
+
+
+# -- one raised alert into its incident (the grouper's rules) ---------------------------------
+
+AREA_INCIDENT_KINDS = frozenset({"water_burst", "water_leak"})
+
+
+@dataclass(frozen=True, slots=True)
+class RaisedAlert:
+    """A newly raised alert to group, placed at its sensor."""
+
+    point: AlertPoint  # its kind is the alert's tag (``alert_tag``)
+    sensor_id: str
+    kind: str  # the alert's kind
+    flags: frozenset[str] = frozenset()  # tags of the sensor's other active sensor-health alerts
+
+    @property
+    def keeps_apart(self) -> bool:
+        """A sensor's own problem (silent, stuck, spiky), grouped apart from the process;
+        except a silent power monitor: a substation's RTU that loses its supply goes silent,
+        a symptom of the outage around it."""
+        silent_rtu = self.point.utility == "power" and self.kind == "silent"
+        return self.kind in HEALTH_KINDS and not silent_rtu
+
+    @property
+    def may_join_by_area(self) -> bool:
+        """A water process alarm: it may join its metered area's burst or leak incident."""
+        return self.point.utility == "water" and not self.keeps_apart
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An open incident of the alert's utility whose latest alert is within the window."""
+
+    incident: IncidentState
+    kind: str  # incident_kind as stored
+    has_sensor: bool  # the alert's sensor is already a member
+    sensor_flagged: bool  # ... with a sensor-health alert in it
+    shares_area: bool  # a member is in a metered area with the alert's sensor
+
+
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """Where a raised alert goes, and what its incident becomes."""
+
+    joins: int | None  # the incident it joins; None: it opens a new one
+    incident: IncidentState  # the incident with the alert in it
+    kind: str
+    explanation: tuple[str, str]  # (zh, en)
+    health: bool  # the alert is a sensor-health one (else a process alarm)
+
+
+def choose_for_alert(alert: RaisedAlert, candidates: Sequence[Candidate]) -> Candidate | None:
+    """The incident a raised alert joins, or None (it opens one). A sensor's own problems and
+    the process stay apart: an alert that ``keeps_apart`` joins only sensor-health incidents or
+    one with its own sensor's alarms; a process alarm does not join another sensor's health
+    incident. Among those, the nearest in place and time (``choose_incident``); failing that,
+    a water process alarm joins the latest burst or leak incident of its metered area."""
+    apart = alert.keeps_apart
+    eligible = {
+        c.incident.incident_id: c
+        for c in candidates
+        if c.has_sensor or (c.kind == "sensor_health") == apart
+    }
+    near = choose_incident(alert.point, [c.incident for c in eligible.values()])
+    if near is not None:
+        return eligible[near.incident_id]
+    if not alert.may_join_by_area:
+        return None
+    in_area = [c for c in eligible.values() if c.shares_area and c.kind in AREA_INCIDENT_KINDS]
+    return max(in_area, key=lambda c: c.incident.last_alert_us, default=None)
+
+
+def is_flagged(alert: RaisedAlert, chosen: Candidate | None) -> bool:
+    """Whether the alert's sensor is flagged faulty: by this alert, by an active health alert
+    of its own, or by a health alert it already has in the incident."""
+    own = alert.kind in HEALTH_KINDS or bool(alert.flags)
+    return own or (chosen is not None and chosen.sensor_flagged)
+
+
+def settle(
+    alert: RaisedAlert,
+    chosen: Candidate | None,
+    *,
+    others: Iterable[str] = (),
+    faulty: frozenset[str] = frozenset(),
+) -> Grouping:
+    """The incident with the alert in it. A process alarm from a sensor flagged faulty carries
+    that flag into its incident. When the alert's sensor is flagged (``is_flagged``) and so is
+    every other sensor with a process alarm in the incident (``others``: those without a health
+    alert in it; ``faulty``: sensors with an active health alert now), the incident is a sensor
+    problem: its process alarms are put down to the sensors (``suspect_only``)."""
+    inc = join_incident(chosen.incident, alert.point) if chosen else new_incident(alert.point)
+    health = alert.kind in HEALTH_KINDS
+    if alert.flags and not health:
+        inc = replace(inc, kinds=inc.kinds | alert.flags)
+    unflagged = any(s != alert.sensor_id and s not in faulty for s in others)
+    suspect_only = is_flagged(alert, chosen) and not unflagged
+    return Grouping(
+        chosen.incident.incident_id if chosen else None,
+        inc,
+        incident_kind(inc.utility, inc.kinds, suspect_only=suspect_only),
+        incident_explanation(inc, suspect_only=suspect_only),
+        health,
     )

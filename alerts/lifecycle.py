@@ -98,6 +98,8 @@ def is_shelved(alert: AlertLife, now: datetime) -> bool:
 
 def transition(alert: AlertLife, action: Action, *, now: datetime) -> AlertLife:
     """The alert after ``action`` by ``action.user`` at ``now``, or ``TransitionError``."""
+    # one branch per action, in the order of the diagram above (longer than 60 lines, but read
+    # against the diagram more easily than a dispatch table)
     if not action.user.strip():
         raise TransitionError("no_user", "every action needs the acting user")
     act, s = action.act, alert.state

@@ -1,6 +1,6 @@
 """`cityops alerts`: consume telemetry, evaluate, commit, publish, then acknowledge.
 
-Wiring only; the maths is in alerts/detectors.py and alerts/engine.py, the SQL in alerts/store.py.
+Wiring only; the maths is in alerts/detectors/ and alerts/engine.py, the SQL in alerts/stores/.
 
 Order per batch (docs/alerts.md): decode -> evaluate (pure) -> one transaction storing alert
 changes, their outbox events and the detector state -> publish the events at QoS 1 and wait for
@@ -18,14 +18,25 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import psycopg
 
-from alerts import store
 from alerts.dispatch import run_enricher, run_grouper, run_notifier
-from alerts.engine import Engine, Evaluation, in_partition
+from alerts.engine import (
+    Engine,
+    Evaluation,
+    KeyState,
+    SensorInfo,
+    in_partition,
+    restored_states,
+    wanted_history,
+)
+from alerts.stores import alert_rows, catalogue, detector_state, incidents, outbox
+from alerts.stores.actions import escalate_due
+from alerts.stores.batch import write_evaluation
+from alerts.stores.outbox import OutboxEvent
 from cityops.kernel.db import connect
 from cityops.kernel.mqtt import AckingConsumer, Inbox, Message, Publisher
 from cityops.kernel.settings import Settings
@@ -147,24 +158,10 @@ class AlertService:
     def _reload(self) -> None:
         def load() -> None:
             conn = self._db()
-            sensors = store.read_sensors(conn)
-            areas = store.read_metered_areas(conn)
+            sensors = catalogue.read_sensors(conn)
+            areas = catalogue.read_metered_areas(conn)
             if not self._sensors_loaded:
-                # retired sensors' state is history: it must not move the stream's clock
-                states = {
-                    key: st
-                    for key, st in store.read_states(conn).items()
-                    if in_partition(key[0], self.partition) and key[0] in sensors
-                }
-                states = store.read_recent_windows(conn, sensors, states)
-                # restored keys are assumed to keep their type's rhythm until they show theirs
-                states = {
-                    key: replace(st, interval_us=sensors[key[0]].expected_interval_s * 1e6)
-                    if key[0] in sensors and st.interval_us is None
-                    else st
-                    for key, st in states.items()
-                }
-                self.engine = Engine(sensors, states, areas)
+                self.engine = Engine(sensors, self._restore(conn, sensors), areas)
                 self._note_stream_clock()
             else:
                 self.engine.sensors = dict(sensors)
@@ -172,6 +169,17 @@ class AlertService:
             self._sensors_loaded = time.monotonic()
 
         self._retry("loading sensors", load)
+
+    def _restore(
+        self, conn: psycopg.Connection, sensors: dict[str, SensorInfo]
+    ) -> dict[tuple[str, str], KeyState]:
+        """This worker's keys as the database kept them (retired sensors' state is history: it
+        must not move the stream's clock)."""
+        mine = {sid: info for sid, info in sensors.items() if in_partition(sid, self.partition)}
+        last = detector_state.read_last_evaluated(conn)
+        active = alert_rows.read_active_kinds(conn)
+        history = detector_state.read_recent_readings(conn, wanted_history(mine))
+        return restored_states(mine, last, active, history)
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> Stats:
@@ -185,62 +193,23 @@ class AlertService:
                 else telemetry_filter()
             ],
         )
-
-        def side_thread(
-            name: str, target: Callable[..., None], *args: object, **kw: object
-        ) -> threading.Thread:
-            """A loop of its own with its own connections (``cityops-<name>``), so that its
-            database work never holds up the next batch of readings."""
-
-            def connect_own() -> psycopg.Connection:
-                return connect(s.database_url, autocommit=True, application_name=f"cityops-{name}")
-
-            return threading.Thread(
-                target=target,
-                args=(connect_own, self.stop, *args),
-                kwargs=kw,
-                name=name,
-                daemon=True,
-            )
-
-        notifier = side_thread("notifier", run_notifier, worker=s.alerts_client_id)
-        grouper = side_thread("grouper", run_grouper, self._grouping)
-        enricher = side_thread("enricher", run_enricher)
+        threads = [
+            self._side_thread("notifier", run_notifier, worker=s.alerts_client_id),
+            self._side_thread("enricher", run_enricher),
+            self._side_thread("grouper", run_grouper, self._grouping),
+        ]
         # subscribe first: telemetry published while we load state waits in our queue (and, on
         # the very first start, is not lost for want of a session)
-        try:
-            consumer.start(timeout_s=3.0)
-        except TimeoutError:
-            # paho keeps trying in the background; wait for it, or for SIGTERM
-            log.warning("broker not reachable yet; waiting for it")
-            while consumer.status.connects == 0:
-                if self.stop.wait(0.5):
-                    consumer.stop()
-                    log.info("alerts engine stopped before the broker was reachable")
-                    return self.stats
+        if not self._subscribe(consumer):
+            return self.stats
         try:
             self._reload()
             with Publisher(s.mqtt_url_for("alerts"), f"{s.alerts_client_id}-pub") as pub:
                 self.publisher = pub
                 self._publish_outbox()
-                notifier.start()
-                enricher.start()
-                grouper.start()
-                self._ready_at = time.monotonic()
-                log.info(
-                    "alerts engine ready: %d sensors, %d detector states, group %s",
-                    len(self.engine.sensors),
-                    len(self.engine.states),
-                    s.alerts_share_group,
-                )
-                last_chores = 0.0
-                while not self.stop.is_set():
-                    batch = self._collect(consumer.queue)
-                    if batch:
-                        self._process(batch, consumer)
-                    if time.monotonic() - last_chores > CHORES_EVERY_S:
-                        self._chores(consumer)
-                        last_chores = time.monotonic()
+                for thread in threads:
+                    thread.start()
+                self._serve(consumer)
         except _Stopped:
             pass
         finally:
@@ -249,7 +218,7 @@ class AlertService:
             consumer.stop(end_session=self.end_session)
             self._drop_db()
             self._grouping.set()
-            for thread in (notifier, enricher, grouper):
+            for thread in threads:
                 if thread.is_alive():
                     thread.join(15)
         log.info(
@@ -259,6 +228,52 @@ class AlertService:
             self.stats.events,
         )
         return self.stats
+
+    def _side_thread(
+        self, name: str, target: Callable[..., None], *args: object, **kw: object
+    ) -> threading.Thread:
+        """A loop of its own with its own connections (``cityops-<name>``), so that its
+        database work never holds up the next batch of readings."""
+        url = self.settings.database_url
+
+        def connect_own() -> psycopg.Connection:
+            return connect(url, autocommit=True, application_name=f"cityops-{name}")
+
+        return threading.Thread(
+            target=target, args=(connect_own, self.stop, *args), kwargs=kw, name=name, daemon=True
+        )
+
+    def _subscribe(self, consumer: AckingConsumer) -> bool:
+        """Connect and subscribe; False when asked to stop before the broker was reachable."""
+        try:
+            consumer.start(timeout_s=3.0)
+        except TimeoutError:
+            # paho keeps trying in the background; wait for it, or for SIGTERM
+            log.warning("broker not reachable yet; waiting for it")
+            while consumer.status.connects == 0:
+                if self.stop.wait(0.5):
+                    consumer.stop()
+                    log.info("alerts engine stopped before the broker was reachable")
+                    return False
+        return True
+
+    def _serve(self, consumer: AckingConsumer) -> None:
+        """Batches of telemetry until asked to stop, with the chores every second."""
+        self._ready_at = time.monotonic()
+        log.info(
+            "alerts engine ready: %d sensors, %d detector states, group %s",
+            len(self.engine.sensors),
+            len(self.engine.states),
+            self.settings.alerts_share_group,
+        )
+        last_chores = 0.0
+        while not self.stop.is_set():
+            batch = self._collect(consumer.queue)
+            if batch:
+                self._process(batch, consumer)
+            if time.monotonic() - last_chores > CHORES_EVERY_S:
+                self._chores(consumer)
+                last_chores = time.monotonic()
 
     def _collect(self, inbox: Inbox) -> list[Message]:
         """Messages for one step: what waits (up to ``BATCH_MAX_MESSAGES``), and what comes
@@ -303,7 +318,7 @@ class AlertService:
         try:
             events = self._retry(
                 "storing alerts",
-                lambda: store.write_evaluation(self._db(), evaluation, group=False),
+                lambda: write_evaluation(self._db(), evaluation, group=False),
             )
         except psycopg.Error:
             # not a lost connection: the database refuses something in this batch. Find the
@@ -356,8 +371,8 @@ class AlertService:
         for msg in batch:
             evaluation = self.engine.evaluate(self._decode([msg]))
 
-            def write(ev: Evaluation = evaluation) -> list[store.OutboxEvent]:
-                return store.write_evaluation(self._db(), ev, group=False)
+            def write(ev: Evaluation = evaluation) -> list[OutboxEvent]:
+                return write_evaluation(self._db(), ev, group=False)
 
             try:
                 events = self._retry("storing alerts", write)
@@ -385,7 +400,7 @@ class AlertService:
         received_at = datetime.fromtimestamp(msg.received_ns / 1e9, UTC)
 
         def write() -> int:
-            return store.write_dead_letter(
+            return outbox.write_dead_letter(
                 self._db(), msg.topic, msg.payload, error, received_at=received_at
             )
 
@@ -394,12 +409,12 @@ class AlertService:
         except psycopg.Error:
             log.exception("could not keep the refused message from %s as a dead letter", msg.topic)
 
-    def _publish(self, events: list[store.OutboxEvent]) -> None:
+    def _publish(self, events: list[OutboxEvent]) -> None:
         def publish() -> None:
             for ev in events:
                 self.publisher.publish(ev.topic, ev.payload, qos=1)
             self.publisher.flush(timeout_s=10.0)
-            store.mark_published(self._db(), [ev.event_id for ev in events])
+            outbox.mark_published(self._db(), [ev.event_id for ev in events])
 
         self._retry("publishing alert events", publish)
         self.stats.events += len(events)
@@ -411,7 +426,7 @@ class AlertService:
             self._reload()
         if consumer.queue.empty():
             self._check_silence()
-        escalated = self._retry("escalating", lambda: store.escalate_due(self._db()))
+        escalated = self._retry("escalating", lambda: escalate_due(self._db()))
         if escalated:
             log.info("escalated %d alerts nobody acknowledged", len(escalated))  # type: ignore[arg-type]
             self._publish(escalated)  # type: ignore[arg-type]
@@ -427,7 +442,7 @@ class AlertService:
                 stream_now = min(datetime.now(UTC), datetime.fromtimestamp(stream_us / 1e6, UTC))
                 self._retry(
                     "resolving incidents",
-                    lambda: store.resolve_quiet_incidents(self._db(), now=stream_now),
+                    lambda: incidents.resolve_quiet_incidents(self._db(), now=stream_now),
                 )
             self._incidents_checked = time.monotonic()
 
@@ -461,11 +476,11 @@ class AlertService:
         if now_us is None:
             return
         self._silence_checked_us = now_us
-        silence = self.engine.check_silence(now_us)
+        silence = self.engine.check_clock(now_us)
         if silence.changes:
             events = self._retry(
                 "storing silent alerts",
-                lambda: store.write_evaluation(self._db(), silence, group=False),
+                lambda: write_evaluation(self._db(), silence, group=False),
             )
             self.engine.commit(silence)
             self._publish(events)  # type: ignore[arg-type]
@@ -475,7 +490,7 @@ class AlertService:
         """Events committed by an engine that stopped before publishing them."""
         while True:
             events = self._retry(
-                "reading the outbox", lambda: store.read_unpublished_events(self._db())
+                "reading the outbox", lambda: outbox.read_unpublished_events(self._db())
             )
             if not events:
                 return

@@ -52,7 +52,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E40
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-from cityops.kernel.mqtt import Publisher  # noqa: E402
+from cityops.kernel.mqtt import Publisher, end_session  # noqa: E402
 from cityops.kernel.settings import Settings, parse_mqtt_url  # noqa: E402
 from cityops.shell.database import prepare_database  # noqa: E402
 from cityops.shell.stack import LocalStack  # noqa: E402
@@ -294,16 +294,8 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def _end_sessions(url: str, client_ids: list[str]) -> None:
     """Forget the workers' persistent sessions, or they keep queueing later phases' messages."""
-    ep = parse_mqtt_url(url)
     for cid in client_ids:
-        c = _session_client(url, cid, [0])
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 0
-        c.connect(ep.host, ep.port, clean_start=True, properties=props)
-        c.loop_start()
-        time.sleep(0.2)
-        c.disconnect()
-        c.loop_stop()
+        end_session(url, cid)
 
 
 def _stored(conn: psycopg.Connection, ids: list[str]) -> int:

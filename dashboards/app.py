@@ -9,15 +9,16 @@ from ``dashboards/assets``.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
+from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
+from cityops.kernel import web
 from cityops.kernel.settings import Settings
 from dashboards.components import header
 from dashboards.context import AppContext
@@ -59,68 +60,22 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.index_string = app.index_string.replace("<html>", f'<html lang="{_html_lang(settings)}">')
+    app.layout = shell_layout(settings)
     pages = {m.PATH: m for m in page_modules()}
-
-    app.layout = html.Div(
-        [
-            dcc.Location(id="url"),
-            dcc.Store(id="lang", storage_type="local", data=normalise_language(settings.language)),
-            html.Div(
-                [
-                    html.Div(id="header"),
-                    html.Button(
-                        t(settings.language, "lang.switch"),
-                        id="lang-switch",
-                        className="lang-switch",
-                    ),
-                ],
-                id="header-row",
-                className="header-row",
-            ),
-            html.Div(id="page"),
-        ],
-        className="app-root",
-    )
-
-    @app.callback(
+    app.callback(
         Output("header", "children"),
         Output("page", "children"),
         Output("lang-switch", "children"),
         Output("header-row", "className"),
         Input("url", "pathname"),
         Input("lang", "data"),
-    )
-    def route(path: str | None, lang: str | None):
-        lang = normalise_language(lang)
-        module = pages.get(path or "/")
-        user = ctx.current_user()
-        body = (
-            module.layout(ctx, lang)
-            if module is not None
-            else html.Div(t(lang, "page.not_found"), className="page empty")
-        )
-        kiosk = getattr(module, "KIOSK", False)  # the wall shows no navigation
-        return (
-            header(lang, path or "/", getattr(user, "username", None)),
-            body,
-            t(lang, "lang.switch"),
-            "header-row hidden" if kiosk else "header-row",
-        )
-
-    @app.callback(
+    )(partial(route, ctx, pages))
+    app.callback(
         Output("lang", "data"),
         Input("lang-switch", "n_clicks"),
         Input("url", "search"),
         State("lang", "data"),
-    )
-    def switch_language(clicks: int | None, search: str | None, lang: str | None):
-        if dash_ctx.triggered_id == "lang-switch" and clicks:
-            return "en" if normalise_language(lang) == "zh" else "zh"
-        wanted = parse_qs((search or "").lstrip("?")).get("lang", [None])[0]
-        if wanted and normalise_language(wanted) == wanted and wanted != lang:
-            return wanted  # a kiosk can be pinned to a language by its URL (?lang=en)
-        return no_update
-
+    )(switch_language)
     for module in pages.values():
         module.register(app, ctx)
 
@@ -128,6 +83,52 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
     install_login_routes(app.server, ctx)
     _install_headers(app)
     return app
+
+
+def shell_layout(settings: Settings) -> html.Div:
+    """What every page has: the URL, the language kept in the browser, the header and its
+    language switch; the page itself goes into ``page``."""
+    switch = html.Button(
+        t(settings.language, "lang.switch"), id="lang-switch", className="lang-switch"
+    )
+    return html.Div(
+        [
+            dcc.Location(id="url"),
+            dcc.Store(id="lang", storage_type="local", data=normalise_language(settings.language)),
+            html.Div([html.Div(id="header"), switch], id="header-row", className="header-row"),
+            html.Div(id="page"),
+        ],
+        className="app-root",
+    )
+
+
+def route(ctx: AppContext, pages: dict[str, ModuleType], path: str | None, lang: str | None):
+    """The header and the page for ``path`` in ``lang``."""
+    lang = normalise_language(lang)
+    module = pages.get(path or "/")
+    user = ctx.current_user()
+    body = (
+        module.layout(ctx, lang)
+        if module is not None
+        else html.Div(t(lang, "page.not_found"), className="page empty")
+    )
+    kiosk = getattr(module, "KIOSK", False)  # the wall shows no navigation
+    return (
+        header(lang, path or "/", getattr(user, "username", None)),
+        body,
+        t(lang, "lang.switch"),
+        "header-row hidden" if kiosk else "header-row",
+    )
+
+
+def switch_language(clicks: int | None, search: str | None, lang: str | None):
+    """The other language on a click of the switch, or the one the URL asks for."""
+    if dash_ctx.triggered_id == "lang-switch" and clicks:
+        return "en" if normalise_language(lang) == "zh" else "zh"
+    wanted = parse_qs((search or "").lstrip("?")).get("lang", [None])[0]
+    if wanted and normalise_language(wanted) == wanted and wanted != lang:
+        return wanted  # a kiosk can be pinned to a language by its URL (?lang=en)
+    return no_update
 
 
 def _html_lang(settings: Settings) -> str:
@@ -146,52 +147,25 @@ def _install_headers(app: Dash) -> None:
         return response
 
 
-# the production server (waitress, decision 0043): pure Python, no C build, works offline
-SERVER_THREADS = 8  # callbacks wait on PostgreSQL most of the time: more threads than cores
-SERVER_CONNECTION_LIMIT = 200  # walls and consoles keep their connections open
-MAX_REQUEST_BYTES = 10 * 1024 * 1024  # a callback or a login form is a few KiB; a lasso more
-SERVER_IDENT = "cityops"  # the Server header: no server name and version to fingerprint
-
-
-def make_server(settings: Settings, *, threads: int = SERVER_THREADS):
-    """The dashboard on waitress, bound to ``dashboard_host:dashboard_port`` and ready to
-    ``run()`` (``close()`` stops it). Port 0 picks a free port (``server.effective_port``)."""
-    from waitress.server import create_server
-
-    app = build_app(settings)
-    return create_server(
-        app.server,
-        host=settings.dashboard_host,
-        port=settings.dashboard_port,
+def make_server(settings: Settings, *, threads: int = web.THREADS) -> Any:
+    """The dashboard on the production server, bound to ``dashboard_host:dashboard_port``
+    (``cityops.kernel.web``)."""
+    return web.make_server(
+        build_app(settings).server,
+        settings.dashboard_host,
+        settings.dashboard_port,
         threads=threads,
-        connection_limit=SERVER_CONNECTION_LIMIT,
-        max_request_body_size=MAX_REQUEST_BYTES,
-        channel_timeout=60,
-        asyncore_use_poll=True,  # select() stops at 1024 descriptors
-        ident=SERVER_IDENT,
-        clear_untrusted_proxy_headers=True,
     )
 
 
-def run(settings: Settings, *, threads: int = SERVER_THREADS) -> None:
+def run(settings: Settings, *, threads: int = web.THREADS) -> None:
     """Serve until stopped (Ctrl-C or SIGTERM) on waitress, a production WSGI server (not
     Flask's development server)."""
     server = make_server(settings, threads=threads)
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # leaves the loop below; the sockets are closed in finally
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
     log.info(
         "dashboard on http://%s:%s/ (waitress, %d threads)",
         settings.dashboard_host,
         server.effective_port,
         threads,
     )
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    web.serve_until_stopped(server)

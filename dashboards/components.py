@@ -1,4 +1,5 @@
-"""Layout pieces shared by the pages (header, banner, tables). Pure: values in, components out.
+"""Layout pieces shared by the pages (header, panels, banners, tables). Pure: values in,
+components out.
 
 Strings from sensors and users go in as component children, which React renders as text (no
 HTML), after ``display_text`` has removed ``$`` and invisible characters.
@@ -8,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from dash import dcc, html
 
+from dashboards.figures import build_empty_figure
 from dashboards.i18n import MESSAGES, t
 from dashboards.model import (
-    SEVERITY_COLOURS,
-    STATE_COLOURS,
     AlertRow,
     DistrictSummary,
     age_parts,
@@ -66,66 +67,85 @@ def header(lang: str, path: str, user: str | None = None) -> html.Header:
     )
 
 
-def banner(lang: str, error: str | None, updated: datetime | None, tz: str) -> list:
-    """The page banner: a red database warning, or a quiet 'updated at' line."""
-    if error:
-        return [html.Div(t(lang, "banner.db_down"), className="banner banner-error", role="alert")]
-    if updated:
-        return [
-            html.Div(
-                t(lang, "banner.updated", time=local_time(updated, tz, "%H:%M:%S")),
-                className="banner banner-ok",
-            )
-        ]
-    return []
+def catalogue_label(lang: str, prefix: str, value: str) -> str:
+    """The catalogue's label for a known value (``prefix`` + value), else the value as text."""
+    key = prefix + value
+    return t(lang, key) if key in MESSAGES["zh"] else display_text(value)
+
+
+# -- page pieces ------------------------------------------------------------------------------
+def panel(title: str | None, *children: Any, kind: str = "", **attrs: Any) -> html.Section:
+    """A page panel (``kind`` adds classes), with its title as a heading when it has one."""
+    heading = [html.H2(title)] if title is not None else []
+    return html.Section(className=f"panel {kind}".strip(), children=[*heading, *children], **attrs)
+
+
+def empty_graph(graph_id: str, config: Any, **props: Any) -> dcc.Graph:
+    """A graph drawn dark and empty until its page's first refresh fills it."""
+    return dcc.Graph(id=graph_id, figure=build_empty_figure(), config=config, **props)
+
+
+def updated_banner(lang: str, updated: datetime, tz: str) -> list:
+    """The page banner while the database answers: a quiet 'updated at' line."""
+    text = t(lang, "banner.updated", time=local_time(updated, tz, "%H:%M:%S"))
+    return [html.Div(text, className="banner banner-ok")]
+
+
+def db_down_banner(lang: str) -> list:
+    """The page banner while the database cannot answer (the page keeps its last good data)."""
+    return [html.Div(t(lang, "banner.db_down"), className="banner banner-error", role="alert")]
+
+
+def data_table(head: Sequence[str | html.Th], rows: list, class_name: str) -> html.Table:
+    """A table with a header row (text or ready ``Th`` cells) and ``rows``."""
+    cells = [html.Th(h) if isinstance(h, str) else h for h in head]
+    return html.Table(
+        [html.Thead(html.Tr(cells)), html.Tbody(rows)], className=f"data-table {class_name}"
+    )
+
+
+# the data-trust columns after the first (a quantity, a utility or a district)
+TRUST_HEAD = (
+    "kpi.completeness",
+    "trust.expected",
+    "trust.received",
+    "trust.seq_gaps",
+    "trust.late",
+    "trust.duplicates",
+)
 
 
 def severity_badge(lang: str, severity: str) -> html.Span:
     return html.Span(
-        t(lang, "severity." + severity) if severity in SEVERITY_COLOURS else display_text(severity),
-        className=f"badge sev-{severity}",
+        catalogue_label(lang, "severity.", severity), className=f"badge sev-{severity}"
     )
 
 
+# -- tables -----------------------------------------------------------------------------------
 def district_table(lang: str, summaries: Sequence[DistrictSummary]) -> html.Table:
     """All districts by name with sensor, alarm, silent and open-alert counts."""
     rows = []
     for s in summaries:
         condition = district_condition(s)
-        rows.append(
-            html.Tr(
-                [
-                    html.Td(
-                        [
-                            html.Span(className=f"dot cond-{condition}"),
-                            display_text(s.name_en if lang == "en" else s.name_zh),
-                        ],
-                        className="district-name",
-                    ),
-                    html.Td(str(s.sensors), className="num"),
-                    html.Td(str(s.open_alerts), className="num alarm" if s.open_alerts else "num"),
-                    html.Td(str(s.silent), className="num silent" if s.silent else "num"),
-                ],
-                className=f"row-{condition}",
-                **{"data-adcode": str(s.adcode)},
-            )
+        name = display_text(s.name_en if lang == "en" else s.name_zh)
+        name_cell = html.Td(
+            [html.Span(className=f"dot cond-{condition}"), name], className="district-name"
         )
-    return html.Table(
-        [
-            html.Thead(
-                html.Tr(
-                    [
-                        html.Th(t(lang, "col.district")),
-                        html.Th(t(lang, "col.sensors"), className="num"),
-                        html.Th(t(lang, "col.alerts"), className="num"),
-                        html.Th(t(lang, "col.silent"), className="num"),
-                    ]
-                )
-            ),
-            html.Tbody(rows),
-        ],
-        className="data-table district-table",
-    )
+        cells = [
+            name_cell,
+            html.Td(str(s.sensors), className="num"),
+            html.Td(str(s.open_alerts), className="num alarm" if s.open_alerts else "num"),
+            html.Td(str(s.silent), className="num silent" if s.silent else "num"),
+        ]
+        rows.append(html.Tr(cells, className=f"row-{condition}", **{"data-adcode": str(s.adcode)}))
+    head = [
+        html.Th(t(lang, "col.district")),
+        *(
+            html.Th(t(lang, k), className="num")
+            for k in ("col.sensors", "col.alerts", "col.silent")
+        ),
+    ]
+    return data_table(head, rows, "district-table")
 
 
 def alerts_table(
@@ -137,7 +157,8 @@ def alerts_table(
     selectable: bool = False,
     table_id: str = "",
 ) -> html.Div:
-    """Open alerts: time (Asia/Shanghai), severity, sensor, district, message, age."""
+    """Open alerts: time (Asia/Shanghai), severity, sensor, district, message, age; when
+    ``selectable``, a pick button first and the state and assignee last."""
     if not alerts:
         return html.Div(t(lang, "overview.no_alerts"), className="empty")
     rows = []
@@ -145,51 +166,22 @@ def alerts_table(
         unit, n = age_parts(now, a.raised_at)
         cells = [
             html.Td(local_time(a.raised_at, tz, "%m-%d %H:%M:%S"), className="time"),
-            html.Td(severity_badge(lang, a.severity)),
-            html.Td(
-                [
-                    html.Div(display_text(a.sensor_name), className="sensor-name"),
-                    html.Div(display_text(a.sensor_id), className="sensor-id"),
-                ]
-            ),
-            html.Td(display_text(a.district(lang))),
-            html.Td(display_text(a.message(lang)), className="message"),
+            *_alert_cells(lang, a),
             html.Td(t(lang, unit, n=n), className="num"),
         ]
         if selectable:
-            known = f"astate.{a.state}" in MESSAGES["zh"]
-            cells.append(html.Td(t(lang, f"astate.{a.state}") if known else display_text(a.state)))
-            cells.append(html.Td(display_text(a.assignee or "—")))
-        attrs = {"data-alert-id": str(a.alert_id)}
-        if selectable:
-            cells.insert(
-                0,
-                html.Td(
-                    html.Button(
-                        f"#{a.alert_id}",
-                        id={"type": f"{table_id}-pick", "alert": a.alert_id},
-                        className="pick",
-                    )
-                ),
-            )
-        rows.append(html.Tr(cells, className=f"alert-row sev-row-{a.severity}", **attrs))
-    head = [
-        t(lang, "col.time"),
-        t(lang, "col.severity"),
-        t(lang, "col.sensor"),
-        t(lang, "col.district"),
-        t(lang, "col.message"),
-        t(lang, "col.age"),
-    ]
+            state = html.Td(catalogue_label(lang, "astate.", a.state))
+            cells = [
+                _pick_cell(table_id, a),
+                *cells,
+                state,
+                html.Td(display_text(a.assignee or "—")),
+            ]
+        rows.append(_alert_row(cells, a, f"sev-row-{a.severity}"))
+    head = [t(lang, "col.time"), *_alert_head(lang), t(lang, "col.age")]
     if selectable:
         head = ["#", *head, t(lang, "col.state"), t(lang, "col.assignee")]
-    return html.Div(
-        html.Table(
-            [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
-            className="data-table alerts-table",
-        ),
-        className="table-scroll",
-    )
+    return _scrolling(data_table(head, rows, "alerts-table"))
 
 
 def shelved_table(
@@ -202,71 +194,53 @@ def shelved_table(
     rows = []
     for a in alerts:
         unit, n = time_left_parts(now, a.shelved_until or now)
-        rows.append(
-            html.Tr(
-                [
-                    html.Td(
-                        html.Button(
-                            f"#{a.alert_id}",
-                            id={"type": f"{table_id}-pick", "alert": a.alert_id},
-                            className="pick",
-                        )
-                    ),
-                    html.Td(severity_badge(lang, a.severity)),
-                    html.Td(
-                        [
-                            html.Div(display_text(a.sensor_name), className="sensor-name"),
-                            html.Div(display_text(a.sensor_id), className="sensor-id"),
-                        ]
-                    ),
-                    html.Td(display_text(a.district(lang))),
-                    html.Td(display_text(a.message(lang)), className="message"),
-                    html.Td(
-                        [
-                            html.Div(
-                                local_time(a.shelved_until, tz, "%m-%d %H:%M"),
-                                className="shelved-until",
-                            ),
-                            html.Div(
-                                t(lang, "alerts.expires_in", left=t(lang, unit, n=n)),
-                                className="note",
-                            ),
-                        ]
-                    ),
-                    html.Td(display_text(a.shelved_by or "—")),
-                    html.Td(display_text(a.shelve_reason or "—"), className="shelve-reason"),
-                ],
-                className="alert-row shelved-row",
-                **{"data-alert-id": str(a.alert_id)},
-            )
-        )
+        until = [
+            html.Div(local_time(a.shelved_until, tz, "%m-%d %H:%M"), className="shelved-until"),
+            html.Div(t(lang, "alerts.expires_in", left=t(lang, unit, n=n)), className="note"),
+        ]
+        cells = [
+            _pick_cell(table_id, a),
+            *_alert_cells(lang, a),
+            html.Td(until),
+            html.Td(display_text(a.shelved_by or "—")),
+            html.Td(display_text(a.shelve_reason or "—"), className="shelve-reason"),
+        ]
+        rows.append(_alert_row(cells, a, "shelved-row"))
     head = [
         "#",
-        t(lang, "col.severity"),
-        t(lang, "col.sensor"),
-        t(lang, "col.district"),
-        t(lang, "col.message"),
-        t(lang, "col.shelved_until"),
-        t(lang, "col.shelved_by"),
-        t(lang, "col.reason"),
+        *_alert_head(lang),
+        *(t(lang, k) for k in ("col.shelved_until", "col.shelved_by", "col.reason")),
     ]
-    return html.Div(
-        html.Table(
-            [html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
-            className="data-table alerts-table shelved-table",
-        ),
-        className="table-scroll",
-    )
+    return _scrolling(data_table(head, rows, "alerts-table shelved-table"))
 
 
-def state_legend(lang: str) -> html.Div:
-    return html.Div(
-        [
-            html.Span(
-                [html.Span(className="dot", style={"background": colour}), t(lang, "state." + s)],
-                className="legend-item",
-            )
-            for s, colour in STATE_COLOURS.items()
-        ],
-        className="legend",
-    )
+def _alert_head(lang: str) -> list[str]:
+    return [t(lang, k) for k in ("col.severity", "col.sensor", "col.district", "col.message")]
+
+
+def _alert_cells(lang: str, a: AlertRow) -> list[html.Td]:
+    """Severity, sensor (name and id), district and message: the columns every alert list has."""
+    sensor = [
+        html.Div(display_text(a.sensor_name), className="sensor-name"),
+        html.Div(display_text(a.sensor_id), className="sensor-id"),
+    ]
+    return [
+        html.Td(severity_badge(lang, a.severity)),
+        html.Td(sensor),
+        html.Td(display_text(a.district(lang))),
+        html.Td(display_text(a.message(lang)), className="message"),
+    ]
+
+
+def _pick_cell(table_id: str, a: AlertRow) -> html.Td:
+    """The button that selects the alert (its id is a pattern the console's callback matches)."""
+    button_id = {"type": f"{table_id}-pick", "alert": a.alert_id}
+    return html.Td(html.Button(f"#{a.alert_id}", id=button_id, className="pick"))
+
+
+def _alert_row(cells: list, a: AlertRow, kind: str) -> html.Tr:
+    return html.Tr(cells, className=f"alert-row {kind}", **{"data-alert-id": str(a.alert_id)})
+
+
+def _scrolling(table: html.Table) -> html.Div:
+    return html.Div(table, className="table-scroll")

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from cityops.kernel.settings import Settings
 from dashboards import queries
+from dashboards.model import District
 from dashboards.queries import Reader
 from dashboards.snapshot import SensorStates, district_summaries
 
@@ -57,8 +58,13 @@ class AppContext:
     def tz(self) -> str:
         return self.settings.timezone
 
+    def lang(self, chosen: str | None) -> str:
+        """The language of a callback's answer: the browser's choice, else the configured one."""
+        return chosen or self.settings.language
+
 
 STATES_TTL_S = 2.0  # one sensor-state snapshot serves every page and client for this long
+DISTRICTS_TTL_S = 600  # outlines change only when the districts layer is loaded again
 
 
 @dataclass(frozen=True)
@@ -69,10 +75,15 @@ class City:
     alerts_by_utility: dict
 
 
+def read_districts(ctx: AppContext, conn: Any) -> list[District]:
+    """The district outlines for the maps, shared by every page for ``DISTRICTS_TTL_S``."""
+    return ctx.cache.get("districts", DISTRICTS_TTL_S, lambda: queries.fetch_districts(conn))
+
+
 def read_city(ctx: AppContext, conn: Any, *, max_age_s: float = STATES_TTL_S) -> City:
     """Districts, the shared sensor-state snapshot (at most ``max_age_s`` [s] old) and the
     open-alert counts (always fresh), on one connection."""
-    districts = ctx.cache.get("districts", 600, lambda: queries.fetch_districts(conn))
+    districts = read_districts(ctx, conn)
     states = ctx.cache.get("states", max_age_s, lambda: queries.fetch_sensor_states(conn))
     by_district, by_utility = queries.fetch_alert_stats(conn)
     return City(

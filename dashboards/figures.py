@@ -21,13 +21,16 @@ from dashboards.model import (
     SENSOR_STATES,
     STATE_COLOURS,
     UTILITY_COLOURS,
+    XY,
     District,
     DistrictSummary,
     GridCell,
     Reading,
     SensorPoint,
+    View,
     cell_state,
     district_condition,
+    geometry_xy,
     local_time,
     plot_text,
 )
@@ -41,6 +44,7 @@ FONT = dict(
 CHENGDU_LAT = 30.66  # [degrees] for the map aspect
 # WebGL is used only when there are many points: SVG is crisper and needs no GPU for a few hundred
 WEBGL_FROM = 2000
+GRID = "#30363d"
 
 
 def build_empty_figure() -> dict[str, Any]:
@@ -51,17 +55,7 @@ def build_empty_figure() -> dict[str, Any]:
     }
 
 
-def _district_xy(district: District) -> tuple[list[float | None], list[float | None]]:
-    xs: list[float | None] = []
-    ys: list[float | None] = []
-    for ring in district.rings:
-        xs.extend(p[0] for p in ring)
-        ys.extend(p[1] for p in ring)
-        xs.append(None)
-        ys.append(None)
-    return xs, ys
-
-
+# -- maps --------------------------------------------------------------------------------------
 def build_city_map_figure(
     districts: Sequence[District],
     summaries: Sequence[DistrictSummary],
@@ -70,10 +64,10 @@ def build_city_map_figure(
     sensors: Sequence[SensorPoint] = (),
     cells: Sequence[GridCell] = (),
     show_districts: bool = True,
-    view: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    view: View | None = None,
     marker_size: int = 11,
     uirevision: str = "map",
-    networks: dict[str, tuple[list[float | None], list[float | None]]] | None = None,
+    networks: dict[str, tuple[XY, XY]] | None = None,
     facilities: Sequence[tuple[str, str, str, str, float, float]] = (),
     alarms: Sequence[SensorPoint] = (),
 ) -> dict[str, Any]:
@@ -82,76 +76,88 @@ def build_city_map_figure(
     Returned as plain Plotly JSON (``{"data": [...], "layout": {...}}``), which ``dcc.Graph``
     takes as it is: building ``go`` objects validates every point and cost about 0.3 s per
     5,000 sensors. ``view`` is ((lon0, lon1), (lat0, lat1)) to keep the user's zoom;
-    ``uirevision`` keeps it across refreshes.
+    ``uirevision`` keeps it across refreshes. ``alarms`` are drawn when ``sensors`` are not.
     """
-    data: list[dict[str, Any]] = []
-    by_code = {s.adcode: s for s in summaries}
-    if show_districts:
-        for d in districts:
-            xs, ys = _district_xy(d)
-            summary = by_code.get(d.adcode)
-            condition = district_condition(summary) if summary else "normal"
-            name = d.name_en if lang == "en" else d.name_zh
-            hover = plot_text(name)
-            if summary:
-                hover += (
-                    f"<br>{t(lang, 'col.sensors')}: {summary.sensors}"
-                    f"<br>{t(lang, 'col.alerts')}: {summary.open_alerts}"
-                    f"<br>{t(lang, 'col.silent')}: {summary.silent}"
-                )
-            data.append(
-                {
-                    "type": "scatter",
-                    "x": xs,
-                    "y": ys,
-                    "mode": "lines",
-                    "fill": "toself",
-                    "fillcolor": DISTRICT_FILL[condition],
-                    "line": {
-                        "color": "#ff2d55" if condition == "critical" else "#5b7290",
-                        "width": 3 if condition in ("critical", "alarm") else 1.2,
-                    },
-                    "hoverinfo": "text",
-                    "hoveron": "fills",
-                    "text": hover,
-                    "name": plot_text(name),
-                    "showlegend": False,
-                }
-            )
+    data = _district_traces(districts, summaries, lang) if show_districts else []
     for utility, (xs, ys) in (networks or {}).items():
         if xs:
-            data.append(
-                {
-                    "type": "scattergl",
-                    "x": xs,
-                    "y": ys,
-                    "mode": "lines",
-                    "line": {"color": UTILITY_COLOURS[utility], "width": 1.2},
-                    "opacity": 0.7,
-                    "name": t(lang, "utility." + utility),
-                    "hoverinfo": "skip",
-                }
-            )
+            network = _lines(xs, ys, t(lang, "utility." + utility), UTILITY_COLOURS[utility], 1.2)
+            data.append(network | {"type": "scattergl", "opacity": 0.7})
     if facilities:
-        data.append(
-            {
-                "type": "scatter",
-                "x": [f[4] for f in facilities],
-                "y": [f[5] for f in facilities],
-                "mode": "markers",
-                "marker": {"symbol": "cross", "size": 11, "color": "#b37feb"},
-                "name": t(lang, "map.layer.facilities"),
-                "text": [plot_text(f[3] if lang == "en" and f[3] else f[2]) for f in facilities],
-                "hoverinfo": "text",
-            }
-        )
+        data.append(_facility_trace(facilities, lang))
     if cells:
         data.extend(_cell_traces(cells, lang))
-    if sensors:
-        data.extend(_sensor_traces(sensors, lang, marker_size))
-    elif alarms:
-        data.extend(_sensor_traces(alarms, lang, marker_size))
+    if sensors or alarms:
+        data.extend(_sensor_traces(sensors or alarms, lang, marker_size))
     return {"data": data, "layout": _map_layout(districts, view, uirevision)}
+
+
+def _district_traces(
+    districts: Sequence[District], summaries: Sequence[DistrictSummary], lang: str
+) -> list[dict[str, Any]]:
+    """Each district's outline, filled by its condition, with its counts on hover."""
+    by_code = {s.adcode: s for s in summaries}
+    traces = []
+    for d in districts:
+        xs, ys, _px, _py = geometry_xy([{"type": "Polygon", "coordinates": d.rings}])
+        summary = by_code.get(d.adcode)
+        condition = district_condition(summary) if summary else "normal"
+        name = d.name_en if lang == "en" else d.name_zh
+        hover = plot_text(name)
+        if summary:
+            hover += (
+                f"<br>{t(lang, 'col.sensors')}: {summary.sensors}"
+                f"<br>{t(lang, 'col.alerts')}: {summary.open_alerts}"
+                f"<br>{t(lang, 'col.silent')}: {summary.silent}"
+            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": xs,
+                "y": ys,
+                "mode": "lines",
+                "fill": "toself",
+                "fillcolor": DISTRICT_FILL[condition],
+                "line": {
+                    "color": "#ff2d55" if condition == "critical" else "#5b7290",
+                    "width": 3 if condition in ("critical", "alarm") else 1.2,
+                },
+                "hoverinfo": "text",
+                "hoveron": "fills",
+                "text": hover,
+                "name": plot_text(name),
+                "showlegend": False,
+            }
+        )
+    return traces
+
+
+def _facility_trace(
+    facilities: Sequence[tuple[str, str, str, str, float, float]], lang: str
+) -> dict[str, Any]:
+    names = [plot_text(f[3] if lang == "en" and f[3] else f[2]) for f in facilities]
+    xs, ys = [f[4] for f in facilities], [f[5] for f in facilities]
+    marker = {"symbol": "cross", "size": 11, "color": "#b37feb"}
+    trace = _points(xs, ys, t(lang, "map.layer.facilities"), **marker)
+    return trace | {"text": names, "hoverinfo": "text"}
+
+
+def _lines(xs: XY, ys: XY, name: str, colour: str, width: float) -> dict[str, Any]:
+    """One line trace (parts separated by None) that shows no hover label."""
+    return {
+        "type": "scatter",
+        "x": xs,
+        "y": ys,
+        "mode": "lines",
+        "line": {"color": colour, "width": width},
+        "name": name,
+        "hoverinfo": "skip",
+    }
+
+
+def _points(xs: Sequence[Any], ys: Sequence[Any], name: str, **marker: Any) -> dict[str, Any]:
+    """One marker trace."""
+    return {"type": "scatter", "x": xs, "y": ys, "mode": "markers", "name": name, "marker": marker}
 
 
 def _sensor_traces(
@@ -227,9 +233,7 @@ def _cell_traces(cells: Sequence[GridCell], lang: str) -> list[dict[str, Any]]:
 
 
 def _map_layout(
-    districts: Sequence[District],
-    view: tuple[tuple[float, float], tuple[float, float]] | None,
-    uirevision: str,
+    districts: Sequence[District], view: View | None, uirevision: str
 ) -> dict[str, Any]:
     if view is None and districts:
         lons = [p[0] for d in districts for r in d.rings for p in r]
@@ -237,21 +241,17 @@ def _map_layout(
         pad = 0.02
         view = ((min(lons) - pad, max(lons) + pad), (min(lats) - pad, max(lats) + pad))
     axis = {"visible": False, "showgrid": False, "zeroline": False}
-    return {
-        "paper_bgcolor": PAPER,
-        "plot_bgcolor": PAPER,
-        "font": FONT,
-        "margin": {"l": 8, "r": 8, "t": 8, "b": 8},
-        "hoverlabel": {"font": {"family": FONT["family"], "size": 16}},
-        "xaxis": {**axis, "range": list(view[0]) if view else None},
-        "yaxis": {
+    return _layout(
+        8,
+        xaxis={**axis, "range": list(view[0]) if view else None},
+        yaxis={
             **axis,
             "range": list(view[1]) if view else None,
             "scaleanchor": "x",
             "scaleratio": 1 / math.cos(math.radians(CHENGDU_LAT)),
         },
-        "uirevision": uirevision,
-        "legend": {
+        uirevision=uirevision,
+        legend={
             "orientation": "h",
             "yanchor": "bottom",
             "y": 0.0,
@@ -260,8 +260,8 @@ def _map_layout(
             "bgcolor": "rgba(13,17,23,0.7)",
             "font": {"size": 16},
         },
-        "dragmode": "pan",
-    }
+        dragmode="pan",
+    )
 
 
 def _layout(margin: int, **extra: Any) -> dict[str, Any]:
@@ -275,9 +275,108 @@ def _layout(margin: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-GRID = "#30363d"
+IMPACT_STYLE = {  # role from gis.analysis.fetch_isolation -> (colour, width or size, label key)
+    "without_supply": ("#f5a623", 3, "incident.without_supply"),
+    "segment": ("#ff2d55", 5, "incident.segment"),
+    "valve_to_close": ("#36cfc9", 13, "incident.valve"),
+    "facility_without_supply": ("#b37feb", 13, "incident.facility"),
+}
 
 
+def build_incident_map_figure(
+    districts: Sequence[District],
+    location: tuple[float, float],
+    features: Sequence[dict[str, Any]],
+    *,
+    lang: str,
+    span_deg: float = 0.006,
+    context: tuple[XY, XY] | None = None,
+) -> dict[str, Any]:
+    """A small map around one alert: district outlines, the cut-off and closed-off network
+    (``features`` with a ``role`` property, GeoJSON in EPSG:4326), valves to close, facilities
+    without supply, and the sensor."""
+    lon, lat = location
+    xs, ys, px, py = geometry_xy(f.get("geometry") or {} for f in features)
+    xs_all = [lon, *px, *(x for x in xs if x is not None)]
+    ys_all = [lat, *py, *(y for y in ys if y is not None)]
+    # the sensor and everything the isolation touches, with a margin (at least ``span_deg``)
+    half = max(span_deg / 2, 0.6 * (max(xs_all) - min(xs_all)), 0.6 * (max(ys_all) - min(ys_all)))
+    cx, cy = (max(xs_all) + min(xs_all)) / 2, (max(ys_all) + min(ys_all)) / 2
+    fig = build_city_map_figure(
+        districts,
+        [],
+        lang=lang,
+        view=((cx - half * 1.6, cx + half * 1.6), (cy - half, cy + half)),
+        uirevision=f"incident-{lon}-{lat}",
+    )
+    if context and context[0]:  # the surrounding network, for orientation
+        fig["data"].append(_lines(*context, t(lang, "incident.network"), "#5b7290", 1.5))
+    sensor = {"color": "#ff2d55", "size": 14, "symbol": "diamond"}
+    fig["data"].append(
+        _points(
+            [lon],
+            [lat],
+            t(lang, "incident.sensor"),
+            **sensor,
+            line={"color": "#ffffff", "width": 2},
+        )
+    )
+    for role, (colour, size, key) in IMPACT_STYLE.items():
+        mine = [
+            f.get("geometry") or {}
+            for f in features
+            if (f.get("properties") or {}).get("role") == role
+        ]
+        xs, ys, px, py = geometry_xy(mine)
+        if xs:
+            fig["data"].append(_lines(xs, ys, t(lang, key), colour, size))
+        if px:
+            symbol = "x" if role == "valve_to_close" else "cross"
+            fig["data"].append(
+                _points(px, py, t(lang, key), color=colour, size=size, symbol=symbol)
+            )
+    return fig
+
+
+def build_planner_map_figure(
+    districts: Sequence[District],
+    features: Sequence[dict[str, Any]],
+    polygon: dict[str, Any] | None,
+    *,
+    lang: str,
+) -> dict[str, Any]:
+    """The planner's map: districts, the lassoed area (dotted) and the answer's features,
+    zoomed to them; the lasso is the drag mode."""
+    fig = build_city_map_figure(districts, [], lang=lang, uirevision="planner")
+    fig["layout"]["dragmode"] = "lasso"
+    if polygon:
+        ring = polygon["coordinates"][0]
+        area = _lines(
+            [p[0] for p in ring], [p[1] for p in ring], t(lang, "planner.area"), "#fadb14", 2
+        )
+        area["line"]["dash"] = "dot"
+        fig["data"].append(area)
+    if not features:
+        return fig
+    xs, ys, px, py = geometry_xy(f.get("geometry") or {} for f in features)
+    all_x = [x for x in [*xs, *px] if x is not None]
+    all_y = [y for y in [*ys, *py] if y is not None]
+    if all_x:  # show the results, not the whole city
+        pad = max(0.005, 0.1 * max(max(all_x) - min(all_x), max(all_y) - min(all_y)))
+        fig["layout"]["xaxis"]["range"] = [min(all_x) - pad, max(all_x) + pad]
+        fig["layout"]["yaxis"]["range"] = [min(all_y) - pad, max(all_y) + pad]
+        fig["layout"]["uirevision"] = f"planner-{len(features)}-{all_x[0]}"
+    label = t(lang, "planner.results")
+    if xs:
+        lines = {"type": "scattergl", "x": xs, "y": ys, "mode": "lines", "name": label}
+        fig["data"].append(lines | {"line": {"color": "#ff7a45", "width": 3}})
+    if px:
+        points = _points(px, py, label, color="#ff7a45", size=9)
+        fig["data"].append(points | {"type": "scattergl"})
+    return fig
+
+
+# -- charts ------------------------------------------------------------------------------------
 def build_trend_figure(
     points: Iterable[tuple[datetime, str, int]], *, lang: str, tz: str
 ) -> dict[str, Any]:
@@ -328,69 +427,17 @@ def build_readings_figure(
         return ts.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
     xs = [local(r.ts) for r in readings]
+    values = [r.value for r in readings]
     data: list[dict[str, Any]] = []
     if readings and readings[0].min_value is not None:
-        data.append(
-            {
-                "type": "scatter",
-                "x": xs + xs[::-1],
-                "y": [r.max_value for r in readings] + [r.min_value for r in readings][::-1],
-                "fill": "toself",
-                "fillcolor": "rgba(54,207,201,0.15)",
-                "line": {"width": 0},
-                "hoverinfo": "skip",
-                "showlegend": False,
-            }
-        )
-    data.append(
-        {
-            "type": "scatter",
-            "x": xs,
-            "y": [r.value for r in readings],
-            "mode": "lines",
-            "line": {"color": "#36cfc9", "width": 2},
-            "name": plot_text(title),
-        }
-    )
-    shapes, notes = [], []
-    for limit in limits:
-        if limit is not None:
-            shapes.append(
-                {
-                    "type": "line",
-                    "xref": "paper",
-                    "x0": 0,
-                    "x1": 1,
-                    "y0": limit,
-                    "y1": limit,
-                    "line": {"color": "#ff4d4f", "dash": "dash", "width": 1.5},
-                }
-            )
-            notes.append(
-                {
-                    "xref": "paper",
-                    "x": 1,
-                    "y": limit,
-                    "xanchor": "right",
-                    "yanchor": "bottom",
-                    "showarrow": False,
-                    "text": f"{t(lang, 'sensor.limit')} {limit:g} {plot_text(unit)}",
-                    "font": {"color": "#ff7875"},
-                }
-            )
+        data.append(_band_trace(xs, readings))
+    line = {"type": "scatter", "x": xs, "y": values, "mode": "lines", "name": plot_text(title)}
+    data.append(line | {"line": {"color": "#36cfc9", "width": 2}})
     if alert_times:
-        values = [r.value for r in readings]
-        y = max(values) if values else 0
-        data.append(
-            {
-                "type": "scatter",
-                "x": [local(a) for a in alert_times],
-                "y": [y] * len(alert_times),
-                "mode": "markers",
-                "marker": {"color": "#ff2d55", "size": 14, "symbol": "triangle-down"},
-                "name": t(lang, "sensor.alerts"),
-            }
-        )
+        marker = {"color": "#ff2d55", "size": 14, "symbol": "triangle-down"}
+        y = [max(values) if values else 0] * len(alert_times)
+        data.append(_points([local(a) for a in alert_times], y, t(lang, "sensor.alerts"), **marker))
+    shapes, notes = _limit_marks(limits, t(lang, "sensor.limit"), plot_text(unit))
     return {
         "data": data,
         "layout": _layout(
@@ -411,6 +458,52 @@ def build_readings_figure(
     }
 
 
+def _band_trace(xs: list[str], readings: Sequence[Reading]) -> dict[str, Any]:
+    """The min-max band of rollup buckets, drawn under the line."""
+    return {
+        "type": "scatter",
+        "x": xs + xs[::-1],
+        "y": [r.max_value for r in readings] + [r.min_value for r in readings][::-1],
+        "fill": "toself",
+        "fillcolor": "rgba(54,207,201,0.15)",
+        "line": {"width": 0},
+        "hoverinfo": "skip",
+        "showlegend": False,
+    }
+
+
+def _limit_marks(
+    limits: tuple[float | None, float | None], label: str, unit: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Dashed lines across the chart at the alarm limits, and their labels."""
+    shapes, notes = [], []
+    for limit in (x for x in limits if x is not None):
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": limit,
+                "y1": limit,
+                "line": {"color": "#ff4d4f", "dash": "dash", "width": 1.5},
+            }
+        )
+        notes.append(
+            {
+                "xref": "paper",
+                "x": 1,
+                "y": limit,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "text": f"{label} {limit:g} {unit}",
+                "font": {"color": "#ff7875"},
+            }
+        )
+    return shapes, notes
+
+
 def build_bar_figure(
     labels: Sequence[str], values: Sequence[float], *, colour: str
 ) -> dict[str, Any]:
@@ -427,116 +520,3 @@ def build_bar_figure(
         ],
         "layout": _layout(24, xaxis={"gridcolor": GRID}, yaxis={"automargin": True}),
     }
-
-
-IMPACT_STYLE = {  # role from gis.analysis.fetch_isolation -> (colour, width or size, label key)
-    "without_supply": ("#f5a623", 3, "incident.without_supply"),
-    "segment": ("#ff2d55", 5, "incident.segment"),
-    "valve_to_close": ("#36cfc9", 13, "incident.valve"),
-    "facility_without_supply": ("#b37feb", 13, "incident.facility"),
-}
-
-
-def build_incident_map_figure(
-    districts: Sequence[District],
-    location: tuple[float, float],
-    features: Sequence[dict[str, Any]],
-    *,
-    lang: str,
-    span_deg: float = 0.006,
-    context: tuple[list[float | None], list[float | None]] | None = None,
-) -> dict[str, Any]:
-    """A small map around one alert: district outlines, the cut-off and closed-off network
-    (``features`` with a ``role`` property, GeoJSON in EPSG:4326), valves to close, facilities
-    without supply, and the sensor."""
-    lon, lat = location
-    xs_all, ys_all = [lon], [lat]
-    for f in features:
-        geom = f.get("geometry") or {}
-        coords = geom.get("coordinates")
-        if geom.get("type") == "Point":
-            xs_all.append(coords[0])
-            ys_all.append(coords[1])
-        elif geom.get("type") == "LineString":
-            xs_all += [c[0] for c in coords]
-            ys_all += [c[1] for c in coords]
-    # the sensor and everything the isolation touches, with a margin (at least ``span_deg``)
-    half = max(span_deg / 2, 0.6 * (max(xs_all) - min(xs_all)), 0.6 * (max(ys_all) - min(ys_all)))
-    cx, cy = (max(xs_all) + min(xs_all)) / 2, (max(ys_all) + min(ys_all)) / 2
-    fig = build_city_map_figure(
-        districts,
-        [],
-        lang=lang,
-        view=((cx - half * 1.6, cx + half * 1.6), (cy - half, cy + half)),
-        uirevision=f"incident-{lon}-{lat}",
-    )
-    if context and context[0]:  # the surrounding network, for orientation
-        fig["data"].append(
-            {
-                "type": "scatter",
-                "x": context[0],
-                "y": context[1],
-                "mode": "lines",
-                "line": {"color": "#5b7290", "width": 1.5},
-                "name": t(lang, "incident.network"),
-                "hoverinfo": "skip",
-            }
-        )
-    fig["data"].append(
-        {
-            "type": "scatter",
-            "x": [lon],
-            "y": [lat],
-            "mode": "markers",
-            "name": t(lang, "incident.sensor"),
-            "marker": {
-                "color": "#ff2d55",
-                "size": 14,
-                "symbol": "diamond",
-                "line": {"color": "#ffffff", "width": 2},
-            },
-        }
-    )
-    for role, (colour, size, key) in IMPACT_STYLE.items():
-        xs: list[float | None] = []
-        ys: list[float | None] = []
-        px: list[float] = []
-        py: list[float] = []
-        for f in features:
-            if (f.get("properties") or {}).get("role") != role:
-                continue
-            geom = f.get("geometry") or {}
-            if geom.get("type") == "Point":
-                px.append(geom["coordinates"][0])
-                py.append(geom["coordinates"][1])
-            elif geom.get("type") == "LineString":
-                xs += [c[0] for c in geom["coordinates"]] + [None]
-                ys += [c[1] for c in geom["coordinates"]] + [None]
-        if xs:
-            fig["data"].append(
-                {
-                    "type": "scatter",
-                    "x": xs,
-                    "y": ys,
-                    "mode": "lines",
-                    "name": t(lang, key),
-                    "line": {"color": colour, "width": size},
-                    "hoverinfo": "skip",
-                }
-            )
-        if px:
-            fig["data"].append(
-                {
-                    "type": "scatter",
-                    "x": px,
-                    "y": py,
-                    "mode": "markers",
-                    "name": t(lang, key),
-                    "marker": {
-                        "color": colour,
-                        "size": size,
-                        "symbol": "x" if role == "valve_to_close" else "cross",
-                    },
-                }
-            )
-    return fig

@@ -10,8 +10,10 @@ import functools
 import html
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 # a sensor is silent when its newest reading is older than this many expected intervals
@@ -28,12 +30,6 @@ STATE_COLOURS = {
     "alarm": "#ff4d4f",
     "silent": "#f5a623",
     "nodata": "#7f8c9a",
-}
-SEVERITY_COLOURS = {
-    "critical": "#ff2d55",
-    "major": "#ff7a45",
-    "warning": "#fadb14",
-    "info": "#40a9ff",
 }
 UTILITY_COLOURS = {"water": "#36cfc9", "power": "#ffc53d", "gas": "#ff85c0"}
 DISTRICT_FILL = {
@@ -127,7 +123,7 @@ class UtilityFigures:
     nodata: int
     open_by_severity: tuple[tuple[str, int], ...]
     completeness: float | None  # readings received / expected over the last hour [0..1]
-    customers_cut: int | None = None  # customers without supply in open incidents
+    customers_cut: int  # customers without supply in the engine's open incidents
 
     @property
     def open_alerts(self) -> int:
@@ -165,6 +161,11 @@ def plot_text(value: object) -> str:
     """``display_text`` for Plotly labels and hover text, which interpret a subset of HTML
     (``<a href>``, ``<b>``, ``<br>``): escape it so that it shows literally."""
     return html.escape(display_text(value), quote=False)
+
+
+def percent(share: float | None) -> str:
+    """A share [0..1] as a percentage with one decimal, or a dash when unknown."""
+    return "—" if share is None else f"{100 * share:.1f}%"
 
 
 # -- time ------------------------------------------------------------------------------------
@@ -244,11 +245,11 @@ def window_bounds(now: datetime, window: str) -> tuple[datetime, datetime]:
     return now - spans.get(window, spans["24h"]), now
 
 
-def choose_readings_source(window_s: float, has_1m: bool, has_1h: bool) -> str:
+def choose_readings_source(window_s: float) -> str:
     """Raw readings for short windows, rollups for long ones (about <= 2,000 points a chart)."""
-    if window_s > 2 * 86_400 and has_1h:
+    if window_s > 2 * 86_400:
         return "1h"
-    if window_s > 6 * 3600 and has_1m:
+    if window_s > 6 * 3600:
         return "1m"
     return "raw"
 
@@ -278,6 +279,38 @@ def parse_view(relayout: dict | None, previous: View | None) -> View | None:
 
 def view_bbox(view: View | None) -> tuple[float, float, float, float] | None:
     return None if view is None else (view[0][0], view[1][0], view[0][1], view[1][1])
+
+
+# -- geometry for plotting ------------------------------------------------------------------
+XY = list[float | None]  # one Plotly coordinate array; None breaks a line between parts
+
+
+def geometry_xy(geometries: Iterable[dict[str, Any]]) -> tuple[XY, XY, list[float], list[float]]:
+    """GeoJSON geometries (lon/lat) as Plotly arrays: (xs, ys) of every line and ring, parts
+    separated by None (one trace draws them all), and (xs, ys) of the points."""
+    xs: XY = []
+    ys: XY = []
+    px: list[float] = []
+    py: list[float] = []
+    for geom in geometries:
+        kind, coords = geom.get("type"), geom.get("coordinates") or []
+        if kind == "Point":
+            px.append(coords[0])
+            py.append(coords[1])
+            continue
+        parts: list[Any]
+        if kind == "LineString":
+            parts = [coords]
+        elif kind in ("MultiLineString", "Polygon"):
+            parts = coords
+        elif kind == "MultiPolygon":
+            parts = [ring for polygon in coords for ring in polygon]
+        else:
+            parts = []
+        for part in parts:
+            xs += [c[0] for c in part] + [None]
+            ys += [c[1] for c in part] + [None]
+    return xs, ys, px, py
 
 
 # -- alert actions ---------------------------------------------------------------------------

@@ -53,7 +53,6 @@ class OidcError(Exception):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
-        self.detail = detail
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -147,7 +146,6 @@ class Provider:
     jwks_uri: str
     algorithms: tuple[str, ...]
     token_auth: str  # client_secret_basic, client_secret_post or none
-    end_session_endpoint: str | None = None
 
 
 def parse_discovery(doc: Mapping[str, Any], issuer: str, *, has_secret: bool) -> Provider:
@@ -182,7 +180,6 @@ def parse_discovery(doc: Mapping[str, Any], issuer: str, *, has_secret: bool) ->
         token_auth = "client_secret_post"
     else:
         raise OidcError("bad_discovery", f"no client secret method in {auth_methods!r}")
-    end = doc.get("end_session_endpoint")
     return Provider(
         issuer=issuer,
         authorization_endpoint=urls["authorization_endpoint"],
@@ -190,7 +187,6 @@ def parse_discovery(doc: Mapping[str, Any], issuer: str, *, has_secret: bool) ->
         jwks_uri=urls["jwks_uri"],
         algorithms=algorithms,
         token_auth=token_auth,
-        end_session_endpoint=end if isinstance(end, str) else None,
     )
 
 

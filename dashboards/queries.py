@@ -25,6 +25,7 @@ from dashboards.model import (
     District,
     Reading,
     SensorPoint,
+    geometry_xy,
 )
 from dashboards.snapshot import SensorStates
 
@@ -32,9 +33,8 @@ STATEMENT_TIMEOUT_MS = 3000
 # alerts in these states no longer need anyone: everything else counts as open
 CLOSED_ALERT_STATES = ("cleared", "resolved", "closed")
 
-# shelved alerts (migration 0021's shelved_until) do not alarm; to_jsonb keeps this query valid
-# on a database where the lifecycle columns do not exist yet
-_SHELVED = "COALESCE((to_jsonb(a) ->> 'shelved_until')::timestamptz > now(), false)"
+# an alert shelved until a time still ahead (alerts.lifecycle) needs nobody now
+_SHELVED = "COALESCE(a.shelved_until > now(), false)"
 # One place for the state rule (model.SILENT_FACTOR): alarm > no data > silent > normal.
 _SENSOR_STATE_SQL = f"""
     WITH latest AS (SELECT sensor_id, max(ts) AS last_ts FROM sensor_latest GROUP BY sensor_id),
@@ -181,17 +181,11 @@ def fetch_alert_stats(
 def fetch_completeness(conn: psycopg.Connection) -> dict[str, float]:
     """Readings received / readings expected over the last complete hour, per utility.
 
-    From the 1-hour rollup (one row per sensor and quantity: cheap at any scale) where the
-    ingestion work provides it (migration 0011), else the 1-minute rollup, else raw readings.
-    The plain-PostgreSQL rollups need the bucket indexes of migration 0042."""
-    if has_relation(conn, "readings_1h") and _has_column(conn, "readings_1h", "n"):
-        source, count_expr, ts = "readings_1h", "sum(r.n)", "bucket"
-    elif has_relation(conn, "readings_1m") and _has_column(conn, "readings_1m", "n"):
-        source, count_expr, ts = "readings_1m", "sum(r.n)", "bucket"
-    else:
-        source, count_expr, ts = "readings", "count(*)", "ts"
+    From the 1-hour rollup (one row per sensor and quantity: cheap at any scale; migration
+    0011 on both storage paths). The plain-PostgreSQL rollups need the bucket indexes of
+    migration 0042."""
     rows = conn.execute(
-        f"""
+        """
         WITH hour AS (SELECT date_trunc('hour', now()) - interval '1 hour' AS h0,
                              date_trunc('hour', now()) AS h1),
         expected AS (
@@ -200,12 +194,12 @@ def fetch_completeness(conn: psycopg.Connection) -> dict[str, float]:
             JOIN sensor_type_quantities q ON q.type_id = s.sensor_type
             WHERE s.status = 'active' GROUP BY s.utility),
         got AS (
-            SELECT s.utility, {count_expr} AS n FROM {source} r
+            SELECT s.utility, sum(r.n) AS n FROM readings_1h r
             JOIN sensors s ON s.sensor_id = r.sensor_id, hour
-            WHERE r.{ts} >= hour.h0 AND r.{ts} < hour.h1 GROUP BY s.utility)
+            WHERE r.bucket >= hour.h0 AND r.bucket < hour.h1 GROUP BY s.utility)
         SELECT e.utility, COALESCE(g.n, 0) / NULLIF(e.n, 0)
         FROM expected e LEFT JOIN got g USING (utility)
-        """,  # noqa: S608 - source, count_expr and ts are chosen from constants above
+        """
     ).fetchall()
     return {u: min(1.0, float(v)) for u, v in rows if v is not None}
 
@@ -269,19 +263,6 @@ def fetch_sensor_info(conn: psycopg.Connection, sensor_id: str) -> dict[str, Any
     return info
 
 
-def has_relation(conn: psycopg.Connection, name: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
-    return bool(row and row[0])
-
-
-def _has_column(conn: psycopg.Connection, table: str, column: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = %s",
-        (table, column),
-    ).fetchone()
-    return row is not None
-
-
 def fetch_readings(
     conn: psycopg.Connection,
     sensor_id: str,
@@ -294,9 +275,9 @@ def fetch_readings(
 ) -> list[Reading]:
     """Readings of one sensor and quantity in [start, end).
 
-    ``source`` is ``raw``, ``1m`` or ``1h`` (rollup tables ``readings_1m``/``readings_1h`` with
-    ``bucket, avg, min, max`` columns, when present). With ``bucket_s`` > 0 raw readings are
-    averaged into buckets of that many seconds [s] on the server so a long window stays small.
+    ``source`` is ``raw``, ``1m`` or ``1h`` (the rollups ``readings_1m``/``readings_1h``). With
+    ``bucket_s`` > 0 raw readings are averaged into buckets of that many seconds [s] on the
+    server so a long window stays small.
     """
     params = {"s": sensor_id, "q": quantity, "t0": start, "t1": end, "b": bucket_s}
     if source in ("1m", "1h"):
@@ -322,17 +303,19 @@ def fetch_readings(
     return [Reading(r[0], float(r[1]), r[2], r[3]) for r in conn.execute(sql, params)]
 
 
-def fetch_rollup_availability(conn: psycopg.Connection) -> tuple[bool, bool]:
-    """Whether readings_1m and readings_1h exist with the expected columns."""
-    return tuple(  # type: ignore[return-value]
-        has_relation(conn, t)
-        and _has_column(conn, t, "bucket")
-        and _has_column(conn, t, "value_mean")
-        for t in ("readings_1m", "readings_1h")
-    )
-
-
 # -- alerts ---------------------------------------------------------------------------------
+# the columns of model.AlertRow, in its order
+_ALERT_ROWS_SQL = """
+    SELECT a.alert_id, a.raised_at, a.severity, a.state, a.sensor_id,
+           COALESCE(s.name, a.sensor_id), a.utility, a.quantity, d.name_zh, d.name_en,
+           a.value, a.limit_value, a.message_zh, a.message_en,
+           a.assigned_to, a.shelved_until, a.shelved_by, a.shelve_reason
+    FROM alerts a
+    LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
+    LEFT JOIN districts d ON d.adcode = s.district_adcode
+"""
+
+
 def fetch_open_alerts(
     conn: psycopg.Connection,
     *,
@@ -347,12 +330,6 @@ def fetch_open_alerts(
     ``shelved=False`` (the default: what needs attention) leaves out alerts shelved until a
     time still ahead; ``True`` gives only those, soonest expiry first (the console's shelved
     section); ``None`` both (a sensor's own history)."""
-    lifecycle = _has_column(conn, "alerts", "shelved_until")
-    extra = (
-        "a.assigned_to, a.shelved_until, a.shelved_by, a.shelve_reason"
-        if lifecycle
-        else "NULL, NULL::timestamptz, NULL, NULL"
-    )
     severity_order = (
         "CASE a.severity WHEN 'critical' THEN 4 WHEN 'major' THEN 3"
         " WHEN 'warning' THEN 2 ELSE 1 END DESC, a.raised_at DESC"
@@ -360,19 +337,14 @@ def fetch_open_alerts(
     order = f"a.shelved_until, {severity_order}" if shelved else severity_order
     rows = conn.execute(
         f"""
-        SELECT a.alert_id, a.raised_at, a.severity, a.state, a.sensor_id,
-               COALESCE(s.name, a.sensor_id), a.utility, a.quantity, d.name_zh, d.name_en,
-               a.value, a.limit_value, a.message_zh, a.message_en, {extra}
-        FROM alerts a
-        LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
-        LEFT JOIN districts d ON d.adcode = s.district_adcode
+        {_ALERT_ROWS_SQL}
         WHERE (%(all)s OR a.state <> ALL(%(closed)s))
           AND (%(sev)s::text[] IS NULL OR a.severity = ANY(%(sev)s))
           AND (%(sid)s::text IS NULL OR a.sensor_id = %(sid)s)
           AND (%(shelved)s::boolean IS NULL OR {_SHELVED} = %(shelved)s)
         ORDER BY {order}
         LIMIT %(limit)s
-        """,  # noqa: S608 - the interpolated columns and order are constants
+        """,
         {
             "closed": list(CLOSED_ALERT_STATES),
             "sev": severities,
@@ -388,15 +360,7 @@ def fetch_open_alerts(
 def fetch_recent_alerts(conn: psycopg.Connection, *, limit: int = 10) -> list[AlertRow]:
     """The newest alerts raised, whatever their state (the wall's ticker)."""
     rows = conn.execute(
-        """
-        SELECT a.alert_id, a.raised_at, a.severity, a.state, a.sensor_id,
-               COALESCE(s.name, a.sensor_id), a.utility, a.quantity, d.name_zh, d.name_en,
-               a.value, a.limit_value, a.message_zh, a.message_en
-        FROM alerts a
-        LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
-        LEFT JOIN districts d ON d.adcode = s.district_adcode
-        ORDER BY a.raised_at DESC LIMIT %s
-        """,
+        f"{_ALERT_ROWS_SQL} ORDER BY a.raised_at DESC LIMIT %s",
         (limit,),
     ).fetchall()
     return [AlertRow(*r) for r in rows]
@@ -406,16 +370,13 @@ def fetch_alert_trend(
     conn: psycopg.Connection, *, hours: int = 6, bucket_s: int = 600
 ) -> list[tuple[datetime, str, int]]:
     """Alerts raised per ``bucket_s`` [s] and utility over the last ``hours``."""
-    return [
-        (r[0], r[1], r[2])
-        for r in conn.execute(
-            "SELECT date_bin(make_interval(secs => %(b)s), raised_at, TIMESTAMPTZ '2000-01-01'),"
-            " utility, count(*) FROM alerts"
-            " WHERE raised_at >= now() - make_interval(hours => %(h)s)"
-            " GROUP BY 1, 2 ORDER BY 1",
-            {"b": bucket_s, "h": hours},
-        )
-    ]
+    return conn.execute(
+        "SELECT date_bin(make_interval(secs => %(b)s), raised_at, TIMESTAMPTZ '2000-01-01'),"
+        " utility, count(*) FROM alerts"
+        " WHERE raised_at >= now() - make_interval(hours => %(h)s)"
+        " GROUP BY 1, 2 ORDER BY 1",
+        {"b": bucket_s, "h": hours},
+    ).fetchall()
 
 
 # -- data trust ------------------------------------------------------------------------------
@@ -423,29 +384,23 @@ def fetch_quarantine_by_reason(
     conn: psycopg.Connection, *, hours: int = 24
 ) -> list[tuple[str, int, datetime]]:
     """(reason, count, newest) of quarantined messages over the last ``hours``."""
-    return [
-        (r[0], r[1], r[2])
-        for r in conn.execute(
-            "SELECT reason, count(*), max(received_at) FROM quarantine"
-            " WHERE received_at >= now() - make_interval(hours => %s)"
-            " GROUP BY reason ORDER BY count(*) DESC",
-            (hours,),
-        )
-    ]
+    return conn.execute(
+        "SELECT reason, count(*), max(received_at) FROM quarantine"
+        " WHERE received_at >= now() - make_interval(hours => %s)"
+        " GROUP BY reason ORDER BY count(*) DESC",
+        (hours,),
+    ).fetchall()
 
 
 def fetch_recent_quarantine(
     conn: psycopg.Connection, *, limit: int = 20
 ) -> list[tuple[datetime, str, str, str | None, str]]:
     """(received_at, reason, topic, sensor_id, detail) of the newest quarantined messages."""
-    return [
-        (r[0], r[1], r[2], r[3], r[4])
-        for r in conn.execute(
-            "SELECT received_at, reason, topic, sensor_id, left(detail, 200) FROM quarantine"
-            " ORDER BY received_at DESC LIMIT %s",
-            (limit,),
-        )
-    ]
+    return conn.execute(
+        "SELECT received_at, reason, topic, sensor_id, left(detail, 200) FROM quarantine"
+        " ORDER BY received_at DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
 
 
 def fetch_silent_sensors(conn: psycopg.Connection, *, limit: int = 50) -> list[SensorPoint]:
@@ -461,17 +416,12 @@ def fetch_alert_timeline(
     conn: psycopg.Connection, alert_id: int, *, limit: int = 50
 ) -> list[tuple[datetime, str, str, str, str]]:
     """(at, actor, action, to_state, comment) of one alert's audited actions, newest first
-    (``alert_audit`` of migration 0021; empty where it does not exist)."""
-    if not has_relation(conn, "alert_audit"):
-        return []
-    return [
-        (r[0], r[1], r[2], r[3], r[4])
-        for r in conn.execute(
-            "SELECT at, actor, action, to_state, comment FROM alert_audit WHERE alert_id = %s"
-            " ORDER BY audit_id DESC LIMIT %s",
-            (alert_id, limit),
-        )
-    ]
+    (``alert_audit`` of alerts.lifecycle)."""
+    return conn.execute(
+        "SELECT at, actor, action, to_state, comment FROM alert_audit WHERE alert_id = %s"
+        " ORDER BY audit_id DESC LIMIT %s",
+        (alert_id, limit),
+    ).fetchall()
 
 
 TRUST_COLUMNS = (
@@ -488,18 +438,11 @@ TRUST_COLUMNS = (
 )
 
 
-def has_function(conn: psycopg.Connection, name: str) -> bool:
-    row = conn.execute("SELECT to_regproc(%s) IS NOT NULL", (name,)).fetchone()
-    return bool(row and row[0])
-
-
 def fetch_sensor_trust(
     conn: psycopg.Connection, sensor_id: str, since: datetime
 ) -> list[dict[str, Any]]:
     """Data-trust figures of one sensor per quantity since ``since`` (ingestion's
-    ``data_trust`` function of migration 0010; empty where it does not exist)."""
-    if not has_function(conn, "data_trust"):
-        return []
+    ``data_trust`` function)."""
     rows = conn.execute(
         "SELECT sensor_id, quantity, expected, received, completeness, seq_gaps, duplicates,"
         " late, lag_p50_s, silent_s FROM data_trust(%s, now()) WHERE sensor_id = %s"
@@ -514,48 +457,25 @@ def fetch_trust_by_group(
 ) -> list[tuple[Any, ...]]:
     """(group, expected, received, seq_gaps, duplicates, late, silent sensors) per utility or
     district over [since, now), from ``data_trust``."""
-    if not has_function(conn, "data_trust"):
-        return []
     group = {"utility": "t.utility", "district": "COALESCE(d.name_zh, '—')"}[by]
     order = {
         "utility": "array_position(ARRAY['water', 'power', 'gas'], t.utility)",
         "district": "min(s.district_adcode)",
     }[by]
-    return [
-        tuple(r)
-        for r in conn.execute(
-            f"""
-            SELECT {group} AS g, sum(t.expected), sum(t.received), sum(t.seq_gaps),
-                   sum(t.duplicates), sum(t.late),
-                   count(DISTINCT t.sensor_id) FILTER (WHERE t.silent_s IS NULL
-                       OR t.silent_s > 3 * st.expected_interval_s)
-            FROM data_trust(%s, now()) t
-            JOIN sensors s ON s.sensor_id = t.sensor_id
-            JOIN sensor_types st ON st.type_id = s.sensor_type
-            LEFT JOIN districts d ON d.adcode = s.district_adcode
-            GROUP BY 1 ORDER BY {order}
-            """,  # noqa: S608 - group and order are constants
-            (since,),
-        )
-    ]
-
-
-def fetch_sensor_gaps(
-    conn: psycopg.Connection,
-    sensor_id: str,
-    quantity: str,
-    start: datetime,
-    end: datetime,
-    gap_s: float,
-) -> tuple[int, float | None]:
-    """(gaps longer than ``gap_s`` [s], the longest gap [s]) between readings in [start, end)."""
-    row = conn.execute(
-        "SELECT count(*) FILTER (WHERE d > %(g)s), max(d) FROM ("
-        " SELECT extract(epoch FROM ts - lag(ts) OVER (ORDER BY ts)) AS d FROM readings"
-        " WHERE sensor_id = %(s)s AND quantity = %(q)s AND ts >= %(t0)s AND ts < %(t1)s) x",
-        {"g": gap_s, "s": sensor_id, "q": quantity, "t0": start, "t1": end},
-    ).fetchone()
-    return (int(row[0]), float(row[1]) if row[1] is not None else None) if row else (0, None)
+    return conn.execute(
+        f"""
+        SELECT {group} AS g, sum(t.expected), sum(t.received), sum(t.seq_gaps),
+               sum(t.duplicates), sum(t.late),
+               count(DISTINCT t.sensor_id) FILTER (WHERE t.silent_s IS NULL
+                   OR t.silent_s > 3 * st.expected_interval_s)
+        FROM data_trust(%s, now()) t
+        JOIN sensors s ON s.sensor_id = t.sensor_id
+        JOIN sensor_types st ON st.type_id = s.sensor_type
+        LEFT JOIN districts d ON d.adcode = s.district_adcode
+        GROUP BY 1 ORDER BY {order}
+        """,  # noqa: S608 - group and order are constants
+        (since,),
+    ).fetchall()
 
 
 NETWORK_TABLES = {"water": "water_pipes", "gas": "gas_pipes", "power": "power_lines"}
@@ -570,10 +490,8 @@ def fetch_network_lines(
     limit: int = 20_000,
 ) -> tuple[list[float | None], list[float | None], int]:
     """One utility's pipes or lines as x/y arrays separated by None (one Plotly trace), and
-    how many features there were; empty where the GIS layer is not loaded."""
+    how many features there were (none until the GIS layer is loaded)."""
     table = NETWORK_TABLES[utility]
-    if not has_relation(conn, table):
-        return [], [], 0
     rows = conn.execute(
         f"SELECT ST_AsGeoJSON(ST_Simplify(geom, %(tol)s), 5) FROM {table}"  # noqa: S608 - constant
         " WHERE %(x0)s::float8 IS NULL OR geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)"
@@ -587,25 +505,14 @@ def fetch_network_lines(
             "limit": limit,
         },
     ).fetchall()
-    xs: list[float | None] = []
-    ys: list[float | None] = []
-    for (text,) in rows:
-        geom = json.loads(text)
-        lines = geom["coordinates"] if geom["type"] == "MultiLineString" else [geom["coordinates"]]
-        for line in lines:
-            xs.extend(p[0] for p in line)
-            ys.extend(p[1] for p in line)
-            xs.append(None)
-            ys.append(None)
+    xs, ys, _px, _py = geometry_xy(json.loads(text) for (text,) in rows)
     return xs, ys, len(rows)
 
 
 def fetch_facilities(
     conn: psycopg.Connection, *, limit: int = 5000
 ) -> list[tuple[str, str, str, str, float, float]]:
-    """(facility_id, kind, name_zh, name_en, lon, lat) of the facilities layer, if loaded."""
-    if not has_relation(conn, "facilities"):
-        return []
+    """(facility_id, kind, name_zh, name_en, lon, lat) of the facilities layer."""
     return [
         (r[0], r[1], r[2], r[3], float(r[4]), float(r[5]))
         for r in conn.execute(
@@ -627,8 +534,6 @@ def fetch_alert_asset(conn: psycopg.Connection, alert_id: int) -> tuple[str, str
         return None
     table = NETWORK_TABLES[row[0]]
     key = "line_id" if row[0] == "power" else "pipe_id"
-    if not has_relation(conn, table):
-        return None
     found = conn.execute(
         f"SELECT 1 FROM {table} WHERE {key} = %s",  # noqa: S608 - table and key are constants
         (row[1],),
@@ -648,9 +553,7 @@ def fetch_alert_location(conn: psycopg.Connection, alert_id: int) -> tuple[float
 
 def fetch_interruptions(conn: psycopg.Connection) -> dict[str, tuple[int, int, int]]:
     """Per utility: (open incidents, customers, people without supply) from the incidents the
-    alert engine groups and enriches (migrations 0024/0027); empty where they do not exist."""
-    if not has_relation(conn, "incidents"):
-        return {}
+    alert engine groups and enriches (migrations 0024/0027)."""
     return {
         r[0]: (int(r[1]), int(r[2]), int(r[3]))
         for r in conn.execute(
@@ -664,8 +567,6 @@ def fetch_interruptions(conn: psycopg.Connection) -> dict[str, tuple[int, int, i
 
 def fetch_alert_explanation(conn: psycopg.Connection, alert_id: int) -> tuple[str, str] | None:
     """(zh, en) explanation of the incident the alert belongs to, if the engine grouped it."""
-    if not (has_relation(conn, "incidents") and _has_column(conn, "alerts", "incident_id")):
-        return None
     row = conn.execute(
         "SELECT i.explanation_zh, i.explanation_en FROM alerts a"
         " JOIN incidents i ON i.incident_id = a.incident_id WHERE a.alert_id = %s",

@@ -21,6 +21,7 @@ from dashboards.model import (
     GridCell,
     SensorPoint,
     UtilityFigures,
+    choose_grid_cell_deg,
     worst_severity,
 )
 
@@ -73,12 +74,6 @@ def _mask(
     if states is not None:
         m &= np.isin(s.state, list(states))
     return m
-
-
-def count_sensors(
-    s: SensorStates, *, utilities: Sequence[str] | None = None, bbox: Bbox | None = None
-) -> int:
-    return int(_mask(s, utilities, bbox).sum())
 
 
 def select_points(
@@ -144,6 +139,16 @@ def grid_cells(
     ]
 
 
+def city_markers(
+    s: SensorStates, *, points_max: int = 5000, city_span_deg: float = 2.0
+) -> tuple[list[SensorPoint], list[GridCell]]:
+    """What a whole-city map draws: every sensor while there are at most ``points_max``, grid
+    cells beyond (50,000 SVG markers would stall the browser)."""
+    if len(s) <= points_max:
+        return select_points(s), []
+    return [], grid_cells(s, cell_deg=choose_grid_cell_deg(city_span_deg))
+
+
 def district_summaries(
     s: SensorStates,
     districts: Sequence[District],
@@ -175,8 +180,10 @@ def utility_figures(
     s: SensorStates,
     alerts_by_utility: dict[str, list[tuple[str, int]]],
     completeness: dict[str, float],
-    interruptions: dict[str, tuple[int, int, int]] | None = None,
+    interruptions: dict[str, tuple[int, int, int]],
 ) -> list[UtilityFigures]:
+    """Per utility: sensors by state, open alerts by severity, last hour's completeness and
+    customers without supply (``interruptions``: open incidents, customers, people)."""
     out = []
     for u in UTILITIES:
         st = s.state[s.utility == u]
@@ -189,9 +196,7 @@ def utility_figures(
                 nodata=int((st == "nodata").sum()),
                 open_by_severity=tuple(sorted(alerts_by_utility.get(u, []))),
                 completeness=completeness.get(u),
-                customers_cut=(interruptions or {}).get(u, (0, 0, 0))[1]
-                if interruptions is not None
-                else None,
+                customers_cut=interruptions.get(u, (0, 0, 0))[1],
             )
         )
     return out

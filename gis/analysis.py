@@ -84,34 +84,50 @@ class NetworkCache:
         return net, dist
 
 
-def _features(conn: psycopg.Connection, layer_name: str, ids: list[str], role: str) -> list[dict]:
+def _network(conn: psycopg.Connection, network: str, cache: NetworkCache | None) -> Network:
+    return cache.get(conn, network)[0] if cache else fetch_network(conn, network)
+
+
+def _features(
+    conn: psycopg.Connection,
+    layer_name: str,
+    ids: list[str],
+    role: str,
+    *,
+    key: str | None = None,
+    order: str = "",
+) -> list[dict]:
+    """The features whose ``key`` (by default the layer's id) is one of ``ids``, each with a
+    ``role`` property."""
     if not ids:
         return []
     layer = get_layer(layer_name)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in layer.column_names)
     cur = conn.execute(
         sql.SQL(
-            "SELECT {cols}, %s AS role, ST_AsGeoJSON(geom, 7) AS geometry FROM {t} WHERE {id} = ANY(%s)"
-        ).format(cols=cols, t=sql.Identifier(layer.table), id=sql.Identifier(layer.id_column)),
+            "SELECT {cols}, %s AS role, ST_AsGeoJSON(geom, 7) AS geometry FROM {t}"
+            " WHERE {key} = ANY(%s){order}"
+        ).format(
+            cols=cols,
+            t=sql.Identifier(layer.table),
+            key=sql.Identifier(key or layer.id_column),
+            order=sql.SQL(" ORDER BY {}").format(sql.Identifier(order)) if order else sql.SQL(""),
+        ),
         (role, ids),
     )
     return rows_to_features(cur, layer.id_column)
 
 
 def _facilities_served(conn: psycopg.Connection, network: str, node_ids: list[str]) -> list[dict]:
-    if not node_ids:
-        return []
-    layer = get_layer("facilities")
-    col = sql.Identifier(f"{network}_node_id")
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in layer.column_names)
-    cur = conn.execute(
-        sql.SQL(
-            "SELECT {cols}, 'facility_without_supply' AS role, ST_AsGeoJSON(geom, 7) AS geometry"
-            " FROM facilities WHERE {col} = ANY(%s) ORDER BY facility_id"
-        ).format(cols=cols, col=col),
-        (node_ids,),
+    """The facilities whose serving node on ``network`` is one of ``node_ids``."""
+    return _features(
+        conn,
+        "facilities",
+        node_ids,
+        "facility_without_supply",
+        key=f"{network}_node_id",
+        order="facility_id",
     )
-    return rows_to_features(cur, layer.id_column)
 
 
 def isolation_summary(iso: Isolation, facilities: list[dict]) -> dict[str, Any]:
@@ -135,7 +151,7 @@ def fetch_isolation(
     GeoJSON FeatureCollection (valves, segment and cut-off links, facilities, each with a
     ``role``) with the summary in its ``isolation`` member.
     """
-    net = cache.get(conn, network)[0] if cache else fetch_network(conn, network)
+    net = _network(conn, network, cache)
     iso = compute_isolation(net, link_id, unavailable=unavailable)
     restoration = compute_restoration(net, iso)
     nodes_layer, links_layer = NETWORKS[network]
@@ -203,6 +219,12 @@ def fetch_trace(
     return feature_collection(feats, trace=summary)
 
 
+# a buffer [m, EPSG:4544] round the leak's geometry ({src}): point or gas pipe
+_LEAK_AREA = "WITH buf AS (SELECT ST_Buffer({src}, %(r)s, 32) AS g)"
+_LEAK_AT_POINT = "ST_Transform(ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), 4544)"
+_LEAK_ON_PIPE = "(SELECT geom_m FROM gas_pipes WHERE pipe_id = %(pipe)s)"
+
+
 def fetch_leak_area(
     conn: psycopg.Connection,
     *,
@@ -218,49 +240,17 @@ def fetch_leak_area(
         raise NetworkError("radius_m must be in (0, 20000]")
     if (point is None) == (pipe_id is None):
         raise NetworkError("give a point or a gas pipe id")
-    if point is not None:
-        src = "ST_Transform(ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), 4544)"
-    else:
-        src = "(SELECT geom_m FROM gas_pipes WHERE pipe_id = %(pipe)s)"
+    area_sql = sql.SQL(_LEAK_AREA).format(
+        src=sql.SQL(_LEAK_AT_POINT if point is not None else _LEAK_ON_PIPE)
+    )
     params = {
         "lon": point[0] if point else None,
         "lat": point[1] if point else None,
         "pipe": pipe_id,
         "r": radius_m,
     }
-    row = conn.execute(
-        f"""
-        WITH buf AS (SELECT ST_Buffer({src}, %(r)s, 32) AS g),
-             res AS (SELECT max(resolution) AS r FROM grid_cells)
-        SELECT ST_AsGeoJSON(ST_Transform(buf.g, 4326), 7), ST_Area(buf.g),
-               (SELECT coalesce(sum(c.population * ST_Area(ST_Intersection(c.geom_m, buf.g))
-                                    / nullif(c.area_m2, 0)), 0)
-                  FROM grid_cells c, res WHERE c.resolution = res.r AND ST_Intersects(c.geom_m, buf.g))
-        FROM buf
-        """,  # noqa: S608 - src is one of two constant strings
-        params,
-    ).fetchone()
-    if row is None or row[0] is None:
-        raise NetworkError(f"no gas pipe {pipe_id!r}")
-    area_geojson, area_m2, population = row
-    layer = get_layer("facilities")
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in layer.column_names)
-    cur = conn.execute(
-        sql.SQL(
-            "WITH buf AS (SELECT ST_Buffer({src}, %(r)s, 32) AS g)"
-            " SELECT {cols}, 'facility_in_area' AS role, ST_AsGeoJSON(f.geom, 7) AS geometry"
-            " FROM facilities f, buf WHERE ST_Intersects(f.geom_m, buf.g) ORDER BY f.facility_id"
-        ).format(src=sql.SQL(src), cols=cols),
-        params,
-    )
-    facilities = rows_to_features(cur, "facility_id")
-    valves = conn.execute(
-        sql.SQL(
-            "WITH buf AS (SELECT ST_Buffer({src}, %(r)s, 32) AS g) SELECT n.node_id FROM gas_nodes n,"
-            " buf WHERE n.kind = 'valve' AND ST_Intersects(n.geom_m, buf.g) ORDER BY n.node_id"
-        ).format(src=sql.SQL(src)),
-        params,
-    ).fetchall()
+    area_geojson, area_m2, population = _fetch_leak_buffer(conn, area_sql, params, pipe_id)
+    facilities = _facilities_in_leak_area(conn, area_sql, params)
     area = {
         "type": "Feature",
         "id": "affected_area",
@@ -271,19 +261,68 @@ def fetch_leak_area(
         "radius_m": radius_m,
         "area_m2": area_m2,
         "population": round(float(population)),
-        "population_demo": bool(
-            (
-                conn.execute("SELECT demo FROM gis_layers WHERE name = 'grid_cells'").fetchone()
-                or [True]
-            )[0]
-        ),
+        "population_demo": _population_is_demo(conn),
         "facilities": [f["id"] for f in facilities],
-        "gas_valves_in_area": [v[0] for v in valves],
+        "gas_valves_in_area": _gas_valves_in_leak_area(conn, area_sql, params),
     }
     if pipe_id is not None:
         # on a pipe: which valves stop the gas, and who is without gas then
-        net = cache.get(conn, "gas")[0] if cache else fetch_network(conn, "gas")
-        iso = compute_isolation(net, pipe_id)
+        iso = compute_isolation(_network(conn, "gas", cache), pipe_id)
         served = _facilities_served(conn, "gas", list(iso.nodes_without_supply))
         summary["isolation"] = isolation_summary(iso, served)
     return feature_collection([area, *facilities], leak=summary)
+
+
+def _fetch_leak_buffer(
+    conn: psycopg.Connection, area_sql: sql.Composable, params: dict[str, Any], pipe_id: str | None
+) -> tuple[str, float, float]:
+    """(the area as GeoJSON in EPSG:4326, its area [m²], the population inside [persons])."""
+    row = conn.execute(
+        sql.SQL(
+            """
+        {area}, res AS (SELECT max(resolution) AS r FROM grid_cells)
+        SELECT ST_AsGeoJSON(ST_Transform(buf.g, 4326), 7), ST_Area(buf.g),
+               (SELECT coalesce(sum(c.population * ST_Area(ST_Intersection(c.geom_m, buf.g))
+                                    / nullif(c.area_m2, 0)), 0)
+                  FROM grid_cells c, res WHERE c.resolution = res.r AND ST_Intersects(c.geom_m, buf.g))
+        FROM buf
+        """
+        ).format(area=area_sql),
+        params,
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise NetworkError(f"no gas pipe {pipe_id!r}")
+    return row[0], row[1], row[2]
+
+
+def _facilities_in_leak_area(
+    conn: psycopg.Connection, area_sql: sql.Composable, params: dict[str, Any]
+) -> list[dict]:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in get_layer("facilities").column_names)
+    cur = conn.execute(
+        sql.SQL(
+            "{area} SELECT {cols}, 'facility_in_area' AS role, ST_AsGeoJSON(f.geom, 7) AS geometry"
+            " FROM facilities f, buf WHERE ST_Intersects(f.geom_m, buf.g) ORDER BY f.facility_id"
+        ).format(area=area_sql, cols=cols),
+        params,
+    )
+    return rows_to_features(cur, "facility_id")
+
+
+def _gas_valves_in_leak_area(
+    conn: psycopg.Connection, area_sql: sql.Composable, params: dict[str, Any]
+) -> list[str]:
+    rows = conn.execute(
+        sql.SQL(
+            "{area} SELECT n.node_id FROM gas_nodes n, buf"
+            " WHERE n.kind = 'valve' AND ST_Intersects(n.geom_m, buf.g) ORDER BY n.node_id"
+        ).format(area=area_sql),
+        params,
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _population_is_demo(conn: psycopg.Connection) -> bool:
+    """Whether the grid cells' population is a demo estimate (yes when unknown)."""
+    row = conn.execute("SELECT demo FROM gis_layers WHERE name = 'grid_cells'").fetchone()
+    return bool((row or [True])[0])

@@ -51,6 +51,10 @@ def _emit(fc: dict[str, Any], output: Path | None, name: str) -> None:
     console.print(f"wrote {len(fc.get('features', []))} features to {output}")
 
 
+_Output = Annotated[Path | None, typer.Option(help="Write .geojson, .csv or .gpkg.")]
+_Network = Annotated[str, typer.Argument(help="water, gas or power.")]
+
+
 def _fail(exc: Exception) -> None:
     console.print(f"[red]error:[/red] {exc.args[0] if exc.args else exc}")
     raise typer.Exit(2)
@@ -255,12 +259,12 @@ def query_cmd(
 
 @app.command("isolate")
 def isolate_cmd(
-    network: Annotated[str, typer.Argument(help="water, gas or power.")],
+    network: _Network,
     link_id: Annotated[str, typer.Argument(help="The pipe or line to isolate.")],
     unavailable: Annotated[
         str, typer.Option(help="Valves that cannot be operated (a,b,...).")
     ] = "",
-    output: Annotated[Path | None, typer.Option(help="Write .geojson, .csv or .gpkg.")] = None,
+    output: _Output = None,
 ) -> None:
     """Valves to close to isolate a pipe, and the pipes, customers, facilities and population
     that lose supply."""
@@ -286,10 +290,10 @@ def isolate_cmd(
 
 @app.command("trace")
 def trace_cmd(
-    network: Annotated[str, typer.Argument(help="water, gas or power.")],
+    network: _Network,
     start: Annotated[str, typer.Argument(help="Node or link id.")],
     direction: Annotated[str, typer.Option(help="downstream or upstream.")] = "downstream",
-    output: Annotated[Path | None, typer.Option(help="Write .geojson, .csv or .gpkg.")] = None,
+    output: _Output = None,
 ) -> None:
     """Everything upstream (towards the sources) or downstream of a node or link."""
     from gis.analysis import fetch_trace
@@ -312,7 +316,7 @@ def leak_cmd(
     radius_m: Annotated[float, typer.Option(help="Buffer radius [m].")] = 200.0,
     point: Annotated[str | None, typer.Option(help="LON,LAT of the leak.")] = None,
     pipe: Annotated[str | None, typer.Option(help="Gas pipe id of the leak.")] = None,
-    output: Annotated[Path | None, typer.Option(help="Write .geojson, .csv or .gpkg.")] = None,
+    output: _Output = None,
 ) -> None:
     """A gas leak's affected area with the facilities and population inside."""
     from gis.analysis import fetch_leak_area
@@ -344,77 +348,42 @@ def ogc_config_cmd(
     ] = "http://127.0.0.1:5000",
 ) -> None:
     """Write a pygeoapi configuration for this database (for `pygeoapi serve` or a WSGI host)."""
-    from gis.ogc import build_pygeoapi_config, write_pygeoapi_config
-    from gis.postgis import fetch_layer_metadata
+    from gis.ogc import fetch_pygeoapi_config, write_pygeoapi_config
 
     with _connect() as conn:
-        meta = {m["name"]: m for m in fetch_layer_metadata(conn)}
-    write_pygeoapi_config(
-        build_pygeoapi_config(_db_url(), base_url=base_url, layer_meta=meta), output
-    )
+        write_pygeoapi_config(fetch_pygeoapi_config(conn, _db_url(), base_url=base_url), output)
     console.print(f"wrote {output}")
 
 
 def _serve(app_: Any, host: str, port: int) -> None:
-    """Serve a WSGI app on waitress, the production server the dashboard uses too (decision
-    0043), until Ctrl-C or SIGTERM."""
-    import signal
-    import threading
+    """Serve a WSGI app on the production server the dashboard uses too (decision 0043),
+    until Ctrl-C or SIGTERM."""
+    from cityops.kernel.web import make_server, serve_until_stopped
 
-    from waitress.server import create_server
-
-    server = create_server(
-        app_,
-        host=host,
-        port=port,
-        threads=8,
-        connection_limit=200,
-        channel_timeout=60,
-        asyncore_use_poll=True,
-        ident="cityops",
-    )
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
     console.print(f"serving on http://{host}:{port}/ (Ctrl-C stops)")
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    serve_until_stopped(make_server(app_, host, port))
+
+
+_Host = Annotated[str, typer.Option(help="Listen address.")]
+_Port = Annotated[int, typer.Option(help="Port.")]
+_PublicUrl = Annotated[str | None, typer.Option(help="Public URL (default http://host:port).")]
 
 
 @app.command("serve-ogc")
 def serve_ogc_cmd(
-    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 5000,
-    base_url: Annotated[
-        str | None, typer.Option(help="Public URL (default http://host:port).")
-    ] = None,
+    host: _Host = "127.0.0.1", port: _Port = 5000, base_url: _PublicUrl = None
 ) -> None:
     """Serve OGC API - Features (pygeoapi) over the layers, for QGIS and OWSLib."""
-    from gis.ogc import build_pygeoapi_config, create_ogc_app
-    from gis.postgis import fetch_layer_metadata
+    from gis.ogc import create_ogc_app, fetch_pygeoapi_config
 
     url = base_url or f"http://{host}:{port}"
     with _connect() as conn:
-        meta = {m["name"]: m for m in fetch_layer_metadata(conn)}
-    cfg = build_pygeoapi_config(_db_url(), base_url=url, host=host, port=port, layer_meta=meta)
+        cfg = fetch_pygeoapi_config(conn, _db_url(), base_url=url, host=host, port=port)
     _serve(create_ogc_app(cfg), host, port)
 
 
 @app.command("serve")
-def serve_cmd(
-    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 5001,
-    base_url: Annotated[
-        str | None, typer.Option(help="Public URL (default http://host:port).")
-    ] = None,
-) -> None:
+def serve_cmd(host: _Host = "127.0.0.1", port: _Port = 5001, base_url: _PublicUrl = None) -> None:
     """Serve the planners' HTTP API at /api and OGC API - Features at /ogc."""
     from gis.http import create_gis_app
 

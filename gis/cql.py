@@ -84,9 +84,6 @@ class CqlTranslator:
             )
         return sql.Identifier(name)
 
-    def _spatial_lhs(self, v: Any) -> sql.Composable:
-        return self._value(v)
-
     # ---- predicates
     def _node(self, n: Any) -> sql.Composable:
         if isinstance(n, ast.And):
@@ -101,71 +98,56 @@ class CqlTranslator:
             )
         if isinstance(n, ast.Between):
             return sql.SQL("({} {}BETWEEN {} AND {})").format(
-                self._value(n.lhs),
-                sql.SQL("NOT " if n.not_ else ""),
-                self._value(n.low),
-                self._value(n.high),
+                self._value(n.lhs), _not(n), self._value(n.low), self._value(n.high)
             )
         if isinstance(n, ast.Like):
-            pattern = str(n.pattern)
-            out = []
-            i = 0
-            while i < len(pattern):
-                c = pattern[i]
-                if n.escapechar and c == n.escapechar and i + 1 < len(pattern):
-                    out.append("\\" + pattern[i + 1])
-                    i += 2
-                    continue
-                if c == n.wildcard:
-                    out.append("%")
-                elif c == n.singlechar:
-                    out.append("_")
-                elif c in "%_\\":
-                    out.append("\\" + c)
-                else:
-                    out.append(c)
-                i += 1
-            self_lhs = self._value(n.lhs)
-            self.params.append("".join(out))
-            op = "ILIKE" if n.nocase else "LIKE"
-            return sql.SQL("({}::text {}{} %s)").format(
-                self_lhs, sql.SQL("NOT " if n.not_ else ""), sql.SQL(op)
-            )
+            return self._like(n)
         if isinstance(n, ast.In):
             lhs = self._value(n.lhs)
             items = sql.SQL(", ").join(self._value(v) for v in n.sub_nodes)
-            return sql.SQL("({} {}IN ({}))").format(lhs, sql.SQL("NOT " if n.not_ else ""), items)
+            return sql.SQL("({} {}IN ({}))").format(lhs, _not(n), items)
         if isinstance(n, ast.IsNull):
-            return sql.SQL("({} IS {}NULL)").format(
-                self._value(n.lhs), sql.SQL("NOT " if n.not_ else "")
-            )
+            return sql.SQL("({} IS {}NULL)").format(self._value(n.lhs), _not(n))
         if isinstance(n, ast.SpatialComparisonPredicate):
             fn = sql.SQL(_SPATIAL[n.op])
             return sql.SQL("{}({}, {})").format(fn, self._value(n.lhs), self._value(n.rhs))
         if isinstance(n, ast.BBox):
-            if n.crs and "4326" not in str(n.crs) and "CRS84" not in str(n.crs):
-                raise CqlError(f"BBOX in {n.crs} is not supported; use EPSG:4326")
-            lhs = self._value(n.lhs)
-            self.params.extend([n.minx, n.miny, n.maxx, n.maxy])
-            return sql.SQL("ST_Intersects({}, ST_MakeEnvelope(%s, %s, %s, %s, 4326))").format(lhs)
+            return self._bbox(n)
         if isinstance(n, ast.SpatialDistancePredicate):
-            factor = _METRES.get(str(n.units).lower())
-            if factor is None:
-                raise CqlError(f"distance units {n.units!r}: use m or km")
-            if not isinstance(n.lhs, ast.Attribute):
-                raise CqlError("S_DWITHIN needs the geometry property first")
-            self._attr(n.lhs)
-            other = self._value(n.rhs)
-            self.params.append(float(n.distance) * factor)
-            dwithin = "ST_DWithin" if n.op == ast.SpatialDistanceOp.DWITHIN else "NOT ST_DWithin"
-            return sql.SQL("{}({}, ST_Transform({}, 4544), %s)").format(
-                sql.SQL(dwithin), self.geom_m, other
-            )
+            return self._distance(n)
         if isinstance(n, ast.TemporalPredicate):
             return self._temporal(n)
         if isinstance(n, ast.Include):
             return sql.SQL("false" if n.not_ else "true")
         raise CqlError(f"unsupported filter element {type(n).__name__}")
+
+    def _like(self, n: ast.Like) -> sql.Composable:
+        lhs = self._value(n.lhs)
+        self.params.append(_like_pattern(str(n.pattern), n.wildcard, n.singlechar, n.escapechar))
+        op = "ILIKE" if n.nocase else "LIKE"
+        return sql.SQL("({}::text {}{} %s)").format(lhs, _not(n), sql.SQL(op))
+
+    def _bbox(self, n: ast.BBox) -> sql.Composable:
+        if n.crs and "4326" not in str(n.crs) and "CRS84" not in str(n.crs):
+            raise CqlError(f"BBOX in {n.crs} is not supported; use EPSG:4326")
+        lhs = self._value(n.lhs)
+        self.params.extend([n.minx, n.miny, n.maxx, n.maxy])
+        return sql.SQL("ST_Intersects({}, ST_MakeEnvelope(%s, %s, %s, %s, 4326))").format(lhs)
+
+    def _distance(self, n: ast.SpatialDistancePredicate) -> sql.Composable:
+        """DWITHIN / BEYOND, measured in metres in EPSG:4544."""
+        factor = _METRES.get(str(n.units).lower())
+        if factor is None:
+            raise CqlError(f"distance units {n.units!r}: use m or km")
+        if not isinstance(n.lhs, ast.Attribute):
+            raise CqlError("S_DWITHIN needs the geometry property first")
+        self._attr(n.lhs)
+        other = self._value(n.rhs)
+        self.params.append(float(n.distance) * factor)
+        dwithin = "ST_DWithin" if n.op == ast.SpatialDistanceOp.DWITHIN else "NOT ST_DWithin"
+        return sql.SQL("{}({}, ST_Transform({}, 4544), %s)").format(
+            sql.SQL(dwithin), self.geom_m, other
+        )
 
     def _temporal(self, n: ast.TemporalPredicate) -> sql.Composable:
         lhs = self._value(n.lhs) if isinstance(n.lhs, ast.Attribute) else None
@@ -199,6 +181,33 @@ class CqlTranslator:
                 sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
             )
         raise CqlError(f"temporal operator {op.value} is not supported")
+
+
+def _not(n: Any) -> sql.Composable:
+    return sql.SQL("NOT " if n.not_ else "")
+
+
+def _like_pattern(pattern: str, wildcard: str, singlechar: str, escapechar: str | None) -> str:
+    """A CQL2 LIKE pattern in SQL's terms: its wildcards become ``%`` and ``_``, SQL's own
+    wildcards and backslashes in it are escaped, and its escape character escapes."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if escapechar and c == escapechar and i + 1 < len(pattern):
+            out.append("\\" + pattern[i + 1])
+            i += 2
+            continue
+        if c == wildcard:
+            out.append("%")
+        elif c == singlechar:
+            out.append("_")
+        elif c in "%_\\":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def translate_cql(

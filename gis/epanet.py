@@ -11,7 +11,9 @@ wntr converts to SI units on reading: lengths [m], diameters [m], demands [m³/s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -53,76 +55,80 @@ def epanet_to_layers(
     target = CRS.from_user_input(crs)
     if not target.is_projected and origin is not None:
         raise ValueError(f"{crs} is not projected: an origin needs a CRS in metres (EPSG:4544)")
-    coords = {name: node.coordinates for name, node in wn.nodes()}
-    if origin is not None:
-        xs = np.array([c[0] for c in coords.values()])
-        ys = np.array([c[1] for c in coords.values()])
-        mx, my = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
-        scale = scale_m if scale_m is not None else auto_scale(wn)
-        ox, oy = Transformer.from_crs(4326, target, always_xy=True).transform(*origin)
-
-        def place(x: float, y: float) -> tuple[float, float]:
-            return ox + (x - mx) * scale, oy + (y - my) * scale
-    else:
-
-        def place(x: float, y: float) -> tuple[float, float]:
-            return x, y
-
-    nodes = []
-    for name, node in wn.nodes():
-        kind = {"Junction": "junction", "Tank": "tank", "Reservoir": "reservoir"}[node.node_type]
-        demand_lps = None
-        customers = 0
-        elevation = None
-        if kind == "junction":
-            base = node.base_demand or 0.0
-            demand_lps = base * 1000.0
-            customers = max(0, round(demand_lps * 86_400 / LITRES_PER_CUSTOMER_DAY))
-            elevation = node.elevation
-        elif kind == "tank":
-            elevation = node.elevation
-        else:
-            elevation = getattr(node, "base_head", None)
-        nodes.append(
-            {
-                "node_id": f"{id_prefix}{name}",
-                "kind": kind,
-                "elevation_m": elevation,
-                "base_demand_lps": demand_lps,
-                "customers": customers,
-                "status": "open",
-                "geometry": Point(place(*node.coordinates)),
-            }
-        )
-    links = []
-    for name, link in wn.links():
-        kind = {"Pipe": "pipe", "Pump": "pump"}.get(link.link_type, "valve")
-        pts = [
-            link.start_node.coordinates,
-            *getattr(link, "vertices", []),
-            link.end_node.coordinates,
-        ]
-        geom = LineString([place(*p) for p in pts])
-        if geom.length == 0:  # coincident ends: a tiny offset keeps it a line
-            x, y = geom.coords[0]
-            geom = LineString([(x, y), (x + 0.01, y)])
-        status = str(getattr(link, "initial_status", "Open")).lower()
-        links.append(
-            {
-                "pipe_id": f"{id_prefix}{name}",
-                "from_node": f"{id_prefix}{link.start_node_name}",
-                "to_node": f"{id_prefix}{link.end_node_name}",
-                "link_kind": kind,
-                "diameter_mm": link.diameter * 1000.0 if hasattr(link, "diameter") else None,
-                "length_m": link.length if kind == "pipe" else None,
-                "roughness": getattr(link, "roughness", None) if kind == "pipe" else None,
-                "status": "closed" if "closed" in status else "open",
-                "geometry": geom,
-            }
-        )
+    place = _placement(wn, target, origin, scale_m)
+    nodes = [_node_row(f"{id_prefix}{name}", node, place) for name, node in wn.nodes()]
+    links = [_link_row(id_prefix, name, link, place) for name, link in wn.links()]
     n = gpd.GeoDataFrame(nodes, geometry="geometry", crs=target).to_crs(STORE_SRID)
     p = gpd.GeoDataFrame(links, geometry="geometry", crs=target).to_crs(STORE_SRID)
     return n, p
+
+
+_Place = Callable[[float, float], tuple[float, float]]
+
+
+def _placement(
+    wn, target: CRS, origin: tuple[float, float] | None, scale_m: float | None
+) -> _Place:
+    """Model coordinates to ``target``: as they are, or centred on ``origin`` (lon, lat) and
+    scaled by ``scale_m`` [m per model unit; default ``auto_scale``]."""
+    if origin is None:
+        return lambda x, y: (x, y)
+    xs = np.array([node.coordinates[0] for _, node in wn.nodes()])
+    ys = np.array([node.coordinates[1] for _, node in wn.nodes()])
+    mx, my = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+    scale = scale_m if scale_m is not None else auto_scale(wn)
+    ox, oy = Transformer.from_crs(4326, target, always_xy=True).transform(*origin)
+    return lambda x, y: (ox + (x - mx) * scale, oy + (y - my) * scale)
+
+
+_NODE_KINDS = {"Junction": "junction", "Tank": "tank", "Reservoir": "reservoir"}
+
+
+def _node_row(node_id: str, node, place: _Place) -> dict[str, Any]:
+    """A water_nodes row: junction demands [m³/s] to L/s and estimated customers; a reservoir's
+    elevation is its head [m]."""
+    kind = _NODE_KINDS[node.node_type]
+    demand_lps = None
+    customers = 0
+    if kind == "junction":
+        demand_lps = (node.base_demand or 0.0) * 1000.0
+        customers = max(0, round(demand_lps * 86_400 / LITRES_PER_CUSTOMER_DAY))
+        elevation = node.elevation
+    elif kind == "tank":
+        elevation = node.elevation
+    else:
+        elevation = getattr(node, "base_head", None)
+    return {
+        "node_id": node_id,
+        "kind": kind,
+        "elevation_m": elevation,
+        "base_demand_lps": demand_lps,
+        "customers": customers,
+        "status": "open",
+        "geometry": Point(place(*node.coordinates)),
+    }
+
+
+def _link_row(id_prefix: str, name: str, link, place: _Place) -> dict[str, Any]:
+    """A water_pipes row: diameters [m] to mm; pumps and valves keep no length or roughness."""
+    kind = {"Pipe": "pipe", "Pump": "pump"}.get(link.link_type, "valve")
+    pts = [link.start_node.coordinates, *getattr(link, "vertices", []), link.end_node.coordinates]
+    geom = LineString([place(*p) for p in pts])
+    if geom.length == 0:  # coincident ends: a tiny offset keeps it a line
+        x, y = geom.coords[0]
+        geom = LineString([(x, y), (x + 0.01, y)])
+    status = str(getattr(link, "initial_status", "Open")).lower()
+    return {
+        "pipe_id": f"{id_prefix}{name}",
+        "from_node": f"{id_prefix}{link.start_node_name}",
+        "to_node": f"{id_prefix}{link.end_node_name}",
+        "link_kind": kind,
+        "diameter_mm": link.diameter * 1000.0 if hasattr(link, "diameter") else None,
+        "length_m": link.length if kind == "pipe" else None,
+        "roughness": getattr(link, "roughness", None) if kind == "pipe" else None,
+        "status": "closed" if "closed" in status else "open",
+        "geometry": geom,
+    }
 
 
 def import_epanet(
@@ -221,17 +227,13 @@ def layers_to_wntr(nodes: gpd.GeoDataFrame, pipes: gpd.GeoDataFrame, *, crs: str
             wn.add_tank(r.node_id, elevation=elev, coordinates=xy, **TANK_DEFAULTS)
         else:
             demand = r.base_demand_lps if r.kind == "junction" else 0.0
-            demand = float(demand) / 1000.0 if demand is not None and demand == demand else 0.0
+            demand = float(demand) / 1000.0 if _known(demand) else 0.0
             wn.add_junction(r.node_id, base_demand=demand, elevation=elev, coordinates=xy)
     p_m = pipes.to_crs(crs)
     for r in p_m.itertuples():
-        length = (
-            r.length_m if r.length_m is not None and r.length_m == r.length_m else r.geometry.length
-        )
-        dia = (
-            r.diameter_mm if r.diameter_mm is not None and r.diameter_mm == r.diameter_mm else 300.0
-        )
-        rough = r.roughness if r.roughness is not None and r.roughness == r.roughness else 120.0
+        length = r.length_m if _known(r.length_m) else r.geometry.length
+        dia = r.diameter_mm if _known(r.diameter_mm) else 300.0
+        rough = r.roughness if _known(r.roughness) else 120.0
         if r.link_kind != "pipe":
             length, dia = max(float(length or 0.0), 1.0), max(float(dia), 300.0)
         wn.add_pipe(

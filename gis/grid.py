@@ -9,7 +9,6 @@ grid (e.g. WorldPop or a statistics bureau grid) replaces it through the same ta
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import geopandas as gpd
@@ -84,8 +83,3 @@ def build_grid_cells(
     gdf["population_demo"] = True
     gdf["area_m2"] = np.round(area_m2, 1)
     return gdf
-
-
-def cell_count_estimate(area_km2: float, resolution: int) -> int:
-    """Rough number of cells covering an area (for planning loads)."""
-    return math.ceil(area_km2 / h3.average_hexagon_area(resolution, unit="km^2"))

@@ -179,6 +179,27 @@ def prepare_layer_frame(
     report = LoadReport(layer.name)
     if len(gdf) == 0:
         raise LayerLoadError(f"{layer.name}: the file has no features")
+    gdf = _to_store_crs(layer, gdf, assume_crs, report)
+    gdf = _map_columns(layer, gdf, report)
+    ids = _checked_ids(layer, gdf)
+    geoms = shapely.force_2d(gdf.geometry.to_numpy())
+    null = np.array([g is None or g.is_empty for g in geoms])
+    if null.any():
+        raise LayerLoadError(
+            f"{layer.name}: features without geometry: {', '.join(ids[null].head(5))}"
+        )
+    if bounds is not None:
+        _check_extent(layer, geoms, bounds, report)
+    out_geoms = _conformed_geometries(layer, geoms, ids, repair, report)
+    out = gpd.GeoDataFrame(_coerce(layer, gdf, ids), geometry=out_geoms, crs=STORE_SRID)
+    report.features = len(out)
+    return out, report
+
+
+def _to_store_crs(
+    layer: Layer, gdf: gpd.GeoDataFrame, assume_crs: str | None, report: LoadReport
+) -> gpd.GeoDataFrame:
+    """The frame in EPSG:4326, from the CRS it declares or ``assume_crs`` when it has none."""
     if gdf.crs is None:
         if not assume_crs:
             raise LayerLoadError(
@@ -192,12 +213,15 @@ def prepare_layer_frame(
         )
     report.source_crs = gdf.crs.to_string()
     try:
-        gdf = gdf.to_crs(STORE_SRID)
+        return gdf.to_crs(STORE_SRID)
     except Exception as exc:  # pyproj raises several types for impossible transforms
         raise LayerLoadError(
             f"{layer.name}: cannot transform from {report.source_crs} to EPSG:4326: {exc}"
         ) from exc
-    gdf = _map_columns(layer, gdf, report)
+
+
+def _checked_ids(layer: Layer, gdf: gpd.GeoDataFrame) -> pd.Series:
+    """The features' ids as text, once each, with every required column present."""
     id_col = layer.id_column
     if id_col not in gdf.columns:
         raise LayerLoadError(
@@ -210,22 +234,27 @@ def prepare_layer_frame(
     missing = [c.name for c in layer.columns if c.required and c.name not in gdf.columns]
     if missing:
         raise LayerLoadError(f"{layer.name}: required columns missing: {', '.join(missing)}")
+    return ids
 
-    geoms = shapely.force_2d(gdf.geometry.to_numpy())
-    null = np.array([g is None or g.is_empty for g in geoms])
-    if null.any():
+
+def _check_extent(
+    layer: Layer, geoms: np.ndarray, bounds: tuple[float, float, float, float], report: LoadReport
+) -> None:
+    """Refuse data outside ``bounds`` [degrees]: the usual sign of a wrong CRS."""
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms)
+    bx0, by0, bx1, by1 = bounds
+    if not (bx0 <= minx and maxx <= bx1 and by0 <= miny and maxy <= by1):
         raise LayerLoadError(
-            f"{layer.name}: features without geometry: {', '.join(ids[null].head(5))}"
+            f"{layer.name}: after transforming from {report.source_crs} the features span "
+            f"{minx:.4f},{miny:.4f} to {maxx:.4f},{maxy:.4f}, outside Chengdu "
+            f"({bx0},{by0} to {bx1},{by1}); is the declared CRS right?"
         )
-    if bounds is not None:
-        minx, miny, maxx, maxy = shapely.total_bounds(geoms)
-        bx0, by0, bx1, by1 = bounds
-        if not (bx0 <= minx and maxx <= bx1 and by0 <= miny and maxy <= by1):
-            raise LayerLoadError(
-                f"{layer.name}: after transforming from {report.source_crs} the features span "
-                f"{minx:.4f},{miny:.4f} to {maxx:.4f},{maxy:.4f}, outside Chengdu "
-                f"({bx0},{by0} to {bx1},{by1}); is the declared CRS right?"
-            )
+
+
+def _conformed_geometries(
+    layer: Layer, geoms: np.ndarray, ids: pd.Series, repair: bool, report: LoadReport
+) -> list:
+    """Each geometry valid (repaired unless ``repair`` is off) and of the layer's type."""
     valid = shapely.is_valid(geoms)
     out_geoms = []
     for i, g in enumerate(geoms):
@@ -245,10 +274,7 @@ def prepare_layer_frame(
                 f"the layer needs {layer.geometry_type}"
             )
         out_geoms.append(c)
-    props = _coerce(layer, gdf, ids)
-    out = gpd.GeoDataFrame(props, geometry=out_geoms, crs=STORE_SRID)
-    report.features = len(out)
-    return out, report
+    return out_geoms
 
 
 def load_layer_file(
@@ -281,8 +307,6 @@ def load_layer_file(
         write_layer(
             conn, layer_name, frame, source=source or str(path.name), licence=licence, demo=demo
         )
-    except psycopg.errors.IntegrityError as exc:
-        raise LayerLoadError(f"{layer_name}: the database refused the data: {exc}") from exc
-    except psycopg.errors.DataError as exc:
+    except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
         raise LayerLoadError(f"{layer_name}: the database refused the data: {exc}") from exc
     return report

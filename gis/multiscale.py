@@ -7,7 +7,6 @@ network elements are left out where they would be less than a pixel apart.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,8 +112,8 @@ _STATE_AGGREGATES = """
     count(st.sensor_id) FILTER (WHERE st.utility = 'gas') AS gas
 """
 
-_STATE_BY = {
-    "district": """
+# each sensor with its latest reading and expected interval; open alerts per sensor
+_STATE_INPUTS = """
 WITH st AS (
     SELECT s.sensor_id, s.utility, s.district_adcode, s.geom, s.status,
            (SELECT max(l.ts) FROM sensor_latest l WHERE l.sensor_id = s.sensor_id) AS last_ts,
@@ -127,7 +126,10 @@ al AS (
                ELSE 1 END) AS sev
     FROM alerts WHERE cleared_at IS NULL AND state NOT IN ('resolved', 'closed')
     GROUP BY sensor_id
-)
+)"""
+
+_STATE_BY = {
+    "district": """{inputs}
 SELECT d.adcode AS id, d.name_zh, d.name_en, {aggregates},
        ST_AsGeoJSON(ST_Transform(ST_SimplifyPreserveTopology(ST_Transform(d.geom, 4544),
                     %(tol)s), 4326), 6) AS geometry
@@ -136,20 +138,7 @@ LEFT JOIN st ON st.district_adcode = d.adcode
 LEFT JOIN al ON al.sensor_id = st.sensor_id
 GROUP BY d.adcode ORDER BY d.adcode
 """,
-    "grid": """
-WITH st AS (
-    SELECT s.sensor_id, s.utility, s.district_adcode, s.geom, s.status,
-           (SELECT max(l.ts) FROM sensor_latest l WHERE l.sensor_id = s.sensor_id) AS last_ts,
-           t.expected_interval_s
-    FROM sensors s JOIN sensor_types t ON t.type_id = s.sensor_type
-),
-al AS (
-    SELECT sensor_id, count(*) AS n,
-           max(CASE severity WHEN 'critical' THEN 4 WHEN 'major' THEN 3 WHEN 'warning' THEN 2
-               ELSE 1 END) AS sev
-    FROM alerts WHERE cleared_at IS NULL AND state NOT IN ('resolved', 'closed')
-    GROUP BY sensor_id
-),
+    "grid": """{inputs},
 res AS (SELECT coalesce(%(res)s, min(resolution)) AS r FROM grid_cells)
 SELECT c.cell_id AS id, c.h3, c.district_adcode, c.population, {aggregates},
        ST_AsGeoJSON(ST_Transform(ST_SimplifyPreserveTopology(c.geom_m, %(tol)s), 4326), 6)
@@ -176,14 +165,11 @@ def fetch_sensor_state(
     if by not in _STATE_BY:
         raise ValueError("by must be district or grid")
     tol = zoom_band(zoom).tolerance_m
-    stmt = sql.SQL(_STATE_BY[by]).format(aggregates=sql.SQL(_STATE_AGGREGATES))
+    stmt = sql.SQL(_STATE_BY[by]).format(
+        inputs=sql.SQL(_STATE_INPUTS), aggregates=sql.SQL(_STATE_AGGREGATES)
+    )
     feats = rows_to_features(conn.execute(stmt, {"tol": tol, "res": resolution}), "id")
     for f in feats:
         p = f["properties"]
         p["worst_severity"] = _SEVERITY.get(p.pop("worst") or 0)
     return feature_collection(feats, aggregated_by=by, tolerance_m=tol)
-
-
-def geometry_size(fc: dict[str, Any]) -> int:
-    """Bytes of the GeoJSON geometry (to check simplification helps)."""
-    return sum(len(json.dumps(f["geometry"])) for f in fc["features"] if f.get("geometry"))

@@ -102,6 +102,14 @@ class Network:
         lk = self.links[link_id]
         return lk.to_node if lk.from_node == node_id else lk.from_node
 
+    def ends(self, link_id: str) -> tuple[str, str]:
+        lk = self.links[link_id]
+        return lk.from_node, lk.to_node
+
+    def neighbours(self, node_ids: Iterable[str]) -> set[str]:
+        """The nodes one link away from any of ``node_ids`` (open or closed links)."""
+        return {self.other_end(lid, n) for n in node_ids for lid in self.adjacency.get(n, ())}
+
     def open_steps(
         self, node_id: str, closed_links: set[str] | frozenset[str] = frozenset()
     ) -> Iterator[tuple[str, Link, str]]:
@@ -216,6 +224,70 @@ class Isolation:
     sources_to_shut: tuple[str, ...] = ()
 
 
+@dataclass(slots=True)
+class _Segment:
+    """What the walk from a broken link meets: the devices and sources that bound it, and the
+    links and nodes inside."""
+
+    devices: set[str] = field(default_factory=set)  # device node ids and device link ids
+    sources: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)
+    nodes: set[str] = field(default_factory=set)
+
+
+def _walk_segment(net: Network, link_id: str, unavailable: set[str]) -> _Segment:
+    """From ``link_id`` out to the first operable device (or source) on every path."""
+    seg = _Segment(links={link_id})
+    source_ids = net.sources()
+    stack = [link_id]
+    while stack:
+        lk = net.links[stack.pop()]
+        for n in (lk.from_node, lk.to_node):
+            if n in seg.nodes:
+                continue
+            node = net.nodes[n]
+            if net.is_device_node(n) and n not in unavailable:
+                if not node.closed:
+                    seg.devices.add(n)
+                continue
+            if n in source_ids:  # shut at the source: outlet valve, gate station, feeder breaker
+                seg.sources.add(n)
+                continue
+            if node.closed:  # a closed valve that cannot be operated still stops water
+                continue
+            seg.nodes.add(n)
+            stack.extend(_segment_steps(net, n, seg, unavailable))
+    return seg
+
+
+def _segment_steps(net: Network, node_id: str, seg: _Segment, unavailable: set[str]) -> list[str]:
+    """The open links at a segment node that carry the walk on (device links stop it and are
+    added to the segment's devices); adds them to the segment."""
+    steps = []
+    for lid in net.adjacency.get(node_id, ()):
+        if lid in seg.links or net.links[lid].closed:
+            continue
+        if net.is_device_link(lid) and lid not in unavailable:
+            seg.devices.add(lid)
+            continue
+        seg.links.add(lid)
+        steps.append(lid)
+    return steps
+
+
+def _links_lost(net: Network, seg: _Segment, lost_nodes: set[str], dead: set[str]) -> set[str]:
+    """The segment's links and every open link between two dead nodes at a node that is lost."""
+    lost_links = set(seg.links)
+    for n in lost_nodes:
+        for lid in net.adjacency.get(n, ()):
+            lk = net.links[lid]
+            if lid in lost_links or lk.closed:
+                continue
+            if lk.from_node in dead and lk.to_node in dead:
+                lost_links.add(lid)
+    return lost_links
+
+
 def compute_isolation(
     net: Network,
     link_id: str,
@@ -231,82 +303,35 @@ def compute_isolation(
     if link_id not in net.links:
         raise NetworkError(f"no link {link_id!r} in the {net.name} network")
     broken = set(unavailable)
-    source_ids = net.sources()
-    shut_sources: set[str] = set()
-    valves: set[str] = set()
-    seg_links = {link_id}
-    seg_nodes: set[str] = set()
-    stack = [link_id]
-    while stack:
-        lid = stack.pop()
-        lk = net.links[lid]
-        for n in (lk.from_node, lk.to_node):
-            if n in seg_nodes:
-                continue
-            node = net.nodes[n]
-            if net.is_device_node(n) and n not in broken:
-                if not node.closed:
-                    valves.add(n)
-                continue
-            if n in source_ids:  # shut at the source: outlet valve, gate station, feeder breaker
-                shut_sources.add(n)
-                continue
-            if node.closed:  # a closed valve that cannot be operated still stops water
-                continue
-            seg_nodes.add(n)
-            for nxt in net.adjacency.get(n, ()):
-                if nxt in seg_links:
-                    continue
-                other = net.links[nxt]
-                if other.closed:
-                    continue
-                if net.is_device_link(nxt) and nxt not in broken:
-                    valves.add(nxt)
-                    continue
-                seg_links.add(nxt)
-                stack.append(nxt)
-
-    before = net.baseline_supplied()
+    seg = _walk_segment(net, link_id, broken)
     # a shut source stays live for its other outlets: only the segment's own links are closed
-    closed_nodes = {v for v in valves if v in net.nodes} | seg_nodes
-    closed_links = {v for v in valves if v in net.links} | seg_links
+    closed_nodes = {v for v in seg.devices if v in net.nodes} | seg.nodes
+    closed_links = {v for v in seg.devices if v in net.links} | seg.links
     # the components beyond the closed valves: do they still reach a source?
-    starts: set[str] = set()
-    for lid in closed_links:
-        lk = net.links[lid]
-        starts.update((lk.from_node, lk.to_node))
-    for n in closed_nodes:
-        for lid in net.adjacency.get(n, ()):
-            starts.add(net.other_end(lid, n))
-    starts -= closed_nodes
+    starts = {end for lid in closed_links for end in net.ends(lid)}
+    starts = (starts | net.neighbours(closed_nodes)) - closed_nodes
     cut = net.cut_off(closed_nodes, closed_links, sorted(starts))
-    lost_nodes = (cut & before) | (seg_nodes & before)
+    before = net.baseline_supplied()
     # devices and sources carry no customers: list the places that lose water, not the fittings
     sources = SOURCE_KINDS.get(net.name, frozenset())
     lost_nodes = {
-        n for n in lost_nodes if not net.is_device_node(n) and net.nodes[n].kind not in sources
+        n
+        for n in (cut | seg.nodes) & before
+        if not net.is_device_node(n) and net.nodes[n].kind not in sources
     }
-    lost_links = set(seg_links)
-    dead = cut | closed_nodes
-    for n in lost_nodes:
-        for lid in net.adjacency.get(n, ()):
-            lk = net.links[lid]
-            if lid in lost_links or lk.closed:
-                continue
-            if lk.from_node in dead and lk.to_node in dead:
-                lost_links.add(lid)
+    lost_links = _links_lost(net, seg, lost_nodes, cut | closed_nodes)
     customers = sum(net.nodes[n].customers for n in lost_nodes)
     return Isolation(
         link_id=link_id,
-        valves_to_close=tuple(sorted(valves)),
-        segment_links=tuple(sorted(seg_links)),
-        segment_nodes=tuple(sorted(seg_nodes)),
+        valves_to_close=tuple(sorted(seg.devices)),
+        segment_links=tuple(sorted(seg.links)),
+        segment_nodes=tuple(sorted(seg.nodes)),
         links_without_supply=tuple(sorted(lost_links)),
         nodes_without_supply=tuple(sorted(lost_nodes)),
         customers_without_supply=customers,
         population_without_supply=round(customers * persons_per_household),
         unavailable_valves=tuple(sorted(broken)),
-        sources_to_shut=tuple(sorted(shut_sources)),
+        sources_to_shut=tuple(sorted(seg.sources)),
     )
 
 
@@ -403,12 +428,10 @@ def compute_restoration(net: Network, iso: Isolation) -> tuple[Restoration, ...]
     closed_nodes = seg | {v for v in iso.valves_to_close if v in net.nodes}
     closed_links = set(iso.segment_links) | {v for v in iso.valves_to_close if v in net.links}
     # everything cut off, devices included (the walk must cross lost valves too)
-    starts = set()
-    for n in lost:
-        for lid in net.adjacency.get(n, ()):
-            starts.add(net.other_end(lid, n))
     candidates = sorted(
-        n for n in starts if n not in closed_nodes and net.nodes[n].closed and net.is_device_node(n)
+        n
+        for n in net.neighbours(lost)
+        if n not in closed_nodes and net.nodes[n].closed and net.is_device_node(n)
     )
     out = []
     for dev in candidates:

@@ -14,8 +14,10 @@ pygeoapi's API in a Flask app (so a config dict, not an environment variable, dr
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -194,6 +196,17 @@ class CityopsPostGISProvider(BaseProvider):
             "properties": {k: _jsonable(v) for k, v in row.items()},
         }
 
+    def _order_by(self, sortby) -> sql.Composable:
+        """The requested sort on known properties, else the id."""
+        order = [
+            sql.SQL("{} {}").format(
+                sql.Identifier(s["property"]), sql.SQL("DESC" if s.get("order") == "-" else "ASC")
+            )
+            for s in (sortby or [])
+            if s["property"] in self.fields
+        ] or [sql.SQL("{} ASC").format(sql.Identifier(self.id_field))]
+        return sql.SQL(", ").join(order)
+
     def query(
         self,
         offset=0,
@@ -209,23 +222,19 @@ class CityopsPostGISProvider(BaseProvider):
         filterq=None,
         **kwargs,
     ) -> dict[str, Any]:
-        from psycopg.rows import dict_row
-
         where, params = self._where(bbox, datetime_, properties, filterq)
         table = sql.Identifier(self.table)
-        order = [
-            sql.SQL("{} {}").format(
-                sql.Identifier(s["property"]), sql.SQL("DESC" if s.get("order") == "-" else "ASC")
-            )
-            for s in (sortby or [])
-            if s["property"] in self.fields
-        ] or [sql.SQL("{} ASC").format(sql.Identifier(self.id_field))]
-        cols = self._columns(select_properties, skip_geometry)
-        select = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
-        geom = (
-            sql.SQL("NULL")
-            if skip_geometry
-            else sql.SQL("ST_AsGeoJSON({}, 7)").format(sql.Identifier(self.geom_field))
+        items = sql.SQL(
+            "SELECT {select}, {geom} AS __geom FROM {table} WHERE {where}"
+            " ORDER BY {order} LIMIT %s OFFSET %s"
+        ).format(
+            select=sql.SQL(", ").join(
+                sql.Identifier(c) for c in self._columns(select_properties, skip_geometry)
+            ),
+            geom=sql.SQL("NULL") if skip_geometry else self._geojson(),
+            table=table,
+            where=where,
+            order=self._order_by(sortby),
         )
         try:
             with get_pool(self.url).connection() as conn:
@@ -234,21 +243,8 @@ class CityopsPostGISProvider(BaseProvider):
                 ).fetchone()[0]
                 feats: list[dict[str, Any]] = []
                 if resulttype != "hits":
-                    cur = conn.cursor(row_factory=dict_row)
-                    cur.execute(
-                        sql.SQL(
-                            "SELECT {select}, {geom} AS __geom FROM {table} WHERE {where}"
-                            " ORDER BY {order} LIMIT %s OFFSET %s"
-                        ).format(
-                            select=select,
-                            geom=geom,
-                            table=table,
-                            where=where,
-                            order=sql.SQL(", ").join(order),
-                        ),
-                        [*params, int(limit), int(offset)],
-                    )
-                    feats = [self._feature(r, skip_geometry) for r in cur.fetchall()]
+                    rows = _dict_rows(conn, items, [*params, int(limit), int(offset)]).fetchall()
+                    feats = [self._feature(r, skip_geometry) for r in rows]
         except (ProviderInvalidQueryError, ProviderQueryError):
             raise
         except psycopg.errors.DataError as exc:  # a malformed datetime or value in the request
@@ -263,26 +259,28 @@ class CityopsPostGISProvider(BaseProvider):
         }
 
     def get(self, identifier, **kwargs) -> dict[str, Any]:
-        from psycopg.rows import dict_row
-
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.fields)
+        stmt = sql.SQL("SELECT {cols}, {geom} AS __geom FROM {t} WHERE {id}::text = %s").format(
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in self.fields),
+            geom=self._geojson(),
+            t=sql.Identifier(self.table),
+            id=sql.Identifier(self.id_field),
+        )
         with get_pool(self.url).connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            cur.execute(
-                sql.SQL(
-                    "SELECT {cols}, ST_AsGeoJSON({g}, 7) AS __geom FROM {t} WHERE {id}::text = %s"
-                ).format(
-                    cols=cols,
-                    g=sql.Identifier(self.geom_field),
-                    t=sql.Identifier(self.table),
-                    id=sql.Identifier(self.id_field),
-                ),
-                (str(identifier),),
-            )
-            row = cur.fetchone()
+            row = _dict_rows(conn, stmt, (str(identifier),)).fetchone()
         if row is None:
             raise ProviderItemNotFoundError(f"no item {identifier} in {self.table}")
         return self._feature(row, False)
+
+    def _geojson(self) -> sql.Composable:
+        return sql.SQL("ST_AsGeoJSON({}, 7)").format(sql.Identifier(self.geom_field))
+
+
+def _dict_rows(
+    conn: psycopg.Connection, stmt: sql.Composed, params: Sequence[Any]
+) -> psycopg.Cursor[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
+    return conn.cursor(row_factory=dict_row).execute(stmt, params)
 
 
 # collections served, with the time field where a layer has one
@@ -295,6 +293,30 @@ _EXTRA_COLLECTIONS = {
         "title_en": "Alert locations",
         "description": "alerts with the location of their sensor (time: raised_at)",
     }
+}
+
+
+_CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+_APACHE = "https://www.apache.org/licenses/LICENSE-2.0"
+_METADATA = {
+    "identification": {
+        "title": {"en": "cityops basic geographic database", "zh": "cityops 基础地理数据库"},
+        "description": {
+            "en": "Chengdu layers: districts, grid cells, water, gas and power networks, "
+            "facilities and sensors",
+            "zh": "成都市区县、网格、供水、燃气、电力管网、重点设施与传感器图层",
+        },
+        "keywords": ["Chengdu", "smart city", "PostGIS"],
+        "keywords_type": "theme",
+        "terms_of_service": _APACHE,
+        "url": "https://github.com/cityops",
+    },
+    "license": {
+        "name": "Apache-2.0 (demo layers); see each collection for its source",
+        "url": _APACHE,
+    },
+    "provider": {"name": "cityops", "url": "https://github.com/cityops"},
+    "contact": {"name": "cityops operations center"},
 }
 
 
@@ -312,45 +334,12 @@ def build_pygeoapi_config(
     and the demo flag to the collection descriptions.
     """
     meta = layer_meta or {}
-    resources: dict[str, Any] = {}
     tables = {name: (layer.table, layer.id_column) for name, layer in LAYERS.items()}
     tables |= {k: (v["table"], v["id"]) for k, v in _EXTRA_COLLECTIONS.items()}
-    for name, (table, id_col) in tables.items():
-        m = meta.get(name, {}) | _EXTRA_COLLECTIONS.get(name, {})
-        title_en = m.get("title_en", name)
-        title_zh = m.get("title_zh", name)
-        demo = " [DEMO DATA]" if m.get("demo") else ""
-        about = str(m.get("description", "")).rstrip(".")
-        desc = (
-            f"{about + '.' if about else ''}{demo} Source: {m.get('source', 'cityops')}."
-            f" Licence: {m.get('licence', 'see docs/gis.md')}."
-        ).strip()
-        provider: dict[str, Any] = {
-            "type": "feature",
-            "name": "gis.ogc.CityopsPostGISProvider",
-            "data": {"url": database_url},
-            "table": table,
-            "id_field": id_col,
-            "geom_field": "geom",
-            "storage_crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
-        }
-        if table not in ("sensors", "districts", "alert_locations"):  # these have no geom_m
-            provider["metric_field"] = "geom_m"
-        if name in _TIME_FIELDS:
-            provider["time_field"] = _TIME_FIELDS[name]
-        resources[name] = {
-            "type": "collection",
-            "title": {"en": title_en, "zh": title_zh},
-            "description": {"en": desc, "zh": desc},
-            "keywords": ["Chengdu", "成都", name] + (["demo"] if demo else []),
-            "extents": {
-                "spatial": {
-                    "bbox": list(CHENGDU_BOUNDS),
-                    "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
-                }
-            },
-            "providers": [provider],
-        }
+    resources = {
+        name: _collection(name, table, id_col, database_url, meta.get(name, {}))
+        for name, (table, id_col) in tables.items()
+    }
     return {
         "server": {
             "bind": {"host": host, "port": port},
@@ -363,30 +352,54 @@ def build_pygeoapi_config(
             "pretty_print": False,
         },
         "logging": {"level": "ERROR"},
-        "metadata": {
-            "identification": {
-                "title": {
-                    "en": "cityops basic geographic database",
-                    "zh": "cityops 基础地理数据库",
-                },
-                "description": {
-                    "en": "Chengdu layers: districts, grid cells, water, gas and power networks, "
-                    "facilities and sensors",
-                    "zh": "成都市区县、网格、供水、燃气、电力管网、重点设施与传感器图层",
-                },
-                "keywords": ["Chengdu", "smart city", "PostGIS"],
-                "keywords_type": "theme",
-                "terms_of_service": "https://www.apache.org/licenses/LICENSE-2.0",
-                "url": "https://github.com/cityops",
-            },
-            "license": {
-                "name": "Apache-2.0 (demo layers); see each collection for its source",
-                "url": "https://www.apache.org/licenses/LICENSE-2.0",
-            },
-            "provider": {"name": "cityops", "url": "https://github.com/cityops"},
-            "contact": {"name": "cityops operations center"},
-        },
+        "metadata": copy.deepcopy(_METADATA),  # pygeoapi may change its configuration
         "resources": resources,
+    }
+
+
+def fetch_pygeoapi_config(
+    conn: psycopg.Connection, database_url: str, **options: Any
+) -> dict[str, Any]:
+    """``build_pygeoapi_config`` with the titles, sources, licences and demo flags of the layers
+    in the database (``options``: base_url, host, port)."""
+    from gis.postgis import fetch_layer_metadata
+
+    meta = {m["name"]: m for m in fetch_layer_metadata(conn)}
+    return build_pygeoapi_config(database_url, layer_meta=meta, **options)
+
+
+def _collection(
+    name: str, table: str, id_col: str, database_url: str, layer_meta: dict[str, Any]
+) -> dict[str, Any]:
+    """One collection: its titles, a description with source, licence and demo mark, and the
+    provider over its table."""
+    m = layer_meta | _EXTRA_COLLECTIONS.get(name, {})
+    demo = " [DEMO DATA]" if m.get("demo") else ""
+    about = str(m.get("description", "")).rstrip(".")
+    desc = (
+        f"{about + '.' if about else ''}{demo} Source: {m.get('source', 'cityops')}."
+        f" Licence: {m.get('licence', 'see docs/gis.md')}."
+    ).strip()
+    provider: dict[str, Any] = {
+        "type": "feature",
+        "name": "gis.ogc.CityopsPostGISProvider",
+        "data": {"url": database_url},
+        "table": table,
+        "id_field": id_col,
+        "geom_field": "geom",
+        "storage_crs": _CRS84,
+    }
+    if name in LAYERS and LAYERS[name].has_geom_m:
+        provider["metric_field"] = "geom_m"
+    if name in _TIME_FIELDS:
+        provider["time_field"] = _TIME_FIELDS[name]
+    return {
+        "type": "collection",
+        "title": {"en": m.get("title_en", name), "zh": m.get("title_zh", name)},
+        "description": {"en": desc, "zh": desc},
+        "keywords": ["Chengdu", "成都", name] + (["demo"] if demo else []),
+        "extents": {"spatial": {"bbox": list(CHENGDU_BOUNDS), "crs": _CRS84}},
+        "providers": [provider],
     }
 
 
@@ -403,62 +416,66 @@ def create_ogc_blueprint(config: dict[str, Any], *, url_prefix: str = ""):
 
     ``config['server']['url']`` must be the URL the blueprint is reached at (links use it).
     """
-    from flask import Blueprint, make_response, request
+    from flask import Blueprint
     from pygeoapi import api as core_api
-    from pygeoapi.api import API, APIRequest, apply_gzip
+    from pygeoapi.api import API
     from pygeoapi.api import itemtypes as itemtypes_api
     from pygeoapi.openapi import get_oas
 
     api = API(config, get_oas(config, fail_on_invalid_collection=False))
-
-    def run(fn, *args):
-        req = APIRequest.from_flask(request, api.locales)
-        if not req.is_valid():
-            headers, status, content = api.get_format_exception(req)
-        else:
-            headers, status, content = fn(api, req, *args)
-            content = apply_gzip(headers, content)
-        resp = make_response(content, status)
-        if headers:
-            resp.headers = headers
-        return resp
-
     bp = Blueprint("cityops_ogc", __name__, url_prefix=url_prefix or None)
 
     @bp.route("/")
     def landing():
-        return run(core_api.landing_page)
+        return _run_pygeoapi(api, core_api.landing_page)
 
     @bp.route("/openapi")
     def openapi():
-        return run(core_api.openapi_)
+        return _run_pygeoapi(api, core_api.openapi_)
 
     @bp.route("/conformance")
     def conformance():
-        return run(core_api.conformance)
+        return _run_pygeoapi(api, core_api.conformance)
 
     @bp.route("/collections")
     @bp.route("/collections/<path:collection_id>")
     def collections(collection_id=None):
-        return run(core_api.describe_collections, collection_id)
+        return _run_pygeoapi(api, core_api.describe_collections, collection_id)
 
     @bp.route("/collections/<path:collection_id>/queryables")
     def queryables(collection_id):
-        return run(itemtypes_api.get_collection_queryables, collection_id)
+        return _run_pygeoapi(api, itemtypes_api.get_collection_queryables, collection_id)
 
     @bp.route("/collections/<path:collection_id>/schema")
     def schema(collection_id):
-        return run(core_api.get_collection_schema, collection_id)
+        return _run_pygeoapi(api, core_api.get_collection_schema, collection_id)
 
     @bp.route("/collections/<path:collection_id>/items", methods=["GET", "POST"])
     def items(collection_id):
-        return run(itemtypes_api.get_collection_items, collection_id)
+        return _run_pygeoapi(api, itemtypes_api.get_collection_items, collection_id)
 
     @bp.route("/collections/<path:collection_id>/items/<path:item_id>")
     def item(collection_id, item_id):
-        return run(itemtypes_api.get_collection_item, collection_id, item_id)
+        return _run_pygeoapi(api, itemtypes_api.get_collection_item, collection_id, item_id)
 
     return bp
+
+
+def _run_pygeoapi(api, handler, *args):
+    """The Flask response of a pygeoapi handler for the current request."""
+    from flask import make_response, request
+    from pygeoapi.api import APIRequest, apply_gzip
+
+    req = APIRequest.from_flask(request, api.locales)
+    if not req.is_valid():
+        headers, status, content = api.get_format_exception(req)
+    else:
+        headers, status, content = handler(api, req, *args)
+        content = apply_gzip(headers, content)
+    resp = make_response(content, status)
+    if headers:
+        resp.headers = headers
+    return resp
 
 
 def create_ogc_app(config: dict[str, Any]):

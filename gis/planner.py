@@ -9,6 +9,7 @@ always parameters.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,28 +17,15 @@ import msgspec
 import psycopg
 from psycopg import sql
 
-from gis.filters import AlertHistory, Filter, PlannerQuery, QueryError
-from gis.layers import METRIC_SRID, Layer, get_layer
+from gis.filters import AlertHistory, Filter, NearLayer, PlannerQuery, QueryError
+from gis.layers import Layer, get_layer
 
-_HAS_GEOM_M = frozenset(
-    {
-        "grid_cells",
-        "water_nodes",
-        "water_pipes",
-        "gas_nodes",
-        "gas_pipes",
-        "power_nodes",
-        "power_lines",
-        "power_feeders",
-        "facilities",
-    }
-)
 _SQL_OPS = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
 def metric_geom(layer: Layer, alias: str) -> sql.Composable:
     """The layer's geometry in EPSG:4544, as an indexable expression."""
-    if layer.table in _HAS_GEOM_M:
+    if layer.has_geom_m:
         return sql.SQL("{}.geom_m").format(sql.Identifier(alias))
     return sql.SQL("ST_Transform({}.geom, 4544)").format(sql.Identifier(alias))
 
@@ -73,71 +61,76 @@ def filter_sql(filters: tuple[Filter, ...], alias: str, params: list[Any]) -> li
     return out
 
 
-def _alert_count_sql(
-    layer: Layer, a: AlertHistory, now: datetime
-) -> tuple[
-    sql.Composable, list[Any], sql.Composable, list[Any], sql.Composable, sql.Composable | None
-]:
-    """(CTE, its parameters, joins, their parameters, count, pre-filter) for alert history.
+@dataclass(frozen=True, slots=True)
+class _AlertCountSql:
+    """The pieces of a planner statement that count each feature's alerts."""
 
-    Sensors on the feature's assets: alerts are counted once per asset in a CTE and joined by
-    hash on the feature's id (and, for links, its end nodes). Sensors within ``radius_m``: a
-    LATERAL count per feature that probes the sensors' metric index and the alerts index.
-    """
+    cte: sql.Composable  # WITH ... (ahead of the SELECT)
+    cte_params: list[Any]
+    join: sql.Composable  # LEFT JOINs onto the layer's alias t
+    count: sql.Composable  # the count per feature, a bigint expression
+    pre_filter: sql.Composable  # a cheap condition every feature with alerts passes
+
+
+def _alert_count_sql(layer: Layer, a: AlertHistory, now: datetime) -> _AlertCountSql:
+    """Alert history, counted per feature: by the sensors on its assets or within ``radius_m``."""
     cond = sql.SQL("al.kind = %s AND al.raised_at >= %s AND (%s::text IS NULL OR al.quantity = %s)")
     cond_params: list[Any] = [a.kind, now - timedelta(days=a.since_days), a.quantity, a.quantity]
     if a.radius_m is not None:
-        # iterate over the few sensors that raised such alerts and probe the layer's metric
-        # index round each, instead of probing sensors and alerts once per candidate feature
-        cte = sql.SQL(
-            "WITH acs AS MATERIALIZED (SELECT s.sensor_id, ST_Transform(s.geom, 4544) AS gm,"
-            " count(*) AS n FROM alerts al JOIN sensors s ON s.sensor_id = al.sensor_id"
-            " WHERE {cond} GROUP BY s.sensor_id, s.geom),"
-            " acf AS MATERIALIZED (SELECT t2.{id} AS fid, sum(acs.n) AS n FROM acs"
-            " JOIN {table} t2 ON ST_DWithin({gm2}, acs.gm, %s) GROUP BY t2.{id}) "
-        ).format(
-            cond=cond,
-            id=sql.Identifier(layer.id_column),
-            table=sql.Identifier(layer.table),
-            gm2=metric_geom(layer, "t2"),
-        )
-        join = sql.SQL(" LEFT JOIN acf ON acf.fid = t.{}").format(sql.Identifier(layer.id_column))
-        pre = sql.SQL("t.{} IN (SELECT fid FROM acf)").format(sql.Identifier(layer.id_column))
-        return (
-            cte,
-            [*cond_params, a.radius_m],
-            join,
-            [],
-            sql.SQL("coalesce(acf.n, 0)::bigint"),
-            pre,
-        )
+        return _alerts_within_sql(layer, cond, [*cond_params, a.radius_m])
+    return _alerts_on_assets_sql(layer, cond, cond_params)
+
+
+def _alerts_within_sql(
+    layer: Layer, cond: sql.Composable, cond_params: list[Any]
+) -> _AlertCountSql:
+    """Alerts of the sensors within a radius [m] (the last parameter) of each feature."""
+    # iterate over the few sensors that raised such alerts and probe the layer's metric
+    # index round each, instead of probing sensors and alerts once per candidate feature
+    fid = sql.Identifier(layer.id_column)
+    cte = sql.SQL(
+        "WITH acs AS MATERIALIZED (SELECT s.sensor_id, ST_Transform(s.geom, 4544) AS gm,"
+        " count(*) AS n FROM alerts al JOIN sensors s ON s.sensor_id = al.sensor_id"
+        " WHERE {cond} GROUP BY s.sensor_id, s.geom),"
+        " acf AS MATERIALIZED (SELECT t2.{id} AS fid, sum(acs.n) AS n FROM acs"
+        " JOIN {table} t2 ON ST_DWithin({gm2}, acs.gm, %s) GROUP BY t2.{id}) "
+    ).format(cond=cond, id=fid, table=sql.Identifier(layer.table), gm2=metric_geom(layer, "t2"))
+    return _AlertCountSql(
+        cte,
+        cond_params,
+        join=sql.SQL(" LEFT JOIN acf ON acf.fid = t.{}").format(fid),
+        count=sql.SQL("coalesce(acf.n, 0)::bigint"),
+        pre_filter=sql.SQL("t.{} IN (SELECT fid FROM acf)").format(fid),
+    )
+
+
+def _alerts_on_assets_sql(
+    layer: Layer, cond: sql.Composable, cond_params: list[Any]
+) -> _AlertCountSql:
+    """Alerts of the sensors on the feature (its id) or, for a link, on either end node."""
+    # alerts are counted once per asset in a CTE and joined by hash on each key
     cte = sql.SQL(
         "WITH ac AS MATERIALIZED (SELECT s.asset_id, count(*) AS n FROM alerts al"
         " JOIN sensors s ON s.sensor_id = al.sensor_id WHERE s.asset_id IS NOT NULL AND {cond}"
         " GROUP BY s.asset_id) "
     ).format(cond=cond)
-    keys = [layer.id_column] + (
-        ["from_node", "to_node"] if "from_node" in layer.column_names else []
-    )
+    keys = [layer.id_column] + (["from_node", "to_node"] if layer.role == "links" else [])
     join = sql.SQL("").join(
         sql.SQL(" LEFT JOIN ac {a} ON {a}.asset_id = t.{k}::text").format(
             a=sql.Identifier(f"ac{i}"), k=sql.Identifier(k)
         )
         for i, k in enumerate(keys)
     )
-    count: sql.Composable = sql.SQL(
-        "(" + " + ".join(f"coalesce(ac{i}.n, 0)" for i in range(len(keys))) + ")"
-    )
+    count = " + ".join(f"coalesce(ac{i}.n, 0)" for i in range(len(keys)))
     # a feature can only pass if one of its keys has alerts: a cheap hashed pre-filter on the
     # scan, so the joins and the sort carry a few hundred rows instead of thousands
-    pre = sql.SQL("({})").format(
+    pre_filter = sql.SQL("({})").format(
         sql.SQL(" OR ").join(
             sql.SQL("t.{}::text IN (SELECT asset_id FROM ac)").format(sql.Identifier(k))
             for k in keys
         )
     )
-    count = sql.SQL("{}::bigint").format(count)
-    return cte, cond_params, join, [], count, pre
+    return _AlertCountSql(cte, cond_params, join, sql.SQL(f"({count})::bigint"), pre_filter)
 
 
 def _ref_m(q: PlannerQuery, params: list[Any]) -> sql.Composable:
@@ -145,6 +138,56 @@ def _ref_m(q: PlannerQuery, params: list[Any]) -> sql.Composable:
         return _point_m(q.point[0], q.point[1], params)
     assert q.feature is not None
     return _feature_m(q.feature[0], q.feature[1], params)
+
+
+def _extra_columns(
+    q: PlannerQuery, gm: sql.Composable, alerts: _AlertCountSql | None, params: list[Any]
+) -> sql.Composable:
+    """``distance_m`` (with a point or feature) and ``alert_count`` (with alert history)."""
+    extra: list[sql.Composable] = []
+    if q.point is not None or q.feature is not None:
+        extra.append(sql.SQL("ST_Distance({}, {}) AS distance_m").format(gm, _ref_m(q, params)))
+    if alerts is not None:
+        extra.append(sql.SQL("{} AS alert_count").format(alerts.count))
+    return sql.SQL("").join(sql.SQL(", ") + e for e in extra)
+
+
+def _near_sql(i: int, near: NearLayer, gm: sql.Composable, params: list[Any]) -> sql.Composable:
+    """Some feature of another layer, passing its filters, within ``near.radius_m`` [m]."""
+    other = get_layer(near.layer)
+    alias = f"n{i}"
+    conds = filter_sql(near.filters, alias, params)
+    params.append(near.radius_m)
+    conds.append(sql.SQL("ST_DWithin({}, {}, %s)").format(metric_geom(other, alias), gm))
+    return sql.SQL("EXISTS (SELECT 1 FROM {} {} WHERE {})").format(
+        sql.Identifier(other.table), sql.Identifier(alias), sql.SQL(" AND ").join(conds)
+    )
+
+
+def _where_sql(
+    q: PlannerQuery, gm: sql.Composable, alerts: _AlertCountSql | None, params: list[Any]
+) -> sql.Composable:
+    """Every condition of the question, ANDed (``true`` when there is none)."""
+    where = filter_sql(q.filters, "t", params)
+    if q.district is not None:
+        params.append(q.district)
+        where.append(
+            sql.SQL("ST_Intersects(t.geom, (SELECT geom FROM districts WHERE adcode = %s))")
+        )
+    if q.polygon is not None:
+        params.append(json.dumps(q.polygon))
+        where.append(sql.SQL("ST_Intersects(t.geom, ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326))"))
+    if q.radius_m is not None:
+        ref = _ref_m(q, params)
+        params.append(q.radius_m)
+        where.append(sql.SQL("ST_DWithin({}, {}, %s)").format(gm, ref))
+    where += [_near_sql(i, near, gm, params) for i, near in enumerate(q.near)]
+    if q.alerts is not None and alerts is not None:
+        if q.alerts.more_than >= 0:
+            where.append(alerts.pre_filter)
+        params.append(q.alerts.more_than)
+        where.append(sql.SQL("{} > %s").format(alerts.count))
+    return sql.SQL(" AND ").join(where) if where else sql.SQL("true")
 
 
 def build_planner_sql(
@@ -155,89 +198,35 @@ def build_planner_sql(
     Parameters are collected in the order their placeholders appear in the statement.
     """
     q.check()
-    now = now or datetime.now(UTC)
     layer = get_layer(q.layer)
     gm = metric_geom(layer, "t")
-    has_ref = q.point is not None or q.feature is not None
-
-    sel_params: list[Any] = []
-    select_extra: list[sql.Composable] = []
-    if has_ref:
-        select_extra.append(
-            sql.SQL("ST_Distance({}, {}) AS distance_m").format(gm, _ref_m(q, sel_params))
-        )
-    with_: sql.Composable = sql.SQL("")
-    with_params: list[Any] = []
-    lateral: sql.Composable = sql.SQL("")
-    lateral_params: list[Any] = []
-    alert_count: sql.Composable = sql.SQL("0")
-    alert_pre: sql.Composable | None = None
+    alerts = None
     if q.alerts is not None:
-        with_, with_params, lateral, lateral_params, alert_count, alert_pre = _alert_count_sql(
-            layer, q.alerts, now
-        )
-        select_extra.append(sql.SQL("{} AS alert_count").format(alert_count))
-
+        alerts = _alert_count_sql(layer, q.alerts, now or datetime.now(UTC))
+    extra_params: list[Any] = []
+    extra = _extra_columns(q, gm, alerts, extra_params)
     where_params: list[Any] = []
-    where = filter_sql(q.filters, "t", where_params)
-    if q.district is not None:
-        where_params.append(q.district)
-        where.append(
-            sql.SQL("ST_Intersects(t.geom, (SELECT geom FROM districts WHERE adcode = %s))")
-        )
-    if q.polygon is not None:
-        where_params.append(json.dumps(q.polygon))
-        where.append(sql.SQL("ST_Intersects(t.geom, ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326))"))
-    if q.radius_m is not None:
-        ref = _ref_m(q, where_params)
-        where_params.append(q.radius_m)
-        where.append(sql.SQL("ST_DWithin({}, {}, %s)").format(gm, ref))
-    for i, near in enumerate(q.near):
-        other = get_layer(near.layer)
-        alias = f"n{i}"
-        conds = filter_sql(near.filters, alias, where_params)
-        where_params.append(near.radius_m)
-        conds.append(sql.SQL("ST_DWithin({}, {}, %s)").format(metric_geom(other, alias), gm))
-        where.append(
-            sql.SQL("EXISTS (SELECT 1 FROM {} {} WHERE {})").format(
-                sql.Identifier(other.table), sql.Identifier(alias), sql.SQL(" AND ").join(conds)
-            )
-        )
-    if q.alerts is not None:
-        if alert_pre is not None and q.alerts.more_than >= 0:
-            where.append(alert_pre)
-        where_params.append(q.alerts.more_than)
-        where.append(sql.SQL("{} > %s").format(alert_count))
-
+    where = _where_sql(q, gm, alerts, where_params)
     order_params: list[Any] = []
     order: sql.Composable = sql.SQL("t.{}").format(sql.Identifier(layer.id_column))
     if q.nearest is not None:
         order = sql.SQL("{} <-> {}").format(gm, _ref_m(q, order_params))
-    limit = q.nearest if q.nearest is not None else q.limit
-
     cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in layer.column_names)
-    extra = sql.SQL("").join(sql.SQL(", ") + e for e in select_extra)
     stmt = sql.SQL(
-        "{with_}SELECT {cols}{extra}, t.geom AS geom FROM {table} t{lateral}"
+        "{with_}SELECT {cols}{extra}, t.geom AS geom FROM {table} t{join}"
         " WHERE {where} ORDER BY {order} LIMIT %s OFFSET %s"
     ).format(
-        with_=with_,
-        lateral=lateral,
+        with_=alerts.cte if alerts else sql.SQL(""),
+        join=alerts.join if alerts else sql.SQL(""),
         cols=cols,
         extra=extra,
         table=sql.Identifier(layer.table),
-        where=sql.SQL(" AND ").join(where) if where else sql.SQL("true"),
+        where=where,
         order=order,
     )
-    return stmt, [
-        *with_params,
-        *sel_params,
-        *lateral_params,
-        *where_params,
-        *order_params,
-        limit,
-        q.offset,
-    ]
+    limit = q.nearest if q.nearest is not None else q.limit
+    cte_params = alerts.cte_params if alerts else []
+    return stmt, [*cte_params, *extra_params, *where_params, *order_params, limit, q.offset]
 
 
 def rows_to_features(cur: psycopg.Cursor, id_column: str) -> list[dict[str, Any]]:
@@ -298,15 +287,3 @@ def fetch_planner_query(
     except psycopg.errors.DataException as exc:
         raise QueryError(f"the database refused the question: {exc}") from exc
     return feature_collection(feats, layer=q.layer, numberReturned=len(feats))
-
-
-def fetch_distance_m(
-    conn: psycopg.Connection, a: tuple[float, float], b: tuple[float, float]
-) -> float:
-    """Distance [m] between two lon/lat points, computed in EPSG:4544."""
-    row = conn.execute(
-        "SELECT ST_Distance(ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s),"
-        " ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s))",
-        (a[0], a[1], METRIC_SRID, b[0], b[1], METRIC_SRID),
-    ).fetchone()
-    return float(row[0])  # type: ignore[index]

@@ -308,10 +308,6 @@ def fetch_districts_frame(conn: psycopg.Connection) -> gpd.GeoDataFrame:
     )
 
 
-def fetch_layer_versions(conn: psycopg.Connection) -> dict[str, int]:
-    return dict(conn.execute("SELECT name, version FROM gis_layers").fetchall())
-
-
 def fetch_layer_metadata(conn: psycopg.Connection) -> list[dict[str, Any]]:
     cur = conn.execute(
         "SELECT name, table_name, title_zh, title_en, geometry_type, source, licence, crs, demo,"

@@ -5,9 +5,9 @@ subscription made visible. Memory is bounded by the consumer's ``Inbox`` (messag
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
+from cityops.kernel.clock import Deadline
 from cityops.kernel.mqtt import QUEUE_MAX_BYTES, AckingConsumer
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,10 @@ class IngestConsumer(AckingConsumer):
     def start_waiting(self, timeout_s: float) -> bool:
         """Connect and subscribe; True when subscribed within ``timeout_s`` (paho keeps
         retrying in the background otherwise)."""
-        deadline = time.monotonic() + timeout_s
+        deadline = Deadline(timeout_s)
         try:
             self.start(timeout_s)
         except TimeoutError:
             log.warning("broker not reachable yet; retrying in the background")
             return False
-        return self.subscribed.wait(max(0.0, deadline - time.monotonic()))
+        return self.subscribed.wait(deadline.left())

@@ -36,6 +36,7 @@ import psycopg
 from cityops.kernel.db import connect
 from cityops.kernel.migrate import ensure_partitions
 from ingestion.classify import Catalogue, Row, SensorEntry, compute_plausible_band
+from ingestion.stages import QuarantineRow
 
 QUARANTINE_PAYLOAD_MAX = 4096  # bytes of a rejected payload kept (its full size is recorded)
 
@@ -138,17 +139,6 @@ WHERE l.ts < EXCLUDED.ts
 """
 
 
-@dataclass(frozen=True, slots=True)
-class QuarantineRow:
-    received_us: int
-    topic: str
-    payload: bytes
-    reason: str
-    detail: str
-    sensor_id: str | None
-    payload_size: int | None = None  # the real size when ``payload`` is not the whole payload
-
-
 LatestColumns = tuple[list[str], list[str], list[int], list[float], list[int | None], list[int]]
 
 
@@ -178,6 +168,14 @@ class IngestConnection:
     @property
     def broken(self) -> bool:
         return self.conn.closed or self.conn.broken
+
+    def rollback(self) -> None:
+        """Roll back after a refused statement; a failing rollback means a lost connection
+        (raised as ``OperationalError``, which the callers treat as such)."""
+        try:
+            self.conn.rollback()
+        except psycopg.Error as exc:
+            raise psycopg.OperationalError(f"rollback failed: {exc}") from exc
 
 
 def read_catalogue(conn: psycopg.Connection) -> Catalogue:

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from cityops.kernel.db import has_timescaledb
+from cityops.kernel.mqtt import end_session
 from cityops.kernel.settings import Settings
 from cityops.shell.database import prepare_database
 from cityops.shell.stack import LocalStack, default_stack_dir
@@ -156,9 +157,23 @@ def settings(stack: LocalStack, db_url: str) -> Iterator[Settings]:
     """Settings for one test: its own database and client ids, the stack's broker identities.
     Afterwards the test's persistent broker sessions are ended: a session nobody resumes would
     have every later test's telemetry queued for it (the broker grew to 600 MB and stalled)."""
-    tag = uuid.uuid4().hex[:8]
-    s = Settings(
-        database_url=db_url,
+    s = stack_settings(stack, db_url)
+    yield s
+    for url, client_id in (
+        (s.mqtt_url_for("ingest"), s.ingest_client_id),
+        (s.mqtt_url_for("alerts"), s.alerts_client_id),
+        *((s.mqtt_url_for("alerts"), f"{s.alerts_client_id}-w{k}") for k in range(4)),
+    ):
+        end_session(url, client_id)
+
+
+def stack_settings(stack: LocalStack, database_url: str, tag: str = "") -> Settings:
+    """Settings for ``database_url`` with the stack's broker identities and client ids and
+    share groups of their own (``tag``, random by default), so that tests do not share
+    sessions."""
+    tag = tag or uuid.uuid4().hex[:8]
+    return Settings(
+        database_url=database_url,
         mqtt_url=stack.mqtt_url("cityops-admin"),
         ingest_mqtt_url=stack.mqtt_url("cityops-ingest"),
         alerts_mqtt_url=stack.mqtt_url("cityops-alerts"),
@@ -168,42 +183,6 @@ def settings(stack: LocalStack, db_url: str) -> Iterator[Settings]:
         alerts_client_id=f"alerts-{tag}",
         alerts_share_group=f"alerts-{tag}",
     )
-    yield s
-    for url, client_id in (
-        (s.mqtt_url_for("ingest"), s.ingest_client_id),
-        (s.mqtt_url_for("alerts"), s.alerts_client_id),
-        *((s.mqtt_url_for("alerts"), f"{s.alerts_client_id}-w{k}") for k in range(4)),
-    ):
-        end_mqtt_session(url, client_id)
-
-
-def end_mqtt_session(url: str, client_id: str) -> None:
-    """Discard the broker's stored session of ``client_id`` (connect with a clean start and
-    no session expiry, then leave)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    from cityops.kernel.settings import parse_mqtt_url
-
-    ep = parse_mqtt_url(url)
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-    )
-    c.username_pw_set(ep.username, ep.password)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    try:
-        c.connect(ep.host, ep.port, keepalive=10, clean_start=True, properties=props)
-        c.loop_start()
-        deadline = time.monotonic() + 5
-        while not c.is_connected() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        c.disconnect()
-        c.loop_stop()
-    except OSError:
-        pass  # the broker is gone (a test stopped it): nothing is kept either
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -1,13 +1,12 @@
 """docker-compose.yml is kept valid and production-shaped (no Docker engine runs here)."""
 
 import re
-from pathlib import Path
 
 import yaml
 
 from cityops.shell.stack import mosquitto_acl
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 

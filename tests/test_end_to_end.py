@@ -22,6 +22,7 @@ from gis.postgis import read_sensor_file, write_districts, write_sensors
 from sensors.payload import TimeWindow, decode_message
 from sensors.topics import alert_filter, parse_telemetry_topic, telemetry_filter
 from tests.conftest import ROOT, cityops_cmd, settings_env
+from tests.waiting import wait_for
 
 DATA = ROOT / "data"
 STEPS = 16  # the demo's scripted drop covers steps 3-12 and recovers by step 14
@@ -89,15 +90,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
         return proc.wait(5)
 
 
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_simulator_to_database_to_alert_raised_and_cleared(
     settings: Settings, tmp_path: Path
@@ -118,11 +110,11 @@ def test_simulator_to_database_to_alert_raised_and_cleared(
                 ).fetchone()
             return row is not None and row[0] == "running"
 
-        _wait_for(ingest_running, 30, "ingestion to subscribe")
-        _wait_for(
+        wait_for(ingest_running, 30, what="ingestion to subscribe")
+        wait_for(
             lambda: "alerts engine ready" in (tmp_path / "alerts.log").read_text(),
             30,
-            "the alert engine to subscribe",
+            what="the alert engine to subscribe",
         )
         sim = subprocess.run(
             cityops_cmd("simulate", "--steps", str(STEPS), "--speedup", "0", "--seed", "7"),
@@ -135,8 +127,10 @@ def test_simulator_to_database_to_alert_raised_and_cleared(
         assert sim.returncode == 0, sim.stderr[-2000:]
 
         n_sensors = 120
-        _wait_for(
-            lambda: len(telemetry.snapshot()) >= n_sensors * STEPS, 30, "all published messages"
+        wait_for(
+            lambda: len(telemetry.snapshot()) >= n_sensors * STEPS,
+            30,
+            what="all published messages",
         )
         published = telemetry.snapshot()
         assert len(published) == n_sensors * STEPS
@@ -156,7 +150,7 @@ def test_simulator_to_database_to_alert_raised_and_cleared(
                 ).fetchall()
             return set(rows)
 
-        _wait_for(lambda: len(stored()) >= len(expected), 60, "every reading stored")
+        wait_for(lambda: len(stored()) >= len(expected), 60, what="every reading stored")
         with psycopg.connect(settings.database_url) as conn:
             total = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
             quarantined = conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
@@ -176,12 +170,12 @@ def test_simulator_to_database_to_alert_raised_and_cleared(
                     " ORDER BY alert_id"
                 ).fetchall()
 
-        _wait_for(lambda: any(r[4] for r in alert_rows()), 30, "the alert to clear")
+        wait_for(lambda: any(r[4] for r in alert_rows()), 30, what="the alert to clear")
         rows = alert_rows()
         assert [(r[0], r[1], r[2]) for r in rows] == [("wp-510104-1", "pressure", "threshold_low")]
         assert rows[0][4] is True and rows[0][3] != "open"
 
-        _wait_for(lambda: len(alert_events.snapshot()) >= 2, 15, "raised and cleared events")
+        wait_for(lambda: len(alert_events.snapshot()) >= 2, 15, what="raised and cleared events")
         events = [json.loads(p) for _, p in alert_events.snapshot()]
         assert [e["event"] for e in events] == ["raised", "cleared"]
         assert {e["sensor_id"] for e in events} == {"wp-510104-1"}

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta, timezone
 from typing import TypeVar
 
 T = TypeVar("T")
+
+# China Standard Time (Asia/Shanghai has kept UTC+8 without daylight saving since 1991): the
+# daily profiles of demand and of the sensors' rhythm are computed in Chengdu's local day
+CHENGDU_UTC_OFFSET_S = 8 * 3600
+CHENGDU_TZ = timezone(timedelta(seconds=CHENGDU_UTC_OFFSET_S), "CST")
 
 
 def now_us() -> int:

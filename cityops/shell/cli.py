@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -239,30 +239,16 @@ def simulate(
     the ground truth is written to a file and the database."""
     _logging()
     if scenario is not None:
-        from simulators.scenario import check_scenario, run_scenario
-        from simulators.spec import ScenarioError
-
-        try:
-            if check:
-                console.print(check_scenario(scenario, database_url=_settings().database_url))
-                return
-            report = run_scenario(
-                _settings(),
-                scenario,
-                speedup=speedup,
-                seed=seed,
-                start=start,
-                output_dir=output,
-                write_db=ground_truth_db,
-                register_sensors=register_sensors,
-                devices=devices,
-            )
-        except ScenarioError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from None
-        console.print(
-            f"run {report.run_id}: {report.stats.messages} messages in {report.stats.wall_s:.1f} s; "
-            f"ground truth in {report.output_dir}"
+        _simulate_scenario(
+            scenario,
+            check=check,
+            speedup=speedup,
+            seed=seed,
+            start=start,
+            output_dir=output,
+            write_db=ground_truth_db,
+            register_sensors=register_sensors,
+            devices=devices,
         )
         return
     from simulators.demo import run
@@ -275,6 +261,25 @@ def simulate(
         speedup=60.0 if speedup is None else speedup,
         seed=1 if seed is None else seed,
         start=start,
+    )
+
+
+def _simulate_scenario(scenario: Path, *, check: bool, **options: Any) -> None:
+    """``cityops simulate SCENARIO``: check it, or run it and say where its ground truth is."""
+    from simulators.scenario import check_scenario, run_scenario
+    from simulators.spec import ScenarioError
+
+    try:
+        if check:
+            console.print(check_scenario(scenario, database_url=_settings().database_url))
+            return
+        report = run_scenario(_settings(), scenario, **options)
+    except ScenarioError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(
+        f"run {report.run_id}: {report.stats.messages} messages in {report.stats.wall_s:.1f} s; "
+        f"ground truth in {report.output_dir}"
     )
 
 

@@ -21,6 +21,7 @@ import psycopg
 
 from alerts import api as alerts_api
 from alerts.evaluation import RunScore, format_score, score_run
+from cityops.kernel.clock import Deadline
 from cityops.kernel.settings import Settings
 from cityops.shell.paths import PROJECT_ROOT
 from gis.postgis import retire_sensors
@@ -54,13 +55,13 @@ def wait_until_evaluated(
     """Wait until the engine has evaluated the run's last step (its detector clock for the
     run's sensors reached ``until_us``) and then stops moving (held-back messages flushed at
     the end); False on timeout. A busy engine's long batch is not mistaken for the end."""
-    deadline = time.monotonic() + timeout_s
+    deadline = Deadline(timeout_s)
     # readings dated after now are refused as from the future (a scenario that runs on past
     # the present): the engine's clock stops at now
     until = min(
         datetime.fromtimestamp(until_us / 1e6, UTC), datetime.now(UTC) - timedelta(minutes=10)
     )
-    while time.monotonic() < deadline:
+    while not deadline.passed():
         with psycopg.connect(database_url) as conn:
             evaluated = alerts_api.read_evaluated_until(conn, sensor_ids)
         if evaluated is not None and evaluated >= until:
@@ -69,7 +70,7 @@ def wait_until_evaluated(
     else:
         return False
     last = _detector_clock(database_url)
-    while time.monotonic() < deadline:
+    while not deadline.passed():
         time.sleep(2)
         now = _detector_clock(database_url)
         if now == last:
@@ -105,11 +106,11 @@ def evaluate_scenario(
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
+        started = Deadline(60)
         while "alerts engine ready" not in (log_dir / f"alerts-{scenario.stem}.log").read_text(
             errors="replace"
         ):
-            if engine.poll() is not None or time.monotonic() > deadline:
+            if engine.poll() is not None or started.passed():
                 raise RuntimeError(f"the alert engine did not start; see {log_dir}")
             time.sleep(0.2)
         report = run_scenario(

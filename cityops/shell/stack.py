@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cityops.kernel.clock import wait_until
+from cityops.kernel.mqtt import password_file_line
+
 SERVICE_USER = "cityops"
 DB_NAME = "cityops"
 # broker identities of the services; devices get their own (docs/contracts/mqtt.md)
@@ -59,14 +62,12 @@ def port_is_free(port: int) -> bool:
 
 
 def wait_for_port(port: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         with socket.socket() as s:
             s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    return bool(wait_until(listening, timeout_s, interval_s=0.1))
 
 
 def postgres_bindir() -> Path:
@@ -146,6 +147,15 @@ class StackState:
         tmp.write_text(json.dumps(self.__dict__, indent=2))
         os.chmod(tmp, 0o600)
         tmp.replace(path)
+
+
+# Every connection authenticates, on the socket as over TCP (no "trust": any local account
+# could otherwise connect as the superuser and run commands as the servers' user)
+PG_HBA = """# written by cityops.shell.stack at every start
+local   all all                scram-sha-256
+host    all all 127.0.0.1/32   scram-sha-256
+host    all all ::1/128        scram-sha-256
+"""
 
 
 class LocalStack:
@@ -237,7 +247,7 @@ class LocalStack:
                     "-E",
                     "UTF8",
                     "--locale=C.UTF-8",
-                    "--auth-local=trust",
+                    "--auth-local=scram-sha-256",
                     "--auth-host=scram-sha-256",
                     f"--pwfile={pwfile}",
                 ],
@@ -250,11 +260,19 @@ class LocalStack:
         if not port_is_free(self.state.pg_port):
             self.state.pg_port = free_port()
             self.state.save(self.root / "secrets.json")
-        # written at every start, so a stack made before TimescaleDB was installed preloads it now
-        conf = self.pg_data / "postgresql.auto.conf"
-        conf.write_text(self._postgres_conf())
-        if self.user:
-            shutil.chown(conf, self.user, self.user)
+        # written at every start, so a stack made before TimescaleDB was installed preloads it
+        # now, and one made when the socket still trusted every local user is closed
+        for name, text in (
+            ("postgresql.auto.conf", self._postgres_conf()),
+            ("pg_hba.conf", PG_HBA),
+        ):
+            path = self.pg_data / name
+            path.write_text(text)
+            os.chmod(path, 0o600)
+            if self.user:
+                shutil.chown(path, self.user, self.user)
+        self.pg_run.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.pg_run, 0o700)  # the socket's folder: the servers' user only
         self.log(f"starting PostgreSQL on 127.0.0.1:{self.state.pg_port}")
         _run(
             [
@@ -278,6 +296,8 @@ class LocalStack:
         lines = [
             "listen_addresses = '127.0.0.1'",
             f"unix_socket_directories = '{self.pg_run}'",
+            "unix_socket_permissions = 0700",
+            "password_encryption = 'scram-sha-256'",
             "shared_buffers = '512MB'",
             "max_connections = 200",
             "max_wal_size = '2GB'",
@@ -340,8 +360,11 @@ class LocalStack:
         pwfile = self.mqtt_dir / "passwd"
         pwfile.write_text("")
         os.chmod(pwfile, 0o600)
-        for user, password in self.state.mqtt_passwords.items():
-            _run(["mosquitto_passwd", "-b", str(pwfile), user, password])
+        # hashed here rather than by `mosquitto_passwd -b`, which takes the password in its
+        # arguments (visible to every local user in the process list)
+        with pwfile.open("a") as f:
+            for user, password in self.state.mqtt_passwords.items():
+                f.write(password_file_line(user, password))
         devices = self.mqtt_dir / "devices.passwd"
         if devices.exists():
             # device identities written by the simulators (simulators.devices), kept on restart

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import psycopg
 from rich.console import Console
+from rich.status import Status
 
+from cityops.kernel.clock import Deadline
 from cityops.kernel.db import connect
 from cityops.kernel.migrate import storage_mode
 from cityops.kernel.settings import Settings
@@ -37,74 +40,22 @@ class Child:
 
 
 def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, console: Console) -> int:
+    """The whole stack on this machine until SIGTERM or Ctrl-C; 0 after a clean stop."""
     started = time.monotonic()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
     stack: LocalStack | None = None
-    env = dict(os.environ)
     children: list[Child] = []
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         with console.status("preparing cityops ...") as status:
-            if settings.database_url and settings.mqtt_url:
-                console.print(
-                    "using the services named by CITYOPS_DATABASE_URL and CITYOPS_MQTT_URL"
-                )
-                logs = (stack_dir or default_stack_dir(PROJECT_ROOT)) / "logs"
-            else:
-                root = stack_dir or default_stack_dir(PROJECT_ROOT)
-                stack = LocalStack(root, log=lambda m: status.update(m + " ..."))
-                stack.start()
-                env.update(stack.environment())
-                settings = Settings(
-                    **{
-                        **settings.model_dump(),
-                        "database_url": stack.database_url,
-                        "mqtt_url": stack.mqtt_url("cityops-admin"),
-                    }
-                )
-                logs = root / "logs"
-                console.print(f"private PostgreSQL and Mosquitto under {root}")
-            logs.mkdir(parents=True, exist_ok=True)
-            status.update("migrating the database ...")
-            with connect(settings.database_url) as conn:
-                applied = prepare_database(conn)
-                mode = storage_mode(conn)
-                status.update("loading districts and demo sensors ...")
-                _load_reference_data(conn)
-                admin_password = _first_admin(conn)
-            console.print(
-                f"database ready (storage: {mode}; applied: {', '.join(applied) or 'none'})"
-            )
-
-            port = settings.dashboard_port
-            if not port_is_free(port):
-                port = free_port()
-            env["CITYOPS_DASHBOARD_PORT"] = str(port)
-            gis_port = GIS_PORT if port_is_free(GIS_PORT) else free_port()
-            py = [sys.executable, "-m", "cityops"]
-            for name in SERVICES:
-                if name == "simulate" and not simulate:
-                    continue
-                children.append(Child(name, [*py, name], logs / f"{name}.log"))
-            gis_cmd = [*py, "gis", "serve", "--port", str(gis_port)]
-            children.append(Child("gis", gis_cmd, logs / "gis.log"))
-            for child in children:
-                status.update(f"starting {child.name} ...")
-                _spawn(child, env)
-            url = f"http://{settings.dashboard_host}:{port}/"
-            status.update(f"waiting for the dashboard at {url} ...")
-            _wait_http(url, timeout_s=90, children=children)
+            settings, env, logs, stack = _servers(settings, stack_dir, console, status)
+            admin_password = _prepare(settings, console, status)
+            children, url, gis_url = _start_services(settings, env, logs, simulate, status)
         console.print(
             f"[bold green]cityops is running[/] in {time.monotonic() - started:.1f} s. "
             f"Dashboard: [bold]{url}[/]  Planners' API and OGC API Features: "
-            f"http://{settings.dashboard_host}:{gis_port}/api and /ogc  "
-            f"(logs: {logs}; Ctrl-C stops everything)"
+            f"{gis_url}/api and /ogc  (logs: {logs}; Ctrl-C stops everything)"
         )
         if admin_password:
             console.print(
@@ -112,11 +63,10 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
                 "(shown once; change it with `cityops users add admin --role admin`)"
             )
         print(url, flush=True)
-        while not stopping:
+        while not stopping.wait(0.5):
             for child in children:
-                if child.proc is not None and child.proc.poll() is not None and not stopping:
+                if child.proc is not None and child.proc.poll() is not None:
                     _restart(child, env, console)
-            time.sleep(0.5)
         return 0
     except Exception as exc:
         console.print(f"[bold red]cityops up failed:[/] {exc}")
@@ -127,6 +77,67 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
         if stack is not None:
             stack.stop()
         console.print("stopped")
+
+
+def _servers(
+    settings: Settings, stack_dir: Path | None, console: Console, status: Status
+) -> tuple[Settings, dict[str, str], Path, LocalStack | None]:
+    """The database and broker: those CITYOPS_DATABASE_URL and CITYOPS_MQTT_URL name, or a
+    private stack started here. Returns the settings and environment that point at them, the
+    logs folder and the stack (None when the services are the environment's)."""
+    env = dict(os.environ)
+    root = stack_dir or default_stack_dir(PROJECT_ROOT)
+    if settings.database_url and settings.mqtt_url:
+        console.print("using the services named by CITYOPS_DATABASE_URL and CITYOPS_MQTT_URL")
+        stack = None
+    else:
+        stack = LocalStack(root, log=lambda m: status.update(m + " ..."))
+        stack.start()
+        env.update(stack.environment())
+        settings = settings.model_copy(
+            update={"database_url": stack.database_url, "mqtt_url": stack.mqtt_url("cityops-admin")}
+        )
+        console.print(f"private PostgreSQL and Mosquitto under {root}")
+    logs = root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return settings, env, logs, stack
+
+
+def _prepare(settings: Settings, console: Console, status: Status) -> str | None:
+    """Migrate, load the reference data; the first admin's password when one was created."""
+    status.update("migrating the database ...")
+    with connect(settings.database_url) as conn:
+        applied = prepare_database(conn)
+        mode = storage_mode(conn)
+        status.update("loading districts and demo sensors ...")
+        _load_reference_data(conn)
+        admin_password = _first_admin(conn)
+    console.print(f"database ready (storage: {mode}; applied: {', '.join(applied) or 'none'})")
+    return admin_password
+
+
+def _start_services(
+    settings: Settings, env: dict[str, str], logs: Path, simulate: bool, status: Status
+) -> tuple[list[Child], str, str]:
+    """Start every service as a child process; return them, the dashboard's URL once it
+    answers, and the planners' API base URL."""
+    port = settings.dashboard_port if port_is_free(settings.dashboard_port) else free_port()
+    env["CITYOPS_DASHBOARD_PORT"] = str(port)
+    gis_port = GIS_PORT if port_is_free(GIS_PORT) else free_port()
+    py = [sys.executable, "-m", "cityops"]
+    children = [
+        Child(name, [*py, name], logs / f"{name}.log")
+        for name in SERVICES
+        if simulate or name != "simulate"
+    ]
+    children.append(Child("gis", [*py, "gis", "serve", "--port", str(gis_port)], logs / "gis.log"))
+    for child in children:
+        status.update(f"starting {child.name} ...")
+        _spawn(child, env)
+    url = f"http://{settings.dashboard_host}:{port}/"
+    status.update(f"waiting for the dashboard at {url} ...")
+    _wait_http(url, timeout_s=90, children=children)
+    return children, url, f"http://{settings.dashboard_host}:{gis_port}"
 
 
 def _load_reference_data(conn: psycopg.Connection) -> None:
@@ -193,8 +204,8 @@ def _restart(child: Child, env: dict[str, str], console: Console) -> None:
 
 
 def _wait_http(url: str, *, timeout_s: float, children: list[Child]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    deadline = Deadline(timeout_s)
+    while not deadline.passed():
         for child in children:
             if (
                 child.proc is not None
@@ -217,12 +228,12 @@ def _stop_children(children: list[Child]) -> None:
     for child in children:
         if child.proc is not None and child.proc.poll() is None:
             os.killpg(child.proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    deadline = Deadline(15)
     for child in children:
         if child.proc is None:
             continue
         try:
-            child.proc.wait(max(0.1, deadline - time.monotonic()))
+            child.proc.wait(max(0.1, deadline.left()))
         except subprocess.TimeoutExpired:
             os.killpg(child.proc.pid, signal.SIGKILL)
             child.proc.wait(5)

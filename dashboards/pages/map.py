@@ -4,15 +4,33 @@ than ``POINTS_LIMIT`` are in view, so 50,000 sensors stay smooth; click a sensor
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import partial
+
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import queries
-from dashboards.components import banner
+from dashboards.components import (
+    catalogue_label,
+    db_down_banner,
+    empty_graph,
+    panel,
+    updated_banner,
+)
 from dashboards.context import AppContext, read_city
-from dashboards.figures import build_city_map_figure, build_empty_figure
-from dashboards.i18n import MESSAGES, t
-from dashboards.model import UTILITIES, choose_grid_cell_deg, display_text, parse_view, view_bbox
-from dashboards.snapshot import grid_cells, select_points
+from dashboards.figures import build_city_map_figure
+from dashboards.i18n import t
+from dashboards.model import (
+    UTILITIES,
+    XY,
+    GridCell,
+    SensorPoint,
+    choose_grid_cell_deg,
+    display_text,
+    parse_view,
+    view_bbox,
+)
+from dashboards.snapshot import Bbox, SensorStates, grid_cells, select_points
 
 PATH = "/map"
 NAV_KEY = "nav.map"
@@ -23,6 +41,23 @@ MAP_REFRESH_MS = 10_000
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
+    controls = [
+        html.H3(t(lang, "map.layers")),
+        dcc.Checklist(
+            id="map-layers",
+            options=[{"label": t(lang, f"map.layer.{k}"), "value": k} for k in LAYERS],
+            value=list(LAYERS),
+        ),
+        html.H3(t(lang, "map.utilities")),
+        dcc.Checklist(
+            id="map-utilities",
+            options=[{"label": t(lang, f"utility.{u}"), "value": u} for u in UTILITIES],
+            value=list(UTILITIES),
+        ),
+        html.Div(id="map-note", className="note"),
+        html.Div(t(lang, "map.details"), id="map-details", className="note details"),
+    ]
+    config = {"displayModeBar": True, "scrollZoom": True, "displaylogo": False}
     return html.Div(
         className="page map-page",
         children=[
@@ -34,66 +69,139 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             html.Div(
                 className="map-layout",
                 children=[
-                    html.Section(
-                        className="panel controls",
-                        children=[
-                            html.H3(t(lang, "map.layers")),
-                            dcc.Checklist(
-                                id="map-layers",
-                                options=[
-                                    {"label": t(lang, f"map.layer.{k}"), "value": k} for k in LAYERS
-                                ],
-                                value=["districts", "networks", "facilities", "sensors", "alerts"],
-                            ),
-                            html.H3(t(lang, "map.utilities")),
-                            dcc.Checklist(
-                                id="map-utilities",
-                                options=[
-                                    {"label": t(lang, f"utility.{u}"), "value": u}
-                                    for u in UTILITIES
-                                ],
-                                value=list(UTILITIES),
-                            ),
-                            html.Div(id="map-note", className="note"),
-                            html.Div(
-                                t(lang, "map.details"), id="map-details", className="note details"
-                            ),
-                        ],
-                    ),
-                    html.Section(
-                        className="panel",
-                        children=[
-                            dcc.Graph(
-                                id="map-graph",
-                                figure=build_empty_figure(),
-                                config={
-                                    "displayModeBar": True,
-                                    "scrollZoom": True,
-                                    "displaylogo": False,
-                                },
-                                className="map-graph",
-                            )
-                        ],
-                    ),
+                    panel(None, *controls, kind="controls"),
+                    panel(None, empty_graph("map-graph", config, className="map-graph")),
                 ],
             ),
         ],
     )
 
 
+@dataclass
+class SensorLayer:
+    """What the sensors and alerts layers draw in a view, and the note that says so."""
+
+    sensors: list[SensorPoint] = field(default_factory=list)
+    cells: list[GridCell] = field(default_factory=list)
+    alarms: list[SensorPoint] = field(default_factory=list)
+    note: str = ""
+
+
+def sensor_layer(
+    states: SensorStates,
+    lang: str,
+    layers: set[str],
+    utilities: list[str],
+    bbox: Bbox | None,
+    span_deg: float,
+) -> SensorLayer:
+    """Single sensors up to ``POINTS_LIMIT`` in view, grid cells beyond; alarms stay single
+    markers over grid cells."""
+    out = SensorLayer()
+    if not utilities:
+        return out
+    if "sensors" in layers:
+        out.sensors = select_points(states, utilities=utilities, bbox=bbox, limit=POINTS_LIMIT + 1)
+        if len(out.sensors) > POINTS_LIMIT:
+            cell_deg = choose_grid_cell_deg(span_deg)
+            out.sensors = []
+            out.cells = grid_cells(states, cell_deg=cell_deg, utilities=utilities, bbox=bbox)
+            out.note = t(lang, "map.aggregated", n=sum(c.sensors for c in out.cells))
+        else:
+            out.note = t(lang, "map.shown", n=len(out.sensors))
+    if "alerts" in layers and not out.sensors:
+        out.alarms = select_points(
+            states, utilities=utilities, bbox=bbox, states=["alarm"], limit=5000
+        )
+    return out
+
+
+def remember_view(relayout, previous):
+    """The view after the user zoomed or panned (unchanged: no new refresh)."""
+    prev = tuple(map(tuple, previous)) if previous else None
+    view = parse_view(relayout, prev)  # type: ignore[arg-type]
+    return no_update if view == prev else view
+
+
+def refresh(ctx: AppContext, _n, layers, utilities, view, lang):
+    """The map for the chosen layers, utilities and view."""
+    lang = ctx.lang(lang)
+    layers = set(layers or [])
+    utilities = [u for u in (utilities or []) if u in UTILITIES]
+    view_t = tuple(map(tuple, view)) if view else None
+    bbox = view_bbox(view_t)  # type: ignore[arg-type]
+    span = (bbox[2] - bbox[0]) if bbox else CITY_SPAN_DEG
+    now = ctx.clock()
+    networks: dict[str, tuple[XY, XY]] = {}
+    facilities = []
+    try:
+        with ctx.reader.connection() as conn:
+            # a zoom or a layer switch reuses a snapshot up to one map refresh old, so the
+            # answer comes from memory (tens of ms at 50,000 sensors)
+            city = read_city(ctx, conn, max_age_s=MAP_REFRESH_MS / 1000)
+            if "networks" in layers:
+                tol = max(0.00005, span / 4000)
+                for u in utilities:
+                    xs, ys, _n = queries.fetch_network_lines(conn, u, bbox=bbox, simplify_deg=tol)
+                    networks[u] = (xs, ys)
+            if "facilities" in layers:
+                facilities = ctx.cache.get(
+                    "facilities", 300, lambda: queries.fetch_facilities(conn)
+                )
+    except queries.DatabaseUnavailable:
+        return no_update, no_update, db_down_banner(lang)
+    shown = sensor_layer(city.states, lang, layers, utilities, bbox, span)
+    figure = build_city_map_figure(
+        city.districts,
+        city.summaries,
+        lang=lang,
+        sensors=shown.sensors,
+        cells=shown.cells,
+        alarms=shown.alarms,
+        networks=networks,
+        facilities=facilities,
+        show_districts="districts" in layers,
+        view=view_t,  # type: ignore[arg-type]
+        marker_size=9,
+        uirevision="map",
+    )
+    return figure, shown.note, updated_banner(lang, now, ctx.tz)
+
+
+def details(ctx: AppContext, click, lang):
+    """The clicked sensor's latest values and a link to its page."""
+    lang = ctx.lang(lang)
+    point = ((click or {}).get("points") or [{}])[0]
+    sensor_id = point.get("customdata")
+    if not isinstance(sensor_id, str) or len(sensor_id) > 64:
+        return no_update
+    try:
+        with ctx.reader.connection() as conn:
+            info = queries.fetch_sensor_info(conn, sensor_id)
+    except queries.DatabaseUnavailable:
+        return no_update
+    if info is None:
+        return no_update
+    latest = [
+        html.Li(f"{catalogue_label(lang, 'quantity.', q)}: {v:g}")
+        for q, (_ts, v) in sorted(info["latest"].items())
+    ]
+    return [
+        html.H3(display_text(info["name"])),
+        html.Div(display_text(info["sensor_id"]), className="sensor-id"),
+        html.Ul(latest),
+        dcc.Link(t(lang, "map.open_sensor"), href=f"/sensor?id={info['sensor_id']}"),
+    ]
+
+
 def register(app: Dash, ctx: AppContext) -> None:
-    @app.callback(
+    app.callback(
         Output("map-view", "data"),
         Input("map-graph", "relayoutData"),
         State("map-view", "data"),
         prevent_initial_call=True,
-    )
-    def remember_view(relayout, previous):
-        prev = tuple(map(tuple, previous)) if previous else None
-        view = parse_view(relayout, prev)  # type: ignore[arg-type]
-        return no_update if view == prev else view
-
-    @app.callback(
+    )(remember_view)
+    app.callback(
         Output("map-graph", "figure"),
         Output("map-note", "children"),
         Output("map-banner", "children"),
@@ -102,102 +210,10 @@ def register(app: Dash, ctx: AppContext) -> None:
         Input("map-utilities", "value"),
         Input("map-view", "data"),
         State("lang", "data"),
-    )
-    def refresh(_n, layers, utilities, view, lang):
-        lang = lang or ctx.settings.language
-        layers = set(layers or [])
-        utilities = [u for u in (utilities or []) if u in UTILITIES]
-        view_t = tuple(map(tuple, view)) if view else None
-        bbox = view_bbox(view_t)  # type: ignore[arg-type]
-        span = (bbox[2] - bbox[0]) if bbox else CITY_SPAN_DEG
-        now = ctx.clock()
-        sensors, cells, alarms, networks, facilities = [], [], [], {}, []
-        note = ""
-        try:
-            with ctx.reader.connection() as conn:
-                # a zoom or a layer switch reuses a snapshot up to one map refresh old, so the
-                # answer comes from memory (tens of ms at 50,000 sensors)
-                city = read_city(ctx, conn, max_age_s=MAP_REFRESH_MS / 1000)
-                if "sensors" in layers and utilities:
-                    sensors = select_points(
-                        city.states, utilities=utilities, bbox=bbox, limit=POINTS_LIMIT + 1
-                    )
-                    if len(sensors) > POINTS_LIMIT:
-                        sensors = []
-                        cells = grid_cells(
-                            city.states,
-                            cell_deg=choose_grid_cell_deg(span),
-                            utilities=utilities,
-                            bbox=bbox,
-                        )
-                        note = t(lang, "map.aggregated", n=sum(c.sensors for c in cells))
-                    else:
-                        note = t(lang, "map.shown", n=len(sensors))
-                if "alerts" in layers and not sensors and utilities:
-                    # alarms stay visible as single markers, even over grid cells
-                    alarms = select_points(
-                        city.states, utilities=utilities, bbox=bbox, states=["alarm"], limit=5000
-                    )
-                if "networks" in layers:
-                    tol = max(0.00005, span / 4000)
-                    for u in utilities:
-                        xs, ys, _n = queries.fetch_network_lines(
-                            conn, u, bbox=bbox, simplify_deg=tol
-                        )
-                        networks[u] = (xs, ys)
-                if "facilities" in layers:
-                    facilities = ctx.cache.get(
-                        "facilities", 300, lambda: queries.fetch_facilities(conn)
-                    )
-        except queries.DatabaseUnavailable as exc:
-            return no_update, no_update, banner(lang, str(exc), None, ctx.tz)
-        figure = build_city_map_figure(
-            city.districts,
-            city.summaries,
-            lang=lang,
-            sensors=sensors,
-            cells=cells,
-            alarms=alarms,
-            networks=networks,
-            facilities=facilities,
-            show_districts="districts" in layers,
-            view=view_t,  # type: ignore[arg-type]
-            marker_size=9,
-            uirevision="map",
-        )
-        return figure, note, banner(lang, None, now, ctx.tz)
-
-    @app.callback(
+    )(partial(refresh, ctx))
+    app.callback(
         Output("map-details", "children"),
         Input("map-graph", "clickData"),
         State("lang", "data"),
         prevent_initial_call=True,
-    )
-    def details(click, lang):
-        lang = lang or ctx.settings.language
-        point = ((click or {}).get("points") or [{}])[0]
-        sensor_id = point.get("customdata")
-        if not isinstance(sensor_id, str) or len(sensor_id) > 64:
-            return no_update
-        try:
-            with ctx.reader.connection() as conn:
-                info = queries.fetch_sensor_info(conn, sensor_id)
-        except queries.DatabaseUnavailable:
-            return no_update
-        if info is None:
-            return no_update
-        latest = [
-            html.Li(f"{_quantity(lang, q)}: {v:g}")
-            for q, (_ts, v) in sorted(info["latest"].items())
-        ]
-        return [
-            html.H3(display_text(info["name"])),
-            html.Div(display_text(info["sensor_id"]), className="sensor-id"),
-            html.Ul(latest),
-            dcc.Link(t(lang, "map.open_sensor"), href=f"/sensor?id={info['sensor_id']}"),
-        ]
-
-
-def _quantity(lang: str, q: str) -> str:
-    key = f"quantity.{q}"
-    return t(lang, key) if key in MESSAGES["zh"] else display_text(q)
+    )(partial(details, ctx))

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import queries
-from dashboards.components import alerts_table, banner, district_table
+from dashboards.components import (
+    alerts_table,
+    db_down_banner,
+    district_table,
+    empty_graph,
+    panel,
+    updated_banner,
+)
 from dashboards.context import AppContext, read_city
-from dashboards.figures import build_city_map_figure, build_empty_figure
+from dashboards.figures import build_city_map_figure
 from dashboards.i18n import t
-from dashboards.model import choose_grid_cell_deg
-from dashboards.snapshot import grid_cells, select_points
+from dashboards.snapshot import city_markers
 
 PATH = "/"
 NAV_KEY = "nav.overview"
-# beyond this many sensors the overview draws grid cells instead of single points
-POINTS_MAX = 5000
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
+    graph_config = {"displayModeBar": False, "scrollZoom": True}
     return html.Div(
         className="page overview",
         children=[
@@ -27,31 +34,20 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             html.Div(
                 className="overview-grid",
                 children=[
-                    html.Section(
-                        className="panel map-panel",
-                        children=[
-                            html.H2(t(lang, "overview.map")),
-                            dcc.Graph(
-                                id="overview-map",
-                                figure=build_empty_figure(),
-                                config={"displayModeBar": False, "scrollZoom": True},
-                                className="map-graph",
-                            ),
-                        ],
+                    panel(
+                        t(lang, "overview.map"),
+                        empty_graph("overview-map", graph_config, className="map-graph"),
+                        kind="map-panel",
                     ),
-                    html.Section(
-                        className="panel districts-panel",
-                        children=[
-                            html.H2(t(lang, "overview.districts")),
-                            html.Div(id="overview-districts"),
-                        ],
+                    panel(
+                        t(lang, "overview.districts"),
+                        html.Div(id="overview-districts"),
+                        kind="districts-panel",
                     ),
-                    html.Section(
-                        className="panel alerts-panel",
-                        children=[
-                            html.H2(t(lang, "overview.alerts")),
-                            html.Div(id="overview-alerts"),
-                        ],
+                    panel(
+                        t(lang, "overview.alerts"),
+                        html.Div(id="overview-alerts"),
+                        kind="alerts-panel",
                     ),
                 ],
             ),
@@ -59,39 +55,39 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
     )
 
 
+def refresh(ctx: AppContext, _n: int | None, lang: str | None):
+    """The map, the districts and the open alerts, every refresh period."""
+    lang = ctx.lang(lang)
+    now = ctx.clock()
+    try:
+        with ctx.reader.connection() as conn:
+            city = read_city(ctx, conn)
+            alerts = queries.fetch_open_alerts(conn, limit=50)
+    except queries.DatabaseUnavailable:
+        return no_update, no_update, no_update, db_down_banner(lang)
+    sensors, cells = city_markers(city.states)
+    figure = build_city_map_figure(
+        city.districts,
+        city.summaries,
+        lang=lang,
+        sensors=sensors,
+        cells=cells,
+        uirevision="overview",
+    )
+    return (
+        figure,
+        district_table(lang, city.summaries),
+        alerts_table(lang, alerts, tz=ctx.tz, now=now),
+        updated_banner(lang, now, ctx.tz),
+    )
+
+
 def register(app: Dash, ctx: AppContext) -> None:
-    @app.callback(
+    app.callback(
         Output("overview-map", "figure"),
         Output("overview-districts", "children"),
         Output("overview-alerts", "children"),
         Output("overview-banner", "children"),
         Input("overview-tick", "n_intervals"),
         State("lang", "data"),
-    )
-    def refresh(_n: int | None, lang: str | None):
-        lang = lang or ctx.settings.language
-        now = ctx.clock()
-        try:
-            with ctx.reader.connection() as conn:
-                city = read_city(ctx, conn)
-                alerts = queries.fetch_open_alerts(conn, limit=50)
-        except queries.DatabaseUnavailable as exc:
-            return no_update, no_update, no_update, banner(lang, str(exc), None, ctx.tz)
-        if len(city.states) <= POINTS_MAX:
-            sensors, cells = select_points(city.states), []
-        else:
-            sensors, cells = [], grid_cells(city.states, cell_deg=choose_grid_cell_deg(2.0))
-        figure = build_city_map_figure(
-            city.districts,
-            city.summaries,
-            lang=lang,
-            sensors=sensors,
-            cells=cells,
-            uirevision="overview",
-        )
-        return (
-            figure,
-            district_table(lang, city.summaries),
-            alerts_table(lang, alerts, tz=ctx.tz, now=now),
-            banner(lang, None, now, ctx.tz),
-        )
+    )(partial(refresh, ctx))

@@ -16,17 +16,25 @@ import dataclasses
 import math
 import re
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
+from shapely.geometry import shape
+from shapely.validation import explain_validity
 
 from dashboards import queries
 from dashboards.auth import can
-from dashboards.context import AppContext
-from dashboards.figures import build_city_map_figure, build_empty_figure
+from dashboards.components import data_table, empty_graph, panel
+from dashboards.context import AppContext, read_districts
+from dashboards.figures import build_planner_map_figure
 from dashboards.i18n import t
 from dashboards.model import display_text
+from gis.export import render, write_gpkg
+from gis.filters import AlertHistory, NearLayer, QueryError, build_query, parse_filter
+from gis.planner import fetch_planner_query
 
 PATH = "/planner"
 NAV_KEY = "nav.planner"
@@ -48,159 +56,124 @@ LAYER_CHOICES = (
     "grid_cells",
     "districts",
 )
+EXPORT_FORMATS = ("csv", "geojson", "gpkg")
+# the alert-history fields: (id suffix, label key suffix, what the form starts with)
+ALERT_FIELDS = (
+    ("kind", "kind", "threshold_low"),
+    ("quantity", "quantity", "pressure"),
+    ("days", "days", "365"),
+    ("min", "at_least", None),
+    ("radius", "radius", None),
+)
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
+    config = {"scrollZoom": True, "displaylogo": False}
+    answer_map = empty_graph("planner-map", config, className="map-graph", style={"height": "52vh"})
+    table = html.Div(id="planner-table", className="table-scroll")
+    controls = panel(
+        None,
+        *_layer_fields(lang),
+        *_area_fields(lang),
+        *_near_fields(lang),
+        *_alert_fields(lang),
+        _action_buttons(lang),
+        kind="controls",
+    )
+    answers = html.Div([panel(None, answer_map), panel(None, table, style={"maxHeight": "30vh"})])
     return html.Div(
         className="page planner-page",
         children=[
             dcc.Store(id="planner-query"),
             dcc.Download(id="planner-download"),
-            html.Div(
-                className="map-layout",
-                children=[
-                    html.Section(
-                        className="panel controls",
-                        children=[
-                            html.H3(t(lang, "planner.layer")),
-                            dcc.Dropdown(
-                                id="planner-layer",
-                                options=[{"label": x, "value": x} for x in LAYER_CHOICES],
-                                value="water_pipes",
-                                clearable=False,
-                            ),
-                            html.H3(t(lang, "planner.where")),
-                            dcc.Textarea(
-                                id="planner-where",
-                                placeholder="install_year<1990\nmaterial in cast_iron,steel",
-                                style={"width": "100%", "height": "4.5rem"},
-                            ),
-                            html.H3(t(lang, "planner.area")),
-                            dcc.Input(
-                                id="planner-district",
-                                placeholder=t(lang, "planner.district"),
-                                type="text",
-                                style={"width": "100%"},
-                            ),
-                            dcc.Input(
-                                id="planner-point",
-                                placeholder=t(lang, "planner.point"),
-                                type="text",
-                                style={"width": "100%", "marginTop": "0.3rem"},
-                            ),
-                            dcc.Input(
-                                id="planner-radius",
-                                placeholder=t(lang, "planner.radius"),
-                                type="text",
-                                style={"width": "100%", "marginTop": "0.3rem"},
-                            ),
-                            html.Div(t(lang, "planner.lasso"), className="note"),
-                            html.H3(t(lang, "planner.near")),
-                            dcc.Dropdown(
-                                id="planner-near-layer",
-                                options=[{"label": x, "value": x} for x in LAYER_CHOICES],
-                                value=None,
-                                placeholder=t(lang, "planner.near_layer"),
-                            ),
-                            dcc.Input(
-                                id="planner-near-distance",
-                                placeholder=t(lang, "planner.near_distance"),
-                                type="text",
-                                style={"width": "100%", "marginTop": "0.3rem"},
-                            ),
-                            dcc.Textarea(
-                                id="planner-near-where",
-                                placeholder=t(lang, "planner.near_where"),
-                                style={"width": "100%", "height": "2.6rem", "marginTop": "0.3rem"},
-                            ),
-                            html.H3(t(lang, "planner.alerts")),
-                            html.Div(
-                                [
-                                    html.Label(
-                                        [
-                                            html.Span(
-                                                t(lang, f"planner.alert_{key}"), className="note"
-                                            ),
-                                            dcc.Input(
-                                                id=f"planner-alert-{name}",
-                                                value=default,
-                                                placeholder=t(lang, f"planner.alert_{key}"),
-                                                type="text",
-                                                style={"width": "100%"},
-                                            ),
-                                        ],
-                                        htmlFor=f"planner-alert-{name}",
-                                    )
-                                    for name, key, default in (
-                                        ("kind", "kind", "threshold_low"),
-                                        ("quantity", "quantity", "pressure"),
-                                        ("days", "days", "365"),
-                                        ("min", "at_least", None),
-                                        ("radius", "radius", None),
-                                    )
-                                ],
-                                className="alert-history-fields",
-                            ),
-                            html.Div(t(lang, "planner.alerts_note"), className="note"),
-                            html.Div(  # stays in view while the fields above scroll
-                                [
-                                    html.Div(
-                                        [
-                                            html.Button(
-                                                t(lang, "planner.run"),
-                                                id="planner-run",
-                                                className="action",
-                                            ),
-                                            html.Button(
-                                                t(lang, "planner.clear_polygon"),
-                                                id="planner-clear",
-                                                className="action",
-                                            ),
-                                        ],
-                                        className="form-row",
-                                    ),
-                                    html.Div(id="planner-message", role="status"),
-                                    html.Div(
-                                        [
-                                            html.Button(
-                                                f, id=f"planner-export-{f}", className="action"
-                                            )
-                                            for f in ("csv", "geojson", "gpkg")
-                                        ],
-                                        className="form-row",
-                                    ),
-                                ],
-                                className="planner-actions",
-                            ),
-                        ],
-                    ),
-                    html.Div(
-                        [
-                            html.Section(
-                                className="panel",
-                                children=[
-                                    dcc.Graph(
-                                        id="planner-map",
-                                        figure=build_empty_figure(),
-                                        config={"scrollZoom": True, "displaylogo": False},
-                                        className="map-graph",
-                                        style={"height": "52vh"},
-                                    )
-                                ],
-                            ),
-                            html.Section(
-                                className="panel",
-                                children=[html.Div(id="planner-table", className="table-scroll")],
-                                style={"maxHeight": "30vh"},
-                            ),
-                        ]
-                    ),
-                ],
-            ),
+            html.Div(className="map-layout", children=[controls, answers]),
         ],
     )
 
 
+def _text_input(input_id: str, placeholder: str, *, spaced: bool = False, **props: Any):
+    """A full-width text field (``spaced``: a little below the one above it)."""
+    style = {"width": "100%", "marginTop": "0.3rem"} if spaced else {"width": "100%"}
+    return dcc.Input(id=input_id, placeholder=placeholder, type="text", style=style, **props)
+
+
+def _layer_options() -> list[dict[str, str]]:
+    return [{"label": x, "value": x} for x in LAYER_CHOICES]
+
+
+def _layer_fields(lang: str) -> list:
+    return [
+        html.H3(t(lang, "planner.layer")),
+        dcc.Dropdown(
+            id="planner-layer", options=_layer_options(), value="water_pipes", clearable=False
+        ),
+        html.H3(t(lang, "planner.where")),
+        dcc.Textarea(
+            id="planner-where",
+            placeholder="install_year<1990\nmaterial in cast_iron,steel",
+            style={"width": "100%", "height": "4.5rem"},
+        ),
+    ]
+
+
+def _area_fields(lang: str) -> list:
+    return [
+        html.H3(t(lang, "planner.area")),
+        _text_input("planner-district", t(lang, "planner.district")),
+        _text_input("planner-point", t(lang, "planner.point"), spaced=True),
+        _text_input("planner-radius", t(lang, "planner.radius"), spaced=True),
+        html.Div(t(lang, "planner.lasso"), className="note"),
+    ]
+
+
+def _near_fields(lang: str) -> list:
+    return [
+        html.H3(t(lang, "planner.near")),
+        dcc.Dropdown(
+            id="planner-near-layer",
+            options=_layer_options(),
+            value=None,
+            placeholder=t(lang, "planner.near_layer"),
+        ),
+        _text_input("planner-near-distance", t(lang, "planner.near_distance"), spaced=True),
+        dcc.Textarea(
+            id="planner-near-where",
+            placeholder=t(lang, "planner.near_where"),
+            style={"width": "100%", "height": "2.6rem", "marginTop": "0.3rem"},
+        ),
+    ]
+
+
+def _alert_fields(lang: str) -> list:
+    labels = []
+    for name, key, default in ALERT_FIELDS:
+        text = t(lang, f"planner.alert_{key}")
+        field = _text_input(f"planner-alert-{name}", text, value=default)
+        note = html.Span(text, className="note")
+        labels.append(html.Label([note, field], htmlFor=f"planner-alert-{name}"))
+    return [
+        html.H3(t(lang, "planner.alerts")),
+        html.Div(labels, className="alert-history-fields"),
+        html.Div(t(lang, "planner.alerts_note"), className="note"),
+    ]
+
+
+def _action_buttons(lang: str) -> html.Div:
+    """Run, clear and export; they stay in view while the fields above scroll."""
+    run = html.Button(t(lang, "planner.run"), id="planner-run", className="action")
+    clear = html.Button(t(lang, "planner.clear_polygon"), id="planner-clear", className="action")
+    exports = [html.Button(f, id=f"planner-export-{f}", className="action") for f in EXPORT_FORMATS]
+    return html.Div(
+        [
+            html.Div([run, clear], className="form-row"),
+            html.Div(id="planner-message", role="status"),
+            html.Div(exports, className="form-row"),
+        ],
+        className="planner-actions",
+    )
+
+
+# -- the question from the browser, checked -------------------------------------------------------
 def spec_from_form(
     layer: Any,
     where: Any,
@@ -263,8 +236,6 @@ def _lines(value: Any) -> list[str]:
 
 def _number(text: Any, what: str, low: float, high: float, *, unit: str = "") -> float:
     """A finite number in (low, high] from the form, or QueryError saying what is wanted."""
-    from gis.filters import QueryError
-
     value = None
     if isinstance(text, str) and len(text) <= 32:
         try:
@@ -280,11 +251,6 @@ def _number(text: Any, what: str, low: float, high: float, *, unit: str = "") ->
 
 def check_polygon(polygon: Any) -> dict[str, Any] | None:
     """A GeoJSON polygon that is closed and simple, or QueryError."""
-    from shapely.geometry import shape
-    from shapely.validation import explain_validity
-
-    from gis.filters import QueryError
-
     if not polygon:
         return None
     try:
@@ -300,8 +266,6 @@ def check_polygon(polygon: Any) -> dict[str, Any] | None:
 
 def checked_near(near: Any):
     """A gis.filters.NearLayer from the spec's near part, or QueryError."""
-    from gis.filters import NearLayer, QueryError, parse_filter
-
     if not isinstance(near, dict):
         raise QueryError("near: not a question")
     other = near.get("layer")
@@ -319,8 +283,6 @@ def checked_near(near: Any):
 def checked_alerts(spec: Any):
     """A gis.filters.AlertHistory from the spec's alert part ("at least N" is the function's
     "more than N - 1"), or QueryError."""
-    from gis.filters import AlertHistory, QueryError
-
     if not isinstance(spec, dict):
         raise QueryError("alerts: not a question")
     kind = spec.get("kind")
@@ -349,8 +311,6 @@ def checked_alerts(spec: Any):
 
 def checked_query(spec: dict[str, Any]):
     """A checked PlannerQuery from a spec, or gis.filters.QueryError with a readable reason."""
-    from gis.filters import QueryError, build_query
-
     if not isinstance(spec, dict):
         raise QueryError("not a question")
     layer = spec.get("layer")
@@ -399,121 +359,82 @@ def lasso_polygon(selected: Any) -> dict[str, Any] | None:
     return {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}
 
 
-def register(app: Dash, ctx: AppContext) -> None:
-    def allowed() -> bool:
-        return can(ctx.current_user(), "planner.query")
-
-    @app.callback(
-        Output("planner-map", "figure"),
-        Output("planner-table", "children"),
-        Output("planner-message", "children"),
-        Output("planner-query", "data"),
-        Input("planner-run", "n_clicks"),
-        Input("planner-clear", "n_clicks"),
-        State("planner-layer", "value"),
-        State("planner-where", "value"),
-        State("planner-district", "value"),
-        State("planner-point", "value"),
-        State("planner-radius", "value"),
-        State("planner-map", "selectedData"),
-        State("planner-near-layer", "value"),
-        State("planner-near-distance", "value"),
-        State("planner-near-where", "value"),
-        State("planner-alert-kind", "value"),
-        State("planner-alert-quantity", "value"),
-        State("planner-alert-days", "value"),
-        State("planner-alert-min", "value"),
-        State("planner-alert-radius", "value"),
-        State("lang", "data"),
+# -- callbacks ------------------------------------------------------------------------------------
+def run(ctx: AppContext, _run, clear, layer, where, district, point, radius, selected, *more):
+    """Ask the form's question (planners and admins only) and show the answer on the map and
+    as a table; the spec goes to the browser for the export buttons."""
+    near_layer, near_distance, near_where, *history, lang = more
+    lang = ctx.lang(lang)
+    polygon = None if dash_ctx.triggered_id == "planner-clear" else lasso_polygon(selected)
+    if dash_ctx.triggered_id != "planner-run":
+        return planner_map(ctx, lang, [], polygon), [], "", None
+    if not can(ctx.current_user(), "planner.query"):
+        return no_update, [], _error(t(lang, "planner.forbidden")), None
+    spec = spec_from_form(
+        layer,
+        where,
+        district,
+        point,
+        radius,
+        polygon,
+        near=near_from_form(near_layer, near_distance, near_where),
+        alerts=alerts_from_form(*history),
     )
-    def run(_run, clear, layer, where, district, point, radius, selected, *more):
-        near_layer, near_distance, near_where, *history, lang = more
-        from dash import ctx as dash_ctx
+    try:
+        feats = ask(ctx, spec)["features"]
+    except QueryError as exc:
+        return no_update, [], _error(t(lang, "planner.invalid", reason=display_text(exc))), None
+    except queries.DatabaseUnavailable:
+        return no_update, [], _error(t(lang, "banner.db_down")), None
+    message = html.Span(t(lang, "planner.found", n=len(feats)), className="msg-ok")
+    return planner_map(ctx, lang, feats, polygon), result_table(feats), message, spec
 
-        from gis.filters import QueryError
-        from gis.planner import fetch_planner_query
 
-        lang = lang or ctx.settings.language
-        polygon = None if dash_ctx.triggered_id == "planner-clear" else lasso_polygon(selected)
-        with_map = _map_with(ctx, lang, None, polygon)
-        if dash_ctx.triggered_id != "planner-run":
-            return with_map, [], "", None
-        if not allowed():
-            return no_update, [], _error(t(lang, "planner.forbidden")), None
-        spec = spec_from_form(
-            layer,
-            where,
-            district,
-            point,
-            radius,
-            polygon,
-            near=near_from_form(near_layer, near_distance, near_where),
-            alerts=alerts_from_form(*history),
-        )
-        try:
-            query = checked_query(spec)
-            with ctx.reader.connection() as conn:
-                fc = fetch_planner_query(conn, query)
-        except QueryError as exc:
-            return no_update, [], _error(t(lang, "planner.invalid", reason=display_text(exc))), None
-        except queries.DatabaseUnavailable:
-            return no_update, [], _error(t(lang, "banner.db_down")), None
-        feats = fc["features"]
-        message = html.Span(t(lang, "planner.found", n=len(feats)), className="msg-ok")
-        return _map_with(ctx, lang, feats, polygon), result_table(feats), message, spec
+def export(ctx: AppContext, _c, _g, _p, spec, lang):
+    """The answer to the stored spec as a file (planners and admins only)."""
+    lang = ctx.lang(lang)
+    fmt = str(dash_ctx.triggered_id or "").removeprefix("planner-export-")
+    if fmt not in EXPORT_FORMATS:
+        return no_update, no_update
+    if not can(ctx.current_user(), "planner.query"):
+        return no_update, _error(t(lang, "planner.forbidden"))
+    if not spec or not isinstance(spec, dict):
+        return no_update, _error(t(lang, "planner.run_first"))
+    try:  # the query is asked again on the server: the browser never holds the results
+        fc = ask(ctx, spec)
+    except QueryError as exc:
+        return no_update, _error(t(lang, "planner.invalid", reason=display_text(exc)))
+    except queries.DatabaseUnavailable:
+        return no_update, _error(t(lang, "banner.db_down"))
+    name = f"cityops-{spec['layer']}"
+    body = export_file(fc, fmt, name)
+    if body is None:
+        return no_update, _error(t(lang, "planner.nothing_to_export"))
+    content = base64.b64encode(body).decode("ascii")
+    return {"content": content, "filename": f"{name}.{fmt}", "base64": True}, no_update
 
-    @app.callback(
-        Output("planner-download", "data"),
-        Output("planner-message", "children", allow_duplicate=True),
-        Input("planner-export-csv", "n_clicks"),
-        Input("planner-export-geojson", "n_clicks"),
-        Input("planner-export-gpkg", "n_clicks"),
-        State("planner-query", "data"),
-        State("lang", "data"),
-        prevent_initial_call=True,
-    )
-    def export(_c, _g, _p, spec, lang):
-        from dash import ctx as dash_ctx
 
-        from gis.export import render, write_gpkg
-        from gis.filters import QueryError
-        from gis.planner import fetch_planner_query
+def ask(ctx: AppContext, spec: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a spec from the browser as GeoJSON, the spec checked first (QueryError)."""
+    query = checked_query(spec)
+    with ctx.reader.connection() as conn:
+        return fetch_planner_query(conn, query)
 
-        lang = lang or ctx.settings.language
-        fmt = str(dash_ctx.triggered_id or "").removeprefix("planner-export-")
-        if fmt not in ("csv", "geojson", "gpkg"):
-            return no_update, no_update
-        if not allowed():
-            return no_update, _error(t(lang, "planner.forbidden"))
-        if not spec or not isinstance(spec, dict):
-            return no_update, _error(t(lang, "planner.run_first"))
-        try:  # the query is asked again on the server: the browser never holds the results
-            with ctx.reader.connection() as conn:
-                fc = fetch_planner_query(conn, checked_query(spec))
-        except QueryError as exc:
-            return no_update, _error(t(lang, "planner.invalid", reason=display_text(exc)))
-        except queries.DatabaseUnavailable:
-            return no_update, _error(t(lang, "banner.db_down"))
-        name = f"cityops-{spec['layer']}"
-        if fmt == "gpkg":
-            # a GeoPackage layer needs at least one geometry (gis.export refuses an empty one)
-            if not any(f.get("geometry") for f in fc.get("features") or []):
-                return no_update, _error(t(lang, "planner.nothing_to_export"))
-            try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = write_gpkg(fc, Path(tmp) / f"{name}.gpkg")
-                    body = path.read_bytes()
-            except ValueError as exc:  # gis.export's own rule, should it differ from ours
-                if "nothing to write" not in str(exc):
-                    raise
-                return no_update, _error(t(lang, "planner.nothing_to_export"))
-        else:
-            body, _media = render(fc, fmt)
-        return {
-            "content": base64.b64encode(body).decode("ascii"),
-            "filename": f"{name}.{fmt}",
-            "base64": True,
-        }, no_update
+
+def export_file(fc: dict[str, Any], fmt: str, name: str) -> bytes | None:
+    """The answer as a file in ``fmt``; None for a GeoPackage without any geometry (a layer
+    needs one, while CSV and GeoJSON can say "nothing")."""
+    if fmt != "gpkg":
+        return render(fc, fmt)[0]
+    if not any(f.get("geometry") for f in fc.get("features") or []):
+        return None
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return write_gpkg(fc, Path(tmp) / f"{name}.gpkg").read_bytes()
+    except ValueError as exc:  # gis.export's own rule, should it differ from ours
+        if "nothing to write" not in str(exc):
+            raise
+        return None
 
 
 def _error(text: str) -> html.Span:
@@ -530,21 +451,14 @@ def result_table(feats: list[dict[str, Any]]) -> html.Table:
                 seen.append(k)
     extras = [k for k in ("distance_m", "alert_count") if k in seen]
     keys = [k for k in seen if k not in extras][: 8 - len(extras)] + extras
-    return html.Table(
-        [
-            html.Thead(html.Tr([html.Th(display_text(k)) for k in keys])),
-            html.Tbody(
-                [
-                    html.Tr(
-                        [html.Td(_cell(f["properties"].get(k, ""))) for k in keys],
-                        **{"data-id": display_text(f.get("id"))},
-                    )
-                    for f in feats[:TABLE_ROWS]
-                ]
-            ),
-        ],
-        className="data-table planner-table",
-    )
+    rows = [
+        html.Tr(
+            [html.Td(_cell(f["properties"].get(k, ""))) for k in keys],
+            **{"data-id": display_text(f.get("id"))},
+        )
+        for f in feats[:TABLE_ROWS]
+    ]
+    return data_table([display_text(k) for k in keys], rows, "planner-table")
 
 
 def _cell(value: Any) -> str:
@@ -553,83 +467,44 @@ def _cell(value: Any) -> str:
     return display_text(value)
 
 
-def _map_with(
-    ctx: AppContext,
-    lang: str,
-    feats: list[dict[str, Any]] | None,
-    polygon: dict[str, Any] | None,
+def planner_map(
+    ctx: AppContext, lang: str, feats: list[dict[str, Any]], polygon: dict[str, Any] | None
 ) -> dict[str, Any]:
+    """The map with the lassoed area and the answer (without district outlines while the
+    database is down)."""
     try:
         with ctx.reader.connection() as conn:
-            districts = ctx.cache.get("districts", 600, lambda: queries.fetch_districts(conn))
+            districts = read_districts(ctx, conn)
     except queries.DatabaseUnavailable:
         districts = []
-    fig = build_city_map_figure(districts, [], lang=lang, uirevision="planner")
-    fig["layout"]["dragmode"] = "lasso"
-    if polygon:
-        ring = polygon["coordinates"][0]
-        fig["data"].append(
-            {
-                "type": "scatter",
-                "x": [p[0] for p in ring],
-                "y": [p[1] for p in ring],
-                "mode": "lines",
-                "line": {"color": "#fadb14", "width": 2, "dash": "dot"},
-                "name": t(lang, "planner.area"),
-                "hoverinfo": "skip",
-            }
-        )
-    if feats:
-        xs: list[float | None] = []
-        ys: list[float | None] = []
-        px: list[float] = []
-        py: list[float] = []
-        for f in feats:
-            geom = f.get("geometry") or {}
-            kind, coords = geom.get("type"), geom.get("coordinates")
-            if kind == "Point":
-                px.append(coords[0])
-                py.append(coords[1])
-            elif kind == "LineString":
-                xs += [c[0] for c in coords] + [None]
-                ys += [c[1] for c in coords] + [None]
-            elif kind in ("MultiLineString", "Polygon"):
-                for part in coords:
-                    xs += [c[0] for c in part] + [None]
-                    ys += [c[1] for c in part] + [None]
-            elif kind == "MultiPolygon":
-                for poly in coords:
-                    for part in poly:
-                        xs += [c[0] for c in part] + [None]
-                        ys += [c[1] for c in part] + [None]
-        label = t(lang, "planner.results")
-        all_x = [x for x in [*xs, *px] if x is not None]
-        all_y = [y for y in [*ys, *py] if y is not None]
-        if all_x:  # show the results, not the whole city
-            pad = max(0.005, 0.1 * max(max(all_x) - min(all_x), max(all_y) - min(all_y)))
-            fig["layout"]["xaxis"]["range"] = [min(all_x) - pad, max(all_x) + pad]
-            fig["layout"]["yaxis"]["range"] = [min(all_y) - pad, max(all_y) + pad]
-            fig["layout"]["uirevision"] = f"planner-{len(feats)}-{all_x[0]}"
-        if xs:
-            fig["data"].append(
-                {
-                    "type": "scattergl",
-                    "x": xs,
-                    "y": ys,
-                    "mode": "lines",
-                    "line": {"color": "#ff7a45", "width": 3},
-                    "name": label,
-                }
-            )
-        if px:
-            fig["data"].append(
-                {
-                    "type": "scattergl",
-                    "x": px,
-                    "y": py,
-                    "mode": "markers",
-                    "marker": {"color": "#ff7a45", "size": 9},
-                    "name": label,
-                }
-            )
-    return fig
+    return build_planner_map_figure(districts, feats, polygon, lang=lang)
+
+
+def register(app: Dash, ctx: AppContext) -> None:
+    app.callback(
+        Output("planner-map", "figure"),
+        Output("planner-table", "children"),
+        Output("planner-message", "children"),
+        Output("planner-query", "data"),
+        Input("planner-run", "n_clicks"),
+        Input("planner-clear", "n_clicks"),
+        State("planner-layer", "value"),
+        State("planner-where", "value"),
+        State("planner-district", "value"),
+        State("planner-point", "value"),
+        State("planner-radius", "value"),
+        State("planner-map", "selectedData"),
+        State("planner-near-layer", "value"),
+        State("planner-near-distance", "value"),
+        State("planner-near-where", "value"),
+        *(State(f"planner-alert-{name}", "value") for name, _key, _default in ALERT_FIELDS),
+        State("lang", "data"),
+    )(partial(run, ctx))
+    app.callback(
+        Output("planner-download", "data"),
+        Output("planner-message", "children", allow_duplicate=True),
+        *(Input(f"planner-export-{f}", "n_clicks") for f in EXPORT_FORMATS),
+        State("planner-query", "data"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(partial(export, ctx))

@@ -8,39 +8,43 @@ open, and a red banner (keeping the last good figures) while the database cannot
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 
 from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import queries
-from dashboards.components import banner, district_table
-from dashboards.context import AppContext, read_city
-from dashboards.figures import build_city_map_figure, build_empty_figure, build_trend_figure
+from dashboards.components import db_down_banner, district_table, empty_graph, panel
+from dashboards.context import AppContext, City, read_city
+from dashboards.figures import build_city_map_figure, build_trend_figure
 from dashboards.i18n import t
 from dashboards.model import (
     UTILITIES,
     AlertRow,
+    DistrictSummary,
     UtilityFigures,
-    choose_grid_cell_deg,
     display_text,
     local_time,
+    percent,
 )
-from dashboards.snapshot import grid_cells, select_points, utility_figures
+from dashboards.snapshot import city_markers, utility_figures
 
 PATH = "/wall"
 NAV_KEY = "nav.wall"
 KIOSK = True  # the shell hides its header on this page
-POINTS_MAX = 5000
 COMPLETENESS_TTL_S = 60  # counting an hour of readings is the heaviest query: once a minute
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
+    refresh_ms = ctx.settings.dashboard_refresh_ms
+    no_bar = {"displayModeBar": False}
     return html.Div(
         className="wall",
         children=[
-            dcc.Interval(id="wall-tick", interval=ctx.settings.dashboard_refresh_ms),
+            dcc.Interval(id="wall-tick", interval=refresh_ms),
             dcc.Store(id="wall-critical-ids"),
             dcc.Store(id="wall-sound"),
-            dcc.Store(id="wall-refresh-ms", data=ctx.settings.dashboard_refresh_ms),
+            dcc.Store(id="wall-refresh-ms", data=refresh_ms),
             html.Div(
                 className="wall-head",
                 children=[
@@ -68,35 +72,20 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                 html.Div(id=f"wall-kpi-{u}", className=f"kpi-card util-{u} wall-kpi")
                 for u in UTILITIES
             ],
-            html.Section(
-                className="panel wall-map",
-                children=[
-                    dcc.Graph(
-                        id="wall-map",
-                        figure=build_empty_figure(),
-                        config={"displayModeBar": False, "staticPlot": False},
-                        className="map-graph",
-                    )
-                ],
+            panel(
+                None,
+                empty_graph("wall-map", {**no_bar, "staticPlot": False}, className="map-graph"),
+                kind="wall-map",
             ),
-            html.Section(
-                className="panel wall-side",
-                children=[
-                    html.H2(t(lang, "overview.districts")),
-                    html.Div(id="wall-districts", className="table-scroll"),
-                ],
+            panel(
+                t(lang, "overview.districts"),
+                html.Div(id="wall-districts", className="table-scroll"),
+                kind="wall-side",
             ),
-            html.Section(
-                className="panel wall-trend",
-                children=[
-                    html.H2(t(lang, "wall.trend")),
-                    dcc.Graph(
-                        id="wall-trend",
-                        figure=build_empty_figure(),
-                        config={"displayModeBar": False},
-                        className="map-graph",
-                    ),
-                ],
+            panel(
+                t(lang, "wall.trend"),
+                empty_graph("wall-trend", no_bar, className="map-graph"),
+                kind="wall-trend",
             ),
         ],
     )
@@ -104,41 +93,29 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
 
 def kpi_card(lang: str, f: UtilityFigures) -> list:
     reporting = f.reporting / f.sensors if f.sensors else None
-    completeness = f.completeness
-
-    def pct(x: float | None) -> str:
-        return "—" if x is None else f"{100 * x:.1f}%"
+    critical = f.open_of("critical")
 
     def grade(x: float | None) -> str:
         return "" if x is None else "good" if x >= 0.98 else "warn" if x >= 0.9 else "bad"
 
     cells = [
         ("kpi.sensors", str(f.sensors), ""),
-        ("kpi.reporting", pct(reporting), grade(reporting)),
-        ("kpi.completeness", pct(completeness), grade(completeness)),
+        ("kpi.reporting", percent(reporting), grade(reporting)),
+        ("kpi.completeness", percent(f.completeness), grade(f.completeness)),
         ("kpi.open_alerts", str(f.open_alerts), "bad" if f.open_alerts else "good"),
-        ("kpi.critical", str(f.open_of("critical")), "bad" if f.open_of("critical") else "good"),
-        (
-            ("kpi.outages", f"{f.customers_cut:,}", "bad" if f.customers_cut else "good")
-            if f.customers_cut is not None
-            else ("col.silent", str(f.silent + f.nodata), "warn" if f.silent + f.nodata else "good")
-        ),
+        ("kpi.critical", str(critical), "bad" if critical else "good"),
+        ("kpi.outages", f"{f.customers_cut:,}", "bad" if f.customers_cut else "good"),
     ]
-    return [
-        html.H3(t(lang, "utility." + f.utility)),
+    figures = [
         html.Div(
             [
-                html.Div(
-                    [
-                        html.Div(value, className=f"kpi-value {cls}", **{"data-kpi": key}),
-                        html.Div(t(lang, key), className="kpi-label"),
-                    ]
-                )
-                for key, value, cls in cells
-            ],
-            className="kpi-grid",
-        ),
+                html.Div(value, className=f"kpi-value {cls}", **{"data-kpi": key}),
+                html.Div(t(lang, key), className="kpi-label"),
+            ]
+        )
+        for key, value, cls in cells
     ]
+    return [html.H3(t(lang, "utility." + f.utility)), html.Div(figures, className="kpi-grid")]
 
 
 def ticker(lang: str, events: Sequence[AlertRow], tz: str) -> list:
@@ -166,8 +143,71 @@ def critical_strip(lang: str, open_alerts: Sequence[AlertRow]) -> list:
     return [html.Div(t(lang, "wall.critical", text=text), className="critical-alarm", role="alert")]
 
 
+def in_trouble_first(summaries: Sequence[DistrictSummary]) -> list[DistrictSummary]:
+    """Districts with open alerts first, then alarms, then silent sensors; then by code."""
+    return sorted(
+        summaries, key=lambda s: (-(s.open_alerts * 100 + s.alarm * 10 + s.silent), s.adcode)
+    )
+
+
+@dataclass(frozen=True)
+class WallData:
+    city: City
+    figures: list[UtilityFigures]
+    critical: list[AlertRow]  # open, unshelved critical alerts
+    recent: list[AlertRow]  # the newest alerts raised, for the ticker
+    trend: list[tuple]
+
+
+def read_wall(ctx: AppContext) -> WallData:
+    """Everything the wall shows, in one connection (raises DatabaseUnavailable)."""
+    with ctx.reader.connection() as conn:
+        city = read_city(ctx, conn)
+        completeness = ctx.cache.get(
+            "completeness", COMPLETENESS_TTL_S, lambda: queries.fetch_completeness(conn)
+        )
+        interruptions = queries.fetch_interruptions(conn)
+        critical = queries.fetch_open_alerts(conn, limit=100, severities=["critical"])
+        recent = queries.fetch_recent_alerts(conn, limit=8)
+        trend = queries.fetch_alert_trend(conn, hours=6, bucket_s=1800)
+    figures = utility_figures(city.states, city.alerts_by_utility, completeness, interruptions)
+    return WallData(city, figures, critical, recent, trend)
+
+
+def refresh(ctx: AppContext, _n: int | None, lang: str | None) -> tuple:
+    """Every figure on the wall, the clock, and the critical alerts' ids (for the sound)."""
+    lang = ctx.lang(lang)
+    clock = local_time(ctx.clock(), ctx.tz, "%Y-%m-%d %H:%M:%S")
+    try:
+        data = read_wall(ctx)
+    except queries.DatabaseUnavailable:
+        nothing = [no_update] * (5 + len(UTILITIES))
+        return (*nothing, db_down_banner(lang), clock, no_update)
+    city = data.city
+    sensors, cells = city_markers(city.states)
+    return (
+        build_city_map_figure(
+            city.districts,
+            city.summaries,
+            lang=lang,
+            sensors=sensors,
+            cells=cells,
+            marker_size=9,
+            uirevision="wall",
+        ),
+        district_table(lang, in_trouble_first(city.summaries)),
+        build_trend_figure(data.trend, lang=lang, tz=ctx.tz),
+        ticker(lang, data.recent, ctx.tz),
+        critical_strip(lang, data.critical),
+        *(kpi_card(lang, f) for f in data.figures),
+        [],  # no banner: the clock says the wall is live
+        clock,
+        sorted(a.alert_id for a in data.critical),
+    )
+
+
 def register(app: Dash, ctx: AppContext) -> None:
-    @app.callback(
+    app.callback(
         Output("wall-map", "figure"),
         Output("wall-districts", "children"),
         Output("wall-trend", "figure"),
@@ -179,42 +219,7 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("wall-critical-ids", "data"),
         Input("wall-tick", "n_intervals"),
         State("lang", "data"),
-    )
-    def refresh(_n, lang):
-        lang = lang or ctx.settings.language
-        now = ctx.clock()
-        clock = local_time(now, ctx.tz, "%Y-%m-%d %H:%M:%S")
-        try:
-            data = read_wall(ctx)
-        except queries.DatabaseUnavailable as exc:
-            nothing = [no_update] * (5 + len(UTILITIES))
-            return (*nothing, banner(lang, str(exc), None, ctx.tz), clock, no_update)
-        city, sensors, cells, figures, open_alerts, recent, trend = data
-        districts, summaries = city.districts, city.summaries
-        # the districts in trouble first, then by code
-        ranked = sorted(
-            summaries,
-            key=lambda s: (-(s.open_alerts * 100 + s.alarm * 10 + s.silent), s.adcode),
-        )
-        return (
-            build_city_map_figure(
-                districts,
-                summaries,
-                lang=lang,
-                sensors=sensors,
-                cells=cells,
-                marker_size=9,
-                uirevision="wall",
-            ),
-            district_table(lang, ranked),
-            build_trend_figure(trend, lang=lang, tz=ctx.tz),
-            ticker(lang, recent, ctx.tz),
-            critical_strip(lang, open_alerts),
-            *(kpi_card(lang, f) for f in figures),
-            [],
-            clock,
-            sorted(a.alert_id for a in open_alerts if a.severity == "critical"),
-        )
+    )(partial(refresh, ctx))
 
     # the browser's own check that the server still answers (assets/wall.js)
     app.clientside_callback(
@@ -232,24 +237,3 @@ def register(app: Dash, ctx: AppContext) -> None:
         Input("wall-critical-ids", "data"),
         State("url", "search"),
     )
-
-
-def read_wall(ctx: AppContext) -> tuple:
-    """Everything the wall shows, in one connection (raises DatabaseUnavailable)."""
-    with ctx.reader.connection() as conn:
-        city = read_city(ctx, conn)
-        completeness = ctx.cache.get(
-            "completeness", COMPLETENESS_TTL_S, lambda: queries.fetch_completeness(conn)
-        )
-        interruptions = (
-            queries.fetch_interruptions(conn) if queries.has_relation(conn, "incidents") else None
-        )
-        open_alerts = queries.fetch_open_alerts(conn, limit=100, severities=["critical"])
-        recent = queries.fetch_recent_alerts(conn, limit=8)
-        trend = queries.fetch_alert_trend(conn, hours=6, bucket_s=1800)
-    if len(city.states) <= POINTS_MAX:
-        sensors, cells = select_points(city.states), []
-    else:
-        sensors, cells = [], grid_cells(city.states, cell_deg=choose_grid_cell_deg(2.0))
-    figures = utility_figures(city.states, city.alerts_by_utility, completeness, interruptions)
-    return city, sensors, cells, figures, open_alerts, recent, trend

@@ -3,9 +3,9 @@ the engine as a subprocess (``python -m cityops alerts``)."""
 
 from __future__ import annotations
 
+import math
 import queue
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -14,14 +14,69 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from alerts.detectors import StreamConfig
+from alerts.engine import Engine, SensorInfo
+from cityops.kernel.clock import wait_until
 from cityops.kernel.settings import Settings, parse_mqtt_url
+from sensors.catalogue import SENSOR_TYPES
+from sensors.payload import Reading
 from sensors.topics import alert_filter
 from tests.conftest import ROOT, cityops_cmd, settings_env
+
+S = 1_000_000  # us per second
+MIN = 60 * S
+T0 = 1_764_115_200 * S  # 2025-11-26 00:00 UTC = 08:00 in Chengdu
+
+
+def stream_engine(
+    streams: dict[str, StreamConfig], stype: str = "water_pressure", utility: str = "water"
+) -> Engine:
+    """An engine watching one sensor ``s1`` of type ``stype`` (its catalogue limits, 60 s
+    interval) with the given detectors per quantity."""
+    limits = {q.quantity: q for q in SENSOR_TYPES[stype].limits}
+    return Engine({"s1": SensorInfo("s1", utility, stype, limits, 60.0, streams)})
+
+
+def feed(
+    eng: Engine, quantity: str, values: list[float], start_min: int = 0
+) -> list[tuple[str, str, int]]:
+    """One reading a minute from T0 + ``start_min``, each its own batch, committed; returns
+    (event, kind, minute) of every change."""
+    out = []
+    for i, v in enumerate(values):
+        ev = eng.evaluate([Reading("s1", quantity, T0 + (start_min + i) * MIN, v, None)])
+        eng.commit(ev)
+        out += [(c.event, c.kind, start_min + i) for c in ev.changes]
+    return out
+
+
+def shuffle_with_noise(
+    ts: list[int], values: list[float], seed: int = 3
+) -> tuple[list[int], list[float]]:
+    """The same series delivered out of order, with duplicates and NaN gaps mixed in."""
+    rng = np.random.default_rng(seed)
+    ts2 = list(ts) + ts[::7]  # duplicates: same timestamp, same value
+    v2 = list(values) + values[::7]
+    ts2 += [ts[i] for i in range(3, len(ts), 11)]  # NaN readings at existing timestamps
+    v2 += [math.nan] * len(range(3, len(ts), 11))
+    order = rng.permutation(len(ts2))
+    return [ts2[i] for i in order], [v2[i] for i in order]
+
+
+def batch_events(
+    eng: Engine, quantity: str, ts: list[int], values: list[float]
+) -> list[tuple[str, str, int, float]]:
+    """All readings as one batch: (event, kind, minute after T0, value) of every change."""
+    ev = eng.evaluate(
+        [Reading("s1", quantity, t, v, None) for t, v in zip(ts, values, strict=True)]
+    )
+    return [(c.event, c.kind, (c.ts_us - T0) // MIN, c.value) for c in ev.changes]
 
 
 def add_sensors(db_url: str, sensors: list[tuple[str, str, str]]) -> None:
@@ -113,10 +168,10 @@ class EngineProcess:
                     ready.set()
 
         threading.Thread(target=pump, args=(self.proc,), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.1):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("alert engine did not start:\n" + "".join(self.lines))
+        proc = self.proc
+        wait_until(lambda: ready.is_set() or proc.poll() is not None, timeout, interval_s=0.1)
+        if not ready.is_set():  # it exited, or is still not ready (a test may expect that)
+            raise RuntimeError("alert engine did not start:\n" + "".join(self.lines))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         assert self.proc is not None
@@ -136,23 +191,6 @@ def engine(settings: Settings) -> Iterator[EngineProcess]:
     if eng.proc is not None and eng.proc.poll() is None:
         eng.proc.kill()
         eng.proc.wait(10)
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HttpSink:

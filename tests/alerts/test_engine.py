@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import threading
@@ -16,6 +17,7 @@ from alerts.notify import FLOOD_MAX
 from alerts.service import AlertService
 from cityops.kernel.mqtt import Publisher
 from cityops.kernel.settings import Settings
+from cityops.shell.stack import free_port
 from sensors.payload import encode_reading
 from sensors.topics import alert_topic, telemetry_topic
 from tests.alerts.conftest import (
@@ -23,11 +25,10 @@ from tests.alerts.conftest import (
     HttpSink,
     Subscriber,
     add_sensors,
-    free_port,
     thresholds_only,
-    wait_for,
 )
 from tests.conftest import run_cityops
+from tests.waiting import wait_for
 
 
 def evaluated_until(db_url: str, sensor_id: str, quantity: str) -> int | None:
@@ -44,20 +45,22 @@ def evaluated_until(db_url: str, sensor_id: str, quantity: str) -> int | None:
 def publish_until_evaluated(
     pub: Publisher, db_url: str, sensor_id: str, ts_ms: int, value: float
 ) -> int:
-    """Readiness probe: publish an in-range reading until the engine has committed it (the
-    engine's subscription may reach the broker a moment after its CONNACK)."""
-    for attempt in range(40):
-        t = ts_ms + attempt
-        pub.publish(
-            telemetry_topic("water", sensor_id), encode_reading(t, None, {"pressure": value})
-        )
+    """Readiness probe: publish an in-range reading every 0.5 s until the engine has committed
+    the last one (the engine's subscription may reach the broker a moment after its CONNACK);
+    returns its time [ms]."""
+    probes = itertools.count(ts_ms)
+    sent: list[int] = []
+
+    def probe() -> int | None:
+        if sent and (evaluated_until(db_url, sensor_id, "pressure") or 0) >= sent[-1]:
+            return sent[-1]
+        sent.append(next(probes))
+        reading = encode_reading(sent[-1], None, {"pressure": value})
+        pub.publish(telemetry_topic("water", sensor_id), reading)
         pub.flush()
-        try:
-            wait_for(lambda t=t: (evaluated_until(db_url, sensor_id, "pressure") or 0) >= t, 0.5)
-            return t
-        except TimeoutError:
-            continue
-    raise TimeoutError("engine never evaluated the probe reading")
+        return None
+
+    return wait_for(probe, 20, interval_s=0.5, what="the engine to evaluate a probe reading")
 
 
 def test_raise_restart_clear_once(
@@ -179,9 +182,7 @@ def test_engine_killed_during_an_alert_storm(
                 assert engine.stop(signal.SIGKILL) == -signal.SIGKILL
                 engine.start()
                 wait_for(lambda ec=expect_cleared: _alert_counts(db_url) == (n, ec, 0), 30)
-        deadline = time.monotonic() + 10
-        while len(set(_keys(sink))) < FLOOD_MAX and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: len(set(_keys(sink))) >= FLOOD_MAX, 10, what="the webhook deliveries")
     finally:
         sink.close()
     assert engine.stop() == 0

@@ -7,13 +7,14 @@ import time
 
 import psycopg
 
-from alerts import store
 from alerts.dispatch import run_enricher
 from alerts.engine import AlertChange, Evaluation
 from alerts.enrich import ENRICHER_LOCK, enrich_incidents, take_enricher_role
+from alerts.stores.batch import write_evaluation
+from alerts.stores.incidents import read_open_incidents
 from gis.analysis import NetworkCache
-from tests.alerts.conftest import wait_for
 from tests.gis.conftest import gis_db, gis_template  # noqa: F401 (fixtures)
+from tests.waiting import wait_for
 
 S = 1_000_000
 
@@ -46,7 +47,7 @@ def _sensor_and_alert(
         (sid, utility, stype, sid, lon, lat),
     )
     ch = AlertChange("raised", sid, utility, quantity, kind, "major", 1.0, 2.0, ts_us, "z", "e")
-    store.write_evaluation(conn, Evaluation((ch,), {}))
+    write_evaluation(conn, Evaluation((ch,), {}))
 
 
 def test_water_and_gas_incidents_get_their_network_context(gis_db: str) -> None:  # noqa: F811
@@ -96,7 +97,7 @@ def test_water_and_gas_incidents_get_their_network_context(gis_db: str) -> None:
             now_us + 60 * S,
         )
         assert enrich_incidents(conn, cache) == 1
-        listed = {i.utility: i for i in store.read_open_incidents(conn)}
+        listed = {i.utility: i for i in read_open_incidents(conn)}
     # the centre moved with the second sensor: the nearest pipe may be another one now
     assert listed["water"].likely_location and listed["water"].alert_count == 2
     assert listed["gas"].affected is not None and "population" in listed["gas"].affected
@@ -190,10 +191,7 @@ def test_only_one_worker_holds_the_enricher_role(db_url: str) -> None:
             assert not take_enricher_role(third)
             first.close()  # the enricher's worker is gone
             # its backend lets go of the lock when it has finished exiting: a moment, under load
-            deadline = time.monotonic() + 10
-            while not take_enricher_role(third):
-                assert time.monotonic() < deadline, "the role was not released"
-                time.sleep(0.05)
+            wait_for(lambda: take_enricher_role(third), 10, what="the role to be released")
 
 
 def test_of_two_enricher_loops_one_enriches(db_url: str) -> None:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from alerts import store
 from alerts.engine import AlertChange, Evaluation
 from alerts.evaluation import (
     DetectionRecord,
@@ -16,6 +15,8 @@ from alerts.evaluation import (
     nab_sigmoid,
     score_run,
 )
+from alerts.stores.batch import write_evaluation
+from alerts.stores.evaluation_reads import read_evaluation_input
 
 S = 1_000_000
 MIN = 60 * S
@@ -142,10 +143,10 @@ def test_evaluation_input_from_the_database(db_url: str) -> None:
             "z",
             "e",
         )
-        store.write_evaluation(conn, Evaluation((ch,), {}))
-        info, truth_events, detections = store.read_evaluation_input(conn, "run-1")
+        write_evaluation(conn, Evaluation((ch,), {}))
+        info, truth_events, detections = read_evaluation_input(conn, "run-1")
         with pytest.raises(LookupError):
-            store.read_evaluation_input(conn, "no-such-run")
+            read_evaluation_input(conn, "no-such-run")
     assert (info.sensors, info.end_us - info.start_us) == (40, 6 * 3600 * S)
     assert [(t.type, t.sensors) for t in truth_events] == [("burst", {"n3-p1"})]
     assert [(d.kind, d.sensors) for d in detections] == [("water_anomaly", {"n3-p1"})]

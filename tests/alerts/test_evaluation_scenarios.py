@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import yaml
 
-from alerts import store
 from alerts.evaluation import RunScore, format_score, score_run
+from alerts.stores.evaluation_reads import read_evaluation_input
 from cityops.kernel.settings import Settings
 from cityops.shell.evaluate import last_reading_us, run_sensor_ids, wait_until_evaluated
 from simulators.scenario import run_scenario
@@ -53,7 +53,7 @@ def run_and_score(
     )
     assert engine.stop() == 0
     with psycopg.connect(settings.database_url) as conn:
-        info, truth, detections = store.read_evaluation_input(conn, report.run_id)
+        info, truth, detections = read_evaluation_input(conn, report.run_id)
     score = score_run(
         truth, detections, sensors=info.sensors, run_start_us=info.start_us, run_end_us=info.end_us
     )

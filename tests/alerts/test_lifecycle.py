@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from alerts import store
 from alerts.engine import AlertChange, Evaluation
 from alerts.events import decode_alert_event
 from alerts.lifecycle import (
@@ -21,6 +20,11 @@ from alerts.lifecycle import (
     is_shelved,
     transition,
 )
+from alerts.stores import actions
+from alerts.stores.alert_rows import read_alert_life
+from alerts.stores.audit import AuditChainError, read_audit, verify_audit_chain
+from alerts.stores.batch import write_evaluation
+from alerts.stores.times import us_from_ts
 from tests.alerts.conftest import add_sensors
 
 T = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -144,7 +148,7 @@ def test_escalation_policy() -> None:
     assert escalation_level_due(replayed, T + timedelta(hours=2, minutes=5)) == 1
 
 
-# -- through the store ---------------------------------------------------------------------------
+# -- through the stores --------------------------------------------------------------------------
 
 
 def _raise(conn: psycopg.Connection, sensor: str, ts: datetime, severity: str = "critical") -> int:
@@ -157,11 +161,11 @@ def _raise(conn: psycopg.Connection, sensor: str, ts: datetime, severity: str = 
         severity,
         35.0,
         20.0,
-        store.us_from_ts(ts),
+        us_from_ts(ts),
         "zh",
         "en",
     )
-    events = store.write_evaluation(conn, Evaluation((ch,), {}))
+    events = write_evaluation(conn, Evaluation((ch,), {}))
     # as if cityops had raised it at the reading's time (the escalation clock's start)
     conn.execute(
         "UPDATE alerts SET created_at = raised_at WHERE alert_id = %s", (events[0].alert_id,)
@@ -179,20 +183,20 @@ def _clear(conn: psycopg.Connection, sensor: str, ts: datetime) -> None:
         "critical",
         3.0,
         20.0,
-        store.us_from_ts(ts),
+        us_from_ts(ts),
         "zh",
         "en",
     )
-    store.write_evaluation(conn, Evaluation((ch,), {}))
+    write_evaluation(conn, Evaluation((ch,), {}))
 
 
 def test_store_actions_are_applied_and_audited(db_url: str) -> None:
     add_sensors(db_url, [("gd-1", "gas", "gas_detector")])
     with psycopg.connect(db_url, autocommit=True) as conn:
         aid = _raise(conn, "gd-1", T)
-        store.acknowledge_alert(conn, aid, "zhang.wei", "on my way", now=T + timedelta(minutes=1))
-        store.assign_alert(conn, aid, "zhang.wei", "crew-7", now=T + timedelta(minutes=2))
-        store.shelve_alert(
+        actions.acknowledge_alert(conn, aid, "zhang.wei", "on my way", now=T + timedelta(minutes=1))
+        actions.assign_alert(conn, aid, "zhang.wei", "crew-7", now=T + timedelta(minutes=2))
+        actions.shelve_alert(
             conn,
             aid,
             "zhang.wei",
@@ -201,20 +205,20 @@ def test_store_actions_are_applied_and_audited(db_url: str) -> None:
             now=T + timedelta(minutes=3),
         )
         with pytest.raises(TransitionError, match="condition_active"):
-            store.resolve_alert(conn, aid, "zhang.wei", now=T + timedelta(minutes=4))
+            actions.resolve_alert(conn, aid, "zhang.wei", now=T + timedelta(minutes=4))
         with pytest.raises(LookupError):
-            store.acknowledge_alert(conn, 999_999, "zhang.wei")
+            actions.acknowledge_alert(conn, 999_999, "zhang.wei")
         _clear(conn, "gd-1", T + timedelta(minutes=20))  # acknowledged -> resolved by the system
         with pytest.raises(TransitionError, match="not_resolvable"):
-            store.resolve_alert(conn, aid, "zhang.wei")
-        store.close_alert(conn, aid, "li.na", "checked on site", now=T + timedelta(minutes=30))
+            actions.resolve_alert(conn, aid, "zhang.wei")
+        actions.close_alert(conn, aid, "li.na", "checked on site", now=T + timedelta(minutes=30))
         with pytest.raises(TransitionError, match="closed"):
-            store.assign_alert(conn, aid, "li.na", "crew-1")
-        store.comment_alert(
+            actions.assign_alert(conn, aid, "li.na", "crew-1")
+        actions.comment_alert(
             conn, aid, "li.na", "<script>x</script> stays text", now=T + timedelta(minutes=31)
         )
 
-        life = store.read_alert_life(conn, aid)
+        life = read_alert_life(conn, aid)
         assert (life.state, life.acknowledged_by, life.assigned_to, life.closed_by) == (
             State.CLOSED,
             "zhang.wei",
@@ -222,7 +226,7 @@ def test_store_actions_are_applied_and_audited(db_url: str) -> None:
             "li.na",
         )
         assert (life.resolved_by, life.resolved_at) == ("system", T + timedelta(minutes=20))
-        audit = store.read_audit(conn, aid)
+        audit = read_audit(conn, aid)
         assert [(e.actor, e.action, e.from_state, e.to_state) for e in audit] == [
             ("system", "raise", "", "open"),
             ("zhang.wei", "acknowledge", "open", "acknowledged"),
@@ -235,7 +239,7 @@ def test_store_actions_are_applied_and_audited(db_url: str) -> None:
         assert audit[1].comment == "on my way" and audit[2].detail == {"assignee": "crew-7"}
         assert audit[3].detail["reason"] == "detector being recalibrated"
         assert audit[1].at == T + timedelta(minutes=1)
-        assert store.verify_audit_chain(conn) == 7
+        assert verify_audit_chain(conn) == 7
 
         # append-only, and an edit behind the trigger's back breaks the chain
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
@@ -246,19 +250,19 @@ def test_store_actions_are_applied_and_audited(db_url: str) -> None:
             conn.execute("ALTER TABLE alert_audit DISABLE TRIGGER alert_audit_no_update")
             conn.execute("UPDATE alert_audit SET actor = 'mallory' WHERE action = 'acknowledge'")
             conn.execute("ALTER TABLE alert_audit ENABLE TRIGGER alert_audit_no_update")
-        with pytest.raises(store.AuditChainError, match="does not match"):
-            store.verify_audit_chain(conn)
+        with pytest.raises(AuditChainError, match="does not match"):
+            verify_audit_chain(conn)
 
 
 def test_in_progress_alert_is_not_auto_resolved(db_url: str) -> None:
     add_sensors(db_url, [("gd-2", "gas", "gas_detector")])
     with psycopg.connect(db_url, autocommit=True) as conn:
         aid = _raise(conn, "gd-2", T)
-        store.start_alert(conn, aid, "li.na", now=T + timedelta(minutes=1))
+        actions.start_alert(conn, aid, "li.na", now=T + timedelta(minutes=1))
         _clear(conn, "gd-2", T + timedelta(minutes=10))
-        life = store.read_alert_life(conn, aid)
+        life = read_alert_life(conn, aid)
         assert life.state is State.IN_PROGRESS and life.cleared_at == T + timedelta(minutes=10)
-        assert store.resolve_alert(conn, aid, "li.na").state is State.RESOLVED
+        assert actions.resolve_alert(conn, aid, "li.na").state is State.RESOLVED
 
 
 def test_escalation_fires_when_nobody_acknowledges_and_not_when_someone_does(db_url: str) -> None:
@@ -266,20 +270,20 @@ def test_escalation_fires_when_nobody_acknowledges_and_not_when_someone_does(db_
     with psycopg.connect(db_url, autocommit=True) as conn:
         ignored = _raise(conn, "gd-3", T)
         seen = _raise(conn, "gd-4", T)
-        store.acknowledge_alert(conn, seen, "zhang.wei", now=T + timedelta(minutes=2))
-        assert store.escalate_due(conn, now=T + timedelta(minutes=4)) == []
-        first = store.escalate_due(conn, now=T + timedelta(minutes=6))
+        actions.acknowledge_alert(conn, seen, "zhang.wei", now=T + timedelta(minutes=2))
+        assert actions.escalate_due(conn, now=T + timedelta(minutes=4)) == []
+        first = actions.escalate_due(conn, now=T + timedelta(minutes=6))
         assert [e.alert_id for e in first] == [ignored]
         ev = decode_alert_event(first[0].payload)
         assert (ev.event, ev.level, ev.severity) == ("escalated", 1, "critical")
         assert "6 分钟无人确认" in ev.messages.zh
         # no re-notification before the repeat interval, then level 2
-        assert store.escalate_due(conn, now=T + timedelta(minutes=9)) == []
-        again = store.escalate_due(conn, now=T + timedelta(minutes=10, seconds=1))
+        assert actions.escalate_due(conn, now=T + timedelta(minutes=9)) == []
+        again = actions.escalate_due(conn, now=T + timedelta(minutes=10, seconds=1))
         assert [decode_alert_event(e.payload).level for e in again] == [2]
-        assert store.read_alert_life(conn, ignored).escalation_level == 2
-        assert store.read_alert_life(conn, seen).escalation_level == 0
-        audit = [(e.actor, e.action, e.detail) for e in store.read_audit(conn, ignored)]
+        assert read_alert_life(conn, ignored).escalation_level == 2
+        assert read_alert_life(conn, seen).escalation_level == 0
+        audit = [(e.actor, e.action, e.detail) for e in read_audit(conn, ignored)]
         assert audit[-2:] == [
             ("system", "escalate", {"level": 1}),
             ("system", "escalate", {"level": 2}),

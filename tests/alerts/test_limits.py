@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from alerts import store
+from alerts.stores.catalogue import read_sensors, write_limit_override
 from tests.alerts.conftest import add_sensors
 
 
@@ -14,16 +14,16 @@ def test_per_sensor_limit_override(db_url: str) -> None:
         db_url, [("wp-hi", "water", "water_pressure"), ("wp-std", "water", "water_pressure")]
     )
     with psycopg.connect(db_url, autocommit=True) as conn:
-        store.write_limit_override(
+        write_limit_override(
             conn, "li.na", "wp-hi", "pressure", 250.0, 800.0, 15.0, "high-pressure zone 高压区"
         )
         with pytest.raises(LookupError):
-            store.write_limit_override(conn, "li.na", "wp-hi", "voltage", 1.0, 2.0, 0.0, "x")
+            write_limit_override(conn, "li.na", "wp-hi", "voltage", 1.0, 2.0, 0.0, "x")
         with pytest.raises(ValueError):
-            store.write_limit_override(conn, "li.na", "wp-hi", "pressure", 1.0, 2.0, 0.0, " ")
+            write_limit_override(conn, "li.na", "wp-hi", "pressure", 1.0, 2.0, 0.0, " ")
         with pytest.raises(psycopg.errors.CheckViolation):
-            store.write_limit_override(conn, "li.na", "wp-hi", "pressure", 900.0, 800.0, 0.0, "x")
-        sensors = store.read_sensors(conn)
+            write_limit_override(conn, "li.na", "wp-hi", "pressure", 900.0, 800.0, 0.0, "x")
+        sensors = read_sensors(conn)
     hi, std = sensors["wp-hi"].limits["pressure"], sensors["wp-std"].limits["pressure"]
     assert (hi.alarm_low, hi.alarm_high, hi.deadband) == (250.0, 800.0, 15.0)
     assert (std.alarm_low, std.alarm_high, std.deadband) == (200.0, 700.0, 10.0)

@@ -18,7 +18,6 @@ import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 
-from alerts import store
 from alerts.dispatch import Senders, deliver_once
 from alerts.engine import AlertChange, Evaluation
 from alerts.events import AlertEvent, Messages, decode_alert_event
@@ -32,7 +31,11 @@ from alerts.notify import (
     sms_text,
     verify_signature,
 )
-from tests.alerts.conftest import HttpSink, SmtpSink, add_sensors, free_port
+from alerts.stores.batch import write_evaluation
+from alerts.stores.notifications import write_route
+from alerts.stores.times import us_from_ts
+from cityops.shell.stack import free_port
+from tests.alerts.conftest import HttpSink, SmtpSink, add_sensors
 
 T = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 EVENT = AlertEvent(
@@ -110,11 +113,11 @@ def _raise_gas_alert(conn: psycopg.Connection, sensor: str) -> int:
         "critical",
         35.0,
         20.0,
-        store.us_from_ts(T),
+        us_from_ts(T),
         "燃气浓度超限",
         "gas above limit",
     )
-    return store.write_evaluation(conn, Evaluation((ch,), {}))[0].alert_id
+    return write_evaluation(conn, Evaluation((ch,), {}))[0].alert_id
 
 
 def test_webhook_email_and_sms_delivered_once_each_with_retries(
@@ -125,7 +128,7 @@ def test_webhook_email_and_sms_delivered_once_each_with_retries(
     smtp = SmtpSink()
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("UPDATE sensors SET district_adcode = 510104")
-        store.write_route(
+        write_route(
             conn,
             Route(
                 0,
@@ -136,7 +139,7 @@ def test_webhook_email_and_sms_delivered_once_each_with_retries(
                 min_severity="major",
             ),
         )
-        store.write_route(
+        write_route(
             conn,
             Route(
                 0,
@@ -148,16 +151,16 @@ def test_webhook_email_and_sms_delivered_once_each_with_retries(
                 districts=(510104,),
             ),
         )
-        store.write_route(
+        write_route(
             conn,
             Route(
                 0, "sms", "sms", f"{http_sink.url}/sms", recipient="+8613800000000", secret="k3y"
             ),
         )
-        store.write_route(
+        write_route(
             conn, Route(0, "power only", "webhook", f"{http_sink.url}/power", utilities=("power",))
         )
-        store.write_route(
+        write_route(
             conn,
             Route(0, "other district", "webhook", f"{http_sink.url}/west", districts=(510115,)),
         )
@@ -216,7 +219,7 @@ def test_webhook_email_and_sms_delivered_once_each_with_retries(
 def test_delivery_gives_up_after_max_attempts(db_url: str, http_sink: HttpSink) -> None:
     add_sensors(db_url, [("gd-n2", "gas", "gas_detector")])
     with psycopg.connect(db_url, autocommit=True) as conn:
-        store.write_route(conn, Route(0, "broken", "webhook", f"{http_sink.url}/broken"))
+        write_route(conn, Route(0, "broken", "webhook", f"{http_sink.url}/broken"))
         _insert_route_unchecked(conn, "not http", "webhook", "file:///etc/passwd")
         _raise_gas_alert(conn, "gd-n2")
         now, gave_up = T, 0
@@ -235,7 +238,7 @@ def test_delivery_gives_up_after_max_attempts(db_url: str, http_sink: HttpSink) 
 def _insert_route_unchecked(
     conn: psycopg.Connection, name: str, channel: str, target: str, recipient: str | None = None
 ) -> None:
-    """A route written behind store.write_route's back (an older tool, a manual INSERT)."""
+    """A route written behind write_route's back (an older tool, a manual INSERT)."""
     conn.execute(
         "INSERT INTO notification_routes (name, channel, target, recipient) VALUES (%s, %s, %s, %s)",
         (name, channel, target, recipient),
@@ -287,9 +290,9 @@ def test_routes_are_validated_where_they_are_written(db_url: str) -> None:
             Route(0, "pager", "pager", "http://gw.example/x"),
         ):
             with pytest.raises(ValueError, match=f"route '{bad.name}'"):
-                store.write_route(conn, bad)
+                write_route(conn, bad)
         assert conn.execute("SELECT count(*) FROM notification_routes").fetchone() == (0,)
-        store.write_route(conn, Route(0, "ok", "email", "smtps://u:p@mail.example:465", "a@b.cn"))
+        write_route(conn, Route(0, "ok", "email", "smtps://u:p@mail.example:465", "a@b.cn"))
 
 
 def test_a_receiver_answering_garbage_fails_alone_and_the_claim_goes_on(
@@ -305,9 +308,9 @@ def test_a_receiver_answering_garbage_fails_alone_and_the_claim_goes_on(
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:
             # claimed first (lower delivery ids), ahead of the healthy route
-            store.write_route(conn, Route(0, "a garbage", "webhook", garbage.url))
-            store.write_route(conn, Route(0, "b bad mail", "email", "smtp://127.0.0.1:9", "a@b.cn"))
-            store.write_route(conn, Route(0, "c healthy", "webhook", f"{http_sink.url}/ok"))
+            write_route(conn, Route(0, "a garbage", "webhook", garbage.url))
+            write_route(conn, Route(0, "b bad mail", "email", "smtp://127.0.0.1:9", "a@b.cn"))
+            write_route(conn, Route(0, "c healthy", "webhook", f"{http_sink.url}/ok"))
             _raise_gas_alert(conn, "gd-n3")
             senders = Senders(sender_address="cityops@localhost\nBcc: x@y.z")
             s1 = deliver_once(conn, now=T, senders=senders)

@@ -7,9 +7,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from alerts import store
+from alerts.dispatch import plan_deliveries
 from alerts.engine import AlertChange, Evaluation
 from alerts.notify import FLOOD_MAX, Route, suppression_reason
+from alerts.stores.actions import escalate_due
+from alerts.stores.alert_rows import write_maintenance_window
+from alerts.stores.batch import write_evaluation
+from alerts.stores.notifications import write_route
+from alerts.stores.times import us_from_ts
 
 S = 1_000_000
 T = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -34,7 +39,7 @@ def _change(event: str, sid: str, at: datetime, value: float) -> AlertChange:
         "major",
         value,  # type: ignore[arg-type]
         200.0,
-        store.us_from_ts(at),
+        us_from_ts(at),
         "z",
         "e",
     )
@@ -59,8 +64,8 @@ def test_maintenance_window_suppresses_escalation_and_notification(db_url: str) 
     with psycopg.connect(db_url, autocommit=True) as conn:
         _add(conn, "wp-m1", 510104)
         _add(conn, "wp-m2", 510105)
-        store.write_route(conn, Route(0, "all", "webhook", "http://127.0.0.1:9/x"))
-        wid = store.write_maintenance_window(
+        write_route(conn, Route(0, "all", "webhook", "http://127.0.0.1:9/x"))
+        wid = write_maintenance_window(
             conn,
             "zhang.wei",
             T,
@@ -69,11 +74,11 @@ def test_maintenance_window_suppresses_escalation_and_notification(db_url: str) 
             district_adcode=510104,
         )
         with pytest.raises(ValueError):
-            store.write_maintenance_window(
+            write_maintenance_window(
                 conn, "zhang.wei", T, T + timedelta(hours=1), " ", sensor_id="x"
             )
         for sid in ("wp-m1", "wp-m2"):
-            store.write_evaluation(
+            write_evaluation(
                 conn, Evaluation((_change("raised", sid, T + timedelta(minutes=5), 150.0),), {})
             )
         conn.execute("UPDATE alerts SET created_at = raised_at")
@@ -81,23 +86,21 @@ def test_maintenance_window_suppresses_escalation_and_notification(db_url: str) 
             "SELECT sensor_id, suppressed_by FROM alerts ORDER BY sensor_id"
         ).fetchall()
         assert rows == [("wp-m1", f"maintenance:{wid}"), ("wp-m2", None)]
-        escalated = store.escalate_due(conn, now=T + timedelta(hours=1))
+        escalated = escalate_due(conn, now=T + timedelta(hours=1))
         assert [e.alert_id for e in escalated] == [
             conn.execute("SELECT alert_id FROM alerts WHERE sensor_id = 'wp-m2'").fetchone()[0]  # type: ignore[index]
         ]
-        assert (
-            store.plan_deliveries(conn, now=T + timedelta(hours=1)) == 2
-        )  # wp-m2 raised + escalated
+        assert plan_deliveries(conn, now=T + timedelta(hours=1)) == 2  # wp-m2 raised + escalated
         assert _deliveries(conn) == [
             ("wp-m1", "suppressed", "maintenance"),
             ("wp-m2", "pending", None),
             ("wp-m2", "pending", None),
         ]
         # after the window, the same sensor notifies again
-        store.write_evaluation(
+        write_evaluation(
             conn, Evaluation((_change("cleared", "wp-m1", T + timedelta(hours=3), 300.0),), {})
         )
-        store.write_evaluation(
+        write_evaluation(
             conn,
             Evaluation((_change("raised", "wp-m1", T + timedelta(hours=3, minutes=1), 150.0),), {}),
         )
@@ -111,16 +114,16 @@ def test_chattering_and_flood(db_url: str) -> None:
         _add(conn, "wp-c", 510104)
         for i in range(FLOOD_MAX + 5):
             _add(conn, f"wp-f{i:02d}", 510104)
-        store.write_route(conn, Route(0, "all", "webhook", "http://127.0.0.1:9/x"))
+        write_route(conn, Route(0, "all", "webhook", "http://127.0.0.1:9/x"))
         # the same alert raised 4 times within 4 minutes: the 3rd and 4th are not notified
         for k in range(4):
             at = T + timedelta(minutes=k)
-            store.write_evaluation(conn, Evaluation((_change("raised", "wp-c", at, 150.0),), {}))
-            store.write_evaluation(
+            write_evaluation(conn, Evaluation((_change("raised", "wp-c", at, 150.0),), {}))
+            write_evaluation(
                 conn,
                 Evaluation((_change("cleared", "wp-c", at + timedelta(seconds=30), 300.0),), {}),
             )
-        assert store.plan_deliveries(conn, now=T + timedelta(minutes=5)) == 2
+        assert plan_deliveries(conn, now=T + timedelta(minutes=5)) == 2
         assert [r[1:] for r in _deliveries(conn)] == [
             ("pending", None),
             ("pending", None),
@@ -128,7 +131,7 @@ def test_chattering_and_flood(db_url: str) -> None:
             ("suppressed", "chattering"),
         ]
         # a flood: 25 sensors at once; the route gets FLOOD_MAX in 10 minutes, counting the 2 above
-        store.write_evaluation(
+        write_evaluation(
             conn,
             Evaluation(
                 tuple(
@@ -138,15 +141,15 @@ def test_chattering_and_flood(db_url: str) -> None:
                 {},
             ),
         )
-        assert store.plan_deliveries(conn, now=T + timedelta(minutes=6)) == FLOOD_MAX - 2
+        assert plan_deliveries(conn, now=T + timedelta(minutes=6)) == FLOOD_MAX - 2
         flood = [r for r in _deliveries(conn) if r[0].startswith("wp-f")]
         assert sum(r[1] == "pending" for r in flood) == FLOOD_MAX - 2
         assert sum(r[2] == "flood" for r in flood) == 7
         # ten minutes later the route is open again
-        store.write_evaluation(
+        write_evaluation(
             conn, Evaluation((_change("cleared", "wp-f00", T + timedelta(minutes=20), 300.0),), {})
         )
-        store.write_evaluation(
+        write_evaluation(
             conn, Evaluation((_change("raised", "wp-f00", T + timedelta(minutes=21), 150.0),), {})
         )
-        assert store.plan_deliveries(conn, now=T + timedelta(minutes=21)) == 1
+        assert plan_deliveries(conn, now=T + timedelta(minutes=21)) == 1

@@ -8,11 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.detectors import ThresholdState, detect_threshold, step_threshold
+from alerts.detectors import build_stream_config
+from alerts.detectors.spike import SpikeState
+from alerts.detectors.threshold import (
+    Threshold,
+    ThresholdState,
+    detect_threshold,
+    step_threshold,
+)
 from alerts.engine import Engine, SensorInfo
 from alerts.messages import threshold_messages
 from sensors.catalogue import SENSOR_TYPES, QuantityLimits
 from sensors.payload import Reading
+from tests.alerts.conftest import MIN, T0, batch_events, feed, shuffle_with_noise, stream_engine
 
 WATER = QuantityLimits("pressure", 200.0, 700.0, 10.0)
 S = 1_000_000  # us per second
@@ -120,9 +128,36 @@ def test_events_alternate_and_state_matches(values: list[float]) -> None:
     assert (state.active is not None) == any(active.values())
 
 
+def test_threshold_on_delay_lets_one_stray_reading_pass() -> None:
+    cfg = build_stream_config("pressure", {"threshold": ("warning", {"on_delay": 2})})
+    # the row only tunes the on-delay: the threshold's severities are its own
+    assert cfg.get("threshold") == Threshold(on_delay=2)
+    eng = stream_engine({"pressure": cfg})
+    got = feed(eng, "pressure", [300.0, 150.0, 300.0, 150.0, 140.0, 300.0])
+    assert got == [("raised", "threshold_low", 4), ("cleared", "threshold_low", 5)]
+    # default: page at once
+    assert build_stream_config("pressure", {}).get("threshold") == Threshold(on_delay=1)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_on_delay_suppresses_short_excursions_whatever_the_delivery(shuffled: bool) -> None:
+    values = [300.0, 190.0, 300.0, 190.0, 190.0, 190.0, 190.0, 215.0, 300.0]
+    ts = [T0 + m * MIN for m in range(9)]
+    if shuffled:  # out of order, with duplicates and NaN gaps, all in one batch
+        ts, values = shuffle_with_noise(ts, values)
+    cfg = build_stream_config("pressure", {"threshold": ("warning", {"on_delay": 3})})
+    got = batch_events(stream_engine({"pressure": cfg}), "pressure", ts, values)
+    # the one-minute dip at minute 1 is ignored; the dip from minute 3 raises once it has
+    # lasted three readings, and clears back inside by the deadband (200 + 10 kPa)
+    assert got == [("raised", "threshold_low", 5, 190.0), ("cleared", "threshold_low", 7, 215.0)]
+
+
 def test_engine_evaluate_does_not_change_state_until_commit() -> None:
     limits = {q.quantity: q for q in SENSOR_TYPES["water_flow"].limits}
-    eng = Engine({"wf-1": SensorInfo("wf-1", "water", "water_flow", limits)})
+    spike = build_stream_config("pressure", {"spike": ("warning", {})})
+    eng = Engine(
+        {"wf-1": SensorInfo("wf-1", "water", "water_flow", limits, streams={"pressure": spike})}
+    )
     readings = [
         Reading("wf-1", "pressure", 2 * S, 150.0, 2),
         Reading("wf-1", "flow", 1 * S, 450.0, 1),
@@ -140,8 +175,9 @@ def test_engine_evaluate_does_not_change_state_until_commit() -> None:
     eng.commit(ev)
     st = eng.states[("wf-1", "pressure")]
     assert (st.last_ts_us, st.active) == (2 * S, frozenset({"threshold_low"}))
-    # spike test; rhythm: the batch arrived at its median reading time (the stream's clock)
-    assert st.last_values == (300.0, 150.0) and st.arrived_us == 1 * S
+    # spike test's memory in time order; rhythm: the batch arrived at its median reading time
+    # (the stream's clock)
+    assert st.detectors["spike"] == SpikeState((300.0, 150.0)) and st.arrived_us == 1 * S
     assert eng.evaluate(readings).changes == ()
 
 

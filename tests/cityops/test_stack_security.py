@@ -86,3 +86,39 @@ def test_a_device_may_publish_only_its_own_topic(stack: LocalStack) -> None:
         del stack.state.mqtt_passwords[device]
         stack.stop_mosquitto()
         stack.start_mosquitto()
+
+
+@pytest.mark.parametrize("os_user", ["nobody", "root"])
+def test_the_database_socket_admits_no_local_account_without_a_password(
+    stack: LocalStack, os_user: str
+) -> None:
+    """`psql -h <socket dir> -U postgres` as another local account, or even as root with no
+    password, is refused: the socket's folder is the servers' own (0700) and the socket
+    authenticates with scram like TCP (no `trust`)."""
+    import subprocess
+
+    cmd = ["psql", "-h", str(stack.pg_run), "-p", str(stack.state.pg_port), "-U", "postgres"]
+    cmd += ["-w", "-d", "postgres", "-c", "SELECT 1"]
+    if os_user != "root":
+        cmd = ["/usr/sbin/runuser", "-u", os_user, "--", *cmd]
+    r = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    assert r.returncode != 0
+    assert any(
+        why in r.stderr
+        for why in ("Permission denied", "no password supplied", "password authentication failed")
+    ), r.stderr
+    assert oct(stack.pg_run.stat().st_mode & 0o777) == "0o700"
+
+
+def test_broker_passwords_are_stored_hashed_with_many_rounds(stack: LocalStack) -> None:
+    text = (stack.mqtt_dir / "passwd").read_text()
+    for user, password in stack.state.mqtt_passwords.items():
+        assert password not in text
+        line = next(x for x in text.splitlines() if x.startswith(f"{user}:"))
+        assert line.split("$")[1:3] == ["7", "10000"]

@@ -13,12 +13,11 @@ import pytest
 
 from cityops.kernel.migrate import plan_migrations, storage_mode
 from cityops.kernel.mqtt import Publisher
-from cityops.kernel.settings import Settings
 from cityops.shell.database import prepare_database
 from cityops.shell.stack import LocalStack
 from ingestion.service import Ingestor
 from sensors.payload import encode_reading
-from tests.conftest import create_database, drop_database, run_policy_jobs
+from tests.conftest import create_database, drop_database, run_policy_jobs, stack_settings
 from tests.ingestion.conftest import add_sensors, new_id, now_ms, query, wait_for, water_topic
 
 PREVIOUS_RELEASE = Path(__file__).parent / "data" / "migrations-0.1.0.tar.gz"
@@ -74,14 +73,8 @@ def test_migrate_keeps_every_reading_of_a_previous_release_database(
         assert query(url, "SELECT to_regprocedure('cityops_apply_retention(integer)')") != [(None,)]
 
         # the current release ingests into the upgraded database
-        tag = uuid.uuid4().hex[:8]
-        settings = Settings(
-            database_url=url,
-            mqtt_url=stack.mqtt_url("cityops-admin"),
-            ingest_mqtt_url=stack.mqtt_url("cityops-ingest"),
-            ingest_client_id=f"ingest-up-{tag}",
-            ingest_share_group=f"up-{tag}",
-        )
+        settings = stack_settings(stack, url)
+        tag = settings.ingest_client_id
         ing = Ingestor(settings)
         ing.start()
         try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from cityops.shell.stack import LocalStack, free_port
 from gis.postgis import read_sensor_file, write_districts, write_sensors
 from tests.conftest import ROOT, cityops_cmd, create_database, drop_database, settings_env
 from tests.dashboards.browser import start_browser
+from tests.waiting import wait_for
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">$x^2$ 注入测试'
@@ -233,18 +233,20 @@ def start_dashboard(settings: Settings, log_dir: Path) -> DashServer:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{settings.dashboard_port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"dashboard exited: {log_path.read_text(errors='replace')}")
-        try:
-            with urllib.request.urlopen(url + "/", timeout=2) as resp:
-                if resp.status == 200:
-                    return DashServer(url, settings, proc, log_path)
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"dashboard did not answer: {log_path.read_text(errors='replace')}")
+        with urllib.request.urlopen(url + "/", timeout=2) as resp:
+            return resp.status == 200
+
+    try:  # OSError: not listening yet
+        wait_for(answers, 30, interval_s=0.2, what=f"the dashboard on {url}", tolerate=(OSError,))
+    except AssertionError as exc:
+        proc.kill()
+        output = log_path.read_text(errors="replace")
+        raise RuntimeError(f"dashboard did not answer: {output}") from exc
+    return DashServer(url, settings, proc, log_path)
 
 
 def stop_dashboard(server: DashServer) -> None:
@@ -256,15 +258,17 @@ def stop_dashboard(server: DashServer) -> None:
         server.process.wait(timeout=10)
 
 
+def _serve(stack: LocalStack, db_url: str, log_dir: Path) -> Iterator[DashServer]:
+    server = start_dashboard(dashboard_settings(stack, db_url), log_dir)
+    yield server
+    stop_dashboard(server)
+
+
 @pytest.fixture(scope="session")
 def dash_server(
     stack: LocalStack, dash_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DashServer]:
-    server = start_dashboard(
-        dashboard_settings(stack, dash_db), tmp_path_factory.mktemp("dashboard")
-    )
-    yield server
-    stop_dashboard(server)
+    yield from _serve(stack, dash_db, tmp_path_factory.mktemp("dashboard"))
 
 
 @pytest.fixture(scope="session")
@@ -272,11 +276,7 @@ def clean_server(
     stack: LocalStack, clean_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DashServer]:
     """A second dashboard process, on the clean database (README screenshots)."""
-    server = start_dashboard(
-        dashboard_settings(stack, clean_db), tmp_path_factory.mktemp("dashboard-clean")
-    )
-    yield server
-    stop_dashboard(server)
+    yield from _serve(stack, clean_db, tmp_path_factory.mktemp("dashboard-clean"))
 
 
 @pytest.fixture(scope="session")
@@ -296,11 +296,11 @@ def screenshots() -> Path:
 @pytest.fixture(scope="session")
 def demo_networks(dash_db: str) -> None:
     """The GIS demo city (water, gas and power networks, facilities) in the session database."""
-    demo = pytest.importorskip("gis.demo")
+    from gis.demo import DemoConfig, build_demo_city
     from gis.postgis import write_layers
 
     with psycopg.connect(dash_db) as conn:
-        write_layers(conn, demo.build_demo_city(demo.DemoConfig()), demo=True)
+        write_layers(conn, build_demo_city(DemoConfig()), demo=True)
 
 
 PASSWORDS = {

@@ -1,30 +1,22 @@
-"""Small waiting helpers for the browser tests (explicit waits, never fixed sleeps)."""
+"""Helpers for the dashboard tests: waiting while React re-renders, pages, callbacks, logins."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from tests import waiting
+
 T = TypeVar("T")
 
 
-def wait_for(fn: Callable[[], T], *, timeout_s: float = 15, what: str = "") -> T:
-    """Call ``fn`` until it returns something truthy (exceptions count as 'not yet')."""
-    deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except Exception as exc:  # stale elements while React re-renders
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or fn}: {last!r}")
+def wait_for(condition: Callable[[], T], *, timeout_s: float = 15, what: str = "") -> T:
+    """``tests.waiting.wait_for`` where any exception counts as "not yet": an element goes
+    stale, or is not there yet, while React re-renders the page."""
+    return waiting.wait_for(condition, timeout_s, interval_s=0.1, what=what, tolerate=(Exception,))
 
 
 def open_page(driver: WebDriver, url: str) -> None:
@@ -82,6 +74,42 @@ def call_callback(opener, base: str, input_id: str, values: dict, changed: str) 
     )
     with opener.open(req, timeout=60) as resp:
         return json.loads(resp.read())
+
+
+def insert_alert(
+    db_url: str,
+    sensor_id: str,
+    quantity: str,
+    kind: str,
+    severity: str,
+    value: float,
+    limit: float,
+    message_zh: str,
+    message_en: str,
+) -> int:
+    """A new open alert on ``sensor_id`` raised now (committed, of the sensor's utility), as
+    the alert engine writes one: its id."""
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en) SELECT sensor_id, utility, %s, %s, %s, now(),"
+            " %s, %s, %s, %s FROM sensors WHERE sensor_id = %s RETURNING alert_id",
+            (quantity, kind, severity, value, limit, message_zh, message_en, sensor_id),
+        ).fetchone()[0]
+
+
+def refresh_over_http(base: str, page: str, **values: object) -> dict:
+    """What a page's periodic refresh answers an anonymous browser (``page``-tick fired once),
+    in English; ``values`` are the page's other inputs ("id.prop": value)."""
+    import urllib.request
+
+    tick = f"{page}-tick.n_intervals"
+    inputs = {tick: 1, "lang.data": "en", **values}
+    return call_callback(urllib.request.build_opener(), base, f"{page}-tick", inputs, tick)[
+        "response"
+    ]
 
 
 def http_login(base: str, username: str, password: str):

@@ -19,6 +19,7 @@ from tests.dashboards.browser import severe_console_messages
 from tests.dashboards.helpers import (
     call_callback,
     http_login,
+    insert_alert,
     login_token,
     open_page,
     page_text,
@@ -63,14 +64,9 @@ def alert_state(db_url: str, sensor_id: str) -> tuple[int, str, int]:
         alert_id, state = conn.execute(
             "SELECT alert_id, state FROM alerts WHERE sensor_id = %s", (sensor_id,)
         ).fetchone()
-        has_audit = conn.execute("SELECT to_regclass('alert_audit') IS NOT NULL").fetchone()[0]
-        n = (
-            conn.execute(
-                "SELECT count(*) FROM alert_audit WHERE alert_id = %s", (alert_id,)
-            ).fetchone()[0]
-            if has_audit
-            else 0
-        )
+        n = conn.execute(
+            "SELECT count(*) FROM alert_audit WHERE alert_id = %s", (alert_id,)
+        ).fetchone()[0]
     return alert_id, state, n
 
 
@@ -144,16 +140,18 @@ def test_login_rate_limit_and_session_expiry(dash_server, dash_db, users):
 def test_emergency_user_acknowledges_in_the_console(
     dash_server, dash_db, users, browser, screenshots
 ):
-    pytest.importorskip("alerts.lifecycle")
-    with psycopg.connect(dash_db) as conn:
-        # a burst: a fresh critical alert of its own for this test
-        alert_id = conn.execute(
-            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
-            " limit_value, message_zh, message_en) VALUES ('gd-510108-1', 'gas',"
-            " 'gas_concentration', 'high', 'critical', now(), 35, 20,"
-            " '可燃气体浓度过高：35 %LEL', 'Gas concentration high: 35 %LEL') RETURNING alert_id"
-        ).fetchone()[0]
-        conn.commit()
+    # a burst: a fresh critical alert of its own for this test
+    alert_id = insert_alert(
+        dash_db,
+        "gd-510108-1",
+        "gas_concentration",
+        "high",
+        "critical",
+        35,
+        20,
+        "可燃气体浓度过高：35 %LEL",
+        "Gas concentration high: 35 %LEL",
+    )
     open_page(browser, dash_server.url + "/login")
     browser.find_element(By.ID, "username").send_keys("zhang.wei")
     browser.find_element(By.ID, "password").send_keys(users["zhang.wei"])

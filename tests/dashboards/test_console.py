@@ -17,8 +17,10 @@ from tests.dashboards.helpers import (
     browser_login,
     call_callback,
     http_login,
+    insert_alert,
     open_page,
     page_text,
+    refresh_over_http,
     texts,
     wait_for,
 )
@@ -149,14 +151,9 @@ def shelve_over_http(opener, base: str, alert_id: int, hours: object) -> str:
 
 
 def test_shelve_hours_are_checked_on_the_server(dash_server, dash_db, users):
-    pytest.importorskip("alerts.lifecycle")
-    with psycopg.connect(dash_db) as conn:
-        alert_id = conn.execute(
-            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
-            " limit_value, message_zh, message_en) VALUES ('wf-510105-1', 'water', 'flow',"
-            " 'high', 'warning', now(), 90, 80, '流量偏高', 'Flow high') RETURNING alert_id"
-        ).fetchone()[0]
-        conn.commit()
+    alert_id = insert_alert(
+        dash_db, "wf-510105-1", "flow", "high", "warning", 90, 80, "流量偏高", "Flow high"
+    )
 
     def shelved() -> tuple[float | None, int]:
         with psycopg.connect(dash_db) as conn:
@@ -214,48 +211,35 @@ def _alert_ids(tree) -> set[int]:
 
 
 def wall_over_http(base: str) -> dict:
-    return call_callback(
-        urllib.request.build_opener(),
-        base,
-        "wall-tick",
-        {"wall-tick.n_intervals": 1, "lang.data": "en"},
-        "wall-tick.n_intervals",
-    )["response"]
+    return refresh_over_http(base, "wall")
 
 
 def console_over_http(base: str) -> dict:
-    return call_callback(
-        urllib.request.build_opener(),
-        base,
-        "alerts-tick",
-        {
-            "alerts-tick.n_intervals": 1,
-            "alerts-severity.value": ["critical", "major", "warning", "info"],
-            "alerts-changed.data": 0,
-            "lang.data": "en",
-        },
-        "alerts-tick.n_intervals",
-    )["response"]
+    severities = ["critical", "major", "warning", "info"]
+    return refresh_over_http(
+        base, "alerts", **{"alerts-severity.value": severities, "alerts-changed.data": 0}
+    )
 
 
 def test_shelved_alerts_leave_the_attention_lists_and_have_their_own_section(
     dash_server, dash_db, users, browser, screenshots
 ):
-    pytest.importorskip("alerts.lifecycle")
     from zoneinfo import ZoneInfo
 
-    from alerts import store as alert_store
+    from alerts import api as alert_api
     from dashboards import queries
 
-    with psycopg.connect(dash_db) as conn:
-        alert_id = conn.execute(
-            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
-            " limit_value, message_zh, message_en) VALUES ('gd-510113-1', 'gas',"
-            " 'gas_concentration', 'high', 'critical', now(), 31, 20,"
-            " '可燃气体浓度过高：31 %LEL（搁置测试）', 'Gas concentration high: 31 %LEL (shelve test)')"
-            " RETURNING alert_id"
-        ).fetchone()[0]
-        conn.commit()
+    alert_id = insert_alert(
+        dash_db,
+        "gd-510113-1",
+        "gas_concentration",
+        "high",
+        "critical",
+        31,
+        20,
+        "可燃气体浓度过高：31 %LEL（搁置测试）",
+        "Gas concentration high: 31 %LEL (shelve test)",
+    )
     base = dash_server.url
 
     # open: on the wall (critical strip and count), the overview and the console's open table
@@ -272,7 +256,7 @@ def test_shelved_alerts_leave_the_attention_lists_and_have_their_own_section(
     # shelved by the alert lifecycle (as the console's shelve button does)
     reason = "燃气公司正在更换探头 <b>$x$</b>"
     with psycopg.connect(dash_db) as conn:
-        life = alert_store.shelve_alert(
+        life = alert_api.shelve_alert(
             conn, alert_id, "zhang.wei", datetime.now(UTC) + timedelta(hours=3), reason
         )
     until_local = life.shelved_until.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%m-%d %H:%M")
@@ -284,13 +268,7 @@ def test_shelved_alerts_leave_the_attention_lists_and_have_their_own_section(
     with psycopg.connect(dash_db) as conn:
         by_district, _ = queries.fetch_alert_stats(conn)
     assert by_district.get(510113, (0, []))[0] == district_before - 1
-    overview = call_callback(
-        urllib.request.build_opener(),
-        base,
-        "overview-tick",
-        {"overview-tick.n_intervals": 1, "lang.data": "en"},
-        "overview-tick.n_intervals",
-    )["response"]
+    overview = refresh_over_http(base, "overview")
     assert alert_id not in _alert_ids(overview["overview-alerts"]["children"])
     console = console_over_http(base)
     assert alert_id not in _alert_ids(console["alerts-table"]["children"])

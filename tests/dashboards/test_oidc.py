@@ -33,6 +33,7 @@ from tests.dashboards.conftest import dashboard_settings, start_dashboard, stop_
 from tests.dashboards.helpers import (
     call_callback,
     http_login,
+    insert_alert,
     open_page,
     page_text,
     wait_for,
@@ -247,13 +248,9 @@ def ack(opener, base: str, alert_id: int) -> str:
 
 def test_role_claim_gates_the_callbacks(sso_server, dash_db, provider):
     base = sso_server.url
-    with psycopg.connect(dash_db) as conn:
-        alert_id = conn.execute(
-            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
-            " limit_value, message_zh, message_en) VALUES ('pb-510114-1', 'power', 'voltage',"
-            " 'high', 'major', now(), 10800, 10700, '电压偏高', 'Voltage high') RETURNING alert_id"
-        ).fetchone()[0]
-        conn.commit()
+    alert_id = insert_alert(
+        dash_db, "pb-510114-1", "voltage", "high", "major", 10800, 10700, "电压偏高", "Voltage high"
+    )
 
     def state() -> tuple[str, str | None]:
         with psycopg.connect(dash_db) as conn:

@@ -67,10 +67,10 @@ def test_age_units():
 
 
 def test_readings_source_and_grid():
-    assert choose_readings_source(3600, True, True) == "raw"
-    assert choose_readings_source(86_400, True, True) == "1m"
-    assert choose_readings_source(30 * 86_400, True, True) == "1h"
-    assert choose_readings_source(30 * 86_400, False, False) == "raw"
+    assert choose_readings_source(3600) == "raw"
+    assert choose_readings_source(6 * 3600) == "raw"
+    assert choose_readings_source(86_400) == "1m"
+    assert choose_readings_source(30 * 86_400) == "1h"
     assert choose_grid_cell_deg(2.0) == 0.05
     assert choose_grid_cell_deg(0.05) == 0.001
 
@@ -156,7 +156,7 @@ def test_snapshot_aggregations():
     from dashboards.model import District
     from dashboards.snapshot import (
         SensorStates,
-        count_sensors,
+        city_markers,
         district_summaries,
         grid_cells,
         select_points,
@@ -170,8 +170,8 @@ def test_snapshot_aggregations():
         ("d", "D", "power", "power_bus", None, 104.052, 30.002, "nodata", None),
     ]
     s = SensorStates.from_rows(rows)
-    assert count_sensors(s) == 4
-    assert count_sensors(s, bbox=(104.0, 30.0, 104.01, 30.01)) == 2
+    assert len(select_points(s)) == 4
+    assert [p.sensor_id for p in select_points(s, bbox=(104.0, 30.0, 104.01, 30.01))] == ["a", "b"]
     assert [p.sensor_id for p in select_points(s, utilities=["water"])] == ["a", "b"]
     assert [p.sensor_id for p in select_points(s, states=["alarm"])] == ["b"]
     cells = sorted(grid_cells(s, cell_deg=0.05), key=lambda c: c.lon)
@@ -183,10 +183,20 @@ def test_snapshot_aggregations():
         (2, 1, 0, 2, "critical"),
         (1, 0, 1, 0, None),
     ]
-    figures = {f.utility: f for f in utility_figures(s, {"water": [("major", 1)]}, {"water": 0.9})}
+    figures = {
+        f.utility: f
+        for f in utility_figures(
+            s, {"water": [("major", 1)]}, {"water": 0.9}, {"power": (1, 42, 110)}
+        )
+    }
     assert (figures["water"].sensors, figures["water"].reporting) == (2, 2)
     assert figures["water"].open_alerts == 1 and figures["water"].completeness == 0.9
     assert figures["power"].nodata == 1 and figures["gas"].silent == 1
+    assert (figures["power"].customers_cut, figures["water"].customers_cut) == (42, 0)
+    # a whole-city map draws single sensors up to a limit, grid cells beyond
+    assert [p.sensor_id for p in city_markers(s)[0]] == ["a", "b", "c", "d"]
+    sensors, cells = city_markers(s, points_max=3)
+    assert sensors == [] and sum(c.sensors for c in cells) == 4
     assert len(SensorStates.from_rows([])) == 0
 
 
@@ -198,3 +208,17 @@ def test_shelve_hours_from_the_browser():
     assert parse_shelve_hours(0) == (1.0, True) and parse_shelve_hours("-3") == (1.0, True)
     for bad in ("abc", "nan", "inf", "-inf", "1e999", True, [4], {"h": 4}, "9" * 100):
         assert parse_shelve_hours(bad) is None, bad
+
+
+def test_geometry_as_plotly_arrays():
+    from dashboards.model import geometry_xy
+
+    line = {"type": "LineString", "coordinates": [[1, 2], [3, 4]]}
+    multi = {"type": "MultiLineString", "coordinates": [[[5, 6], [7, 8]], [[9, 10], [11, 12]]]}
+    square = [[0, 0], [1, 0], [1, 1], [0, 0]]
+    polygons = {"type": "MultiPolygon", "coordinates": [[square], [square]]}
+    point = {"type": "Point", "coordinates": [104.1, 30.6]}
+    xs, ys, px, py = geometry_xy([line, multi, point, polygons, {"type": "GeometryCollection"}])
+    assert xs == [1, 3, None, 5, 7, None, 9, 11, None, *([0, 1, 1, 0, None] * 2)]
+    assert ys[:3] == [2, 4, None] and ys.count(None) == xs.count(None) == 5
+    assert (px, py) == ([104.1], [30.6])

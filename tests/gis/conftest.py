@@ -21,6 +21,14 @@ GIS_TEMPLATE_DB = "cityops_gis_template"
 CENTRAL = (510104, 510105, 510106, 510107, 510108)  # the five central districts
 
 
+def square(centre: tuple[float, float], half_side_deg: float) -> dict:
+    """A GeoJSON Polygon: the square of ``2 * half_side_deg`` degrees round ``centre``."""
+    x, y = centre
+    d = half_side_deg
+    ring = [[x - d, y - d], [x + d, y - d], [x + d, y + d], [x - d, y + d], [x - d, y - d]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
 @pytest.fixture(scope="session")
 def gis_template(stack: LocalStack, template_db: str) -> str:
     drop_database(stack, GIS_TEMPLATE_DB)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyogrio
 import pytest
 import wntr
+from flask.testing import FlaskClient
 from typer.testing import CliRunner
 
 from gis.cli import app
 from gis.http import create_gis_app
 from gis.ogc import close_pools
+from tests.gis.conftest import square
 
 NET1 = Path(wntr.__file__).parent / "library" / "networks" / "Net1.inp"
 
@@ -70,81 +73,74 @@ def test_cli_query_isolate_load_and_epanet(cli_env: str, tmp_path: Path) -> None
     assert "imported 11 nodes and 13 links" in r.output
 
 
-def test_http_api(cli_env: str) -> None:
+@pytest.fixture
+def api(cli_env: str) -> Iterator[FlaskClient]:
+    """A test client of ``cityops gis serve``'s app: the planners' API and OGC API."""
     app_ = create_gis_app(cli_env, base_url="http://testserver")
-    c = app_.test_client()
     try:
-        layers = c.get("/api/layers").get_json()
-        assert {m["name"] for m in layers} >= {"water_pipes", "facilities", "grid_cells"}
-        assert all("licence" in m and "source" in m for m in layers)
-
-        r = c.get(
-            "/api/query",
-            query_string={"layer": "facilities", "point": "104.0657,30.6598", "radius_m": 2000},
-        )
-        assert r.status_code == 200
-        assert all(f["properties"]["distance_m"] <= 2000 for f in r.get_json()["features"])
-
-        r = c.get(
-            "/api/query",
-            query_string={
-                "layer": "facilities",
-                "nearest": 3,
-                "point": "104.0657,30.6598",
-                "format": "csv",
-            },
-        )
-        assert r.status_code == 200 and r.content_type.startswith("text/csv")
-        assert len(r.data.decode("utf-8-sig").strip().splitlines()) == 4
-
-        r = c.get("/api/query", query_string={"layer": "facilities", "radius_m": 10})
-        assert r.status_code == 400 and "point or a feature" in r.get_json()["error"]
-
-        for bad in (
-            '{"type": "Polygon", "coordinates": [[1, 2]]}',
-            "{not json",
-            '{"type": "Point", "coordinates": [104, 30]}',
-        ):
-            r = c.get("/api/query", query_string={"layer": "facilities", "polygon": bad})
-            assert r.status_code == 400, bad
-        x, y = 104.0657, 30.6598
-        square = {
-            "type": "Polygon",
-            "coordinates": [
-                [
-                    [x - 0.01, y - 0.01],
-                    [x + 0.01, y - 0.01],
-                    [x + 0.01, y + 0.01],
-                    [x - 0.01, y + 0.01],
-                    [x - 0.01, y - 0.01],
-                ]
-            ],
-        }
-        r = c.post("/api/query?layer=water_pipes", json={"polygon": square})
-        assert r.status_code == 200 and r.get_json()["features"]
-        r = c.get("/api/layers/water_pipes", query_string={"bbox": "1,2,3"})
-        assert r.status_code == 400
-        r = c.get("/api/isolation/water/WP000001")
-        assert r.status_code == 200 and r.get_json()["isolation"]["valves_to_close"]
-        r = c.get("/api/isolation/water/nope")
-        assert r.status_code == 400
-
-        r = c.get("/api/trace/power/PL000001", query_string={"direction": "downstream"})
-        assert r.status_code == 200 and r.get_json()["trace"]["links"] > 0
-
-        r = c.get(
-            "/api/leak",
-            query_string={"point": "104.0657,30.6598", "radius_m": 300, "format": "gpkg"},
-        )
-        assert r.status_code == 200 and r.data[:16] == b"SQLite format 3\x00"
-
-        r = c.get("/api/state", query_string={"by": "district"})
-        assert len(r.get_json()["features"]) == 20
-
-        r = c.get("/api/layers/water_pipes", query_string={"zoom": 9})
-        assert r.get_json()["zoom_band"] == "city"
-
-        r = c.get("/ogc/collections")
-        assert r.status_code == 200
+        yield app_.test_client()
     finally:
         close_pools()
+
+
+def test_http_layers_zoom_state_and_ogc(api: FlaskClient) -> None:
+    layers = api.get("/api/layers").get_json()
+    assert {m["name"] for m in layers} >= {"water_pipes", "facilities", "grid_cells"}
+    assert all("licence" in m and "source" in m for m in layers)
+    r = api.get("/api/layers/water_pipes", query_string={"bbox": "1,2,3"})
+    assert r.status_code == 400
+    r = api.get("/api/layers/water_pipes", query_string={"zoom": 9})
+    assert r.get_json()["zoom_band"] == "city"
+    r = api.get("/api/state", query_string={"by": "district"})
+    assert len(r.get_json()["features"]) == 20
+    r = api.get("/ogc/collections")
+    assert r.status_code == 200
+
+
+def test_http_planner_questions(api: FlaskClient) -> None:
+    r = api.get(
+        "/api/query",
+        query_string={"layer": "facilities", "point": "104.0657,30.6598", "radius_m": 2000},
+    )
+    assert r.status_code == 200
+    assert all(f["properties"]["distance_m"] <= 2000 for f in r.get_json()["features"])
+
+    csv_nearest = {
+        "layer": "facilities",
+        "nearest": 3,
+        "point": "104.0657,30.6598",
+        "format": "csv",
+    }
+    r = api.get("/api/query", query_string=csv_nearest)
+    assert r.status_code == 200 and r.content_type.startswith("text/csv")
+    assert len(r.data.decode("utf-8-sig").strip().splitlines()) == 4
+
+    r = api.get("/api/query", query_string={"layer": "facilities", "radius_m": 10})
+    assert r.status_code == 400 and "point or a feature" in r.get_json()["error"]
+
+    for bad in (
+        '{"type": "Polygon", "coordinates": [[1, 2]]}',
+        "{not json",
+        '{"type": "Point", "coordinates": [104, 30]}',
+    ):
+        r = api.get("/api/query", query_string={"layer": "facilities", "polygon": bad})
+        assert r.status_code == 400, bad
+    square_1km = square((104.0657, 30.6598), 0.01)
+    r = api.post("/api/query?layer=water_pipes", json={"polygon": square_1km})
+    assert r.status_code == 200 and r.get_json()["features"]
+
+
+def test_http_isolation_trace_and_leak(api: FlaskClient) -> None:
+    r = api.get("/api/isolation/water/WP000001")
+    assert r.status_code == 200 and r.get_json()["isolation"]["valves_to_close"]
+    r = api.get("/api/isolation/water/nope")
+    assert r.status_code == 400
+
+    r = api.get("/api/trace/power/PL000001", query_string={"direction": "downstream"})
+    assert r.status_code == 200 and r.get_json()["trace"]["links"] > 0
+
+    r = api.get(
+        "/api/leak",
+        query_string={"point": "104.0657,30.6598", "radius_m": 300, "format": "gpkg"},
+    )
+    assert r.status_code == 200 and r.data[:16] == b"SQLite format 3\x00"

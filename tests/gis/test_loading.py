@@ -154,19 +154,13 @@ def test_truncated_files_leave_the_old_layer_intact(
     with pytest.raises(LayerLoadError):
         load_layer_file(gis_conn, cut, "facilities")
 
-    shp = tmp_path / "many.shp"
-    _facilities(50).to_file(shp)
-    raw = shp.read_bytes()
-    shp.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(LayerLoadError):
-        load_layer_file(gis_conn, shp, "facilities")
-
-    gpkg = tmp_path / "many.gpkg"
-    _facilities(50).to_file(gpkg)
-    raw = gpkg.read_bytes()
-    gpkg.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(LayerLoadError):
-        load_layer_file(gis_conn, gpkg, "facilities")
+    for name in ("many.shp", "many.gpkg"):  # half of a Shapefile, half of a GeoPackage
+        path = tmp_path / name
+        _facilities(50).to_file(path)
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+        with pytest.raises(LayerLoadError):
+            load_layer_file(gis_conn, path, "facilities")
 
     assert _count(gis_conn, "facilities") == 8
     ids = [r[0] for r in gis_conn.execute("SELECT facility_id FROM facilities ORDER BY 1")]

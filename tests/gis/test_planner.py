@@ -17,8 +17,10 @@ import pytest
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_trace
 from gis.export import csv_safe, to_csv, write_gpkg
 from gis.filters import AlertHistory, NearLayer, PlannerQuery, QueryError, parse_filter
-from gis.multiscale import fetch_layer_for_zoom, fetch_sensor_state, geometry_size
-from gis.planner import fetch_distance_m, fetch_planner_query
+from gis.layers import METRIC_SRID
+from gis.multiscale import fetch_layer_for_zoom, fetch_sensor_state
+from gis.planner import fetch_planner_query
+from tests.gis.conftest import square
 
 TIANFU = (104.0657, 30.6598)
 EAST_STATION = (104.1410, 30.6302)
@@ -32,8 +34,23 @@ def _haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
     return 2 * r * math.asin(math.sqrt(h))
 
 
+def _distance_m(conn: psycopg.Connection, a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Distance [m] between two lon/lat points, measured as the planner measures: EPSG:4544."""
+    row = conn.execute(
+        "SELECT ST_Distance(ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s),"
+        " ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s))",
+        (a[0], a[1], METRIC_SRID, b[0], b[1], METRIC_SRID),
+    ).fetchone()
+    return float(row[0])
+
+
+def _geometry_size(fc: dict) -> int:
+    """Bytes of the GeoJSON geometry (to check simplification helps)."""
+    return sum(len(json.dumps(f["geometry"])) for f in fc["features"] if f.get("geometry"))
+
+
 def test_distance_in_4544_matches_hand_calculation(gis_conn: psycopg.Connection) -> None:
-    d = fetch_distance_m(gis_conn, TIANFU, EAST_STATION)
+    d = _distance_m(gis_conn, TIANFU, EAST_STATION)
     hand = _haversine_m(TIANFU, EAST_STATION)
     assert 7_000 < hand < 9_000
     assert abs(d - hand) / hand < 0.005
@@ -58,40 +75,16 @@ def test_within_district_polygon_and_nearest(gis_conn: psycopg.Connection) -> No
     assert in_jinjiang["features"]
     assert all(f["properties"]["kind"] == "valve" for f in in_jinjiang["features"])
     assert all(f["properties"]["district_adcode"] == 510104 for f in in_jinjiang["features"])
-    x, y = TIANFU
-    square = {
-        "type": "Polygon",
-        "coordinates": [
-            [
-                [x - 0.01, y - 0.01],
-                [x + 0.01, y - 0.01],
-                [x + 0.01, y + 0.01],
-                [x - 0.01, y + 0.01],
-                [x - 0.01, y - 0.01],
-            ]
-        ],
-    }
-    poly = fetch_planner_query(gis_conn, PlannerQuery("water_pipes", polygon=square))
+    poly = fetch_planner_query(gis_conn, PlannerQuery("water_pipes", polygon=square(TIANFU, 0.01)))
     assert poly["features"]
+    schools = (parse_filter("facilities", "kind=school"),)
     nearest = fetch_planner_query(
-        gis_conn,
-        PlannerQuery(
-            "facilities",
-            point=TIANFU,
-            nearest=3,
-            filters=(parse_filter("facilities", "kind=school"),),
-        ),
+        gis_conn, PlannerQuery("facilities", point=TIANFU, nearest=3, filters=schools)
     )
     d = [f["properties"]["distance_m"] for f in nearest["features"]]
     assert len(d) == 3 and d == sorted(d)
     everyone = fetch_planner_query(
-        gis_conn,
-        PlannerQuery(
-            "facilities",
-            point=TIANFU,
-            radius_m=1e6,
-            filters=(parse_filter("facilities", "kind=school"),),
-        ),
+        gis_conn, PlannerQuery("facilities", point=TIANFU, radius_m=1e6, filters=schools)
     )
     assert d[0] == pytest.approx(min(f["properties"]["distance_m"] for f in everyone["features"]))
 
@@ -247,7 +240,7 @@ def test_zoom_bands_simplify_and_thin(gis_conn: psycopg.Connection) -> None:
     far = fetch_layer_for_zoom(gis_conn, "districts", 7)
     near = fetch_layer_for_zoom(gis_conn, "districts", 15)
     assert len(far["features"]) == len(near["features"]) == 20
-    assert geometry_size(far) < geometry_size(near)
+    assert _geometry_size(far) < _geometry_size(near)
     pipes_far = fetch_layer_for_zoom(gis_conn, "water_pipes", 9)
     pipes_near = fetch_layer_for_zoom(gis_conn, "water_pipes", 15, bbox=(104.0, 30.6, 104.2, 30.8))
     assert 0 < len(pipes_far["features"]) < len(pipes_near["features"])

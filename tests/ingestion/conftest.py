@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import psycopg
@@ -16,20 +16,11 @@ from cityops.kernel.settings import Settings
 from ingestion.service import Ingestor
 from sensors.quantities import Utility
 from sensors.topics import telemetry_topic
+from tests.waiting import wait_for
+
+__all__ = ["wait_for"]  # the suite's one waiting helper, re-exported for the ingestion tests
 
 T = TypeVar("T")
-
-
-def wait_for(fn: Callable[[], T], timeout_s: float = 15.0, interval_s: float = 0.05) -> T:
-    """Poll ``fn`` until it returns something truthy; return that, or fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last: T = fn()
-    while not last:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s (last: {last!r})")
-        time.sleep(interval_s)
-        last = fn()
-    return last
 
 
 def query(db_url: str, sql: str, params: Any = None) -> list[tuple]:
@@ -168,31 +159,6 @@ class Load:
         self._client.loop_stop()
         if self.error:
             raise self.error
-
-
-def end_session(settings: Settings) -> None:
-    """Make the broker forget the ingestor's persistent session (after a test that left one)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    from cityops.kernel.settings import parse_mqtt_url
-
-    ep = parse_mqtt_url(settings.mqtt_url_for("ingest"))
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=settings.ingest_client_id,
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    c.username_pw_set(ep.username, ep.password)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    c.connect(ep.host, ep.port, clean_start=True, properties=props)
-    c.loop_start()
-    time.sleep(0.2)
-    c.disconnect()
-    c.loop_stop()
 
 
 def stored_pairs(db_url: str) -> list[tuple[str, int]]:

@@ -16,13 +16,12 @@ from collections.abc import Iterator
 import pytest
 
 from cityops.kernel.mqtt import Publisher
-from cityops.kernel.settings import Settings
 from cityops.shell.stack import LocalStack
 from ingestion.service import Ingestor
 from sensors.payload import encode_reading
 from sensors.quantities import Utility
 from sensors.topics import telemetry_topic
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, stack_settings
 from tests.ingestion.conftest import add_sensors, now_ms, query, wait_for
 
 GOOD = "bad-good"
@@ -45,14 +44,8 @@ def env(stack: LocalStack, template_db: str) -> Iterator[tuple[str, Publisher, I
         ],
     )
     add_sensors(db_url, [(RETIRED, "water", "water_pressure")], status="retired")
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings(
-        database_url=db_url,
-        mqtt_url=stack.mqtt_url("cityops-admin"),
-        ingest_mqtt_url=stack.mqtt_url("cityops-ingest"),
-        ingest_client_id=f"ingest-bad-{tag}",
-        ingest_share_group=f"bad-{tag}",
-    )
+    settings = stack_settings(stack, db_url)
+    tag = settings.ingest_client_id
     ing = Ingestor(settings)
     ing.start()
     try:

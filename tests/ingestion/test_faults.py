@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 import cityops.shell.stack
-from cityops.kernel.mqtt import RECEIVE_MAXIMUM, Publisher
+from cityops.kernel.mqtt import RECEIVE_MAXIMUM, Publisher, end_session
 from cityops.kernel.settings import Settings
 from cityops.shell.stack import LocalStack, free_port
 from ingestion.service import Ingestor
@@ -23,7 +23,6 @@ from tests.conftest import ROOT, cityops_cmd, settings_env
 from tests.ingestion.conftest import (
     Load,
     add_sensors,
-    end_session,
     new_id,
     query,
     stored_pairs,
@@ -86,7 +85,7 @@ def test_kill_9_of_the_ingestor_under_load_loses_and_doubles_nothing(
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
-        end_session(settings)
+        end_session(settings.mqtt_url_for("ingest"), settings.ingest_client_id)
     assert proc.returncode == 0, err[-2000:]
 
 

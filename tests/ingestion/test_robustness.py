@@ -19,7 +19,8 @@ import ingestion.service
 from cityops.kernel.mqtt import Publisher
 from cityops.kernel.settings import Settings
 from cityops.shell.stack import free_port
-from ingestion.service import HEALTHY_WITHIN_S, Ingestor, is_healthy, quarantine_keep_days
+from ingestion.maintenance import quarantine_keep_days
+from ingestion.service import HEALTHY_WITHIN_S, Ingestor, is_healthy
 from ingestion.store import IngestConnection, drop_old_quarantine
 from sensors.payload import encode_reading
 from tests.conftest import run_policy_jobs

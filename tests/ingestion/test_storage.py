@@ -8,14 +8,10 @@ import time
 import urllib.request
 import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from cityops.kernel.mqtt import Publisher
-from cityops.kernel.settings import Settings, parse_mqtt_url
+from cityops.kernel.mqtt import Publisher, end_session
+from cityops.kernel.settings import Settings
 from cityops.shell.stack import free_port
 from ingestion.service import Ingestor
 from sensors.payload import encode_batch, encode_reading
@@ -151,24 +147,6 @@ def test_data_trust_counts_gaps_duplicates_late_and_silence(
     assert query(db_url, "SELECT count(*) FROM data_trust_24h WHERE sensor_id = %s", (a,)) == [(1,)]
 
 
-def _take_over_session(settings: Settings) -> None:
-    """Connect with the ingestor's client id and a clean start: the broker drops its session."""
-    ep = parse_mqtt_url(settings.mqtt_url)
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=settings.ingest_client_id,
-        protocol=MQTTProtocolVersion.MQTTv5,
-    )
-    c.username_pw_set(ep.username, ep.password)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = 0
-    c.connect(ep.host, ep.port, clean_start=True, properties=props)
-    c.loop_start()
-    time.sleep(0.3)
-    c.disconnect()
-    c.loop_stop()
-
-
 def test_lost_session_is_recorded_as_possible_gap_and_ingestion_resumes(
     settings: Settings, db_url: str, water_sensors: list[str], publisher: Publisher
 ) -> None:
@@ -176,7 +154,8 @@ def test_lost_session_is_recorded_as_possible_gap_and_ingestion_resumes(
     ing = Ingestor(settings)
     ing.start()
     try:
-        _take_over_session(settings)
+        # a clean start with the ingestor's client id: the broker drops its session
+        end_session(settings.mqtt_url, settings.ingest_client_id)
         gaps = wait_for(
             lambda: query(db_url, "SELECT client_id, kind FROM ingest_gaps"), timeout_s=20
         )

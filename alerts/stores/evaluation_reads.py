@@ -1,0 +1,71 @@
+"""What ``cityops evaluate`` scores (alerts/evaluation.py): a simulator run (``sim_runs``), its
+ground truth (``sim_ground_truth``, both written by the simulators) and the incidents raised
+during it. Read-only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import psycopg
+
+from alerts.evaluation import LATE_S, DetectionRecord, TruthEvent
+from alerts.stores.times import us_from_ts
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: str
+    scenario: str
+    sensors: int
+    start_us: int
+    end_us: int
+
+
+def read_evaluation_input(
+    conn: psycopg.Connection, run_id: str, sensor_ids: Sequence[str] | None = None
+) -> tuple[RunInfo, list[TruthEvent], list[DetectionRecord]]:
+    """A simulator run, its ground truth, and the incidents raised during it (by reading time);
+    ``sensor_ids``: only incidents with an alert of one of these sensors (the run's own, when
+    other runs of the same dates share the database)."""
+    run = conn.execute(
+        "SELECT run_id, scenario, sensors, sim_start, sim_end FROM sim_runs WHERE run_id = %s",
+        (run_id,),
+    ).fetchone()
+    if run is None:
+        raise LookupError(f"no simulator run {run_id!r}")
+    info = RunInfo(run[0], run[1], int(run[2]), us_from_ts(run[3]), us_from_ts(run[4]))
+    truth = [
+        TruthEvent(
+            event_id,
+            kind,
+            ttype,
+            network,
+            us_from_ts(starts),
+            us_from_ts(ends) if ends else None,
+            lon,
+            lat,
+            frozenset(affected),
+        )
+        for event_id, kind, ttype, network, starts, ends, lon, lat, affected in conn.execute(
+            "SELECT event_id, kind, type, network, starts_at, ends_at, ST_X(geom), ST_Y(geom),"
+            " affected_sensors FROM sim_ground_truth WHERE run_id = %s ORDER BY event_id",
+            (run_id,),
+        )
+    ]
+    only = None if sensor_ids is None else list(sensor_ids)
+    detections = [
+        DetectionRecord(r[0], r[1], r[2], us_from_ts(r[3]), r[4], r[5], frozenset(r[6]))
+        for r in conn.execute(
+            "SELECT i.incident_id, i.utility, i.kind, i.opened_at, ST_X(i.centre), ST_Y(i.centre),"
+            " array_agg(DISTINCT a.sensor_id) FROM incidents i"
+            " JOIN alerts a ON a.incident_id = i.incident_id"
+            " WHERE i.opened_at BETWEEN %s AND %s"
+            " AND (%s::text[] IS NULL OR EXISTS (SELECT 1 FROM alerts m"
+            "      WHERE m.incident_id = i.incident_id AND m.sensor_id = ANY(%s::text[])))"
+            " GROUP BY i.incident_id ORDER BY i.incident_id",
+            (run[3], run[4] + timedelta(seconds=LATE_S), only, only),
+        )
+    ]
+    return info, truth, detections
