@@ -13,8 +13,10 @@ persistence can change behind these names.
 
 from __future__ import annotations
 
+from typing import Any
+
 from alerts.lifecycle import TransitionError
-from alerts.service import run
+from alerts.messages import SEVERITIES
 from alerts.stores.actions import (
     acknowledge_alert,
     assign_alert,
@@ -34,8 +36,10 @@ from alerts.stores.catalogue import (
 from alerts.stores.detector_state import read_detector_clock, read_evaluated_until
 from alerts.stores.evaluation_reads import read_evaluation_input
 from alerts.stores.outbox import read_dead_letters
+from cityops.kernel.settings import Settings
 
 __all__ = [
+    "SEVERITIES",
     "TransitionError",
     "acknowledge_alert",
     "assign_alert",
@@ -55,3 +59,11 @@ __all__ = [
     "write_limit_override",
     "write_metered_area",
 ]
+
+
+def run(settings: Settings, **options: Any) -> None:
+    """The streaming alert engine until SIGTERM (``alerts.service.run``); imported when called,
+    so that the pages and tools that only act on alerts do not load the engine."""
+    from alerts.service import run as run_engine
+
+    run_engine(settings, **options)

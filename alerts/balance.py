@@ -30,9 +30,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from cityops.kernel.clock import CHENGDU_UTC_OFFSET_S
+
 US = 1_000_000
 DAY_S = 86_400
-CHENGDU_UTC_OFFSET_S = 8 * 3600
 
 
 @dataclass(frozen=True, slots=True)

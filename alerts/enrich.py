@@ -23,20 +23,12 @@ from typing import Any
 import psycopg
 
 from alerts.stores.incidents import read_unenriched, write_context
-from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area
+from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_nearest_link
 from gis.network import NetworkError
 
 log = logging.getLogger("alerts.enrich")
 
 GAS_MIN_RADIUS_M = 150.0
-_NEAREST_LINK = {
-    "water": "SELECT pipe_id, ST_Distance(geom_m, p) FROM water_pipes,"
-    " ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 4544) AS p"
-    " WHERE link_kind = 'pipe' ORDER BY geom_m <-> p LIMIT 1",
-    "power": "SELECT line_id, ST_Distance(geom_m, p) FROM power_lines,"
-    " ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 4544) AS p"
-    " ORDER BY geom_m <-> p LIMIT 1",
-}
 _KEEP = (
     "valves_to_close",
     "sources_to_shut",
@@ -59,10 +51,10 @@ def compute_incident_context(
     if utility == "gas":
         fc = fetch_leak_area(conn, radius_m=max(GAS_MIN_RADIUS_M, 1.5 * radius_m), point=(lon, lat))
         return None, dict(fc["leak"])
-    row = conn.execute(_NEAREST_LINK[utility], (lon, lat)).fetchone()
-    if row is None:
+    nearest = fetch_nearest_link(conn, utility, lon, lat)
+    if nearest is None:
         raise NetworkError(f"no {utility} network loaded")
-    link_id, distance_m = row
+    link_id, distance_m = nearest
     fc = fetch_isolation(conn, utility, link_id, cache=cache, with_geometry=False)
     iso = fc["isolation"]
     affected = {k: iso[k] for k in _KEEP if k in iso}

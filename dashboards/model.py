@@ -16,11 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alerts.api import SEVERITIES as ALERT_SEVERITIES
+
 # a sensor is silent when its newest reading is older than this many expected intervals
 SILENT_FACTOR = 3.0
 
 SENSOR_STATES = ("alarm", "silent", "nodata", "normal")
-SEVERITIES = ("critical", "major", "warning", "info")
+SEVERITIES = tuple(reversed(ALERT_SEVERITIES))  # most severe first, as the pages list them
 SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES), start=1)}  # critical = 4
 UTILITIES = ("water", "power", "gas")
 

@@ -137,6 +137,25 @@ def isolation_summary(iso: Isolation, facilities: list[dict]) -> dict[str, Any]:
     return d
 
 
+_NEAREST_LINK = {
+    "water": "SELECT pipe_id, ST_Distance(geom_m, p) FROM water_pipes,"
+    " ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 4544) AS p"
+    " WHERE link_kind = 'pipe' ORDER BY geom_m <-> p LIMIT 1",
+    "power": "SELECT line_id, ST_Distance(geom_m, p) FROM power_lines,"
+    " ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 4544) AS p"
+    " ORDER BY geom_m <-> p LIMIT 1",
+}
+
+
+def fetch_nearest_link(
+    conn: psycopg.Connection, utility: str, lon: float, lat: float
+) -> tuple[str, float] | None:
+    """The water pipe or power line nearest to (lon, lat) [WGS 84], and its distance [m];
+    None when that network is not loaded."""
+    row = conn.execute(_NEAREST_LINK[utility], (lon, lat)).fetchone()
+    return (str(row[0]), float(row[1])) if row else None
+
+
 def fetch_isolation(
     conn: psycopg.Connection,
     network: str,
