@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,13 @@ from cityops.kernel.migrate import storage_mode
 from cityops.kernel.settings import Settings
 from cityops.shell.database import prepare_database
 from cityops.shell.paths import DATA_DIR, PROJECT_ROOT
-from cityops.shell.stack import LocalStack, default_stack_dir, free_port, port_is_free
+from cityops.shell.stack import (
+    LocalStack,
+    default_stack_dir,
+    ensure_service_user,
+    free_port,
+    port_is_free,
+)
 
 SERVICES = ("ingest", "alerts", "dashboard", "simulate")
 MAX_RESTARTS_PER_MINUTE = 5
@@ -35,6 +42,7 @@ class Child:
     name: str
     args: list[str]
     log_path: Path
+    user: str | None = None  # run as this user (cityops up as root: the servers' user)
     proc: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
 
@@ -51,7 +59,7 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
         with console.status("preparing cityops ...") as status:
             settings, env, logs, stack = _servers(settings, stack_dir, console, status)
             admin_password = _prepare(settings, console, status)
-            children, url, gis_url = _start_services(settings, env, logs, simulate, status)
+            children, url, gis_url = _start_services(settings, env, logs, simulate, status, console)
         console.print(
             f"[bold green]cityops is running[/] in {time.monotonic() - started:.1f} s. "
             f"Dashboard: [bold]{url}[/]  Planners' API and OGC API Features: "
@@ -117,7 +125,12 @@ def _prepare(settings: Settings, console: Console, status: Status) -> str | None
 
 
 def _start_services(
-    settings: Settings, env: dict[str, str], logs: Path, simulate: bool, status: Status
+    settings: Settings,
+    env: dict[str, str],
+    logs: Path,
+    simulate: bool,
+    status: Status,
+    console: Console,
 ) -> tuple[list[Child], str, str]:
     """Start every service as a child process; return them, the dashboard's URL once it
     answers, and the planners' API base URL."""
@@ -125,12 +138,16 @@ def _start_services(
     env["CITYOPS_DASHBOARD_PORT"] = str(port)
     gis_port = GIS_PORT if port_is_free(GIS_PORT) else free_port()
     py = [sys.executable, "-m", "cityops"]
+    user = _service_user(logs, console)
+    env["HOME"] = str(logs.parent)  # not root's home, which the service user may not read
     children = [
-        Child(name, [*py, name], logs / f"{name}.log")
+        Child(name, [*py, name], logs / f"{name}.log", user)
         for name in SERVICES
         if simulate or name != "simulate"
     ]
-    children.append(Child("gis", [*py, "gis", "serve", "--port", str(gis_port)], logs / "gis.log"))
+    children.append(
+        Child("gis", [*py, "gis", "serve", "--port", str(gis_port)], logs / "gis.log", user)
+    )
     for child in children:
         status.update(f"starting {child.name} ...")
         _spawn(child, env)
@@ -181,8 +198,36 @@ def _spawn(child: Child, env: dict[str, str]) -> None:
         stderr=subprocess.STDOUT,
         cwd=PROJECT_ROOT,
         start_new_session=True,
+        user=child.user,
+        group=child.user,
+        extra_groups=[] if child.user else None,
     )
     log.close()
+
+
+def _service_user(logs: Path, console: Console) -> str | None:
+    """The unprivileged user the services run as when ``cityops up`` runs as root: the
+    servers' own user, once it can run cityops from this checkout (it needs to read the code
+    and the virtual environment); None (the services stay ours) otherwise, with a warning."""
+    user = ensure_service_user()
+    if user is None:
+        return None
+    probe = subprocess.run(
+        ["runuser", "-u", user, "--", sys.executable, "-c", "import cityops.shell.cli"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode != 0:
+        console.print(
+            f"[yellow]the services run as root: user {user} cannot read this checkout"
+            f" ({PROJECT_ROOT}); put it where others may read it to run them unprivileged[/]"
+        )
+        return None
+    for path in (logs, *logs.iterdir()):
+        shutil.chown(path, user, user)
+    return user
 
 
 def _restart(child: Child, env: dict[str, str], console: Console) -> None:

@@ -17,6 +17,15 @@ from cityops.shell.stack import default_stack_dir
 from tests.conftest import ROOT
 
 
+def _owner(pid: int) -> str | int:
+    """The user a process runs as: its name when it is the servers' user, else its uid."""
+    import pwd
+
+    uid = os.stat(f"/proc/{pid}").st_uid
+    name = pwd.getpwuid(uid).pw_name
+    return name if name == "cityops" else uid
+
+
 def test_up_starts_everything_shows_live_data_and_stops_cleanly() -> None:
     stack_dir = default_stack_dir(ROOT, "up-test")
     shutil.rmtree(stack_dir, ignore_errors=True)
@@ -64,6 +73,15 @@ def test_up_starts_everything_shows_live_data_and_stops_cleanly() -> None:
         assert sensors >= 120
         assert readings > 0, "live data reached the database"
         assert ready_s < 120
+        # started as root, the services run as the unprivileged servers' user
+        services = subprocess.run(
+            ["pgrep", "-P", str(proc.pid), "-f", "python.* cityops "],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(services) >= 4
+        owners = {_owner(int(pid)) for pid in services}
+        assert owners == ({"cityops"} if os.geteuid() == 0 else {os.getuid()}), owners
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         rc = proc.wait(60)
