@@ -257,6 +257,7 @@ class GasSim:
             supply_kg_s=float(-net.res_ext_grid.mdot_kg_per_s.sum()),
         )
 
+    # long: the bracketed secant reads best as one loop with its bracket updates side by side
     def _solve_leaks(
         self, juncs: list[int], areas: tuple[float, ...], m_max: np.ndarray
     ) -> np.ndarray:

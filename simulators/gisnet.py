@@ -21,6 +21,7 @@ from typing import Any
 from simulators.profiles import WATER_DEMAND_PATTERN
 
 
+# long: one pass writing every section of the EPANET file, in the file's own order
 def water_layers_to_inp(
     nodes: Iterable[Mapping[str, Any]],
     pipes: Iterable[Mapping[str, Any]],

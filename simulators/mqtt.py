@@ -9,20 +9,36 @@ run that starts "now" never stamps readings in the future.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from cityops.kernel.clock import Deadline
 from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import parse_mqtt_url
 from sensors.topics import parse_telemetry_topic
 from simulators.profiles import Outgoing
 
 log = logging.getLogger(__name__)
+# what paho says per device when a connection drops ("failed to receive on socket", at error
+# level): the fleet says it once per device, as a warning, when it reconnects
+DEVICE_LOG = logging.getLogger(f"{__name__}.devices")
+DEVICE_LOG.setLevel(logging.CRITICAL)
+CONNECT_TIMEOUT_S = 60.0  # a fleet of 2,000 devices connects in about 3 s here
+# aiomqtt leaves a publish waiting for its PUBACK when the connection drops: a device that
+# hears nothing this long [s] reconnects and sends again (a PUBACK takes milliseconds here)
+PUBACK_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -60,36 +76,165 @@ def client_id(prefix: str = "cityops-sim") -> str:
 
 
 class DevicePublishers:
-    """One broker connection per sensor, each with the device's own identity."""
+    """One broker connection per sensor, each with the device's own identity, all served by one
+    asyncio event loop (aiomqtt) on a thread of its own (docs/decisions/0034).
+
+    The same sink as a ``Publisher`` for ``publish_steps``: ``publish`` collects a step's
+    messages per device and ``flush`` sends them and returns once the broker has acknowledged
+    every one. A device's messages leave in order with at most ``max_inflight``
+    unacknowledged; a device whose connection drops reconnects and sends again what was not
+    acknowledged (at least once, as paho's publisher does: writes downstream are idempotent).
+    """
 
     def __init__(self, urls: dict[str, str], *, max_inflight: int = 20) -> None:
         self._urls = urls
         self._max_inflight = max_inflight
-        self._pubs: dict[str, Publisher] = {}
+        self._clients: dict[str, aiomqtt.Client] = {}
+        self._batch: dict[str, list[tuple[str, bytes]]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_lost_connection_is_no_error)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="device-fleet")
+        self.peak_inflight = 0  # most unacknowledged messages of one device at once
 
     def __enter__(self) -> DevicePublishers:
+        self._thread.start()
         try:
-            for sid, url in self._urls.items():
-                pub = Publisher(url, client_id(f"dev-{sid}"[:40]), max_inflight=self._max_inflight)
-                self._pubs[sid] = pub.__enter__()
+            self._run(self._connect_all(), CONNECT_TIMEOUT_S)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
-        self._pubs[parse_telemetry_topic(topic).sensor_id].publish(topic, payload, qos=qos)
+        if qos != 1:
+            raise ValueError("devices publish at QoS 1")
+        sid = parse_telemetry_topic(topic).sensor_id
+        if sid not in self._urls:
+            raise KeyError(f"no identity for sensor {sid}")
+        self._batch.setdefault(sid, []).append((topic, payload))
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        for pub in self._pubs.values():
-            pub.flush(timeout_s)
+        """Send what was published since the last flush; wait until all is acknowledged."""
+        batch, self._batch = self._batch, {}
+        self._run(self._send_all(batch, Deadline(timeout_s)), timeout_s)
 
     def __exit__(self, *exc: object) -> None:
-        pubs, self._pubs = self._pubs, {}
-        for pub in pubs.values():
-            pub.__exit__(*exc)
+        try:
+            if exc[0] is None and self._clients:
+                self.flush()
+        finally:
+            if self._thread.is_alive():
+                clients, self._clients = list(self._clients.values()), {}
+                self._run(_leave_all(clients), CONNECT_TIMEOUT_S)
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join()
+            self._loop.close()
+
+    # -- on the fleet's loop ----------------------------------------------------------------
+    def _run(self, work: Coroutine[Any, Any, None], timeout_s: float) -> None:
+        future = asyncio.run_coroutine_threadsafe(work, self._loop)
+        try:
+            future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"devices: not done within {timeout_s} s") from None
+
+    async def _connect_all(self) -> None:
+        for sid, url in self._urls.items():
+            ep = parse_mqtt_url(url)
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 300  # as the service publisher: resend after a blip
+            client = aiomqtt.Client(
+                ep.host,
+                ep.port,
+                username=ep.username,
+                password=ep.password,
+                identifier=client_id(f"dev-{sid}"[:40]),
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=True,
+                properties=props,
+                keepalive=30,
+                max_inflight_messages=self._max_inflight,
+                tls_params=aiomqtt.TLSParameters() if ep.tls else None,
+                logger=DEVICE_LOG,
+            )
+            client.pending_calls_threshold = self._max_inflight  # aiomqtt warns above it
+            self._clients[sid] = client
+        async with asyncio.TaskGroup() as group:
+            for client in self._clients.values():
+                group.create_task(client.__aenter__())
+
+    async def _send_all(
+        self, batch: dict[str, list[tuple[str, bytes]]], deadline: Deadline
+    ) -> None:
+        await asyncio.gather(*(self._send(sid, msgs, deadline) for sid, msgs in batch.items()))
+
+    async def _send(self, sid: str, msgs: list[tuple[str, bytes]], deadline: Deadline) -> None:
+        """One device's messages in order; after a lost connection, reconnect and send again
+        those not acknowledged, until ``deadline``."""
+        client = self._clients[sid]
+        window = asyncio.Semaphore(self._max_inflight)
+        acked = [False] * len(msgs)
+        inflight = 0
+
+        async def one(i: int) -> None:
+            nonlocal inflight
+            async with window:  # FIFO: the device's messages leave in order
+                inflight += 1
+                self.peak_inflight = max(self.peak_inflight, inflight)
+                try:
+                    timeout = min(PUBACK_TIMEOUT_S, deadline.left())
+                    await client.publish(*msgs[i], qos=1, timeout=timeout)
+                    acked[i] = True
+                finally:
+                    inflight -= 1
+
+        while not all(acked):
+            lost: list[Exception] = []
+            try:
+                async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
+                    for i in [i for i, ok in enumerate(acked) if not ok]:
+                        group.create_task(one(i))
+            except* aiomqtt.MqttError as errors:
+                lost = list(errors.exceptions)
+            if lost:
+                if deadline.passed():
+                    raise TimeoutError(f"device {sid}: not acknowledged in time")
+                log.warning("device %s: %s; reconnecting", sid, lost[0])
+                await _reconnect(client, deadline)
 
 
+def _lost_connection_is_no_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A lost connection leaves aiomqtt a socket callback on a closed socket and a disconnection
+    nobody asks about; the device reconnects (and says so), so a debug line, not a traceback."""
+    if isinstance(context.get("exception"), OSError | aiomqtt.MqttError):
+        log.debug("device fleet: %s", context["exception"])
+    else:
+        loop.default_exception_handler(context)
+
+
+async def _reconnect(client: aiomqtt.Client, deadline: Deadline) -> None:
+    await _leave(client)
+    while True:
+        try:
+            await client.__aenter__()
+            return
+        except aiomqtt.MqttError:
+            if deadline.left() < 1.0:
+                raise
+            await asyncio.sleep(1.0)
+
+
+async def _leave_all(clients: list[aiomqtt.Client]) -> None:
+    await asyncio.gather(*(_leave(c) for c in clients))
+
+
+async def _leave(client: aiomqtt.Client) -> None:
+    with contextlib.suppress(aiomqtt.MqttError):
+        await client.__aexit__(None, None, None)
+
+
+# long: the pacing loop (release time, stop, produce, publish, flush, progress) in one place
 def publish_steps(
     url: str | DevicePublishers,
     produce: Callable[[int], Sequence[Outgoing]],

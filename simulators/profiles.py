@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cityops.kernel.clock import CHENGDU_UTC_OFFSET_S
 from sensors.catalogue import Sensor
 from sensors.payload import encode_reading
 from sensors.topics import telemetry_topic
 
-CHENGDU_UTC_OFFSET_S = 8 * 3600
 DEMO_ANOMALY_SENSOR = "wp-510104-1"
 
 # hourly multipliers of mean demand (residential-commercial mix, peaks at 7-9 h and 18-21 h)

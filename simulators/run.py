@@ -24,7 +24,7 @@ from sensors.quantities import QUANTITIES
 from sensors.topics import telemetry_topic
 from simulators.faults import MALFORMED_REASONS, ActiveFault, FaultLayer, Record
 from simulators.profiles import Outgoing
-from simulators.spec import Scenario, ScenarioError
+from simulators.spec import Scenario
 from simulators.world import AFFECTED_THRESHOLD, World, build_world
 
 # measurement noise of a healthy sensor, 1 sigma [canonical unit] or relative (rel)
@@ -163,12 +163,7 @@ class ScenarioRun:
             chosen = set()
             for sid in f.sensors:
                 if sid not in self._pos:
-                    raise ScenarioError(
-                        scn.source,
-                        f.where.line_of("sensors"),
-                        f"{f.where.field}.sensors",
-                        f"no sensor {sid!r} in this run",
-                    )
+                    raise scn.fail((*f.loc, "sensors"), f"no sensor {sid!r} in this run")
                 chosen.add(sid)
             if f.count:
                 pool = [
@@ -178,10 +173,8 @@ class ScenarioRun:
                     and s.sensor_id not in chosen
                 ]
                 if len(pool) < f.count:
-                    raise ScenarioError(
-                        scn.source,
-                        f.where.line_of("count"),
-                        f"{f.where.field}.count",
+                    raise scn.fail(
+                        (*f.loc, "count"),
                         f"only {len(pool)} sensors to choose from, asked for {f.count}",
                     )
                 rng = np.random.default_rng([scn.seed, 0xFA, f.event_id])

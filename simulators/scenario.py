@@ -51,15 +51,13 @@ def prepare_run(
     """The run, checked against its models; nothing is published or written.
 
     ``database_url``: where to read the GIS water layers for ``model: gis``."""
-    from dataclasses import replace
-
     if seed is not None:
-        scenario = replace(scenario, seed=seed)
-    water = scenario.networks.get("water")
+        scenario = scenario.model_copy(update={"seed": seed})
+    water = scenario.networks.water
     gis_folder = None
     if water is not None and water.model == "gis":
         scenario = _with_gis_water(scenario, database_url)
-        gis_folder = Path(scenario.networks["water"].model).parent
+        gis_folder = Path(scenario.networks.water.model).parent  # type: ignore[union-attr]
     if start:
         start_ms = parse_time_ms(start)
     elif scenario.start_ms is not None:
@@ -96,39 +94,29 @@ def check_scenario(path: Path, *, database_url: str = "") -> dict[str, Any]:
 def _with_gis_water(scenario: Scenario, database_url: str) -> Scenario:
     """The scenario with its water model built from the GIS layers in the database."""
     import tempfile
-    from dataclasses import replace
 
     from simulators.gisnet import water_layers_to_inp
 
+    model = ("networks", "water", "model")
     if not database_url:
-        raise ScenarioError(
-            scenario.source,
-            None,
-            "networks.water.model",
-            "gis needs a database (CITYOPS_DATABASE_URL)",
-        )
+        raise scenario.fail(model, "gis needs a database (CITYOPS_DATABASE_URL)")
     from cityops.kernel.db import connect
     from simulators.store import read_water_layers
 
     with connect(database_url) as conn:
         nodes, pipes = read_water_layers(conn)
     if not nodes or not pipes:
-        raise ScenarioError(
-            scenario.source,
-            None,
-            "networks.water.model",
-            "the GIS water layers are empty (cityops gis load-demo?)",
-        )
+        raise scenario.fail(model, "the GIS water layers are empty (cityops gis load-demo?)")
     try:
         text = water_layers_to_inp(nodes, pipes)
     except ValueError as exc:
-        raise ScenarioError(scenario.source, None, "networks.water.model", str(exc)) from None
+        raise scenario.fail(model, str(exc)) from None
     folder = Path(tempfile.mkdtemp(prefix="cityops-gis-water-"))
     inp = folder / "gis_water.inp"
     inp.write_text(text)
-    networks = dict(scenario.networks)
-    networks["water"] = replace(networks["water"], model=str(inp), crs="EPSG:4544")
-    return replace(scenario, networks=networks)
+    water = scenario.networks.water.model_copy(update={"model": str(inp), "crs": "EPSG:4544"})  # type: ignore[union-attr]
+    networks = scenario.networks.model_copy(update={"water": water})
+    return scenario.model_copy(update={"networks": networks})
 
 
 @dataclass
@@ -139,6 +127,7 @@ class ScenarioReport:
     ground_truth: dict[str, Any]
 
 
+# long: a dozen keyword options and their docstring; the steps are helpers below
 def run_scenario(
     settings: Settings,
     scenario: Path,
@@ -163,36 +152,12 @@ def run_scenario(
     scn = load_scenario(scenario)
     run = prepare_run(scn, seed=seed, start=start, database_url=settings.database_url)
     try:
-        creds = None
-        if devices is not None or scn.identities == "device":
-            from simulators.devices import read_credentials
-
-            if devices is None:
-                raise ScenarioError(
-                    scn.source, None, "identities", "device identities need a credentials file"
-                )
-            creds = read_credentials(devices)
-            missing = [s.sensor_id for s in run.sensors if s.sensor_id not in creds]
-            if missing:
-                raise ScenarioError(
-                    str(devices),
-                    None,
-                    "",
-                    f"no credentials for {len(missing)} sensors, e.g. {missing[0]}",
-                )
+        sink = _sink(settings, run, devices)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         run_id = f"{scn.name}-{stamp}-{uuid.uuid4().hex[:6]}"
         out = Path(output_dir) if output_dir else Path("var") / "sim" / run_id
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "sensors.geojson").write_text(
-            json.dumps(sensors_to_geojson(run.sensors), ensure_ascii=False, indent=1),
-            encoding="utf-8",
-        )
-        truth = run.ground_truth(run_id=run_id)
-        _write_truth_file(out, truth)
         use_db = write_db and bool(settings.database_url)
-        if use_db or register_sensors:
-            _db_start(settings, truth, run if register_sensors else None, use_db)
+        truth = _record_start(settings, run, run_id, out, use_db, register_sensors)
         log.info(
             "scenario %s: %d sensors, %d steps of %g s from %s, seed %d; outputs in %s",
             scn.name,
@@ -203,14 +168,6 @@ def run_scenario(
             run.scenario.seed,
             out,
         )
-        url = settings.mqtt_url_for("sim")
-        sink: Any = url
-        if creds is not None:
-            from simulators.devices import device_url
-
-            sink = DevicePublishers(
-                {s.sensor_id: device_url(url, s.sensor_id, creds) for s in run.sensors}
-            )
         with stop_on_signals(stop or threading.Event()) as ev:
             stats = publish_steps(
                 sink,
@@ -236,6 +193,41 @@ def run_scenario(
         return ScenarioReport(run_id, out, stats, truth)
     finally:
         run.close()
+
+
+def _sink(settings: Settings, run: ScenarioRun, devices: Path | None) -> str | DevicePublishers:
+    """Where the run publishes: the simulators' service identity, or with device identities
+    (``devices``: sensor id -> password) a fleet with a connection per sensor."""
+    scn, url = run.scenario, settings.mqtt_url_for("sim")
+    if devices is None and scn.identities != "device":
+        return url
+    from simulators.devices import device_url, read_credentials
+
+    if devices is None:
+        raise scn.fail(("identities",), "device identities need a credentials file")
+    creds = read_credentials(devices)
+    missing = [s.sensor_id for s in run.sensors if s.sensor_id not in creds]
+    if missing:
+        problem = f"no credentials for {len(missing)} sensors, e.g. {missing[0]}"
+        raise ScenarioError(str(devices), None, "", problem)
+    return DevicePublishers({s.sensor_id: device_url(url, s.sensor_id, creds) for s in run.sensors})
+
+
+def _record_start(
+    settings: Settings, run: ScenarioRun, run_id: str, out: Path, use_db: bool, register: bool
+) -> dict[str, Any]:
+    """The catalogue and the planned ground truth, in ``out`` and (``use_db``) the database;
+    with ``register`` the sensors, their limits and areas too. Returns the ground truth."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sensors.geojson").write_text(
+        json.dumps(sensors_to_geojson(run.sensors), ensure_ascii=False, indent=1),
+        encoding="utf-8",
+    )
+    truth = run.ground_truth(run_id=run_id)
+    _write_truth_file(out, truth)
+    if use_db or register:
+        _db_start(settings, truth, run if register else None, use_db)
+    return truth
 
 
 def _write_truth_file(out: Path, truth: dict[str, Any]) -> None:

@@ -1,28 +1,49 @@
 """Scenario files: YAML parsed and validated before anything runs (pure: text in, values out).
 
-Every mistake is reported as a ``ScenarioError`` naming the file, the line and the field, for
-example ``scenarios/x.yaml: line 14: incidents[0].duration: must be >= 0, got -1h``. Checks
-that need the network models (does element "101" exist?) happen in simulators/world.py, with
-the same kind of message, still before anything is published. The format is described in
-docs/simulators.md.
+The file's shape, types and ranges are the pydantic models below; what pydantic refuses is
+reported as a ``ScenarioError`` naming the file, the line and the field, for example
+``scenarios/x.yaml: line 14: incidents[0].duration: must be > 0, got -1h``: the YAML loader
+remembers the line of every key and item, and ``_problem`` words pydantic's errors the way a
+scenario author reads them. Rules across fields (the step fits in the duration, an incident's
+network is declared) are checked after the models, and the checks that need the network models
+(does element "101" exist?) happen in simulators/world.py through ``Scenario.fail``, still
+before anything is published. The format is described in docs/simulators.md.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Strict,
+    Tag,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
+from cityops.kernel.clock import CHENGDU_TZ
 from simulators.gas import GAS_INCIDENTS, GAS_NETWORKS
 from simulators.power import POWER_INCIDENTS, POWER_NETWORKS
 from simulators.water import GRID_RE, LIBRARY_NETWORKS, WATER_INCIDENTS
 
-CHENGDU_TZ = timezone(timedelta(hours=8))
 NETWORKS = ("water", "power", "gas")
+NETWORK_MODELS = {"water": LIBRARY_NETWORKS, "power": POWER_NETWORKS, "gas": GAS_NETWORKS}
 INCIDENT_TYPES = {"water": WATER_INCIDENTS, "power": POWER_INCIDENTS, "gas": GAS_INCIDENTS}
 FAULT_TYPES = (
     "noise",
@@ -53,6 +74,8 @@ _DURATION_RE = re.compile(r"^\s*(-?)\s*((?:\d+(?:\.\d+)?\s*(?:ms|sec|min|s|m|h|d
 _PIECE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d|w)")
 _UNIT_S = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
+Loc = tuple[str | int, ...]  # a field's place in the file: ("incidents", 0, "element")
+
 
 class ScenarioError(ValueError):
     """A scenario that will not run; the message names the source, line and field."""
@@ -70,7 +93,7 @@ class ScenarioError(ValueError):
 
 # -- YAML with line numbers ----------------------------------------------------------------
 class YDict(dict):
-    """A mapping that remembers the 1-based line of itself and of each key."""
+    """A mapping that remembers the 1-based line of itself and of each key's value."""
 
     line: int = 0
     key_lines: dict[str, int]
@@ -114,134 +137,29 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-# -- the scenario ---------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Where:
-    """Where a value came from, to name it in later errors."""
-
-    field: str
-    line: int | None
-    key_lines: tuple[tuple[str, int], ...] = ()
-
-    def line_of(self, key: str) -> int | None:
-        return dict(self.key_lines).get(key, self.line)
-
-
-def _where(path: str, line: int | None, m: Any) -> Where:
-    lines = tuple(m.key_lines.items()) if isinstance(m, YDict) else ()
-    return Where(path, line, lines)
+def line_of(doc: Any, loc: Loc) -> int | None:
+    """The line of the field at ``loc``; for a field that is missing, its mapping's line."""
+    line = getattr(doc, "line", None)
+    node = doc
+    for key in loc:
+        if isinstance(node, YDict) and key in node:
+            line, node = node.key_lines[str(key)], node[key]
+        elif isinstance(node, YList) and isinstance(key, int) and key < len(node):
+            line, node = node.item_lines[key], node[key]
+        else:
+            break
+    return line
 
 
-@dataclass(frozen=True)
-class NetworkSpec:
-    model: str
-    anchor_lon: float
-    anchor_lat: float
-    scale_m: float = 1.0
-    crs: str | None = None  # the model's coordinates are metres in this CRS: used as they are
-    wind_speed_m_s: float = 2.0
-    wind_from_deg: float = 270.0
+def field_path(loc: Loc) -> str:
+    """``("incidents", 0, "element")`` -> ``incidents[0].element``."""
+    out = ""
+    for key in loc:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else key)
+    return out
 
 
-@dataclass(frozen=True)
-class DetectorRing:
-    near: str  # gas junction name
-    count: int
-    radius_m: float
-    confinement: float
-    where: Where
-
-
-@dataclass(frozen=True)
-class SensorPlan:
-    """What to instrument, per network: element names, or a count placed automatically."""
-
-    water_pressure: int | tuple[str, ...] = 0
-    water_flow: tuple[str, ...] = ()
-    water_tanks: str | tuple[str, ...] = ()  # "all" or names
-    water_inlets: bool = False  # flow meters on every link out of a reservoir or tank
-    power_buses: int | tuple[str, ...] = 0
-    power_transformers: str | tuple[str, ...] = ()
-    gas_pressure: int | tuple[str, ...] = 0
-    gas_detectors: tuple[DetectorRing, ...] = ()
-    gas_background_detectors: int = 0
-    where: dict[str, Where] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class IncidentSpec:
-    event_id: int
-    network: str
-    type: str
-    element: str
-    start_s: float
-    end_s: float | None
-    params: dict[str, float]
-    where: Where
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    event_id: int
-    type: str
-    sensors: tuple[str, ...]  # explicit sensor ids
-    count: int  # or this many chosen (seeded) among the run's sensors
-    utility: str | None  # ... of this utility
-    start_s: float
-    end_s: float | None
-    params: dict[str, Any]
-    where: Where
-
-
-@dataclass(frozen=True)
-class Place:
-    name: str
-    network: str
-    element: str
-    where: Where
-
-
-@dataclass(frozen=True)
-class Scenario:
-    source: str
-    name: str
-    description: str
-    start_ms: int | None  # None: now
-    duration_s: float
-    step_s: float
-    speedup: float
-    seed: int
-    truth_every_s: float  # how often the ground truth's counterfactuals are evaluated [s]
-    id_prefix: str
-    encoding: str
-    batch_steps: int
-    identities: str
-    networks: dict[str, NetworkSpec]
-    sensors: SensorPlan
-    incidents: tuple[IncidentSpec, ...]
-    faults: tuple[FaultSpec, ...]
-    places: tuple[Place, ...]
-
-    @property
-    def steps(self) -> int:
-        return math.floor(self.duration_s / self.step_s + 1e-9)
-
-
-# -- parsing helpers ------------------------------------------------------------------------
-class _Ctx:
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, line: int | None, path: str, problem: str) -> ScenarioError:
-        return ScenarioError(self.source, line, path, problem)
-
-
-def _line(m: Any, key: str) -> int | None:
-    if isinstance(m, YDict):
-        return m.key_lines.get(key, m.line)
-    return None
-
-
+# -- values as the file writes them ----------------------------------------------------------
 def parse_duration_s(value: Any) -> float:
     """Seconds from a number (seconds) or a string such as ``90s``, ``15m``, ``2h``, ``1d``."""
     if isinstance(value, bool):
@@ -280,457 +198,509 @@ def parse_time_ms(value: Any) -> int:
     return round(dt.timestamp() * 1000)
 
 
-def _allowed(ctx: _Ctx, m: YDict, path: str, allowed: set[str]) -> None:
-    for key in m:
-        if key not in allowed:
-            raise ctx.fail(
-                _line(m, key),
-                f"{path}.{key}" if path else key,
-                f"unknown field (expected one of {', '.join(sorted(allowed))})",
-            )
+def _duration(*, signed: bool = False, positive: bool = False) -> BeforeValidator:
+    def check(value: Any) -> float:
+        s = parse_duration_s(value)
+        if not signed and (s < 0 or (positive and s <= 0)):
+            raise ValueError(f"must be {'> 0' if positive else '>= 0'}, got {value}")
+        return s
+
+    return BeforeValidator(check)
 
 
-def _get(ctx: _Ctx, m: YDict, key: str, path: str, kind: str, default: Any = ..., **kw: Any):
-    p = f"{path}.{key}" if path else key
-    if key not in m or m[key] is None:
-        if default is ...:
-            raise ctx.fail(m.line if isinstance(m, YDict) else None, p, "is required")
-        return default
-    v = m[key]
-    line = _line(m, key)
-    try:
-        if kind == "duration":
-            out: Any = parse_duration_s(v)
-            if out < kw.get("min", 0.0) or (kw.get("positive") and out <= 0):
-                raise ValueError(f"must be {'> 0' if kw.get('positive') else '>= 0'}, got {v}")
-            return out
-        if kind == "time":
-            return parse_time_ms(v)
-        if kind == "int":
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"expected an integer, got {v!r}")
-            if v < kw.get("min", -(2**63)):
-                raise ValueError(f"must be >= {kw['min']}, got {v}")
-            return v
-        if kind == "float":
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ValueError(f"expected a number, got {v!r}")
-            if "min" in kw and v < kw["min"]:
-                raise ValueError(f"must be >= {kw['min']}, got {v}")
-            if "gt" in kw and v <= kw["gt"]:
-                raise ValueError(f"must be > {kw['gt']}, got {v}")
-            if "max" in kw and v > kw["max"]:
-                raise ValueError(f"must be <= {kw['max']}, got {v}")
-            return float(v)
-        if kind == "str":
-            if isinstance(v, bool | dict | list):
-                raise ValueError(f"expected text, got {v!r}")
-            s = str(v)
-            if "choices" in kw and s not in kw["choices"]:
-                raise ValueError(f"{s!r} is not one of {', '.join(kw['choices'])}")
-            return s
-        if kind == "map":
-            if not isinstance(v, dict):
-                raise ValueError("expected a mapping")
-            return v
-        if kind == "list":
-            if not isinstance(v, list):
-                raise ValueError("expected a list")
-            return v
-    except ValueError as exc:
-        raise ctx.fail(line, p, str(exc)) from None
-    raise AssertionError(kind)
+def _text(value: Any) -> str:
+    """Names may be written as numbers (``element: 101``); a list or a mapping is a mistake."""
+    if isinstance(value, bool | dict | list):
+        raise ValueError(f"expected text, got {value!r}")
+    return str(value)
 
 
-def _names_or_count(ctx: _Ctx, m: YDict, key: str, path: str, *, allow_all: bool = False):
-    if key not in m or m[key] is None:
-        return () if allow_all else 0
-    v = m[key]
-    line = _line(m, key)
-    p = f"{path}.{key}"
-    if allow_all and v == "all":
-        return "all"
-    if isinstance(v, bool):
-        raise ctx.fail(line, p, "expected a count or a list of element names")
-    if isinstance(v, int) and not allow_all:
-        if v < 0:
-            raise ctx.fail(line, p, f"must be >= 0, got {v}")
-        return v
-    if isinstance(v, list):
-        return tuple(str(x) for x in v)
-    raise ctx.fail(
-        line, p, "expected " + ("'all' or a list of names" if allow_all else "a count or a list")
+def _choice(choices: tuple[str, ...], what: str = "") -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = _text(value)
+        if text in choices:
+            return text
+        if what:
+            raise ValueError(f"unknown {what} {text!r} (one of {', '.join(choices)})")
+        raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+
+    return check
+
+
+def _names_or(other: str) -> Callable[[Any], Any]:
+    """A list of element names, or else a ``count`` (>= 0), or ``all`` of them."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, list):
+            return tuple(str(x) for x in value)
+        if other == "count" and isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise ValueError(f"must be >= 0, got {value}")
+            return value
+        if other == "all" and value == "all":
+            return "all"
+        expected = {
+            "count": "a count or a list of element names",
+            "all": "'all' or a list of names",
+        }
+        raise ValueError(f"expected {expected.get(other, 'a list of links')}")
+
+    return check
+
+
+def _all(value: Any) -> bool:
+    if value != "all":
+        raise ValueError("expected 'all'")
+    return True
+
+
+def _anchor(value: Any) -> tuple[float, float]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list")
+    if (
+        len(value) != 2
+        or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in value)
+        or not (100 <= value[0] <= 108 and 26 <= value[1] <= 34)
+    ):
+        raise ValueError("expected [lon, lat] in Sichuan (EPSG:4326), e.g. [104.06, 30.66]")
+    return float(value[0]), float(value[1])
+
+
+def _whole_seconds(step_s: float) -> float:
+    if step_s < 1 or step_s != int(step_s):
+        raise ValueError("must be a whole number of seconds >= 1")
+    return step_s
+
+
+def _id_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,15}", prefix):
+        raise ValueError("use 1-16 of [a-z0-9_-]")
+    return prefix
+
+
+def _probability(p: float) -> float:
+    if p > 1:
+        raise ValueError(f"must be within 0-1, got {p:g}")
+    return p
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Utility = Annotated[str, BeforeValidator(_choice(NETWORKS))]
+Number = Annotated[float, Strict(), AllowInfNan(False)]  # an int is welcome, a string is not
+Positive = Annotated[float, Strict(), AllowInfNan(False), Field(gt=0.0)]
+NonNegative = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0.0)]
+Probability = Annotated[
+    float, Strict(), AllowInfNan(False), Field(ge=0.0), AfterValidator(_probability)
+]
+Duration = Annotated[float, _duration()]  # [s], >= 0
+PositiveDuration = Annotated[float, _duration(positive=True)]  # [s]
+SignedDuration = Annotated[float, _duration(signed=True)]  # [s]
+CountOrNames = Annotated[int | tuple[str, ...], BeforeValidator(_names_or("count"))]
+AllOrNames = Annotated[str | tuple[str, ...], BeforeValidator(_names_or("all"))]
+Count = Annotated[int, Strict(), Field(ge=0)]  # no 1.5, no true
+AtLeastOne = Annotated[int, Strict(), Field(ge=1)]
+MalformedKind = Annotated[str, BeforeValidator(_choice(MALFORMED_KINDS, "malformed kind"))]
+
+
+class _Model(BaseModel):
+    """One mapping of the file: unknown keys are refused by name, an empty value is a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data  # pydantic refuses it: "expected a mapping"
+        names = sorted(f.alias or name for name, f in cls.model_fields.items())
+        for key in data:
+            if key not in names:
+                raise PydanticCustomError(
+                    "unknown_field", "unknown field", {"field": key, "expected": ", ".join(names)}
+                )
+        return cls._with_defaults({k: v for k, v in data.items() if v is not None})
+
+    @classmethod
+    def _with_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Defaults that depend on other fields of the mapping."""
+        return data
+
+
+# -- networks --------------------------------------------------------------------------------
+class Wind(_Model):
+    speed_m_s: NonNegative = 2.0  # [m/s]
+    from_deg: Number = 270.0  # [deg] where it blows from, clockwise from north
+
+
+class NetworkSpec(_Model):
+    """A utility's network model and where it sits in Chengdu."""
+
+    UTILITY: ClassVar[str] = ""
+    model: Text  # a model name (or, for water, an .inp path, grid-RxC or gis)
+    anchor: Annotated[tuple[float, float], BeforeValidator(_anchor)]  # [lon, lat] of its centre
+    scale_m: Positive = 1.0  # [m] per model unit
+    crs: Text | None = None  # the model's coordinates are metres in this CRS: used as they are
+    wind: Wind = Wind()
+
+    @classmethod
+    def _with_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("model") == "gis":
+            data.setdefault("crs", "EPSG:4544")  # the GIS layers' geom_m
+        if data.get("crs"):
+            data.setdefault("anchor", [104.06, 30.66])  # unused: the model has its own place
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        known = NETWORK_MODELS[cls.UTILITY]
+        water = cls.UTILITY == "water"
+        if model in known or (
+            water and (model.endswith(".inp") or model == "gis" or re.match(GRID_RE, model))
+        ):
+            return model
+        more = ", grid-<rows>x<cols>, or a path to an EPANET .inp file)" if water else ")"
+        raise ValueError(
+            f"unknown {cls.UTILITY} network {model!r} (one of {', '.join(known)}{more}"
+        )
+
+    @field_validator("crs")
+    @classmethod
+    def _projected(cls, crs: str | None) -> str | None:
+        from pyproj import CRS
+
+        try:
+            if crs is not None and not CRS.from_user_input(crs).is_projected:
+                raise ValueError("not a projected CRS")
+        except Exception as exc:  # pyproj raises its own CRSError
+            raise ValueError(f"expected a projected CRS such as EPSG:4544 ({exc})") from None
+        return crs
+
+
+class WaterNetworkSpec(NetworkSpec):
+    UTILITY = "water"
+    scale_m: Positive = 225.0  # Net3's units are about 225 m
+
+
+class PowerNetworkSpec(NetworkSpec):
+    UTILITY = "power"
+
+
+class GasNetworkSpec(NetworkSpec):
+    UTILITY = "gas"
+
+
+class Networks(_Model):
+    water: WaterNetworkSpec | None = None
+    power: PowerNetworkSpec | None = None
+    gas: GasNetworkSpec | None = None
+
+    def named(self) -> dict[str, NetworkSpec]:
+        """The networks the file declares, by utility (water, power, gas order)."""
+        return {n: spec for n in NETWORKS if (spec := getattr(self, n)) is not None}
+
+
+# -- sensors ----------------------------------------------------------------------------------
+class WaterSensors(_Model):
+    pressure: CountOrNames = 0  # a count placed spread out, or junction names
+    flow: Annotated[tuple[str, ...], BeforeValidator(_names_or("links"))] = ()
+    tanks: AllOrNames = ()
+    inlets: Annotated[bool, BeforeValidator(_all)] = False  # supply meters out of every source
+
+
+class PowerSensors(_Model):
+    buses: CountOrNames = 0
+    transformers: AllOrNames = ()
+
+
+class DetectorRing(_Model):
+    """``count`` gas detectors on a circle of ``radius_m`` [m] around junction ``near``."""
+
+    near: Text
+    count: AtLeastOne = 4
+    radius_m: Positive = 15.0
+    confinement: Positive = 3.0  # gas accumulates in manholes, basements, kitchens
+
+
+class GasSensors(_Model):
+    pressure: CountOrNames = 0
+    detectors: tuple[DetectorRing, ...] = ()
+    background_detectors: Count = 0
+
+
+class SensorPlan(_Model):
+    """What to instrument, per network: element names, or a count placed automatically."""
+
+    water: WaterSensors = WaterSensors()
+    power: PowerSensors = PowerSensors()
+    gas: GasSensors = GasSensors()
+
+
+# -- incidents and faults -----------------------------------------------------------------------
+class _Event(_Model):
+    """Something that happens during the run, ``at`` seconds after its start, for
+    ``duration`` seconds (absent: to the end)."""
+
+    start_s: Duration = Field(alias="at")
+    duration_s: PositiveDuration | None = Field(None, alias="duration")
+    _event_id: int = PrivateAttr(0)
+    _loc: Loc = PrivateAttr(())
+
+    @property
+    def event_id(self) -> int:
+        """Incidents first (1, 2, ...), then faults, in file order."""
+        return self._event_id
+
+    @property
+    def loc(self) -> Loc:
+        """Where it is in the file: ("incidents", 0)."""
+        return self._loc
+
+    @property
+    def end_s(self) -> float | None:
+        return None if self.duration_s is None else self.start_s + self.duration_s
+
+    def _params(self, common: type[_Event]) -> dict[str, Any]:
+        own = [k for k in type(self).model_fields if k not in common.model_fields]
+        return {k: v for k in own if (v := getattr(self, k)) is not None}
+
+
+class IncidentSpec(_Event):
+    network: Utility
+    type: Text
+    element: Text  # the junction, pipe, pump, line, switch ... it happens to
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The type's parameters as the file gives them (the ground truth lists them)."""
+        return self._params(IncidentSpec)
+
+
+class FaultSpec(_Event):
+    type: Text
+    sensors: tuple[Text, ...] = ()  # these sensor ids
+    count: Count = 0  # and/or this many chosen (seeded) ...
+    utility: Utility | None = None  # ... among this utility's
+
+    @model_validator(mode="after")
+    def _someone(self) -> FaultSpec:
+        if not self.sensors and not self.count:
+            raise ValueError("name the sensors or give a count")
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self._params(FaultSpec)
+
+
+def _optional(kind: Any) -> tuple[Any, None]:
+    return kind | None, None
+
+
+# Each type's parameters (absent: none): name -> (type, default), ``...`` for required. The
+# ground truth lists those the file gives; the physics and faults.py default the others.
+INCIDENT_PARAMS: dict[str, dict[str, Any]] = {
+    "leak": {"area_cm2": (Positive, ...), "ramp": _optional(Duration)},  # [cm2], growth [s]
+    "burst": {"area_cm2": (Positive, ...)},
+    "overload": {"factor": (Positive, ...)},  # load multiplier downstream of the line
+    "voltage_sag": {"element": (Text, "grid"), "vm_pu": _optional(Positive)},
+    "regulator_fault": {"element": (Text, "supply"), "p_bar": _optional(Positive)},  # [bar]
+}
+FAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "noise": {"sigma_pct": _optional(NonNegative)},
+    "drift": {"pct_per_day": _optional(NonNegative)},
+    "spikes": {"probability": _optional(Probability), "magnitude_pct": _optional(NonNegative)},
+    "dropout": {"probability": _optional(Probability)},
+    "clock_skew": {"offset": _optional(SignedDuration)},  # [s]
+    "duplicate": {"probability": _optional(Probability)},
+    "out_of_order": {
+        "delay_steps": _optional(AtLeastOne),
+        "probability": _optional(Probability),
+    },
+    "malformed": {
+        "probability": _optional(Probability),
+        "kinds": _optional(tuple[MalformedKind, ...]),
+    },
+}
+
+
+def _tagged(base: type[_Event], types: dict[str, tuple[str, ...]], table: dict) -> Any:
+    """The union of ``base``'s models per type, chosen by the tag ``"<group>:<type>"`` (the
+    network for incidents, "fault" for faults); pydantic puts the tag in an error's location,
+    where ``_problem`` tells it from a field name by its colon."""
+    models = {
+        t: create_model(f"{base.__name__}_{t}", __base__=base, **table.get(t, {}))
+        for kinds in types.values()
+        for t in kinds
+    }
+    choices = [Annotated[models[t], Tag(f"{g}:{t}")] for g, kinds in types.items() for t in kinds]
+    group = "network" if base is IncidentSpec else None
+
+    def tag(item: Any) -> str | None:
+        if not isinstance(item, dict):
+            return None
+        return f"{item.get(group) if group else 'fault'}:{item.get('type')}"
+
+    return Annotated[Union[tuple(choices)], Discriminator(tag)]  # noqa: UP007
+
+
+if TYPE_CHECKING:
+    AnyIncident = IncidentSpec
+    AnyFault = FaultSpec
+else:
+    AnyIncident = _tagged(IncidentSpec, INCIDENT_TYPES, INCIDENT_PARAMS)
+    AnyFault = _tagged(FaultSpec, {"fault": FAULT_TYPES}, FAULT_PARAMS)
+
+
+class Place(_Model):
+    """A named place (a school, a hospital) at a network element, for the ground truth."""
+
+    name: Text
+    network: Utility
+    element: Text
+
+
+# -- the scenario -------------------------------------------------------------------------------
+class Scenario(_Model):
+    name: Text
+    description: Text = ""
+    start_ms: Annotated[int, BeforeValidator(parse_time_ms)] | None = Field(None, alias="start")
+    duration_s: PositiveDuration = Field(alias="duration")
+    step_s: Annotated[float, _duration(positive=True), AfterValidator(_whole_seconds)] = Field(
+        alias="step"
     )
+    speedup: NonNegative = 0.0  # simulated s per wall s; 0: as fast as possible
+    seed: Count = 1
+    # how often the ground truth's counterfactuals are evaluated [s] (default: every step)
+    truth_every_s: PositiveDuration = Field(alias="truth_every")
+    id_prefix: Annotated[str, BeforeValidator(_text), AfterValidator(_id_prefix)] = "sim"
+    encoding: Annotated[str, BeforeValidator(_choice(ENCODINGS))] = "compact"
+    batch_steps: AtLeastOne = 1
+    identities: Annotated[str, BeforeValidator(_choice(IDENTITIES))] = "service"
+    networks: Networks
+    sensors: SensorPlan = SensorPlan()
+    incidents: tuple[AnyIncident, ...] = ()
+    faults: tuple[AnyFault, ...] = ()
+    places: tuple[Place, ...] = ()
+    _source: str = PrivateAttr("<scenario>")
+    _doc: Any = PrivateAttr(None)  # the parsed file, for the lines of later errors
+
+    @classmethod
+    def _with_defaults(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if "step" in data:
+            data.setdefault("truth_every", data["step"])
+        return data
+
+    @model_validator(mode="after")
+    def _number_events(self) -> Scenario:
+        for i, inc in enumerate(self.incidents):
+            inc._loc, inc._event_id = ("incidents", i), i + 1
+        for i, f in enumerate(self.faults):
+            f._loc, f._event_id = ("faults", i), len(self.incidents) + i + 1
+        return self
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def steps(self) -> int:
+        return math.floor(self.duration_s / self.step_s + 1e-9)
+
+    def fail(self, loc: Loc, problem: str) -> ScenarioError:
+        """The error for the field at ``loc`` (its line when the scenario came from a file)."""
+        return ScenarioError(self._source, line_of(self._doc, loc), field_path(loc), problem)
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     """Parse and validate a scenario file's text (structure, types, ranges; not elements)."""
-    ctx = _Ctx(source)
     try:
         doc = yaml.load(text, Loader=_Loader)
     except ScenarioError as exc:
-        raise ctx.fail(exc.line, exc.field, exc.problem) from None
+        raise ScenarioError(source, exc.line, exc.field, exc.problem) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ctx.fail(mark.line + 1 if mark else None, "", f"malformed YAML: {problem}") from None
+        line = mark.line + 1 if mark else None
+        raise ScenarioError(source, line, "", f"malformed YAML: {problem}") from None
     if not isinstance(doc, YDict):
-        raise ctx.fail(1, "", "a scenario is a YAML mapping (name, duration, step, ...)")
-    _allowed(
-        ctx,
-        doc,
-        "",
-        {
-            "name",
-            "description",
-            "start",
-            "duration",
-            "step",
-            "speedup",
-            "seed",
-            "id_prefix",
-            "encoding",
-            "batch_steps",
-            "identities",
-            "truth_every",
-            "networks",
-            "sensors",
-            "places",
-            "incidents",
-            "faults",
-        },
-    )
-    name = _get(ctx, doc, "name", "", "str")
-    duration_s = _get(ctx, doc, "duration", "", "duration", positive=True)
-    step_s = _get(ctx, doc, "step", "", "duration", positive=True)
-    if step_s > duration_s:
-        raise ctx.fail(_line(doc, "step"), "step", "is longer than the duration")
-    if step_s < 1 or step_s != int(step_s):
-        raise ctx.fail(_line(doc, "step"), "step", "must be a whole number of seconds >= 1")
-    truth_every_s = _get(ctx, doc, "truth_every", "", "duration", step_s, positive=True)
-    if abs(truth_every_s / step_s - round(truth_every_s / step_s)) > 1e-9:
-        raise ctx.fail(_line(doc, "truth_every"), "truth_every", "must be a multiple of step")
-    id_prefix = _get(ctx, doc, "id_prefix", "", "str", "sim")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,15}", id_prefix):
-        raise ctx.fail(_line(doc, "id_prefix"), "id_prefix", "use 1-16 of [a-z0-9_-]")
-    networks = _parse_networks(ctx, _get(ctx, doc, "networks", "", "map"))
-    sensors = _parse_sensors(ctx, _get(ctx, doc, "sensors", "", "map", YDict()), networks)
-    incidents = tuple(
-        _parse_incident(ctx, item, i, line, networks, duration_s)
-        for i, (item, line) in enumerate(_items(ctx, doc, "incidents"))
-    )
-    faults = tuple(
-        _parse_fault(ctx, item, i, line, len(incidents), duration_s)
-        for i, (item, line) in enumerate(_items(ctx, doc, "faults"))
-    )
-    places = tuple(
-        _parse_place(ctx, item, i, line, networks)
-        for i, (item, line) in enumerate(_items(ctx, doc, "places"))
-    )
-    return Scenario(
-        source=source,
-        name=name,
-        description=_get(ctx, doc, "description", "", "str", ""),
-        start_ms=_get(ctx, doc, "start", "", "time", None),
-        duration_s=duration_s,
-        step_s=step_s,
-        speedup=_get(ctx, doc, "speedup", "", "float", 0.0, min=0.0),
-        seed=_get(ctx, doc, "seed", "", "int", 1, min=0),
-        truth_every_s=truth_every_s,
-        id_prefix=id_prefix,
-        encoding=_get(ctx, doc, "encoding", "", "str", "compact", choices=ENCODINGS),
-        batch_steps=_get(ctx, doc, "batch_steps", "", "int", 1, min=1),
-        identities=_get(ctx, doc, "identities", "", "str", "service", choices=IDENTITIES),
-        networks=networks,
-        sensors=sensors,
-        incidents=incidents,
-        faults=faults,
-        places=places,
-    )
-
-
-def _items(ctx: _Ctx, doc: YDict, key: str) -> list[tuple[YDict, int | None]]:
-    items = _get(ctx, doc, key, "", "list", YList())
-    lines = getattr(items, "item_lines", [None] * len(items))
-    out = []
-    for i, (item, line) in enumerate(zip(items, lines, strict=True)):
-        if not isinstance(item, YDict):
-            raise ctx.fail(line, f"{key}[{i}]", "expected a mapping")
-        out.append((item, line))
-    return out
-
-
-def _parse_networks(ctx: _Ctx, m: YDict) -> dict[str, NetworkSpec]:
-    _allowed(ctx, m, "networks", set(NETWORKS))
-    models = {"water": LIBRARY_NETWORKS, "power": POWER_NETWORKS, "gas": GAS_NETWORKS}
-    out: dict[str, NetworkSpec] = {}
-    for net, spec in m.items():
-        path = f"networks.{net}"
-        if not isinstance(spec, YDict):
-            raise ctx.fail(_line(m, net), path, "expected a mapping")
-        _allowed(ctx, spec, path, {"model", "anchor", "scale_m", "wind", "crs"})
-        model = _get(ctx, spec, "model", path, "str")
-        water_ok = net == "water" and (
-            model.endswith(".inp") or model == "gis" or re.match(GRID_RE, model)
+        raise ScenarioError(
+            source, 1, "", "a scenario is a YAML mapping (name, duration, step, ...)"
         )
-        if model not in models[net] and not water_ok:
-            raise ctx.fail(
-                _line(spec, "model"),
-                f"{path}.model",
-                f"unknown {net} network {model!r} (one of {', '.join(models[net])}"
-                + (
-                    ", grid-<rows>x<cols>, or a path to an EPANET .inp file)"
-                    if net == "water"
-                    else ")"
-                ),
-            )
-        crs = _get(ctx, spec, "crs", path, "str", None)
-        if crs is not None:
-            try:
-                from pyproj import CRS
+    try:
+        scn = Scenario.model_validate(doc)
+    except ValidationError as exc:
+        loc, problem = _problem(exc.errors()[0])
+        raise ScenarioError(source, line_of(doc, loc), field_path(loc), problem) from None
+    scn._source, scn._doc = source, doc
+    _check_across_fields(scn)
+    return scn
 
-                if not CRS.from_user_input(crs).is_projected:
-                    raise ValueError("not a projected CRS")
-            except Exception as exc:  # pyproj raises its own CRSError
-                raise ctx.fail(
-                    _line(spec, "crs"),
-                    f"{path}.crs",
-                    f"expected a projected CRS such as EPSG:4544 ({exc})",
-                ) from None
-        if model == "gis":
-            crs = "EPSG:4544"  # the layers' geom_m
-        anchor = _get(ctx, spec, "anchor", path, "list", [104.06, 30.66] if crs else ...)
-        if (
-            len(anchor) != 2
-            or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in anchor)
-            or not (100 <= anchor[0] <= 108 and 26 <= anchor[1] <= 34)
-        ):
-            raise ctx.fail(
-                _line(spec, "anchor"),
-                f"{path}.anchor",
-                "expected [lon, lat] in Sichuan (EPSG:4326), e.g. [104.06, 30.66]",
-            )
-        wind = _get(ctx, spec, "wind", path, "map", YDict())
-        _allowed(ctx, wind, f"{path}.wind", {"speed_m_s", "from_deg"})
-        out[net] = NetworkSpec(
-            model=model,
-            anchor_lon=float(anchor[0]),
-            anchor_lat=float(anchor[1]),
-            scale_m=_get(
-                ctx, spec, "scale_m", path, "float", 225.0 if net == "water" else 1.0, gt=0.0
-            ),
-            crs=crs,
-            wind_speed_m_s=_get(ctx, wind, "speed_m_s", f"{path}.wind", "float", 2.0, min=0.0),
-            wind_from_deg=_get(ctx, wind, "from_deg", f"{path}.wind", "float", 270.0),
+
+def _problem(err: ErrorDetails) -> tuple[Loc, str]:
+    """Where and what, in a scenario author's words, for one of pydantic's errors."""
+    loc = tuple(k for k in err["loc"] if not (isinstance(k, str) and ":" in k))  # no tags
+    kind, ctx, value = err["type"], err.get("ctx", {}), err["input"]
+    if kind == "unknown_field":
+        return (*loc, ctx["field"]), f"unknown field (expected one of {ctx['expected']})"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return _unknown_type(loc, value)
+    words = {
+        "missing": "is required",
+        "value_error": str(ctx.get("error")),
+        "float_type": f"expected a number, got {value!r}",
+        "finite_number": f"expected a number, got {value!r}",
+        "int_type": f"expected an integer, got {value!r}",
+        "greater_than": f"must be > {ctx.get('gt')}, got {value}",
+        "greater_than_equal": f"must be >= {ctx.get('ge')}, got {value}",
+        "model_type": "expected a mapping",
+        "tuple_type": "expected a list",
+    }
+    return loc, words.get(kind, err["msg"])
+
+
+def _unknown_type(loc: Loc, item: Any) -> tuple[Loc, str]:
+    """An incident or fault whose network or type has no model."""
+    if not isinstance(item, dict):
+        return loc, "expected a mapping"
+    network = item.get("network")
+    if loc[0] == "incidents":
+        if network is None:
+            return (*loc, "network"), "is required"
+        try:
+            network = _choice(NETWORKS)(network)
+        except ValueError as exc:
+            return (*loc, "network"), str(exc)
+    if item.get("type") is None:
+        return (*loc, "type"), "is required"
+    try:
+        kind = _text(item["type"])
+    except ValueError as exc:
+        return (*loc, "type"), str(exc)
+    if loc[0] == "incidents":
+        known = INCIDENT_TYPES[str(network)]
+        return (*loc, "type"), (
+            f"unknown incident type {kind!r} for {network} (one of {', '.join(known)})"
         )
-    if not out:
-        raise ctx.fail(m.line, "networks", "name at least one of water, power, gas")
-    return out
+    return (*loc, "type"), f"unknown fault type {kind!r} (one of {', '.join(FAULT_TYPES)})"
 
 
-def _parse_sensors(ctx: _Ctx, m: YDict, networks: dict[str, NetworkSpec]) -> SensorPlan:
-    _allowed(ctx, m, "sensors", set(NETWORKS))
-    for net in m:
-        if net not in networks:
-            raise ctx.fail(_line(m, net), f"sensors.{net}", f"no {net} network in networks")
-    kw: dict[str, Any] = {}
-    where: dict[str, Where] = {}
-    if isinstance(m.get("water"), YDict):
-        w = m["water"]
-        _allowed(ctx, w, "sensors.water", {"pressure", "flow", "tanks", "inlets"})
-        kw["water_pressure"] = _names_or_count(ctx, w, "pressure", "sensors.water")
-        flow = _names_or_count(ctx, w, "flow", "sensors.water")
-        if isinstance(flow, int) and flow:
-            raise ctx.fail(_line(w, "flow"), "sensors.water.flow", "expected a list of links")
-        kw["water_flow"] = flow or ()
-        kw["water_tanks"] = _names_or_count(ctx, w, "tanks", "sensors.water", allow_all=True)
-        if "inlets" in w and w["inlets"] not in ("all", None):
-            raise ctx.fail(_line(w, "inlets"), "sensors.water.inlets", "expected 'all'")
-        kw["water_inlets"] = w.get("inlets") == "all"
-        for k in ("pressure", "flow", "tanks", "inlets"):
-            where[f"water.{k}"] = Where(f"sensors.water.{k}", _line(w, k))
-    if isinstance(m.get("power"), YDict):
-        p = m["power"]
-        _allowed(ctx, p, "sensors.power", {"buses", "transformers"})
-        kw["power_buses"] = _names_or_count(ctx, p, "buses", "sensors.power")
-        kw["power_transformers"] = _names_or_count(
-            ctx, p, "transformers", "sensors.power", allow_all=True
-        )
-        for k in ("buses", "transformers"):
-            where[f"power.{k}"] = Where(f"sensors.power.{k}", _line(p, k))
-    if isinstance(m.get("gas"), YDict):
-        g = m["gas"]
-        _allowed(ctx, g, "sensors.gas", {"pressure", "detectors", "background_detectors"})
-        kw["gas_pressure"] = _names_or_count(ctx, g, "pressure", "sensors.gas")
-        kw["gas_background_detectors"] = _get(
-            ctx, g, "background_detectors", "sensors.gas", "int", 0, min=0
-        )
-        rings = []
-        for i, (ring, line) in enumerate(_items(ctx, g, "detectors")):
-            path = f"sensors.gas.detectors[{i}]"
-            _allowed(ctx, ring, path, {"near", "count", "radius_m", "confinement"})
-            rings.append(
-                DetectorRing(
-                    near=_get(ctx, ring, "near", path, "str"),
-                    count=_get(ctx, ring, "count", path, "int", 4, min=1),
-                    radius_m=_get(ctx, ring, "radius_m", path, "float", 15.0, gt=0.0),
-                    confinement=_get(ctx, ring, "confinement", path, "float", 3.0, gt=0.0),
-                    where=_where(path, line, ring),
-                )
-            )
-        kw["gas_detectors"] = tuple(rings)
-        where["gas.pressure"] = Where("sensors.gas.pressure", _line(g, "pressure"))
-    return SensorPlan(**kw, where=where)
-
-
-INCIDENT_PARAMS = {
-    "leak": {"area_cm2": "float", "ramp": "duration"},
-    "burst": {"area_cm2": "float"},
-    "valve_closure": {},
-    "pump_trip": {},
-    "line_outage": {},
-    "switch_close": {},
-    "switch_open": {},
-    "overload": {"factor": "float"},
-    "voltage_sag": {"vm_pu": "float"},
-    "pipe_break": {},
-    "regulator_fault": {"p_bar": "float"},
-}
-_INCIDENT_REQUIRED = {"leak": ("area_cm2",), "burst": ("area_cm2",), "overload": ("factor",)}
-
-
-def _parse_incident(
-    ctx: _Ctx,
-    m: YDict,
-    i: int,
-    line: int | None,
-    networks: dict[str, NetworkSpec],
-    duration_s: float,
-) -> IncidentSpec:
-    path = f"incidents[{i}]"
-    network = _get(ctx, m, "network", path, "str", choices=NETWORKS)
-    if network not in networks:
-        raise ctx.fail(_line(m, "network"), f"{path}.network", f"no {network} network in networks")
-    itype = _get(ctx, m, "type", path, "str")
-    if itype not in INCIDENT_TYPES[network]:
-        raise ctx.fail(
-            _line(m, "type"),
-            f"{path}.type",
-            f"unknown incident type {itype!r} for {network} "
-            f"(one of {', '.join(INCIDENT_TYPES[network])})",
-        )
-    params_spec = INCIDENT_PARAMS[itype]
-    _allowed(ctx, m, path, {"network", "type", "element", "at", "duration", *params_spec})
-    start_s = _get(ctx, m, "at", path, "duration")
-    dur = _get(ctx, m, "duration", path, "duration", None, positive=True)
-    if start_s >= duration_s:
-        raise ctx.fail(_line(m, "at"), f"{path}.at", "starts after the scenario ends")
-    params: dict[str, float] = {}
-    for key, kind in params_spec.items():
-        default = ... if key in _INCIDENT_REQUIRED.get(itype, ()) else None
-        v = _get(ctx, m, key, path, kind, default, **({"gt": 0.0} if kind == "float" else {}))
-        if v is not None:
-            params[key] = v
-    implied = {"voltage_sag": "grid", "regulator_fault": "supply"}
-    element = _get(ctx, m, "element", path, "str", implied.get(itype, ...))
-    return IncidentSpec(
-        event_id=i + 1,
-        network=network,
-        type=itype,
-        element=element,
-        start_s=start_s,
-        end_s=None if dur is None else start_s + dur,
-        params=params,
-        where=_where(path, line, m),
-    )
-
-
-FAULT_PARAMS = {
-    "noise": {"sigma_pct": "float"},
-    "drift": {"pct_per_day": "float"},
-    "stuck": {},
-    "spikes": {"probability": "float", "magnitude_pct": "float"},
-    "dropout": {"probability": "float"},
-    "clock_skew": {"offset": "duration_signed"},
-    "duplicate": {"probability": "float"},
-    "out_of_order": {"delay_steps": "int", "probability": "float"},
-    "malformed": {"probability": "float", "kinds": "list"},
-}
-
-
-def _parse_fault(
-    ctx: _Ctx, m: YDict, i: int, line: int | None, n_incidents: int, duration_s: float
-) -> FaultSpec:
-    path = f"faults[{i}]"
-    ftype = _get(ctx, m, "type", path, "str")
-    if ftype not in FAULT_TYPES:
-        raise ctx.fail(
-            _line(m, "type"),
-            f"{path}.type",
-            f"unknown fault type {ftype!r} (one of {', '.join(FAULT_TYPES)})",
-        )
-    spec = FAULT_PARAMS[ftype]
-    _allowed(ctx, m, path, {"type", "sensors", "count", "utility", "at", "duration", *spec})
-    start_s = _get(ctx, m, "at", path, "duration")
-    if start_s >= duration_s:
-        raise ctx.fail(_line(m, "at"), f"{path}.at", "starts after the scenario ends")
-    dur = _get(ctx, m, "duration", path, "duration", None, positive=True)
-    sensors = tuple(str(s) for s in _get(ctx, m, "sensors", path, "list", []))
-    count = _get(ctx, m, "count", path, "int", 0, min=0)
-    if not sensors and not count:
-        raise ctx.fail(line, path, "name the sensors or give a count")
-    utility = _get(ctx, m, "utility", path, "str", None, choices=NETWORKS)
-    params: dict[str, Any] = {}
-    for key, kind in spec.items():
-        if key not in m:
-            continue
-        p = f"{path}.{key}"
-        if kind == "duration_signed":
-            try:
-                params[key] = parse_duration_s(m[key])
-            except ValueError as exc:
-                raise ctx.fail(_line(m, key), p, str(exc)) from None
-        elif kind == "list":
-            kinds = _get(ctx, m, key, path, "list")
-            bad = [k for k in kinds if k not in MALFORMED_KINDS]
-            if bad:
-                raise ctx.fail(
-                    _line(m, key),
-                    p,
-                    f"unknown malformed kind {bad[0]!r} (one of {', '.join(MALFORMED_KINDS)})",
-                )
-            params[key] = tuple(kinds)
-        elif kind == "int":
-            params[key] = _get(ctx, m, key, path, "int", min=1)
-        else:
-            v = _get(ctx, m, key, path, "float", min=0.0)
-            if key == "probability" and v > 1:
-                raise ctx.fail(_line(m, key), p, f"must be within 0-1, got {v}")
-            params[key] = v
-    return FaultSpec(
-        event_id=n_incidents + i + 1,
-        type=ftype,
-        sensors=sensors,
-        count=count,
-        utility=utility,
-        start_s=start_s,
-        end_s=None if dur is None else start_s + dur,
-        params=params,
-        where=_where(path, line, m),
-    )
-
-
-def _parse_place(
-    ctx: _Ctx, m: YDict, i: int, line: int | None, networks: dict[str, NetworkSpec]
-) -> Place:
-    path = f"places[{i}]"
-    _allowed(ctx, m, path, {"name", "network", "element"})
-    network = _get(ctx, m, "network", path, "str", choices=NETWORKS)
-    if network not in networks:
-        raise ctx.fail(_line(m, "network"), f"{path}.network", f"no {network} network in networks")
-    return Place(
-        name=_get(ctx, m, "name", path, "str"),
-        network=network,
-        element=_get(ctx, m, "element", path, "str"),
-        where=_where(path, line, m),
-    )
+def _check_across_fields(scn: Scenario) -> None:
+    if scn.step_s > scn.duration_s:
+        raise scn.fail(("step",), "is longer than the duration")
+    if abs(scn.truth_every_s / scn.step_s - round(scn.truth_every_s / scn.step_s)) > 1e-9:
+        raise scn.fail(("truth_every",), "must be a multiple of step")
+    declared = scn.networks.named()
+    if not declared:
+        raise scn.fail(("networks",), "name at least one of water, power, gas")
+    for net in NETWORKS:
+        if net in scn.sensors.model_fields_set and net not in declared:
+            raise scn.fail(("sensors", net), f"no {net} network in networks")
+    located = [(inc.loc, inc.network) for inc in scn.incidents]
+    located += [(("places", i), p.network) for i, p in enumerate(scn.places)]
+    for loc, network in located:
+        if network not in declared:
+            raise scn.fail((*loc, "network"), f"no {network} network in networks")
+    for event in (*scn.incidents, *scn.faults):
+        if event.start_s >= scn.duration_s:
+            raise scn.fail((*event.loc, "at"), "starts after the scenario ends")

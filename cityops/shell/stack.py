@@ -389,7 +389,10 @@ class LocalStack:
         self._kill_stale_mosquitto()
         conf = self.write_mosquitto_config()
         self.log(f"starting Mosquitto on 127.0.0.1:{self.state.mqtt_port}")
-        cmd = ["mosquitto", "-c", str(conf)]
+        # one descriptor per connection, and a device fleet has thousands: the soft limit a
+        # runuser session gets (1,024) made Mosquitto refuse clients beyond about 1,000
+        # ("denied access by tcpd"), so the broker raises it to the hard limit first
+        cmd = ["sh", "-c", 'ulimit -n "$(ulimit -Hn)"; exec mosquitto -c "$1"', "sh", str(conf)]
         if self.user:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
         log = open(self.mqtt_dir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process

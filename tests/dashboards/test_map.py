@@ -64,8 +64,14 @@ def test_map_aggregates_fifty_thousand_sensors(stack, template_db, browser, scre
             wait_for(lambda: "50000" in page_text(browser), timeout_s=30, what="aggregated note")
             shown_s = time.monotonic() - t0
             assert "已按网格汇总显示" in page_text(browser)
-            legend = texts(browser, ".map-graph .legendtext")
-            assert any(x.startswith("告警") for x in legend), legend
+            # the note can show before Plotly has drawn the legend: wait for the alerts' entry
+            legend = wait_for(
+                lambda: [
+                    x for x in texts(browser, ".map-graph .legendtext") if x.startswith("告警")
+                ],
+                what="the alerts in the legend",
+            )
+            assert legend
             assert shown_s < 15, shown_s
             assert severe_console_messages(browser) == []
             browser.save_screenshot(str(screenshots / "map-50k.png"))

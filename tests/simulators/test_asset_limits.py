@@ -8,7 +8,7 @@ import pandapower.networks as pn
 import psycopg
 import pytest
 
-from alerts.store import read_sensors
+from alerts.api import read_sensors
 from gis.postgis import write_sensors
 from simulators.run import ScenarioRun
 from simulators.scenario import load_scenario

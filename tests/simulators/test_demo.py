@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from cityops.kernel.mqtt import AckingConsumer
 from cityops.kernel.settings import Settings
 from sensors.catalogue import SENSOR_TYPES
 from sensors.payload import TimeWindow, decode_message
-from sensors.topics import parse_telemetry_topic, telemetry_filter
+from sensors.topics import parse_telemetry_topic
 from simulators.demo import default_start_ms, parse_start_ms, read_catalogue, run
 from simulators.profiles import DemoGenerator, PressureDrop
+from tests.simulators.listening import drain, subscribe
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "data" / "demo_sensors.geojson"
@@ -116,30 +114,10 @@ def test_start_times() -> None:
     assert default_start_ms(now, 60, 0) == (1_764_000_000 - 30 * 60) * 1000
 
 
-def _collect(settings: Settings, n: int, timeout_s: float = 20.0):
-    consumer = AckingConsumer(
-        settings.mqtt_url, f"sim-test-{uuid.uuid4().hex[:8]}", [telemetry_filter()]
-    )
-    consumer.start()
-    got = []
-
-    def drain() -> None:
-        deadline = time.monotonic() + timeout_s
-        while len(got) < n and time.monotonic() < deadline:
-            try:
-                msg = consumer.queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            got.append((msg.topic, msg.payload))
-            consumer.ack(msg)
-
-    return consumer, got, drain
-
-
 def test_end_to_end_publish_through_the_real_broker(settings: Settings, sensors) -> None:
     steps = 3
     drop = PressureDrop(start_step=1, duration_steps=1)
-    consumer, got, drain = _collect(settings, steps * 120)
+    consumer = subscribe(settings)
     try:
         stats = run(
             settings,
@@ -151,7 +129,7 @@ def test_end_to_end_publish_through_the_real_broker(settings: Settings, sensors)
             start="2026-11-26T08:00:00+08:00",
             anomaly=drop,
         )
-        drain()
+        got = drain(consumer, steps * 120, timeout_s=20.0)
     finally:
         consumer.stop(end_session=True)
     assert stats.steps == steps and stats.messages == steps * 120
@@ -196,12 +174,12 @@ def test_unbounded_run_stops_on_request_and_paces(settings: Settings, tmp_path: 
 def test_cli_simulate_publishes_the_demo_now(settings: Settings) -> None:
     from tests.conftest import run_cityops
 
-    consumer, got, drain = _collect(settings, 2 * 120)
+    consumer = subscribe(settings)
     try:
         t0_ms = time.time() * 1000
         r = run_cityops(settings, "simulate", "--steps", "2", "--speedup", "0", "--seed", "2")
         assert r.returncode == 0, r.stderr
-        drain()
+        got = drain(consumer, 2 * 120, timeout_s=20.0)
     finally:
         consumer.stop(end_session=True)
     assert len(got) == 240

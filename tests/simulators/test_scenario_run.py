@@ -4,7 +4,6 @@ database end to end, SenML batches and per-device identities."""
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import time
 import uuid
@@ -14,10 +13,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cityops.kernel.mqtt import AckingConsumer, Publisher
+from cityops.kernel.mqtt import Publisher
 from cityops.kernel.settings import Settings
 from sensors.payload import PayloadError, TimeWindow, decode_message
-from sensors.topics import parse_telemetry_topic, telemetry_filter, telemetry_topic
+from sensors.topics import parse_telemetry_topic, telemetry_topic
 from simulators.devices import (
     append_to_password_file,
     make_credentials,
@@ -27,6 +26,8 @@ from simulators.devices import (
 from simulators.scenario import prepare_run, run_scenario
 from simulators.spec import parse_scenario
 from simulators.store import read_ground_truth
+from tests.simulators.listening import drain, subscribe
+from tests.waiting import wait_for
 
 WIDE = TimeWindow(max_past_s=1e10, max_future_s=1e10)
 
@@ -211,39 +212,16 @@ def test_senml_batches_decode_to_the_readings() -> None:
         assert all(r.seq is None for r in rs)
 
 
-def _subscriber(settings: Settings):
-    c = AckingConsumer(settings.mqtt_url, f"simtest-{uuid.uuid4().hex[:8]}", [telemetry_filter()])
-    c.start()
-    return c
-
-
-def _drain(c: AckingConsumer, n: int, timeout_s: float = 30.0, quiet_s: float = 0.0):
-    got = []
-    deadline = time.monotonic() + timeout_s
-    last = time.monotonic()
-    while time.monotonic() < deadline:
-        if len(got) >= n and time.monotonic() - last >= quiet_s:
-            break
-        try:
-            msg = c.queue.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        got.append((msg.topic, msg.payload))
-        c.ack(msg)
-        last = time.monotonic()
-    return got
-
-
 def test_scenario_end_to_end_through_the_broker_into_the_database(
     settings: Settings, tmp_path: Path
 ) -> None:
     path = tmp_path / "e2e.yaml"
     path.write_text(water_scenario(n_pressure=6, prefix="e2e", name="e2e"))
     expected = all_messages(path.read_text())
-    sub = _subscriber(settings)
+    sub = subscribe(settings)
     try:
         report = run_scenario(settings, path, output_dir=tmp_path / "out", register_sensors=True)
-        got = _drain(sub, len(expected), quiet_s=0.5)
+        got = drain(sub, len(expected), quiet_s=0.5)
     finally:
         sub.stop(end_session=True)
     assert report.stats.messages == len(expected)
@@ -287,7 +265,7 @@ def test_devices_publish_with_their_own_identity(settings: Settings, stack, tmp_
     assert append_to_password_file(stack.mqtt_dir / "passwd", creds) == 0  # already there
     reload_broker(stack.mqtt_dir / "mosquitto.pid")
     time.sleep(0.5)
-    sub = _subscriber(settings)
+    sub = subscribe(settings)
     try:
         report = run_scenario(
             settings,
@@ -296,7 +274,7 @@ def test_devices_publish_with_their_own_identity(settings: Settings, stack, tmp_
             devices=tmp_path / "devices.json",
             write_db=False,
         )
-        got = _drain(sub, report.stats.messages, quiet_s=0.3)
+        got = drain(sub, report.stats.messages, quiet_s=0.3)
         # a device may write only its own topic: this one is dropped by the broker
         from cityops.kernel.settings import with_mqtt_credentials
 
@@ -305,7 +283,7 @@ def test_devices_publish_with_their_own_identity(settings: Settings, stack, tmp_
             pub.publish(
                 telemetry_topic("water", ids[1]), b'{"v":1,"ts":1764115200000,"q":{"pressure":1.0}}'
             )
-        stray = _drain(sub, 1, timeout_s=1.0)
+        stray = drain(sub, 0, quiet_s=1.0)
     finally:
         sub.stop(end_session=True)
     assert report.stats.messages == 5 * len(ids)
@@ -371,10 +349,15 @@ def test_scenario_readings_reach_the_readings_table_through_ingestion(
             return conn.execute(sql).fetchall()
 
     try:
-        deadline = time.monotonic() + 60
-        while not q("SELECT 1 FROM ingest_workers WHERE state = 'running'"):
-            assert time.monotonic() < deadline and proc.poll() is None, "ingest did not start"
-            time.sleep(0.2)
+        wait_for(
+            lambda: (
+                proc.poll() is not None or q("SELECT 1 FROM ingest_workers WHERE state = 'running'")
+            ),
+            60,
+            interval_s=0.2,
+            what="ingest running",
+        )
+        assert proc.poll() is None, "ingest did not start"
         report = run_scenario(
             settings,
             path,
@@ -382,13 +365,16 @@ def test_scenario_readings_reach_the_readings_table_through_ingestion(
             output_dir=tmp_path / "out",
             register_sensors=True,
         )
-        deadline = time.monotonic() + 60
-        while q("SELECT count(*) FROM readings")[0][0] < len(valid) or (
-            q("SELECT count(*) FROM quarantine")[0][0] < bad
-        ):
-            assert time.monotonic() < deadline, "readings did not all arrive"
-            time.sleep(0.3)
-        time.sleep(0.5)
+        wait_for(
+            lambda: (
+                q("SELECT count(*) FROM readings")[0][0] >= len(valid)
+                and q("SELECT count(*) FROM quarantine")[0][0] >= bad
+            ),
+            60,
+            interval_s=0.3,
+            what="every reading stored and every malformed message quarantined",
+        )
+        time.sleep(0.5)  # anything more (a reading stored twice) would show now
         stored = {
             (sid, qty, int(ts.timestamp() * 1e6))
             for sid, qty, ts in q("SELECT sensor_id, quantity, ts FROM readings")
