@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
+from benchmarks.machine import machine_line  # noqa: E402
+from cityops.kernel.clock import wait_until  # noqa: E402
 from cityops.kernel.mqtt import Publisher  # noqa: E402
-from cityops.kernel.settings import parse_mqtt_url  # noqa: E402
 from cityops.shell.stack import LocalStack  # noqa: E402
 from sensors.topics import parse_telemetry_topic, telemetry_topic  # noqa: E402
 from simulators.devices import (  # noqa: E402
@@ -41,19 +38,7 @@ from simulators.devices import (  # noqa: E402
     reload_broker,
 )
 from simulators.mqtt import DevicePublishers, client_id  # noqa: E402
-
-
-def machine() -> str:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    la = os.getloadavg()
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {la[0]:.1f} {la[1]:.1f} {la[2]:.1f}"
-    )
+from tests.listening import Recorder  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -93,38 +78,6 @@ class PahoDevicePublishers:
             pub.__exit__(*exc)
 
 
-class Counter:
-    """A subscriber counting every telemetry message (topic and payload)."""
-
-    def __init__(self, url: str) -> None:
-        ep = parse_mqtt_url(url)
-        self.seen: list[tuple[str, bytes]] = []
-        self.ready = threading.Event()
-        self.c = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"count-{uuid.uuid4().hex[:6]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self.c.username_pw_set(ep.username, ep.password)
-        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe("city/+/+/telemetry", qos=1)
-        self.c.on_subscribe = lambda *a: self.ready.set()
-        self.c.on_message = lambda c, u, m: self.seen.append((m.topic, m.payload))
-        self.c.connect(ep.host, ep.port)
-        self.c.loop_start()
-        if not self.ready.wait(10):
-            raise TimeoutError("subscriber: no SUBACK")
-
-    def wait(self, n: int, timeout_s: float = 60.0) -> None:
-        end = time.monotonic() + timeout_s
-        while len(self.seen) < n and time.monotonic() < end:
-            time.sleep(0.05)
-        time.sleep(0.3)  # anything more shows now
-
-    def stop(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
-
-
 def payload(step: int) -> bytes:
     return b'{"v":1,"ts":%d,"seq":%d,"q":{"pressure":350.0}}' % (
         1_764_115_200_000 + step * 60_000,
@@ -161,7 +114,7 @@ def main() -> None:
         append_to_password_file(stack.mqtt_dir / "passwd", creds)
         reload_broker(stack.mqtt_dir / "mosquitto.pid")
         time.sleep(1.0)
-        print(f"[{machine()}]")
+        print(f"[{machine_line()}]")
         sinks = {"paho": PahoDevicePublishers, "fleet": DevicePublishers}
         for n in sizes:
             urls = {
@@ -169,22 +122,24 @@ def main() -> None:
                 for sid in list(creds)[:n]
             }
             for name in args.only.split(","):
-                counter = Counter(stack.mqtt_url("cityops-admin"))
+                counter = Recorder(stack.mqtt_url("cityops-admin"), "city/+/+/telemetry")
                 try:
                     r = bench(sinks[name], urls, args.steps)
                 except TimeoutError as exc:
                     print(f"{name:6s} {n:5d} devices: {exc}")
                     continue
                 finally:
-                    counter.wait(n * args.steps)
-                    counter.stop()
+                    want = n * args.steps
+                    wait_until(lambda c=counter, w=want: len(c.snapshot()) >= w, 60)
+                    time.sleep(0.3)  # anything more shows now
+                    counter.close()
                 msgs = n * args.steps
                 print(
                     f"{name:6s} {n:5d} devices x {args.steps} steps: connect {r['connect_s']:.2f} s, "
                     f"{msgs:,} messages in {r['publish_s']:.2f} s = {msgs / r['publish_s']:,.0f} "
                     f"msg/s acknowledged (CPU {r['cpu_s']:.2f} s); {r['threads']:.0f} threads, "
-                    f"RSS {r['rss_mb']:.0f} MB; arrived {len(counter.seen):,}, "
-                    f"distinct {len(set(counter.seen)):,}  [load {os.getloadavg()[0]:.1f}]",
+                    f"RSS {r['rss_mb']:.0f} MB; arrived {len(counter.snapshot()):,}, "
+                    f"distinct {len(set(counter.snapshot())):,}  [load {os.getloadavg()[0]:.1f}]",
                     flush=True,
                 )
     finally:

@@ -32,7 +32,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -52,6 +51,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E40
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
+from benchmarks.machine import describe_machine  # noqa: E402
 from cityops.kernel.mqtt import Publisher, end_session  # noqa: E402
 from cityops.kernel.settings import Settings, parse_mqtt_url  # noqa: E402
 from cityops.shell.database import prepare_database  # noqa: E402
@@ -166,31 +166,6 @@ def _run_procs(target, args_list: list[tuple]) -> None:
 
 
 # -- helpers -------------------------------------------------------------------------------
-def machine() -> dict[str, str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    mosq = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout.splitlines()
-    from importlib.metadata import version
-
-    return {
-        "cpu": f"{cpu} x {os.cpu_count()}",
-        "memory": f"{mem_gb:.1f} GiB",
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "paho-mqtt": version("paho-mqtt"),
-        "psycopg": psycopg.__version__,
-        "mosquitto": mosq[0] if mosq else "?",
-        "load average (1, 5, 15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
-
-
 def _session_client(url: str, client_id: str, count_to: list[int]) -> mqtt.Client:
     ep = parse_mqtt_url(url)
     c = mqtt.Client(
@@ -749,7 +724,7 @@ def main() -> None:
     args = ap.parse_args()
 
     print("machine:")
-    for k, v in machine().items():
+    for k, v in describe_machine().items():
         print(f"  {k}: {v}")
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True

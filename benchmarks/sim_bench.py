@@ -18,8 +18,6 @@ CPU time (process_time) beside wall time.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -30,21 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
-    )
+from benchmarks.machine import machine_line  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -78,7 +62,7 @@ def bench_water() -> None:
     print(
         f"  one 1-minute step + {len(idx)} pressures: wall p50 {statistics.median(wall):.1f} ms, "
         f"p99 {pct(wall, 99):.1f} ms; CPU p50 {statistics.median(cpu):.1f} ms "
-        f"(target < 50 ms)  [{machine()}]"
+        f"(target < 50 ms)  [{machine_line()}]"
     )
 
 
@@ -126,7 +110,7 @@ def bench_week() -> None:
     )
     print(
         f"  generated in {wall:.1f} s wall, {cpu:.1f} s CPU ({n / wall:,.0f} msg/s; "
-        f"target < 120 s); leak affects {len(leak['affected_sensors'])} sensors  [{machine()}]"
+        f"target < 120 s); leak affects {len(leak['affected_sensors'])} sensors  [{machine_line()}]"
     )
 
 
@@ -145,7 +129,7 @@ def bench_library() -> None:
             f"{n:7,d} msgs  build {build:4.1f} s  run {time.perf_counter() - w:5.1f} s wall "
             f"{time.process_time() - c:5.1f} s CPU"
         )
-    print(f"  [{machine()}]")
+    print(f"  [{machine_line()}]")
 
 
 def bench_load(sizes: list[int], mqtt_url: str | None) -> None:
@@ -168,7 +152,7 @@ def bench_load(sizes: list[int], mqtt_url: str | None) -> None:
                 f"load: {n:,} sensors x {stats.steps} steps: {stats.messages:,} messages in "
                 f"{stats.wall_s:.1f} s = {stats.messages / stats.wall_s:,.0f} msg/s acknowledged "
                 f"(QoS 1); a step of {n:,} took {statistics.median(steps):.1f} s "
-                f"[{machine()}]"
+                f"[{machine_line()}]"
             )
     finally:
         if stack is not None:

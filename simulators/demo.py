@@ -22,6 +22,7 @@ from cityops.kernel.settings import Settings
 from sensors.catalogue import Sensor, parse_geojson_sensors
 from simulators.mqtt import RunStats, publish_steps, stop_on_signals
 from simulators.profiles import DemoGenerator, PressureDrop
+from simulators.spec import parse_time_ms
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,10 @@ def read_catalogue(path: Path) -> list[Sensor]:
 
 def parse_start_ms(start: str) -> int:
     """ISO 8601 -> epoch ms; a time without an offset is taken as Chengdu time (UTC+8)."""
-    text = start.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
     try:
-        dt = datetime.fromisoformat(text)
+        return parse_time_ms(start)
     except ValueError:
         raise ValueError(f"start {start!r} is not an ISO 8601 time") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=CHENGDU_TZ)
-    return round(dt.timestamp() * 1000)
 
 
 def default_start_ms(now_s: float, interval_s: float, steps: int) -> int:

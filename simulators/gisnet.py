@@ -64,15 +64,23 @@ def water_layers_to_inp(
         lines.append(
             f"{_id(p['pipe_id'])} {a} {b} {length:.2f} {diameter:.1f} {rough:.1f} 0 {status}"
         )
+    return inp_text(
+        "cityops water network from the GIS layers",
+        [*junctions, *reservoirs, *tanks, *lines],
+        ["[COORDINATES]", *coords],
+    )
+
+
+def inp_text(title: str, network: list[str], coordinates: list[str]) -> str:
+    """An EPANET input file: ``network`` sections (junctions, sources, tanks, pipes), the city's
+    diurnal demand pattern, a day at 5-minute hydraulic steps in L/s with Hazen-Williams head
+    loss, and ``coordinates``."""
     pattern = " ".join(f"{v:.2f}" for v in WATER_DEMAND_PATTERN)
     return "\n".join(
         [
             "[TITLE]",
-            "cityops water network from the GIS layers",
-            *junctions,
-            *reservoirs,
-            *tanks,
-            *lines,
+            title,
+            *network,
             "[PATTERNS]",
             f"diurnal {pattern}",
             "[TIMES]",
@@ -82,8 +90,7 @@ def water_layers_to_inp(
             "[OPTIONS]",
             "Units LPS",
             "Headloss H-W",
-            "[COORDINATES]",
-            *coords,
+            *coordinates,
             "[END]",
             "",
         ]

@@ -366,7 +366,7 @@ def grid_inp(rows: int, cols: int, *, spacing_m: float = 150.0, seed: int = 7) -
     Trunk rows and columns are 300 mm, the rest 150 mm; demands of 0.05-0.3 L/s per junction
     follow the daily demand pattern. Written as text: building it through wntr's API is
     ten times slower."""
-    from simulators.profiles import WATER_DEMAND_PATTERN
+    from simulators.gisnet import inp_text
 
     rng = np.random.default_rng(seed)
     demand = rng.uniform(0.05, 0.3, rows * cols)
@@ -390,28 +390,8 @@ def grid_inp(rows: int, cols: int, *, spacing_m: float = 150.0, seed: int = 7) -
                     p.append(f"p{r}-{c}-{tag} j{r}-{c} j{r2}-{c2} {spacing_m} {d} 110 0 Open")
     p.append("main source j0-0 200 600 120 0 Open")
     p.append(f"main-2 source j{rows // 2}-0 {200 + rows * spacing_m / 2:.0f} 600 120 0 Open")
-    pattern = " ".join(f"{v:.2f}" for v in WATER_DEMAND_PATTERN)
-    return "\n".join(
-        [
-            "[TITLE]",
-            f"cityops synthetic grid {rows}x{cols}",
-            *j,
-            "[RESERVOIRS]",
-            "source 70",
-            *p,
-            "[PATTERNS]",
-            f"diurnal {pattern}",
-            "[TIMES]",
-            "Duration 24:00",
-            "Hydraulic Timestep 0:05",
-            "Pattern Timestep 1:00",
-            "[OPTIONS]",
-            "Units LPS",
-            "Headloss H-W",
-            *xy,
-            "[END]",
-            "",
-        ]
+    return inp_text(
+        f"cityops synthetic grid {rows}x{cols}", [*j, "[RESERVOIRS]", "source 70", *p], xy
     )
 
 

@@ -194,6 +194,20 @@ def cityops_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "cityops", *args]
 
 
+def start_cityops(
+    settings: Settings, *args: str, stdout: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """A `cityops` command running as a real subprocess with ``settings`` (stderr kept)."""
+    return subprocess.Popen(
+        cityops_cmd(*args),
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_cityops(
     settings: Settings, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -7,59 +7,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
-import uuid
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from cityops.kernel.settings import Settings, parse_mqtt_url
+from cityops.kernel.settings import Settings
 from gis.postgis import read_sensor_file, write_districts, write_sensors
 from sensors.payload import TimeWindow, decode_message
 from sensors.topics import alert_filter, parse_telemetry_topic, telemetry_filter
 from tests.conftest import ROOT, cityops_cmd, settings_env
+from tests.listening import Recorder
 from tests.waiting import wait_for
 
 DATA = ROOT / "data"
 STEPS = 16  # the demo's scripted drop covers steps 3-12 and recovers by step 14
-
-
-class Recorder:
-    """A plain subscriber that keeps every message it sees (what was really published)."""
-
-    def __init__(self, url: str, topic_filters: list[str]) -> None:
-        ep = parse_mqtt_url(url)
-        self.messages: list[tuple[str, bytes]] = []
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"rec-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self.client.username_pw_set(ep.username, ep.password)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topic_filters])
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._ready.set()
-        self.client.on_message = self._on_message
-        self.client.connect(ep.host, ep.port)
-        self.client.loop_start()
-        assert self._ready.wait(10), "recorder did not subscribe"
-
-    def _on_message(self, client, userdata, msg) -> None:
-        with self._lock:
-            self.messages.append((msg.topic, msg.payload))
-
-    def snapshot(self) -> list[tuple[str, bytes]]:
-        with self._lock:
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 def _load_city(db_url: str) -> None:

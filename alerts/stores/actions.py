@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -65,15 +65,42 @@ def apply_action(
     return after
 
 
-def acknowledge_alert(
-    conn: psycopg.Connection,
-    alert_id: int,
-    user: str,
-    comment: str = "",
-    *,
-    now: datetime | None = None,
-) -> AlertLife:
-    return apply_action(conn, alert_id, Action(Act.ACKNOWLEDGE, user, comment), now=now)
+class SimpleAction(Protocol):
+    def __call__(
+        self,
+        conn: psycopg.Connection,
+        alert_id: int,
+        user: str,
+        comment: str = "",
+        *,
+        now: datetime | None = None,
+    ) -> AlertLife: ...
+
+
+def _simple(act: Act) -> SimpleAction:
+    """The action ``act`` by ``user`` with an optional comment: ``apply_action`` with no other
+    field (acknowledge, start, unshelve, resolve, close, comment)."""
+
+    def run(
+        conn: psycopg.Connection,
+        alert_id: int,
+        user: str,
+        comment: str = "",
+        *,
+        now: datetime | None = None,
+    ) -> AlertLife:
+        return apply_action(conn, alert_id, Action(act, user, comment), now=now)
+
+    run.__name__ = run.__qualname__ = f"{act.name.lower()}_alert"
+    return run
+
+
+acknowledge_alert = _simple(Act.ACKNOWLEDGE)
+start_alert = _simple(Act.START)
+unshelve_alert = _simple(Act.UNSHELVE)
+resolve_alert = _simple(Act.RESOLVE)
+close_alert = _simple(Act.CLOSE)
+comment_alert = _simple(Act.COMMENT)
 
 
 def assign_alert(
@@ -90,17 +117,6 @@ def assign_alert(
     )
 
 
-def start_alert(
-    conn: psycopg.Connection,
-    alert_id: int,
-    user: str,
-    comment: str = "",
-    *,
-    now: datetime | None = None,
-) -> AlertLife:
-    return apply_action(conn, alert_id, Action(Act.START, user, comment), now=now)
-
-
 def shelve_alert(
     conn: psycopg.Connection,
     alert_id: int,
@@ -114,45 +130,6 @@ def shelve_alert(
     return apply_action(
         conn, alert_id, Action(Act.SHELVE, user, comment, until=until, reason=reason), now=now
     )
-
-
-def unshelve_alert(
-    conn: psycopg.Connection,
-    alert_id: int,
-    user: str,
-    comment: str = "",
-    *,
-    now: datetime | None = None,
-) -> AlertLife:
-    return apply_action(conn, alert_id, Action(Act.UNSHELVE, user, comment), now=now)
-
-
-def resolve_alert(
-    conn: psycopg.Connection,
-    alert_id: int,
-    user: str,
-    comment: str = "",
-    *,
-    now: datetime | None = None,
-) -> AlertLife:
-    return apply_action(conn, alert_id, Action(Act.RESOLVE, user, comment), now=now)
-
-
-def close_alert(
-    conn: psycopg.Connection,
-    alert_id: int,
-    user: str,
-    comment: str = "",
-    *,
-    now: datetime | None = None,
-) -> AlertLife:
-    return apply_action(conn, alert_id, Action(Act.CLOSE, user, comment), now=now)
-
-
-def comment_alert(
-    conn: psycopg.Connection, alert_id: int, user: str, comment: str, *, now: datetime | None = None
-) -> AlertLife:
-    return apply_action(conn, alert_id, Action(Act.COMMENT, user, comment), now=now)
 
 
 def escalate_due(

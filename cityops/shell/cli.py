@@ -177,6 +177,7 @@ def dashboard(
         raise typer.Exit(2) from None
 
 
+# the options are declared one per parameter, as typer reads them: long on purpose
 @app.command()
 def simulate(
     scenario: Annotated[

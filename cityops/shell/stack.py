@@ -226,42 +226,47 @@ class LocalStack:
         return r.returncode == 0
 
     def start_postgres(self) -> None:
-        bindir = postgres_bindir()
         if not (self.pg_data / "PG_VERSION").exists():
-            self.log("initialising PostgreSQL cluster")
-            for d in (self.pg_data.parent, self.pg_run):
-                d.mkdir(parents=True, exist_ok=True)
-                self._own(d)
-            pwfile = self.root / "pg" / ".pw"
-            pwfile.write_text(self.state.pg_password + "\n")
-            os.chmod(pwfile, 0o600)
-            if self.user:
-                shutil.chown(pwfile, self.user, self.user)
-            _run(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(self.pg_data),
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--locale=C.UTF-8",
-                    "--auth-local=scram-sha-256",
-                    "--auth-host=scram-sha-256",
-                    f"--pwfile={pwfile}",
-                ],
-                as_user=self.user,
-            )
-            pwfile.unlink()
+            self._initdb()
         if self.postgres_running():
             self.log("PostgreSQL already running")
             return
         if not port_is_free(self.state.pg_port):
             self.state.pg_port = free_port()
             self.state.save(self.root / "secrets.json")
-        # written at every start, so a stack made before TimescaleDB was installed preloads it
-        # now, and one made when the socket still trusted every local user is closed
+        self._write_postgres_config()
+        self.log(f"starting PostgreSQL on 127.0.0.1:{self.state.pg_port}")
+        pg_ctl = [str(postgres_bindir() / "pg_ctl"), "-D", str(self.pg_data)]
+        log = ["-l", str(self.root / "pg" / "server.log")]
+        _run(
+            [*pg_ctl, *log, "-w", "-t", "60", "-o", f"-p {self.state.pg_port}", "start"],
+            as_user=self.user,
+        )
+        self._create_database()
+
+    def _initdb(self) -> None:
+        """A new cluster whose superuser has the stack's password (passed in a 0600 file, never
+        in the arguments) and where every connection authenticates."""
+        self.log("initialising PostgreSQL cluster")
+        for d in (self.pg_data.parent, self.pg_run):
+            d.mkdir(parents=True, exist_ok=True)
+            self._own(d)
+        pwfile = self.root / "pg" / ".pw"
+        pwfile.write_text(self.state.pg_password + "\n")
+        os.chmod(pwfile, 0o600)
+        if self.user:
+            shutil.chown(pwfile, self.user, self.user)
+        initdb = [str(postgres_bindir() / "initdb"), "-D", str(self.pg_data), "-U", "postgres"]
+        options = ["-E", "UTF8", "--locale=C.UTF-8", f"--pwfile={pwfile}"]
+        auth = ["--auth-local=scram-sha-256", "--auth-host=scram-sha-256"]
+        try:
+            _run([*initdb, *options, *auth], as_user=self.user)
+        finally:
+            pwfile.unlink()
+
+    def _write_postgres_config(self) -> None:
+        """Written at every start: a stack made before TimescaleDB was installed preloads it
+        now, and one made when the socket still trusted every local user is closed."""
         for name, text in (
             ("postgresql.auto.conf", self._postgres_conf()),
             ("pg_hba.conf", PG_HBA),
@@ -273,24 +278,6 @@ class LocalStack:
                 shutil.chown(path, self.user, self.user)
         self.pg_run.mkdir(parents=True, exist_ok=True)
         os.chmod(self.pg_run, 0o700)  # the socket's folder: the servers' user only
-        self.log(f"starting PostgreSQL on 127.0.0.1:{self.state.pg_port}")
-        _run(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(self.pg_data),
-                "-l",
-                str(self.root / "pg" / "server.log"),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                f"-p {self.state.pg_port}",
-                "start",
-            ],
-            as_user=self.user,
-        )
-        self._create_database()
 
     def _postgres_conf(self) -> str:
         lines = [

@@ -4,30 +4,25 @@ the engine as a subprocess (``python -m cityops alerts``)."""
 from __future__ import annotations
 
 import math
-import queue
 import signal
 import subprocess
 import threading
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alerts.detectors import StreamConfig
 from alerts.engine import Engine, SensorInfo
 from cityops.kernel.clock import wait_until
-from cityops.kernel.settings import Settings, parse_mqtt_url
+from cityops.kernel.settings import Settings
 from sensors.catalogue import SENSOR_TYPES
 from sensors.payload import Reading
 from sensors.topics import alert_filter
 from tests.conftest import ROOT, cityops_cmd, settings_env
+from tests.listening import Recorder
 
 S = 1_000_000  # us per second
 MIN = 60 * S
@@ -97,45 +92,10 @@ def thresholds_only(db_url: str) -> None:
         conn.execute("UPDATE alert_detector_settings SET enabled = false")
 
 
-@dataclass
-class Subscriber:
-    """An MQTT client collecting every message on a filter (waits for SUBACK before use)."""
-
-    url: str
-    topic_filter: str
-    messages: queue.Queue[tuple[str, bytes, float]] = field(default_factory=queue.Queue)
-
-    def __post_init__(self) -> None:
-        ep = parse_mqtt_url(self.url)
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"test-sub-{uuid.uuid4().hex[:8]}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        self.client.username_pw_set(ep.username, ep.password)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic_filter, qos=1)
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
-        self.client.on_message = lambda c, u, m: self.messages.put(
-            (m.topic, m.payload, time.monotonic())
-        )
-        self.client.connect(ep.host, ep.port)
-        self.client.loop_start()
-        if not self._subscribed.wait(10):
-            raise TimeoutError("no SUBACK")
-
-    def get(self, timeout: float = 5.0) -> tuple[str, bytes, float]:
-        return self.messages.get(timeout=timeout)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
-def alert_subscriber(settings: Settings) -> Iterator[Subscriber]:
+def alert_subscriber(settings: Settings) -> Iterator[Recorder]:
     """Subscribed to ``city/alerts/#`` as cityops-admin."""
-    sub = Subscriber(settings.mqtt_url, alert_filter())
+    sub = Recorder(settings.mqtt_url, alert_filter())
     yield sub
     sub.close()
 

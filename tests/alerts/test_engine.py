@@ -23,11 +23,11 @@ from sensors.topics import alert_topic, telemetry_topic
 from tests.alerts.conftest import (
     EngineProcess,
     HttpSink,
-    Subscriber,
     add_sensors,
     thresholds_only,
 )
 from tests.conftest import run_cityops
+from tests.listening import Recorder
 from tests.waiting import wait_for
 
 
@@ -64,7 +64,7 @@ def publish_until_evaluated(
 
 
 def test_raise_restart_clear_once(
-    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Recorder
 ) -> None:
     add_sensors(db_url, [("wp-eng-1", "water", "water_pressure")])
     topic = telemetry_topic("water", "wp-eng-1")
@@ -152,7 +152,7 @@ def _alert_counts(db_url: str) -> tuple[int, int, int]:
 
 
 def test_engine_killed_during_an_alert_storm(
-    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Recorder
 ) -> None:
     """kill -9 while a storm is being evaluated: no alert missed, none raised twice; every event
     reaches MQTT and the webhook route at least once."""
@@ -216,7 +216,7 @@ def _keys(sink) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_silent_sensor_and_gas_levels_through_the_service(
-    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Recorder
 ) -> None:
     """Detectors from ``alert_detector_settings``: a gas detector crossing two %LEL levels (which
     replace the single 20 %LEL limit), then going silent (noticed by the engine's clock, not by
@@ -285,7 +285,7 @@ def _database_reachable(stack, db_url: str, reachable: bool) -> None:  # type: i
 
 
 def test_engine_rides_out_a_database_outage(
-    stack, settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+    stack, settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Recorder
 ) -> None:  # type: ignore[no-untyped-def]
     """The database gone under the engine: no acknowledgement and no event while it is away,
     the alert raised once when it is back."""
@@ -317,7 +317,7 @@ def test_engine_rides_out_a_database_outage(
 
 
 def test_a_message_the_database_refuses_is_dead_lettered_and_a_rollback_retried(
-    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Recorder
 ) -> None:
     """A batch the database refuses (here: a trigger rejecting one sensor's alerts) is retried
     message by message; the refused message is kept in ``alert_dead_letters`` and acknowledged,
@@ -398,7 +398,7 @@ def test_a_message_the_database_refuses_is_dead_lettered_and_a_rollback_retried(
 
 
 def test_two_workers_split_the_sensors_by_partition(
-    settings: Settings, db_url: str, alert_subscriber: Subscriber
+    settings: Settings, db_url: str, alert_subscriber: Recorder
 ) -> None:
     """Scale-out: two workers, partitions 0/2 and 1/2, each evaluating only its own sensors;
     every alert raised once, each worker raising some of them."""
@@ -454,7 +454,7 @@ def test_engine_waits_for_an_unreachable_broker_and_stops_cleanly(settings: Sett
 
 
 def test_an_ephemeral_engine_leaves_no_session_behind(
-    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Subscriber
+    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Recorder
 ) -> None:
     """`cityops alerts --ephemeral` (replays, benchmarks) ends its broker session on stop:
     nothing is queued for it afterwards (a persistent engine's readings wait, see above)."""

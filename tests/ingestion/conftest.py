@@ -23,6 +23,19 @@ __all__ = ["wait_for"]  # the suite's one waiting helper, re-exported for the in
 T = TypeVar("T")
 
 
+# the database refuses readings of value 666.25 (a trigger stands in for any refusal, e.g. a
+# constraint an operator added)
+REFUSE_POISON_READING = """
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.value = 666.25 THEN RAISE EXCEPTION 'poison reading'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON readings
+    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+"""
+
+
 def query(db_url: str, sql: str, params: Any = None) -> list[tuple]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         return conn.execute(sql, params).fetchall()

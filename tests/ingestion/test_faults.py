@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -19,7 +18,7 @@ from cityops.kernel.mqtt import RECEIVE_MAXIMUM, Publisher, end_session
 from cityops.kernel.settings import Settings
 from cityops.shell.stack import LocalStack, free_port
 from ingestion.service import Ingestor
-from tests.conftest import ROOT, cityops_cmd, settings_env
+from tests.conftest import start_cityops
 from tests.ingestion.conftest import (
     Load,
     add_sensors,
@@ -47,23 +46,12 @@ def _assert_exactly_once(db_url: str, load: Load) -> None:
     assert set(got) == load.expected
 
 
-def _start_ingest(settings: Settings) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        cityops_cmd("ingest"),
-        env=settings_env(settings),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_kill_9_of_the_ingestor_under_load_loses_and_doubles_nothing(
     settings: Settings, db_url: str
 ) -> None:
     sensors = _sensors(db_url, 4)
     rng = random.Random(3)
-    proc = _start_ingest(settings)
+    proc = start_cityops(settings, "ingest")
     load = None
     try:
         wait_for(
@@ -77,7 +65,7 @@ def test_kill_9_of_the_ingestor_under_load_loses_and_doubles_nothing(
             proc.kill()  # SIGKILL: no chance to commit or acknowledge anything in hand
             proc.wait(10)
             kills += 1
-            proc = _start_ingest(settings)
+            proc = start_cityops(settings, "ingest")
         load.wait(60)
         wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
         _assert_exactly_once(db_url, load)

@@ -15,8 +15,9 @@ from cityops.kernel.mqtt import Publisher
 from cityops.kernel.settings import Settings
 from ingestion.service import Ingestor
 from sensors.payload import encode_reading
-from tests.conftest import ROOT, cityops_cmd, settings_env
+from tests.conftest import start_cityops
 from tests.ingestion.conftest import (
+    REFUSE_POISON_READING,
     add_sensors,
     new_id,
     now_ms,
@@ -124,14 +125,7 @@ def test_redelivered_message_is_stored_once(
 def test_ingest_subprocess(settings: Settings, db_url: str) -> None:
     sid = new_id("proc")
     add_sensors(db_url, [(sid, "water", "water_pressure")])
-    proc = subprocess.Popen(
-        cityops_cmd("ingest"),
-        env=settings_env(settings),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cityops(settings, "ingest", stdout=subprocess.PIPE)
     try:
         wait_for(
             lambda: query(
@@ -167,17 +161,7 @@ def test_a_message_the_database_refuses_is_quarantined_alone(
 ) -> None:
     # a trigger stands in for any row the database refuses (a constraint added by an operator)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            """
-        CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF NEW.value = 666.25 THEN RAISE EXCEPTION 'poison'; END IF;
-            RETURN NEW;
-        END $$;
-        CREATE TRIGGER refuse_poison BEFORE INSERT ON readings
-            FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-        """
-        )
+        conn.execute(REFUSE_POISON_READING)
     sid = water_sensors[0]
     t0 = now_ms()
     for k in range(20):

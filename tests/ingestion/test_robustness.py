@@ -24,20 +24,10 @@ from ingestion.service import HEALTHY_WITHIN_S, Ingestor, is_healthy
 from ingestion.store import IngestConnection, drop_old_quarantine
 from sensors.payload import encode_reading
 from tests.conftest import run_policy_jobs
-from tests.ingestion.conftest import now_ms, query, wait_for, water_topic
+from tests.ingestion.conftest import REFUSE_POISON_READING, now_ms, query, wait_for, water_topic
 
 POISON = 666.25
 
-# the database refuses readings of value 666.25 (a trigger stands in for any refusal)
-_REFUSE_READING = """
-CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.value = 666.25 THEN RAISE EXCEPTION 'poison reading'; END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_poison BEFORE INSERT ON readings
-    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-"""
 # ... and quarantine rows whose payload names it
 _REFUSE_QUARANTINED_POISON = """
 CREATE FUNCTION refuse_poison_q() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -75,7 +65,7 @@ def _count(db_url: str, sql: str) -> int:
 def test_message_refused_even_in_quarantine_is_recorded_minimally_and_writers_go_on(
     settings: Settings, publisher: Publisher, db_url: str, water_sensors: list[str]
 ) -> None:
-    _sql(db_url, _REFUSE_READING + _REFUSE_QUARANTINED_POISON)
+    _sql(db_url, REFUSE_POISON_READING + _REFUSE_QUARANTINED_POISON)
     sid = water_sensors[0]
     t0 = now_ms() - 60_000
     ing = Ingestor(settings)
@@ -133,7 +123,7 @@ def test_message_refused_even_in_quarantine_is_recorded_minimally_and_writers_go
 def test_database_refusing_every_quarantine_row_stalls_the_worker_until_it_accepts(
     ingestor: Ingestor, publisher: Publisher, db_url: str, water_sensors: list[str]
 ) -> None:
-    _sql(db_url, _REFUSE_READING + _REFUSE_ALL_QUARANTINE)
+    _sql(db_url, REFUSE_POISON_READING + _REFUSE_ALL_QUARANTINE)
     sid = water_sensors[1]
     t0 = now_ms() - 60_000
     bodies = [

@@ -14,7 +14,7 @@ from sensors.payload import TimeWindow, decode_message
 from sensors.topics import parse_telemetry_topic
 from simulators.demo import default_start_ms, parse_start_ms, read_catalogue, run
 from simulators.profiles import DemoGenerator, PressureDrop
-from tests.simulators.listening import drain, subscribe
+from tests.listening import drain, subscribe
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "data" / "demo_sensors.geojson"

@@ -23,7 +23,7 @@ from simulators.devices import (
 )
 from simulators.mqtt import DevicePublishers, publish_steps
 from simulators.profiles import Outgoing
-from tests.simulators.listening import drain, subscribe
+from tests.listening import drain, subscribe
 
 
 @pytest.fixture

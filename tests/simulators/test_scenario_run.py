@@ -26,7 +26,7 @@ from simulators.devices import (
 from simulators.scenario import prepare_run, run_scenario
 from simulators.spec import parse_scenario
 from simulators.store import read_ground_truth
-from tests.simulators.listening import drain, subscribe
+from tests.listening import drain, subscribe
 from tests.waiting import wait_for
 
 WIDE = TimeWindow(max_past_s=1e10, max_future_s=1e10)
@@ -313,10 +313,9 @@ def test_scenario_readings_reach_the_readings_table_through_ingestion(
     settings: Settings, tmp_path: Path
 ) -> None:
     """The whole path: scenario -> broker -> `cityops ingest` -> readings and quarantine."""
-    import subprocess
     from datetime import UTC, datetime, timedelta
 
-    from tests.conftest import ROOT, cityops_cmd, settings_env
+    from tests.conftest import start_cityops
 
     start = (datetime.now(UTC) - timedelta(hours=3, minutes=5)).replace(microsecond=0)
     path = tmp_path / "ing.yaml"
@@ -335,14 +334,7 @@ def test_scenario_readings_reach_the_readings_table_through_ingestion(
     finally:
         run.close()
     assert bad > 0
-    proc = subprocess.Popen(
-        cityops_cmd("ingest"),
-        env=settings_env(settings),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cityops(settings, "ingest")
 
     def q(sql: str):
         with psycopg.connect(settings.database_url) as conn:
