@@ -49,7 +49,7 @@ class AppContext:
     writer: Reader  # sessions, logins and alert actions
     cache: TtlCache = field(default_factory=TtlCache)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    # the signed-in user of the current request, or None (set by dashboards.auth wiring)
+    # the signed-in user of the current request, or None (set by access.auth wiring)
     current_user: Callable[[], Any] = field(default=lambda: None)
     # single sign-on (dashboards.oidc.OidcClient) when CITYOPS_OIDC_ISSUER is set
     oidc: Any = None

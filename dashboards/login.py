@@ -1,7 +1,7 @@
 """Login and logout routes on the dashboard's Flask server (plain HTML forms, no script).
 
 The session cookie is HttpOnly and SameSite=Strict (a cross-site request carries no session, so
-callbacks need no CSRF token); only its SHA-256 is stored (dashboards/accounts.py). With
+callbacks need no CSRF token); only its SHA-256 is stored (access/accounts.py). With
 ``CITYOPS_OIDC_ISSUER`` set, ``/oidc/login`` and ``/oidc/callback`` sign users in through the
 city's OpenID Connect provider (dashboards/oidc.py) into the same kind of session.
 """
@@ -16,8 +16,8 @@ from functools import partial
 
 import flask
 
-from dashboards import accounts
-from dashboards.auth import LOGIN_WINDOW_S, SESSION_COOKIE, SESSION_MAX_S, User
+from access import accounts
+from access.auth import LOGIN_WINDOW_S, SESSION_COOKIE, SESSION_MAX_S, User
 from dashboards.context import AppContext
 from dashboards.i18n import normalise_language, t
 from dashboards.oidc import PENDING_TTL_S, OidcError, display_name, map_role, sso_username

@@ -4,7 +4,7 @@ Authorization code flow with PKCE (S256), ``state`` and ``nonce`` (OpenID Connec
 RFC 7636): the provider's endpoints come from its discovery document, the ``id_token`` is
 checked against the provider's JWKS with PyJWT (asymmetric algorithms only, issuer, audience,
 expiry, nonce), and the role comes from a configurable claim (decision 0044). A successful
-login opens the same session as a local password login (dashboards/accounts.py); local
+login opens the same session as a local password login (access/accounts.py); local
 accounts keep working next to it.
 
 Pure parts (configuration, URLs, token checks, role mapping) take values and return values;
@@ -32,7 +32,7 @@ from typing import Any
 
 import jwt
 
-from dashboards.auth import ROLES, SSO_PREFIX
+from access.auth import ROLES, SSO_PREFIX
 
 # asymmetric signatures only: "none" and the HMAC family (which a client could be tricked into
 # checking with the provider's public key as the secret) are never accepted

@@ -353,8 +353,8 @@ def users_add(
     """Create an account, or replace its password and role (argon2id hash; >= 12 characters)."""
     import psycopg
 
+    from access.accounts import write_user
     from cityops.kernel.db import connect
-    from dashboards.accounts import write_user
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -377,8 +377,8 @@ def users_list() -> None:
     """The accounts, their roles and whether they are disabled (never the password hashes)."""
     from rich.table import Table
 
+    from access.accounts import read_users
     from cityops.kernel.db import connect
-    from dashboards.accounts import read_users
 
     with connect(_settings().database_url) as conn:
         rows = read_users(conn)
@@ -400,8 +400,8 @@ def users_disable(
     enable: Annotated[bool, typer.Option(help="Enable it again instead.")] = False,
 ) -> None:
     """Disable an account (its sessions end at once), or enable it again."""
+    from access.accounts import write_user_disabled
     from cityops.kernel.db import connect
-    from dashboards.accounts import write_user_disabled
 
     with connect(_settings().database_url) as conn:
         if not write_user_disabled(conn, username, not enable):

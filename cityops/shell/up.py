@@ -180,7 +180,7 @@ def _first_admin(conn: psycopg.Connection) -> str | None:
     """On a database without accounts, create ``admin`` with a random password."""
     import secrets
 
-    from dashboards.accounts import read_users, write_user
+    from access.accounts import read_users, write_user
 
     if read_users(conn):
         return None

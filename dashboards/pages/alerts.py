@@ -18,8 +18,8 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
+from access.auth import can
 from dashboards import queries
-from dashboards.auth import can
 from dashboards.components import (
     alerts_table,
     catalogue_label,
@@ -400,7 +400,7 @@ def _changed_count(value: object) -> int:
 
 
 def _audit_refusal(ctx: AppContext, username: str, action: str, alert_id: object) -> None:
-    from dashboards.accounts import write_audit
+    from access.accounts import write_audit
 
     detail = {"action": action, "alert": str(alert_id)[:32]}
     try:

@@ -25,8 +25,8 @@ from dash import ctx as dash_ctx
 from shapely.geometry import shape
 from shapely.validation import explain_validity
 
+from access.auth import can
 from dashboards import queries
-from dashboards.auth import can
 from dashboards.components import data_table, empty_graph, panel
 from dashboards.context import AppContext, read_districts
 from dashboards.figures import build_planner_map_figure

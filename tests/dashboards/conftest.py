@@ -313,7 +313,7 @@ PASSWORDS = {
 @pytest.fixture(scope="session")
 def users(dash_db: str) -> dict[str, str]:
     """A planner, an emergency user and an operator in the session database."""
-    from dashboards import accounts
+    from access import accounts
 
     with psycopg.connect(dash_db) as conn:
         accounts.write_user(conn, "li.na", PASSWORDS["li.na"], "planner", "李娜")

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from selenium.webdriver.common.by import By
 
-from dashboards import accounts
-from dashboards.auth import User, can, hash_password, verify_password
+from access import accounts
+from access.auth import User, can, hash_password, verify_password
 from tests.dashboards.browser import severe_console_messages
 from tests.dashboards.helpers import (
     call_callback,

@@ -1,5 +1,5 @@
 """PostgreSQL adapter for dashboard users, sessions, login attempts and the login audit
-(tables of migration 0040). The rules (hashing, expiry, rate limit) are in dashboards.auth."""
+(tables of migration 0040). The rules (hashing, expiry, rate limit) are in access.auth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from dashboards.auth import (
+from access.auth import (
     LOGIN_MAX_FAILURES_PER_CLIENT,
     LOGIN_WINDOW_S,
     ROLES,
