@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     oidc_default_role: str = ""  # role for a user the claim gives none (empty: refused)
     oidc_username_claim: str = "preferred_username"
 
+    # security (issue 14; docs/security.md)
+    trusted_proxies: str = ""  # comma-separated IPs whose X-Forwarded-For/-Proto are believed
+    keys_dir: str = ""  # SM2 signing key and SM4 data key (0600); empty: <stack dir>/keys
+
     # per-service broker identities; each defaults to mqtt_url (docs/contracts/settings.md)
     ingest_mqtt_url: str = ""
     alerts_mqtt_url: str = ""
