@@ -31,12 +31,7 @@ from cityops.kernel.clock import wait_until  # noqa: E402
 from cityops.kernel.mqtt import Publisher  # noqa: E402
 from cityops.shell.stack import LocalStack  # noqa: E402
 from sensors.topics import parse_telemetry_topic, telemetry_topic  # noqa: E402
-from simulators.devices import (  # noqa: E402
-    append_to_password_file,
-    device_url,
-    make_credentials,
-    reload_broker,
-)
+from simulators.devices import device_url, enrol_devices, make_credentials  # noqa: E402
 from simulators.mqtt import DevicePublishers, client_id  # noqa: E402
 from tests.listening import Recorder  # noqa: E402
 
@@ -111,9 +106,7 @@ def main() -> None:
     try:
         sizes = [int(x) for x in args.devices.split(",")]
         creds = make_credentials(f"fleet-wp-{i}" for i in range(max(sizes)))
-        append_to_password_file(stack.mqtt_dir / "passwd", creds)
-        reload_broker(stack.mqtt_dir / "mosquitto.pid")
-        time.sleep(1.0)
+        enrol_devices(stack.mqtt_url(), creds, replace=True)
         print(f"[{machine_line()}]")
         sinks = {"paho": PahoDevicePublishers, "fleet": DevicePublishers}
         for n in sizes:

@@ -4,7 +4,6 @@ import re
 
 import yaml
 
-from cityops.shell.stack import mosquitto_acl
 from tests.conftest import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -50,18 +49,49 @@ def test_no_default_secrets() -> None:
                 assert "${" in str(value) or "password" not in str(value).lower(), key
 
 
-def test_broker_config_requires_auth_and_keeps_data() -> None:
+def test_broker_config_requires_auth_denies_by_default_and_keeps_data() -> None:
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     for line in (
         "allow_anonymous false",
         "persistence true",
-        "password_file",
-        "acl_file",
+        "plugin /usr/lib/mosquitto_dynamic_security.so",
+        "plugin_opt_config_file /mosquitto/secrets/dynamic-security.json",
         "autosave_interval 1",
     ):
         assert line in conf
-    acl = (ROOT / "deploy/mosquitto/acl").read_text()
-    assert mosquitto_acl() in acl
+    # the plain files let any client subscribe anywhere (a device could join ingestion's share)
+    assert "password_file" not in conf and "acl_file" not in conf
+    volumes = SERVICES["mqtt"]["volumes"]
+    assert (
+        "./deploy/secrets/dynamic-security.json:/mosquitto/secrets/dynamic-security.json" in volumes
+    )
+
+
+def test_the_deployments_identities_come_hashed_from_the_environment(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "CITYOPS_MQTT_ADMIN_PASSWORD": "a" * 32,
+        "CITYOPS_MQTT_INGEST_PASSWORD": "i" * 32,
+    }
+    out = tmp_path / "dynsec.json"
+    cmd = [sys.executable, "-m", "cityops", "devices", "bus-config", "--out", str(out)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert "a" * 32 not in text and "i" * 32 not in text
+    config = json.loads(text)
+    assert {c["username"] for c in config["clients"]} == {"cityops-admin", "cityops-ingest"}
+    assert config["defaultACLAccess"]["subscribe"] is False
+    assert config["defaultACLAccess"]["publishClientSend"] is False
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    del env["CITYOPS_MQTT_INGEST_PASSWORD"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and "cityops-ingest" in r.stderr
 
 
 def test_each_service_gets_only_its_own_broker_identity() -> None:

@@ -161,7 +161,7 @@ class _Client(mqtt.Client):
         return rc
 
 
-def _new_client(client_id: str, url: str, *, manual_ack: bool) -> mqtt.Client:
+def new_client(client_id: str, url: str, *, manual_ack: bool) -> mqtt.Client:
     ep = parse_mqtt_url(url)
     client = _Client(
         CallbackAPIVersion.VERSION2,
@@ -285,7 +285,7 @@ class AckingConsumer:
         self._stopping = False
         self._connected_once = threading.Event()
         self.subscribed = threading.Event()  # the broker confirmed every filter (SUBACK)
-        self._client = _new_client(client_id, url, manual_ack=True)
+        self._client = new_client(client_id, url, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -397,7 +397,7 @@ def end_session(url: str, client_id: str, *, timeout_s: float = 5.0) -> None:
     clean start and no session expiry, then leave. A worker that leaves a shared group for good
     must, or the broker keeps queueing its share (RELIABILITY.md); a broker that is gone keeps
     nothing either."""
-    client = _new_client(client_id, url, manual_ack=False)
+    client = new_client(client_id, url, manual_ack=False)
     ep = parse_mqtt_url(url)
     try:
         client.connect(
@@ -419,7 +419,7 @@ class Publisher:
     """
 
     def __init__(self, url: str, client_id: str, *, max_inflight: int = 200) -> None:
-        self._client = _new_client(client_id, url, manual_ack=False)
+        self._client = new_client(client_id, url, manual_ack=False)
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(max_inflight)
         self._url = url

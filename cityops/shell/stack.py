@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from access.bus import build_dynsec_config
 from cityops.kernel.clock import wait_until
-from cityops.kernel.mqtt import password_file_line
+from cityops.shell.paths import PROJECT_ROOT
 
 SERVICE_USER = "cityops"
 DB_NAME = "cityops"
@@ -149,6 +150,10 @@ class StackState:
         tmp.replace(path)
 
 
+# publishes per second one device may send; beyond it they are refused as a flood (a sensor
+# sends one reading every few seconds; a replay at simulated speed stays under this)
+DEVICE_MAX_RATE = 50
+
 # Every connection authenticates, on the socket as over TCP (no "trust": any local account
 # could otherwise connect as the superuser and run commands as the servers' user)
 PG_HBA = """# written by cityops.shell.stack at every start
@@ -167,6 +172,7 @@ class LocalStack:
         self.pg_data = self.root / "pg" / "data"
         self.pg_run = self.root / "pg" / "run"
         self.mqtt_dir = self.root / "mosquitto"
+        self.device_max_rate = DEVICE_MAX_RATE
         self._mosquitto: subprocess.Popen[bytes] | None = None
 
     # -- URLs ---------------------------------------------------------------------------
@@ -342,26 +348,25 @@ class LocalStack:
 
     # -- Mosquitto ----------------------------------------------------------------------
     def write_mosquitto_config(self) -> Path:
+        """The broker's configuration and its identities (dynamic-security plugin, decision
+        0073): the services' passwords from the stack's secrets, the devices enrolled at run
+        time (``cityops devices``) kept from the file the plugin saved."""
         self.mqtt_dir.mkdir(parents=True, exist_ok=True)
         self._own(self.mqtt_dir)
-        pwfile = self.mqtt_dir / "passwd"
-        pwfile.write_text("")
-        os.chmod(pwfile, 0o600)
-        # hashed here rather than by `mosquitto_passwd -b`, which takes the password in its
-        # arguments (visible to every local user in the process list)
-        with pwfile.open("a") as f:
-            for user, password in self.state.mqtt_passwords.items():
-                f.write(password_file_line(user, password))
-        devices = self.mqtt_dir / "devices.passwd"
-        if devices.exists():
-            # device identities written by the simulators (simulators.devices), kept on restart
-            with pwfile.open("a") as f:
-                f.write(devices.read_text())
-        acl = self.mqtt_dir / "acl"
-        acl.write_text(mosquitto_acl())
+        identities = self.mqtt_dir / "dynamic-security.json"
+        existing = json.loads(identities.read_text()) if identities.exists() else None
+        # hashed here (PBKDF2-SHA512) rather than by a tool that takes passwords in its
+        # arguments, which every local user can read in the process list
+        tmp = identities.with_suffix(".tmp")
+        tmp.write_text(json.dumps(build_dynsec_config(self.state.mqtt_passwords, existing)))
+        os.chmod(tmp, 0o600)
+        tmp.replace(identities)
+        guard = build_device_guard(self.mqtt_dir)
         conf = self.mqtt_dir / "mosquitto.conf"
-        conf.write_text(mosquitto_conf(self.state.mqtt_port, self.mqtt_dir))
-        for f in (pwfile, acl, conf):
+        conf.write_text(
+            mosquitto_conf(self.state.mqtt_port, self.mqtt_dir, guard, self.device_max_rate)
+        )
+        for f in (identities, conf):
             if self.user:
                 shutil.chown(f, self.user, self.user)
             os.chmod(f, 0o600)
@@ -382,7 +387,10 @@ class LocalStack:
         cmd = ["sh", "-c", 'ulimit -n "$(ulimit -Hn)"; exec mosquitto -c "$1"', "sh", str(conf)]
         if self.user:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
-        log = open(self.mqtt_dir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
+        log_path = self.mqtt_dir / "mosquitto.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
+        if self.user:
+            shutil.chown(log_path, self.user, self.user)
         self._mosquitto = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -420,14 +428,19 @@ class LocalStack:
         self._mosquitto = None
 
 
-def mosquitto_conf(port: int, directory: Path) -> str:
-    """Broker settings that keep data (docs/decisions/0003-broker-settings.md)."""
+def mosquitto_conf(port: int, directory: Path, guard: Path, device_max_rate: int) -> str:
+    """Broker settings that keep data (docs/decisions/0003-broker-settings.md) and admit only
+    known identities, each to its own topics (decision 0073)."""
     return f"""# written by cityops.shell.stack; edit cityops/shell/stack.py instead
 listener {port} 127.0.0.1
 allow_anonymous false
 pid_file {directory / "mosquitto.pid"}
-password_file {directory / "passwd"}
-acl_file {directory / "acl"}
+# devices: refusals of foreign topics, subscriptions and floods become security events
+plugin {guard}
+plugin_opt_max_rate {device_max_rate}
+# identities and ACLs (default deny, subscriptions included): access/bus.py
+plugin {dynsec_plugin()}
+plugin_opt_config_file {directory / "dynamic-security.json"}
 persistence true
 persistence_location {directory}/
 autosave_interval 1
@@ -439,32 +452,47 @@ max_packet_size 1048576
 # small packets (a reading, a PUBACK) go out at once: with Nagle's algorithm and delayed ACKs
 # a QoS 1 round trip waited up to 40 ms (measured: alert events' PUBACK 22-48 ms)
 set_tcp_nodelay true
-log_dest stdout
+# the broker's own file logging flushes every line (its stdout is block-buffered in a file)
+log_dest file {directory / "mosquitto.log"}
 log_type error
 log_type warning
 log_type notice
 """
 
 
-def mosquitto_acl() -> str:
-    """Default deny; each service may do only its job; a device may publish only its own topic."""
-    return """# services
-user cityops-ingest
-topic read city/+/+/telemetry
+DEVICE_GUARD_SOURCE = PROJECT_ROOT / "deploy" / "mosquitto" / "device_guard.c"
 
-user cityops-alerts
-topic read city/+/+/telemetry
-topic readwrite city/alerts/#
 
-user cityops-dashboard
-topic read city/alerts/#
+def build_device_guard(directory: Path) -> Path:
+    """The device guard plugin (deploy/mosquitto/device_guard.c), compiled into ``directory``
+    when missing or older than its source (gcc and Debian's mosquitto-dev, from ./run)."""
+    target = directory / "device_guard.so"
+    if target.exists() and target.stat().st_mtime >= DEVICE_GUARD_SOURCE.stat().st_mtime:
+        return target
+    tmp = directory / "device_guard.so.tmp"
+    cmd = ["gcc", "-O2", "-shared", "-fPIC", "-o", str(tmp), str(DEVICE_GUARD_SOURCE)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"could not build the broker's device guard (./run install): {r.stderr}")
+    os.chmod(tmp, 0o755)
+    tmp.replace(target)
+    return target
 
-user cityops-sim
-topic write city/+/+/telemetry
 
-user cityops-admin
-topic readwrite city/#
+DYNSEC_PLUGIN_DIRS = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib",
+    "/usr/local/lib",
+)
 
-# devices: the username is the sensor id; a device writes only its own telemetry topic
-pattern write city/+/%u/telemetry
-"""
+
+def dynsec_plugin() -> Path:
+    """Where Mosquitto's dynamic-security plugin is (Debian: package mosquitto itself)."""
+    for d in DYNSEC_PLUGIN_DIRS:
+        path = Path(d) / "mosquitto_dynamic_security.so"
+        if path.exists():
+            return path
+    raise RuntimeError(
+        "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) is missing"
+    )

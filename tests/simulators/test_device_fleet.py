@@ -5,22 +5,17 @@ in-flight window bounded, also across a broker restart."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from access.bus import BusAdmin
 from cityops.kernel.settings import Settings
 from cityops.shell.stack import LocalStack
 from sensors.topics import telemetry_topic
-from simulators.devices import (
-    append_to_password_file,
-    device_url,
-    make_credentials,
-    reload_broker,
-)
+from simulators.devices import device_url, enrol_devices, make_credentials
 from simulators.mqtt import DevicePublishers, publish_steps
 from simulators.profiles import Outgoing
 from tests.listening import drain, subscribe
@@ -34,16 +29,13 @@ def devices(settings: Settings, stack: LocalStack) -> Iterator[Callable[[int], d
     def make(n: int) -> dict[str, str]:
         tag = uuid.uuid4().hex[:6]
         creds = make_credentials(f"fleet-{tag}-{i}" for i in range(n))
-        append_to_password_file(stack.mqtt_dir / "passwd", creds)
-        reload_broker(stack.mqtt_dir / "mosquitto.pid")
-        time.sleep(0.5)  # the broker reads its password file again
-        stack.state.mqtt_passwords.update(creds)  # kept when the stack rewrites it on a restart
+        enrol_devices(settings.mqtt_url, creds)
         made.extend(creds)
         return {sid: device_url(settings.mqtt_url_for("sim"), sid, creds) for sid in creds}
 
     yield make
-    for sid in made:
-        del stack.state.mqtt_passwords[sid]
+    with BusAdmin(settings.mqtt_url) as admin:
+        admin.revoke(made)
 
 
 def _messages(ids: list[str], step: int, per_device: int) -> list[Outgoing]:

@@ -17,12 +17,7 @@ from cityops.kernel.mqtt import Publisher
 from cityops.kernel.settings import Settings
 from sensors.payload import PayloadError, TimeWindow, decode_message
 from sensors.topics import parse_telemetry_topic, telemetry_topic
-from simulators.devices import (
-    append_to_password_file,
-    make_credentials,
-    reload_broker,
-    write_credentials,
-)
+from simulators.devices import enrol_devices, make_credentials, write_credentials
 from simulators.scenario import prepare_run, run_scenario
 from simulators.spec import parse_scenario
 from simulators.store import read_ground_truth
@@ -261,10 +256,7 @@ def test_devices_publish_with_their_own_identity(settings: Settings, stack, tmp_
     run.close()
     creds = make_credentials(ids)
     write_credentials(tmp_path / "devices.json", creds)
-    assert append_to_password_file(stack.mqtt_dir / "passwd", creds) == len(ids)
-    assert append_to_password_file(stack.mqtt_dir / "passwd", creds) == 0  # already there
-    reload_broker(stack.mqtt_dir / "mosquitto.pid")
-    time.sleep(0.5)
+    enrol_devices(settings.mqtt_url, creds)
     sub = subscribe(settings)
     try:
         report = run_scenario(

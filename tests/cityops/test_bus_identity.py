@@ -1,0 +1,332 @@
+"""Device identities on the private broker, attacked as issue 14 did: each device enrolled by
+`cityops devices` may publish only its own telemetry topic and subscribe nowhere (shared
+subscriptions included), and nothing it sends elsewhere is stored."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
+from cityops.shell.stack import LocalStack
+from ingestion.service import Ingestor
+from sensors.payload import encode_reading
+from tests.conftest import run_cityops
+from tests.ingestion.conftest import add_sensors, new_id, now_ms, query, water_topic
+from tests.listening import Recorder
+from tests.waiting import wait_for
+
+
+class Device:
+    """One MQTT v5 client under a device's identity, recording CONNACK, SUBACK and PUBACK
+    reason codes."""
+
+    def __init__(self, stack: LocalStack, user: str, password: str) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"dev-{uuid.uuid4().hex[:8]}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.username_pw_set(user, password)
+        self.connack: str | None = None
+        self.subacks: list[str] = []
+        self.pubacks: dict[int, str] = {}
+        self.received: list[str] = []
+        self._event = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
+        self.client.on_message = lambda c, u, m: self.received.append(m.topic)
+        self.client.connect("127.0.0.1", stack.state.mqtt_port, keepalive=10)
+        self.client.loop_start()
+        self._wait(lambda: self.connack is not None, "CONNACK")
+
+    def _notify(self) -> None:
+        with self._event:
+            self._event.notify_all()
+
+    def _wait(self, ready, what: str) -> None:
+        with self._event:
+            assert self._event.wait_for(ready, 10), f"no {what}"
+
+    def _on_connect(self, client, userdata, flags, rc, props) -> None:
+        self.connack = str(rc)
+        self._notify()
+
+    def _on_subscribe(self, client, userdata, mid, rcs, props) -> None:
+        self.subacks.extend(str(rc) for rc in rcs)
+        self._notify()
+
+    def _on_publish(self, client, userdata, mid, rc, props) -> None:
+        self.pubacks[mid] = str(rc)
+        self._notify()
+
+    def subscribe(self, topic_filter: str) -> str:
+        n = len(self.subacks)
+        self.client.subscribe(topic_filter, qos=1)
+        self._wait(lambda: len(self.subacks) > n, "SUBACK")
+        return self.subacks[n]
+
+    def publish(self, topic: str, body: bytes) -> str:
+        mid = self.client.publish(topic, body, qos=1).mid
+        self._wait(lambda: mid in self.pubacks, "PUBACK")
+        return self.pubacks[mid]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def connack(stack: LocalStack, user: str, password: str) -> str:
+    d = Device(stack, user, password)
+    d.close()
+    return d.connack or ""
+
+
+def enrol(settings: Settings, tmp_path: Path, *sensor_ids: str) -> dict[str, str]:
+    creds = tmp_path / "devices.json"
+    r = run_cityops(settings, "devices", "add", *sensor_ids, "--credentials-file", str(creds))
+    assert r.returncode == 0, r.stderr
+    assert oct(creds.stat().st_mode & 0o777) == "0o600"
+    return json.loads(creds.read_text())
+
+
+@pytest.fixture
+def two_devices(settings: Settings, db_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Two registered water sensors enrolled on the bus (revoked afterwards)."""
+    ids = [new_id("wp"), new_id("wp")]
+    add_sensors(db_url, [(i, "water", "water_pressure") for i in ids])
+    creds = enrol(settings, tmp_path, *ids)
+    yield creds
+    run_cityops(settings, "devices", "revoke", *ids)
+
+
+@pytest.fixture
+def ingestor(settings: Settings) -> Iterator[Ingestor]:
+    ing = Ingestor(settings)
+    ing.start()
+    yield ing
+    ing.stop(end_session=True)
+
+
+def test_service_passwords_are_stored_hashed_with_many_rounds(stack: LocalStack) -> None:
+    text = (stack.mqtt_dir / "dynamic-security.json").read_text()
+    clients = {c["username"]: c for c in json.loads(text)["clients"]}
+    for user, password in stack.state.mqtt_passwords.items():
+        assert password not in text
+        assert clients[user]["iterations"] == 10_000
+    assert oct((stack.mqtt_dir / "dynamic-security.json").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize(("user", "password"), [(None, None), ("cityops-ingest", "wrong-password")])
+def test_anonymous_and_wrong_password_clients_are_refused(
+    stack: LocalStack, user, password
+) -> None:
+    assert connack(stack, user, password) in ("Not authorized", "Bad user name or password")
+
+
+def test_a_device_publishes_only_its_own_topic_and_nothing_else_is_stored(
+    stack: LocalStack, db_url: str, two_devices: dict[str, str], ingestor: Ingestor
+) -> None:
+    own, other = list(two_devices)
+    dev = Device(stack, own, two_devices[own])
+    try:
+        assert dev.connack == "Success"
+        forged = encode_reading(now_ms(), 1, {"pressure": 999.0})
+        assert dev.publish(water_topic(other), forged) == "Not authorized"
+        assert dev.publish(f"city/power/{own}/telemetry", forged) == "Not authorized"
+        assert dev.publish("city/alerts/water/" + other, b"{}") == "Not authorized"
+        assert dev.publish(water_topic(own), encode_reading(now_ms(), 2, {"pressure": 301.0})) in (
+            "Success",
+            "No matching subscribers",
+        )
+    finally:
+        dev.close()
+    sql = "SELECT sensor_id, seq FROM readings ORDER BY sensor_id"
+    wait_for(lambda: query(db_url, sql), what="the device's own reading")
+    time.sleep(0.5)  # anything forged would have arrived by now too
+    assert query(db_url, sql) == [(own, 2)]
+
+
+@pytest.mark.parametrize(
+    "topic_filter",
+    [
+        "#",
+        "city/+/+/telemetry",
+        "$share/cityops-ingest/city/+/+/telemetry",
+        "$share/x/#",
+        "city/alerts/#",
+        "$CONTROL/dynamic-security/v1/response",
+        "$SYS/#",
+    ],
+)
+def test_a_device_may_subscribe_nowhere(
+    stack: LocalStack, two_devices: dict[str, str], topic_filter: str
+) -> None:
+    own = next(iter(two_devices))
+    dev = Device(stack, own, two_devices[own])
+    try:
+        assert dev.subscribe(topic_filter) == "Not authorized"
+    finally:
+        dev.close()
+
+
+def test_a_device_joining_ingestions_share_group_takes_no_reading_away(
+    stack: LocalStack,
+    settings: Settings,
+    db_url: str,
+    two_devices: dict[str, str],
+    ingestor: Ingestor,
+) -> None:
+    """Issue 14's attack: a device in ``$share/<ingest group>/...`` with a persistent session
+    received half of every reading and 10 of 20 never reached the database."""
+    own, other = list(two_devices)
+    thief = Device(stack, own, two_devices[own])
+    try:
+        group = settings.ingest_share_group
+        assert thief.subscribe(f"$share/{group}/city/+/+/telemetry") == "Not authorized"
+        t0 = now_ms() - 10_000
+        with Publisher(settings.mqtt_url_for("sim"), f"sim-{uuid.uuid4().hex[:6]}") as pub:
+            for k in range(20):
+                pub.publish(water_topic(other), encode_reading(t0 + k, k, {"pressure": 300.0}))
+            pub.flush()
+        count = "SELECT count(*) FROM readings WHERE sensor_id = %s"
+        wait_for(lambda: query(db_url, count, (other,))[0][0] == 20, what="20 of 20 readings")
+        assert thief.received == []
+    finally:
+        thief.close()
+
+
+def test_rotate_disable_and_revoke_take_effect_at_once(
+    stack: LocalStack, settings: Settings, tmp_path: Path, two_devices: dict[str, str]
+) -> None:
+    sid = next(iter(two_devices))
+    old = two_devices[sid]
+    r = run_cityops(
+        settings, "devices", "rotate", sid, "--credentials-file", str(tmp_path / "n.json")
+    )
+    assert r.returncode == 0, r.stderr
+    new = json.loads((tmp_path / "n.json").read_text())[sid]
+    assert connack(stack, sid, old) != "Success"
+    assert connack(stack, sid, new) == "Success"
+
+    assert run_cityops(settings, "devices", "disable", sid).returncode == 0
+    assert connack(stack, sid, new) != "Success"
+    listed = run_cityops(settings, "devices", "list").stdout
+    assert f"{sid}\tdisabled" in listed
+    assert run_cityops(settings, "devices", "disable", "--enable", sid).returncode == 0
+    assert connack(stack, sid, new) == "Success"
+
+    assert run_cityops(settings, "devices", "revoke", sid).returncode == 0
+    assert connack(stack, sid, new) != "Success"
+    assert sid not in run_cityops(settings, "devices", "list").stdout
+
+
+def test_only_registered_sensors_are_enrolled(
+    settings: Settings, db_url: str, tmp_path: Path
+) -> None:
+    known = new_id("wp")
+    add_sensors(db_url, [(known, "water", "water_pressure")])
+    r = run_cityops(
+        settings,
+        "devices",
+        "add",
+        known,
+        "wp-not-registered",
+        "--credentials-file",
+        str(tmp_path / "c.json"),
+    )
+    assert r.returncode == 2
+    assert "wp-not-registered" in r.stderr
+    assert not (tmp_path / "c.json").exists()
+    assert known not in run_cityops(settings, "devices", "list").stdout
+
+
+def test_enrolled_devices_survive_a_broker_restart(
+    stack: LocalStack, two_devices: dict[str, str]
+) -> None:
+    sid, password = next(iter(two_devices.items()))
+    stack.stop_mosquitto()
+    stack.start_mosquitto()
+    assert connack(stack, sid, password) == "Success"
+    for user, pw in stack.state.mqtt_passwords.items():
+        assert connack(stack, user, pw) == "Success"
+
+
+@pytest.fixture
+def security_events(settings: Settings) -> Iterator[Recorder]:
+    rec = Recorder(settings.mqtt_url, "city/security/#")
+    yield rec
+    rec.close()
+
+
+def _events(rec: Recorder, sensor_id: str, reason: str) -> list[dict]:
+    return [
+        json.loads(body)
+        for topic, body in rec.snapshot()
+        if topic == f"city/security/devices/{sensor_id}" and json.loads(body)["reason"] == reason
+    ]
+
+
+def test_refusals_are_security_events_with_who_where_and_what(
+    stack: LocalStack, two_devices: dict[str, str], security_events: Recorder
+) -> None:
+    """Mosquitto logs a refused publish only at debug level; the broker's device guard turns
+    each refusal into an event (and a notice in the broker's log)."""
+    own, other = list(two_devices)
+    dev = Device(stack, own, two_devices[own])
+    try:
+        assert dev.publish(water_topic(other), b"{}") == "Not authorized"
+        assert dev.subscribe("#") == "Not authorized"
+    finally:
+        dev.close()
+    wait_for(lambda: _events(security_events, own, "subscribe"), what="the subscribe event")
+    (foreign,) = _events(security_events, own, "foreign_topic")
+    assert foreign["topic"] == water_topic(other)
+    assert foreign["address"] == "127.0.0.1"
+    assert foreign["username"] == own and foreign["client_id"].startswith("dev-")
+    (sub,) = _events(security_events, own, "subscribe")
+    assert sub["topic"] == "#"
+    log = (stack.mqtt_dir / "mosquitto.log").read_text()
+    assert f"device guard: refused foreign_topic from {own}" in log
+
+
+def test_a_flooding_device_is_throttled_and_reported(
+    stack: LocalStack,
+    db_url: str,
+    two_devices: dict[str, str],
+    ingestor: Ingestor,
+    security_events: Recorder,
+) -> None:
+    own = next(iter(two_devices))
+    dev = Device(stack, own, two_devices[own])
+    n = 3 * stack.device_max_rate
+    t0 = now_ms() - 60_000
+    try:
+        mids = [
+            dev.client.publish(
+                water_topic(own), encode_reading(t0 + k, k, {"pressure": 300.0}), 1
+            ).mid
+            for k in range(n)
+        ]
+        dev._wait(lambda: all(m in dev.pubacks for m in mids), "every PUBACK")
+    finally:
+        dev.close()
+    refused = sum(dev.pubacks[m] == "Not authorized" for m in mids)
+    accepted = n - refused
+    # within the second(s) the burst took, at most the limit per second got through
+    assert refused >= n - 2 * stack.device_max_rate
+    wait_for(lambda: _events(security_events, own, "flood"), what="the flood event")
+    count = "SELECT count(*) FROM readings WHERE sensor_id = %s"
+    wait_for(lambda: query(db_url, count, (own,))[0][0] == accepted, what="the accepted readings")
+    time.sleep(0.3)
+    assert query(db_url, count, (own,))[0][0] == accepted
