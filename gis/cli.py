@@ -72,6 +72,10 @@ def load(
     source: Annotated[str | None, typer.Option(help="Where the data comes from.")] = None,
     licence: Annotated[str | None, typer.Option(help="Licence of the data.")] = None,
     demo: Annotated[bool, typer.Option(help="Mark the layer as demo data.")] = False,
+    classification: Annotated[
+        str | None,
+        typer.Option(help="Data class: public, internal or restricted (default: kept)."),
+    ] = None,
 ) -> None:
     """Replace a layer with a file (CRS checked and transformed, geometry repaired or refused;
     one transaction: a failed load leaves the old layer as it was)."""
@@ -89,6 +93,7 @@ def load(
                 source=source,
                 licence=licence,
                 demo=demo,
+                classification=classification,
             )
         except LayerLoadError as exc:
             _fail(exc)
@@ -100,6 +105,24 @@ def load(
             else ""
         )
     )
+
+
+@app.command("classify")
+def classify_cmd(
+    layer: Annotated[str, typer.Argument(help="A layer, e.g. facilities.")],
+    classification: Annotated[str, typer.Argument(help="public, internal or restricted.")],
+) -> None:
+    """Set a layer's data class (who may read it over HTTP: docs/gis.md, Access)."""
+    from gis.postgis import write_layer_classification
+
+    if classification not in ("public", "internal", "restricted"):
+        _fail(ValueError("classification is public, internal or restricted"))
+    with _connect() as conn:
+        ok = write_layer_classification(conn, layer, classification)
+        conn.commit()
+    if not ok:
+        _fail(KeyError(f"no layer {layer!r}"))
+    console.print(f"{layer} is now {classification}")
 
 
 @app.command("import-epanet")
@@ -180,18 +203,19 @@ def demo_cmd(
 
 @app.command("layers")
 def layers_cmd() -> None:
-    """The layers with their source, licence, CRS, demo flag and feature count."""
+    """The layers with their data class, source, licence, CRS, demo flag and feature count."""
     from rich.table import Table
 
     from gis.postgis import fetch_layer_metadata
 
     with _connect() as conn:
         rows = fetch_layer_metadata(conn)
-    t = Table("layer", "title", "features", "demo", "crs", "source", "licence")
+    t = Table("layer", "title", "class", "features", "demo", "crs", "source", "licence")
     for m in rows:
         t.add_row(
             m["name"],
             m["title_zh"],
+            m["classification"],
             str(m["feature_count"] or 0),
             "demo" if m["demo"] else "",
             m["crs"],

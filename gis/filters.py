@@ -153,7 +153,7 @@ def parse_point(text: str) -> tuple[float, float]:
     except ValueError:
         raise QueryError(f"a point is lon,lat (EPSG:4326), got {text!r}") from None
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise QueryError(f"{text!r} is not a lon,lat in degrees")
+        raise QueryError(f"point {text!r} is not a lon,lat in degrees")
     return lon, lat
 
 

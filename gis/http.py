@@ -10,74 +10,82 @@ Routes (all GET; answers are GeoJSON unless ``format=csv`` or ``format=gpkg``):
 - ``/trace/<network>/<start>?direction=downstream|upstream``
 - ``/leak?point=lon,lat|pipe=ID&radius_m=``
 - ``/state?by=district|grid&resolution=&zoom=``
+- ``/healthz`` (the only route without a login)
+
+Every other route needs an API token (``Authorization: Bearer cot_...``, ``cityops tokens
+create``) or the dashboard's session cookie, and reads only the layers the principal's role and
+token allow (``gis.guard``, ``access``; docs/decisions/0071). Parameters are bounded
+(``gis.params``): a bad one is a 400 with the reason. Answers above public are watermarked and
+recorded in ``security_audit``.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_trace
-from gis.export import render, write_gpkg
-from gis.filters import PlannerQuery, QueryError, build_query, parse_point
+from gis.export import FORMATS, export_bytes
+from gis.filters import PlannerQuery, build_query, parse_point
+from gis.guard import (
+    guard_blueprint,
+    record_export,
+    require_layers,
+    secure_app,
+    visible,
+    watermark_for,
+)
+from gis.layers import LAYERS, NETWORKS
 from gis.multiscale import fetch_layer_for_zoom, fetch_sensor_state
 from gis.ogc import get_pool
+from gis.params import (
+    MAX_NEAREST,
+    MAX_RADIUS_M,
+    ParamError,
+    check_lengths,
+    parse_bbox,
+    parse_choice,
+    parse_float,
+    parse_ident,
+    parse_int,
+    parse_limit,
+    parse_offset,
+    parse_zoom,
+)
 from gis.planner import fetch_planner_query
 from gis.postgis import fetch_layer_metadata
 
+MAX_UNAVAILABLE = 100  # seized valves named in one isolation question
 
-def _respond(fc: dict[str, Any], fmt: str, name: str):
+
+def _respond(fc: dict[str, Any], fmt: str, name: str, watermark: dict[str, Any] | None):
     from flask import Response
 
-    if fmt == "gpkg":
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_gpkg(fc, Path(tmp) / f"{name}.gpkg", layer=name)
-            body = path.read_bytes()
-        return Response(
-            body,
-            mimetype="application/geopackage+sqlite3",
-            headers={"Content-Disposition": f'attachment; filename="{name}.gpkg"'},
-        )
-    body, media = render(fc, fmt)
-    headers = {"Content-Disposition": f'attachment; filename="{name}.csv"'} if fmt == "csv" else {}
+    body, media = export_bytes(fc, fmt, name=name, watermark=watermark)
+    headers = {}
+    if fmt in ("csv", "gpkg"):
+        headers["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return Response(body, content_type=media, headers=headers)
 
 
 def _format(args) -> str:
-    f = args.get("format", "geojson").lower()
-    if f not in ("geojson", "csv", "gpkg"):
-        raise QueryError("format must be geojson, csv or gpkg")
-    return f
-
-
-def _number(args, name: str, cast: Callable[[str], Any] = float, default: Any = None) -> Any:
-    v = args.get(name)
-    if v in (None, ""):
-        return default
-    try:
-        return cast(v)
-    except ValueError:
-        raise QueryError(f"{name} must be a number") from None
+    return parse_choice(args.get("format"), "format", FORMATS, "geojson")
 
 
 def _bad_request(exc: Exception):
     """400 with the reason: QueryError, NetworkError, bad numbers and bad JSON are ValueErrors,
     unknown layers KeyErrors."""
-    from flask import jsonify
+    from gis.guard import error_response
 
     msg = exc.args[0] if exc.args else str(exc)
-    return jsonify({"error": str(msg)}), 400
+    return error_response(400, str(msg)[:500])
 
 
-def _bbox(args) -> tuple[float, ...] | None:
-    bbox = args.get("bbox")
-    box = tuple(float(v) for v in bbox.split(",")) if bbox else None
-    if box is not None and len(box) != 4:
-        raise QueryError("bbox is minlon,minlat,maxlon,maxlat")
-    return box
+def _not_found(what: str):
+    from flask import abort
+
+    abort(404, description=what)
 
 
 def _planner_query(request) -> PlannerQuery:
@@ -85,44 +93,95 @@ def _planner_query(request) -> PlannerQuery:
     args = request.args
     text = args.get("polygon")
     polygon = json.loads(text) if text else None
-    if request.method == "POST" and request.is_json:
-        body = request.get_json(silent=True) or {}
+    if request.method == "POST":
+        if not request.is_json:
+            raise ParamError('a POST body must be JSON: {"polygon": <GeoJSON geometry>}')
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ParamError('the body must be a JSON object: {"polygon": <GeoJSON geometry>}')
         polygon = body.get("polygon", polygon)
+    if polygon is not None and not isinstance(polygon, dict):
+        raise ParamError("polygon is not a GeoJSON geometry")
+    layer = args.get("layer", "")
+    if layer not in LAYERS:
+        raise ParamError(f"unknown layer {layer[:40]!r}; see /layers")
     return build_query(
-        args.get("layer", ""),
+        layer,
         where=args.getlist("where"),
-        district=_number(args, "district", int),
+        district=parse_int(args.get("district"), "district", default=None, lo=0, hi=999_999),
         polygon=polygon,
         point=args.get("point"),
         feature=args.get("feature"),
-        radius_m=_number(args, "radius_m"),
-        nearest=_number(args, "nearest", int),
+        radius_m=parse_float(args.get("radius_m"), "radius_m", default=None, lo=0, hi=MAX_RADIUS_M),
+        nearest=parse_int(args.get("nearest"), "nearest", default=None, lo=1, hi=MAX_NEAREST),
         near=args.getlist("near"),
         alerts=args.get("alerts"),
-        limit=_number(args, "limit", int, 1000),
-        offset=_number(args, "offset", int, 0),
+        limit=parse_limit(args.get("limit")),
+        offset=parse_offset(args.get("offset")),
     )
 
 
+def _query_layers(q: PlannerQuery) -> list[str]:
+    """Every layer a planner question reads (a filter on a layer reads it too)."""
+    names = [q.layer]
+    if q.feature:
+        names.append(q.feature[0])
+    names += [n.layer for n in q.near]
+    if q.alerts:
+        names += ["sensors", "alert_locations"]
+    if q.district is not None:
+        names.append("districts")
+    return names
+
+
 def create_gis_blueprint(database_url: str, *, cache: NetworkCache | None = None):
-    """The planners' routes (module docstring) over the database at ``database_url``."""
-    from flask import Blueprint
+    """The planners' routes (module docstring) over the database at ``database_url``, each
+    behind the access door (``gis.guard``)."""
+    from flask import Blueprint, request
 
     bp = Blueprint("cityops_gis", __name__)
+    guard_blueprint(bp, database_url)
     bp.register_error_handler(ValueError, _bad_request)
     bp.register_error_handler(KeyError, _bad_request)
+
+    @bp.before_request
+    def _bounded():
+        check_lengths(request.args)
+
     _add_layer_routes(bp, database_url)
     _add_network_routes(bp, database_url, cache or NetworkCache())
     return bp
 
 
-def _answer(database_url: str, fetch: Callable[..., dict[str, Any]], name: str, *args, **kwargs):
-    """``fetch(conn, *args, **kwargs)`` in the requested format, as a file called ``name``."""
+def _answer(
+    database_url: str,
+    layers: list[str],
+    fetch: Callable[..., dict[str, Any]],
+    name: str,
+    *args,
+    **kwargs,
+):
+    """``fetch(conn, *args, **kwargs)`` in the requested format, as a file called ``name``,
+    after checking that the principal may read ``layers``; watermarked and recorded above
+    public."""
     from flask import request
 
+    fmt = _format(request.args)
+    classification = require_layers(layers)
     with get_pool(database_url).connection() as conn:
         fc = fetch(conn, *args, **kwargs)
-    return _respond(fc, _format(request.args), name)
+    mark = watermark_for(classification, layers)
+    resp = _respond(fc, fmt, name, mark)
+    record_export(
+        database_url,
+        classification=classification,
+        layers=list(dict.fromkeys(layers)),
+        features=len(fc.get("features") or []),
+        size_bytes=resp.content_length or 0,
+        fmt=fmt,
+        route=request.path,
+    )
+    return resp
 
 
 def _add_layer_routes(bp, database_url: str) -> None:
@@ -133,35 +192,60 @@ def _add_layer_routes(bp, database_url: str) -> None:
     def layers():
         with get_pool(database_url).connection() as conn:
             metadata = fetch_layer_metadata(conn)
+        shown = set(visible(m["name"] for m in metadata))
         return jsonify(
             [
                 {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in m.items()}
                 for m in metadata
+                if m["name"] in shown
             ]
         )
 
     @bp.route("/layers/<name>")
     def layer(name: str):
-        box, args = _bbox(request.args), request.args
-        zoom, limit = _number(args, "zoom", float, 14), _number(args, "limit", int, 20_000)
-        return _answer(database_url, fetch_layer_for_zoom, name, name, zoom, bbox=box, limit=limit)
+        if name not in LAYERS:
+            _not_found(f"no layer {name[:40]!r}; see /layers")
+        args = request.args
+        box = parse_bbox(args.get("bbox"))
+        zoom = parse_zoom(args.get("zoom"), 14)
+        limit, offset = parse_limit(args.get("limit")), parse_offset(args.get("offset"))
+        return _answer(
+            database_url,
+            [name],
+            fetch_layer_for_zoom,
+            name,
+            name,
+            zoom,
+            bbox=box,
+            limit=limit,
+            offset=offset,
+        )
 
     @bp.route("/query", methods=["GET", "POST"])
     def query():
         q = _planner_query(request)
-        return _answer(database_url, fetch_planner_query, q.layer, q)
+        return _answer(database_url, _query_layers(q), fetch_planner_query, q.layer, q)
 
     @bp.route("/state")
     def state():
         args = request.args
+        by = parse_choice(args.get("by"), "by", ("district", "grid"), "district")
+        area = "districts" if by == "district" else "grid_cells"
         return _answer(
             database_url,
+            ["sensors", "alert_locations", area],
             fetch_sensor_state,
             "sensor_state",
-            by=args.get("by", "district"),
-            resolution=_number(args, "resolution", int),
-            zoom=_number(args, "zoom", float, 10),
+            by=by,
+            resolution=parse_int(args.get("resolution"), "resolution", default=None, lo=0, hi=15),
+            zoom=parse_zoom(args.get("zoom"), 10),
         )
+
+
+def _network_layers(network: str) -> list[str]:
+    if network not in NETWORKS:
+        _not_found(f"no network {network[:40]!r}; water, gas or power")
+    return list(NETWORKS[network])
 
 
 def _add_network_routes(bp, database_url: str, nets: NetworkCache) -> None:
@@ -170,12 +254,18 @@ def _add_network_routes(bp, database_url: str, nets: NetworkCache) -> None:
 
     @bp.route("/isolation/<network>/<path:link_id>")
     def isolation(network: str, link_id: str):
+        layers = [*_network_layers(network), "facilities"]  # a valve plan: restricted
+        parse_ident(link_id, "link id")
         unavailable = tuple(v for v in request.args.get("unavailable", "").split(",") if v)
-        name = f"isolation_{link_id}"
+        if len(unavailable) > MAX_UNAVAILABLE:
+            raise ParamError(f"at most {MAX_UNAVAILABLE} unavailable valves")
+        for v in unavailable:
+            parse_ident(v, "unavailable")
         return _answer(
             database_url,
+            layers,
             fetch_isolation,
-            name,
+            f"isolation_{link_id}",
             network,
             link_id,
             unavailable=unavailable,
@@ -184,35 +274,50 @@ def _add_network_routes(bp, database_url: str, nets: NetworkCache) -> None:
 
     @bp.route("/trace/<network>/<path:start>")
     def trace(network: str, start: str):
-        direction = request.args.get("direction", "downstream")
+        layers = _network_layers(network)
+        parse_ident(start, "start")
+        direction = parse_choice(
+            request.args.get("direction"), "direction", ("downstream", "upstream"), "downstream"
+        )
         name = f"trace_{direction}_{start}"
-        return _answer(database_url, fetch_trace, name, network, start, direction, cache=nets)
+        return _answer(
+            database_url, layers, fetch_trace, name, network, start, direction, cache=nets
+        )
 
     @bp.route("/leak")
     def leak():
         point, args = request.args.get("point"), request.args
+        pipe = args.get("pipe")
+        if pipe is not None:
+            parse_ident(pipe, "pipe")
         return _answer(
             database_url,
+            ["gas_nodes", "gas_pipes", "facilities", "grid_cells"],
             fetch_leak_area,
             "leak_area",
-            radius_m=_number(args, "radius_m", float, 200.0),
+            radius_m=parse_float(args.get("radius_m"), "radius_m", default=200.0, lo=0, hi=20_000),
             point=parse_point(point) if point else None,
-            pipe_id=args.get("pipe"),
+            pipe_id=pipe,
             cache=nets,
         )
 
 
 def create_gis_app(database_url: str, *, base_url: str, with_ogc: bool = True):
-    """A Flask app: the planners' API under ``/api`` and OGC API - Features under ``/ogc``."""
+    """A Flask app: the planners' API under ``/api`` and OGC API - Features under ``/ogc``,
+    every route but ``/healthz`` (and ``/api/healthz``, ``/ogc/healthz``) behind the access door,
+    with security headers, a 1 MB body limit and JSON errors without tracebacks."""
     from flask import Flask
 
     from gis.ogc import create_ogc_blueprint, fetch_pygeoapi_config
 
     app = Flask("cityops_gis")
     app.url_map.strict_slashes = False
+    secure_app(app)
     app.register_blueprint(create_gis_blueprint(database_url), url_prefix="/api")
     if with_ogc:
         with get_pool(database_url).connection() as conn:
             cfg = fetch_pygeoapi_config(conn, database_url, base_url=f"{base_url}/ogc")
-        app.register_blueprint(create_ogc_blueprint(cfg, url_prefix="/ogc"))
+        app.register_blueprint(
+            create_ogc_blueprint(cfg, url_prefix="/ogc", database_url=database_url)
+        )
     return app

@@ -208,6 +208,12 @@ LAYERS: dict[str, Layer] = {
     )
 }
 
+# data classes (access.classes) of what is served but is no layer in gis_layers; the layers'
+# own classes are in gis_layers.classification (migration 0066: districts and grid cells public,
+# networks and sensors internal, facilities restricted). Alert locations are internal: where a
+# sensor saw a fault is operational, not a target list.
+VIEW_CLASSES: dict[str, str] = {"alert_locations": "internal"}
+
 NETWORKS: dict[str, tuple[str, str]] = {
     # network -> (nodes layer, links layer)
     "water": ("water_nodes", "water_pipes"),

@@ -288,8 +288,10 @@ def load_layer_file(
     source: str | None = None,
     licence: str | None = None,
     demo: bool | None = False,
+    classification: str | None = None,
 ) -> LoadReport:
-    """Read, check and load one layer file; replaces the layer in one transaction."""
+    """Read, check and load one layer file; replaces the layer in one transaction.
+    ``classification`` (public, internal, restricted) sets the layer's data class."""
     from gis.layers import get_layer
     from gis.postgis import write_layer
 
@@ -297,6 +299,10 @@ def load_layer_file(
         layer = get_layer(layer_name)
     except KeyError as exc:
         raise LayerLoadError(str(exc.args[0])) from None
+    if classification is not None and classification not in ("public", "internal", "restricted"):
+        raise LayerLoadError(
+            f"classification is public, internal or restricted, not {classification!r}"
+        )
     if not layer.loadable:
         raise LayerLoadError(f"layer {layer_name} is derived or has its own loader; not loadable")
     gdf = read_layer_file(path, sublayer=sublayer)
@@ -305,7 +311,13 @@ def load_layer_file(
 
     try:
         write_layer(
-            conn, layer_name, frame, source=source or str(path.name), licence=licence, demo=demo
+            conn,
+            layer_name,
+            frame,
+            source=source or str(path.name),
+            licence=licence,
+            demo=demo,
+            classification=classification,
         )
     except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
         raise LayerLoadError(f"{layer_name}: the database refused the data: {exc}") from exc

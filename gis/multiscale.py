@@ -59,8 +59,10 @@ def fetch_layer_for_zoom(
     *,
     bbox: tuple[float, float, float, float] | None = None,
     limit: int = 20_000,
+    offset: int = 0,
 ) -> dict[str, Any]:
-    """A layer's features for a map at ``zoom`` (EPSG:4326 GeoJSON), simplified for the band."""
+    """A layer's features for a map at ``zoom`` (EPSG:4326 GeoJSON), simplified for the band;
+    ``limit`` features from ``offset`` in id order."""
     layer = get_layer(layer_name)
     band = zoom_band(zoom)
     params: list[Any] = []
@@ -81,11 +83,11 @@ def fetch_layer_for_zoom(
     if layer.role == "nodes" and band.node_kinds is not None:
         params.append(list(band.node_kinds))
         where.append(sql.SQL("t.kind = ANY(%s)"))
-    params.append(limit)
+    params.extend((limit, offset))
     cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in layer.column_names)
     stmt = sql.SQL(
         "SELECT {cols}, ST_AsGeoJSON({geom}, 6) AS geometry FROM {table} t WHERE {where}"
-        " ORDER BY t.{id} LIMIT %s"
+        " ORDER BY t.{id} LIMIT %s OFFSET %s"
     ).format(
         cols=cols,
         geom=geom,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -411,78 +412,202 @@ def write_pygeoapi_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def create_ogc_blueprint(config: dict[str, Any], *, url_prefix: str = ""):
-    """A Flask blueprint serving OGC API - Features from a pygeoapi config dict.
+def config_database_url(config: dict[str, Any]) -> str:
+    """The database the collections of a pygeoapi config read (their providers' ``data.url``)."""
+    for res in config.get("resources", {}).values():
+        for prov in res.get("providers", []):
+            data = prov.get("data")
+            if isinstance(data, dict) and data.get("url"):
+                return str(data["url"])
+    raise ValueError("the configuration names no database (providers' data.url)")
+
+
+class _ApiPerView:
+    """One pygeoapi ``API`` per set of collections a principal may see, built on first use:
+    the landing page, /collections and /openapi of a planner never name a restricted layer.
+    There are few such sets (three classes, and the layer lists of scoped tokens); the oldest
+    is dropped past ``max_views``."""
+
+    def __init__(self, config: dict[str, Any], max_views: int = 32) -> None:
+        self.config = config
+        self.max_views = max_views
+        self._apis: dict[frozenset[str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, names: frozenset[str]) -> Any:
+        with self._lock:
+            api = self._apis.get(names)
+            if api is not None:
+                return api
+        from pygeoapi.api import API
+        from pygeoapi.openapi import get_oas
+
+        cfg = copy.deepcopy(self.config)
+        cfg["resources"] = {k: v for k, v in cfg["resources"].items() if k in names}
+        api = API(cfg, get_oas(cfg, fail_on_invalid_collection=False))
+        with self._lock:
+            if len(self._apis) >= self.max_views:
+                self._apis.pop(next(iter(self._apis)))
+            self._apis[names] = api
+        return api
+
+
+def create_ogc_blueprint(
+    config: dict[str, Any], *, url_prefix: str = "", database_url: str | None = None
+):
+    """A Flask blueprint serving OGC API - Features from a pygeoapi config dict, every route
+    but ``/healthz`` behind the access door (``gis.guard``): collections the principal may not
+    read are left out of every listing and refused (403) when asked for by name.
 
     ``config['server']['url']`` must be the URL the blueprint is reached at (links use it).
     """
-    from flask import Blueprint
+    from flask import Blueprint, request
     from pygeoapi import api as core_api
-    from pygeoapi.api import API
     from pygeoapi.api import itemtypes as itemtypes_api
-    from pygeoapi.openapi import get_oas
 
-    api = API(config, get_oas(config, fail_on_invalid_collection=False))
+    from gis.guard import current_principal, guard_blueprint, require_layers
+    from gis.params import check_ogc_params
+
+    url = database_url or config_database_url(config)
+    apis = _ApiPerView(config)
+    known = frozenset(config["resources"])
     bp = Blueprint("cityops_ogc", __name__, url_prefix=url_prefix or None)
+    guard_blueprint(bp, url)
+    bp.register_error_handler(ValueError, _bad_request)
+
+    def view(collection_id: str | None = None, *, items: bool = False) -> Any:
+        """The principal's pygeoapi, after the parameter bounds and the collection's class."""
+        check_ogc_params(request.args, items=items)
+        if collection_id is not None:
+            if collection_id not in known:
+                from flask import abort
+
+                abort(404, description=f"no collection {collection_id[:40]!r}")
+            require_layers([collection_id])
+        from gis.guard import class_of
+
+        p = current_principal()
+        return apis.get(frozenset(n for n in known if p.may_read(n, class_of(n))))
 
     @bp.route("/")
     def landing():
-        return _run_pygeoapi(api, core_api.landing_page)
+        return _run_pygeoapi(view(), core_api.landing_page)
 
     @bp.route("/openapi")
     def openapi():
-        return _run_pygeoapi(api, core_api.openapi_)
+        return _run_pygeoapi(view(), core_api.openapi_)
 
     @bp.route("/conformance")
     def conformance():
-        return _run_pygeoapi(api, core_api.conformance)
+        return _run_pygeoapi(view(), core_api.conformance)
 
     @bp.route("/collections")
     @bp.route("/collections/<path:collection_id>")
     def collections(collection_id=None):
-        return _run_pygeoapi(api, core_api.describe_collections, collection_id)
+        return _run_pygeoapi(view(collection_id), core_api.describe_collections, collection_id)
 
     @bp.route("/collections/<path:collection_id>/queryables")
     def queryables(collection_id):
-        return _run_pygeoapi(api, itemtypes_api.get_collection_queryables, collection_id)
+        return _run_pygeoapi(
+            view(collection_id), itemtypes_api.get_collection_queryables, collection_id
+        )
 
     @bp.route("/collections/<path:collection_id>/schema")
     def schema(collection_id):
-        return _run_pygeoapi(api, core_api.get_collection_schema, collection_id)
+        return _run_pygeoapi(view(collection_id), core_api.get_collection_schema, collection_id)
 
     @bp.route("/collections/<path:collection_id>/items", methods=["GET", "POST"])
     def items(collection_id):
-        return _run_pygeoapi(api, itemtypes_api.get_collection_items, collection_id)
+        api = view(collection_id, items=True)
+        resp = _run_pygeoapi(api, itemtypes_api.get_collection_items, collection_id)
+        return _exported(url, resp, collection_id)
 
     @bp.route("/collections/<path:collection_id>/items/<path:item_id>")
     def item(collection_id, item_id):
-        return _run_pygeoapi(api, itemtypes_api.get_collection_item, collection_id, item_id)
+        api = view(collection_id, items=True)
+        resp = _run_pygeoapi(api, itemtypes_api.get_collection_item, collection_id, item_id)
+        return _exported(url, resp, collection_id)
 
     return bp
+
+
+def _bad_request(exc: Exception):
+    from gis.guard import error_response
+
+    return error_response(400, str(exc.args[0] if exc.args else exc)[:500])
+
+
+_RETURNED_RE = re.compile(rb'"numberReturned"\s*:\s*(\d+)')
+
+
+def _exported(database_url: str, resp: Any, collection_id: str) -> Any:
+    """An items answer above public: the watermark as a top-level ``cityops:export`` member
+    (JSON answers) and a row in the security audit (every format)."""
+    from gis.export import WATERMARK_KEY
+    from gis.guard import class_of, record_export, watermark_for
+
+    if resp.status_code != 200:
+        return resp
+    classification = class_of(collection_id)
+    mark = watermark_for(classification, [collection_id])
+    if mark is None:
+        return resp
+    body = resp.get_data()
+    fmt = "html" if resp.mimetype == "text/html" else "json"
+    if fmt == "json" and body.lstrip().startswith(b"{"):
+        member = json.dumps({WATERMARK_KEY: mark}, ensure_ascii=False).encode()[1:-1]
+        rest = body.lstrip()[1:]
+        body = b"{" + member + (b"," if not rest.lstrip().startswith(b"}") else b"") + rest
+        resp.set_data(body)
+    m = _RETURNED_RE.search(body)
+    record_export(
+        database_url,
+        classification=classification,
+        layers=[collection_id],
+        features=int(m.group(1)) if m else 1,
+        size_bytes=len(body),
+        fmt=fmt,
+        route=_request_path(),
+    )
+    return resp
+
+
+def _request_path() -> str:
+    from flask import request
+
+    return request.path
 
 
 def _run_pygeoapi(api, handler, *args):
     """The Flask response of a pygeoapi handler for the current request."""
     from flask import make_response, request
-    from pygeoapi.api import APIRequest, apply_gzip
+    from pygeoapi.api import APIRequest
 
     req = APIRequest.from_flask(request, api.locales)
     if not req.is_valid():
         headers, status, content = api.get_format_exception(req)
     else:
         headers, status, content = handler(api, req, *args)
-        content = apply_gzip(headers, content)
+    if status >= 500:  # pygeoapi puts the provider's error text in its answer: keep it here
+        from gis.guard import error_response, log
+
+        log.error("pygeoapi %s answered %s: %.2000s", handler.__name__, status, content)
+        return error_response(500, "internal error; it has been logged")
     resp = make_response(content, status)
     if headers:
         resp.headers = headers
     return resp
 
 
-def create_ogc_app(config: dict[str, Any]):
-    """A Flask app serving OGC API - Features at its root."""
+def create_ogc_app(config: dict[str, Any], *, database_url: str | None = None):
+    """A Flask app serving OGC API - Features at its root (behind the access door, with the
+    security headers, a 1 MB body limit and JSON errors; ``/healthz`` open)."""
     from flask import Flask
+
+    from gis.guard import secure_app
 
     app = Flask("cityops_ogc")
     app.url_map.strict_slashes = False
-    app.register_blueprint(create_ogc_blueprint(config))
+    secure_app(app)
+    app.register_blueprint(create_ogc_blueprint(config, database_url=database_url))
     return app

@@ -232,8 +232,10 @@ def write_layers(
     source: str | None = None,
     licence: str | None = None,
     demo: bool | None = None,
+    classification: str | None = None,
 ) -> dict[str, int]:
     """Replace whole layers in one transaction: on any error every old layer stays as it was.
+    ``classification`` (public, internal, restricted) replaces the layers' data class when given.
 
     Frames must be prepared (``gis.loading.prepare_layer_frame``): EPSG:4326, layer columns.
     """
@@ -246,7 +248,15 @@ def write_layers(
             counts[name] = len(gdf)
         _after_load(conn, set(frames))
         for name, n in counts.items():
-            mark_layer_loaded(conn, name, n, source=source, licence=licence, demo=demo)
+            mark_layer_loaded(
+                conn,
+                name,
+                n,
+                source=source,
+                licence=licence,
+                demo=demo,
+                classification=classification,
+            )
         for name in counts:
             # fresh statistics now, not at autovacuum's leisure: the planner's choice between
             # index and sequential scans depends on them right after a bulk replace
@@ -270,12 +280,14 @@ def mark_layer_loaded(
     source: str | None = None,
     licence: str | None = None,
     demo: bool | None = None,
+    classification: str | None = None,
 ) -> None:
     conn.execute(
         "UPDATE gis_layers SET feature_count = %s, version = version + 1, loaded_at = now(),"
         " source = COALESCE(%s, source), licence = COALESCE(%s, licence),"
-        " demo = COALESCE(%s, demo) WHERE name = %s",
-        (count, source, licence, demo, name),
+        " demo = COALESCE(%s, demo), classification = COALESCE(%s, classification)"
+        " WHERE name = %s",
+        (count, source, licence, demo, classification, name),
     )
 
 
@@ -311,7 +323,25 @@ def fetch_districts_frame(conn: psycopg.Connection) -> gpd.GeoDataFrame:
 def fetch_layer_metadata(conn: psycopg.Connection) -> list[dict[str, Any]]:
     cur = conn.execute(
         "SELECT name, table_name, title_zh, title_en, geometry_type, source, licence, crs, demo,"
-        " description, feature_count, version, loaded_at FROM gis_layers ORDER BY name"
+        " description, feature_count, version, loaded_at, classification FROM gis_layers"
+        " ORDER BY name"
     )
     names = [d.name for d in cur.description]  # type: ignore[union-attr]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def fetch_layer_classes(conn: psycopg.Connection) -> dict[str, str]:
+    """Layer (and served view) -> data class: ``gis_layers.classification``, plus the views
+    that are no layer of their own (``gis.layers.VIEW_CLASSES``)."""
+    from gis.layers import VIEW_CLASSES
+
+    rows = conn.execute("SELECT name, classification FROM gis_layers").fetchall()
+    return {**VIEW_CLASSES, **{r[0]: r[1] for r in rows}}
+
+
+def write_layer_classification(conn: psycopg.Connection, name: str, classification: str) -> bool:
+    """Set a layer's data class; False when there is no such layer."""
+    cur = conn.execute(
+        "UPDATE gis_layers SET classification = %s WHERE name = %s", (classification, name)
+    )
+    return cur.rowcount == 1

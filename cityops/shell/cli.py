@@ -29,6 +29,11 @@ users_app = typer.Typer(
 app.add_typer(users_app, name="users")
 app.add_typer(sensors_app, name="sensors")
 app.add_typer(gis_app, name="gis")
+tokens_app = typer.Typer(
+    help="API tokens for the planners' API and OGC API (QGIS, GDAL, other systems).",
+    no_args_is_help=True,
+)
+app.add_typer(tokens_app, name="tokens")
 console = Console(stderr=True)
 
 
@@ -412,9 +417,11 @@ def users_disable(
 
 def _mount_part_commands() -> None:
     """Commands that the parts define themselves (typer sub-apps), mounted here."""
+    from access.cli import register as register_tokens
     from gis.cli import register
 
     register(gis_app)
+    register_tokens(tokens_app)
 
 
 _mount_part_commands()

@@ -54,3 +54,51 @@ def gis_db(stack: LocalStack, gis_template: str) -> Iterator[str]:
 def gis_conn(gis_db: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(gis_db, autocommit=True) as conn:
         yield conn
+
+
+# --- access: accounts and API tokens for the HTTP surfaces (docs/decisions/0071) ---------------
+ROLE_USERS = {"admin": "gis-admin", "planner": "gis-planner", "emergency": "gis-emergency"}
+
+
+def add_user(db: str, username: str, role: str) -> None:
+    from access.accounts import write_user
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        write_user(conn, username, "correct horse battery", role)
+
+
+def issue_token(db: str, username: str, **options) -> str:
+    """A new API token of ``username`` (created by the test as actor)."""
+    from datetime import UTC, datetime
+
+    from access.tokens import write_token
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        secret, _ = write_token(
+            conn,
+            username,
+            options.pop("name", "test"),
+            actor="test",
+            now=datetime.now(UTC),
+            **options,
+        )
+    return secret
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def role_tokens(gis_db: str) -> dict[str, str]:
+    """role -> a token of an account of that role (admin, planner, emergency)."""
+    tokens = {}
+    for role, user in ROLE_USERS.items():
+        add_user(gis_db, user, role)
+        tokens[role] = issue_token(gis_db, user)
+    return tokens
+
+
+@pytest.fixture
+def admin_token(role_tokens: dict[str, str]) -> str:
+    return role_tokens["admin"]

@@ -74,11 +74,14 @@ def test_cli_query_isolate_load_and_epanet(cli_env: str, tmp_path: Path) -> None
 
 
 @pytest.fixture
-def api(cli_env: str) -> Iterator[FlaskClient]:
-    """A test client of ``cityops gis serve``'s app: the planners' API and OGC API."""
+def api(cli_env: str, admin_token: str) -> Iterator[FlaskClient]:
+    """A test client of ``cityops gis serve``'s app: the planners' API and OGC API, sending an
+    admin's API token with every request."""
     app_ = create_gis_app(cli_env, base_url="http://testserver")
+    client = app_.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {admin_token}"
     try:
-        yield app_.test_client()
+        yield client
     finally:
         close_pools()
 
@@ -113,7 +116,9 @@ def test_http_planner_questions(api: FlaskClient) -> None:
     }
     r = api.get("/api/query", query_string=csv_nearest)
     assert r.status_code == 200 and r.content_type.startswith("text/csv")
-    assert len(r.data.decode("utf-8-sig").strip().splitlines()) == 4
+    rows = list(csv.DictReader(io.StringIO(r.data.decode("utf-8-sig"))))
+    assert len(rows) == 3  # and the export's watermark column on each row
+    assert all(row["cityops_export"].startswith("by=gis-admin;") for row in rows)
 
     r = api.get("/api/query", query_string={"layer": "facilities", "radius_m": 10})
     assert r.status_code == 400 and "point or a feature" in r.get_json()["error"]
@@ -135,6 +140,8 @@ def test_http_isolation_trace_and_leak(api: FlaskClient) -> None:
     assert r.status_code == 200 and r.get_json()["isolation"]["valves_to_close"]
     r = api.get("/api/isolation/water/nope")
     assert r.status_code == 400
+    r = api.get("/api/isolation/sewage/WP000001")
+    assert r.status_code == 404
 
     r = api.get("/api/trace/power/PL000001", query_string={"direction": "downstream"})
     assert r.status_code == 200 and r.get_json()["trace"]["links"] > 0
@@ -144,3 +151,41 @@ def test_http_isolation_trace_and_leak(api: FlaskClient) -> None:
         query_string={"point": "104.0657,30.6598", "radius_m": 300, "format": "gpkg"},
     )
     assert r.status_code == 200 and r.data[:16] == b"SQLite format 3\x00"
+
+
+def test_cli_classify_and_load_with_a_class(cli_env: str, tmp_path: Path) -> None:
+    import psycopg
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["classify", "water_pipes", "restricted"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["classify", "water_pipes", "secret"])
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["classify", "no_layer", "public"])
+    assert r.exit_code == 2 and "no layer" in r.output
+    src = tmp_path / "f.geojson"
+    src.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Point", "coordinates": [104.06, 30.66]},
+                        "properties": {"facility_id": "X1", "kind": "school", "name_zh": "学校"},
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    r = runner.invoke(
+        app, ["load", str(src), "--layer", "facilities", "--classification", "internal"]
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["layers"])
+    assert r.exit_code == 0 and "class" in r.stdout
+    with psycopg.connect(cli_env) as conn:
+        classes = dict(conn.execute("SELECT name, classification FROM gis_layers").fetchall())
+    assert classes["water_pipes"] == "restricted" and classes["facilities"] == "internal"
+    assert classes["districts"] == "public" and classes["gas_pipes"] == "internal"

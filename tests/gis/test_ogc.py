@@ -13,6 +13,13 @@ from werkzeug.serving import make_server
 from cityops.shell.stack import free_port
 from gis.ogc import build_pygeoapi_config, close_pools, create_ogc_app
 from gis.postgis import fetch_layer_metadata
+from tests.gis.conftest import bearer
+
+
+@pytest.fixture
+def auth(admin_token: str) -> dict[str, str]:
+    """The header OWSLib and requests send: an admin's API token."""
+    return bearer(admin_token)
 
 
 @pytest.fixture
@@ -31,8 +38,10 @@ def ogc_url(gis_db: str) -> Iterator[str]:
     close_pools()
 
 
-def test_owslib_lists_collections_and_pages_a_bbox(ogc_url: str, gis_db: str) -> None:
-    w = Features(ogc_url, timeout=30)
+def test_owslib_lists_collections_and_pages_a_bbox(
+    ogc_url: str, gis_db: str, auth: dict[str, str]
+) -> None:
+    w = Features(ogc_url, timeout=30, headers=auth)
     ids = {c["id"] for c in w.collections()["collections"]}
     assert {
         "districts",
@@ -72,8 +81,10 @@ def test_owslib_lists_collections_and_pages_a_bbox(ogc_url: str, gis_db: str) ->
     assert not set(a) & set(b) and a == sorted(a) and a[-1] < b[0]
 
 
-def test_owslib_filters_with_cql2_and_reads_items(ogc_url: str, gis_db: str) -> None:
-    w = Features(ogc_url, timeout=30)
+def test_owslib_filters_with_cql2_and_reads_items(
+    ogc_url: str, gis_db: str, auth: dict[str, str]
+) -> None:
+    w = Features(ogc_url, timeout=30, headers=auth)
     with psycopg.connect(gis_db) as conn:
         old_cast_iron = conn.execute(
             "SELECT count(*) FROM water_pipes WHERE install_year < 1990 AND material = 'cast_iron'"
@@ -111,7 +122,7 @@ def test_owslib_filters_with_cql2_and_reads_items(ogc_url: str, gis_db: str) -> 
     assert "install_year" in q["properties"]
 
 
-def test_datetime_and_bad_filter(ogc_url: str, gis_db: str) -> None:
+def test_datetime_and_bad_filter(ogc_url: str, gis_db: str, auth: dict[str, str]) -> None:
     with psycopg.connect(gis_db) as conn:
         conn.execute(
             "INSERT INTO sensors (sensor_id, utility, sensor_type, name, geom, updated_at) VALUES"
@@ -120,7 +131,7 @@ def test_datetime_and_bad_filter(ogc_url: str, gis_db: str) -> None:
             " ('new', 'water', 'water_pressure', 'new', ST_SetSRID(ST_MakePoint(104.07, 30.66), 4326),"
             " '2026-01-01T00:00:00Z')"
         )
-    w = Features(ogc_url, timeout=30)
+    w = Features(ogc_url, timeout=30, headers=auth)
     got = w.collection_items("sensors", datetime_="2025-01-01T00:00:00Z/..")
     assert [f["id"] for f in got["features"]] == ["new"]
     import requests
@@ -129,16 +140,21 @@ def test_datetime_and_bad_filter(ogc_url: str, gis_db: str) -> None:
         f"{ogc_url}/collections/water_pipes/items",
         params={"filter": "no_such_column = 1"},
         timeout=10,
+        headers=auth,
     )
     assert r.status_code == 400
     r = requests.get(
-        f"{ogc_url}/collections/sensors/items", params={"datetime": "not-a-time"}, timeout=10
+        f"{ogc_url}/collections/sensors/items",
+        params={"datetime": "not-a-time"},
+        timeout=10,
+        headers=auth,
     )
     assert r.status_code == 400
     r = requests.get(
         f"{ogc_url}/collections/water_pipes/items",
         params={"datetime": "2020-01-01T00:00:00Z"},
         timeout=10,
+        headers=auth,
     )
     assert r.status_code == 400  # no time field on pipes
     # CQL2-JSON in a POST body
@@ -153,7 +169,7 @@ def test_datetime_and_bad_filter(ogc_url: str, gis_db: str) -> None:
         f"{ogc_url}/collections/water_pipes/items",
         params={"limit": 5},
         json=body,
-        headers={"Content-Type": "application/query-cql-json"},
+        headers={"Content-Type": "application/query-cql-json", **auth},
         timeout=10,
     )
     assert r.status_code == 200, r.text
