@@ -35,6 +35,7 @@ DEVICE_ROLE_PREFIX = "device:"
 TELEMETRY_ALL = "city/+/+/telemetry"
 SHARED_TELEMETRY = "$share/+/" + TELEMETRY_ALL
 ALERTS_ALL = "city/alerts/#"
+SECURITY_ALL = "city/security/#"  # the device guard's events (deploy/mosquitto/device_guard.c)
 
 
 def _allow(acltype: str, topic: str) -> dict[str, Any]:
@@ -43,11 +44,17 @@ def _allow(acltype: str, topic: str) -> dict[str, Any]:
 
 # what each service identity may do (docs/contracts/mqtt.md); everything else is denied
 SERVICE_ACLS: dict[str, list[dict[str, Any]]] = {
-    "cityops-ingest": [_allow("subscribePattern", SHARED_TELEMETRY)],
+    "cityops-ingest": [
+        _allow("subscribePattern", SHARED_TELEMETRY),
+        _allow("subscribePattern", TELEMETRY_ALL),
+    ],
     "cityops-alerts": [
         _allow("subscribePattern", SHARED_TELEMETRY),
+        _allow("subscribePattern", TELEMETRY_ALL),
         _allow("subscribePattern", ALERTS_ALL),
         _allow("publishClientSend", ALERTS_ALL),
+        _allow("subscribePattern", SECURITY_ALL),
+        _allow("subscribePattern", "$share/+/" + SECURITY_ALL),
     ],
     "cityops-sim": [_allow("publishClientSend", TELEMETRY_ALL)],
     "cityops-dashboard": [_allow("subscribePattern", ALERTS_ALL)],
@@ -117,21 +124,27 @@ def build_dynsec_config(
     }
 
 
-def enrol_commands(devices: Mapping[str, tuple[str, str]]) -> list[dict[str, Any]]:
-    """Control commands creating each device (sensor id -> (telemetry topic, password)): its
-    role, allowed to publish its own topic only, and its client with that role."""
+SERVICE_PREFIX = "cityops-"  # reserved: the device guard and the TLS listener trust it
+
+
+def enrol_commands(devices: Mapping[str, tuple[str, str | None]]) -> list[dict[str, Any]]:
+    """Control commands creating each device (sensor id -> (telemetry topic, password, or None
+    for a device that proves itself with a client certificate)): its role, allowed to publish
+    its own topic only, and its client with that role."""
     commands: list[dict[str, Any]] = []
     for sensor_id, (topic, password) in devices.items():
+        if sensor_id.startswith(SERVICE_PREFIX):
+            raise BusAdminError(f"{sensor_id}: names starting with {SERVICE_PREFIX} are services'")
         role = device_role(sensor_id, topic)
+        client: dict[str, Any] = {
+            "command": "createClient",
+            "username": sensor_id,
+            "roles": [{"rolename": role["rolename"]}],
+        }
+        if password is not None:
+            client["password"] = password
         commands.append({"command": "createRole", **role})
-        commands.append(
-            {
-                "command": "createClient",
-                "username": sensor_id,
-                "password": password,
-                "roles": [{"rolename": role["rolename"]}],
-            }
-        )
+        commands.append(client)
     return commands
 
 
@@ -205,7 +218,9 @@ class BusAdmin:
                 raise BusAdminError(f"{a.get('command')}: {error}")
         return answers
 
-    def enrol(self, devices: Mapping[str, tuple[str, str]], *, replace: bool = False) -> None:
+    def enrol(
+        self, devices: Mapping[str, tuple[str, str | None]], *, replace: bool = False
+    ) -> None:
         """Give each device (sensor id -> (telemetry topic, password)) its identity on the bus;
         one enrolled already is an error, or (``replace``) gets the new password."""
         items = list(devices.items())
@@ -213,7 +228,7 @@ class BusAdmin:
         for i in range(0, len(items), 100):  # a few hundred commands per control message
             self.run(enrol_commands(dict(items[i : i + 100])), tolerate=tolerate)
         if replace:
-            self.set_passwords({sid: password for sid, (_topic, password) in items})
+            self.set_passwords({sid: pw for sid, (_topic, pw) in items if pw is not None})
 
     def revoke(self, sensor_ids: Iterable[str]) -> None:
         """Remove the devices' identities: they can no longer connect (a connected one is

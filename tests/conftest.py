@@ -178,6 +178,7 @@ def stack_settings(stack: LocalStack, database_url: str, tag: str = "") -> Setti
         ingest_mqtt_url=stack.mqtt_url("cityops-ingest"),
         alerts_mqtt_url=stack.mqtt_url("cityops-alerts"),
         sim_mqtt_url=stack.mqtt_url("cityops-sim"),
+        device_ca_dir=str(stack.device_ca.directory),
         ingest_client_id=f"ingest-{tag}",
         ingest_share_group=f"ingest-{tag}",
         alerts_client_id=f"alerts-{tag}",

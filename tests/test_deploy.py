@@ -54,11 +54,16 @@ def test_broker_config_requires_auth_denies_by_default_and_keeps_data() -> None:
     for line in (
         "allow_anonymous false",
         "persistence true",
+        "plugin /mosquitto/plugins/device_guard.so",
         "plugin /usr/lib/mosquitto_dynamic_security.so",
         "plugin_opt_config_file /mosquitto/secrets/dynamic-security.json",
         "autosave_interval 1",
     ):
         assert line in conf
+    # the guard first: a plugin that answers ends the check (it may only narrow dynsec's)
+    assert conf.index("device_guard.so") < conf.index("mosquitto_dynamic_security.so")
+    dockerfile = (ROOT / SERVICES["mqtt"]["build"]["dockerfile"]).read_text()
+    assert "device_guard.c" in dockerfile
     # the plain files let any client subscribe anywhere (a device could join ingestion's share)
     assert "password_file" not in conf and "acl_file" not in conf
     volumes = SERVICES["mqtt"]["volumes"]

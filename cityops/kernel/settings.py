@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # security (issue 14; docs/security.md)
     trusted_proxies: str = ""  # comma-separated IPs whose X-Forwarded-For/-Proto are believed
     keys_dir: str = ""  # SM2 signing key and SM4 data key (0600); empty: <stack dir>/keys
+    device_ca_dir: str = ""  # the CA that issues devices' client certificates (cityops devices)
 
     # per-service broker identities; each defaults to mqtt_url (docs/contracts/settings.md)
     ingest_mqtt_url: str = ""

@@ -60,6 +60,29 @@ def _give_out(passwords: dict[str, str], credentials_file: Path | None) -> None:
     console.print(f"{len(passwords)} device passwords written to {credentials_file} (0600)")
 
 
+def _device_ca():
+    from access.certificates import DeviceCA
+
+    directory = _settings().device_ca_dir
+    if not directory or not DeviceCA(Path(directory)).exists():
+        console.print("[red]no device CA: set CITYOPS_DEVICE_CA_DIR (`cityops up` makes one)[/]")
+        raise typer.Exit(2)
+    return DeviceCA(Path(directory))
+
+
+def _issue_certificates(sensor_ids: list[str], out_dir: Path) -> None:
+    from access.certificates import write_private
+
+    ca = _device_ca()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for sid in sensor_ids:
+        key, cert = ca.issue_device(sid)
+        write_private(out_dir / f"{sid}.key", key)
+        (out_dir / f"{sid}.crt").write_bytes(cert)
+    (out_dir / "ca.crt").write_bytes(ca.cert_path.read_bytes())
+    console.print(f"{len(sensor_ids)} certificates in {out_dir} (keys 0600), with the CA's ca.crt")
+
+
 def _admin():
     from access.bus import BusAdmin
 
@@ -86,18 +109,30 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--all", help="Every active registered sensor.")
         ] = False,
         credentials_file: FileOpt = None,
+        certificate_dir: Annotated[
+            Path | None,
+            typer.Option(
+                help="Issue each a client certificate from the device CA instead of a password:"
+                " <id>.key (0600) and <id>.crt in this folder, for the broker's TLS listener."
+            ),
+        ] = None,
     ) -> None:
         """Enrol devices: each may publish only its own telemetry topic, subscribe nowhere."""
         from access.bus import BusAdminError
 
         topics = _registered_topics(sensor_ids or [], all_sensors)
-        passwords = {sid: secrets.token_urlsafe(18) for sid in topics}
+        if certificate_dir is not None:
+            _issue_certificates(list(topics), certificate_dir)
+            passwords: dict[str, str | None] = dict.fromkeys(topics)
+        else:
+            passwords = {sid: secrets.token_urlsafe(18) for sid in topics}
         try:
             with _admin() as admin:
                 admin.enrol({sid: (topics[sid], passwords[sid]) for sid in topics})
         except BusAdminError as exc:
             _fail(exc)
-        _give_out(passwords, credentials_file)
+        if certificate_dir is None:
+            _give_out({k: v for k, v in passwords.items() if v}, credentials_file)
         console.print(f"{len(passwords)} devices enrolled")
 
     @app.command("rotate")
@@ -175,3 +210,12 @@ def register(app: typer.Typer) -> None:
         except BusAdminError as exc:
             _fail(exc)
         console.print(f"{len(sensor_ids or [])} devices revoked")
+        directory = _settings().device_ca_dir
+        if directory:
+            from access.certificates import DeviceCA
+
+            ca = DeviceCA(Path(directory))
+            if ca.exists() and (n := ca.revoke(sensor_ids or [])):
+                # the identity is gone at once (nothing it sends is allowed); the TLS handshake
+                # itself is refused once the broker reads the new CRL at its next start
+                console.print(f"{n} certificates on the CRL ({ca.crl_path})")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from access.bus import build_dynsec_config
+from access.certificates import DeviceCA
 from cityops.kernel.clock import wait_until
 from cityops.shell.paths import PROJECT_ROOT
 
@@ -127,17 +128,23 @@ class StackState:
     mqtt_port: int
     pg_password: str
     mqtt_passwords: dict[str, str]
+    mqtt_tls_port: int = 0  # devices with client certificates (0: not chosen yet)
 
     @classmethod
     def load_or_create(cls, path: Path) -> StackState:
         if path.exists():
             data = json.loads(path.read_text())
-            return cls(**data)
+            state = cls(**data)
+            if not state.mqtt_tls_port:  # a stack made before the TLS listener
+                state.mqtt_tls_port = free_port()
+                state.save(path)
+            return state
         state = cls(
             pg_port=free_port(),
             mqtt_port=free_port(),
             pg_password=secrets.token_urlsafe(24),
             mqtt_passwords={u: secrets.token_urlsafe(24) for u in MQTT_USERS},
+            mqtt_tls_port=free_port(),
         )
         state.save(path)
         return state
@@ -172,6 +179,9 @@ class LocalStack:
         self.pg_data = self.root / "pg" / "data"
         self.pg_run = self.root / "pg" / "run"
         self.mqtt_dir = self.root / "mosquitto"
+        self.device_ca = DeviceCA(
+            self.root / "device-ca"
+        )  # its key stays out of the broker's reach
         self.device_max_rate = DEVICE_MAX_RATE
         self._mosquitto: subprocess.Popen[bytes] | None = None
 
@@ -194,6 +204,7 @@ class LocalStack:
             "CITYOPS_INGEST_MQTT_URL": self.mqtt_url("cityops-ingest"),
             "CITYOPS_ALERTS_MQTT_URL": self.mqtt_url("cityops-alerts"),
             "CITYOPS_SIM_MQTT_URL": self.mqtt_url("cityops-sim"),
+            "CITYOPS_DEVICE_CA_DIR": str(self.device_ca.directory),
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -362,15 +373,28 @@ class LocalStack:
         os.chmod(tmp, 0o600)
         tmp.replace(identities)
         guard = build_device_guard(self.mqtt_dir)
+        tls = self._write_broker_tls()
         conf = self.mqtt_dir / "mosquitto.conf"
-        conf.write_text(
-            mosquitto_conf(self.state.mqtt_port, self.mqtt_dir, guard, self.device_max_rate)
-        )
-        for f in (identities, conf):
+        conf.write_text(mosquitto_conf(self.state, self.mqtt_dir, tls, guard, self.device_max_rate))
+        for f in (identities, conf, *tls.iterdir()):
             if self.user:
                 shutil.chown(f, self.user, self.user)
             os.chmod(f, 0o600)
         return conf
+
+    def _write_broker_tls(self) -> Path:
+        """The TLS listener's files: the device CA's certificate and CRL (copied: the broker
+        never reads the CA's directory) and a server certificate issued once."""
+        if not self.device_ca.exists():
+            self.device_ca.create()
+        tls = self.mqtt_dir / "tls"
+        tls.mkdir(exist_ok=True)
+        if not (tls / "server.crt").exists():
+            self.device_ca.issue_server(tls)
+        shutil.copyfile(self.device_ca.cert_path, tls / "ca.crt")
+        shutil.copyfile(self.device_ca.crl_path, tls / "crl.pem")
+        self._own(tls)
+        return tls
 
     def start_mosquitto(self) -> None:
         if self._mosquitto and self._mosquitto.poll() is None:
@@ -428,11 +452,22 @@ class LocalStack:
         self._mosquitto = None
 
 
-def mosquitto_conf(port: int, directory: Path, guard: Path, device_max_rate: int) -> str:
+def mosquitto_conf(
+    state: StackState, directory: Path, tls: Path, guard: Path, device_max_rate: int
+) -> str:
     """Broker settings that keep data (docs/decisions/0003-broker-settings.md) and admit only
     known identities, each to its own topics (decision 0073)."""
     return f"""# written by cityops.shell.stack; edit cityops/shell/stack.py instead
-listener {port} 127.0.0.1
+listener {state.mqtt_port} 127.0.0.1
+# devices with a client certificate from the stack's CA: its common name is the username
+listener {state.mqtt_tls_port} 127.0.0.1
+cafile {tls / "ca.crt"}
+certfile {tls / "server.crt"}
+keyfile {tls / "server.key"}
+crlfile {tls / "crl.pem"}
+require_certificate true
+use_identity_as_username true
+tls_version tlsv1.2
 allow_anonymous false
 pid_file {directory / "mosquitto.pid"}
 # devices: refusals of foreign topics, subscriptions and floods become security events

@@ -5,6 +5,7 @@ subscriptions included), and nothing it sends elsewhere is stored."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -330,3 +331,111 @@ def test_a_flooding_device_is_throttled_and_reported(
     wait_for(lambda: query(db_url, count, (own,))[0][0] == accepted, what="the accepted readings")
     time.sleep(0.3)
     assert query(db_url, count, (own,))[0][0] == accepted
+
+
+def _tls_device(stack: LocalStack, folder: Path, sensor_id: str) -> Device:
+    dev = Device.__new__(Device)
+    dev.client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"dev-{uuid.uuid4().hex[:8]}",
+        protocol=MQTTProtocolVersion.MQTTv5,
+    )
+    dev.client.tls_set(
+        ca_certs=str(folder / "ca.crt"),
+        certfile=str(folder / f"{sensor_id}.crt"),
+        keyfile=str(folder / f"{sensor_id}.key"),
+    )
+    dev.connack, dev.subacks, dev.pubacks, dev.received = None, [], {}, []
+    dev._event = threading.Condition()
+    dev.client.on_connect = dev._on_connect
+    dev.client.on_subscribe = dev._on_subscribe
+    dev.client.on_publish = dev._on_publish
+    dev.client.connect("127.0.0.1", stack.state.mqtt_tls_port, keepalive=10)
+    dev.client.loop_start()
+    dev._wait(lambda: dev.connack is not None, "CONNACK")
+    return dev
+
+
+def _tls_refused(stack: LocalStack, folder: Path, sensor_id: str) -> bool:
+    """The broker refuses the certificate: the handshake fails, or no CONNACK comes (with TLS
+    1.2 the client may finish its side before the broker rejects its certificate)."""
+    try:
+        dev = _tls_device(stack, folder, sensor_id)
+    except (ssl.SSLError, OSError, AssertionError):
+        return True
+    dev.close()
+    return dev.connack != "Success"
+
+
+def test_a_device_with_a_client_certificate_needs_no_password(
+    stack: LocalStack,
+    settings: Settings,
+    db_url: str,
+    tmp_path: Path,
+    ingestor: Ingestor,
+    security_events: Recorder,
+) -> None:
+    """`cityops devices add --certificate-dir` issues a certificate from the stack's own CA; on
+    the TLS listener its common name is the username, so the device's role applies."""
+    own, other = new_id("wp"), new_id("wp")
+    add_sensors(db_url, [(own, "water", "water_pressure"), (other, "water", "water_pressure")])
+    certs = tmp_path / "certs"
+    r = run_cityops(settings, "devices", "add", own, "--certificate-dir", str(certs))
+    assert r.returncode == 0, r.stderr
+    assert oct((certs / f"{own}.key").stat().st_mode & 0o777) == "0o600"
+    dev = _tls_device(stack, certs, own)
+    try:
+        assert dev.connack == "Success"
+        reading = encode_reading(now_ms(), 7, {"pressure": 305.0})
+        assert dev.publish(water_topic(own), reading) in ("Success", "No matching subscribers")
+        assert dev.publish(water_topic(other), reading) == "Not authorized"
+    finally:
+        dev.close()
+    sql = "SELECT sensor_id, seq FROM readings"
+    wait_for(lambda: query(db_url, sql), what="the certified device's reading")
+    assert query(db_url, sql) == [(own, 7)]
+    wait_for(lambda: _events(security_events, own, "foreign_topic"), what="the refusal event")
+
+    # revoked: the identity is deleted at once, and after a restart the CRL refuses the handshake
+    assert run_cityops(settings, "devices", "revoke", own).returncode == 0
+    dev = _tls_device(stack, certs, own)
+    try:
+        assert dev.publish(water_topic(own), reading) == "Not authorized"
+    finally:
+        dev.close()
+    stack.stop_mosquitto()
+    stack.start_mosquitto()
+    assert _tls_refused(stack, certs, own)
+
+
+def test_a_certificate_from_another_ca_or_none_is_refused(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    from access.certificates import DeviceCA
+
+    rogue = DeviceCA(tmp_path / "rogue-ca")
+    rogue.create("rogue CA")
+    key, cert = rogue.issue_device("cityops-admin")
+    (tmp_path / "cityops-admin.key").write_bytes(key)
+    (tmp_path / "cityops-admin.crt").write_bytes(cert)
+    (tmp_path / "ca.crt").write_bytes(stack.device_ca.cert_path.read_bytes())
+    assert _tls_refused(stack, tmp_path, "cityops-admin")
+    plain = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    plain.tls_set(ca_certs=str(tmp_path / "ca.crt"))
+    connected = threading.Event()
+    plain.on_connect = lambda c, u, f, rc, p: connected.set() if not rc.is_failure else None
+    try:
+        plain.connect("127.0.0.1", stack.state.mqtt_tls_port, keepalive=5)
+        plain.loop_start()
+        assert not connected.wait(3)
+    except (ssl.SSLError, OSError):
+        pass  # refused during the handshake
+    finally:
+        plain.loop_stop()
+
+
+def test_service_names_cannot_be_enrolled_as_devices() -> None:
+    from access.bus import BusAdminError, enrol_commands
+
+    with pytest.raises(BusAdminError, match="services"):
+        enrol_commands({"cityops-admin": ("city/water/cityops-admin/telemetry", None)})
