@@ -8,6 +8,8 @@ persistence can change behind these names.
   sensors with the limits the engine then uses (``read_sensors``);
 * the default detectors, seeded with the schema;
 * reads for the shell: dead letters, the detector clock and the evaluation's input;
+* the audit chain's description (``AUDIT_CHAIN``, for ``cityops audit verify``) and the
+  re-encryption of the notification routes' secrets (``cityops keys reencrypt``);
 * the engine itself (``run``).
 """
 
@@ -27,6 +29,7 @@ from alerts.stores.actions import (
     start_alert,
     unshelve_alert,
 )
+from alerts.stores.audit import AUDIT_CHAIN
 from alerts.stores.catalogue import (
     read_sensors,
     write_default_detectors,
@@ -35,21 +38,25 @@ from alerts.stores.catalogue import (
 )
 from alerts.stores.detector_state import read_detector_clock, read_evaluated_until
 from alerts.stores.evaluation_reads import read_evaluation_input
+from alerts.stores.notifications import count_route_keys, reencrypt_routes
 from alerts.stores.outbox import read_dead_letters
 from cityops.kernel.settings import Settings
 
 __all__ = [
+    "AUDIT_CHAIN",
     "SEVERITIES",
     "TransitionError",
     "acknowledge_alert",
     "assign_alert",
     "close_alert",
     "comment_alert",
+    "count_route_keys",
     "read_dead_letters",
     "read_detector_clock",
     "read_evaluated_until",
     "read_evaluation_input",
     "read_sensors",
+    "reencrypt_routes",
     "resolve_alert",
     "run",
     "shelve_alert",

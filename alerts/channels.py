@@ -1,6 +1,8 @@
 """Adapters to the outside notification channels: HTTP (webhooks, SMS gateways) and SMTP.
 
-Each call either returns (the channel accepted the message) or raises ``DeliveryError``.
+Each call either returns (the channel accepted the message) or raises ``DeliveryError``. The
+routes' targets and recipients are secrets at rest (SM4-GCM, decision 0072) and may carry
+tokens or credentials, so no error message quotes them: they go to ``last_error`` and the log.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def post_http(req: HttpRequest, timeout_s: float = HTTP_TIMEOUT_S) -> int:
     except ValueError as exc:
         raise DeliveryError(f"bad URL: {exc}") from None
     if scheme not in ("http", "https"):
-        raise DeliveryError(f"refusing non-HTTP URL {req.url[:80]!r}")
+        raise DeliveryError(f"refusing non-HTTP URL (scheme {scheme[:10]!r})")
     try:
         request = urllib.request.Request(req.url, data=req.body, headers=req.headers, method="POST")
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
@@ -40,7 +42,8 @@ def post_http(req: HttpRequest, timeout_s: float = HTTP_TIMEOUT_S) -> int:
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
         # a receiver answering garbage (BadStatusLine, IncompleteRead), a URL urllib refuses
         # (InvalidURL, ValueError): this delivery failed, not the notifier
-        raise DeliveryError(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        text = str(exc).replace(req.url, "<url>")[:200]
+        raise DeliveryError(f"{type(exc).__name__}: {text}") from None
     if not 200 <= status < 300:
         raise DeliveryError(f"HTTP {status}")
     return status
@@ -76,4 +79,4 @@ def send_smtp(
         # ValueError: a port that is not a number, a header with a line break
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
     if refused:
-        raise DeliveryError(f"refused recipients: {sorted(refused)}")
+        raise DeliveryError(f"{len(refused)} of {len(to)} recipients refused")

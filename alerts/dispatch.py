@@ -33,7 +33,8 @@ from alerts.notify import (
 )
 from alerts.stores import alert_rows, notifications, outbox
 from alerts.stores.grouping import group_new_alerts
-from alerts.stores.notifications import Claimed
+from alerts.stores.notifications import Claimed, open_route
+from cityops.kernel.crypto import EMPTY_KEYRING, Keyring
 
 log = logging.getLogger("alerts.notify")
 
@@ -42,11 +43,13 @@ DEFAULT_SENDER = "cityops-alerts@localhost"
 
 @dataclass(frozen=True, slots=True)
 class Senders:
-    """The channel adapters; tests pass the real ones pointed at local servers."""
+    """The channel adapters; tests pass the real ones pointed at local servers. ``keyring``
+    decrypts the routes' stored secrets and SM2-signs webhook and SMS-gateway requests."""
 
     http: Callable[[HttpRequest], object] = channels.post_http
     smtp: Callable[[str, EmailMessage, list[str]], None] = channels.send_smtp
     sender_address: str = DEFAULT_SENDER
+    keyring: Keyring = EMPTY_KEYRING
 
 
 @dataclass
@@ -140,17 +143,21 @@ def _describe(exc: BaseException) -> str:
 
 
 def _send(d: Claimed, payload: bytes, now: datetime, senders: Senders) -> None:
-    """One attempt at one delivery of ``payload`` (the alert event JSON)."""
-    route = d.route
+    """One attempt at one delivery of ``payload`` (the alert event JSON). The route's secrets
+    are decrypted here, for this attempt only; a key missing from the key ring fails this
+    delivery (recorded, retried), not the others. No decrypted value is logged: errors name
+    the route, and the channels' errors never quote a URL's credentials."""
+    route = open_route(d.route, senders.keyring)
     problem = route_problem(route)  # a route written before validation, or behind its back
     if problem:
         raise channels.DeliveryError(f"bad route: {problem}")
     now_s = int(now.timestamp())
+    keyring = senders.keyring
     if route.channel == "webhook":
-        senders.http(build_webhook_request(route, payload, d.delivery_id, now_s))
+        senders.http(build_webhook_request(route, payload, d.delivery_id, now_s, keyring))
     elif route.channel == "sms":
         event = decode_alert_event(payload)
-        senders.http(build_sms_request(route, event, d.delivery_id, now_s))
+        senders.http(build_sms_request(route, event, d.delivery_id, now_s, keyring))
     elif route.channel == "email":
         event = decode_alert_event(payload)
         msg = build_email(route, event, d.delivery_id, senders.sender_address, now)

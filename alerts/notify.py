@@ -7,6 +7,10 @@ Channels (``notification_routes.channel``):
   ``X-Cityops-Signature: t=<unix seconds>,v1=<hex>`` (the scheme Stripe and GitHub popularised:
   the timestamp in the MAC stops replays of old bodies). ``Idempotency-Key`` is the delivery id,
   the same on every retry: a receiver that saw it already must not act twice.
+  With an SM2 signing key in the key ring, every request also carries
+  ``X-Cityops-Signature-SM2: keyid=<id>,t=<unix seconds>,sm2=<base64 DER>``, the SM2 signature
+  (GB/T 32918, default ID) of the same ``"<t>." + body``, which a receiver checks with the
+  published public key alone (``cityops.kernel.crypto.verify_signature_header``; decision 0072).
 * ``sms``: a generic SMS-gateway webhook, same signing; body ``{"to": recipient, "text": ...,
   "alert_id": ..., "event": ...}`` with the Chinese one-liner (SMS length in mind).
 * ``email``: SMTP to ``recipient`` via the server in ``target`` (``smtp://[user:pass@]host:port``
@@ -33,8 +37,10 @@ from urllib.parse import urlsplit
 
 from alerts.events import AlertEvent
 from alerts.messages import SEVERITIES, UTILITY_NAMES
+from cityops.kernel.crypto import Keyring, signature_header
 
 SIGNATURE_HEADER = "X-Cityops-Signature"
+SM2_SIGNATURE_HEADER = "X-Cityops-Signature-SM2"
 # ISA-18.2 chattering: the same alert raised 3 times in a short while; after the second, the
 # route hears no more of it for CHATTER_WINDOW_S (the alerts are still stored and published)
 CHATTER_RAISES = 3
@@ -159,8 +165,14 @@ class HttpRequest:
 
 
 def build_webhook_request(
-    route: Route, event_json: bytes, delivery_id: int, now_s: int
+    route: Route,
+    event_json: bytes,
+    delivery_id: int,
+    now_s: int,
+    keyring: Keyring | None = None,
 ) -> HttpRequest:
+    """The POST of ``event_json``: HMAC-signed with the route's secret if it has one, and
+    SM2-signed when ``keyring`` has an active signing key."""
     headers = {
         "Content-Type": "application/json; charset=utf-8",
         "Idempotency-Key": f"cityops-delivery-{delivery_id}",
@@ -168,10 +180,18 @@ def build_webhook_request(
     }
     if route.secret:
         headers[SIGNATURE_HEADER] = sign(route.secret, now_s, event_json)
+    if keyring is not None and keyring.can_sign:
+        headers[SM2_SIGNATURE_HEADER] = signature_header(keyring, event_json, now_s)
     return HttpRequest(route.target, headers, event_json)
 
 
-def build_sms_request(route: Route, event: AlertEvent, delivery_id: int, now_s: int) -> HttpRequest:
+def build_sms_request(
+    route: Route,
+    event: AlertEvent,
+    delivery_id: int,
+    now_s: int,
+    keyring: Keyring | None = None,
+) -> HttpRequest:
     body = json.dumps(
         {
             "to": route.recipient,
@@ -181,7 +201,7 @@ def build_sms_request(route: Route, event: AlertEvent, delivery_id: int, now_s: 
         },
         ensure_ascii=False,
     ).encode()
-    return build_webhook_request(route, body, delivery_id, now_s)
+    return build_webhook_request(route, body, delivery_id, now_s, keyring)
 
 
 def sms_text(event: AlertEvent) -> str:

@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 
-from alerts.dispatch import run_enricher, run_grouper, run_notifier
+from alerts.dispatch import Senders, run_enricher, run_grouper, run_notifier
 from alerts.engine import (
     Engine,
     Evaluation,
@@ -37,6 +38,7 @@ from alerts.stores import alert_rows, catalogue, detector_state, incidents, outb
 from alerts.stores.actions import escalate_due
 from alerts.stores.batch import write_evaluation
 from alerts.stores.outbox import OutboxEvent
+from cityops.kernel.crypto import load_keyring
 from cityops.kernel.db import connect
 from cityops.kernel.mqtt import AckingConsumer, Inbox, Message, Publisher
 from cityops.kernel.settings import Settings
@@ -194,7 +196,12 @@ class AlertService:
             ],
         )
         threads = [
-            self._side_thread("notifier", run_notifier, worker=s.alerts_client_id),
+            self._side_thread(
+                "notifier",
+                run_notifier,
+                worker=s.alerts_client_id,
+                senders=Senders(keyring=load_keyring(Path(s.keys_dir) if s.keys_dir else None)),
+            ),
             self._side_thread("enricher", run_enricher),
             self._side_thread("grouper", run_grouper, self._grouping),
         ]

@@ -1,22 +1,36 @@
 """``alert_audit``: every action on an alert, append-only (a trigger refuses changes) and
-hash-chained (SM3 where the platform has it, else SHA-256), so that an edit behind the
-trigger's back shows (``verify_audit_chain``; decision 0021)."""
+SM3 hash-chained by the kernel's one chaining code (``cityops.kernel.crypto.append_chained``),
+so that an edit, removal or reordering behind the trigger's back shows
+(``verify_audit_chain``, ``cityops audit verify``; decisions 0021, 0072)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cityops.kernel.crypto import (
+    ChainBroken,
+    ChainedTable,
+    append_chained,
+    lock_chain,
+    verify_chain,
+)
+
 SYSTEM_USER = "system"  # the engine's actor name
-_AUDIT_LOCK = 0x0C17_A0D1
-_HASH_ALG = "sm3" if "sm3" in hashlib.algorithms_available else "sha256"
+# the columns hashed, in this order; rows chained before 0072 hash the same way (SHA-256 where
+# OpenSSL lacked SM3, recorded in hash_alg)
+AUDIT_CHAIN = ChainedTable(
+    table="alert_audit",
+    id_column="audit_id",
+    columns=("alert_id", "at", "actor", "action", "from_state", "to_state", "comment", "detail"),
+    lock_key=0x0C17_A0D1,
+)
+AuditChainError = ChainBroken
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,74 +46,32 @@ class AuditEntry:
     detail: dict[str, Any]
 
 
-class AuditChainError(RuntimeError):
-    pass
-
-
-def audit_hash(alg: str, prev: str, e: AuditEntry) -> str:
-    """The entry's link in the chain: hash of the previous link and the entry's content."""
-    body = json.dumps(
-        [
-            e.alert_id,
-            e.at.astimezone(UTC).isoformat(),
-            e.actor,
-            e.action,
-            e.from_state,
-            e.to_state,
-            e.comment,
-            e.detail,
-        ],
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.new(alg, (prev + body).encode()).hexdigest()
-
-
 def lock_audit(conn: psycopg.Connection) -> None:
     """The audit chain's transaction lock. Every transaction that changes alerts takes it first,
     before any row lock, so that the engine, escalation and staff actions always lock in the
     same order (audit chain, then rows) and cannot deadlock each other."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+    lock_chain(conn, AUDIT_CHAIN)
 
 
 def append_audit(conn: psycopg.Connection, entries: Sequence[AuditEntry]) -> None:
-    """Audit rows chained in order, in one INSERT. The caller holds ``lock_audit`` (in the
-    same transaction), so nobody appends in between."""
-    if not entries:
-        return
-    row = conn.execute("SELECT hash FROM alert_audit ORDER BY audit_id DESC LIMIT 1").fetchone()
-    prev = row[0] if row else ""
-    prevs, hashes = [], []
-    for e in entries:
-        prevs.append(prev)
-        prev = audit_hash(_HASH_ALG, prev, e)
-        hashes.append(prev)
-    conn.execute(
-        """
-        INSERT INTO alert_audit (alert_id, at, actor, action, from_state, to_state, comment,
-                                 detail, hash_alg, prev_hash, hash)
-        SELECT u.alert_id, u.at, u.actor, u.action, u.from_state, u.to_state, u.comment,
-               u.detail, %s, u.prev_hash, u.hash
-        FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
-                    %s::text[], %s::text[], %s::jsonb[], %s::text[], %s::text[])
-             WITH ORDINALITY AS u(alert_id, at, actor, action, from_state, to_state, comment,
-                                  detail, prev_hash, hash, n)
-        ORDER BY u.n
-        """,
-        (
-            _HASH_ALG,
-            [e.alert_id for e in entries],
-            [e.at for e in entries],
-            [e.actor for e in entries],
-            [e.action for e in entries],
-            [e.from_state for e in entries],
-            [e.to_state for e in entries],
-            [e.comment for e in entries],
-            [Jsonb(e.detail) for e in entries],
-            prevs,
-            hashes,
-        ),
+    """Audit rows chained in order, in one INSERT, inside the caller's transaction (which holds
+    ``lock_audit`` already, so nobody appends in between)."""
+    append_chained(
+        conn,
+        AUDIT_CHAIN,
+        [
+            (
+                e.alert_id,
+                e.at,
+                e.actor,
+                e.action,
+                e.from_state,
+                e.to_state,
+                e.comment,
+                Jsonb(e.detail),
+            )
+            for e in entries
+        ],
     )
 
 
@@ -113,17 +85,6 @@ def read_audit(conn: psycopg.Connection, alert_id: int) -> list[AuditEntry]:
 
 
 def verify_audit_chain(conn: psycopg.Connection) -> int:
-    """Recompute the hash chain over the whole audit log; returns the rows checked."""
-    prev = ""
-    n = 0
-    for row in conn.execute(
-        "SELECT audit_id, alert_id, at, actor, action, from_state, to_state, comment, detail,"
-        " hash_alg, prev_hash, hash FROM alert_audit ORDER BY audit_id"
-    ):
-        entry = AuditEntry(*row[:9])
-        alg, prev_hash, digest = row[9:]
-        if prev_hash != prev or audit_hash(alg, prev, entry) != digest:
-            raise AuditChainError(f"audit row {entry.audit_id} does not match its hash chain")
-        prev = digest
-        n += 1
-    return n
+    """Recompute the hash chain over the whole audit log; returns the rows checked, or raises
+    ``AuditChainError`` naming the first entry edited, removed before or moved."""
+    return verify_chain(conn, AUDIT_CHAIN)

@@ -1,9 +1,15 @@
 """Notification routes and deliveries: ``notification_routes`` (who hears of what, over which
 channel) and ``notification_deliveries`` (one per event and matching route: pending, delivered,
-failed, or suppressed with its reason; leased to one worker while it sends)."""
+failed, or suppressed with its reason; leased to one worker while it sends).
+
+A route's target (URL, or SMTP server with its credentials), recipient (e-mail addresses, phone
+number) and secret (HMAC key) are stored as SM4-GCM envelopes (``cityops.kernel.crypto``,
+decision 0072). Routes are read as stored; ``open_route`` decrypts one for the attempt that
+sends it, so planning never needs the keys and one undecryptable route fails alone."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,6 +17,15 @@ import psycopg
 from psycopg import sql
 
 from alerts.notify import Route, parse_route_row, route_problem
+from cityops.kernel.crypto import (
+    Keyring,
+    decrypt_optional,
+    decrypt_secret,
+    encrypt_optional,
+    encrypt_secret,
+    envelope_key_id,
+    is_encrypted,
+)
 
 _ROUTE_COLUMNS = sql.SQL(
     "r.route_id, r.name, r.channel, r.target, r.recipient, r.secret, r.min_severity,"
@@ -28,12 +43,35 @@ class Claimed:
     route: Route
 
 
-def write_route(conn: psycopg.Connection, route: Route) -> int:
-    """Add a notification route (``route.route_id`` is ignored); returns its id. A route that
-    could never be delivered to (``alerts.notify.route_problem``) raises ValueError."""
+def seal_route(route: Route, keyring: Keyring) -> Route:
+    """The route with its target, recipient and secret encrypted under the active SM4 key."""
+    return dataclasses.replace(
+        route,
+        target=encrypt_secret(route.target, keyring),
+        recipient=encrypt_optional(route.recipient, keyring),
+        secret=encrypt_optional(route.secret, keyring),
+    )
+
+
+def open_route(route: Route, keyring: Keyring) -> Route:
+    """The route as it was written: its envelopes decrypted (plain values, from before
+    encryption, pass as they are). CryptoError when a key is not in ``keyring``."""
+    return dataclasses.replace(
+        route,
+        target=decrypt_secret(route.target, keyring),
+        recipient=decrypt_optional(route.recipient, keyring),
+        secret=decrypt_optional(route.secret, keyring),
+    )
+
+
+def write_route(conn: psycopg.Connection, route: Route, keyring: Keyring) -> int:
+    """Add a notification route (``route.route_id`` is ignored), its secrets encrypted with the
+    key ring's active SM4 key; returns its id. A route that could never be delivered to
+    (``alerts.notify.route_problem``) raises ValueError; no active key, CryptoError."""
     problem = route_problem(route)
     if problem:
         raise ValueError(f"route {route.name!r}: {problem}")
+    route = seal_route(route, keyring)
     with conn.transaction():
         row = conn.execute(
             "INSERT INTO notification_routes (name, channel, target, recipient, secret,"
@@ -55,8 +93,50 @@ def write_route(conn: psycopg.Connection, route: Route) -> int:
     return int(row[0])
 
 
+def reencrypt_routes(conn: psycopg.Connection, keyring: Keyring) -> tuple[int, int]:
+    """Every route's target, recipient and secret under the active SM4 key: plain values
+    (written before encryption) are encrypted, values under older keys re-encrypted. Returns
+    (routes changed, routes in all). One transaction with the rows locked, so a concurrent
+    writer waits; values already under the active key are left alone."""
+    active_id, _key = keyring.active_sm4()
+    changed = total = 0
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT route_id, target, recipient, secret FROM notification_routes"
+            " ORDER BY route_id FOR UPDATE"
+        ).fetchall()
+        for route_id, *values in rows:
+            total += 1
+            if all(v is None or envelope_key_id(v) == active_id for v in values):
+                continue
+            fresh = [
+                None if v is None else encrypt_secret(decrypt_secret(v, keyring), keyring)
+                for v in values
+            ]
+            conn.execute(
+                "UPDATE notification_routes SET target = %s, recipient = %s, secret = %s"
+                " WHERE route_id = %s",
+                (*fresh, route_id),
+            )
+            changed += 1
+    return changed, total
+
+
+def count_route_keys(conn: psycopg.Connection) -> dict[str, int]:
+    """SM4 key id (``plain`` for values not yet encrypted) -> stored route values under it:
+    what ``cityops keys revoke`` checks before deleting a key."""
+    counts: dict[str, int] = {}
+    for row in conn.execute("SELECT target, recipient, secret FROM notification_routes"):
+        for v in row:
+            if v is not None:
+                key = envelope_key_id(v) if is_encrypted(v) else "plain"
+                counts[key or "plain"] = counts.get(key or "plain", 0) + 1
+    return counts
+
+
 def read_routes(conn: psycopg.Connection) -> list[Route]:
-    """The enabled routes, in the order they were added."""
+    """The enabled routes, in the order they were added, as stored (secrets encrypted:
+    ``open_route`` decrypts one)."""
     return [
         parse_route_row(r)
         for r in conn.execute(

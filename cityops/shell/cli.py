@@ -423,6 +423,10 @@ def _mount_part_commands() -> None:
     register(gis_app)
     register_tokens(tokens_app)
 
+    from cityops.shell.security_cli import register as register_security
+
+    register_security(app)  # keys, verify, audit verify (national cryptography)
+
 
 _mount_part_commands()
 

@@ -9,6 +9,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -17,6 +18,7 @@ import pytest
 from alerts.detectors import StreamConfig
 from alerts.engine import Engine, SensorInfo
 from cityops.kernel.clock import wait_until
+from cityops.kernel.crypto import Keyring, generate_keys, load_keyring
 from cityops.kernel.settings import Settings
 from sensors.catalogue import SENSOR_TYPES
 from sensors.payload import Reading
@@ -192,3 +194,10 @@ class SmtpSink:
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.messages.append((list(envelope.rcpt_tos), envelope.content))
         return "250 OK"
+
+
+@pytest.fixture
+def keyring(tmp_path: Path) -> Keyring:
+    """A fresh key directory (SM2 signing key, SM4 data key, 0600) and its key ring."""
+    generate_keys(tmp_path / "keys")
+    return load_keyring(tmp_path / "keys", environ={})

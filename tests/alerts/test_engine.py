@@ -7,14 +7,17 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from alerts.engine import in_partition
 from alerts.events import decode_alert_event
-from alerts.notify import FLOOD_MAX
+from alerts.notify import FLOOD_MAX, SM2_SIGNATURE_HEADER, Route
 from alerts.service import AlertService
+from alerts.stores.notifications import write_route
+from cityops.kernel.crypto import generate_keys, load_keyring, verify_signature_header
 from cityops.kernel.mqtt import Publisher
 from cityops.kernel.settings import Settings
 from cityops.shell.stack import free_port
@@ -152,21 +155,28 @@ def _alert_counts(db_url: str) -> tuple[int, int, int]:
 
 
 def test_engine_killed_during_an_alert_storm(
-    settings: Settings, db_url: str, engine: EngineProcess, alert_subscriber: Recorder
+    settings: Settings,
+    db_url: str,
+    engine: EngineProcess,
+    alert_subscriber: Recorder,
+    tmp_path: Path,
 ) -> None:
     """kill -9 while a storm is being evaluated: no alert missed, none raised twice; every event
-    reaches MQTT and the webhook route at least once."""
+    reaches MQTT and the webhook route at least once. The route's URL is stored SM4-encrypted
+    and the engine, given the key directory (CITYOPS_KEYS_DIR), decrypts it and SM2-signs
+    every post."""
     n = 300
     ids = [f"gd-storm-{i:03d}" for i in range(n)]
     add_sensors(db_url, [(sid, "gas", "gas_detector") for sid in ids])
     thresholds_only(db_url)  # one alert per sensor: the 20 %LEL limit
     sink = HttpSink()
+    keys = tmp_path / "keys"
+    generate_keys(keys)
+    ring = load_keyring(keys, environ={})
+    engine.settings = settings.model_copy(update={"keys_dir": str(keys)})
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO notification_routes (name, channel, target, min_severity)"
-            " VALUES ('storm hook', 'webhook', %s, 'critical')",
-            (f"{sink.url}/storm",),
-        )
+        route = Route(0, "storm hook", "webhook", f"{sink.url}/storm", min_severity="critical")
+        write_route(conn, route, ring)
     t0 = (time.time_ns() // 1_000_000) - 600_000
     engine.start()
     try:
@@ -205,6 +215,10 @@ def test_engine_killed_during_an_alert_storm(
     # one delivery row per raised alert; the route pages FLOOD_MAX times and records the rest
     assert delivered == (n, FLOOD_MAX, n - FLOOD_MAX)
     assert len(set(_keys(sink))) == FLOOD_MAX  # each delivered (at least) once
+    public = ring.sm2_public[ring.sm2_active_id]
+    for path, headers, body in sink.requests:
+        header = {k.lower(): v for k, v in headers.items()}[SM2_SIGNATURE_HEADER.lower()]
+        assert path == "/storm" and verify_signature_header(public, header, body, int(time.time()))
     print(
         f"MQTT duplicates after two kill -9: {sum(seen.values()) - 2 * n}; "
         f"webhook posts {len(sink.requests)} for {FLOOD_MAX} delivered, {n - FLOOD_MAX} flood-suppressed"

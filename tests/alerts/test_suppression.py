@@ -15,6 +15,7 @@ from alerts.stores.alert_rows import write_maintenance_window
 from alerts.stores.batch import write_evaluation
 from alerts.stores.notifications import write_route
 from alerts.stores.times import us_from_ts
+from cityops.kernel.crypto import Keyring
 
 S = 1_000_000
 T = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
@@ -60,11 +61,13 @@ def _deliveries(conn: psycopg.Connection) -> list[tuple[str, str, str | None]]:
     ).fetchall()
 
 
-def test_maintenance_window_suppresses_escalation_and_notification(db_url: str) -> None:
+def test_maintenance_window_suppresses_escalation_and_notification(
+    db_url: str, keyring: Keyring
+) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         _add(conn, "wp-m1", 510104)
         _add(conn, "wp-m2", 510105)
-        write_route(conn, Route(0, "all", "webhook", "http://127.0.0.1:9/x"))
+        write_route(conn, Route(0, "all", "webhook", "http://127.0.0.1:9/x"), keyring)
         wid = write_maintenance_window(
             conn,
             "zhang.wei",
@@ -109,12 +112,12 @@ def test_maintenance_window_suppresses_escalation_and_notification(db_url: str) 
         ).fetchone() == (None,)
 
 
-def test_chattering_and_flood(db_url: str) -> None:
+def test_chattering_and_flood(db_url: str, keyring: Keyring) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         _add(conn, "wp-c", 510104)
         for i in range(FLOOD_MAX + 5):
             _add(conn, f"wp-f{i:02d}", 510104)
-        write_route(conn, Route(0, "all", "webhook", "http://127.0.0.1:9/x"))
+        write_route(conn, Route(0, "all", "webhook", "http://127.0.0.1:9/x"), keyring)
         # the same alert raised 4 times within 4 minutes: the 3rd and 4th are not notified
         for k in range(4):
             at = T + timedelta(minutes=k)
