@@ -17,13 +17,14 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from access.classes import role_within
+from cityops.kernel.crypto import SECURITY_AUDIT_CHAIN, append_chained
 
 TOKEN_PREFIX = "cot_"  # "cityops token": recognisable in a leaked file or a secret scanner
 DEFAULT_DAYS = 90
@@ -159,14 +160,10 @@ def record_security_event(
 ) -> int:
     """Append a row to ``security_audit`` (append-only): who did what to which object. Token
     creation and revocation, exports of internal or restricted data, refused API requests.
-    Returns the row's id. The one place that writes the table (a signature chain can be added
-    here)."""
-    row = conn.execute(
-        "INSERT INTO security_audit (at, actor, action, target, detail)"
-        " VALUES (COALESCE(%s, now()), %s, %s, %s, %s) RETURNING id",
-        (at, actor[:128], action[:64], target[:256], Jsonb(detail or {})),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    Returns the row's id. The one place that writes the table: each row is chained to the one
+    before by SM3 (``cityops audit verify`` finds an edited, removed or reordered row)."""
+    row = (at or datetime.now(UTC), actor[:128], action[:64], target[:256], Jsonb(detail or {}))
+    return append_chained(conn, SECURITY_AUDIT_CHAIN, [row])[0]
 
 
 def read_known_layers(conn: psycopg.Connection) -> set[str]:

@@ -13,6 +13,7 @@ from the outbox on the next start.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import signal
 import threading
@@ -26,6 +27,7 @@ import psycopg
 
 from alerts.dispatch import Senders, run_enricher, run_grouper, run_notifier
 from alerts.engine import (
+    AlertChange,
     Engine,
     Evaluation,
     KeyState,
@@ -33,6 +35,13 @@ from alerts.engine import (
     in_partition,
     restored_states,
     wanted_history,
+)
+from alerts.security import (
+    DEVICE_EVENTS,
+    SECURITY_FILTER,
+    SecurityEventError,
+    device_refusal_change,
+    parse_device_event,
 )
 from alerts.stores import alert_rows, catalogue, detector_state, incidents, outbox
 from alerts.stores.actions import escalate_due
@@ -190,9 +199,8 @@ class AlertService:
             s.mqtt_url_for("alerts"),
             s.alerts_client_id,
             [
-                shared(s.alerts_share_group, telemetry_filter())
-                if self.partition[1] <= 1
-                else telemetry_filter()
+                shared(s.alerts_share_group, f) if self.partition[1] <= 1 else f
+                for f in (telemetry_filter(), SECURITY_FILTER)
             ],
         )
         threads = [
@@ -299,6 +307,9 @@ class AlertService:
         now_us = time.time_ns() // 1000
         readings: list[Reading] = []
         for msg in batch:
+            if msg.topic.startswith(DEVICE_EVENTS):
+                self._security_event(msg)
+                continue
             try:
                 topic = parse_telemetry_topic(msg.topic)
                 if not in_partition(topic.sensor_id, self.partition):
@@ -316,12 +327,32 @@ class AlertService:
             readings.extend(decoded)
         return readings
 
+    def _security_event(self, msg: Message) -> None:
+        """A device guard's refusal: an alert on the device's sensor (raised with this batch)."""
+        try:
+            event = parse_device_event(msg.topic, msg.payload)
+        except SecurityEventError as exc:
+            log.warning("ignored a message on %s: %s", msg.topic, exc)
+            return
+        sid = event["username"]
+        if not in_partition(sid, self.partition):
+            return
+        info = self.engine.sensors.get(sid)
+        if info is None:
+            log.warning("bus refusal for %s, which is no registered sensor: %s", sid, event)
+            return
+        self._security_changes.append(device_refusal_change(event, info))
+
     def _process(self, batch: list[Message], consumer: AckingConsumer) -> None:
+        self._security_changes: list[AlertChange] = []
         readings = self._decode(batch)
         evaluation = self.engine.evaluate(readings)
         if evaluation.unknown_sensors and self._worth_reloading(evaluation.unknown_sensors):
             self._reload()  # a sensor registered after we started
             evaluation = self.engine.evaluate(readings)
+        if self._security_changes:
+            changes = evaluation.changes + tuple(self._security_changes)
+            evaluation = dataclasses.replace(evaluation, changes=changes)
         try:
             events = self._retry(
                 "storing alerts",

@@ -20,9 +20,9 @@ console = Console(stderr=True)
 
 
 def _settings():
-    from cityops.kernel.settings import Settings
+    from cityops.shell.stack import command_settings
 
-    return Settings()
+    return command_settings()
 
 
 def _registered_topics(sensor_ids: list[str], all_sensors: bool) -> dict[str, str]:

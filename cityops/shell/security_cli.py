@@ -37,9 +37,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings() -> Settings:
-    from cityops.kernel.settings import Settings
+    from cityops.shell.stack import command_settings
 
-    return Settings()
+    return command_settings()
 
 
 def keys_dir() -> Path:

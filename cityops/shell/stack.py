@@ -23,6 +23,8 @@ from pathlib import Path
 from access.bus import build_dynsec_config
 from access.certificates import DeviceCA
 from cityops.kernel.clock import wait_until
+from cityops.kernel.crypto import generate_keys, read_active
+from cityops.kernel.settings import Settings
 from cityops.shell.paths import PROJECT_ROOT
 
 SERVICE_USER = "cityops"
@@ -170,6 +172,43 @@ host    all all ::1/128        scram-sha-256
 """
 
 
+def stack_environment(root: Path, state: StackState) -> dict[str, str]:
+    """The CITYOPS_* variables that point a service or a command at the stack in ``root``."""
+    base = f"127.0.0.1:{state.mqtt_port}"
+    urls = {u: f"mqtt://{u}:{state.mqtt_passwords[u]}@{base}" for u in state.mqtt_passwords}
+    return {
+        "CITYOPS_DATABASE_URL": f"postgresql://postgres:{state.pg_password}@127.0.0.1:{state.pg_port}/{DB_NAME}",
+        "CITYOPS_MQTT_URL": urls["cityops-admin"],
+        "CITYOPS_INGEST_MQTT_URL": urls["cityops-ingest"],
+        "CITYOPS_ALERTS_MQTT_URL": urls["cityops-alerts"],
+        "CITYOPS_SIM_MQTT_URL": urls["cityops-sim"],
+        "CITYOPS_DEVICE_CA_DIR": str(root / "device-ca"),
+        "CITYOPS_KEYS_DIR": str(root / "keys"),
+    }
+
+
+def existing_stack_environment(root: Path) -> dict[str, str] | None:
+    """The variables for a stack that `cityops up` made in ``root``, or None where there is
+    none (or its secrets are not ours to read: they are 0600)."""
+    try:
+        state = StackState(**json.loads((root / "secrets.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    return stack_environment(root, state)
+
+
+def command_settings() -> Settings:
+    """A command's settings: the environment's; without CITYOPS_DATABASE_URL, those of the
+    private stack that `cityops up` runs from this checkout (read from its 0600 secrets, so
+    that no password goes into the environment or a command's arguments)."""
+    if os.environ.get("CITYOPS_DATABASE_URL"):
+        return Settings()
+    env = existing_stack_environment(default_stack_dir(PROJECT_ROOT))
+    if env is None:
+        return Settings()
+    return Settings(**{k.removeprefix("CITYOPS_").lower(): v for k, v in env.items()})
+
+
 class LocalStack:
     def __init__(self, root: Path, *, log: Callable[[str], None] = lambda _m: None) -> None:
         self.root = root.resolve()
@@ -198,21 +237,26 @@ class LocalStack:
 
     def environment(self) -> dict[str, str]:
         """The CITYOPS_* variables that point every service at this stack."""
-        return {
-            "CITYOPS_DATABASE_URL": self.database_url,
-            "CITYOPS_MQTT_URL": self.mqtt_url("cityops-admin"),
-            "CITYOPS_INGEST_MQTT_URL": self.mqtt_url("cityops-ingest"),
-            "CITYOPS_ALERTS_MQTT_URL": self.mqtt_url("cityops-alerts"),
-            "CITYOPS_SIM_MQTT_URL": self.mqtt_url("cityops-sim"),
-            "CITYOPS_DEVICE_CA_DIR": str(self.device_ca.directory),
-        }
+        return stack_environment(self.root, self.state)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self._own(self.root)
+        self.ensure_keys()
         self.start_postgres()
         self.start_mosquitto()
+
+    def ensure_keys(self) -> None:
+        """The SM2 signing and SM4 data keys (docs/security.md), made at the first start and
+        readable by the services' user only (0600 files in a 0700 folder)."""
+        keys = self.root / "keys"
+        if not read_active(keys):
+            generate_keys(keys)
+            self.log(f"made SM2 and SM4 keys in {keys}")
+        if self.user:
+            for path in (keys, *keys.iterdir()):
+                shutil.chown(path, self.user, self.user)
 
     def stop(self) -> None:
         self.stop_mosquitto()

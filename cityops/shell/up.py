@@ -103,7 +103,12 @@ def _servers(
         stack.start()
         env.update(stack.environment())
         settings = settings.model_copy(
-            update={"database_url": stack.database_url, "mqtt_url": stack.mqtt_url("cityops-admin")}
+            update={
+                "database_url": stack.database_url,
+                "mqtt_url": stack.mqtt_url("cityops-admin"),
+                "keys_dir": env["CITYOPS_KEYS_DIR"],
+                "device_ca_dir": env["CITYOPS_DEVICE_CA_DIR"],
+            }
         )
         console.print(f"private PostgreSQL and Mosquitto under {root}")
     logs = root / "logs"
@@ -120,6 +125,12 @@ def _prepare(settings: Settings, console: Console, status: Status) -> str | None
         status.update("loading districts and demo sensors ...")
         _load_reference_data(conn)
         admin_password = _first_admin(conn)
+        if settings.keys_dir:
+            # secrets stored before this release (or under an older data key) encrypted now
+            from alerts.api import reencrypt_routes
+            from cityops.kernel.crypto import load_keyring
+
+            reencrypt_routes(conn, load_keyring(Path(settings.keys_dir)))
     console.print(f"database ready (storage: {mode}; applied: {', '.join(applied) or 'none'})")
     return admin_password
 

@@ -439,3 +439,36 @@ def test_service_names_cannot_be_enrolled_as_devices() -> None:
 
     with pytest.raises(BusAdminError, match="services"):
         enrol_commands({"cityops-admin": ("city/water/cityops-admin/telemetry", None)})
+
+
+def test_a_refusal_reaches_the_alert_console_as_an_alert_on_the_device(
+    stack: LocalStack, settings: Settings, db_url: str, two_devices: dict[str, str]
+) -> None:
+    """The alert engine turns the guard's event into an alert on the device's own sensor, with
+    what it tried, from where, and what to do; it stays open until a person resolves it."""
+    from tests.alerts.conftest import EngineProcess
+
+    own, other = list(two_devices)
+    eng = EngineProcess(settings)
+    eng.start()
+    try:
+        dev = Device(stack, own, two_devices[own])
+        try:
+            t0 = time.monotonic()
+            assert dev.publish(water_topic(other), b"{}") == "Not authorized"
+            sql = "SELECT kind, quantity, severity, state, message_zh, message_en FROM alerts"
+            (row,) = wait_for(lambda: query(db_url, sql + " WHERE sensor_id = %s", (own,)))
+            took = time.monotonic() - t0
+            assert dev.subscribe("#") == "Not authorized"
+            wait_for(lambda: len(query(db_url, sql + " WHERE sensor_id = %s", (own,))) == 2)
+        finally:
+            dev.close()
+    finally:
+        assert eng.stop() == 0
+    kind, quantity, severity, state, zh, en = row
+    assert (kind, quantity, severity, state) == ("device_foreign_topic", "bus", "major", "open")
+    assert water_topic(other) in zh and "127.0.0.1" in zh and f"cityops devices revoke {own}" in zh
+    assert water_topic(other) in en and "revoke" in en
+    assert took < 5.0, f"the alert took {took:.2f} s"
+    kinds = {k for k, *_ in query(db_url, sql + " WHERE sensor_id = %s", (own,))}
+    assert kinds == {"device_foreign_topic", "device_subscribe"}
