@@ -409,9 +409,12 @@ def serve_ogc_cmd(
 @app.command("serve")
 def serve_cmd(host: _Host = "127.0.0.1", port: _Port = 5001, base_url: _PublicUrl = None) -> None:
     """Serve the planners' HTTP API at /api and OGC API - Features at /ogc."""
+    from cityops.kernel.settings import Settings
     from gis.http import create_gis_app
 
-    _serve(create_gis_app(_db_url(), base_url=base_url or f"http://{host}:{port}"), host, port)
+    keys = Settings().keys_dir or None  # exports signed with SM2 where the keys are
+    app_ = create_gis_app(_db_url(), base_url=base_url or f"http://{host}:{port}", keys_dir=keys)
+    _serve(app_, host, port)
 
 
 def register(parent: typer.Typer) -> None:

@@ -21,10 +21,19 @@ recorded in ``security_audit``.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from cityops.kernel.crypto import (
+    list_keys,
+    load_keyring,
+    read_active,
+    sm2_public_path,
+    sm2_sign,
+)
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_trace
 from gis.export import FORMATS, export_bytes
 from gis.filters import PlannerQuery, build_query, parse_point
@@ -59,13 +68,24 @@ from gis.postgis import fetch_layer_metadata
 MAX_UNAVAILABLE = 100  # seized valves named in one isolation question
 
 
+SIGNATURE_HEADER = "X-Cityops-Signature-SM2"
+
+
 def _respond(fc: dict[str, Any], fmt: str, name: str, watermark: dict[str, Any] | None):
-    from flask import Response
+    """The answer as a file; with a signing key, its SM2 signature (over exactly these bytes,
+    DER, base64) in ``X-Cityops-Signature-SM2: keyid=<id>,sm2=<sig>``: a receiver saves the
+    body and the decoded signature and runs ``cityops verify`` with ``/api/signing-key``."""
+    from flask import Response, current_app
 
     body, media = export_bytes(fc, fmt, name=name, watermark=watermark)
     headers = {}
     if fmt in ("csv", "gpkg"):
         headers["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    keyring = current_app.config.get("CITYOPS_KEYRING")
+    if keyring is not None and keyring.can_sign:
+        key_id, key = keyring.active_sm2()
+        sig = base64.b64encode(sm2_sign(key, body)).decode()
+        headers[SIGNATURE_HEADER] = f"keyid={key_id},sm2={sig}"
     return Response(body, content_type=media, headers=headers)
 
 
@@ -226,6 +246,22 @@ def _add_layer_routes(bp, database_url: str) -> None:
         q = _planner_query(request)
         return _answer(database_url, _query_layers(q), fetch_planner_query, q.layer, q)
 
+    @bp.route("/signing-key")
+    def signing_key():
+        """The SM2 public key (PEM) that signs this server's exports: the active one, or the
+        one ``?keyid=`` names (an older export's)."""
+        from flask import Response, abort, current_app
+
+        keys_dir = current_app.config.get("CITYOPS_KEYS_DIR")
+        if keys_dir is None:
+            abort(404)
+        known = {k.key_id for k in list_keys(keys_dir) if k.kind == "sm2" and k.source != "revoked"}
+        key_id = request.args.get("keyid") or read_active(keys_dir).get("sm2", "")
+        if key_id not in known:
+            abort(404)
+        pem = sm2_public_path(keys_dir, key_id).read_bytes()
+        return Response(pem, content_type="application/x-pem-file", headers={"X-Key-Id": key_id})
+
     @bp.route("/state")
     def state():
         args = request.args
@@ -302,7 +338,9 @@ def _add_network_routes(bp, database_url: str, nets: NetworkCache) -> None:
         )
 
 
-def create_gis_app(database_url: str, *, base_url: str, with_ogc: bool = True):
+def create_gis_app(
+    database_url: str, *, base_url: str, with_ogc: bool = True, keys_dir: str | None = None
+):
     """A Flask app: the planners' API under ``/api`` and OGC API - Features under ``/ogc``,
     every route but ``/healthz`` (and ``/api/healthz``, ``/ogc/healthz``) behind the access door,
     with security headers, a 1 MB body limit and JSON errors without tracebacks."""
@@ -313,6 +351,9 @@ def create_gis_app(database_url: str, *, base_url: str, with_ogc: bool = True):
     app = Flask("cityops_gis")
     app.url_map.strict_slashes = False
     secure_app(app)
+    if keys_dir:  # exports signed with SM2 (decision 0072); the public key at /api/signing-key
+        app.config["CITYOPS_KEYRING"] = load_keyring(Path(keys_dir))
+        app.config["CITYOPS_KEYS_DIR"] = Path(keys_dir)
     app.register_blueprint(create_gis_blueprint(database_url), url_prefix="/api")
     if with_ogc:
         with get_pool(database_url).connection() as conn:

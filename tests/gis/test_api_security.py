@@ -40,6 +40,7 @@ ROUTES: list[tuple[str, str]] = [
     ("GET", "/api/query?layer=water_pipes&limit=3"),
     ("POST", "/api/query?layer=water_pipes&limit=3"),
     ("GET", "/api/state"),
+    ("GET", "/api/signing-key"),
     ("GET", "/api/isolation/water/WP000001"),
     ("GET", "/api/trace/water/WP000001"),
     ("GET", "/api/leak?point=104.0657,30.6598&radius_m=200"),
@@ -544,3 +545,44 @@ def test_an_unexpected_error_is_a_short_500(
         assert r.get_json() == {"error": "internal error; it has been logged", "status": 500}
         assert b"secret" not in r.data and b"Traceback" not in r.data
         assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_exported_files_carry_an_sm2_signature_a_receiver_verifies(
+    gis_db: str, role_tokens: dict[str, str], tmp_path: Path
+) -> None:
+    """A partner saves the file and the header's signature, fetches the public key once, and
+    `cityops verify` says whether the file is exactly what cityops sent."""
+    import base64
+    import subprocess
+    import sys
+
+    from cityops.kernel.crypto import generate_keys
+
+    keys = tmp_path / "keys"
+    made = generate_keys(keys)
+    app = create_gis_app(gis_db, base_url="http://testserver", keys_dir=str(keys))
+    client = app.test_client()
+    h = bearer(role_tokens["planner"])
+    pub = client.get("/api/signing-key", headers=h)
+    assert pub.status_code == 200 and pub.headers["X-Key-Id"] == made["sm2"]
+    assert client.get("/api/signing-key").status_code == 401
+    assert client.get("/api/signing-key?keyid=nope", headers=h).status_code == 404
+    (tmp_path / "key.pem").write_bytes(pub.data)
+
+    def verify(body: bytes, sig: bytes) -> int:
+        (tmp_path / "f").write_bytes(body)
+        (tmp_path / "f.sig").write_bytes(sig)
+        cmd = [sys.executable, "-m", "cityops", "verify", str(tmp_path / "f")]
+        cmd += ["--signature", str(tmp_path / "f.sig"), "--public-key", str(tmp_path / "key.pem")]
+        return subprocess.run(cmd, capture_output=True, timeout=60).returncode
+
+    for fmt in ("csv", "gpkg", "geojson"):
+        r = client.get(f"/api/layers/water_pipes?limit=20&format={fmt}", headers=h)
+        fields = dict(p.split("=", 1) for p in r.headers["X-Cityops-Signature-SM2"].split(","))
+        assert fields["keyid"] == made["sm2"]
+        sig = base64.b64decode(fields["sm2"])
+        assert verify(r.data, sig) == 0, fmt
+        tampered = bytearray(r.data)
+        tampered[len(tampered) // 2] ^= 0x01
+        assert verify(bytes(tampered), sig) == 1, fmt
+    close_pools()
