@@ -16,11 +16,13 @@ import logging
 import os
 import platform
 import random
+import secrets
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -256,19 +258,30 @@ def bench_ogc(url: str, n: int) -> None:
     import requests
     from werkzeug.serving import make_server
 
+    from access.accounts import write_user
+    from access.tokens import write_token
     from cityops.shell.stack import free_port
-    from gis.ogc import build_pygeoapi_config, close_pools, create_ogc_app
+    from gis.http import create_gis_app
+    from gis.ogc import close_pools
 
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_ogc_app(build_pygeoapi_config(url, base_url=base, port=port))
+    root = f"http://127.0.0.1:{port}"
+    base = f"{root}/ogc"
+    # the real door: every request carries an API token, checked against the database
+    with psycopg.connect(url, autocommit=True) as conn:
+        write_user(conn, "bench-emergency", secrets.token_urlsafe(18), "emergency")
+        token, _ = write_token(
+            conn, "bench-emergency", "gis bench", actor="bench", now=datetime.now(UTC), days=1
+        )
+    app = create_gis_app(url, base_url=root)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
     server = make_server("127.0.0.1", port, app, threaded=True)
     th = threading.Thread(target=server.serve_forever, daemon=True)
     th.start()
     rnd = random.Random(3)
     s = requests.Session()
-    print("OGC API - Features items pages over HTTP (target p95 < 200 ms):")
+    s.headers["Authorization"] = f"Bearer {token}"
+    print("OGC API - Features items pages over HTTP, each with its token (target p95 < 200 ms):")
     try:
 
         def bbox() -> str:
