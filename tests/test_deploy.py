@@ -20,10 +20,15 @@ def test_one_service_per_part_with_health_checks() -> None:
         "alerts",
         "dashboard",
         "simulator",
+        "gis-api",
     ):
         assert name in SERVICES, name
-    for name in ("db", "mqtt", "ingest-1", "ingest-2", "dashboard"):
+    for name in ("db", "mqtt", "ingest-1", "ingest-2", "dashboard", "gis-api"):
         assert SERVICES[name]["healthcheck"]["test"], name
+    # the services that sign or decrypt read the keys, and nothing else does
+    for name, svc in SERVICES.items():
+        has_keys = "./deploy/secrets/keys:/keys:ro" in (svc.get("volumes") or [])
+        assert has_keys == (name in ("alerts", "gis-api")), name
     assert SERVICES["migrate"]["command"] == ["migrate"]
     for name in ("ingest-1", "ingest-2", "alerts", "dashboard"):
         assert (
