@@ -412,7 +412,7 @@ def serve_cmd(host: _Host = "127.0.0.1", port: _Port = 5001, base_url: _PublicUr
     from cityops.kernel.settings import Settings
     from gis.http import create_gis_app
 
-    keys = Settings().keys_dir or None  # exports signed with SM2 where the keys are
+    keys = Settings().keys_dir or None  # type: ignore[call-arg]  # exports signed where keys are
     app_ = create_gis_app(_db_url(), base_url=base_url or f"http://{host}:{port}", keys_dir=keys)
     _serve(app_, host, port)
 
