@@ -18,24 +18,40 @@ from urllib.parse import parse_qs
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
+from access.auth import can
 from cityops.kernel import web
 from cityops.kernel.settings import Settings
 from dashboards.components import header
 from dashboards.context import AppContext
+from dashboards.guard import CSRF_COOKIE, CSRF_HEADER, install_guard, response_csrf
 from dashboards.i18n import normalise_language, t
-from dashboards.login import current_user, install_login_routes
+from dashboards.login import current_user, form_refused, install_login_routes
 from dashboards.oidc import OidcClient, OidcConfig
-from dashboards.pages import alerts, map, overview, planner, sensor, trust, wall
+from dashboards.pages import admin, alerts, map, overview, planner, sensor, trust, wall
 from dashboards.queries import Reader
-from dashboards.security import build_csp, security_headers
+from dashboards.security import (
+    PUBLIC,
+    Access,
+    build_csp,
+    callback_access,
+    origin_of,
+    parse_trusted_proxies,
+    security_headers,
+)
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).with_name("assets")
 
 
 def page_modules() -> tuple[ModuleType, ...]:
-    """The pages, in navigation order; each has PATH, NAV_KEY, layout() and register()."""
-    return (overview, wall, map, sensor, alerts, trust, planner)
+    """The pages, in navigation order; each has PATH, NAV_KEY, layout() and register(), and
+    may declare ACCESS (what its page and callbacks need; open by default) and CALLBACK_ACCESS
+    (component id -> Access for the callbacks writing it)."""
+    return (overview, wall, map, sensor, alerts, trust, planner, admin)
+
+
+def page_access(module: ModuleType) -> Access:
+    return getattr(module, "ACCESS", Access(PUBLIC))
 
 
 def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
@@ -46,6 +62,7 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
         reader=reader or Reader(settings.database_url),
         writer=Reader(settings.database_url, read_only=False, max_idle=2),
         oidc=OidcClient(oidc_config) if oidc_config else None,
+        proxies=parse_trusted_proxies(settings.trusted_proxies),  # ValueError: a bad setting
     )
     ctx.current_user = lambda: current_user(ctx)
     app = Dash(
@@ -57,6 +74,9 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
         suppress_callback_exceptions=True,
         compress=False,
         enable_mcp=False,
+        # the renderer sends this cookie's value in this header with every callback (guard.py)
+        csrf_token_name=CSRF_COOKIE,
+        csrf_header_name=CSRF_HEADER,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     app.index_string = app.index_string.replace("<html>", f'<html lang="{_html_lang(settings)}">')
@@ -76,12 +96,32 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
         Input("url", "search"),
         State("lang", "data"),
     )(switch_language)
+    # what each callback needs, from its page's declaration: the shell's two are open
+    policy = {key: Access(PUBLIC) for key in app.callback_map}
     for module in pages.values():
+        before = set(app.callback_map)
         module.register(app, ctx)
+        declared = getattr(module, "CALLBACK_ACCESS", None)
+        for key in set(app.callback_map) - before:
+            policy[key] = callback_access(key, page_access(module), declared)
 
     app.server.config["CITYOPS_CONTEXT"] = ctx  # for benchmarks and diagnostics
+    app.server.config["CITYOPS_CALLBACK_ACCESS"] = policy  # the tests replay every callback
     install_login_routes(app.server, ctx)
-    _install_headers(app)
+    install_guard(
+        app.server,
+        ctx,
+        ctx.proxies,
+        policy,
+        security_headers(
+            build_csp(
+                app.csp_hashes(),
+                form_targets=[origin_of(oidc_config.issuer)] if oidc_config else [],
+            )
+        ),
+        ctx.current_user,
+        form_refused=partial(form_refused, ctx),
+    )
     return app
 
 
@@ -107,14 +147,22 @@ def route(ctx: AppContext, pages: dict[str, ModuleType], path: str | None, lang:
     lang = normalise_language(lang)
     module = pages.get(path or "/")
     user = ctx.current_user()
-    body = (
-        module.layout(ctx, lang)
-        if module is not None
-        else html.Div(t(lang, "page.not_found"), className="page empty")
-    )
+    if module is None:
+        body = html.Div(t(lang, "page.not_found"), className="page empty")
+    elif page_allows(page_access(module), user):
+        body = module.layout(ctx, lang)
+    else:  # the page's own check, on the server: its layout is not even built
+        key = "page.need_login" if user is None else "page.forbidden"
+        body = html.Div(t(lang, key), className="page empty", id="page-refused")
     kiosk = getattr(module, "KIOSK", False)  # the wall shows no navigation
     return (
-        header(lang, path or "/", getattr(user, "username", None)),
+        header(
+            lang,
+            path or "/",
+            getattr(user, "username", None),
+            csrf=response_csrf(),
+            admin=can(user, "users.manage"),
+        ),
         body,
         t(lang, "lang.switch"),
         "header-row hidden" if kiosk else "header-row",
@@ -135,27 +183,27 @@ def _html_lang(settings: Settings) -> str:
     return "en" if normalise_language(settings.language) == "en" else "zh-CN"
 
 
-def _install_headers(app: Dash) -> None:
-    headers = security_headers(build_csp(app.csp_hashes()))
-
-    @app.server.after_request
-    def _secure(response):
-        for key, value in headers.items():
-            response.headers.setdefault(key, value)
-        if response.mimetype in ("application/json", "text/html"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+def page_allows(access: Access, user: Any) -> bool:
+    if access.need == PUBLIC:
+        return True
+    if user is None:
+        return False
+    return access.need == "signed_in" or can(user, access.need)
 
 
 def make_server(settings: Settings, *, threads: int = web.THREADS) -> Any:
     """The dashboard on the production server, bound to ``dashboard_host:dashboard_port``
     (``cityops.kernel.web``)."""
-    return web.make_server(
-        build_app(settings).server,
-        settings.dashboard_host,
-        settings.dashboard_port,
-        threads=threads,
+    app = build_app(settings)
+    server = web.make_server(
+        app.server, settings.dashboard_host, settings.dashboard_port, threads=threads
     )
+    if settings.trusted_proxies.strip():
+        # waitress drops every X-Forwarded-* header unless it trusts the peer itself, and it
+        # trusts one address at most; our guard believes them from the configured proxies only
+        # (dashboards.security.client_address), so it gets them unfiltered
+        server.application = app.server
+    return server
 
 
 def run(settings: Settings, *, threads: int = web.THREADS) -> None:

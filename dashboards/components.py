@@ -36,18 +36,34 @@ NAV = (
 )
 
 
-def header(lang: str, path: str, user: str | None = None) -> html.Header:
+def header(
+    lang: str, path: str, user: str | None = None, *, csrf: str = "", admin: bool = False
+) -> html.Header:
+    """The title and navigation; for a signed-in user a logout button (a POST with the
+    anti-forgery token ``csrf``, like every change), for an admin the admin page's link."""
+    nav = [*NAV, ("/admin", "nav.admin")] if admin else NAV
     links = [
         dcc.Link(
             t(lang, key),
             href=href,
             className="nav-link active" if path == href else "nav-link",
         )
-        for href, key in NAV
+        for href, key in nav
     ]
     account = (
-        html.A(
-            f"{display_text(user)} · {t(lang, 'nav.logout')}", href="/logout", className="nav-link"
+        html.Form(
+            [
+                dcc.Input(type="hidden", name="csrf", value=csrf, id="logout-csrf"),
+                html.Button(
+                    f"{display_text(user)} · {t(lang, 'nav.logout')}",
+                    type="submit",
+                    id="logout-button",
+                    className="nav-link nav-button",
+                ),
+            ],
+            method="post",
+            action=f"/logout?lang={lang}",
+            className="nav-form",
         )
         if user
         else html.A(t(lang, "nav.login"), href="/login", className="nav-link")

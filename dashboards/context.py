@@ -53,6 +53,8 @@ class AppContext:
     current_user: Callable[[], Any] = field(default=lambda: None)
     # single sign-on (dashboards.oidc.OidcClient) when CITYOPS_OIDC_ISSUER is set
     oidc: Any = None
+    # CITYOPS_TRUSTED_PROXIES, parsed (dashboards.security.parse_trusted_proxies)
+    proxies: tuple[Any, ...] = ()
 
     @property
     def tz(self) -> str:

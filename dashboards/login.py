@@ -1,14 +1,15 @@
 """Login and logout routes on the dashboard's Flask server (plain HTML forms, no script).
 
-The session cookie is HttpOnly and SameSite=Strict (a cross-site request carries no session, so
-callbacks need no CSRF token); only its SHA-256 is stored (access/accounts.py). With
+The session cookie is HttpOnly and SameSite=Strict, Secure behind TLS; only its SHA-256 is
+stored (access/accounts.py). Both forms carry the anti-forgery token and are checked by
+``dashboards.guard`` like every other state-changing request (Origin and token). With
 ``CITYOPS_OIDC_ISSUER`` set, ``/oidc/login`` and ``/oidc/callback`` sign users in through the
-city's OpenID Connect provider (dashboards/oidc.py) into the same kind of session.
+city's OpenID Connect provider (dashboards/oidc.py) into the same kind of session, and logging
+out of such a session also goes to the provider's ``end_session_endpoint`` when it has one.
 """
 
 from __future__ import annotations
 
-import hmac
 import html
 import logging
 import secrets
@@ -17,15 +18,33 @@ from functools import partial
 import flask
 
 from access import accounts
-from access.auth import LOGIN_WINDOW_S, SESSION_COOKIE, SESSION_MAX_S, User
+from access.auth import (
+    LOGIN_BACKOFF_S,
+    SESSION_COOKIE,
+    SESSION_MAX_S,
+    SSO_PREFIX,
+    User,
+    csrf_token,
+)
 from dashboards.context import AppContext
+from dashboards.guard import CSRF_FIELD, door, response_csrf, set_csrf_cookie
 from dashboards.i18n import normalise_language, t
 from dashboards.oidc import PENDING_TTL_S, OidcError, display_name, map_role, sso_username
 from dashboards.queries import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
-LOGIN_CSRF_COOKIE = "cityops_login_csrf"
 OIDC_COOKIE = "cityops_oidc"  # which pending single sign-on this browser started
+
+
+def _page(lang: str, title: str, body: str) -> str:
+    e = html.escape
+    return f"""<!DOCTYPE html>
+<html lang="{"en" if lang == "en" else "zh-CN"}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)} · {e(t(lang, "app.title"))}</title>
+<link rel="stylesheet" href="/assets/style.css"></head>
+<body><main class="panel login-box">
+<h2>{e(t(lang, "app.title"))} · {e(title)}</h2>{body}</main></body></html>"""
 
 
 def render_login_page(
@@ -39,25 +58,30 @@ def render_login_page(
             f"{e(t(lang, 'login.sso'))}</a></p>"
             f'<p class="note">{e(t(lang, "login.or"))}</p>'
         )
-    return f"""<!DOCTYPE html>
-<html lang="{"en" if lang == "en" else "zh-CN"}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(t(lang, "login.title"))} · {e(t(lang, "app.title"))}</title>
-<link rel="stylesheet" href="/assets/style.css"></head>
-<body><main class="panel login-box">
-<h2>{e(t(lang, "app.title"))} · {e(t(lang, "login.title"))}</h2>{note}
-<form method="post" action="/login?lang={e(lang)}">
-<input type="hidden" name="csrf" value="{e(csrf)}">
+    form = f"""<form method="post" action="/login?lang={e(lang)}">
+<input type="hidden" name="{CSRF_FIELD}" value="{e(csrf)}">
 <label for="username">{e(t(lang, "login.username"))}</label>
 <input id="username" name="username" autocomplete="username" value="{e(username)}" required>
 <label for="password">{e(t(lang, "login.password"))}</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button class="action" id="login-submit" type="submit">{e(t(lang, "login.submit"))}</button>
-</form></main></body></html>"""
+</form>"""
+    return _page(lang, t(lang, "login.title"), note + form)
 
 
-def client_of(request: flask.Request) -> str:
-    return request.remote_addr or "unknown"
+def render_logout_page(lang: str, csrf: str) -> str:
+    """A link to /logout lands here: logging out is a POST with the token, like any change."""
+    e = html.escape
+    form = f"""<form method="post" action="/logout?lang={e(lang)}">
+<input type="hidden" name="{CSRF_FIELD}" value="{e(csrf)}">
+<button class="action" id="logout-submit" type="submit">{e(t(lang, "nav.logout"))}</button>
+</form>"""
+    return _page(lang, t(lang, "nav.logout"), form)
+
+
+def client_of(ctx: AppContext) -> str:
+    """The client's address (through a trusted proxy: the address it forwarded)."""
+    return door(ctx.proxies).client
 
 
 def current_user(ctx: AppContext) -> User | None:
@@ -81,7 +105,9 @@ def current_user(ctx: AppContext) -> User | None:
 def install_login_routes(server: flask.Flask, ctx: AppContext) -> None:
     """``/login`` and ``/logout``; ``/oidc/login`` and ``/oidc/callback`` with single sign-on."""
     server.add_url_rule("/login", "login_view", partial(login_view, ctx), methods=["GET", "POST"])
-    server.add_url_rule("/logout", "logout_view", partial(logout_view, ctx))
+    server.add_url_rule(
+        "/logout", "logout_view", partial(logout_view, ctx), methods=["GET", "POST"]
+    )
     if ctx.oidc is not None:
         server.add_url_rule("/oidc/login", "oidc_login", partial(oidc_login, ctx))
         server.add_url_rule("/oidc/callback", "oidc_callback", partial(oidc_callback, ctx))
@@ -92,23 +118,31 @@ def _lang_of(ctx: AppContext) -> str:
 
 
 def login_page(ctx: AppContext, lang: str, message: str = "", username: str = "", status=200):
-    """The form with a fresh anti-forgery token (double submit: cookie and hidden field),
+    """The form with this browser's anti-forgery token (also in its ``cityops_csrf`` cookie),
     so another site cannot log a browser in to an account of its choosing."""
-    token = secrets.token_urlsafe(24)
-    body = render_login_page(lang, message, username, token, sso=ctx.oidc is not None)
-    response = flask.make_response(body, status)
-    return _with_cookie(response, LOGIN_CSRF_COOKIE, token, max_age=3600, path="/login")
+    body = render_login_page(lang, message, username, response_csrf(), sso=ctx.oidc is not None)
+    return flask.make_response(body, status)
 
 
-def _signed_in(token: str):
-    """To the alert console, with the new session's cookie."""
+def form_refused(ctx: AppContext, reason: str):
+    """What ``dashboards.guard`` answers a login form it refused (an old page, another site)."""
+    lang = _lang_of(ctx)
+    return login_page(ctx, lang, t(lang, "login.expired"), status=403)
+
+
+def _signed_in(ctx: AppContext, token: str):
+    """To the alert console, with the new session's cookie and its anti-forgery token."""
     response = flask.redirect("/alerts", code=303)
-    return _with_cookie(response, SESSION_COOKIE, token, max_age=SESSION_MAX_S, path="/")
+    set_csrf_cookie(response, csrf_token(token), secure=door(ctx.proxies).secure)
+    return _with_cookie(ctx, response, SESSION_COOKIE, token, max_age=SESSION_MAX_S, path="/")
 
 
-def _with_cookie(response, name: str, value: str, *, max_age: int, path: str, samesite="Strict"):
-    """An HttpOnly cookie, Secure when the browser came over TLS."""
-    secure = flask.request.is_secure
+def _with_cookie(
+    ctx: AppContext, response, name: str, value: str, *, max_age: int, path: str, samesite="Strict"
+):
+    """An HttpOnly cookie, Secure when the browser came over TLS (here or to a trusted proxy
+    that says so in ``X-Forwarded-Proto``)."""
+    secure = door(ctx.proxies).secure
     response.set_cookie(
         name, value, max_age=max_age, httponly=True, samesite=samesite, secure=secure, path=path
     )
@@ -116,44 +150,60 @@ def _with_cookie(response, name: str, value: str, *, max_age: int, path: str, sa
 
 
 def login_view(ctx: AppContext):
-    """The form (GET), or a password login (POST) checked against the rate limit."""
+    """The form (GET), or a password login (POST; its origin and token checked by the guard)
+    against the login limit."""
     lang = _lang_of(ctx)
     if flask.request.method == "GET":
         return login_page(ctx, lang)
-    sent = flask.request.form.get("csrf", "")
-    kept = flask.request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not sent or not kept or not hmac.compare_digest(sent, kept):
-        return login_page(ctx, lang, t(lang, "login.expired"), status=400)
     username = flask.request.form.get("username", "")[:64]
     password = flask.request.form.get("password", "")[:1024]
     try:
         with ctx.writer.connection() as conn:
-            token, outcome = accounts.login(
-                conn, username, password, client_of(flask.request), ctx.clock()
-            )
+            token, outcome = accounts.login(conn, username, password, client_of(ctx), ctx.clock())
     except DatabaseUnavailable:
         return login_page(ctx, lang, t(lang, "banner.db_down"), username, 503)
     if token is None:
         limited = outcome == "limited"
         message = (
-            t(lang, "login.limited", minutes=LOGIN_WINDOW_S // 60)
+            t(lang, "login.limited", minutes=max(1, LOGIN_BACKOFF_S // 60))
             if limited
             else t(lang, "login.failed")
         )
         return login_page(ctx, lang, message, username, 429 if limited else 401)
-    return _signed_in(token)
+    return _signed_in(ctx, token)
 
 
 def logout_view(ctx: AppContext):
+    """GET: a page with the logout button; POST: end the session (and, for a single sign-on
+    session, the provider's too when it offers RP-initiated logout)."""
+    lang = _lang_of(ctx)
+    if flask.request.method == "GET":
+        return flask.make_response(render_logout_page(lang, response_csrf()))
     token = flask.request.cookies.get(SESSION_COOKIE)
+    user = current_user(ctx)
     if token:
         try:
             with ctx.writer.connection() as conn:
-                accounts.logout(conn, token, ctx.clock(), client_of(flask.request))
+                accounts.logout(conn, token, ctx.clock(), client_of(ctx))
         except DatabaseUnavailable:
             pass
-    response = flask.redirect("/", code=303)
+    target = "/"
+    if user is not None and user.username.startswith(SSO_PREFIX) and ctx.oidc is not None:
+        here = door(ctx.proxies)
+        configured = ctx.oidc.config.redirect_url  # the public address behind a TLS proxy
+        home = (
+            configured.rsplit("/oidc/", 1)[0] + "/"
+            if configured
+            else f"{here.scheme}://{here.host}/"
+        )
+        try:
+            target = ctx.oidc.logout_url(home) or "/"
+        except OidcError as exc:
+            log.warning("provider logout unavailable: %s", exc)
+    response = flask.redirect(target, code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
+    # a new random token: the old one was derived from the session that just ended
+    set_csrf_cookie(response, secrets.token_urlsafe(32), secure=door(ctx.proxies).secure)
     return response
 
 
@@ -161,7 +211,8 @@ def logout_view(ctx: AppContext):
 def oidc_login(ctx: AppContext):
     """To the provider, remembering this browser's pending login in a cookie."""
     lang = _lang_of(ctx)
-    redirect_url = flask.request.host_url.rstrip("/") + "/oidc/callback"
+    here = door(ctx.proxies)
+    redirect_url = f"{here.scheme}://{here.host}/oidc/callback"
     try:
         url, cookie = ctx.oidc.begin(redirect_url, lang)
     except OidcError as exc:
@@ -170,7 +221,7 @@ def oidc_login(ctx: AppContext):
     response = flask.redirect(url, code=303)
     # Lax, not Strict: the provider's redirect back is a cross-site navigation
     return _with_cookie(
-        response, OIDC_COOKIE, cookie, max_age=int(PENDING_TTL_S), path="/oidc", samesite="Lax"
+        ctx, response, OIDC_COOKIE, cookie, max_age=int(PENDING_TTL_S), path="/oidc", samesite="Lax"
     )
 
 
@@ -192,7 +243,7 @@ def oidc_callback(ctx: AppContext):
     """The provider's answer: checked (dashboards.oidc: state, PKCE, id_token signature,
     issuer, audience, nonce), the role claim mapped, a session opened. Every refusal is audited
     and counted per client (the same limit as password logins), and shown on the login page."""
-    who = client_of(flask.request)
+    who = client_of(ctx)
     pending = ctx.oidc.pending.take(flask.request.cookies.get(OIDC_COOKIE))
     lang = pending.lang if pending else _lang_of(ctx)
     now = ctx.clock()
@@ -203,7 +254,7 @@ def oidc_callback(ctx: AppContext):
         return login_page(ctx, lang, t(lang, "banner.db_down"), status=503)
     if limited:
         return login_page(
-            ctx, lang, t(lang, "login.limited", minutes=LOGIN_WINDOW_S // 60), status=429
+            ctx, lang, t(lang, "login.limited", minutes=max(1, LOGIN_BACKOFF_S // 60)), status=429
         )
     try:
         username, role, claims = vouched_identity(ctx.oidc, pending, flask.request.args)
@@ -228,7 +279,7 @@ def oidc_callback(ctx: AppContext):
     if token is None:
         key = "login.sso_disabled" if outcome == "disabled" else "login.sso_failed"
         return _forget_pending(login_page(ctx, lang, t(lang, key, reason=outcome), status=403))
-    return _forget_pending(_signed_in(token))
+    return _forget_pending(_signed_in(ctx, token))
 
 
 def vouched_identity(client, pending, args) -> tuple[str, str, dict]:

@@ -146,6 +146,7 @@ class Provider:
     jwks_uri: str
     algorithms: tuple[str, ...]
     token_auth: str  # client_secret_basic, client_secret_post or none
+    end_session_endpoint: str = ""  # RP-initiated logout, when the provider offers it
 
 
 def parse_discovery(doc: Mapping[str, Any], issuer: str, *, has_secret: bool) -> Provider:
@@ -162,6 +163,12 @@ def parse_discovery(doc: Mapping[str, Any], issuer: str, *, has_secret: bool) ->
             raise OidcError("bad_discovery", f"no {key}")
         try:
             urls[key] = check_url(value, key)
+        except ValueError as exc:
+            raise OidcError("bad_discovery", str(exc)) from None
+    end_session = doc.get("end_session_endpoint")
+    if end_session is not None:
+        try:
+            end_session = check_url(str(end_session), "end_session_endpoint")
         except ValueError as exc:
             raise OidcError("bad_discovery", str(exc)) from None
     offered = doc.get("id_token_signing_alg_values_supported") or ["RS256"]
@@ -187,7 +194,21 @@ def parse_discovery(doc: Mapping[str, Any], issuer: str, *, has_secret: bool) ->
         jwks_uri=urls["jwks_uri"],
         algorithms=algorithms,
         token_auth=token_auth,
+        end_session_endpoint=end_session or "",
     )
+
+
+def logout_url(provider: Provider, config: OidcConfig, post_logout_redirect: str) -> str | None:
+    """Where to send the browser to end its session at the provider too (OpenID Connect
+    RP-Initiated Logout 1.0: ``client_id`` and ``post_logout_redirect_uri``), or None when the
+    discovery document names no ``end_session_endpoint``."""
+    if not provider.end_session_endpoint:
+        return None
+    query = urllib.parse.urlencode(
+        {"client_id": config.client_id, "post_logout_redirect_uri": post_logout_redirect}
+    )
+    sep = "&" if "?" in provider.end_session_endpoint else "?"
+    return f"{provider.end_session_endpoint}{sep}{query}"
 
 
 # -- the flow ---------------------------------------------------------------------------------
@@ -482,6 +503,10 @@ class OidcClient:
         provider = self.provider()
         pending = new_pending(self.config.redirect_url or redirect_url, lang)
         return authorization_url(provider, self.config, pending), self.pending.put(pending)
+
+    def logout_url(self, post_logout_redirect: str) -> str | None:
+        """The provider's logout address for this browser, or None (see ``logout_url``)."""
+        return logout_url(self.provider(), self.config, post_logout_redirect)
 
     def finish(self, pending: PendingLogin, args: Mapping[str, str]) -> dict[str, Any]:
         """The verified id_token claims for the provider's answer ``args`` (code and state)

@@ -343,7 +343,13 @@ def gis_load_districts(
     console.print(f"loaded {n} districts")
 
 
-MIN_PASSWORD_LENGTH = 12
+PASSWORD_PROBLEMS = {
+    "short": "the password needs at least 12 characters",
+    "username": "the password must not be or contain the user name",
+    "common": "the password is too common",
+    "simple": "the password needs 3 of: lower case, upper case, digits, other characters"
+    " (or at least 16 characters)",
+}
 
 
 @users_app.command("add")
@@ -355,18 +361,22 @@ def users_add(
         bool, typer.Option(help="Read the password from standard input instead of prompting.")
     ] = False,
 ) -> None:
-    """Create an account, or replace its password and role (argon2id hash; >= 12 characters)."""
+    """Create an account, or replace its password and role (argon2id hash; its sessions end).
+    Passwords: >= 12 characters, not containing the name, not a common one, 3 character classes
+    or >= 16 characters (access.auth.password_problem)."""
     import psycopg
 
     from access.accounts import write_user
+    from access.auth import password_problem
     from cityops.kernel.db import connect
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        console.print(f"[red]the password needs at least {MIN_PASSWORD_LENGTH} characters[/]")
+    problem = password_problem(password, username)
+    if problem:
+        console.print(f"[red]{PASSWORD_PROBLEMS[problem]}[/]")
         raise typer.Exit(2)
     with connect(_settings().database_url) as conn:
         try:

@@ -40,9 +40,13 @@ from dashboards.model import (
     local_time,
     parse_shelve_hours,
 )
+from dashboards.security import Access
 
 PATH = "/alerts"
 NAV_KEY = "nav.alerts"
+# the list is open (decision 0040); the selected alert's detail checks the session inside
+# show_selected (an anonymous caller gets a login prompt); acting needs alert.act
+CALLBACK_ACCESS = {"alerts-result": Access("alert.act")}
 ACTIONS = ("ack", "assign", "shelve", "unshelve", "resolve")
 SHELVE_HOURS = (1, 4, 8, 24, 72)
 AUDIT_ACTIONS = {"acknowledge": "ack"}  # alert_audit's action names that differ from ACTIONS
@@ -64,7 +68,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             html.Div(id="alerts-banner"),
             _filter_row(lang, who),
             panel(t(lang, "alerts.open"), html.Div(id="alerts-table"), style={"maxHeight": "52vh"}),
-            _actions_panel(lang),
+            _actions_panel(lang, user),
             # last: shelved alerts need nobody now (the selected alert's detail comes first)
             panel(
                 t(lang, "alerts.shelved"),
@@ -95,7 +99,13 @@ def _filter_row(lang: str, who: str) -> html.Div:
     )
 
 
-def _actions_panel(lang: str) -> html.Section:
+def _actions_panel(lang: str, user: Any = None) -> html.Section:
+    """The action form; its buttons are disabled for those who may not act (the server
+    refuses their calls anyway: CALLBACK_ACCESS)."""
+    allowed = can(user, "alert.act")
+    refused = (
+        "" if allowed else t(lang, "alerts.need_login" if user is None else "alerts.forbidden")
+    )
     fields = [
         dcc.Input(
             id="alerts-comment",
@@ -118,7 +128,12 @@ def _actions_panel(lang: str) -> html.Section:
         ),
     ]
     buttons = [
-        html.Button(t(lang, f"alerts.action.{a}"), id=f"alerts-{a}", className="action")
+        html.Button(
+            t(lang, f"alerts.action.{a}"),
+            id=f"alerts-{a}",
+            className="action",
+            disabled=not allowed,
+        )
         for a in ACTIONS
     ]
     return panel(
@@ -126,7 +141,9 @@ def _actions_panel(lang: str) -> html.Section:
         html.Div(t(lang, "alerts.select_first"), id="alerts-selected-label"),
         html.Div(className="form-row", children=fields),
         html.Div(className="form-row", children=buttons),
-        html.Div(id="alerts-result", role="status"),
+        html.Div(
+            refused and html.Span(refused, className="note"), id="alerts-result", role="status"
+        ),
         html.Div(id="alerts-timeline"),
         kind="actions-panel",
     )

@@ -32,12 +32,19 @@ from dashboards.context import AppContext, read_districts
 from dashboards.figures import build_planner_map_figure
 from dashboards.i18n import t
 from dashboards.model import display_text
+from dashboards.security import Access
 from gis.export import render, write_gpkg
 from gis.filters import AlertHistory, NearLayer, QueryError, build_query, parse_filter
 from gis.planner import fetch_planner_query
 
 PATH = "/planner"
 NAV_KEY = "nav.planner"
+# anyone sees the form and the empty map; asking and exporting need planner.query (the run
+# callback also draws the empty map at load and on "clear": only a click on run is checked)
+CALLBACK_ACCESS = {
+    "planner-query": Access("planner.query", triggers=("planner-run.n_clicks",)),
+    "planner-download": Access("planner.query"),
+}
 MAX_RADIUS_M = 100_000.0  # the whole city fits in 100 km around its centre
 TABLE_ROWS = 200
 MAX_NEAR_M = 10_000.0  # "near" beyond 10 km is no longer near in one city
@@ -77,7 +84,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
         *_area_fields(lang),
         *_near_fields(lang),
         *_alert_fields(lang),
-        _action_buttons(lang),
+        _action_buttons(lang, can(ctx.current_user(), "planner.query")),
         kind="controls",
     )
     answers = html.Div([panel(None, answer_map), panel(None, table, style={"maxHeight": "30vh"})])
@@ -158,15 +165,22 @@ def _alert_fields(lang: str) -> list:
     ]
 
 
-def _action_buttons(lang: str) -> html.Div:
-    """Run, clear and export; they stay in view while the fields above scroll."""
-    run = html.Button(t(lang, "planner.run"), id="planner-run", className="action")
+def _action_buttons(lang: str, allowed: bool = True) -> html.Div:
+    """Run, clear and export; they stay in view while the fields above scroll. Disabled for
+    those who may not ask (the server refuses their calls anyway: CALLBACK_ACCESS)."""
+    run = html.Button(
+        t(lang, "planner.run"), id="planner-run", className="action", disabled=not allowed
+    )
     clear = html.Button(t(lang, "planner.clear_polygon"), id="planner-clear", className="action")
-    exports = [html.Button(f, id=f"planner-export-{f}", className="action") for f in EXPORT_FORMATS]
+    exports = [
+        html.Button(f, id=f"planner-export-{f}", className="action", disabled=not allowed)
+        for f in EXPORT_FORMATS
+    ]
+    refused = "" if allowed else html.Span(t(lang, "planner.forbidden"), className="note")
     return html.Div(
         [
             html.Div([run, clear], className="form-row"),
-            html.Div(id="planner-message", role="status"),
+            html.Div(refused, id="planner-message", role="status"),
             html.Div(exports, className="form-row"),
         ],
         className="planner-actions",

@@ -307,16 +307,18 @@ PASSWORDS = {
     "li.na": "planner-pass-1",
     "zhang.wei": "emergency-pass-1",
     "wang.fang": "operator-p-1",
+    "zhou.min": "Admin-pass-2026",
 }
 
 
 @pytest.fixture(scope="session")
 def users(dash_db: str) -> dict[str, str]:
-    """A planner, an emergency user and an operator in the session database."""
+    """A planner, an emergency user, an operator and an admin in the session database."""
     from access import accounts
 
     with psycopg.connect(dash_db) as conn:
         accounts.write_user(conn, "li.na", PASSWORDS["li.na"], "planner", "李娜")
         accounts.write_user(conn, "zhang.wei", PASSWORDS["zhang.wei"], "emergency", "张伟")
         accounts.write_user(conn, "wang.fang", PASSWORDS["wang.fang"], "operator", "王芳")
+        accounts.write_user(conn, "zhou.min", PASSWORDS["zhou.min"], "admin", "周敏")
     return PASSWORDS

@@ -42,16 +42,69 @@ def page_text(driver: WebDriver) -> str:
     return driver.find_element(By.TAG_NAME, "body").text
 
 
-def call_callback(opener, base: str, input_id: str, values: dict, changed: str) -> dict:
-    """POST to /_dash-update-component as the browser would, for the callback that has
-    ``input_id`` among its inputs; ``values`` maps "id.prop" to values, ``changed`` is the
-    "id.prop" that triggered it. Returns the decoded response."""
-    import json
+def new_client():
+    """An HTTP client with a cookie jar (anonymous until ``http_login``)."""
+    import http.cookiejar
     import urllib.request
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.jar = jar  # type: ignore[attr-defined]
+    return opener
+
+
+def bind_client(source_ip: str):
+    """An HTTP client (with a cookie jar) whose connections come from ``source_ip``, one of
+    this machine's loopback addresses (127.0.0.x): another client address for the server."""
+    import functools
+    import http.client
+    import http.cookiejar
+    import urllib.request
+
+    class FromAddress(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            conn = functools.partial(http.client.HTTPConnection, source_address=(source_ip, 0))
+            return self.do_open(conn, req)
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), FromAddress())
+    opener.jar = jar  # type: ignore[attr-defined]
+    return opener
+
+
+def _jar_of(opener):
+    for handler in getattr(opener, "handlers", []):
+        if hasattr(handler, "cookiejar"):
+            return handler.cookiejar
+    return None
+
+
+def csrf_of(opener, base: str) -> str:
+    """The anti-forgery token the server left in ``opener``'s jar (fetched if none yet), as
+    the dashboard's pages send it back in the X-CSRF-Token header."""
+    jar = _jar_of(opener)
+    assert jar is not None, "a client without a cookie jar cannot send the token"
+    found = [c.value for c in jar if c.name == "cityops_csrf"]
+    if not found:
+        opener.open(base + "/_dash-layout", timeout=10).read()
+        found = [c.value for c in jar if c.name == "cityops_csrf"]
+    assert found, "the server set no cityops_csrf cookie"
+    return found[-1]
+
+
+def callback_body(opener, base: str, input_id: str, values: dict, changed: str) -> dict:
+    """The JSON a browser posts for the callback that has ``input_id`` among its inputs."""
+    import json
 
     with opener.open(base + "/_dash-dependencies", timeout=10) as resp:
         deps = json.loads(resp.read())
     dep = next(d for d in deps if any(i["id"] == input_id for i in d["inputs"]))
+    return dependency_body(dep, values, changed)
+
+
+def dependency_body(dep: dict, values: dict, changed: str | None) -> dict:
+    """A callback call for ``dep`` (one entry of /_dash-dependencies); ``values`` maps "id.prop"
+    to values, ``changed`` is the "id.prop" that triggered it."""
     out = dep["output"]
     parts = out.strip(".").split("...") if out.startswith("..") else [out]
     outputs = [dict(zip(("id", "property"), p.rsplit(".", 1), strict=True)) for p in parts]
@@ -60,20 +113,63 @@ def call_callback(opener, base: str, input_id: str, values: dict, changed: str) 
     def items(specs: list[dict]) -> list[dict]:
         return [{**s, "value": values.get(f"{s['id']}.{s['property']}")} for s in specs]
 
-    body = {
+    return {
         "output": out,
         "outputs": outputs if len(outputs) > 1 else outputs[0],
         "inputs": items(dep["inputs"]),
         "state": items(dep.get("state", [])),
-        "changedPropIds": [changed],
+        "changedPropIds": [changed] if changed else [],
     }
-    req = urllib.request.Request(
-        base + "/_dash-update-component",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with opener.open(req, timeout=60) as resp:
+
+
+def post_json(opener, base: str, path: str, body: dict, *, origin: str | None = "", token=True):
+    """POST ``body`` as our pages do: Origin (``base`` unless given; None sends none) and the
+    X-CSRF-Token header (unless ``token`` is False, or a string to send instead)."""
+    import json
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if origin is not None:
+        headers["Origin"] = origin or base
+    if token is True:
+        headers["X-CSRF-Token"] = csrf_of(opener, base)
+    elif token:
+        headers["X-CSRF-Token"] = token
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers)
+    return opener.open(req, timeout=60)
+
+
+def status_of(call) -> int:
+    """The HTTP status of ``call()`` (an urllib open), refusals included."""
+    import urllib.error
+
+    try:
+        with call() as resp:
+            resp.read()
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def call_callback(opener, base: str, input_id: str, values: dict, changed: str) -> dict:
+    """POST to /_dash-update-component as the browser would (Origin and anti-forgery token
+    included), for the callback that has ``input_id`` among its inputs; ``values`` maps "id.prop"
+    to values, ``changed`` is the "id.prop" that triggered it. Returns the decoded response."""
+    import json
+
+    if _jar_of(opener) is None:
+        opener = new_client()
+    body = callback_body(opener, base, input_id, values, changed)
+    with post_json(opener, base, "/_dash-update-component", body) as resp:
         return json.loads(resp.read())
+
+
+def callback_status(opener, base: str, input_id: str, values: dict, changed: str) -> int:
+    """The HTTP status of that call (401 and 403 are refusals by the server)."""
+    if _jar_of(opener) is None:
+        opener = new_client()
+    body = callback_body(opener, base, input_id, values, changed)
+    return status_of(lambda: post_json(opener, base, "/_dash-update-component", body))
 
 
 def insert_alert(
@@ -103,29 +199,35 @@ def insert_alert(
 def refresh_over_http(base: str, page: str, **values: object) -> dict:
     """What a page's periodic refresh answers an anonymous browser (``page``-tick fired once),
     in English; ``values`` are the page's other inputs ("id.prop": value)."""
-    import urllib.request
-
     tick = f"{page}-tick.n_intervals"
     inputs = {tick: 1, "lang.data": "en", **values}
-    return call_callback(urllib.request.build_opener(), base, f"{page}-tick", inputs, tick)[
-        "response"
-    ]
+    return call_callback(new_client(), base, f"{page}-tick", inputs, tick)["response"]
 
 
 def http_login(base: str, username: str, password: str):
     """An HTTP client with the session cookie of ``username`` (through the /login form)."""
-    import http.cookiejar
+    opener = new_client()
+    status = post_form(opener, base, "/login", {"username": username, "password": password})
+    assert any(c.name == "cityops_session" for c in opener.jar), f"no session cookie ({status})"
+    return opener
+
+
+def post_form(opener, base: str, path: str, form: dict, *, origin: str | None = "", token=True):
+    """POST an HTML form as a browser on our page would (Origin, and the form's ``csrf`` field
+    from a fresh login page unless ``token`` is False or a string); the HTTP status."""
     import urllib.parse
     import urllib.request
 
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    data = urllib.parse.urlencode(
-        {"username": username, "password": password, "csrf": login_token(opener, base)}
-    ).encode()
-    opener.open(base + "/login", data=data, timeout=10)
-    assert any(c.name == "cityops_session" for c in jar), "no session cookie"
-    return opener
+    form = dict(form)
+    if token is True:
+        form["csrf"] = login_token(opener, base)
+    elif token:
+        form["csrf"] = token
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if origin is not None:
+        headers["Origin"] = origin or base
+    data = urllib.parse.urlencode(form).encode()
+    return status_of(lambda: opener.open(urllib.request.Request(base + path, data, headers)))
 
 
 def login_token(opener, base: str) -> str:
@@ -137,6 +239,18 @@ def login_token(opener, base: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', page)
     assert match, "no token in the login form"
     return match.group(1)
+
+
+def http_logout(opener, base: str) -> int:
+    """Log out as the header's button does (a POST with the token)."""
+    return post_form(opener, base, "/logout", {}, token=csrf_of(opener, base))
+
+
+def browser_logout(driver: WebDriver, base: str) -> None:
+    """Log out through the /logout page's button (logging out is a POST with the token)."""
+    driver.get(base + "/logout")
+    driver.find_element(By.ID, "logout-submit").click()
+    wait_for(lambda: not driver.current_url.startswith(base + "/logout"), what="logged out")
 
 
 def browser_login(driver: WebDriver, base: str, username: str, password: str) -> None:

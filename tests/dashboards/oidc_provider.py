@@ -58,6 +58,7 @@ class LocalProvider:
     tamper: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)  # authorization requests
     token_requests: list[dict[str, Any]] = field(default_factory=list)
+    logouts: list[dict[str, Any]] = field(default_factory=list)  # end_session requests
 
     def __post_init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -85,6 +86,7 @@ class LocalProvider:
             "authorization_endpoint": self.issuer + "/authorize",
             "token_endpoint": self.issuer + "/token",
             "jwks_uri": self.issuer + "/jwks",
+            "end_session_endpoint": self.issuer + "/logout",
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
@@ -157,6 +159,12 @@ class LocalProvider:
                     return self._json(200, provider.jwks())
                 if url.path == "/authorize":
                     return self._authorize(args)
+                if url.path == "/logout":  # RP-initiated logout: remembered, then back
+                    provider.logouts.append(args)
+                    self.send_response(302)
+                    self.send_header("Location", args.get("post_logout_redirect_uri", "/"))
+                    self.send_header("Content-Length", "0")
+                    return self.end_headers()
                 return self._json(404, {"error": "not_found"})
 
             def _authorize(self, args: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from selenium.webdriver.common.by import By
 from tests.dashboards.browser import severe_console_messages
 from tests.dashboards.helpers import (
     browser_login,
+    browser_logout,
     call_callback,
     http_login,
     insert_alert,
@@ -102,7 +103,7 @@ def test_console_shows_isolation_for_an_alert_on_a_main(
         assert severe_console_messages(browser) == []
         browser.save_screenshot(str(screenshots / "alerts-incident.png"))
     finally:
-        browser.get(dash_server.url + "/logout")
+        browser_logout(browser, dash_server.url)
 
 
 def test_alert_detail_needs_a_signed_in_user(dash_server, main_alert, users, browser):
@@ -320,7 +321,7 @@ def test_shelved_alerts_leave_the_attention_lists_and_have_their_own_section(
         wait_for(lambda: "zhang.wei · 取消搁置" in page_text(browser), what="timeline")
         assert severe_console_messages(browser) == []
     finally:
-        browser.get(base + "/logout")
+        browser_logout(browser, base)
     with psycopg.connect(dash_db) as conn:
         until, actions = conn.execute(
             "SELECT a.shelved_until, array_agg(u.action ORDER BY u.audit_id) FROM alerts a"

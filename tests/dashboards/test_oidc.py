@@ -31,8 +31,11 @@ from dashboards.oidc import (
 from tests.dashboards.browser import severe_console_messages
 from tests.dashboards.conftest import dashboard_settings, start_dashboard, stop_dashboard
 from tests.dashboards.helpers import (
+    browser_logout,
     call_callback,
+    callback_status,
     http_login,
+    http_logout,
     insert_alert,
     open_page,
     page_text,
@@ -156,7 +159,7 @@ def test_sso_login_in_the_browser(sso_server, dash_db, provider, browser):
         "sub": "u-1001",
         "role": "emergency",
     }
-    browser.get(base + "/logout")
+    browser_logout(browser, base)
     open_page(browser, base + "/alerts")
     wait_for(lambda: "未登录" in page_text(browser), what="signed out")
 
@@ -229,6 +232,22 @@ def test_state_and_code_are_used_once(sso_server, provider):
     assert err.value.code == 400
 
 
+def ack_status(opener, base: str, alert_id: int) -> int:
+    return callback_status(
+        opener,
+        base,
+        "alerts-ack",
+        {
+            "alerts-ack.n_clicks": 1,
+            "alerts-selected.data": alert_id,
+            "alerts-comment.value": "SSO",
+            "alerts-changed.data": 0,
+            "lang.data": "en",
+        },
+        "alerts-ack.n_clicks",
+    )
+
+
 def ack(opener, base: str, alert_id: int) -> str:
     resp = call_callback(
         opener,
@@ -262,7 +281,7 @@ def test_role_claim_gates_the_callbacks(sso_server, dash_db, provider):
     provider.user = dict(PLANNER)
     status, _page, opener, _jar = sso_over_http(base)
     assert status == 200
-    assert "Not allowed" in ack(opener, base, alert_id)
+    assert ack_status(opener, base, alert_id) == 403  # refused before the callback runs
     assert state() == ("open", None)
     # no mapped role at all: no session
     provider.user = {**PLANNER, "sub": "u-3003", "preferred_username": "wu.min", "groups": ["x"]}
@@ -278,7 +297,7 @@ def test_role_claim_gates_the_callbacks(sso_server, dash_db, provider):
     # the claim is read at every login: moved to planning, the next session cannot act
     provider.user = {**DUTY, "groups": ["city-planning"]}
     _status, _page, opener, _jar = sso_over_http(base)
-    assert "Not allowed" in ack(opener, base, alert_id)
+    assert ack_status(opener, base, alert_id) == 403
 
 
 def test_an_sso_name_stays_with_its_subject(sso_server, dash_db, provider):
@@ -294,15 +313,46 @@ def test_local_accounts_still_log_in(sso_server, users):
     assert "Failed" in answer and "Not allowed" not in answer and "Log in" not in answer
 
 
-def test_failed_sign_ons_are_limited_per_client(sso_server, dash_db):
+def test_failed_sign_ons_are_limited_per_client(sso_server, dash_db, provider):
     with psycopg.connect(dash_db) as conn:
+        conn.execute("DELETE FROM dashboard_login_guard WHERE client = '127.0.0.1'")
+        # 29 failures already (their last one now): one more starts the back-off
         conn.execute(
-            "INSERT INTO dashboard_login_attempts (at, username, client, ok)"
-            " SELECT now(), '(sso)', '127.0.0.1', false FROM generate_series(1, 30)"
+            "INSERT INTO dashboard_login_guard (username, client, failures, last_at)"
+            " VALUES ('*', '127.0.0.1', 29, now())"
         )
-    status, page, _opener, jar = sso_over_http(sso_server.url)
-    assert status == 429 and "Too many attempts" in page
+    try:
+        provider.tamper = "bad_signature"  # the 30th failure from this address
+        status, _page, _opener, _jar = sso_over_http(sso_server.url)
+        assert status == 401
+        provider.tamper = None  # now even a good answer is refused, unchecked
+        status, page, _opener, jar = sso_over_http(sso_server.url)
+        assert status == 429 and "Too many attempts" in page
+        assert not any(c.name == "cityops_session" for c in jar)
+    finally:
+        with psycopg.connect(dash_db) as conn:
+            conn.execute("DELETE FROM dashboard_login_guard WHERE client = '127.0.0.1'")
+
+
+def test_sso_logout_ends_the_session_here_and_at_the_provider(sso_server, dash_db, provider):
+    base = sso_server.url
+    status, _page, opener, jar = sso_over_http(base)
+    assert status == 200 and any(c.name == "cityops_session" for c in jar)
+    with psycopg.connect(dash_db) as conn:
+        lifetime = conn.execute(
+            "SELECT expires_at - created_at FROM dashboard_sessions"
+            " WHERE username = 'sso.chen.jing' ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()[0]
+    assert lifetime.total_seconds() == 3600  # the same idle timeout as a password login
+    before = len(provider.logouts)
+    assert http_logout(opener, base) == 200  # followed to the provider's end_session_endpoint
+    assert len(provider.logouts) == before + 1
+    assert provider.logouts[-1] == {
+        "client_id": CLIENT_ID,
+        "post_logout_redirect_uri": base + "/",
+    }
     assert not any(c.name == "cityops_session" for c in jar)
+    assert ack_status(opener, base, 10**9) == 401  # the session is gone here
 
 
 def test_provider_down_is_a_message(stack, dash_db, tmp_path):
