@@ -34,11 +34,15 @@ tokens_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tokens_app, name="tokens")
+devices_app = typer.Typer(help="Device identities on the message bus.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
 console = Console(stderr=True)
 
 
 def _settings() -> Settings:
-    return Settings()
+    from cityops.shell.stack import command_settings
+
+    return command_settings()
 
 
 def _logging(level: str = "INFO") -> None:
@@ -61,7 +65,7 @@ def up(
     CITYOPS_MQTT_URL are set; prints the dashboard URL; Ctrl-C stops everything."""
     from cityops.shell.up import run_up
 
-    raise typer.Exit(run_up(_settings(), stack_dir=stack_dir, simulate=simulate, console=console))
+    raise typer.Exit(run_up(Settings(), stack_dir=stack_dir, simulate=simulate, console=console))
 
 
 @app.command()
@@ -432,6 +436,10 @@ def _mount_part_commands() -> None:
 
     register(gis_app)
     register_tokens(tokens_app)
+
+    from cityops.shell.devices_cli import register as register_devices
+
+    register_devices(devices_app)
 
     from cityops.shell.security_cli import register as register_security
 
