@@ -26,6 +26,7 @@ from access.auth import (
     token_digest,
     verify_password,
 )
+from cityops.kernel.crypto import ChainedTable, append_chained
 
 
 def write_user(
@@ -91,7 +92,17 @@ def write_user_password(conn: psycopg.Connection, username: str, password: str) 
     return cur.rowcount == 1
 
 
-def record_security_event(
+# the dashboard's audit (logins, refusals, the admin page's changes) is an SM3 chain like
+# security_audit and alert_audit (migration 0069; `cityops audit verify`)
+DASHBOARD_AUDIT_CHAIN = ChainedTable(
+    table="dashboard_audit",
+    id_column="id",
+    columns=("at", "username", "action", "client", "detail"),
+    lock_key=0x0C17_DA5B,
+)
+
+
+def record_dashboard_event(
     conn: psycopg.Connection,
     actor: str,
     action: str,
@@ -116,11 +127,8 @@ def write_audit(
     client: str = "",
     detail: dict[str, Any] | None = None,
 ) -> None:
-    conn.execute(
-        "INSERT INTO dashboard_audit (at, username, action, client, detail)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        (now, username[:64], action, client[:64], Jsonb(detail or {})),
-    )
+    row = (now, username[:64], action, client[:64], Jsonb(detail or {}))
+    append_chained(conn, DASHBOARD_AUDIT_CHAIN, [row])
 
 
 def login(

@@ -230,7 +230,7 @@ def _refused(status: int, reason: str) -> flask.Response:
 
 
 def _audit(ctx, current_user, action: str, detail: dict, proxies) -> None:
-    from access.accounts import record_security_event
+    from access.accounts import record_dashboard_event
 
     request = flask.request
     try:
@@ -245,7 +245,7 @@ def _audit(ctx, current_user, action: str, detail: dict, proxies) -> None:
     }
     try:
         with ctx.writer.connection() as conn, conn.transaction():
-            record_security_event(
+            record_dashboard_event(
                 conn,
                 actor,
                 action,

@@ -232,15 +232,17 @@ def verify(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Recompute every audit chain (alert actions, security events): "N entries, chain intact"
-    (exit 0), or the first entry edited, removed or reordered (exit 1)."""
+    """Recompute every audit chain (alert actions; security events: tokens, exports, roles;
+    logins and the admin page's changes): "N entries, chain intact" (exit 0), or the first
+    entry edited, removed or reordered (exit 1)."""
+    from access.accounts import DASHBOARD_AUDIT_CHAIN
     from alerts.api import AUDIT_CHAIN
     from cityops.kernel.crypto import SECURITY_AUDIT_CHAIN, ChainBroken, verify_chain
     from cityops.kernel.db import connect
 
     broken = False
     with connect(_settings().database_url) as conn:
-        for chain in (AUDIT_CHAIN, SECURITY_AUDIT_CHAIN):
+        for chain in (AUDIT_CHAIN, SECURITY_AUDIT_CHAIN, DASHBOARD_AUDIT_CHAIN):
             try:
                 n = verify_chain(conn, chain)
             except ChainBroken as exc:

@@ -4,7 +4,7 @@ place for the bus's device credentials.
 The page and every one of its callbacks need ``users.manage``: the router does not build the
 layout for anyone else and ``dashboards.guard`` refuses their callback calls (403) before these
 functions run; each function checks again before it writes. Every change is audited
-(``access.accounts.record_security_event``: who, what, to whom, when, from where) in the same
+(``access.accounts.record_dashboard_event``: who, what, to whom, when, from where) in the same
 transaction as the change itself.
 """
 
@@ -417,7 +417,7 @@ def temporary_password() -> str:
 
 
 def _audit(ctx: AppContext, conn, actor: str, action: str, target: str, detail: dict) -> None:
-    accounts.record_security_event(
+    accounts.record_dashboard_event(
         conn, actor, action, target, detail, now=ctx.clock(), client=door(ctx.proxies).client
     )
 

@@ -58,7 +58,7 @@ def test_admin_changes_and_their_audit(db_url: str):
         assert accounts.end_sessions(conn, "qian.li", live["id"] + 1000) == 0  # not hers
         assert accounts.end_sessions(conn, "qian.li", live["id"]) == 1
         assert accounts.read_session_user(conn, token, now) is None
-        accounts.record_security_event(
+        accounts.record_dashboard_event(
             conn, "zhou.min", "admin.role_change", "qian.li", {"from": "operator"}, now=now
         )
         row = conn.execute(

@@ -167,6 +167,7 @@ def test_audit_verify_finds_the_first_broken_entry(
     assert r.stdout.splitlines() == [
         "alert_audit: 6 entries, chain intact",
         "security_audit: 2 entries, chain intact",
+        "dashboard_audit: 0 entries, chain intact",
     ]
     a, b, c = ids[2], ids[3], ids[4]
     if tamper == "update":
@@ -195,9 +196,10 @@ def test_audit_verify_finds_the_first_broken_entry(
         expected = f"entry {ids[3]} is the last left, but the chain's head is entry {ids[5]}"
     r = _cityops(settings, tmp_path, "audit", "verify")
     assert r.returncode == 1, r.stdout + r.stderr
-    first, second = r.stdout.splitlines()
+    first, second, third = r.stdout.splitlines()
     assert first.startswith(f"alert_audit: BROKEN: {expected}"), first
     assert second == "security_audit: 2 entries, chain intact"
+    assert third == "dashboard_audit: 0 entries, chain intact"
 
 
 def test_security_audit_rows_written_without_the_chain_are_reported(
@@ -231,3 +233,31 @@ def test_appends_one_entry_per_transaction_all_chain(settings: Settings) -> None
             "SELECT count(*) FROM security_audit WHERE hash <> '' AND hash_alg = 'sm3'"
         ).fetchone()
     assert chained == (n,)
+
+
+def test_logins_are_chained_and_an_upgraded_tables_history_is_skipped(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Logins and refusals (dashboard_audit) are a chain too; rows written before the chain
+    began (an upgrade from 0.1.0) are not covered and not reported as broken."""
+    from access.accounts import login, write_user
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO dashboard_audit (at, username, action) VALUES (%s, 'old', 'login')", (T,)
+        )
+        write_user(conn, "li.na", "Correct-horse-9", "operator")
+        assert login(conn, "li.na", "wrong password", "10.0.0.9", T)[1] == "failed"
+        assert login(conn, "li.na", "Correct-horse-9", "10.0.0.9", T)[1] == "ok"
+    r = _cityops(settings, tmp_path, "audit", "verify")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "dashboard_audit: 2 entries, chain intact" in r.stdout.splitlines()
+    with psycopg.connect(settings.database_url) as conn, conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")  # no triggers: a superuser
+        conn.execute("UPDATE dashboard_audit SET action = 'login' WHERE action = 'login_failed'")
+    r = _cityops(settings, tmp_path, "audit", "verify")
+    assert r.returncode == 1
+    assert any(
+        x.startswith("dashboard_audit: BROKEN: entry") and "was edited" in x
+        for x in r.stdout.splitlines()
+    ), r.stdout
