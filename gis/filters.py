@@ -239,3 +239,17 @@ def build_query(
         limit=limit,
         offset=offset,
     ).check()
+
+
+def query_layers(q: PlannerQuery) -> list[str]:
+    """Every layer a planner question reads (a filter on a layer reads it too): each must be
+    readable by whoever asks, and the answer's data class is the highest of theirs."""
+    names = [q.layer]
+    if q.feature:
+        names.append(q.feature[0])
+    names += [n.layer for n in q.near]
+    if q.alerts:
+        names += ["sensors", "alert_locations"]
+    if q.district is not None:
+        names.append("districts")
+    return names

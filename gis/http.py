@@ -36,7 +36,7 @@ from cityops.kernel.crypto import (
 )
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_trace
 from gis.export import FORMATS, export_bytes
-from gis.filters import PlannerQuery, build_query, parse_point
+from gis.filters import PlannerQuery, build_query, parse_point, query_layers
 from gis.guard import (
     guard_blueprint,
     record_export,
@@ -141,19 +141,6 @@ def _planner_query(request) -> PlannerQuery:
     )
 
 
-def _query_layers(q: PlannerQuery) -> list[str]:
-    """Every layer a planner question reads (a filter on a layer reads it too)."""
-    names = [q.layer]
-    if q.feature:
-        names.append(q.feature[0])
-    names += [n.layer for n in q.near]
-    if q.alerts:
-        names += ["sensors", "alert_locations"]
-    if q.district is not None:
-        names.append("districts")
-    return names
-
-
 def create_gis_blueprint(database_url: str, *, cache: NetworkCache | None = None):
     """The planners' routes (module docstring) over the database at ``database_url``, each
     behind the access door (``gis.guard``)."""
@@ -244,7 +231,7 @@ def _add_layer_routes(bp, database_url: str) -> None:
     @bp.route("/query", methods=["GET", "POST"])
     def query():
         q = _planner_query(request)
-        return _answer(database_url, _query_layers(q), fetch_planner_query, q.layer, q)
+        return _answer(database_url, query_layers(q), fetch_planner_query, q.layer, q)
 
     @bp.route("/signing-key")
     def signing_key():

@@ -15,10 +15,10 @@ import base64
 import dataclasses
 import math
 import re
-import tempfile
+from datetime import datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
@@ -26,6 +26,8 @@ from shapely.geometry import shape
 from shapely.validation import explain_validity
 
 from access.auth import can
+from access.classes import highest_class, may_read
+from access.tokens import record_security_event
 from dashboards import queries
 from dashboards.components import data_table, empty_graph, panel
 from dashboards.context import AppContext, read_districts
@@ -33,9 +35,17 @@ from dashboards.figures import build_planner_map_figure
 from dashboards.i18n import t
 from dashboards.model import display_text
 from dashboards.security import Access
-from gis.export import render, write_gpkg
-from gis.filters import AlertHistory, NearLayer, QueryError, build_query, parse_filter
+from gis.export import build_watermark, export_bytes
+from gis.filters import (
+    AlertHistory,
+    NearLayer,
+    QueryError,
+    build_query,
+    parse_filter,
+    query_layers,
+)
 from gis.planner import fetch_planner_query
+from gis.postgis import fetch_layer_classes
 
 PATH = "/planner"
 NAV_KEY = "nav.planner"
@@ -395,7 +405,9 @@ def run(ctx: AppContext, _run, clear, layer, where, district, point, radius, sel
         alerts=alerts_from_form(*history),
     )
     try:
-        feats = ask(ctx, spec)["features"]
+        feats = ask(ctx, spec)[0]["features"]
+    except PermissionError:
+        return no_update, [], _error(t(lang, "planner.restricted")), None
     except QueryError as exc:
         return no_update, [], _error(t(lang, "planner.invalid", reason=display_text(exc))), None
     except queries.DatabaseUnavailable:
@@ -415,36 +427,69 @@ def export(ctx: AppContext, _c, _g, _p, spec, lang):
     if not spec or not isinstance(spec, dict):
         return no_update, _error(t(lang, "planner.run_first"))
     try:  # the query is asked again on the server: the browser never holds the results
-        fc = ask(ctx, spec)
+        fc, classification, layers = ask(ctx, spec)
+    except PermissionError:
+        return no_update, _error(t(lang, "planner.restricted"))
     except QueryError as exc:
         return no_update, _error(t(lang, "planner.invalid", reason=display_text(exc)))
     except queries.DatabaseUnavailable:
         return no_update, _error(t(lang, "banner.db_down"))
     name = f"cityops-{spec['layer']}"
-    body = export_file(fc, fmt, name)
+    user = ctx.current_user()
+    mark = None
+    if classification != "public":  # who took it, when, and its class, inside the file
+        at = datetime.now(ZoneInfo(ctx.settings.timezone)).isoformat(timespec="seconds")
+        mark = build_watermark(user.username, at, classification, layers)
+    body = export_file(fc, fmt, name, mark)
     if body is None:
         return no_update, _error(t(lang, "planner.nothing_to_export"))
+    if mark is not None:  # recorded like the API's exports (security_audit, SM3-chained)
+        with ctx.writer.connection() as conn:
+            record_security_event(
+                conn,
+                user.username,
+                "export",
+                ",".join(layers),
+                {
+                    "via": "dashboard",
+                    "role": user.role,
+                    "classification": classification,
+                    "layers": layers,
+                    "features": len(fc.get("features") or []),
+                    "bytes": len(body),
+                    "format": fmt,
+                    "route": "/planner",
+                },
+            )
     content = base64.b64encode(body).decode("ascii")
     return {"content": content, "filename": f"{name}.{fmt}", "base64": True}, no_update
 
 
-def ask(ctx: AppContext, spec: dict[str, Any]) -> dict[str, Any]:
-    """The answer to a spec from the browser as GeoJSON, the spec checked first (QueryError)."""
+def ask(ctx: AppContext, spec: dict[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
+    """The answer to a spec from the browser as GeoJSON, its data class and the layers it
+    read; the spec checked first (QueryError), and every layer it reads against the user's
+    role (PermissionError: a planner reads no restricted layer here either)."""
     query = checked_query(spec)
+    layers = list(dict.fromkeys(query_layers(query)))
+    user = ctx.current_user()
     with ctx.reader.connection() as conn:
-        return fetch_planner_query(conn, query)
+        classes = fetch_layer_classes(conn)
+        pairs = [(n, classes.get(n, "restricted")) for n in layers]
+        if user is None or not all(may_read(user.role, (), n, c) for n, c in pairs):
+            raise PermissionError("a layer of a class above the role")
+        return fetch_planner_query(conn, query), highest_class(c for _, c in pairs), layers
 
 
-def export_file(fc: dict[str, Any], fmt: str, name: str) -> bytes | None:
-    """The answer as a file in ``fmt``; None for a GeoPackage without any geometry (a layer
-    needs one, while CSV and GeoJSON can say "nothing")."""
-    if fmt != "gpkg":
-        return render(fc, fmt)[0]
-    if not any(f.get("geometry") for f in fc.get("features") or []):
+def export_file(
+    fc: dict[str, Any], fmt: str, name: str, watermark: dict[str, Any] | None = None
+) -> bytes | None:
+    """The answer as a file in ``fmt`` with the ``watermark`` inside (``gis.export``); None
+    for a GeoPackage without any geometry (a layer needs one, while CSV and GeoJSON can say
+    "nothing")."""
+    if fmt == "gpkg" and not any(f.get("geometry") for f in fc.get("features") or []):
         return None
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            return write_gpkg(fc, Path(tmp) / f"{name}.gpkg").read_bytes()
+        return export_bytes(fc, fmt, name=name, watermark=watermark)[0]
     except ValueError as exc:  # gis.export's own rule, should it differ from ours
         if "nothing to write" not in str(exc):
             raise

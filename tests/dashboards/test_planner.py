@@ -106,11 +106,48 @@ def test_planner_form_matches_gis_and_exports(
         path = tmp_path / download["filename"]
         path.write_bytes(base64.b64decode(download["content"]))
         if fmt == "csv":
-            assert len(path.read_text("utf-8-sig").splitlines()) == len(ids) + 1
+            lines = path.read_text("utf-8-sig").splitlines()
+            assert len(lines) == len(ids) + 1
+            # internal data: every row says who took it, when, and its class
+            assert lines[0].endswith("cityops_export") and "by=li.na;" in lines[1]
+            assert "classification=internal" in lines[1]
         else:
             frame = gpd.read_file(path)
             assert len(frame) == len(ids) and set(frame["pipe_id"]) == ids
+        if fmt == "geojson":
+            assert json.loads(path.read_text())["cityops:export"]["by"] == "li.na"
+        if fmt == "gpkg":
+            import pyogrio
+
+            meta = pyogrio.read_info(path)["dataset_metadata"]
+            assert json.loads(meta["cityops_export"])["classification"] == "internal"
+    with psycopg.connect(dash_db) as conn:
+        audited = conn.execute(
+            "SELECT actor, target, detail ->> 'format', (detail ->> 'features')::int"
+            " FROM security_audit WHERE action = 'export' ORDER BY id"
+        ).fetchall()
+    assert audited == [("li.na", "water_pipes", f, len(ids)) for f in ("geojson", "gpkg", "csv")]
     browser_logout(browser, dash_server.url)
+
+
+def test_a_planner_reads_no_restricted_layer_on_the_page_either(dash_server, users):
+    """Facilities are restricted (access.classes): the API refuses them to a planner, and so do
+    the page's question and its export, on the server."""
+    opener = http_login(dash_server.url, "li.na", users["li.na"])
+    asked = form(**{"planner-layer.value": "facilities", "planner-where.value": None})
+    resp = call_callback(opener, dash_server.url, "planner-run", asked, "planner-run.n_clicks")
+    assert resp["response"]["planner-query"]["data"] is None
+    assert "restricted layer" in message_of(resp)
+    spec = {"layer": "facilities"}
+    resp = call_callback(
+        opener,
+        dash_server.url,
+        "planner-export-csv",
+        {"planner-export-csv.n_clicks": 1, "planner-query.data": spec, "lang.data": "en"},
+        "planner-export-csv.n_clicks",
+    )
+    assert "planner-download" not in resp["response"]
+    assert "restricted layer" in message_of(resp)
 
 
 @pytest.mark.parametrize(
@@ -235,7 +272,8 @@ def test_near_another_layer_matches_gis(dash_server, dash_db, demo_networks, use
     expected = gis_ids(near=["facilities:500:kind=school"])
     assert expected and len(expected) < len(gis_ids()), "the near condition must narrow it"
 
-    opener = http_login(dash_server.url, "li.na", users["li.na"])
+    # facilities are restricted data (access.classes): an admin asks, a planner may not
+    opener = http_login(dash_server.url, "zhou.min", users["zhou.min"])
     resp = run_form(
         opener,
         dash_server.url,
