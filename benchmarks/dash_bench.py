@@ -96,6 +96,12 @@ class DashClient:
         self.app = build_app(settings)
         self.client = self.app.server.test_client()
         self.deps = json.loads(self.client.get("/_dash-dependencies").data)
+        # as the pages do: same Origin, and the anti-forgery token the server left in a cookie
+        self.client.get("/_dash-layout")
+        token = self.client.get_cookie("cityops_csrf")
+        if token is None:
+            raise RuntimeError("the dashboard set no cityops_csrf cookie")
+        self.headers = {"Origin": "http://localhost", "X-CSRF-Token": token.value}
 
     def cold(self) -> None:
         """Forget cached snapshots, as when refreshes are further apart than their lifetime."""
@@ -134,7 +140,7 @@ class DashClient:
             ],
         }
         t0 = time.perf_counter()
-        resp = self.client.post("/_dash-update-component", json=body)
+        resp = self.client.post("/_dash-update-component", json=body, headers=self.headers)
         elapsed = time.perf_counter() - t0
         if resp.status_code != 200:
             raise RuntimeError(f"{input_id}: HTTP {resp.status_code}: {resp.data[:500]!r}")

@@ -1,5 +1,5 @@
-"""User administration (admins only): accounts, roles, passwords, sessions, API tokens, and a
-place for the bus's device credentials.
+"""User administration (admins only): accounts, roles, passwords, sessions, API tokens, and
+the bus's device credentials (disable, enable, revoke).
 
 The page and every one of its callbacks need ``users.manage``: the router does not build the
 layout for anyone else and ``dashboards.guard`` refuses their callback calls (403) before these
@@ -34,6 +34,8 @@ ACCESS = Access("users.manage")  # the page and all its callbacks
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # dashboard_users' CHECK
 USER_ACTIONS = ("disable", "enable", "set-role", "reset", "end-all")  # buttons admin-<action>
 ROW_ACTIONS = ("end-session", "revoke")  # buttons in table rows: {"type": "admin-<action>", ...}
+DEVICE_ACTIONS = ("device-disable", "device-enable", "device-revoke")  # buttons admin-<action>
+DEVICES_SHOWN = 200
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
@@ -112,13 +114,28 @@ def api_tokens_section(lang: str) -> html.Section:
 
 
 def device_credentials_section(ctx: AppContext, lang: str) -> html.Section:
-    """PLACEHOLDER for the message bus's device credentials (issue 14, the lead's part): list
-    a device's credentials and revoke them here. Its callbacks go in ``register`` with ids
-    prefixed ``admin-devices-``; they need ``users.manage`` like everything on this page (the
-    page's ACCESS applies to every callback registered by this module)."""
+    """The bus's device identities (access.bus, on the running broker): list, disable, enable
+    and revoke. Enrolment stays on the CLI (``cityops devices add``): its password or key is
+    shown once, to whoever installs the device."""
     return panel(
         t(lang, "admin.devices"),
-        html.Div(t(lang, "admin.devices_todo"), className="note", id="admin-devices"),
+        dcc.Store(id="admin-devices-changed", data=0),
+        html.Div(
+            className="form-row",
+            children=[
+                dcc.Input(
+                    id="admin-devices-filter",
+                    placeholder=t(lang, "admin.devices_filter"),
+                    maxLength=64,
+                    debounce=True,
+                ),
+                dcc.Dropdown(id="admin-device", options=[], className="admin-device-pick"),
+                *(_button(lang, a) for a in DEVICE_ACTIONS),
+            ],
+        ),
+        html.Div(id="admin-devices", className="table-scroll"),
+        html.Div(id="admin-devices-result", role="status"),
+        html.Div(t(lang, "admin.devices_cli"), className="note"),
         id="admin-devices-panel",
     )
 
@@ -416,6 +433,63 @@ def temporary_password() -> str:
             return candidate
 
 
+def refresh_devices(ctx: AppContext, _changed, wanted, lang):
+    """The devices whose id contains ``wanted`` (the first DEVICES_SHOWN), as a table and as
+    the choices of the device picker."""
+    from access.bus import BusAdmin, BusAdminError
+
+    lang = ctx.lang(lang)
+    if not can(ctx.current_user(), "users.manage"):
+        return _error(t(lang, "page.forbidden")), []
+    try:
+        with BusAdmin(ctx.settings.mqtt_url, timeout_s=5.0) as bus:
+            devices = sorted(bus.devices(), key=lambda d: d.sensor_id)
+    except (BusAdminError, OSError, ValueError):
+        return _error(t(lang, "admin.devices_unreachable")), []
+    needle = str(wanted or "").strip().lower()
+    shown = [d for d in devices if needle in d.sensor_id][:DEVICES_SHOWN]
+    state = {True: t(lang, "admin.device_enabled"), False: t(lang, "admin.device_disabled")}
+    rows = [
+        html.Tr([html.Td(d.sensor_id), html.Td(state[d.enabled])], **{"data-id": d.sensor_id})
+        for d in shown
+    ]
+    head = [t(lang, "admin.device"), t(lang, "admin.device_state")]
+    table = data_table(head, rows, "admin-devices-table")
+    count = t(lang, "admin.devices_shown", shown=len(shown), total=len(devices))
+    options = [{"label": d.sensor_id, "value": d.sensor_id} for d in shown]
+    return html.Div([table, html.Div(count, className="note")]), options
+
+
+def act_on_device(ctx: AppContext, *args):
+    """Disable, enable or revoke the chosen device on the running broker; audited."""
+    from access.bus import BusAdmin, BusAdminError
+
+    device, changed, lang = args[len(DEVICE_ACTIONS) :]
+    lang = ctx.lang(lang)
+    action = str(dash_ctx.triggered_id or "").removeprefix("admin-")
+    if action not in DEVICE_ACTIONS:
+        return no_update, no_update
+    admin = ctx.current_user()
+    if not can(admin, "users.manage"):
+        return _error(t(lang, "page.forbidden")), no_update
+    if not isinstance(device, str) or not USERNAME_RE.match(device):
+        return _error(t(lang, "admin.device_pick")), no_update
+    try:
+        with BusAdmin(ctx.settings.mqtt_url, timeout_s=5.0) as bus:
+            if action == "device-revoke":
+                bus.revoke([device])
+            else:
+                bus.set_enabled(device, action == "device-enable")
+        with ctx.writer.connection() as conn, conn.transaction():
+            _audit(ctx, conn, admin.username, f"admin.{action.replace('-', '_')}", device, {})
+    except (BusAdminError, OSError) as exc:
+        return _error(display_text(str(exc))), no_update
+    except queries.DatabaseUnavailable:
+        return _error(t(lang, "banner.db_down")), no_update
+    done = t(lang, "admin.device_done", device=device, action=t(lang, f"admin.action.{action}"))
+    return _ok(done), _count(changed) + 1
+
+
 def _audit(ctx: AppContext, conn, actor: str, action: str, target: str, detail: dict) -> None:
     accounts.record_dashboard_event(
         conn, actor, action, target, detail, now=ctx.clock(), client=door(ctx.proxies).client
@@ -445,6 +519,22 @@ def _int(value: object) -> int | None:
 
 
 def register(app: Dash, ctx: AppContext) -> None:
+    app.callback(
+        Output("admin-devices", "children"),
+        Output("admin-device", "options"),
+        Input("admin-devices-changed", "data"),
+        Input("admin-devices-filter", "value"),
+        State("lang", "data"),
+    )(partial(refresh_devices, ctx))
+    app.callback(
+        Output("admin-devices-result", "children"),
+        Output("admin-devices-changed", "data"),
+        *(Input(f"admin-{a}", "n_clicks") for a in DEVICE_ACTIONS),
+        State("admin-device", "value"),
+        State("admin-devices-changed", "data"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(partial(act_on_device, ctx))
     app.callback(
         Output("admin-users", "children"),
         Input("admin-changed", "data"),
