@@ -6,6 +6,7 @@ The pipeline, stage by stage (docs/ingestion.md), and the thread each runs on:
     decode       decoder thread: stages.decode, one message at a time     (ingestion.stages)
     batch        decoder thread: by size or age, handed to a writer       (ingestion.batching)
     validate     writer thread: stages.validate against the catalogue     (ingestion.writer)
+    seq reuse    writer thread: reused sequence numbers quarantined       (ingestion.seqreuse)
     write        writer thread: one binary COPY and COMMIT                (ingestion.store)
     acknowledge  writer thread: every PUBACK of the batch in one write    (cityops.kernel.mqtt)
 

@@ -1,6 +1,7 @@
 """The pure stages of ingestion, in the order a message goes through them:
 
     receive (cityops.kernel.mqtt)  -> decode  -> batch (ingestion.batching)  -> validate
+    -> reused sequence numbers (ingestion.seqreuse, store.read_seq_conflicts; quarantine_reused)
     -> write (ingestion.store)     -> acknowledge (cityops.kernel.mqtt)
 
 ``decode`` turns one received message into an ``Item`` (decoded readings or a rejection),
@@ -12,7 +13,7 @@ time and the catalogue.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -26,6 +27,7 @@ from ingestion.classify import (
     decode_item,
     sanitize_text,
 )
+from ingestion.seqreuse import Conflict, describe_conflict
 from sensors.payload import TimeWindow
 
 M = TypeVar("M")
@@ -56,6 +58,8 @@ class Validated:
     oldest_received_us: int | None = None
     newest_ts_us: int = 0
     defects: list[str] = field(default_factory=list)  # catalogue checks that raised
+    # per stored message: (its index in the batch, its first row, the row after its last)
+    spans: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def decode(
@@ -94,7 +98,7 @@ def validate(items: Sequence[Item[M]], catalogue: Catalogue) -> Validated:
     """Each decoded message checked against the catalogue; every message ends up as rows to
     store or as one quarantine row with its reason."""
     out = Validated()
-    for it in items:
+    for n, it in enumerate(items):
         if out.oldest_received_us is None or it.received_us < out.oldest_received_us:
             out.oldest_received_us = it.received_us
         checked = _check(it.outcome, catalogue, out)
@@ -111,9 +115,48 @@ def validate(items: Sequence[Item[M]], catalogue: Catalogue) -> Validated:
             )
             out.by_reason[checked.reason] = out.by_reason.get(checked.reason, 0) + 1
             continue
+        start = len(out.rows)
         out.rows.extend(checked)
+        out.spans.append((n, start, start + len(checked)))
         out.received_us.extend([it.received_us] * len(checked))
         out.newest_ts_us = max(out.newest_ts_us, *(r[2] for r in checked))
+    return out
+
+
+def quarantine_reused(
+    items: Sequence[Item[M]], checked: Validated, conflicts: Mapping[int, Conflict]
+) -> Validated:
+    """``checked`` with every message holding a row that reuses a sequence number
+    (``conflicts``, by row index) moved to the quarantine as ``seq_reused``, whole: the detail
+    names the first such row, its earlier timestamp and value and its new ones."""
+    out = Validated(
+        rejects=list(checked.rejects),
+        by_reason=dict(checked.by_reason),
+        oldest_received_us=checked.oldest_received_us,
+        newest_ts_us=checked.newest_ts_us,
+        defects=checked.defects,
+    )
+    rows, received = checked.rows, checked.received_us
+    for n, start, end in checked.spans:
+        hit = next((i for i in range(start, end) if i in conflicts), None)
+        if hit is None:
+            first = len(out.rows)
+            out.rows.extend(rows[start:end])
+            out.received_us.extend(received[start:end])
+            out.spans.append((n, first, len(out.rows)))
+            continue
+        it = items[n]
+        out.rejects.append(
+            QuarantineRow(
+                it.received_us,
+                sanitize_text(it.topic, 300),
+                it.payload,
+                "seq_reused",
+                sanitize_text(describe_conflict(rows[hit], conflicts[hit])),
+                rows[hit][0],
+            )
+        )
+        out.by_reason["seq_reused"] = out.by_reason.get("seq_reused", 0) + 1
     return out
 
 

@@ -13,7 +13,9 @@ datetime, no text parsing on the server). Two ways to store it (docs/ingestion.m
   inserted, keeps ``sensor_latest`` (only when newer), the 1-minute and 1-hour rollups (plain
   PostgreSQL only) and the duplicate counts.
 
-Quarantined messages and possible gaps go in the same transaction. What every writer locks, the
+Before either, in the same transaction, ``read_seq_conflicts`` finds the rows that reuse a
+sequence number (``ingestion.seqreuse``; their messages are quarantined instead). Quarantined
+messages and possible gaps go in the same transaction. What every writer locks, the
 ``sensor_latest`` rows of a directly written batch and the worker's heartbeat row, is written
 after the commit in a short transaction of its own (``write_followup``, without waiting for the
 disk: it only derives from what is committed, and moves forward only), so that two writers do
@@ -29,13 +31,20 @@ import socket
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from cityops.kernel.db import connect
 from cityops.kernel.migrate import ensure_partitions
 from ingestion.classify import Catalogue, Row, SensorEntry, compute_plausible_band
+from ingestion.seqreuse import (
+    SEQ_REUSE_WINDOW_US,
+    Conflict,
+    batch_keys,
+    find_batch_conflicts,
+    find_seq_candidates,
+)
 from ingestion.stages import QuarantineRow
 
 QUARANTINE_PAYLOAD_MAX = 4096  # bytes of a rejected payload kept (its full size is recorded)
@@ -209,6 +218,7 @@ def read_sensors(conn: psycopg.Connection, sensor_ids: Sequence[str]) -> dict[st
 
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: PostgreSQL's epoch
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # for bounds passed as datetimes (constants)
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = b"\xff\xff"
 # per row after the two text fields: ts, value, seq (or NULL), quality, received_at
@@ -258,6 +268,75 @@ def compute_latest(rows: Sequence[Row], received_us: Sequence[int]) -> LatestCol
         [rows[i][4] for i in picked],
         [received_us[i] for i in picked],
     )
+
+
+# the newest stored reading of some (sensor, quantity) pairs: what "moves forward" is judged by
+READ_LATEST_SEQ = """
+SELECT l.sensor_id, l.quantity, (extract(epoch FROM l.ts) * 1000000)::int8, coalesce(l.seq, -1)
+FROM unnest(%s::text[], %s::text[]) AS k(sid, q)
+JOIN sensor_latest l ON l.sensor_id = k.sid AND l.quantity = k.q
+"""
+
+# candidates (rows that do not move forward) against ``readings``: the stored readings of the
+# sensor and quantity with the same seq within the window, one range scan of the primary key
+# each; a conflict is one whose ts or value differs, unless the very reading is stored already
+# (an exact repeat: a redelivery). The constant bounds let the planner skip the chunks or
+# partitions outside the candidates' window.
+READ_SEQ_CONFLICTS = """
+SELECT c.i, (extract(epoch FROM x.other_ts) * 1000000)::int8, x.other_value
+FROM unnest(%(i)s::int4[], %(sid)s::text[], %(q)s::text[], %(seq)s::int8[], %(t)s::int8[],
+            %(v)s::float8[]) AS c(i, sid, q, sq, t, v)
+CROSS JOIN LATERAL (
+    SELECT bool_or(r.ts = y.ts AND r.value = c.v) AS exact,
+           (array_agg(r.ts ORDER BY r.ts) FILTER (WHERE r.ts <> y.ts OR r.value <> c.v))[1]
+               AS other_ts,
+           (array_agg(r.value ORDER BY r.ts) FILTER (WHERE r.ts <> y.ts OR r.value <> c.v))[1]
+               AS other_value
+    FROM (SELECT timestamptz 'epoch' + c.t * interval '1 microsecond' AS ts) y
+    JOIN readings r ON r.sensor_id = c.sid AND r.quantity = c.q AND r.seq = c.sq
+      AND r.ts >= %(lo)s AND r.ts <= %(hi)s
+      AND r.ts >= y.ts - %(w)s * interval '1 microsecond'
+      AND r.ts <= y.ts + %(w)s * interval '1 microsecond'
+) x
+WHERE x.other_ts IS NOT NULL AND NOT coalesce(x.exact, false)
+"""
+
+
+def read_seq_conflicts(ic: IngestConnection, rows: Sequence[Row]) -> dict[int, Conflict]:
+    """The rows of a batch that reuse a sequence number (``ingestion.seqreuse``), each with the
+    earlier reading it conflicts with. One keyed query on ``sensor_latest`` per batch with
+    sequence numbers; a second one on ``readings`` only when some rows do not move forward.
+    Runs in the batch's transaction, before ``write_batch``."""
+    keys = batch_keys(rows)
+    if not keys:
+        return {}
+    sids, qs = zip(*keys, strict=True)
+    latest = {
+        (sid, q): (ts, seq)
+        for sid, q, ts, seq in ic.conn.execute(READ_LATEST_SEQ, (list(sids), list(qs)))
+    }
+    candidates = find_seq_candidates(rows, latest)
+    if not candidates:
+        return {}
+    found = find_batch_conflicts(rows, candidates)
+    rest = [i for i in candidates if i not in found]
+    if rest:
+        ts = [rows[i][2] for i in rest]
+        w = SEQ_REUSE_WINDOW_US
+        params = {
+            "i": rest,
+            "sid": [rows[i][0] for i in rest],
+            "q": [rows[i][1] for i in rest],
+            "seq": [rows[i][4] for i in rest],
+            "t": ts,
+            "v": [rows[i][3] for i in rest],
+            "w": w,
+            "lo": _UNIX_EPOCH + timedelta(microseconds=min(ts) - w),
+            "hi": _UNIX_EPOCH + timedelta(microseconds=max(ts) + w),
+        }
+        for i, ts_us, value in ic.conn.execute(READ_SEQ_CONFLICTS, params):
+            found[i] = (ts_us, value, "stored")
+    return found
 
 
 def write_batch(

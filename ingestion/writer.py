@@ -2,7 +2,8 @@
 
 ``BatchWriter.store`` is what each writer thread does with a batch (docs/ingestion.md):
 
-    validate (stages.validate, against the catalogue)  ->  write (store.write_batch, one COMMIT)
+    validate (stages.validate, against the catalogue; reused sequence numbers quarantined:
+    store.read_seq_conflicts)  ->  write (store.write_batch, one COMMIT)
     ->  acknowledge (every message, one write to the broker)  ->  follow up (latest values,
     heartbeat; store.write_followup)
 
@@ -27,12 +28,19 @@ from cityops.kernel.settings import Settings
 from ingestion.batching import Item, split_batch
 from ingestion.classify import Catalogue, Rejection
 from ingestion.metrics import IngestMetrics
-from ingestion.stages import Validated, minimal_quarantine_row, unknown_sensors, validate
+from ingestion.stages import (
+    Validated,
+    minimal_quarantine_row,
+    quarantine_reused,
+    unknown_sensors,
+    validate,
+)
 from ingestion.store import (
     IngestConnection,
     WriteResult,
     read_catalogue,
     read_sensors,
+    read_seq_conflicts,
     write_batch,
     write_followup,
 )
@@ -312,6 +320,9 @@ class BatchWriter:
         """Validate and write ``items`` in one transaction, with the possible gaps pending."""
         t0 = time.monotonic()
         checked = validate(items, self.catalogue.for_batch(ic, items))
+        conflicts = read_seq_conflicts(ic, checked.rows)
+        if conflicts:
+            checked = quarantine_reused(items, checked, conflicts)
         for defect in checked.defects:
             log_event(log, "catalogue_check_failed", logging.ERROR, error=defect[:300])
         gaps = self.gaps.take()
@@ -335,6 +346,8 @@ class BatchWriter:
             m.quarantined.labels(reason).inc(n)
             if reason == "id_mismatch":
                 log_event(log, "security_id_mismatch", logging.WARNING, messages=n)
+            elif reason == "seq_reused":
+                log_event(log, "security_seq_reused", logging.WARNING, messages=n)
         m.batch_readings.observe(result.staged)
         m.batch_seconds.observe(took_s)
         wall_us = time.time_ns() // 1000
