@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     alerts_client_id: str = "cityops-alerts-1"
     alerts_share_group: str = "cityops-alerts"
 
+    # simulators: the living demo's incidents (`cityops up`; docs/simulators.md): 0 or off for
+    # none (production), 1 or on for one every 4 minutes, or an interval such as 3m
+    demo_incidents: str = "4m"
+
     # dashboard
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8050

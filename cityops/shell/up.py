@@ -47,9 +47,22 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
 
-def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, console: Console) -> int:
-    """The whole stack on this machine until SIGTERM or Ctrl-C; 0 after a clean stop."""
+def run_up(
+    settings: Settings,
+    *,
+    stack_dir: Path | None,
+    simulate: bool,
+    console: Console,
+    incidents: bool = True,
+) -> int:
+    """The whole stack on this machine until SIGTERM or Ctrl-C; 0 after a clean stop.
+
+    ``simulate``: run the living demo (simulators/living.py); ``incidents`` False
+    (``--no-incidents``) keeps its physics and plays no incidents, as CITYOPS_DEMO_INCIDENTS=0
+    does."""
     started = time.monotonic()
+    if not incidents:
+        settings = settings.model_copy(update={"demo_incidents": "0"})
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
@@ -59,7 +72,9 @@ def run_up(settings: Settings, *, stack_dir: Path | None, simulate: bool, consol
         with console.status("preparing cityops ...") as status:
             settings, env, logs, stack = _servers(settings, stack_dir, console, status)
             admin_password = _prepare(settings, console, status)
+            env["CITYOPS_DEMO_INCIDENTS"] = settings.demo_incidents
             children, url, gis_url = _start_services(settings, env, logs, simulate, status, console)
+        _say_demo(settings, simulate, console)
         console.print(
             f"[bold green]cityops is running[/] in {time.monotonic() - started:.1f} s. "
             f"Dashboard: [bold]{url}[/]  Planners' API and OGC API Features: "
@@ -152,7 +167,7 @@ def _start_services(
     user = _service_user(logs, console)
     env["HOME"] = str(logs.parent)  # not root's home, which the service user may not read
     children = [
-        Child(name, [*py, name], logs / f"{name}.log", user)
+        Child(name, _service_args(name, py), logs / f"{name}.log", user)
         for name in SERVICES
         if simulate or name != "simulate"
     ]
@@ -166,6 +181,29 @@ def _start_services(
     status.update(f"waiting for the dashboard at {url} ...")
     _wait_http(url, timeout_s=90, children=children)
     return children, url, f"http://{settings.dashboard_host}:{gis_port}"
+
+
+def _service_args(name: str, py: list[str]) -> list[str]:
+    # the simulator is the living demo: physics in real time with an incident every few
+    # minutes (CITYOPS_DEMO_INCIDENTS), not `cityops simulate`'s one scripted drop
+    if name == "simulate":
+        return [sys.executable, "-m", "simulators.living"]
+    return [*py, name]
+
+
+def _say_demo(settings: Settings, simulate: bool, console: Console) -> None:
+    if not simulate:
+        return
+    from simulators.living import parse_every
+
+    every = parse_every(settings.demo_incidents)
+    if every is None:
+        console.print("living demo: the city in real time, no incidents")
+    else:
+        console.print(
+            f"living demo: the city in real time, a random incident every {every:g} s "
+            "(CITYOPS_DEMO_INCIDENTS=0 or --no-incidents for none)"
+        )
 
 
 def _load_reference_data(conn: psycopg.Connection) -> None:
