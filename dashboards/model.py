@@ -124,8 +124,10 @@ class UtilityFigures:
     silent: int
     nodata: int
     open_by_severity: tuple[tuple[str, int], ...]
-    completeness: float | None  # readings received / expected over the last hour [0..1]
-    customers_cut: int  # customers without supply in the engine's open incidents
+    completeness: float | None  # data_trust's completeness over the last 60 minutes [0..1]
+    # customers without supply in the engine's open incidents that still have an active alert
+    customers_cut: int
+    incidents_open: int = 0  # the open incidents those customers belong to
 
     @property
     def open_alerts(self) -> int:

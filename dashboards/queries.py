@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -28,8 +28,10 @@ from dashboards.model import (
     geometry_xy,
 )
 from dashboards.snapshot import SensorStates
+from ingestion.trust import TRUST_WINDOW_S, group_completeness
 
 STATEMENT_TIMEOUT_MS = 3000
+TRUST_CACHE_TTL_S = 60  # data_trust over every sensor for an hour is heavy: once a minute
 # alerts in these states no longer need anyone: everything else counts as open
 CLOSED_ALERT_STATES = ("cleared", "resolved", "closed")
 
@@ -178,30 +180,32 @@ def fetch_alert_stats(
     return by_district, {u: sorted(d.items()) for u, d in by_utility.items()}
 
 
-def fetch_completeness(conn: psycopg.Connection) -> dict[str, float]:
-    """Readings received / readings expected over the last complete hour, per utility.
+def trust_since(now: datetime) -> datetime:
+    """The start of the window the wall and the trust page show (the last 60 minutes)."""
+    return now - timedelta(seconds=TRUST_WINDOW_S)
 
-    From the 1-hour rollup (one row per sensor and quantity: cheap at any scale; migration
-    0011 on both storage paths). The plain-PostgreSQL rollups need the bucket indexes of
-    migration 0042."""
-    rows = conn.execute(
-        """
-        WITH hour AS (SELECT date_trunc('hour', now()) - interval '1 hour' AS h0,
-                             date_trunc('hour', now()) AS h1),
-        expected AS (
-            SELECT s.utility, sum(3600 / t.expected_interval_s) AS n
-            FROM sensors s JOIN sensor_types t ON t.type_id = s.sensor_type
-            JOIN sensor_type_quantities q ON q.type_id = s.sensor_type
-            WHERE s.status = 'active' GROUP BY s.utility),
-        got AS (
-            SELECT s.utility, sum(r.n) AS n FROM readings_1h r
-            JOIN sensors s ON s.sensor_id = r.sensor_id, hour
-            WHERE r.bucket >= hour.h0 AND r.bucket < hour.h1 GROUP BY s.utility)
-        SELECT e.utility, COALESCE(g.n, 0) / NULLIF(e.n, 0)
-        FROM expected e LEFT JOIN got g USING (utility)
-        """
-    ).fetchall()
-    return {u: min(1.0, float(v)) for u, v in rows if v is not None}
+
+def cached_trust_by_utility(cache: Any, conn: psycopg.Connection, now: datetime) -> list[tuple]:
+    """``fetch_trust_by_group`` per utility over the last hour, cached once a minute under one
+    key, so that the wall and the trust page show the very same figures (decision 0016)."""
+    return cache.get(  # type: ignore[no-any-return]
+        "trust-utility",
+        TRUST_CACHE_TTL_S,
+        lambda: fetch_trust_by_group(conn, since=trust_since(now), by="utility"),
+    )
+
+
+def completeness_by_utility(rows: list[tuple]) -> dict[str, float]:
+    """utility -> completeness from ``fetch_trust_by_group(by="utility")`` rows."""
+    return {str(r[0]): float(r[7]) for r in rows if r[7] is not None}
+
+
+def fetch_completeness(conn: psycopg.Connection, *, since: datetime) -> dict[str, float]:
+    """Completeness per utility over [since, now): the same figure as the data-trust page's
+    (``fetch_trust_by_group``, ingestion's one definition ``data_trust``; decision 0016).
+    Readings are counted from the raw table, not the 1-hour rollup: the wall used to show the
+    rollup's last complete hour against the trust page's last 60 minutes."""
+    return completeness_by_utility(fetch_trust_by_group(conn, since=since, by="utility"))
 
 
 def fetch_sensor_options(
@@ -455,19 +459,22 @@ def fetch_sensor_trust(
 def fetch_trust_by_group(
     conn: psycopg.Connection, *, since: datetime, by: str = "utility"
 ) -> list[tuple[Any, ...]]:
-    """(group, expected, received, seq_gaps, duplicates, late, silent sensors) per utility or
-    district over [since, now), from ``data_trust``."""
+    """(group, expected, received, seq_gaps, duplicates, late, silent sensors, completeness)
+    per utility or district over [since, now), from ``data_trust`` (migration 0073): the
+    completeness is ``sum(counted) / sum(expected)`` (ingestion.trust.group_completeness), the
+    one the wall shows too."""
     group = {"utility": "t.utility", "district": "COALESCE(d.name_zh, '—')"}[by]
     order = {
         "utility": "array_position(ARRAY['water', 'power', 'gas'], t.utility)",
         "district": "min(s.district_adcode)",
     }[by]
-    return conn.execute(
+    rows = conn.execute(
         f"""
         SELECT {group} AS g, sum(t.expected), sum(t.received), sum(t.seq_gaps),
                sum(t.duplicates), sum(t.late),
                count(DISTINCT t.sensor_id) FILTER (WHERE t.silent_s IS NULL
-                   OR t.silent_s > 3 * st.expected_interval_s)
+                   OR t.silent_s > 3 * st.expected_interval_s),
+               sum(t.counted)
         FROM data_trust(%s, now()) t
         JOIN sensors s ON s.sensor_id = t.sensor_id
         JOIN sensor_types st ON st.type_id = s.sensor_type
@@ -476,6 +483,7 @@ def fetch_trust_by_group(
         """,  # noqa: S608 - group and order are constants
         (since,),
     ).fetchall()
+    return [(*r[:7], group_completeness(r[7], r[1])) for r in rows]
 
 
 NETWORK_TABLES = {"water": "water_pipes", "gas": "gas_pipes", "power": "power_lines"}
@@ -553,14 +561,21 @@ def fetch_alert_location(conn: psycopg.Connection, alert_id: int) -> tuple[float
 
 def fetch_interruptions(conn: psycopg.Connection) -> dict[str, tuple[int, int, int]]:
     """Per utility: (open incidents, customers, people without supply) from the incidents the
-    alert engine groups and enriches (migrations 0024/0027)."""
+    alert engine groups and enriches (migrations 0024/0027). Customers and people count only
+    while their incident is open *and* one of its alerts is still active: an open incident
+    whose alerts have all cleared is waiting out its quiet window with supply back (the wall
+    used to show 145 customers beside zero open alerts). No open incident: no row, 0 shown."""
     return {
         r[0]: (int(r[1]), int(r[2]), int(r[3]))
         for r in conn.execute(
-            "SELECT utility, count(*),"
-            " COALESCE(sum((affected ->> 'customers_without_supply')::numeric), 0),"
-            " COALESCE(sum((affected ->> 'population_without_supply')::numeric), 0)"
-            " FROM incidents WHERE state = 'open' GROUP BY utility"
+            "SELECT i.utility, count(*),"
+            " COALESCE(sum((i.affected ->> 'customers_without_supply')::numeric)"
+            "   FILTER (WHERE x.active), 0),"
+            " COALESCE(sum((i.affected ->> 'population_without_supply')::numeric)"
+            "   FILTER (WHERE x.active), 0)"
+            " FROM incidents i CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM alerts a"
+            "   WHERE a.incident_id = i.incident_id AND a.cleared_at IS NULL) AS active) x"
+            " WHERE i.state = 'open' GROUP BY i.utility"
         )
     }
 

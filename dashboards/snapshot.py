@@ -182,8 +182,9 @@ def utility_figures(
     completeness: dict[str, float],
     interruptions: dict[str, tuple[int, int, int]],
 ) -> list[UtilityFigures]:
-    """Per utility: sensors by state, open alerts by severity, last hour's completeness and
-    customers without supply (``interruptions``: open incidents, customers, people)."""
+    """Per utility: sensors by state, open alerts by severity, the last 60 minutes'
+    completeness and customers without supply with the open incidents they belong to
+    (``interruptions``: open incidents, customers, people; none open: 0)."""
     out = []
     for u in UTILITIES:
         st = s.state[s.utility == u]
@@ -197,6 +198,7 @@ def utility_figures(
                 open_by_severity=tuple(sorted(alerts_by_utility.get(u, []))),
                 completeness=completeness.get(u),
                 customers_cut=interruptions.get(u, (0, 0, 0))[1],
+                incidents_open=interruptions.get(u, (0, 0, 0))[0],
             )
         )
     return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
@@ -27,7 +26,7 @@ from dashboards.model import SensorPoint, display_text, local_time, percent
 
 PATH = "/trust"
 NAV_KEY = "nav.trust"
-TRUST_TTL_S = 60  # data_trust over every sensor is a heavy query: once a minute is enough
+TRUST_TTL_S = queries.TRUST_CACHE_TTL_S
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
@@ -67,10 +66,7 @@ def group_table(lang: str, rows: list[tuple], label: Callable[[str], str]) -> ht
         return html.Div("—", className="empty")
     head = ["trust.group", *TRUST_HEAD, "trust.silent_sensors"]
     body = []
-    for g, expected, received, gaps, dups, late, silent in rows:
-        completeness = (
-            (min(1.0, received / expected) if expected else None) if received is not None else None
-        )
+    for g, expected, received, gaps, dups, late, silent, completeness in rows:
         cls = "num" if completeness is None or completeness >= 0.98 else "num silent"
         cells = [
             html.Td(label(g)),
@@ -127,8 +123,12 @@ class TrustData:
     silent: list[SensorPoint]
 
 
-def read_trust(ctx: AppContext, conn, since) -> TrustData:
+def read_trust(ctx: AppContext, conn, now) -> TrustData:
+    since = queries.trust_since(now)
+
     def by(group: str) -> list[tuple]:
+        if group == "utility":  # the wall reads the same cached rows (decision 0016)
+            return queries.cached_trust_by_utility(ctx.cache, conn, now)
         return ctx.cache.get(
             f"trust-{group}",
             TRUST_TTL_S,
@@ -150,7 +150,7 @@ def refresh(ctx: AppContext, _n, lang):
     now = ctx.clock()
     try:
         with ctx.reader.connection() as conn:
-            data = read_trust(ctx, conn, since=now - timedelta(hours=1))
+            data = read_trust(ctx, conn, now)
     except queries.DatabaseUnavailable:
         return (*([no_update] * 5), db_down_banner(lang))
     reasons = data.reasons

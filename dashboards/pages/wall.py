@@ -32,7 +32,6 @@ from dashboards.snapshot import city_markers, utility_figures
 PATH = "/wall"
 NAV_KEY = "nav.wall"
 KIOSK = True  # the shell hides its header on this page
-COMPLETENESS_TTL_S = 60  # counting an hour of readings is the heaviest query: once a minute
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
@@ -106,11 +105,13 @@ def kpi_card(lang: str, f: UtilityFigures) -> list:
         ("kpi.critical", str(critical), "bad" if critical else "good"),
         ("kpi.outages", f"{f.customers_cut:,}", "bad" if f.customers_cut else "good"),
     ]
+    # the customers belong to open incidents: the label says how many (decision 0016)
+    labels = {"kpi.outages": t(lang, "kpi.outages_incidents", n=f.incidents_open)}
     figures = [
         html.Div(
             [
                 html.Div(value, className=f"kpi-value {cls}", **{"data-kpi": key}),
-                html.Div(t(lang, key), className="kpi-label"),
+                html.Div(labels.get(key) or t(lang, key), className="kpi-label"),
             ]
         )
         for key, value, cls in cells
@@ -163,9 +164,9 @@ def read_wall(ctx: AppContext) -> WallData:
     """Everything the wall shows, in one connection (raises DatabaseUnavailable)."""
     with ctx.reader.connection() as conn:
         city = read_city(ctx, conn)
-        completeness = ctx.cache.get(
-            "completeness", COMPLETENESS_TTL_S, lambda: queries.fetch_completeness(conn)
-        )
+        # the trust page's own rows (same query, window and cache entry): one completeness
+        trust = queries.cached_trust_by_utility(ctx.cache, conn, ctx.clock())
+        completeness = queries.completeness_by_utility(trust)
         interruptions = queries.fetch_interruptions(conn)
         critical = queries.fetch_open_alerts(conn, limit=100, severities=["critical"])
         recent = queries.fetch_recent_alerts(conn, limit=8)
