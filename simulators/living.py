@@ -154,9 +154,9 @@ def plan_event(
                              "area_cm2": area, "ramp": min(30.0, duration / 2)}}  # fmt: skip
     if kind == "gas_leak":
         junction = GAS_RINGS[int(rng.integers(len(GAS_RINGS)))]
-        area = round(float(rng.uniform(1.5, 4.0)), 1)
+        hole = round(float(rng.uniform(1.5, 4.0)), 1)
         return {"incident": {"network": "gas", "type": "leak", "element": junction, **when,
-                             "area_cm2": area, "ramp": min(20.0, duration / 2)}}  # fmt: skip
+                             "area_cm2": hole, "ramp": min(20.0, duration / 2)}}  # fmt: skip
     if kind == "gas_regulator_fault":
         return {"incident": {"network": "gas", "type": "regulator_fault", **when,
                              "p_bar": 1.0}}  # fmt: skip
@@ -407,7 +407,8 @@ def main() -> int:
         level=logging.INFO,
         format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
     )
-    settings = Settings()
+    # from the CITYOPS_* environment, which cityops up sets for its services
+    settings = Settings()  # type: ignore[call-arg]
     every = parse_every(settings.demo_incidents)
     root = Path(__file__).resolve().parent.parent
     catalogue = root / "data" / "demo_sensors.geojson"
