@@ -391,7 +391,9 @@ def _background(settings: Settings, cfg: LivingConfig, stop: threading.Event) ->
 
     def go() -> None:
         try:
-            run_demo(settings, catalogue, 60.0, 0, 1.0, anomaly=None, stop=stop)
+            # start now: a backfill paced at speedup 1 would stay half an hour behind for ever
+            start = iso(int(time.time()) * 1000)
+            run_demo(settings, catalogue, 60.0, 0, 1.0, 1, start, anomaly=None, stop=stop)
         except Exception:  # the physics goes on without the background sensors
             log.exception("the demo sensors' simulator stopped")
 
