@@ -55,7 +55,7 @@ def epanet_to_layers(
     target = CRS.from_user_input(crs)
     if not target.is_projected and origin is not None:
         raise ValueError(f"{crs} is not projected: an origin needs a CRS in metres (EPSG:4544)")
-    place = _placement(wn, target, origin, scale_m)
+    place = placement(wn, target, origin, scale_m)
     nodes = [_node_row(f"{id_prefix}{name}", node, place) for name, node in wn.nodes()]
     links = [_link_row(id_prefix, name, link, place) for name, link in wn.links()]
     n = gpd.GeoDataFrame(nodes, geometry="geometry", crs=target).to_crs(STORE_SRID)
@@ -66,9 +66,7 @@ def epanet_to_layers(
 _Place = Callable[[float, float], tuple[float, float]]
 
 
-def _placement(
-    wn, target: CRS, origin: tuple[float, float] | None, scale_m: float | None
-) -> _Place:
+def placement(wn, target: CRS, origin: tuple[float, float] | None, scale_m: float | None) -> _Place:
     """Model coordinates to ``target``: as they are, or centred on ``origin`` (lon, lat) and
     scaled by ``scale_m`` [m per model unit; default ``auto_scale``]."""
     if origin is None:
@@ -140,10 +138,26 @@ def import_epanet(
     scale_m: float | None = None,
     demo: bool = False,
 ) -> dict[str, int]:
-    """Replace the water layers with an EPANET model, in one transaction."""
+    """Replace the water layers with an EPANET model, in one transaction (see
+    ``import_epanet_report``, which also names the demo sensors retired)."""
+    counts, _ = import_epanet_report(conn, path, crs=crs, origin=origin, scale_m=scale_m, demo=demo)
+    return counts
+
+
+def import_epanet_report(
+    conn,  # psycopg.Connection
+    path: Path,
+    *,
+    crs: str = "EPSG:4544",
+    origin: tuple[float, float] | None = None,
+    scale_m: float | None = None,
+    demo: bool = False,
+) -> tuple[dict[str, int], list[str]]:
+    """Replace the water layers with an EPANET model, in one transaction: (layer counts, the
+    demo water sensors retired with the demo layers they sat on; docs/decisions/0056)."""
     from gis.layers import get_layer
     from gis.loading import LayerLoadError, prepare_layer_frame
-    from gis.postgis import write_layers
+    from gis.postgis import fetch_demo_water_sensors, retire_demo_water_sensors, write_layers
 
     try:
         wn = read_epanet(path)
@@ -153,14 +167,35 @@ def import_epanet(
     frames = {}
     for name, gdf in (("water_nodes", nodes), ("water_pipes", links)):
         frames[name], _ = prepare_layer_frame(get_layer(name), gdf)
-    return write_layers(
-        conn,
-        frames,
-        source=f"EPANET model {path.name} ({crs}"
+
+    source = (
+        f"EPANET model {path.name} ({crs}"
         + (f", origin {origin[0]},{origin[1]}" if origin else "")
-        + ")",
-        demo=demo,
+        + ")"
     )
+    # one transaction: the demo's water sensors go with the demo layers they sat on, or neither
+    with conn.transaction():
+        demo_sensors = fetch_demo_water_sensors(conn)
+        counts = write_layers(conn, frames, source=source, demo=demo)
+        retired = retire_demo_water_sensors(conn, demo_sensors)
+    return counts, retired
+
+
+def model_to_lonlat(
+    wn,
+    *,
+    crs: str = "EPSG:4544",
+    origin: tuple[float, float] | None = None,
+    scale_m: float | None = None,
+) -> _Place:
+    """Model coordinates to (lon, lat) exactly as ``epanet_to_layers`` places the model: other
+    files drawn in the model's coordinates (a utility's sensors) land on its pipes."""
+    target = CRS.from_user_input(crs)
+    if not target.is_projected and origin is not None:
+        raise ValueError(f"{crs} is not projected: an origin needs a CRS in metres (EPSG:4544)")
+    place = placement(wn, target, origin, scale_m)
+    to_lonlat = Transformer.from_crs(target, STORE_SRID, always_xy=True)
+    return lambda x, y: to_lonlat.transform(*place(x, y))
 
 
 # --- the other way: water layers to an EPANET model (for the simulators) ---------------------

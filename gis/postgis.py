@@ -89,24 +89,44 @@ def read_sensor_file(path: Path) -> list[Sensor]:
     raise CatalogueError(f"{path}: unsupported format {suffix} (use .geojson, .csv or .gpkg)")
 
 
-def write_sensors(conn: psycopg.Connection, sensors: Iterable[Sensor]) -> int:
-    """Insert or update sensors; the district is found from the location when not given."""
+def write_sensors(
+    conn: psycopg.Connection,
+    sensors: Iterable[Sensor],
+    *,
+    external_ids: Mapping[str, str] | None = None,
+) -> int:
+    """Insert or update sensors; the district is found from the location when not given.
+    ``external_ids`` ({sensor_id: the utility's own id}) fills ``sensors.external_id``; a
+    sensor whose id another external id already maps to is refused (nothing is written)."""
     n = 0
+    ext = dict(external_ids or {})
     with conn.transaction():
+        taken = conn.execute(
+            "SELECT sensor_id, external_id FROM sensors WHERE sensor_id = ANY(%s)"
+            " AND external_id IS NOT NULL",
+            (list(ext),),
+        ).fetchall()
+        for sid, had in taken:
+            if ext.get(sid) != had:
+                raise CatalogueError(
+                    f"{ext[sid]!r} maps to {sid!r}, already the id of the utility's {had!r}"
+                )
         for s in sensors:
             conn.execute(
                 """
                 INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode,
-                                     asset_id, status, geom)
+                                     asset_id, status, geom, external_id)
                 VALUES (%(id)s, %(utility)s, %(type)s, %(name)s,
                         COALESCE(%(adcode)s, (SELECT adcode FROM districts d WHERE
                             ST_Contains(d.geom, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)) LIMIT 1)),
-                        %(asset)s, %(status)s, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326))
+                        %(asset)s, %(status)s, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326),
+                        %(ext)s)
                 ON CONFLICT (sensor_id) DO UPDATE SET
                     utility = EXCLUDED.utility, sensor_type = EXCLUDED.sensor_type,
                     name = EXCLUDED.name, district_adcode = EXCLUDED.district_adcode,
                     asset_id = EXCLUDED.asset_id, status = EXCLUDED.status,
-                    geom = EXCLUDED.geom, updated_at = now()
+                    geom = EXCLUDED.geom, updated_at = now(),
+                    external_id = COALESCE(EXCLUDED.external_id, sensors.external_id)
                 """,
                 {
                     "id": s.sensor_id,
@@ -118,10 +138,88 @@ def write_sensors(conn: psycopg.Connection, sensors: Iterable[Sensor]) -> int:
                     "status": s.status,
                     "lon": s.lon,
                     "lat": s.lat,
+                    "ext": ext.get(s.sensor_id),
                 },
             )
             n += 1
     return n
+
+
+# the layers a sensor's asset id may name, per utility: (table, id column, is a link)
+ASSET_TABLES: dict[str, tuple[tuple[str, str, bool], ...]] = {
+    "water": (("water_nodes", "node_id", False), ("water_pipes", "pipe_id", True)),
+    "gas": (("gas_nodes", "node_id", False), ("gas_pipes", "pipe_id", True)),
+    "power": (("power_nodes", "node_id", False), ("power_lines", "line_id", True)),
+}
+
+
+def fetch_loaded_networks(conn: psycopg.Connection) -> set[str]:
+    """The utilities whose network layers hold at least one feature."""
+    out = set()
+    for utility, tables in ASSET_TABLES.items():
+        for table, _, _ in tables:
+            q = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+            if conn.execute(q).fetchone()[0]:  # type: ignore[index]
+                out.add(utility)
+                break
+    return out
+
+
+def fetch_asset_positions(
+    conn: psycopg.Connection, utility: str, asset_ids: Iterable[str]
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """{"node": {id: (lon, lat)}, "link": {...}} for the named assets of one utility's network:
+    a node's position, a link's midpoint along its length. Ids not found are absent."""
+    ids = sorted(set(asset_ids))
+    out: dict[str, dict[str, tuple[float, float]]] = {"node": {}, "link": {}}
+    for table, id_col, is_link in ASSET_TABLES[utility]:
+        point = sql.SQL("ST_LineInterpolatePoint(geom, 0.5)" if is_link else "geom")
+        q = sql.SQL("SELECT {id}, ST_X({p}), ST_Y({p}) FROM {t} WHERE {id} = ANY(%s)").format(
+            id=sql.Identifier(id_col), p=point, t=sql.Identifier(table)
+        )
+        found = out["link" if is_link else "node"]
+        for aid, lon, lat in conn.execute(q, (ids,)):
+            found[aid] = (float(lon), float(lat))
+    return out
+
+
+def retire_demo_water_sensors(conn: psycopg.Connection, candidates: Iterable[str]) -> list[str]:
+    """Retire the given water sensors whose asset is not in the water layers as they are now
+    (after a replace): the demo's sensors left on assets that no longer exist."""
+    rows = conn.execute(
+        """
+        UPDATE sensors s SET status = 'retired', updated_at = now()
+        WHERE s.sensor_id = ANY(%s) AND s.status = 'active'
+          AND NOT EXISTS (SELECT 1 FROM water_nodes n WHERE n.node_id = s.asset_id)
+          AND NOT EXISTS (SELECT 1 FROM water_pipes p WHERE p.pipe_id = s.asset_id)
+        RETURNING s.sensor_id
+        """,
+        (list(candidates),),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def fetch_demo_water_sensors(conn: psycopg.Connection) -> list[str]:
+    """Active water sensors of the demo: on the water layers while those are marked demo
+    (``gis demo --sensors``), or on the demo catalogue's made-up assets (``demo-...``,
+    data/demo_sensors.geojson). Empty when the water layers are not demo data."""
+    demo = conn.execute(
+        "SELECT coalesce(bool_or(demo), false) FROM gis_layers"
+        " WHERE name IN ('water_nodes', 'water_pipes')"
+    ).fetchone()[0]  # type: ignore[index]
+    if not demo:
+        return []
+    rows = conn.execute(
+        """
+        SELECT s.sensor_id FROM sensors s
+        WHERE s.utility = 'water' AND s.status = 'active' AND s.asset_id IS NOT NULL
+          AND (s.asset_id LIKE 'demo-%%'
+               OR EXISTS (SELECT 1 FROM water_nodes n WHERE n.node_id = s.asset_id)
+               OR EXISTS (SELECT 1 FROM water_pipes p WHERE p.pipe_id = s.asset_id))
+        ORDER BY 1
+        """
+    ).fetchall()
+    return [r[0] for r in rows]
 
 
 # --- layers (gis_layers, networks, facilities, grid cells) -------------------------------------

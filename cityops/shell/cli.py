@@ -316,21 +316,6 @@ def evaluate(
     print_evaluation(_settings(), scenarios, log_dir, speedup=speedup)
 
 
-@sensors_app.command("import")
-def sensors_import(
-    file: Annotated[Path, typer.Argument(help="GeoJSON, CSV or GeoPackage of sensors.")],
-) -> None:
-    """Add or update sensors from a file (columns: sensor_id, sensor_type, name, district_adcode,
-    asset_id, status; Point geometry or lon/lat)."""
-    from cityops.kernel.db import connect
-    from gis.postgis import read_sensor_file, write_sensors
-
-    sensors = read_sensor_file(file)
-    with connect(_settings().database_url) as conn:
-        n = write_sensors(conn, sensors)
-    console.print(f"imported {n} sensors from {file}")
-
-
 @gis_app.command("load-districts")
 def gis_load_districts(
     file: Annotated[
@@ -444,6 +429,10 @@ def _mount_part_commands() -> None:
     from cityops.shell.security_cli import register as register_security
 
     register_security(app)  # keys, verify, audit verify (national cryptography)
+
+    from cityops.shell.sensors_cli import register as register_sensors
+
+    register_sensors(sensors_app)  # import (CRS, model placement, at-asset, utility ids)
 
 
 _mount_part_commands()

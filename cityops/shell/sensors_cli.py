@@ -1,0 +1,273 @@
+"""``cityops sensors import``: a utility's sensors as it writes them (docs/decisions/0056).
+
+A file's coordinates may be in any CRS (``--crs``), in the abstract units of the EPANET model the
+network came from (``--model``, ``--origin``, ``--scale-m``: the same placement as
+``cityops gis import-epanet``), or absent: ``--at-asset`` places each sensor on the network asset
+its ``asset_id`` (or ``node`` / ``link``) names, a node's position or a link's midpoint. Ids are
+kept as written when valid, or mapped by ``sensors.ids`` with the original in
+``sensors.external_id``. Asset ids are checked against the utility's network layers when those
+hold features. Any error names the record and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+@dataclass
+class RawRecord:
+    """One sensor as read from the file: its properties and its coordinates (None: absent)."""
+
+    props: dict[str, Any]
+    x: float | None
+    y: float | None
+    where: str  # "line 3", "feature 2": for error messages
+
+
+class ImportError_(ValueError):
+    pass
+
+
+def _num(v: Any) -> float | None:
+    if v in (None, ""):
+        return None
+    return float(v)
+
+
+def read_raw_records(path: Path) -> list[RawRecord]:
+    """Records of a GeoJSON, CSV (lon/lat or x/y columns, optional) or GeoPackage file; a
+    GeoPackage is read in EPSG:4326 (it carries its CRS)."""
+    suffix = path.suffix.lower()
+    if suffix in (".geojson", ".json"):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("type") != "FeatureCollection":
+            raise ImportError_(f"{path}: expected a GeoJSON FeatureCollection")
+        out = []
+        for i, feat in enumerate(doc.get("features") or []):
+            geom = feat.get("geometry") or None
+            x = y = None
+            if geom is not None:
+                if geom.get("type") != "Point":
+                    raise ImportError_(f"feature {i}: geometry must be a Point")
+                x, y = (float(v) for v in geom["coordinates"][:2])
+            out.append(RawRecord(dict(feat.get("properties") or {}), x, y, f"feature {i}"))
+        return out
+    if suffix == ".csv":
+        out = []
+        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+        for line, row in enumerate(reader, start=2):
+            try:
+                x = _num(row.get("lon", row.get("x")))
+                y = _num(row.get("lat", row.get("y")))
+            except ValueError:
+                raise ImportError_(f"line {line}: coordinates are not numbers") from None
+            out.append(RawRecord(dict(row), x, y, f"line {line}"))
+        return out
+    if suffix in (".gpkg", ".shp"):
+        import pyogrio
+
+        gdf = pyogrio.read_dataframe(path)
+        if gdf.crs is None:
+            raise ImportError_(f"{path}: no CRS; set one before import")
+        doc = json.loads(gdf.to_crs(4326).to_json())
+        return [
+            RawRecord(dict(f["properties"]), *f["geometry"]["coordinates"][:2], f"feature {i}")
+            for i, f in enumerate(doc["features"])
+        ]
+    raise ImportError_(f"{path}: unsupported format {suffix} (use .geojson, .csv or .gpkg)")
+
+
+def asset_of(props: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """(asset id, where to look): ``node`` names a node, ``link`` a link, ``asset_id`` either
+    (a node first: EPANET lets a node and a link share a name)."""
+    for key, kinds in (("asset_id", ("node", "link")), ("node", ("node",)), ("link", ("link",))):
+        v = props.get(key)
+        if v not in (None, ""):
+            return str(v).strip(), kinds
+    return None, ()
+
+
+Positions = dict[str, dict[str, dict[str, tuple[float, float]]]]  # utility -> kind -> id -> pos
+
+
+def find_asset(
+    positions: Positions, utility: str | None, asset: str, kinds: tuple[str, ...]
+) -> tuple[float, float] | None:
+    by_kind = positions.get(utility or "", {})
+    for kind in kinds:
+        if asset in by_kind.get(kind, {}):
+            return by_kind[kind][asset]
+    return None
+
+
+def prepare_sensors(
+    records: list[RawRecord],
+    *,
+    to_lonlat: Callable[[float, float], tuple[float, float]],
+    positions: Positions,
+    at_asset: bool,
+    checked_utilities: set[str],
+) -> tuple[list, dict[str, str]]:
+    """Validated sensors and {sensor_id: the utility's id} for ids that were mapped (pure).
+
+    ``positions`` holds the network assets the file names; with ``at_asset`` every sensor is
+    placed at its asset, otherwise ``to_lonlat`` converts the file's coordinates and the asset
+    ids of the utilities in ``checked_utilities`` must be among ``positions``. All unknown
+    assets are named in one error."""
+    from sensors.catalogue import SENSOR_TYPES, CatalogueError, parse_sensor_record
+    from sensors.ids import map_sensor_ids
+
+    ids = map_sensor_ids(str(r.props.get("sensor_id", "")).strip() for r in records)
+    external = {m: e for e, m in ids.items() if m != e}
+    unknown: list[str] = []
+    out = []
+    for r in records:
+        ext = str(r.props.get("sensor_id", "")).strip()
+        props = dict(r.props)
+        props["sensor_id"] = ids[ext]
+        asset, kinds = asset_of(props)
+        props["asset_id"] = asset
+        stype = SENSOR_TYPES.get(str(props.get("sensor_type", "")).strip())
+        utility = stype.utility.value if stype else None
+        pos = find_asset(positions, utility, asset, kinds) if asset is not None else None
+        if at_asset:
+            if asset is None:
+                raise CatalogueError(f"{r.where} ({ext}): --at-asset needs asset_id, node or link")
+            if pos is None:
+                unknown.append(f"{ext}: {asset}")
+                continue
+            lon, lat = pos
+        else:
+            if r.x is None or r.y is None:
+                raise CatalogueError(f"{r.where} ({ext}): no coordinates (or use --at-asset)")
+            lon, lat = to_lonlat(r.x, r.y)
+            if asset is not None and utility in checked_utilities and pos is None:
+                unknown.append(f"{ext}: {asset}")
+                continue
+        out.append(parse_sensor_record(props, float(lon), float(lat)))
+    if unknown:
+        raise CatalogueError(
+            "assets not in the network layers (nothing stored): " + ", ".join(unknown)
+        )
+    return out, external
+
+
+def _settings():
+    from cityops.shell.stack import command_settings
+
+    return command_settings()
+
+
+def _lonlat_function(
+    crs: str | None, origin: str | None, scale_m: float | None, model: Path | None
+) -> Callable[[float, float], tuple[float, float]]:
+    if origin is not None:
+        from gis.epanet import model_to_lonlat, read_epanet
+        from gis.filters import parse_point
+
+        if model is None:
+            raise ImportError_(
+                "--origin places coordinates as the network import did: give that model with"
+                " --model FILE.inp (its extent's centre lands on the origin)"
+            )
+        return model_to_lonlat(
+            read_epanet(model), crs=crs or "EPSG:4544", origin=parse_point(origin), scale_m=scale_m
+        )
+    if scale_m is not None or model is not None:
+        raise ImportError_("--scale-m and --model go with --origin")
+    if crs is None:
+        return lambda x, y: (x, y)
+    from pyproj import Transformer
+
+    t = Transformer.from_crs(crs, 4326, always_xy=True)
+    return lambda x, y: t.transform(x, y)
+
+
+def register(sensors_app: typer.Typer) -> None:
+    @sensors_app.command("import")
+    def sensors_import(
+        file: Annotated[Path, typer.Argument(help="GeoJSON, CSV or GeoPackage of sensors.")],
+        crs: Annotated[
+            str | None,
+            typer.Option(help="CRS of the file's coordinates (EPSG:xxxx); default EPSG:4326."),
+        ] = None,
+        origin: Annotated[
+            str | None,
+            typer.Option(
+                help="LON,LAT: the file is in the EPANET model's units, placed as "
+                "`cityops gis import-epanet --origin` placed the model (needs --model)."
+            ),
+        ] = None,
+        scale_m: Annotated[
+            float | None, typer.Option(help="Metres per model unit, as given to import-epanet.")
+        ] = None,
+        model: Annotated[
+            Path | None, typer.Option(help="The EPANET .inp the network was imported from.")
+        ] = None,
+        at_asset: Annotated[
+            bool,
+            typer.Option(
+                "--at-asset",
+                help="Place each sensor at the network asset its asset_id/node/link names "
+                "(a node's position, a pipe's midpoint); coordinates in the file are ignored.",
+            ),
+        ] = False,
+        unchecked_assets: Annotated[
+            bool,
+            typer.Option(
+                "--unchecked-assets",
+                help="Do not check asset ids against the network layers (assets not in GIS).",
+            ),
+        ] = False,
+    ) -> None:
+        """Add or update sensors from a file (columns: sensor_id, sensor_type, name,
+        district_adcode, asset_id (or node / link), status; Point geometry, lon/lat or x/y).
+        Ids are kept as the utility writes them: an id that is not already lower-case
+        [a-z0-9_-] is mapped (lower-case, other characters to '-') and its original kept as
+        external_id; two ids mapping to one are refused. Nothing is stored on any error."""
+        from cityops.kernel.db import connect
+        from gis.postgis import fetch_asset_positions, fetch_loaded_networks, write_sensors
+        from sensors.catalogue import SENSOR_TYPES, CatalogueError
+
+        try:
+            records = read_raw_records(file)
+            to_lonlat = _lonlat_function(crs, origin, scale_m, model)
+            with connect(_settings().database_url) as conn:
+                by_utility: dict[str, set[str]] = {}
+                for r in records:
+                    t = SENSOR_TYPES.get(str(r.props.get("sensor_type", "")).strip())
+                    a, _ = asset_of(r.props)
+                    if t is not None and a is not None:
+                        by_utility.setdefault(t.utility.value, set()).add(a)
+                positions = {u: fetch_asset_positions(conn, u, a) for u, a in by_utility.items()}
+                checked = set() if unchecked_assets else fetch_loaded_networks(conn)
+                sensors, external = prepare_sensors(
+                    records,
+                    to_lonlat=to_lonlat,
+                    positions=positions,
+                    at_asset=at_asset,
+                    checked_utilities=checked,
+                )
+                n = write_sensors(conn, sensors, external_ids=external)
+        except (CatalogueError, ImportError_, ValueError, OSError) as exc:
+            console.print(f"[red]{exc}[/]", soft_wrap=True, markup=True)
+            raise typer.Exit(2) from None
+        msg = f"imported {n} sensors from {file}"
+        if at_asset:
+            msg += f"; {n} placed at their network assets"
+        if external:
+            shown = ", ".join(f"{e} -> {m}" for m, e in sorted(external.items())[:10])
+            more = "" if len(external) <= 10 else f" (and {len(external) - 10} more)"
+            msg += f"; ids mapped: {shown}{more}"
+        console.print(msg, soft_wrap=True)
