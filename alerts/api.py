@@ -74,3 +74,9 @@ def run(settings: Settings, **options: Any) -> None:
     from alerts.service import run as run_engine
 
     run_engine(settings, **options)
+
+
+# read-only lists for `cityops alerts list` / `cityops incidents list` (issue 15 item 4)
+from alerts.stores.listing import ListingError, read_alert_list, read_incident_list  # noqa: E402
+
+__all__ += ["ListingError", "read_alert_list", "read_incident_list"]

@@ -92,8 +92,17 @@ def ingest() -> None:
     run(_settings())
 
 
-@app.command()
+alerts_app = typer.Typer(invoke_without_command=True)  # help: the callback's docstring
+incidents_app = typer.Typer(
+    help="Incidents: alerts grouped by place and time.", no_args_is_help=True
+)
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(incidents_app, name="incidents")
+
+
+@alerts_app.callback(invoke_without_command=True)
 def alerts(
+    ctx: typer.Context,
     partition: Annotated[
         str,
         typer.Option(
@@ -109,8 +118,11 @@ def alerts(
         ),
     ] = False,
 ) -> None:
-    """Evaluate new readings as they arrive (thresholds with hysteresis and the detectors enabled
-    per sensor type); raise, store, group into incidents, publish and notify; clear on return."""
+    """Without a subcommand: evaluate new readings as they arrive (thresholds with hysteresis and
+    the detectors enabled per sensor type); raise, store, group into incidents, publish and
+    notify; clear on return. `cityops alerts list` lists them."""
+    if ctx.invoked_subcommand is not None:
+        return
     _logging()
     from alerts.api import run
 
@@ -433,6 +445,10 @@ def _mount_part_commands() -> None:
     from cityops.shell.sensors_cli import register as register_sensors
 
     register_sensors(sensors_app)  # import (CRS, model placement, at-asset, utility ids)
+
+    from cityops.shell.listing_cli import register as register_listing
+
+    register_listing(alerts_app, incidents_app)  # alerts list, incidents list
 
 
 _mount_part_commands()
