@@ -97,6 +97,8 @@ incidents_app = typer.Typer(
     help="Incidents: alerts grouped by place and time.", no_args_is_help=True
 )
 app.add_typer(alerts_app, name="alerts")
+readings_app = typer.Typer(help="Stored readings.", no_args_is_help=True)
+app.add_typer(readings_app, name="readings")
 app.add_typer(incidents_app, name="incidents")
 
 
@@ -326,6 +328,31 @@ def evaluate(
     from cityops.shell.evaluate import print_evaluation
 
     print_evaluation(_settings(), scenarios, log_dir, speedup=speedup)
+
+
+@readings_app.command("import")
+def readings_import(
+    file: Annotated[Path, typer.Argument(help="CSV: sensor_id, quantity, ts, value[, seq].")],
+) -> None:
+    """Load history, also older than the live window (CITYOPS_ACCEPT_PAST_S): the whole file is
+    checked first (nothing stored on any error), then written through ingestion's store;
+    readings already stored are skipped, so a re-run stores nothing twice. Rows are flagged as
+    history: data trust counts them as backfilled, not late. sensor_id may be the utility's own
+    id (external_id). ts: ISO 8601 with a zone, or Unix seconds."""
+    from ingestion.history import HistoryError, import_history
+
+    settings = _settings()
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+        r = import_history(settings.database_url, text, retention_days=settings.retention_days)
+    except (HistoryError, OSError, UnicodeDecodeError) as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    span = f" from {r.first:%Y-%m-%d %H:%M} to {r.last:%Y-%m-%d %H:%M} UTC" if r.first else ""
+    console.print(
+        f"{r.rows} readings in {file}{span}: {r.stored} stored, {r.skipped} already there",
+        soft_wrap=True,
+    )
 
 
 @gis_app.command("load-districts")
