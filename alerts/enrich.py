@@ -2,10 +2,17 @@
 
 An adapter over the GIS part's network analysis (gis/analysis.py, on the PostGIS network layers):
 
-* water and power: the link (pipe, line) nearest the incident's centre is its likely location
-  [the first approximation; topology-based localisation from the pressure pattern is the next
-  step]; ``fetch_isolation`` gives the valves (switches) to close, the customers and population
-  without supply, and the facilities affected;
+* water: the hydraulic model of the GIS water layers (gis/epanet.py ``fetch_water_model``)
+  linearised at the incident's time of day ranks every pipe by how well a leak (or a closure)
+  there explains the pressure residuals the sensors saw (gis/leaks.py; residuals from
+  alerts/stores/residuals.py, only the sensors of the metered area that saw the imbalance when
+  there is one): ``affected.candidates`` (best 10 with their scores), ``affected.search_area``
+  (GeoJSON, lon/lat) and ``affected.method``; the best candidate is the likely location. With
+  no model or fewer than ``MIN_SENSORS`` placed sensors that moved, the pipe nearest the
+  centre, and ``method`` says so;
+* power: the line nearest the incident's centre;
+* water and power: ``fetch_isolation`` of the likely location gives the valves (switches) to
+  close, the customers and population without supply, and the facilities affected;
 * gas: ``fetch_leak_area`` round the centre (radius from the incident's spread, at least
   ``GAS_MIN_RADIUS_M``) gives the population, facilities and gas valves in the area.
 
@@ -17,12 +24,17 @@ gets ``{"error": ...}`` once, not a retry per second.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
 from alerts.stores.incidents import read_unenriched, write_context
+from alerts.stores.residuals import read_area_sensors, read_incident_onset, read_pressure_residuals
+from gis import leaks
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_nearest_link
 from gis.network import NetworkError
 
@@ -39,6 +51,106 @@ _KEEP = (
 )
 
 
+MIN_SENSORS = 3  # placed pressure sensors with a residual: fewer cannot tell pipes apart
+MIN_RESIDUAL_KPA = 2.0  # the largest residual must exceed this (about 0.2 m: sensor noise)
+TOP_CANDIDATES = 10
+SEARCH_AREA_TOP = 5
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # the model's demand patterns follow Chengdu's clock
+KPA_PER_M = 9.80665
+METHOD_MODEL = "network-model sensitivity (Pérez et al. 2011; BattLeDIM 2020)"
+METHOD_NEAREST = "nearest pipe to the alerting sensors' centre"
+
+
+class LeakModelCache:
+    """The water model linearised per time-of-day bin and per version of the water layers: a
+    10,000-pipe model is solved and factorised once per bin, not per incident."""
+
+    def __init__(self, bin_s: int = 3600) -> None:
+        self.bin_s = bin_s
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, tuple[int, int], int], leaks.HydraulicState] = {}
+
+    def get(self, conn: psycopg.Connection, at: datetime) -> leaks.HydraulicState:
+        from gis.epanet import fetch_water_model
+
+        row = conn.execute(
+            "SELECT (SELECT version FROM gis_layers WHERE name = 'water_nodes'),"
+            " (SELECT version FROM gis_layers WHERE name = 'water_pipes')"
+        ).fetchone()
+        version = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
+        local = at.astimezone(LOCAL_TZ)
+        clock = local.hour * 3600 + local.minute * 60 + local.second
+        key = (
+            f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}",
+            version,
+            clock // self.bin_s,
+        )
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None:
+            return hit
+        wn = fetch_water_model(conn)
+        if not wn.junction_name_list:
+            raise NetworkError("no water network loaded")
+        state = leaks.model_state(wn, float(clock // self.bin_s * self.bin_s))
+        with self._lock:
+            # a new layer version makes the old entries useless: keep only this version's
+            self._items = {k: v for k, v in self._items.items() if k[:2] == key[:2]}
+            self._items[key] = state
+        return state
+
+
+_MODELS = LeakModelCache()
+
+
+def localise_water(
+    conn: psycopg.Connection, incident_id: int, models: LeakModelCache | None = None
+) -> tuple[list[leaks.Candidate], dict[str, Any], leaks.HydraulicState] | str:
+    """Ranked candidate pipes of a water incident, with what was used; or why not (a str)."""
+    onset = read_incident_onset(conn, incident_id)
+    if onset is None:
+        return "incident not found"
+    opened_at, members = onset
+    area = read_area_sensors(conn, members) if members else None
+    residuals = read_pressure_residuals(conn, opened_at, area)
+    try:
+        state = (models or _MODELS).get(conn, opened_at)
+    except (NetworkError, ValueError, KeyError) as exc:
+        return f"no hydraulic model ({exc})"
+    obs = [
+        leaks.Observation("pressure", r.node_id, r.residual_kpa / KPA_PER_M)
+        for r in residuals
+        if r.node_id in state.node_index
+    ]
+    if len(obs) < MIN_SENSORS:
+        return f"{len(obs)} placed pressure sensors with readings (at least {MIN_SENSORS} needed)"
+    if max(abs(o.residual) for o in obs) * KPA_PER_M < MIN_RESIDUAL_KPA:
+        return "the pressures did not move beyond the sensors' noise"
+    try:
+        ranked = leaks.rank(state, obs, top=TOP_CANDIDATES)
+    except leaks.LocaliseError as exc:
+        return str(exc)
+    used = {
+        "sensors_used": len(obs),
+        "area_sensors": len(area) if area else None,
+        "basis": sorted({r.basis for r in residuals}),
+    }
+    return ranked, used, state
+
+
+def _to_lonlat(geom: dict[str, Any] | None) -> dict[str, Any] | None:
+    if geom is None:
+        return None
+    import numpy as np
+    import shapely
+    from pyproj import Transformer
+    from shapely.geometry import mapping, shape
+
+    to_ll = Transformer.from_crs(4544, 4326, always_xy=True).transform
+    moved = shapely.transform(shape(geom), lambda xy: np.column_stack(to_ll(xy[:, 0], xy[:, 1])))
+    return dict(mapping(moved))
+
+
 def compute_incident_context(
     conn: psycopg.Connection,
     utility: str,
@@ -46,19 +158,52 @@ def compute_incident_context(
     lat: float,
     radius_m: float,
     cache: NetworkCache | None = None,
+    *,
+    incident_id: int | None = None,
+    models: LeakModelCache | None = None,
 ) -> tuple[str | None, dict[str, Any]]:
-    """(likely location, affected summary) for an incident centred at (lon, lat)."""
+    """(likely location, affected summary) for an incident centred at (lon, lat); a water
+    incident with ``incident_id`` is placed on the network model when it can be."""
     if utility == "gas":
         fc = fetch_leak_area(conn, radius_m=max(GAS_MIN_RADIUS_M, 1.5 * radius_m), point=(lon, lat))
         return None, dict(fc["leak"])
-    nearest = fetch_nearest_link(conn, utility, lon, lat)
-    if nearest is None:
-        raise NetworkError(f"no {utility} network loaded")
-    link_id, distance_m = nearest
+    extra: dict[str, Any] = {}
+    link_id: str | None = None
+    if utility == "water" and incident_id is not None:
+        try:
+            with conn.transaction():  # a savepoint: a failed query leaves the fallback usable
+                got = localise_water(conn, incident_id, models)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except Exception as exc:  # the model does not solve, a layer is odd: fall back, say why
+            log.warning("incident %s: localisation failed", incident_id, exc_info=True)
+            got = f"localisation failed ({type(exc).__name__}: {str(exc)[:200]})"
+        if isinstance(got, str):
+            extra["method"] = f"{METHOD_NEAREST}: {got}"
+        else:
+            ranked, used, state = got
+            link_id = ranked[0].pipe
+            extra["method"] = METHOD_MODEL
+            extra["candidates"] = [
+                {"pipe": c.pipe, "score": round(c.score, 4), "node": c.node, "kind": c.kind}
+                for c in ranked
+            ]
+            extra["search_area"] = _to_lonlat(leaks.search_area(state, ranked[:SEARCH_AREA_TOP]))
+            extra["localisation"] = used
+    elif utility == "water":
+        extra["method"] = METHOD_NEAREST
+    distance_m: float | None = None
+    if link_id is None:
+        nearest = fetch_nearest_link(conn, utility, lon, lat)
+        if nearest is None:
+            raise NetworkError(f"no {utility} network loaded")
+        link_id, distance_m = str(nearest[0]), float(nearest[1])
     fc = fetch_isolation(conn, utility, link_id, cache=cache, with_geometry=False)
     iso = fc["isolation"]
     affected = {k: iso[k] for k in _KEEP if k in iso}
-    affected["link_distance_m"] = round(float(distance_m), 1)
+    if distance_m is not None:
+        affected["link_distance_m"] = round(distance_m, 1)
+    affected.update(extra)
     return str(link_id), affected
 
 
@@ -80,6 +225,7 @@ def enrich_incidents(
     *,
     limit: int = 20,
     compute: Compute = compute_incident_context,
+    models: LeakModelCache | None = None,
 ) -> int:
     """Compute the context of open incidents that are new or grew since; returns how many.
 
@@ -90,7 +236,19 @@ def enrich_incidents(
     for incident_id, utility, lon, lat, radius_m in rows:
         try:
             with conn.transaction():
-                location, affected = compute(conn, utility, lon, lat, radius_m, cache)
+                if compute is compute_incident_context:
+                    location, affected = compute(
+                        conn,
+                        utility,
+                        lon,
+                        lat,
+                        radius_m,
+                        cache,
+                        incident_id=incident_id,
+                        models=models,
+                    )
+                else:
+                    location, affected = compute(conn, utility, lon, lat, radius_m, cache)
         except (NetworkError, psycopg.errors.UndefinedTable, KeyError) as exc:
             location, affected = None, {"error": str(exc)[:300]}
             log.info("incident %s: no network context (%s)", incident_id, exc)

@@ -1,0 +1,122 @@
+"""Pressure residuals round an incident's onset, per water sensor, for the network-model
+localisation (gis/leaks.py, alerts/enrich.py). Read-only.
+
+A sensor's residual is the mean of its pressure readings in a short window after the onset
+minus the mean over the same window at the same time of day on previous days (``history``);
+a sensor with no such history is compared with the hour before the onset (``hour_before``).
+A sensor sits on the network node its ``asset_id`` names (as ``cityops sensors import`` places
+it, or ``sim:water:<node>`` as the simulators register theirs), else on the nearest water node
+within ``NODE_SNAP_M``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+
+NODE_SNAP_M = 100.0
+WINDOW_S = 900.0  # after the onset: long enough to average the noise, short enough to be "now"
+LEAD_S = 60.0  # the window starts a little before the first alert: the change did too
+HISTORY_DAYS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Residual:
+    sensor_id: str
+    node_id: str
+    residual_kpa: float
+    basis: str  # history | hour_before
+    readings: int
+
+
+def read_incident_onset(
+    conn: psycopg.Connection, incident_id: int
+) -> tuple[datetime, list[str]] | None:
+    """(first alert time, member sensors) of an incident."""
+    row = conn.execute(
+        "SELECT i.opened_at, coalesce(array_agg(DISTINCT s.sensor_id)"
+        "   FILTER (WHERE s.sensor_id IS NOT NULL), '{}')"
+        " FROM incidents i LEFT JOIN incident_sensors s ON s.incident_id = i.incident_id"
+        " WHERE i.incident_id = %s GROUP BY i.incident_id",
+        (incident_id,),
+    ).fetchone()
+    return None if row is None else (row[0], list(row[1]))
+
+
+def read_area_sensors(conn: psycopg.Connection, sensor_ids: Sequence[str]) -> list[str] | None:
+    """The active sensors of the metered areas these sensors belong to (None: in no area)."""
+    rows = conn.execute(
+        "SELECT DISTINCT o.sensor_id FROM metered_area_sensors m"
+        " JOIN metered_area_sensors o ON o.area_id = m.area_id"
+        " JOIN sensors s ON s.sensor_id = o.sensor_id AND s.status = 'active'"
+        " WHERE m.sensor_id = ANY(%s) ORDER BY 1",
+        (list(sensor_ids),),
+    ).fetchall()
+    return [r[0] for r in rows] or None
+
+
+_SQL = """
+WITH s AS (
+    SELECT sensor_id, asset_id, ST_Transform(geom, 4544) AS g FROM sensors
+    WHERE utility = 'water' AND status = 'active'
+      AND (%(ids)s::text[] IS NULL OR sensor_id = ANY(%(ids)s::text[]))
+), placed AS (
+    SELECT s.sensor_id, coalesce(
+        (SELECT n.node_id FROM water_nodes n WHERE n.node_id = s.asset_id),
+        (SELECT n.node_id FROM water_nodes n
+          WHERE n.node_id = regexp_replace(s.asset_id, '^sim:water:', '')),
+        (SELECT n.node_id FROM water_nodes n WHERE ST_DWithin(n.geom_m, s.g, %(snap)s)
+          ORDER BY n.geom_m <-> s.g LIMIT 1)) AS node_id
+    FROM s
+), after AS (
+    SELECT r.sensor_id, avg(r.value) AS v, count(*) AS n FROM readings r
+    JOIN placed p ON p.sensor_id = r.sensor_id
+    WHERE r.quantity = 'pressure' AND r.ts >= %(a0)s AND r.ts < %(a1)s GROUP BY 1
+), hist AS (
+    SELECT r.sensor_id, avg(r.value) AS v FROM readings r
+    JOIN placed p ON p.sensor_id = r.sensor_id
+    JOIN generate_series(1, %(days)s) d ON r.ts >= %(a0)s - d * interval '1 day'
+                                      AND r.ts < %(a1)s - d * interval '1 day'
+    WHERE r.quantity = 'pressure' AND r.ts >= %(a0)s - %(days)s * interval '1 day'
+      AND r.ts < %(a0)s GROUP BY 1
+), before AS (
+    SELECT r.sensor_id, avg(r.value) AS v FROM readings r
+    JOIN placed p ON p.sensor_id = r.sensor_id
+    WHERE r.quantity = 'pressure' AND r.ts >= %(a0)s - interval '1 hour' AND r.ts < %(a0)s
+    GROUP BY 1
+)
+SELECT p.sensor_id, p.node_id, a.v - coalesce(h.v, b.v),
+       CASE WHEN h.v IS NOT NULL THEN 'history' ELSE 'hour_before' END, a.n
+FROM placed p JOIN after a ON a.sensor_id = p.sensor_id
+LEFT JOIN hist h ON h.sensor_id = p.sensor_id
+LEFT JOIN before b ON b.sensor_id = p.sensor_id
+WHERE p.node_id IS NOT NULL AND coalesce(h.v, b.v) IS NOT NULL
+ORDER BY p.sensor_id
+"""
+
+
+def read_pressure_residuals(
+    conn: psycopg.Connection,
+    onset: datetime,
+    sensor_ids: Sequence[str] | None = None,
+    *,
+    window_s: float = WINDOW_S,
+    history_days: int = HISTORY_DAYS,
+) -> list[Residual]:
+    """Each placed water sensor's pressure residual [kPa] after ``onset`` (``sensor_ids``:
+    only these; None: every active water sensor)."""
+    a0 = onset - timedelta(seconds=LEAD_S)
+    rows = conn.execute(
+        _SQL,
+        {
+            "ids": None if sensor_ids is None else list(sensor_ids),
+            "snap": NODE_SNAP_M,
+            "a0": a0,
+            "a1": a0 + timedelta(seconds=window_s),
+            "days": int(history_days),
+        },
+    ).fetchall()
+    return [Residual(r[0], r[1], float(r[2]), r[3], int(r[4])) for r in rows]
