@@ -125,7 +125,7 @@ class UtilityFigures:
     nodata: int
     open_by_severity: tuple[tuple[str, int], ...]
     completeness: float | None  # data_trust's completeness over the last 60 minutes [0..1]
-    # customers without supply in the engine's open incidents that still have an active alert
+    # customers without supply in the engine's open incidents (not those whose alerts all cleared)
     customers_cut: int
     incidents_open: int = 0  # the open incidents those customers belong to
 

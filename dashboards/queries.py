@@ -562,19 +562,21 @@ def fetch_alert_location(conn: psycopg.Connection, alert_id: int) -> tuple[float
 def fetch_interruptions(conn: psycopg.Connection) -> dict[str, tuple[int, int, int]]:
     """Per utility: (open incidents, customers, people without supply) from the incidents the
     alert engine groups and enriches (migrations 0024/0027). Customers and people count only
-    while their incident is open *and* one of its alerts is still active: an open incident
-    whose alerts have all cleared is waiting out its quiet window with supply back (the wall
-    used to show 145 customers beside zero open alerts). No open incident: no row, 0 shown."""
+    for open incidents, and not for one whose alerts have all cleared: it is waiting out its
+    quiet window with supply back (the wall used to show 145 customers beside zero open
+    alerts). No open incident: no row, and the wall shows 0 (decision 0016)."""
     return {
         r[0]: (int(r[1]), int(r[2]), int(r[3]))
         for r in conn.execute(
             "SELECT i.utility, count(*),"
             " COALESCE(sum((i.affected ->> 'customers_without_supply')::numeric)"
-            "   FILTER (WHERE x.active), 0),"
+            "   FILTER (WHERE NOT x.recovered), 0),"
             " COALESCE(sum((i.affected ->> 'population_without_supply')::numeric)"
-            "   FILTER (WHERE x.active), 0)"
-            " FROM incidents i CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM alerts a"
-            "   WHERE a.incident_id = i.incident_id AND a.cleared_at IS NULL) AS active) x"
+            "   FILTER (WHERE NOT x.recovered), 0)"
+            " FROM incidents i CROSS JOIN LATERAL (SELECT"
+            "   EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.incident_id)"
+            "   AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.incident_id"
+            "                   AND a.cleared_at IS NULL) AS recovered) x"
             " WHERE i.state = 'open' GROUP BY i.utility"
         )
     }

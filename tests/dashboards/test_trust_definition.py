@@ -178,10 +178,11 @@ def test_customers_without_supply_belong_to_open_incidents(db_url: str) -> None:
         # open, but every alert cleared: supply is back while it waits out its quiet window
         _alert(conn, GAS, "gas", _incident(conn, "gas", "open", 50), cleared=True)
         _incident(conn, "gas", "resolved", 30)
+        _incident(conn, "power", "open", 42)  # no member alert yet: nothing says it is over
     figures = {f.utility: f for f in wall.read_wall(_context(db_url, now)).figures}
     assert (figures["water"].customers_cut, figures["water"].incidents_open) == (145, 1)
     assert (figures["gas"].customers_cut, figures["gas"].incidents_open) == (0, 1)
-    assert (figures["power"].customers_cut, figures["power"].incidents_open) == (0, 0)
+    assert (figures["power"].customers_cut, figures["power"].incidents_open) == (42, 1)
     card = wall.kpi_card("zh", figures["water"])
     (value,) = _find(card[1], lambda n: getattr(n, "data-kpi", None) == "kpi.outages")
     assert _text(value) == "145" and "1 起事件" in _text(card[1])
