@@ -8,6 +8,11 @@ symptom (``symptom_weight``), the radius the farthest member from it (an upper b
 the severity the highest of the members. Distances are great-circle (haversine, mean Earth
 radius), exact enough at city scale (< 0.5 % error).
 
+Planned operations: a process alarm raised during an active works-calendar entry on its
+sensor (``alerts.suppressed_by = 'works:<id>'``, alerts/stores/works.py) is grouped only with
+other such alarms, into an incident of kind ``planned_operation``: a valve shut for works is
+not a leak or a burst, and the real events around it stay apart.
+
 Grouping by the topology of metered areas: a water process alarm that finds no incident near
 enough joins its metered area's open burst or leak incident, however far from the inlet (a
 burst's pressure falls downstream of it). Grouping by the GIS network graph (a pressure drop on
@@ -89,8 +94,10 @@ def choose_incident(
     return best[1] if best else None
 
 
-HEALTH_KINDS = frozenset({"silent", "stuck", "sensor_fault", "spike"})
+HEALTH_KINDS = frozenset({"silent", "stuck", "sensor_fault", "spike", "drift"})
 MIN_WEIGHT = 0.01
+PLANNED_KIND = "planned_operation"
+PLANNED_TAG = "works:planned"  # in an incident's kinds: its process alarms were planned
 
 
 def symptom_weight(kind: str, value: float, limit: float | None) -> float:
@@ -183,6 +190,8 @@ def incident_kind(utility: str, kinds: frozenset[str], *, suspect_only: bool = F
     parts = {(q, k) for q, _, k in (t.rpartition(":") for t in kinds)}
     if suspect_only and any(k in HEALTH_KINDS for _, k in parts):
         return "sensor_health"
+    if PLANNED_TAG in kinds:
+        return PLANNED_KIND
     if utility == "gas" and any(
         k.startswith("gas_lel") or q == "gas_concentration" for q, k in parts
     ):
@@ -212,6 +221,10 @@ _KIND_TEXT = {
     "water_leak": ("疑似供水管网漏水", "suspected water leak"),
     "water_supply_loss": ("水源供水中断（泵站或水厂）", "supply lost at a source (pump or works)"),
     "sensor_health": ("传感器异常", "sensor problems"),
+    PLANNED_KIND: (
+        "计划作业（阀门操作或管网调整）引起",
+        "a planned operation (valve or network works)",
+    ),
     "power_outage": ("疑似停电", "suspected power outage"),
 }
 
@@ -241,6 +254,7 @@ class RaisedAlert:
     sensor_id: str
     kind: str  # the alert's kind
     flags: frozenset[str] = frozenset()  # tags of the sensor's other active sensor-health alerts
+    planned: str | None = None  # its works mark ('works:<id>'): raised during planned works
 
     @property
     def keeps_apart(self) -> bool:
@@ -249,6 +263,11 @@ class RaisedAlert:
         a symptom of the outage around it."""
         silent_rtu = self.point.utility == "power" and self.kind == "silent"
         return self.kind in HEALTH_KINDS and not silent_rtu
+
+    @property
+    def planned_process(self) -> bool:
+        """A process alarm raised during planned works on its sensor."""
+        return self.planned is not None and not self.keeps_apart
 
     @property
     def may_join_by_area(self) -> bool:
@@ -283,19 +302,24 @@ def choose_for_alert(alert: RaisedAlert, candidates: Sequence[Candidate]) -> Can
     the process stay apart: an alert that ``keeps_apart`` joins only sensor-health incidents or
     one with its own sensor's alarms; a process alarm does not join another sensor's health
     incident. Among those, the nearest in place and time (``choose_incident``); failing that,
-    a water process alarm joins the latest burst or leak incident of its metered area."""
+    a water process alarm joins the latest burst or leak incident of its metered area. A
+    process alarm raised during planned works joins only planned-operation incidents (its
+    area's too), and no other process alarm joins those."""
     apart = alert.keeps_apart
+    planned = alert.planned_process
     eligible = {
         c.incident.incident_id: c
         for c in candidates
-        if c.has_sensor or (c.kind == "sensor_health") == apart
+        if (c.has_sensor or (c.kind == "sensor_health") == apart)
+        and (apart or (c.kind == PLANNED_KIND) == planned)
     }
     near = choose_incident(alert.point, [c.incident for c in eligible.values()])
     if near is not None:
         return eligible[near.incident_id]
     if not alert.may_join_by_area:
         return None
-    in_area = [c for c in eligible.values() if c.shares_area and c.kind in AREA_INCIDENT_KINDS]
+    kinds = {PLANNED_KIND} if planned else AREA_INCIDENT_KINDS
+    in_area = [c for c in eligible.values() if c.shares_area and c.kind in kinds]
     return max(in_area, key=lambda c: c.incident.last_alert_us, default=None)
 
 
@@ -322,6 +346,8 @@ def settle(
     health = alert.kind in HEALTH_KINDS
     if alert.flags and not health:
         inc = replace(inc, kinds=inc.kinds | alert.flags)
+    if alert.planned_process:
+        inc = replace(inc, kinds=inc.kinds | {PLANNED_TAG})
     unflagged = any(s != alert.sensor_id and s not in faulty for s in others)
     suspect_only = is_flagged(alert, chosen) and not unflagged
     return Grouping(

@@ -233,7 +233,7 @@ class DefaultDetector:
 
     type_id: str
     quantity: str
-    detector: str  # silent | spike | stuck | rate_of_change | gas_levels
+    detector: str  # silent | spike | stuck | rate_of_change | gas_levels | drift
     severity: str
     params: Mapping[str, float | str] = field(default_factory=dict)
 
@@ -251,6 +251,9 @@ def _defaults() -> tuple[DefaultDetector, ...]:
         # a pressure transducer frozen for an hour (QARTOD flat-line)
         DefaultDetector("water_pressure", "pressure", "stuck", "warning"),
         DefaultDetector("gas_pressure", "pressure", "stuck", "warning"),
+        # a calibration drift: a day-on-day difference that keeps growing (alerts/detectors/drift.py)
+        DefaultDetector("water_pressure", "pressure", "drift", "warning"),
+        DefaultDetector("gas_pressure", "pressure", "drift", "warning"),
         # graded %LEL levels (GB/T 50493) and a rise over a near-zero background: a small leak
         # gives a few %LEL at the nearest detectors, under every level, but it rises; 0.4 %LEL
         # in 10 min is four times the detectors' step-to-step noise

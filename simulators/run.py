@@ -40,6 +40,9 @@ NOISE: dict[tuple[str, str], float | tuple[str, float]] = {
     ("gas", "pressure"): 0.1,
     ("gas", "gas_concentration"): 0.05,
 }
+# a planned operation is booked in the works calendar until this long after it ends: the
+# network settles after a valve is opened again [s]
+WORKS_MARGIN_S = 900.0
 DECIMALS = {"voltage": 1, "frequency": 3, "level": 3, "temperature": 1, "loading": 1}
 SENML_UNITS = {"temperature": "Cel"}
 
@@ -79,6 +82,7 @@ class EventTruth:
     lat: float | None
     affected: set[str] = field(default_factory=set)
     params: dict[str, Any] = field(default_factory=dict)
+    planned: bool = False  # a planned operation: the works calendar's, not detection's
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,6 +157,7 @@ class ScenarioRun:
                 None if lon is None else round(float(lon), 7),
                 None if lat is None else round(float(lat), 7),
                 params=dict(inc.params),
+                planned=inc.planned,
             )
         return out
 
@@ -319,8 +324,42 @@ class ScenarioRun:
                 {"name": n, "lon": round(lo, 7), "lat": round(la, 7)}
                 for n, (lo, la) in self.world.place_lonlat.items()
             ],
-            "events": [e.to_json() for e in sorted(self.events.values(), key=lambda e: e.event_id)],
+            "events": [
+                e.to_json()
+                for e in sorted(self.events.values(), key=lambda e: e.event_id)
+                if not e.planned
+            ],
+            "works": self.works(),
         }
+
+    def works(self) -> list[dict[str, Any]]:
+        """The planned incidents as works-calendar entries (alerts' ``works``, written with the
+        run's start): the operator books the water network's metered areas (a scenario's water
+        network is one area) and the element operated; on power and gas, which have no areas,
+        the whole network. Booked until ``WORKS_MARGIN_S`` after the operation ends."""
+        scn = self.scenario
+        end_ms = self.start_ms + round(scn.duration_s * 1000)
+        out = []
+        for inc in scn.incidents:
+            if not inc.planned:
+                continue
+            e = self.events[inc.event_id]
+            until = end_ms if e.end_ms is None else e.end_ms + round(WORKS_MARGIN_S * 1000)
+            water = inc.network == "water"
+            out.append(
+                {
+                    "event_id": inc.event_id,
+                    "kind": inc.works_kind,
+                    "utility": inc.network,
+                    "starts_at": iso(e.start_ms),
+                    "ends_at": iso(max(until, e.start_ms + 1000)),
+                    "area_ids": sorted(self.world.metered_areas) if water else [],
+                    "asset_ids": [inc.element] if water else [],
+                    "description": f"{scn.name}: planned {inc.type} of {inc.element}",
+                    "affected_sensors": sorted(e.affected),
+                }
+            )
+        return out
 
     def close(self) -> None:
         self.world.close()

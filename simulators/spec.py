@@ -469,6 +469,18 @@ class IncidentSpec(_Event):
     network: Utility
     type: Text
     element: Text  # the junction, pipe, pump, line, switch ... it happens to
+    # a planned operation (a valve closed for works, a reconfiguration): recorded in the works
+    # calendar (alerts' ``works``) instead of as ground truth for detection to find
+    planned: bool = False
+
+    @property
+    def works_kind(self) -> str:
+        """Its kind in the works calendar: a valve operated, a network switched, or other."""
+        if "valve" in self.type:
+            return "valve_operation"
+        if "switch" in self.type or "reconfig" in self.type:
+            return "reconfiguration"
+        return "maintenance"
 
     @property
     def params(self) -> dict[str, Any]:

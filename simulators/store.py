@@ -28,6 +28,30 @@ def write_run_start(conn: psycopg.Connection, truth: dict[str, Any]) -> None:
             ),
         )
         _write_events(conn, truth)
+        write_works(conn, truth.get("works", ()))
+
+
+def write_works(conn: psycopg.Connection, works: Any) -> list[int]:
+    """A run's planned operations (``ScenarioRun.works``) into the works calendar, recorded
+    by the simulator as an operator would before starting; returns their ids."""
+    from datetime import datetime
+
+    from alerts.api import add_work
+
+    return [
+        add_work(
+            conn,
+            kind=w["kind"],
+            utility=w["utility"],
+            starts_at=datetime.fromisoformat(w["starts_at"]),
+            ends_at=datetime.fromisoformat(w["ends_at"]),
+            description=w["description"],
+            recorded_by="simulator",
+            area_ids=w["area_ids"],
+            asset_ids=w["asset_ids"],
+        )
+        for w in works
+    ]
 
 
 def write_run_end(conn: psycopg.Connection, truth: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts.detectors.base import Detector, Setting
+from alerts.detectors.drift import Drift
 from alerts.detectors.gas_levels import GasLevels
 from alerts.detectors.rate_of_change import RateOfChange
 from alerts.detectors.silent import Silent
@@ -28,6 +29,7 @@ REGISTRY: tuple[type[Detector[Any]], ...] = (
     RateOfChange,
     Stuck,
     GasLevels,
+    Drift,
 )
 
 

@@ -19,6 +19,7 @@ from psycopg import sql
 from alerts.engine import AlertChange, Key
 from alerts.incidents import HEALTH_KINDS, alert_tag
 from alerts.lifecycle import AlertLife, State
+from alerts.stores import works
 from alerts.stores.times import finite, ts_from_us, us_from_ts
 
 Cleared = tuple[int, AlertChange, str, str]  # (alert_id, change, state before, state after)
@@ -81,9 +82,34 @@ def insert_raises(
 
 def mark_maintenance(conn: psycopg.Connection, new: Sequence[tuple[int, AlertChange]]) -> None:
     """Mark alerts raised inside a maintenance window covering their sensor (by sensor, utility
-    and/or district): ``suppressed_by = 'maintenance:<window id>'``."""
+    and/or district): ``suppressed_by = 'maintenance:<window id>'``; failing that, inside an
+    active works-calendar entry covering it (alerts/stores/works.py): ``'works:<work id>'``."""
     if not new:
         return
+    _mark_maintenance_windows(conn, new)
+    covered = works.covering(
+        conn, [(a, c.sensor_id, c.utility, ts_from_us(c.ts_us)) for a, c in new]
+    )
+    if covered:
+        conn.execute(
+            "UPDATE alerts a SET suppressed_by = 'works:' || x.work_id"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS x(id, work_id)"
+            " WHERE a.alert_id = x.id AND a.suppressed_by IS NULL",
+            (list(covered), list(covered.values())),
+        )
+
+
+def read_suppressed_by(conn: psycopg.Connection, alert_id: int) -> str | None:
+    """The alert's suppression mark (maintenance:<id>, works:<id>), or None."""
+    row = conn.execute(
+        "SELECT suppressed_by FROM alerts WHERE alert_id = %s", (alert_id,)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def _mark_maintenance_windows(
+    conn: psycopg.Connection, new: Sequence[tuple[int, AlertChange]]
+) -> None:
     conn.execute(
         """
         UPDATE alerts a SET suppressed_by = 'maintenance:' || w.window_id

@@ -63,7 +63,9 @@ def attach_incident(conn: psycopg.Connection, alert_id: int, ch: AlertChange) ->
         weight,
     )
     flags = alert_rows.read_health_flags(conn, ch.sensor_id, alert_id)
-    alert = RaisedAlert(point, ch.sensor_id, ch.kind, flags)
+    mark = alert_rows.read_suppressed_by(conn, alert_id)
+    planned = mark if mark is not None and mark.startswith("works:") else None
+    alert = RaisedAlert(point, ch.sensor_id, ch.kind, flags, planned)
     by_area = alert.may_join_by_area
     neighbours = catalogue.read_area_neighbours(conn, ch.sensor_id) if by_area else []
     at = ts_from_us(ch.ts_us)
