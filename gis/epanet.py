@@ -306,3 +306,82 @@ def fetch_water_model(conn):  # (psycopg.Connection) -> wntr.network.WaterNetwor
         "pipe_id, from_node, to_node, link_kind, diameter_mm, length_m, roughness, status",
     )
     return layers_to_wntr(nodes, pipes)
+
+
+# --- limits from the model: each sensor's band from the model's own simulated day ----------
+
+KPA_PER_M_HEAD = 9.80665  # fresh water: 1 m of head is 9.80665 kPa
+# the least margin round a simulated range [canonical unit]: a model that barely moves must not
+# alarm on sensor noise
+MODEL_BAND_FLOOR = {"pressure": 10.0, "flow": 0.5, "level": 0.2}
+MODEL_QUANTITIES = tuple(MODEL_BAND_FLOOR)
+
+
+def simulate_day(wn, pattern: list[float] | tuple[float, ...], *, step_s: int = 3600):
+    """Pressures [m], link flows [m³/s] over a day of ``wn`` with every junction's demand
+    following ``pattern`` (hourly multipliers: the layers keep no patterns), on a copy.
+    Returns (pressure frame, flowrate frame), one row per step."""
+    import copy
+    import tempfile
+    import warnings
+
+    import wntr
+
+    m = copy.deepcopy(wn)
+    m.add_pattern("cityops-day", list(pattern))
+    for _, j in m.junctions():
+        for d in j.demand_timeseries_list:
+            d.pattern_name = "cityops-day"
+    m.options.time.duration = 24 * 3600 - step_s
+    m.options.time.hydraulic_timestep = step_s
+    m.options.time.report_timestep = step_s
+    m.options.time.pattern_timestep = 3600
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="cityops-limits-") as tmp,
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            res = wntr.sim.EpanetSimulator(m).run_sim(file_prefix=f"{tmp}/day")
+    except Exception as exc:  # EPANET reports a model it cannot solve in several error types
+        raise ValueError(f"the water model does not solve over a day ({exc})") from exc
+    return res.node["pressure"], res.link["flowrate"]
+
+
+def modelled_range(
+    pressure, flowrate, wn, quantity: str, asset_id: str
+) -> tuple[float, float] | None:
+    """The simulated (min, max) [canonical unit] of ``quantity`` at a network asset: a node's
+    pressure or level (a tank's pressure is its level), a link's flow (magnitude: meters are
+    fitted in the flow's direction) or the pressures at its two ends. None: nothing modelled."""
+    if asset_id in wn.node_name_list and quantity in ("pressure", "level"):
+        s = pressure[asset_id]
+        scale = KPA_PER_M_HEAD if quantity == "pressure" else 1.0
+        if quantity == "level" and asset_id not in wn.tank_name_list:
+            return None
+        return float(s.min()) * scale, float(s.max()) * scale
+    if asset_id in wn.link_name_list:
+        link = wn.get_link(asset_id)
+        if quantity == "flow":
+            q = flowrate[asset_id].abs() * 1000.0  # m³/s -> L/s
+            return float(q.min()), float(q.max())
+        if quantity == "pressure":
+            ends = pressure[[link.start_node_name, link.end_node_name]]
+            return float(ends.min().min()) * KPA_PER_M_HEAD, float(
+                ends.max().max()
+            ) * KPA_PER_M_HEAD
+    return None
+
+
+def model_band(
+    quantity: str, lo: float, hi: float, *, margin: float = 0.25
+) -> tuple[float, float, float]:
+    """(alarm_low, alarm_high, deadband) round a simulated range: ``margin`` times its span on
+    each side, at least ``MODEL_BAND_FLOOR``; the deadband a quarter of that margin."""
+    if hi < lo:
+        raise ValueError(f"empty range {lo}..{hi}")
+    pad = max(margin * (hi - lo), MODEL_BAND_FLOOR[quantity])
+    low = lo - pad
+    if quantity in ("flow", "level"):
+        low = max(low, 0.0)  # a magnitude or a level has no negative alarm
+    return low, hi + pad, pad / 4

@@ -183,6 +183,15 @@ def fetch_asset_positions(
     return out
 
 
+def fetch_water_sensor_assets(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(sensor_id, sensor_type, asset_id) of the active water sensors placed on an asset."""
+    rows = conn.execute(
+        "SELECT sensor_id, sensor_type, asset_id FROM sensors WHERE utility = 'water'"
+        " AND status = 'active' AND asset_id IS NOT NULL ORDER BY sensor_id"
+    ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
 def retire_demo_water_sensors(conn: psycopg.Connection, candidates: Iterable[str]) -> list[str]:
     """Retire the given water sensors whose asset is not in the water layers as they are now
     (after a replace): the demo's sensors left on assets that no longer exist."""

@@ -200,3 +200,44 @@ def test_import_epanet_retires_the_demo_water_sensors(gis_conn: psycopg.Connecti
     # a second import over the utility's own (not demo) layers retires nothing
     _, again = import_epanet_report(gis_conn, NET1, origin=(104.06, 30.66))
     assert again == []
+
+
+def test_limits_from_the_model_replace_the_demo_defaults(net1, tmp_path: Path) -> None:
+    f = _write(
+        tmp_path,
+        "utility.geojson",
+        [
+            _feature({"sensor_id": "P22", "sensor_type": "water_pressure", "node": "22"}),
+            _feature({"sensor_id": "F10", "sensor_type": "water_flow", "link": "10"}),
+            _feature({"sensor_id": "T2", "sensor_type": "water_tank", "node": "2"}),
+        ],
+    )
+    assert run_cityops(net1, "sensors", "import", str(f), "--at-asset").returncode == 0
+    overrides = "SELECT sensor_id, quantity, alarm_low, alarm_high, reason FROM sensor_limit_overrides ORDER BY 1, 2"
+    r = run_cityops(net1, "sensors", "limits", "--from-model", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert _rows(net1.database_url, overrides) == []  # a dry run writes nothing
+    r = run_cityops(net1, "sensors", "limits", "--from-model")
+    assert r.returncode == 0, r.stderr
+    rows = _rows(net1.database_url, overrides)
+    # one band per modelled quantity: the flow meter also reads pressure (its pipe's two ends)
+    assert [(s, q) for s, q, *_ in rows] == [
+        ("f10", "flow"),
+        ("f10", "pressure"),
+        ("p22", "pressure"),
+        ("t2", "level"),
+    ]
+    assert {reason for *_, reason in rows} == {"derived from the network model"}
+    printed = {
+        (line.split("\t")[0], line.split("\t")[1]): line.split("\t")[2]
+        for line in r.stdout.splitlines()
+    }
+    for sid, q, low, high, _ in rows:
+        lo, hi = (float(v) for v in printed[(sid, q)].removeprefix("simulated ").split(".."))
+        # the band holds the model's whole day with at least the floor margin on each side
+        floor = {"pressure": 10.0, "flow": 0.5, "level": 0.2}[q]
+        assert high >= hi + floor * 0.999
+        assert low <= lo - floor * 0.999 or (q != "pressure" and low == 0.0)
+    # the pressure band is the model's, not the demo city's 200-700 kPa
+    [(low, high)] = [(lo_, hi_) for s, q, lo_, hi_, _ in rows if (s, q) == ("p22", "pressure")]
+    assert (low, high) != (200.0, 700.0) and high - low < 500.0
