@@ -13,8 +13,11 @@ a ``sensor_health`` detection sharing one of its sensors in the same window. A d
 matches no truth event is a false alert.
 
 Figures per truth type: recall, median and p90 time to detection (first matching detection minus
-start) [s], localisation error (distance from the detection's centre to the truth location) [m]
-and the share within 300 m; over the run: precision, false alerts per 1,000 sensor-days and a
+start) [s], localisation error (distance from the detection's likely location, the midpoint of
+its best candidate pipe, or its centre when it has none, to the truth location) [m], the share
+within 300 m and the share whose true element is among the detection's first ``TOP_K``
+candidates (alerts/enrich.py); over the water incidents together: the median error, the share
+within 300 m and the top-5 share (the targets of issue 15); over the run: precision, false alerts per 1,000 sensor-days and a
 NAB-style score (Lavin & Ahmad 2015, standard profile, simplified: the earliest detection in a
 window of ``NAB_WINDOW_S`` from the start scores ``2 / (1 + exp(5 y)) - 1`` with ``y`` from -1 at
 the window's start to 0 at its end, a missed event -1, each false alert -0.11; normalised so that
@@ -35,6 +38,7 @@ MATCH_RADIUS_M = 2000.0
 NAB_WINDOW_S = 3600.0
 NAB_FP_WEIGHT = 0.11
 LOCALISED_M = 300.0
+TOP_K = 5
 US = 1_000_000
 
 
@@ -49,6 +53,7 @@ class TruthEvent:
     lon: float | None
     lat: float | None
     sensors: frozenset[str]
+    element: str | None = None  # the pipe, line or node it happened on
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,15 @@ class DetectionRecord:
     lon: float
     lat: float
     sensors: frozenset[str]
+    # the likely location's point (the best candidate pipe's midpoint), when it was placed
+    loc_lon: float | None = None
+    loc_lat: float | None = None
+    candidates: tuple[str, ...] = ()  # ranked candidate elements (alerts/enrich.py)
+
+    def point(self) -> tuple[float, float]:
+        if self.loc_lon is not None and self.loc_lat is not None:
+            return self.loc_lon, self.loc_lat
+        return self.lon, self.lat
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,17 @@ class TypeScore:
     ttd_p90_s: float | None
     loc_median_m: float | None
     localised_share: float | None  # of detected events with a location, within LOCALISED_M
+    top_k_share: float | None = None  # of detected events with an element: in the top TOP_K
+
+
+@dataclass(frozen=True, slots=True)
+class Localisation:
+    """Water incidents together (the targets: >= 70 % within 300 m, >= 80 % in the top 5)."""
+
+    events: int  # detected water incidents with a true location
+    median_m: float | None
+    within_share: float | None
+    top_k_share: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +107,7 @@ class RunScore:
     precision: float | None
     false_per_1000_sensor_days: float
     nab_score: float
+    water: Localisation | None = None
 
 
 def _quantile(xs: Sequence[float], q: float) -> float | None:
@@ -125,6 +151,8 @@ def score_run(
     matched_dets: set[int] = set()
     per_type: dict[str, list[tuple[TruthEvent, DetectionRecord | None]]] = {}
     nab_raw = 0.0
+    water_err: list[float] = []
+    water_top: list[bool] = []
     for t in sorted(truth, key=lambda t: t.start_us):
         hits = sorted(
             (d for d in detections if matches(t, d, run_end_us)), key=lambda d: d.first_us
@@ -143,10 +171,14 @@ def score_run(
         found = [(t, d) for t, d in pairs if d is not None]
         ttd = [max(0.0, (d.first_us - t.start_us) / US) for t, d in found]
         loc = [
-            haversine_m(t.lon, t.lat, d.lon, d.lat)
+            haversine_m(t.lon, t.lat, *d.point())
             for t, d in found
             if t.lon is not None and t.lat is not None
         ]
+        top = [t.element in d.candidates[:TOP_K] for t, d in found if t.element]
+        if any(t.kind == "incident" and t.network == "water" for t, _ in pairs):
+            water_err += loc
+            water_top += top
         scores.append(
             TypeScore(
                 ttype,
@@ -157,6 +189,7 @@ def score_run(
                 _quantile(ttd, 0.9),
                 _quantile(loc, 0.5),
                 (sum(x <= LOCALISED_M for x in loc) / len(loc)) if loc else None,
+                (sum(top) / len(top)) if top else None,
             )
         )
     false_alerts = len([d for d in detections if d.detection_id not in matched_dets])
@@ -173,6 +206,14 @@ def score_run(
         (len(detections) - false_alerts) / len(detections) if detections else None,
         1000.0 * false_alerts / sensor_days,
         nab,
+        Localisation(
+            len(water_err),
+            _quantile(water_err, 0.5),
+            sum(x <= LOCALISED_M for x in water_err) / len(water_err),
+            (sum(water_top) / len(water_top)) if water_top else None,
+        )
+        if water_err
+        else None,
     )
 
 
@@ -187,12 +228,19 @@ def format_score(run_id: str, s: RunScore) -> str:
         f"{f(s.precision, '.2f')}, false alerts per 1000 sensor-days "
         f"{s.false_per_1000_sensor_days:.2f}, NAB-style score {s.nab_score:.1f}",
         f"{'type':<22}{'events':>7}{'recall':>8}{'TTD p50 s':>11}{'TTD p90 s':>11}"
-        f"{'loc p50 m':>11}{'<=300 m':>9}",
+        f"{'loc p50 m':>11}{'<=300 m':>9}{'top5':>6}",
     ]
     for t in s.by_type:
         lines.append(
             f"{t.type:<22}{t.events:>7}{t.recall:>8.2f}{f(t.ttd_median_s, '.0f'):>11}"
             f"{f(t.ttd_p90_s, '.0f'):>11}{f(t.loc_median_m, '.0f'):>11}"
-            f"{f(t.localised_share, '.2f'):>9}"
+            f"{f(t.localised_share, '.2f'):>9}{f(t.top_k_share, '.2f'):>6}"
+        )
+    if s.water is not None:
+        w = s.water
+        lines.append(
+            f"water localisation: {w.events} incidents, median error {f(w.median_m, '.0f')} m,"
+            f" within {LOCALISED_M:.0f} m {f(w.within_share, '.2f')},"
+            f" true pipe in top {TOP_K} {f(w.top_k_share, '.2f')}"
         )
     return "\n".join(lines)

@@ -47,20 +47,40 @@ def read_evaluation_input(
             lon,
             lat,
             frozenset(affected),
+            element,
         )
-        for event_id, kind, ttype, network, starts, ends, lon, lat, affected in conn.execute(
+        for event_id, kind, ttype, network, starts, ends, lon, lat, affected, element in conn.execute(
             "SELECT event_id, kind, type, network, starts_at, ends_at, ST_X(geom), ST_Y(geom),"
-            " affected_sensors FROM sim_ground_truth WHERE run_id = %s ORDER BY event_id",
+            " affected_sensors, element FROM sim_ground_truth WHERE run_id = %s ORDER BY event_id",
             (run_id,),
         )
     ]
     only = None if sensor_ids is None else list(sensor_ids)
+    # a water incident's likely location is a pipe: scored at its midpoint, with its candidates
     detections = [
-        DetectionRecord(r[0], r[1], r[2], us_from_ts(r[3]), r[4], r[5], frozenset(r[6]))
+        DetectionRecord(
+            r[0],
+            r[1],
+            r[2],
+            us_from_ts(r[3]),
+            r[4],
+            r[5],
+            frozenset(r[6]),
+            r[7],
+            r[8],
+            tuple(str(c["pipe"]) for c in (r[9] or []) if isinstance(c, dict) and "pipe" in c),
+        )
         for r in conn.execute(
             "SELECT i.incident_id, i.utility, i.kind, i.opened_at, ST_X(i.centre), ST_Y(i.centre),"
-            " array_agg(DISTINCT a.sensor_id) FROM incidents i"
+            " array_agg(DISTINCT a.sensor_id),"
+            " ST_X((array_agg(p.mid))[1]), ST_Y((array_agg(p.mid))[1]),"
+            " CASE WHEN jsonb_typeof(i.affected->'candidates') = 'array'"
+            "   THEN i.affected->'candidates' END"
+            " FROM incidents i"
             " JOIN alerts a ON a.incident_id = i.incident_id"
+            " LEFT JOIN LATERAL (SELECT ST_LineInterpolatePoint(w.geom, 0.5) AS mid"
+            "   FROM water_pipes w WHERE i.utility = 'water' AND w.pipe_id = i.likely_location) p"
+            "   ON true"
             " WHERE i.opened_at BETWEEN %s AND %s"
             " AND (%s::text[] IS NULL OR EXISTS (SELECT 1 FROM alerts m"
             "      WHERE m.incident_id = i.incident_id AND m.sensor_id = ANY(%s::text[])))"
