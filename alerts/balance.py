@@ -14,26 +14,50 @@ and minimum night flow analysis; Farley & Trow 2003, Mounce et al. 2010 for the 
 - Supply lost at a source (``inlet_flow_low``): a source meter's flow (not a service
   reservoir's) under its own usual by at least ``inlet_drop_lps`` and ``inlet_drop_share`` of
   it, for ``burst_points`` points: a pump trip, a closed works valve.
-- Night flow (``night_flow_rise``): the mean supply over the night window (02:00-04:00) above the
-  median of the previous nights' by at least ``night_rise_lps`` [L/s]; judged once the window is
-  over, cleared by a night back under half of that.
+- Leak (``night_flow_rise``), two ways:
+  * the mean supply over the night window (02:00-04:00) above the median of the previous
+    nights' by at least ``night_rise_lps`` [L/s], judged once the window is over;
+  * a persistent excess over the profile during the day: a one-sided CUSUM of the residual
+    (supply - expected), allowance ``cusum_k`` and decision limit ``cusum_h`` in units of the
+    area's own point-to-point scatter (robust, from successive residuals, so a slow leak does
+    not inflate it). An incipient leak is then found within hours, not at the second night.
+  Once raised, the nights are judged against the night level *before* the leak (frozen at the
+  raise), not against a profile that learns the leak: cleared by a night back within half of
+  ``night_rise_lps`` of that level.
+- Growth (``grown`` on ``night_flow_rise``): while the leak alert is active, a night whose excess
+  over the pre-leak level has risen since the last record by ``max(grow_lps, grow_share x
+  that excess)`` records the change on the alert and escalates it.
+- A new leak on top of an open one (``night_flow_step``): tonight above the previous night (and
+  above the previous nights' own trend, so a growing leak is no step) by the larger of
+  ``night_rise_lps`` and ``step_mads`` x the scatter of the night-to-night differences. A step
+  is judged against the previous night, not the old profile, so one open leak never hides the
+  next. Cleared, like the first, by a night back near its own pre-step level.
 
 A supply point exists at time t when every meter has a reading at t (within ``bin_s``); each
-meter's latest value is used. State lives in memory: after a restart the profile is learnt again
-(``min_days``), a known limit (docs/alerts.md).
+meter's latest value is used. The state is plain data (``state_to_doc``/``state_from_doc``):
+the service keeps it in ``alert_balance_state`` (alerts/stores/balance_state.py) and reloads it
+at start, so a restart neither relearns nor judges against an empty profile.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from cityops.kernel.clock import CHENGDU_UTC_OFFSET_S
 
 US = 1_000_000
 DAY_S = 86_400
+SCATTER_SMOOTHING = 0.01  # weight of the newest residual difference in the scatter (~1 day)
+SCATTER_MIN_POINTS = 36  # residual differences seen before the persistent excess is judged
+RESID_SMOOTHING = 1 / 24  # weight of the newest residual in its average (~2 h of 5-min points)
+# |r_t - r_t-1| of two independent N(0, s) residuals has median 0.6745 * sqrt(2) * s
+DIFF_TO_SIGMA = 1 / (0.6745 * math.sqrt(2))
+MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +78,12 @@ class AreaSpec:
     inlet_drop_lps: float = 30.0  # ... that falls by this much ...
     inlet_drop_share: float = 0.5  # ... and by this share of its usual flow: supply lost
     inlet_min_days: int = 1  # days of its own history before a source is judged
+    cusum_k: float = 0.5  # allowance per point, in units of the residual's scatter
+    cusum_h: float = 20.0  # decision limit, in the same units (quiet weeks peak near 10)
+    cusum_min_lps: float = 0.5  # the scatter never counts as less than this [L/s]
+    grow_lps: float = 5.0  # an open leak's excess rising by this much ...
+    grow_share: float = 0.5  # ... or this share of it (the larger) is recorded and escalated
+    step_mads: float = 4.0  # a new leak: night-to-night step over this many scaled MADs
 
     @property
     def alert_sensor(self) -> str:
@@ -80,6 +110,16 @@ class AreaState:
     night_sensor: str | None = None
     low: dict[str, int] = field(default_factory=dict)  # source meter -> consecutive low points
     low_active: set[str] = field(default_factory=set)  # sources whose supply-loss alert is on
+    # persistent excess (CUSUM) and the residual's scatter (EWMA of successive differences)
+    cusum: float = 0.0
+    scatter: float | None = None
+    last_resid: float | None = None
+    leak_base: float | None = None  # the night level before the open leak [L/s]
+    leak_recorded: float = 0.0  # its excess when last raised or recorded [L/s]
+    step_high: bool = False
+    step_base: float | None = None  # the night level before the open step [L/s]
+    resid_avg: float = 0.0  # the residual, smoothed over about two hours [L/s]
+    scatter_n: int = 0  # residual differences the scatter has seen
 
     def copy(self) -> AreaState:
         return AreaState(
@@ -98,19 +138,29 @@ class AreaState:
             self.night_sensor,
             dict(self.low),
             set(self.low_active),
+            self.cusum,
+            self.scatter,
+            self.last_resid,
+            self.leak_base,
+            self.leak_recorded,
+            self.step_high,
+            self.step_base,
+            self.resid_avg,
+            self.scatter_n,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class AreaEvent:
-    event: Literal["raised", "cleared"]
-    kind: str  # water_burst | night_flow_rise
+    event: Literal["raised", "cleared", "grown"]
+    kind: str  # water_burst | night_flow_rise | night_flow_step | inlet_flow_low
     ts_us: int
     value: float  # the excess over the expectation [L/s]
     limit: float  # the rise that raises [L/s]
     supply: float  # the supply [L/s]
     expected: float  # what the profile expected [L/s]
     sensor_id: str = ""  # the inlet meter that carries most of the excess
+    before: float | None = None  # grown: the excess last recorded [L/s]
 
 
 AREA_PARAMS = frozenset(
@@ -127,6 +177,12 @@ AREA_PARAMS = frozenset(
         "inlet_drop_lps",
         "inlet_drop_share",
         "inlet_min_days",
+        "cusum_k",
+        "cusum_h",
+        "cusum_min_lps",
+        "grow_lps",
+        "grow_share",
+        "step_mads",
     }
 )
 
@@ -249,6 +305,8 @@ def _on_point(spec: AreaSpec, st: AreaState, t: int, supply: float) -> list[Area
                         st.burst_sensor or spec.alert_sensor,
                     )
                 )
+        if not st.burst and not st.low_active:
+            events.extend(_persistent(spec, st, t, day, excess, supply, expected))
     events.extend(_sources(spec, st, t, day, b))
     # learn the profile, but not from a burst or a lost supply (it would become "normal")
     if not st.burst and not st.low_active:
@@ -322,37 +380,125 @@ def _night(spec: AreaSpec, st: AreaState, t: int, day: int, supply: float) -> li
     if not before:
         return []
     usual = statistics.median(before)
-    excess = tonight - usual
-    if not st.night_high and excess >= spec.night_rise_lps:
-        st.night_high = True
+    if not st.night_high:
+        excess = tonight - usual
+        if excess < spec.night_rise_lps:
+            return []
+        st.night_high, st.leak_base, st.leak_recorded = True, usual, excess
         st.night_sensor = _largest_excess(spec, st, day, 0, night=True)
-        return [
-            AreaEvent(
-                "raised",
-                "night_flow_rise",
-                t,
-                excess,
-                spec.night_rise_lps,
-                tonight,
-                usual,
-                st.night_sensor,
+        return [_night_event(spec, st, "raised", "night_flow_rise", t, excess, tonight, usual)]
+    # a leak is open: judge against the level before it, not a profile that has learnt it
+    base = st.leak_base if st.leak_base is not None else usual
+    excess = tonight - base
+    if excess < spec.night_rise_lps / 2:
+        events = []
+        if st.step_high:
+            st.step_high, st.step_base = False, None
+            events.append(
+                _night_event(spec, st, "cleared", "night_flow_step", t, excess, tonight, base)
             )
-        ]
-    if st.night_high and excess < spec.night_rise_lps / 2:
-        st.night_high = False
-        return [
-            AreaEvent(
-                "cleared",
-                "night_flow_rise",
-                t,
-                excess,
-                spec.night_rise_lps,
-                tonight,
-                usual,
-                st.night_sensor or spec.alert_sensor,
-            )
-        ]
-    return []
+        st.night_high, st.leak_base, st.leak_recorded, st.cusum = False, None, 0.0, 0.0
+        events.append(
+            _night_event(spec, st, "cleared", "night_flow_rise", t, excess, tonight, base)
+        )
+        return events
+    events = []
+    step = night_step(spec, st.nights, day)
+    if step is not None and not st.step_high:
+        # a new leak: judged by its own step over the previous night
+        st.step_high, st.step_base, st.leak_recorded = True, tonight - step, excess
+        events.append(
+            _night_event(spec, st, "raised", "night_flow_step", t, step, tonight, tonight - step)
+        )
+    elif (
+        st.step_high
+        and st.step_base is not None
+        and tonight < st.step_base + spec.night_rise_lps / 2
+    ):
+        st.step_high, st.step_base = False, None
+        events.append(
+            _night_event(spec, st, "cleared", "night_flow_step", t, excess, tonight, base)
+        )
+    elif excess - st.leak_recorded >= max(spec.grow_lps, spec.grow_share * st.leak_recorded):
+        # the open leak grew (or another joined it gradually): record it on the alert
+        before_excess, st.leak_recorded = st.leak_recorded, excess
+        ev = _night_event(spec, st, "grown", "night_flow_rise", t, excess, tonight, base)
+        events.append(dataclasses.replace(ev, before=before_excess))
+    return events
+
+
+def night_step(spec: AreaSpec, nights: dict[int, tuple[float, int]], day: int) -> float | None:
+    """Tonight's rise over what the previous nights foretold (the previous night plus its own
+    rise, if rising: a growing leak is no step) when it exceeds ``max(night_rise_lps,
+    step_mads x`` the scaled MAD of the night-to-night differences); else None."""
+    means = {d: s / n for d, (s, n) in nights.items() if n and day - spec.history_days <= d <= day}
+    if day not in means or day - 1 not in means:
+        return None
+    prev = means[day - 1]
+    trend = max(0.0, prev - means[day - 2]) if day - 2 in means else 0.0
+    diffs = [means[d] - means[d - 1] for d in sorted(means) if d < day and d - 1 in means]
+    limit = spec.night_rise_lps
+    if len(diffs) >= 3:
+        med = statistics.median(diffs)
+        mad = statistics.median(abs(x - med) for x in diffs)
+        limit = max(limit, spec.step_mads * MAD_TO_SIGMA * mad)
+    step = means[day] - (prev + trend)
+    return step if step >= limit else None
+
+
+def _persistent(
+    spec: AreaSpec, st: AreaState, t: int, day: int, excess: float, supply: float, expected: float
+) -> list[AreaEvent]:
+    """A one-sided CUSUM of the residual against the area's own scatter: a small excess that
+    persists for hours (an incipient leak) raises the leak alert before the next night."""
+    if st.last_resid is not None:
+        # a plain mean at first, then an EWMA: a scatter from three points is not a scatter
+        st.scatter_n += 1
+        w = max(1.0 / st.scatter_n, SCATTER_SMOOTHING)
+        d = abs(excess - st.last_resid) * DIFF_TO_SIGMA
+        st.scatter = d if st.scatter is None else st.scatter + w * (d - st.scatter)
+    st.last_resid = excess
+    st.resid_avg += RESID_SMOOTHING * (excess - st.resid_avg)
+    if st.scatter is None or st.scatter_n < SCATTER_MIN_POINTS or st.night_high or st.over:
+        # (a point over the burst rise is the burst rule's to judge)
+        st.cusum = 0.0
+        return []
+    sigma = max(st.scatter, spec.cusum_min_lps)
+    st.cusum = max(0.0, st.cusum + excess - spec.cusum_k * sigma)
+    if st.cusum < spec.cusum_h * sigma:
+        return []
+    st.cusum = 0.0
+    before = [s / n for d, (s, n) in st.nights.items() if day - spec.history_days <= d < day and n]
+    st.night_high = True
+    st.leak_base = statistics.median(before) if before else None
+    st.leak_recorded = max(st.resid_avg, 0.0)
+    st.night_sensor = _largest_excess(spec, st, day, local_day_and_bin(t, spec.bin_s)[1])
+    return [
+        AreaEvent(
+            "raised",
+            "night_flow_rise",
+            t,
+            st.leak_recorded,
+            spec.cusum_h * sigma,
+            supply,
+            expected,
+            st.night_sensor,
+        )
+    ]
+
+
+def _night_event(
+    spec: AreaSpec,
+    st: AreaState,
+    event: Literal["raised", "cleared", "grown"],
+    kind: str,
+    t: int,
+    value: float,
+    tonight: float,
+    usual: float,
+) -> AreaEvent:
+    sensor = st.night_sensor or spec.alert_sensor
+    return AreaEvent(event, kind, t, value, spec.night_rise_lps, tonight, usual, sensor)
 
 
 def _add(days: dict[int, dict[int, tuple[float, int]]], day: int, b: int, value: float) -> None:
@@ -368,3 +514,94 @@ def meters_of(areas: Sequence[AreaSpec]) -> dict[str, list[str]]:
         for sid, _ in a.meters:
             out.setdefault(sid, []).append(a.area_id)
     return out
+
+
+# -- the state as plain data (kept by the service in alert_balance_state) ----------------------
+
+STATE_VERSION = 1
+
+
+def _bins_doc(days: dict[int, dict[int, tuple[float, int]]]) -> dict[str, dict[str, list[float]]]:
+    return {str(d): {str(b): [s, n] for b, (s, n) in bins.items()} for d, bins in days.items()}
+
+
+def _bins_of(doc: dict[str, dict[str, list[float]]]) -> dict[int, dict[int, tuple[float, int]]]:
+    return {
+        int(d): {int(b): (float(v[0]), int(v[1])) for b, v in bins.items()}
+        for d, bins in doc.items()
+    }
+
+
+def _nights_doc(nights: dict[int, tuple[float, int]]) -> dict[str, list[float]]:
+    return {str(d): [s, n] for d, (s, n) in nights.items()}
+
+
+def _nights_of(doc: dict[str, list[float]]) -> dict[int, tuple[float, int]]:
+    return {int(d): (float(v[0]), int(v[1])) for d, v in doc.items()}
+
+
+def state_to_doc(st: AreaState) -> dict[str, object]:
+    """The state as JSON-able data: the sums the profile is built from (per day and bin), the
+    night history, and the alert flags (``state_from_doc`` reads it back)."""
+    return {
+        "v": STATE_VERSION,
+        "latest": {m: [ts, v] for m, (ts, v) in st.latest.items()},
+        "last_point_us": st.last_point_us,
+        "days": _bins_doc(st.days),
+        "nights": _nights_doc(st.nights),
+        "over": st.over,
+        "under": st.under,
+        "burst": st.burst,
+        "night_high": st.night_high,
+        "judged_night": st.judged_night,
+        "meter_days": {m: _bins_doc(d) for m, d in st.meter_days.items()},
+        "meter_nights": {m: _nights_doc(n) for m, n in st.meter_nights.items()},
+        "burst_sensor": st.burst_sensor,
+        "night_sensor": st.night_sensor,
+        "low": st.low,
+        "low_active": sorted(st.low_active),
+        "cusum": st.cusum,
+        "scatter": st.scatter,
+        "last_resid": st.last_resid,
+        "leak_base": st.leak_base,
+        "leak_recorded": st.leak_recorded,
+        "step_high": st.step_high,
+        "step_base": st.step_base,
+        "resid_avg": st.resid_avg,
+        "scatter_n": st.scatter_n,
+    }
+
+
+def state_from_doc(doc: dict[str, Any]) -> AreaState:
+    """An area's state from ``state_to_doc``'s data (ValueError when it is not such data)."""
+    if not isinstance(doc, dict) or doc.get("v") != STATE_VERSION:
+        raise ValueError("not a balance state of this version")
+    try:
+        return AreaState(
+            latest={m: (int(v[0]), float(v[1])) for m, v in doc["latest"].items()},
+            last_point_us=doc["last_point_us"],
+            days=_bins_of(doc["days"]),
+            nights=_nights_of(doc["nights"]),
+            over=int(doc["over"]),
+            under=int(doc["under"]),
+            burst=bool(doc["burst"]),
+            night_high=bool(doc["night_high"]),
+            judged_night=doc["judged_night"],
+            meter_days={m: _bins_of(d) for m, d in doc["meter_days"].items()},
+            meter_nights={m: _nights_of(n) for m, n in doc["meter_nights"].items()},
+            burst_sensor=doc["burst_sensor"],
+            night_sensor=doc["night_sensor"],
+            low={m: int(n) for m, n in doc["low"].items()},
+            low_active=set(doc["low_active"]),
+            cusum=float(doc["cusum"]),
+            scatter=doc["scatter"],
+            last_resid=doc["last_resid"],
+            leak_base=doc["leak_base"],
+            leak_recorded=float(doc["leak_recorded"]),
+            step_high=bool(doc["step_high"]),
+            step_base=doc["step_base"],
+            resid_avg=float(doc["resid_avg"]),
+            scatter_n=int(doc["scatter_n"]),
+        )
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(f"bad balance state: {exc!r}") from None

@@ -9,7 +9,8 @@ quantity (``StreamConfig``, alerts/detectors/): the threshold wherever the catal
 and those enabled in ``alert_detector_settings``. It knows none of them by name: each keeps its
 own state per key and answers with signals. Every detector yields alert *kinds*; the set of
 active kinds per key is the state that a restart restores from the open alerts. The water
-balance of metered areas (alerts/balance.py) runs beside them, per area.
+balance of metered areas (alerts/balance.py) runs beside them, per area; its learnt state is
+given back at start (``area_states``, kept in ``alert_balance_state``).
 """
 
 from __future__ import annotations
@@ -72,9 +73,10 @@ class KeyState(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True, slots=True)
 class AlertChange:
-    """An alert to raise or to clear, with everything the row and the event carry."""
+    """An alert to raise or to clear, with everything the row and the event carry; ``grown``:
+    the active alert's cause grew (recorded on it and escalated, not a new alert)."""
 
-    event: Literal["raised", "cleared"]
+    event: Literal["raised", "cleared", "grown"]
     sensor_id: str
     utility: str
     quantity: str
@@ -103,10 +105,11 @@ class Engine:
         sensors: Mapping[str, SensorInfo],
         states: Mapping[Key, KeyState] | None = None,
         areas: Mapping[str, AreaSpec] | None = None,
+        area_states: Mapping[str, AreaState] | None = None,
     ) -> None:
         self.sensors = dict(sensors)
         self.states: dict[Key, KeyState] = dict(states or {})
-        self.area_states: dict[str, AreaState] = {}
+        self.area_states: dict[str, AreaState] = dict(area_states or {})
         self.set_areas(areas or {})
         # the stream's clock: the newest reading time evaluated (replays and backlogs run on
         # it, not on the wall clock)
@@ -261,8 +264,11 @@ def _arrived(st: KeyState, stream_us: int) -> KeyState:
 
 def _area_change(spec: AreaSpec, ev: AreaEvent) -> AlertChange:
     """A metered area's event as an alert on the inlet meter that carries it."""
-    zh, en = area_messages(ev.event, ev.kind, spec.name, ev.value, ev.supply, ev.expected)
-    severity = "critical" if ev.kind == "water_burst" else "major"
+    zh, en = area_messages(
+        ev.event, ev.kind, spec.name, ev.value, ev.supply, ev.expected, before=ev.before
+    )
+    # a leak that keeps growing is escalated to critical, as a burst is
+    severity = "critical" if ev.kind == "water_burst" or ev.event == "grown" else "major"
     sensor_id = ev.sensor_id or spec.alert_sensor
     return AlertChange(
         ev.event,

@@ -94,10 +94,38 @@ def escalation_messages(
 
 
 def area_messages(
-    event: str, kind: str, area: str, excess: float, supply: float, expected: float
+    event: str,
+    kind: str,
+    area: str,
+    excess: float,
+    supply: float,
+    expected: float,
+    *,
+    before: float | None = None,
 ) -> tuple[str, str]:
-    """(zh, en) for the water balance of a metered area (alerts/balance.py) [L/s]."""
+    """(zh, en) for the water balance of a metered area (alerts/balance.py) [L/s]; ``before``:
+    a grown leak's excess when last recorded."""
     e, sup, exp = f"{excess:.1f}", f"{supply:.1f}", f"{expected:.1f}"
+    if event == "grown":
+        b = f"{before or 0.0:.1f}"
+        return (
+            f"计量区 {area} 夜间流量超出漏水前水平由 {b} L/s 升至 {e} L/s（现 {sup} L/s），"
+            "漏水扩大或有新漏点，已升级",
+            f"metered area {area}: night flow excess rose from {b} to {e} L/s (now {sup} L/s):"
+            " the leak grew or another joined it; escalated",
+        )
+    if kind == "night_flow_step":
+        if event == "raised":
+            return (
+                f"计量区 {area} 夜间流量 {sup} L/s，比前一夜 {exp} L/s 跃升 {e} L/s，"
+                "在已有漏水之外疑似新漏点",
+                f"metered area {area}: night flow {sup} L/s stepped up {e} L/s over the previous"
+                f" night's {exp} L/s: a new leak on top of the open one",
+            )
+        return (
+            f"计量区 {area} 夜间流量跃升已消失（{sup} L/s）",
+            f"metered area {area}: the night-flow step is gone ({sup} L/s)",
+        )
     if kind == "water_burst":
         if event == "raised":
             return (

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psycopg
 
+from alerts.balance import AreaState
 from alerts.dispatch import Senders, run_enricher, run_grouper, run_notifier
 from alerts.engine import (
     AlertChange,
@@ -43,7 +44,7 @@ from alerts.security import (
     device_refusal_change,
     parse_device_event,
 )
-from alerts.stores import alert_rows, catalogue, detector_state, incidents, outbox
+from alerts.stores import alert_rows, balance_state, catalogue, detector_state, incidents, outbox
 from alerts.stores.actions import escalate_due
 from alerts.stores.batch import write_evaluation
 from alerts.stores.outbox import OutboxEvent
@@ -66,6 +67,10 @@ CHORES_EVERY_S = 1.0  # silence and escalation checks, outbox sweep
 INCIDENT_CHECK_S = 30.0
 SILENCE_GRACE_S = 5.0  # after start, let the broker's backlog arrive before calling anyone silent
 SILENCE_EVERY_STREAM_S = 10.0  # while readings stream in, check silence this often (stream time)
+# the metered areas' learnt balance is written with every batch that changes an area alert, and
+# otherwise this often: a crash loses at most this much learning, never an alert's state
+BALANCE_SAVE_S = 30.0
+AREA_KINDS = frozenset({"water_burst", "night_flow_rise", "night_flow_step", "inlet_flow_low"})
 
 
 @dataclass
@@ -135,6 +140,7 @@ class AlertService:
         self._stream_seen: tuple[int, float] | None = None
         self._grouping = threading.Event()  # wakes the grouper thread
         self._silence_checked_us = 0
+        self._balance_saved = time.monotonic()
 
     # -- database ---------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection:
@@ -172,7 +178,8 @@ class AlertService:
             sensors = catalogue.read_sensors(conn)
             areas = catalogue.read_metered_areas(conn)
             if not self._sensors_loaded:
-                self.engine = Engine(sensors, self._restore(conn, sensors), areas)
+                learnt = balance_state.read_balance_states(conn)
+                self.engine = Engine(sensors, self._restore(conn, sensors), areas, learnt)
                 self._note_stream_clock()
             else:
                 self.engine.sensors = dict(sensors)
@@ -231,6 +238,7 @@ class AlertService:
             self.stop.set()
             # keep the persistent session: telemetry published while we are down waits for us
             consumer.stop(end_session=self.end_session)
+            self._save_balance()
             self._drop_db()
             self._grouping.set()
             for thread in threads:
@@ -353,10 +361,11 @@ class AlertService:
         if self._security_changes:
             changes = evaluation.changes + tuple(self._security_changes)
             evaluation = dataclasses.replace(evaluation, changes=changes)
+        areas = self._balance_to_save(evaluation)
         try:
             events = self._retry(
                 "storing alerts",
-                lambda: write_evaluation(self._db(), evaluation, group=False),
+                lambda: write_evaluation(self._db(), evaluation, group=False, areas=areas),
             )
         except psycopg.Error:
             # not a lost connection: the database refuses something in this batch. Find the
@@ -365,6 +374,8 @@ class AlertService:
             self._process_one_by_one(batch, consumer)
             return
         self.engine.commit(evaluation)
+        if areas:
+            self._balance_saved = time.monotonic()
         if events:
             self._publish(events)  # type: ignore[arg-type]
             self._group()
@@ -384,6 +395,27 @@ class AlertService:
             assert self.stats.latency_ms is not None
             self.stats.latency_ms.append((done_ns - batch[0].received_ns) / 1e6)
             del self.stats.latency_ms[:-1000]
+
+    def _balance_to_save(self, evaluation: Evaluation) -> dict[str, AreaState] | None:
+        """Every area's learnt balance when this batch changes an area alert (the flags must
+        match the alerts after a restart) or when the last save is ``BALANCE_SAVE_S`` old."""
+        if not evaluation.areas and not self.engine.area_states:
+            return None
+        changed = any(c.kind in AREA_KINDS for c in evaluation.changes)
+        if not changed and time.monotonic() - self._balance_saved < BALANCE_SAVE_S:
+            return None
+        return {**self.engine.area_states, **evaluation.areas}
+
+    def _save_balance(self) -> None:
+        """At stop: what the areas learnt since the last save (best effort: the engine is
+        stopping, and a lost save costs at most ``BALANCE_SAVE_S`` of learning)."""
+        if not self.engine.area_states or self.conn is None or self.conn.closed:
+            return
+        try:
+            with self.conn.transaction():
+                balance_state.write_balance_states(self.conn, self.engine.area_states)
+        except psycopg.Error as exc:
+            log.warning("balance state not saved at stop: %s", exc)
 
     def _worth_reloading(self, unknown: frozenset[str]) -> bool:
         """Reload the catalogue for a sensor we have not heard of at once (a sensor registered
