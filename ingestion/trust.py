@@ -4,7 +4,8 @@ Per active sensor and quantity of its type, over a window [since, until) (decisi
 
 * **expected**: readings due at the sensor type's declared interval
   (``sensor_types.expected_interval_s``) from the later of ``since`` and the sensor's
-  registration: ``floor((until - start) / interval)``;
+  beginning (its registration, or its first reading in the window if that is earlier: history
+  loaded for a sensor registered afterwards): ``floor((until - start) / interval)``;
 * **received**: readings stored with a timestamp in the window (live or history);
 * **late**: readings that arrived more than one interval after their timestamp, except
   backfilled history;

@@ -7,8 +7,10 @@
 --   counted    new: least(received, expected), what completeness counts; a group's completeness
 --              is sum(counted) / sum(expected), so that a sensor that sends more than it should
 --              never hides one that is silent
--- expected still follows the sensor type's declared interval (sensor_types.expected_interval_s)
--- from the later of the window's start and the sensor's registration.
+--   expected   still follows the sensor type's declared interval (sensor_types.expected_interval_s)
+--              from the later of the window's start and the sensor's beginning: its
+--              registration, or its first reading in the window if earlier (history loaded
+--              for a sensor registered afterwards is expected, not a surplus)
 DROP VIEW data_trust_24h;
 DROP FUNCTION data_trust(timestamptz, timestamptz);
 
@@ -31,8 +33,16 @@ RETURNS TABLE (
     FROM sensors s
     JOIN sensor_types t ON t.type_id = s.sensor_type
     JOIN sensor_type_quantities tq ON tq.type_id = s.sensor_type
+    -- the sensor began at its registration, or at its first reading in the window before it
+    -- (history loaded for a sensor registered later; an index probe within the window only)
     CROSS JOIN LATERAL (
-        SELECT greatest(0, floor(extract(epoch FROM until - greatest(since, s.created_at))
+        SELECT least(s.created_at, (
+            SELECT min(r.ts) FROM readings r
+            WHERE r.sensor_id = s.sensor_id AND r.quantity = tq.quantity
+              AND r.ts >= since AND r.ts < least(until, s.created_at))) AS began
+    ) b
+    CROSS JOIN LATERAL (
+        SELECT greatest(0, floor(extract(epoch FROM until - greatest(since, b.began))
                                  / t.expected_interval_s))::bigint AS expected
     ) e
     LEFT JOIN LATERAL (

@@ -186,3 +186,28 @@ def test_customers_without_supply_belong_to_open_incidents(db_url: str) -> None:
     card = wall.kpi_card("zh", figures["water"])
     (value,) = _find(card[1], lambda n: getattr(n, "data-kpi", None) == "kpi.outages")
     assert _text(value) == "145" and "1 起事件" in _text(card[1])
+
+
+def test_history_loaded_with_readings_import_is_backfilled_not_late(db_url: str) -> None:
+    """The real door for history (ingestion.history, `cityops readings import`): an hour of a
+    week ago, stored today, is complete and not late; the same hour delivered live that late
+    would be all late."""
+    from ingestion.history import import_history
+
+    with psycopg.connect(db_url) as conn:
+        _sensors(conn)
+    t0 = (datetime.now(UTC) - timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
+    lines = ["sensor_id,quantity,ts,value,seq"]
+    lines += [
+        f"{WATER},pressure,{(t0 - timedelta(minutes=60 - k)).isoformat()},350,{k + 1}"
+        for k in range(60)
+    ]
+    report = import_history(db_url, "\n".join(lines) + "\n", retention_days=400)
+    assert report.stored == 60
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT expected, received, late, backfilled, completeness FROM data_trust(%s, %s)"
+            " WHERE sensor_id = %s",
+            (t0 - timedelta(hours=1), t0, WATER),
+        ).fetchone()
+    assert row == (60, 60, 0, 60, 1.0)
