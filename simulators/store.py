@@ -34,6 +34,8 @@ def write_run_start(conn: psycopg.Connection, truth: dict[str, Any]) -> None:
 def write_works(conn: psycopg.Connection, works: Any) -> list[int]:
     """A run's planned operations (``ScenarioRun.works``) into the works calendar, recorded
     by the simulator as an operator would before starting; returns their ids."""
+    if not works:
+        return []
     from datetime import datetime
 
     from alerts.api import add_work
