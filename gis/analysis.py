@@ -23,6 +23,7 @@ from gis.network import (
     Network,
     NetworkError,
     Node,
+    advise_isolation,
     compute_isolation,
     compute_restoration,
     compute_trace,
@@ -130,10 +131,21 @@ def _facilities_served(conn: psycopg.Connection, network: str, node_ids: list[st
     )
 
 
-def isolation_summary(iso: Isolation, facilities: list[dict]) -> dict[str, Any]:
+def isolation_summary(
+    iso: Isolation,
+    facilities: list[dict],
+    *,
+    leak_lps: float | None = None,
+    severity: str | None = None,
+    network: str = "water",
+) -> dict[str, Any]:
+    """The isolation's keys as they always were, plus ``advice`` (``gis.network.Advice``:
+    kind, event, valves and sources, reason in zh and en) proportionate to the event's size."""
     d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(iso).items()}
     d["facilities_without_supply"] = [f["id"] for f in facilities]
     d["persons_per_household"] = PERSONS_PER_HOUSEHOLD
+    advice = advise_isolation(iso, leak_lps=leak_lps, severity=severity, network=network)
+    d["advice"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(advice).items()}
     return d
 
 
@@ -164,11 +176,14 @@ def fetch_isolation(
     unavailable: tuple[str, ...] = (),
     cache: NetworkCache | None = None,
     with_geometry: bool = True,
+    leak_lps: float | None = None,
+    severity: str | None = None,
 ) -> dict[str, Any]:
     """Valves to close for a link, and the pipes, customers, facilities and population cut off.
 
     GeoJSON FeatureCollection (valves, segment and cut-off links, facilities, each with a
-    ``role``) with the summary in its ``isolation`` member.
+    ``role``) with the summary in its ``isolation`` member. ``leak_lps`` / ``severity`` size
+    the event: the summary's ``advice`` is proportionate to it (``isolation_summary``).
     """
     net = _network(conn, network, cache)
     iso = compute_isolation(net, link_id, unavailable=unavailable)
@@ -190,7 +205,9 @@ def fetch_isolation(
             "without_supply",
         )
     feats += facilities
-    summary = isolation_summary(iso, facilities)
+    summary = isolation_summary(
+        iso, facilities, leak_lps=leak_lps, severity=severity, network=network
+    )
     summary["restoration"] = [
         {
             "device": r.device,
@@ -288,7 +305,7 @@ def fetch_leak_area(
         # on a pipe: which valves stop the gas, and who is without gas then
         iso = compute_isolation(_network(conn, "gas", cache), pipe_id)
         served = _facilities_served(conn, "gas", list(iso.nodes_without_supply))
-        summary["isolation"] = isolation_summary(iso, served)
+        summary["isolation"] = isolation_summary(iso, served, network="gas")
     return feature_collection([area, *facilities], leak=summary)
 
 

@@ -335,6 +335,135 @@ def compute_isolation(
     )
 
 
+# --- advice proportionate to the event (issue 15 item 4; docs/decisions/0056) -------------------
+
+# a leak at least this large [L/s], or a critical incident, is a burst: isolate it whatever it
+# costs (a main burst floods streets and undermines the road within the hour)
+BURST_LPS = 10.0
+# a leak up to this size [L/s] can be clamped by a crew with the main live (repair couplings and
+# clamps are rated for mains pressure); larger ones need the pressure brought down first
+REPAIR_UNDER_PRESSURE_MAX_LPS = 5.0
+# a small leak does not justify cutting off more customers than this to isolate it
+MAX_CUSTOMERS_FOR_SMALL_LEAK = 500
+
+
+SOURCE_WORDS_ZH = {"water": "水源", "gas": "气源", "power": "电源"}
+OUTAGE_WORDS_ZH = {"water": "停水", "gas": "停气", "power": "停电"}
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """What to tell the crew: ``kind`` is ``isolate`` (close ``valves_to_close``, and shut
+    ``sources_to_shut``), ``repair_under_pressure`` or ``reduce_pressure`` (nothing closed now:
+    plan the shutdown). ``event`` is ``burst``, ``small_leak`` or ``unknown`` (no size given:
+    treated as a burst, the old behaviour)."""
+
+    kind: str
+    event: str
+    valves_to_close: tuple[str, ...]
+    sources_to_shut: tuple[str, ...]
+    customers_without_supply: int
+    reason_zh: str
+    reason_en: str
+
+
+def classify_event(*, leak_lps: float | None = None, severity: str | None = None) -> str:
+    if severity == "critical" or (leak_lps is not None and leak_lps >= BURST_LPS):
+        return "burst"
+    if leak_lps is not None or severity in ("info", "warning", "major"):
+        return "small_leak"
+    return "unknown"
+
+
+def advise_isolation(
+    iso: Isolation,
+    *,
+    leak_lps: float | None = None,
+    severity: str | None = None,
+    max_customers: int = MAX_CUSTOMERS_FOR_SMALL_LEAK,
+    network: str = "water",
+) -> Advice:
+    """Isolation advice proportionate to the event (pure).
+
+    A burst (or an event of unknown size) gets the full isolation. A small leak gets it only
+    when it shuts no source and cuts off at most ``max_customers``. The segment method already
+    gives the smallest valve set that isolates the pipe (the nearest valves on every path), and
+    a source in the segment means a valve-free path from the pipe to that source: no set of
+    valves isolates the pipe without shutting it. So otherwise the advice is a repair under
+    pressure (a leak up to ``REPAIR_UNDER_PRESSURE_MAX_LPS``) or a pressure reduction, with a
+    planned shutdown later.
+    """
+    event = classify_event(leak_lps=leak_lps, severity=severity)
+    n = iso.customers_without_supply
+    word = SOURCE_WORDS_ZH.get(network, "水源")
+    cut = OUTAGE_WORDS_ZH.get(network, "停水")
+    src = "、".join(iso.sources_to_shut)
+    src_en = ", ".join(iso.sources_to_shut)
+
+    def isolate(zh: str, en: str) -> Advice:
+        return Advice("isolate", event, iso.valves_to_close, iso.sources_to_shut, n, zh, en)
+
+    if event == "burst":
+        return isolate(
+            f"爆管：立即隔离，关闭 {len(iso.valves_to_close)} 个阀门"
+            + (f"并关停{word} {src}" if src else "")
+            + f"，{n} 户{cut}。",
+            f"Burst: isolate now, closing {len(iso.valves_to_close)} valves"
+            + (f" and shutting source {src_en}" if src_en else "")
+            + f"; {n} customers lose supply.",
+        )
+    if event == "unknown":
+        return isolate(
+            f"未给出漏损规模，按爆管处理：关闭 {len(iso.valves_to_close)} 个阀门"
+            + (f"并关停{word} {src}" if src else "")
+            + f"，{n} 户{cut}。",
+            f"Size of the event not given, treated as a burst: close "
+            f"{len(iso.valves_to_close)} valves"
+            + (f" and shut source {src_en}" if src_en else "")
+            + f"; {n} customers lose supply.",
+        )
+    size_zh = f"{leak_lps:.1f} L/s 的" if leak_lps is not None else ""
+    size_en = f"{leak_lps:.1f} L/s " if leak_lps is not None else ""
+    if not iso.sources_to_shut and n <= max_customers:
+        return isolate(
+            f"{size_zh}小漏损：关闭 {len(iso.valves_to_close)} 个阀门隔离该管段，"
+            f"{n} 户{cut}（不超过 {max_customers} 户），不关停{word}。",
+            f"Small {size_en}leak: close {len(iso.valves_to_close)} valves to isolate the "
+            f"segment; {n} customers lose supply (at most {max_customers}), no source shut.",
+        )
+    why_zh = (
+        f"隔离需关停{word} {src}" if src else f"隔离将使 {n} 户{cut}（超过 {max_customers} 户）"
+    )
+    why_en = (
+        f"isolating it would shut source {src_en}"
+        if src_en
+        else f"isolating it would cut off {n} customers (more than {max_customers})"
+    )
+    if leak_lps is not None and leak_lps <= REPAIR_UNDER_PRESSURE_MAX_LPS:
+        return Advice(
+            "repair_under_pressure",
+            event,
+            (),
+            (),
+            0,
+            f"{size_zh}小漏损：{why_zh}，不宜{cut}；建议带压抢修（管卡/修补节），不关阀门，"
+            f"另行安排计划{cut}。",
+            f"Small {size_en}leak: {why_en}, out of proportion; repair under pressure "
+            "(clamp or repair coupling) with no valve closed, and plan a shutdown later.",
+        )
+    return Advice(
+        "reduce_pressure",
+        event,
+        (),
+        (),
+        0,
+        f"{size_zh}漏损：{why_zh}，不宜{cut}；建议降低该区域供水压力以减少漏失，"
+        f"再安排计划{cut}抢修。",
+        f"A {size_en}leak: {why_en}, out of proportion; reduce the supply "
+        "pressure in the area to limit the loss, then plan a shutdown for the repair.",
+    )
+
+
 def source_distances(net: Network) -> dict[str, float]:
     """Shortest path length [m] from the nearest open source to each reachable node."""
     dist: dict[str, float] = {}
