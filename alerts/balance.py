@@ -116,10 +116,11 @@ class AreaState:
     last_resid: float | None = None
     leak_base: float | None = None  # the night level before the open leak [L/s]
     leak_recorded: float = 0.0  # its excess when last raised or recorded [L/s]
-    step_high: bool = False
-    step_base: float | None = None  # the night level before the open step [L/s]
+    # open steps (a new leak on top of an open one): alert meter -> night level before it
+    steps: dict[str, float] = field(default_factory=dict)
     resid_avg: float = 0.0  # the residual, smoothed over about two hours [L/s]
     scatter_n: int = 0  # residual differences the scatter has seen
+    leak_night: int | None = None  # the first night (day number) with the open leak in it
 
     def copy(self) -> AreaState:
         return AreaState(
@@ -143,10 +144,10 @@ class AreaState:
             self.last_resid,
             self.leak_base,
             self.leak_recorded,
-            self.step_high,
-            self.step_base,
+            dict(self.steps),
             self.resid_avg,
             self.scatter_n,
+            self.leak_night,
         )
 
 
@@ -243,10 +244,20 @@ def _supply_point(spec: AreaSpec, st: AreaState) -> tuple[int, float] | None:
     return t, sum(sign * st.latest[sid][1] for sid, sign in spec.meters)
 
 
-def _largest_excess(spec: AreaSpec, st: AreaState, day: int, b: int, *, night: bool = False) -> str:
-    """The meter whose signed flow is furthest above its own usual value."""
-    best, best_excess = spec.meters[0][0], -float("inf")
-    for sid, sign in spec.meters:
+def _largest_excess(
+    spec: AreaSpec,
+    st: AreaState,
+    day: int,
+    b: int,
+    *,
+    night: bool = False,
+    among: Sequence[str] | None = None,
+) -> str:
+    """The meter (of ``among``, default all) whose signed flow is furthest above its own usual
+    value."""
+    meters = [(sid, sign) for sid, sign in spec.meters if among is None or sid in among]
+    best, best_excess = meters[0][0], -float("inf")
+    for sid, sign in meters:
         if night:
             sn = st.meter_nights.get(sid, {})
             if day not in sn:
@@ -385,39 +396,48 @@ def _night(spec: AreaSpec, st: AreaState, t: int, day: int, supply: float) -> li
         if excess < spec.night_rise_lps:
             return []
         st.night_high, st.leak_base, st.leak_recorded = True, usual, excess
+        st.leak_night = day
         st.night_sensor = _largest_excess(spec, st, day, 0, night=True)
         return [_night_event(spec, st, "raised", "night_flow_rise", t, excess, tonight, usual)]
     # a leak is open: judge against the level before it, not a profile that has learnt it
     base = st.leak_base if st.leak_base is not None else usual
     excess = tonight - base
     if excess < spec.night_rise_lps / 2:
-        events = []
-        if st.step_high:
-            st.step_high, st.step_base = False, None
-            events.append(
-                _night_event(spec, st, "cleared", "night_flow_step", t, excess, tonight, base)
-            )
+        events = [
+            _night_event(spec, st, "cleared", "night_flow_step", t, excess, tonight, base, sid)
+            for sid in sorted(st.steps)
+        ]
+        st.steps = {}
         st.night_high, st.leak_base, st.leak_recorded, st.cusum = False, None, 0.0, 0.0
+        st.leak_night = None
         events.append(
             _night_event(spec, st, "cleared", "night_flow_rise", t, excess, tonight, base)
         )
         return events
     events = []
-    step = night_step(spec, st.nights, day)
-    if step is not None and not st.step_high:
-        # a new leak: judged by its own step over the previous night
-        st.step_high, st.step_base, st.leak_recorded = True, tonight - step, excess
+    # a step that is gone (that leak mended) clears on its own
+    for sid, step_base in sorted(st.steps.items()):
+        if tonight < step_base + spec.night_rise_lps / 2:
+            del st.steps[sid]
+            events.append(
+                _night_event(spec, st, "cleared", "night_flow_step", t, excess, tonight, base, sid)
+            )
+    # a step counts once the previous night already had the open leak in it (a leak raised
+    # during the day shows first in the next night: that rise is the same leak)
+    seen = st.leak_night is not None and day - 1 >= st.leak_night
+    step = night_step(spec, st.nights, day) if seen else None
+    free = [sid for sid, _ in spec.meters if sid not in st.steps]
+    if step is not None and free:
+        # a new leak: judged by its own step over the previous night. Alerts are unique per
+        # sensor and kind while active, so each open step sits on its own inlet meter (the
+        # one whose night flow rose most among those without one): a per-event key
+        sid = _largest_excess(spec, st, day, 0, night=True, among=free)
+        st.steps[sid] = tonight - step
+        st.leak_recorded = excess
         events.append(
-            _night_event(spec, st, "raised", "night_flow_step", t, step, tonight, tonight - step)
-        )
-    elif (
-        st.step_high
-        and st.step_base is not None
-        and tonight < st.step_base + spec.night_rise_lps / 2
-    ):
-        st.step_high, st.step_base = False, None
-        events.append(
-            _night_event(spec, st, "cleared", "night_flow_step", t, excess, tonight, base)
+            _night_event(
+                spec, st, "raised", "night_flow_step", t, step, tonight, tonight - step, sid
+            )
         )
     elif excess - st.leak_recorded >= max(spec.grow_lps, spec.grow_share * st.leak_recorded):
         # the open leak grew (or another joined it gradually): record it on the alert
@@ -428,15 +448,22 @@ def _night(spec: AreaSpec, st: AreaState, t: int, day: int, supply: float) -> li
 
 
 def night_step(spec: AreaSpec, nights: dict[int, tuple[float, int]], day: int) -> float | None:
-    """Tonight's rise over what the previous nights foretold (the previous night plus its own
-    rise, if rising: a growing leak is no step) when it exceeds ``max(night_rise_lps,
-    step_mads x`` the scaled MAD of the night-to-night differences); else None."""
+    """Tonight's rise over what the previous nights foretold, when it exceeds ``max(
+    night_rise_lps, step_mads x`` the scaled MAD of the ordinary night-to-night differences);
+    else None. Foretold: the previous night plus the smaller of its last two rises (a leak that
+    grows night after night is no step; one earlier step followed by a flat night is no trend).
+    Ordinary: differences under ``night_rise_lps`` (an earlier step is no scatter)."""
     means = {d: s / n for d, (s, n) in nights.items() if n and day - spec.history_days <= d <= day}
     if day not in means or day - 1 not in means:
         return None
     prev = means[day - 1]
-    trend = max(0.0, prev - means[day - 2]) if day - 2 in means else 0.0
-    diffs = [means[d] - means[d - 1] for d in sorted(means) if d < day and d - 1 in means]
+    rises = [means[d] - means[d - 1] for d in (day - 1, day - 2) if d in means and d - 1 in means]
+    trend = max(0.0, min(rises)) if rises else 0.0
+    diffs = [
+        x
+        for d in sorted(means)
+        if d < day and d - 1 in means and abs(x := means[d] - means[d - 1]) < spec.night_rise_lps
+    ]
     limit = spec.night_rise_lps
     if len(diffs) >= 3:
         med = statistics.median(diffs)
@@ -470,6 +497,7 @@ def _persistent(
     st.cusum = 0.0
     before = [s / n for d, (s, n) in st.nights.items() if day - spec.history_days <= d < day and n]
     st.night_high = True
+    st.leak_night = day + 1  # the first night with this leak in it
     st.leak_base = statistics.median(before) if before else None
     st.leak_recorded = max(st.resid_avg, 0.0)
     st.night_sensor = _largest_excess(spec, st, day, local_day_and_bin(t, spec.bin_s)[1])
@@ -496,8 +524,9 @@ def _night_event(
     value: float,
     tonight: float,
     usual: float,
+    sensor_id: str | None = None,
 ) -> AreaEvent:
-    sensor = st.night_sensor or spec.alert_sensor
+    sensor = sensor_id or st.night_sensor or spec.alert_sensor
     return AreaEvent(event, kind, t, value, spec.night_rise_lps, tonight, usual, sensor)
 
 
@@ -565,10 +594,10 @@ def state_to_doc(st: AreaState) -> dict[str, object]:
         "last_resid": st.last_resid,
         "leak_base": st.leak_base,
         "leak_recorded": st.leak_recorded,
-        "step_high": st.step_high,
-        "step_base": st.step_base,
+        "steps": st.steps,
         "resid_avg": st.resid_avg,
         "scatter_n": st.scatter_n,
+        "leak_night": st.leak_night,
     }
 
 
@@ -598,10 +627,10 @@ def state_from_doc(doc: dict[str, Any]) -> AreaState:
             last_resid=doc["last_resid"],
             leak_base=doc["leak_base"],
             leak_recorded=float(doc["leak_recorded"]),
-            step_high=bool(doc["step_high"]),
-            step_base=doc["step_base"],
+            steps={m: float(v) for m, v in doc["steps"].items()},
             resid_avg=float(doc["resid_avg"]),
             scatter_n=int(doc["scatter_n"]),
+            leak_night=doc["leak_night"],
         )
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ValueError(f"bad balance state: {exc!r}") from None
