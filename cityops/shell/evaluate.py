@@ -1,9 +1,16 @@
 """``cityops evaluate``: replay labelled scenarios through the real pipeline and score detection.
 
 For each scenario: start an alert engine of its own (its own client id and share group, so a
-running `cityops up` is not disturbed), publish the scenario through the broker, wait until the
-engine has evaluated everything (its detector clocks stop moving), stop it, and score the
-incidents it raised against the scenario's ground truth (alerts.evaluation).
+running `cityops up` is not disturbed), put the scenario's water network into the GIS water
+layers (as a utility would with `cityops gis import-epanet`, placed as the simulator places it:
+the same anchor and scale, so the layers' coordinates are the simulated sensors'), publish the
+scenario through the broker, wait until the engine has evaluated everything (its detector
+clocks stop moving) and its enricher has placed the run's incidents on that network, stop it,
+and score the incidents it raised against the scenario's ground truth (alerts.evaluation).
+
+Note: the water layers of the database are replaced by the scenario's network (the demo's water
+layers and sensors go, as with `cityops gis import-epanet`); `cityops gis load-demo` restores
+them.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from cityops.kernel.clock import Deadline
 from cityops.kernel.settings import Settings
 from cityops.shell.paths import PROJECT_ROOT
 from gis.postgis import retire_sensors
-from simulators.scenario import run_scenario
+from simulators.scenario import load_scenario, run_scenario
 
 REPLAY_ACCEPT_PAST_S = 10 * 365 * 86_400.0  # library scenarios have fixed dates in the past
 
@@ -79,6 +86,64 @@ def wait_until_evaluated(
     return False
 
 
+def install_water_network(database_url: str, scenario: Path, work_dir: Path) -> str | None:
+    """Replace the GIS water layers with the scenario's water model, placed as the simulator
+    places it (simulators/world.py: the extent's centre on ``anchor``, ``scale_m`` per model
+    unit, EPSG:4544; or as it is in ``crs``); returns the model's name, None when the scenario
+    has no water network or runs on the GIS layers already."""
+    from gis.epanet import import_epanet
+    from simulators import water as watermod
+
+    water = load_scenario(scenario).networks.water
+    if water is None or water.model == "gis":
+        return None
+    model = water.model
+    if model in watermod.LIBRARY_NETWORKS:
+        inp = watermod.library_inp(model)
+    elif model.startswith("grid-"):
+        import re
+
+        m = re.match(watermod.GRID_RE, model)
+        if m is None:
+            raise ValueError(f"not a grid model name: {model!r}")
+        work_dir.mkdir(parents=True, exist_ok=True)
+        inp = work_dir / f"{model}.inp"
+        inp.write_text(watermod.grid_inp(int(m.group(1)), int(m.group(2))), encoding="utf-8")
+    else:
+        inp = Path(model)
+    origin = None if water.crs else (float(water.anchor[0]), float(water.anchor[1]))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        import_epanet(
+            conn,
+            inp,
+            crs=water.crs or "EPSG:4544",
+            origin=origin,
+            scale_m=None if water.crs else float(water.scale_m),
+        )
+    return model
+
+
+def wait_until_enriched(
+    database_url: str, sensor_ids: list[str], *, timeout_s: float = 120
+) -> bool:
+    """Wait until the enricher has computed the context of every incident of these sensors
+    that is still open (a grown incident is computed again); False on timeout."""
+    deadline = Deadline(timeout_s)
+    while not deadline.passed():
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM incidents i WHERE i.state = 'open'"
+                " AND (i.enriched_at IS NULL OR i.enriched_at < i.updated_at)"
+                " AND EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.incident_id"
+                "   AND a.sensor_id = ANY(%s))",
+                (sensor_ids,),
+            ).fetchone()
+        if row is not None and row[0] == 0:
+            return True
+        time.sleep(1.0)
+    return False
+
+
 # Replays run at an hour of readings per second: fast, and still delivered in small batches as
 # live, so each sensor's arrival rhythm (which the silence detector learns) is the real one. As
 # fast as possible (0) the engine receives hours of readings per batch and a short dropout
@@ -97,6 +162,7 @@ def evaluate_scenario(
     tag = uuid.uuid4().hex[:8]
     settings = settings.model_copy(update={"accept_past_s": REPLAY_ACCEPT_PAST_S})
     log_dir.mkdir(parents=True, exist_ok=True)
+    install_water_network(settings.database_url, scenario, log_dir / scenario.stem)
     with open(log_dir / f"alerts-{scenario.stem}.log", "wb") as out:
         engine = subprocess.Popen(
             [sys.executable, "-m", "cityops", "alerts", "--ephemeral"],
@@ -128,6 +194,9 @@ def evaluate_scenario(
             timeout_s=drain_timeout_s,
         ):
             raise RuntimeError(f"the alert engine did not evaluate the whole run; see {log_dir}")
+        if not wait_until_enriched(settings.database_url, ids):
+            # scored all the same: an incident not placed is scored at its centre
+            print(f"warning: incidents of {scenario.stem} not all enriched", file=sys.stderr)
     finally:
         engine.terminate()
         try:
