@@ -29,6 +29,12 @@ from alerts.stores.actions import (
     start_alert,
     unshelve_alert,
 )
+from alerts.stores.areas import (
+    AreaWriteError,
+    read_metered_area,
+    read_metered_area_list,
+    write_metered_areas,
+)
 from alerts.stores.audit import AUDIT_CHAIN
 from alerts.stores.catalogue import (
     read_sensors,
@@ -45,6 +51,7 @@ from cityops.kernel.settings import Settings
 __all__ = [
     "AUDIT_CHAIN",
     "SEVERITIES",
+    "AreaWriteError",
     "TransitionError",
     "acknowledge_alert",
     "assign_alert",
@@ -55,6 +62,8 @@ __all__ = [
     "read_detector_clock",
     "read_evaluated_until",
     "read_evaluation_input",
+    "read_metered_area",
+    "read_metered_area_list",
     "read_sensors",
     "reencrypt_routes",
     "resolve_alert",
@@ -65,6 +74,7 @@ __all__ = [
     "write_default_detectors",
     "write_limit_override",
     "write_metered_area",
+    "write_metered_areas",
 ]
 
 

@@ -417,7 +417,221 @@ def serve_cmd(host: _Host = "127.0.0.1", port: _Port = 5001, base_url: _PublicUr
     _serve(app_, host, port)
 
 
-def register(parent: typer.Typer) -> None:
-    """Add these commands to an existing `gis` group (keeps its `load-districts`)."""
+# -- metered areas (DMAs): issue 15 item 2, decision 0055 ----------------------------------------
+# The areas are the alerts part's tables, which gis may not import (pyproject's contracts): the
+# shell hands its store in (``register(gis_app, area_store=alerts.api)``).
+areas_app = typer.Typer(
+    help="Metered areas (DMAs) for the water balance: import, derive, list, show.",
+    no_args_is_help=True,
+)
+app.add_typer(areas_app, name="areas")
+_area_store: Any = None
+
+
+def _areas() -> Any:
+    if _area_store is None:
+        _fail(RuntimeError("metered areas are not wired: register(gis_app, area_store=alerts.api)"))
+    return _area_store
+
+
+def _acting_user(by: str | None) -> str:
+    import getpass
+
+    return by or f"cli:{getpass.getuser()}"
+
+
+def _area_file_features(
+    file: Path, layer: str | None, meters_layer: str | None, crs: str | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(polygon features, meter point features) in EPSG:4326 from a GeoPackage or GeoJSON; the
+    points come from ``meters_layer`` or, in a one-layer file, from its Point features."""
+    from gis.areas import AreaError
+    from gis.loading import read_layer_file
+
+    def features(sub: str | None) -> list[dict[str, Any]]:
+        gdf = read_layer_file(file, sublayer=sub)
+        if gdf.crs is None:
+            if crs is None:
+                raise AreaError(f"{file}: no CRS; give one with --crs")
+            gdf = gdf.set_crs(crs)
+        # a GeoJSON list property (inlets: [...]) comes back as an array
+        text = gdf.to_crs(4326).to_json(
+            default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)
+        )
+        return list(json.loads(text)["features"])
+
+    found = features(layer)
+    points = features(meters_layer) if meters_layer else []
+    polygons = []
+    for f in found:
+        kind = (f.get("geometry") or {}).get("type")
+        if kind == "Point" and not meters_layer:
+            points.append(f)
+        else:
+            polygons.append(f)
+    return polygons, points
+
+
+_DryRun = Annotated[bool, typer.Option(help="Print what would be written; write nothing.")]
+_By = Annotated[str | None, typer.Option(help="Who sets the areas (default cli:<login>).")]
+
+
+def _print_drafts(drafts: list[Any]) -> None:
+    for d in drafts:
+        meters = ", ".join(
+            f"{m.sensor_id}({'+' if m.sign > 0 else '-'}{', tank' if m.storage else ''})"
+            for m in d.meters
+        )
+        sys.stdout.write(
+            f"{d.area_id}\t{d.name}\tmeters: {meters}\tsensors: {len(d.members)}"
+            + (f"\tlinks: {len(d.pipes)}" if d.pipes else "")
+            + "\n"
+        )
+
+
+@areas_app.command("import")
+def areas_import_cmd(
+    file: Annotated[Path, typer.Argument(help="GeoPackage or GeoJSON: one polygon per area.")],
+    layer: Annotated[str | None, typer.Option(help="The areas' layer in a GeoPackage.")] = None,
+    meters_layer: Annotated[
+        str | None, typer.Option(help="A layer of meter points (area_id, sensor_id, direction).")
+    ] = None,
+    crs: Annotated[str | None, typer.Option(help="CRS of a file that declares none.")] = None,
+    by: _By = None,
+    dry_run: _DryRun = False,
+) -> None:
+    """Replace the imported metered areas with a file's (one transaction: an unknown sensor, a
+    meter that is not a flow meter, a bad or repeated id stores nothing)."""
+    from gis.areas import AreaError, parse_area_features
+    from gis.loading import LayerLoadError
+
+    store = _areas()
+    try:
+        polygons, points = _area_file_features(file, layer, meters_layer, crs)
+        drafts = parse_area_features(polygons, points)
+    except (AreaError, LayerLoadError) as exc:
+        _fail(exc)
+    if dry_run:
+        _print_drafts(drafts)
+        return
+    try:
+        with _connect() as conn:
+            n = store.write_metered_areas(
+                conn, _acting_user(by), [d.as_record() for d in drafts], origin="import"
+            )
+    except ValueError as exc:
+        _fail(exc)
+    console.print(
+        f"imported {n['written']} metered areas; {n['removed']} earlier imported areas removed"
+    )
+
+
+@areas_app.command("derive")
+def areas_derive_cmd(
+    prefix: Annotated[str, typer.Option(help="Area ids: <prefix>-01, <prefix>-02, ...")] = "dma",
+    name: Annotated[
+        str, typer.Option(help="Area names; {n} is the number (largest area first).")
+    ] = "计量分区 {n}",
+    min_links: Annotated[int, typer.Option(help="Leave out parts with fewer links.")] = 1,
+    buffer_m: Annotated[float, typer.Option(help="Polygon: this far round the pipes [m].")] = 40.0,
+    by: _By = None,
+    dry_run: _DryRun = False,
+) -> None:
+    """Derive metered areas from the water network: cut it at flow meters (sensors whose
+    asset_id is a pipe) and closed valves; each part with a meter on its boundary is an area
+    (replaces the earlier derived areas)."""
+    from gis.areas import AreaError, derive_areas, with_boundaries
+    from gis.areas_db import fetch_area_inputs, fetch_pipe_lines_m, metric_to_lonlat
+
+    store = None if dry_run else _areas()
+    try:
+        with _connect() as conn:
+            net, meters, others = fetch_area_inputs(conn)
+            if not meters:
+                raise AreaError("no flow meters on water pipes (sensors.asset_id = a pipe_id)")
+            drafts, skipped = derive_areas(
+                net,
+                meters,
+                members_at=others,
+                prefix=prefix,
+                name_format=name,
+                min_links=min_links,
+            )
+            lines = fetch_pipe_lines_m(conn, sorted({p for d in drafts for p in d.pipes}))
+            drafts = with_boundaries(drafts, lines, to_lonlat=metric_to_lonlat(), buffer_m=buffer_m)
+            for s in skipped:
+                console.print(f"not an area: {s.nodes} nodes, {s.reason}")
+            if dry_run:
+                _print_drafts(drafts)
+                return
+            if not drafts:
+                raise AreaError("no part of the network is closed by meters: no area derived")
+            n = store.write_metered_areas(
+                conn, _acting_user(by), [d.as_record() for d in drafts], origin="derived"
+            )
+    except (ValueError, KeyError) as exc:
+        _fail(exc)
+    console.print(
+        f"derived {n['written']} metered areas; {n['removed']} earlier derived areas removed"
+    )
+
+
+@areas_app.command("list")
+def areas_list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """The metered areas: meters with their signs, sensors, size, and balance alerts."""
+    from rich.table import Table
+
+    store = _areas()
+    with _connect() as conn:
+        rows = store.read_metered_area_list(conn)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    t = Table("area", "name", "origin", "meters", "sensors", "km²", "balance")
+    for r in rows:
+        t.add_row(
+            r["area_id"],
+            r["name"],
+            r["origin"],
+            " ".join(("+" if m["sign"] > 0 else "-") + m["sensor_id"] for m in r["meters"]),
+            str(r["sensors"]),
+            "" if r["area_km2"] is None else f"{r['area_km2']:.3f}",
+            ", ".join(r["alerting"]) or "ok",
+        )
+    Console(width=200).print(t)
+
+
+@areas_app.command("show")
+def areas_show_cmd(
+    area_id: Annotated[str, typer.Argument(help="The area's id.")],
+    output: _Output = None,
+) -> None:
+    """One metered area as GeoJSON (its polygon, meters, sensors and balance alerts)."""
+    store = _areas()
+    with _connect() as conn:
+        area = store.read_metered_area(conn, area_id)
+    if area is None:
+        _fail(KeyError(f"no metered area {area_id!r}"))
+    geometry = area.pop("boundary")
+    fc = {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "id": area_id, "geometry": geometry, "properties": area}],
+    }
+    if output is None:
+        sys.stdout.write(json.dumps(fc, ensure_ascii=False, indent=2) + "\n")
+        return
+    _emit(fc, output, f"area_{area_id}")
+
+
+def register(parent: typer.Typer, *, area_store: Any = None) -> None:
+    """Add these commands to an existing `gis` group (keeps its `load-districts`);
+    ``area_store``: ``alerts.api``, which writes and reads the metered areas."""
+    global _area_store
+    if area_store is not None:
+        _area_store = area_store
     for cmd in app.registered_commands:
         parent.registered_commands.append(cmd)
+    for grp in app.registered_groups:
+        parent.registered_groups.append(grp)
