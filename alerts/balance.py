@@ -415,6 +415,10 @@ def _night(spec: AreaSpec, st: AreaState, t: int, day: int, supply: float) -> li
         )
         return events
     events = []
+    if day == st.leak_night:
+        # the first night of a leak raised by day: the night measures it better than the
+        # residual did, and that is the level a growth is judged from (no event)
+        st.leak_recorded = max(st.leak_recorded, excess)
     # a step that is gone (that leak mended) clears on its own
     for sid, step_base in sorted(st.steps.items()):
         if tonight < step_base + spec.night_rise_lps / 2:
