@@ -29,6 +29,7 @@ from access.auth import can
 from access.classes import highest_class, may_read
 from access.tokens import record_security_event
 from dashboards import queries
+from dashboards.areas_map import area_traces, fetch_area_layer
 from dashboards.components import data_table, empty_graph, panel
 from dashboards.context import AppContext, read_districts
 from dashboards.figures import build_planner_map_figure
@@ -529,14 +530,19 @@ def _cell(value: Any) -> str:
 def planner_map(
     ctx: AppContext, lang: str, feats: list[dict[str, Any]], polygon: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """The map with the lassoed area and the answer (without district outlines while the
-    database is down)."""
+    """The map with the lassoed area, the metered areas (for those who may ask: they name the
+    utility's meters) and the answer (without district outlines while the database is down)."""
+    areas: list[dict[str, Any]] = []
     try:
         with ctx.reader.connection() as conn:
             districts = read_districts(ctx, conn)
+            if can(ctx.current_user(), "planner.query"):
+                areas = fetch_area_layer(conn)
     except queries.DatabaseUnavailable:
         districts = []
-    return build_planner_map_figure(districts, feats, polygon, lang=lang)
+    fig = build_planner_map_figure(districts, feats, polygon, lang=lang)
+    fig["data"].extend(area_traces(areas, lang))
+    return fig
 
 
 def register(app: Dash, ctx: AppContext) -> None:
