@@ -226,6 +226,14 @@ def derive_model_limits(
             if rng is None:
                 skipped.append(f"{sid} {q}: asset {asset} has no modelled {q}")
                 continue
+            if q == "pressure" and rng[0] < 0:
+                # the layers keep no pump curves or valve settings: a model that loses its
+                # pumps can draw a vacuum, and a band round that would never alarm
+                skipped.append(
+                    f"{sid} {q}: the model's pressure at {asset} falls to {rng[0]:.0f} kPa"
+                    " (pumps and valve settings are not kept in the layers)"
+                )
+                continue
             low, high, dead = model_band(q, *rng, margin=margin)
             out.append(ModelLimit(sid, q, rng, low, high, dead))
     return out, skipped

@@ -241,3 +241,23 @@ def test_limits_from_the_model_replace_the_demo_defaults(net1, tmp_path: Path) -
     # the pressure band is the model's, not the demo city's 200-700 kPa
     [(low, high)] = [(lo_, hi_) for s, q, lo_, hi_, _ in rows if (s, q) == ("p22", "pressure")]
     assert (low, high) != (200.0, 700.0) and high - low < 500.0
+
+
+def test_a_model_drawing_a_vacuum_gives_no_pressure_band() -> None:
+    import pandas as pd
+
+    from cityops.shell.sensors_cli import derive_model_limits
+
+    wn = wntr.network.WaterNetworkModel(str(NET1))
+    pressure = pd.DataFrame({"22": [30.0, -5.0], "23": [30.0, 40.0]})  # [m]
+    flow = pd.DataFrame({"10": [0.01, 0.02]})  # [m³/s]
+    limits, skipped = derive_model_limits(
+        pressure,
+        flow,
+        wn,
+        [("p22", "water_pressure", "22"), ("p23", "water_pressure", "23")],
+        0.25,
+    )
+    assert [(x.sensor_id, x.quantity) for x in limits] == [("p23", "pressure")]
+    assert limits[0].simulated == pytest.approx((30.0 * 9.80665, 40.0 * 9.80665))
+    assert len(skipped) == 1 and skipped[0].startswith("p22 pressure") and "kPa" in skipped[0]
