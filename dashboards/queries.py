@@ -9,11 +9,14 @@ a page; a broken connection is thrown away and the next request opens a new one.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -29,6 +32,8 @@ from dashboards.model import (
 )
 from dashboards.snapshot import SensorStates
 from ingestion.trust import TRUST_WINDOW_S, group_completeness
+
+log = logging.getLogger(__name__)
 
 STATEMENT_TIMEOUT_MS = 3000
 TRUST_CACHE_TTL_S = 60  # data_trust over every sensor for an hour is heavy: once a minute
@@ -185,14 +190,57 @@ def trust_since(now: datetime) -> datetime:
     return now - timedelta(seconds=TRUST_WINDOW_S)
 
 
-def cached_trust_by_utility(cache: Any, conn: psycopg.Connection, now: datetime) -> list[tuple]:
-    """``fetch_trust_by_group`` per utility over the last hour, cached once a minute under one
-    key, so that the wall and the trust page show the very same figures (decision 0016)."""
-    return cache.get(  # type: ignore[no-any-return]
-        "trust-utility",
-        TRUST_CACHE_TTL_S,
-        lambda: fetch_trust_by_group(conn, since=trust_since(now), by="utility"),
-    )
+class TrustRows:
+    """The per-utility data-trust rows that the wall and the trust page share (decision 0016):
+    read once, synchronously, the first time; then, once they are ``ttl_s`` old, read again on
+    a thread while the pages go on showing the previous rows, so that no wall refresh waits for
+    ``data_trust`` (1.7-2.0 s at 10,000 sensors: benchmarks/trust_bench.py)."""
+
+    def __init__(self, reader: Reader, ttl_s: float = TRUST_CACHE_TTL_S) -> None:
+        self._reader = reader
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._rows: list[tuple] | None = None
+        self._at = 0.0
+        self._busy = False
+
+    def get(self, conn: psycopg.Connection, now: datetime) -> list[tuple]:
+        with self._lock:
+            rows = self._rows
+            stale = rows is not None and time.monotonic() - self._at >= self._ttl_s
+            start = stale and not self._busy
+            if start:
+                self._busy = True
+        if rows is None:
+            rows = fetch_trust_by_group(conn, since=trust_since(now), by="utility")
+            with self._lock:
+                self._rows, self._at = rows, time.monotonic()
+        elif start:
+            threading.Thread(target=self._refresh, name="trust-rows", daemon=True).start()
+        return rows
+
+    def _refresh(self) -> None:
+        try:
+            with self._reader.connection() as conn:
+                rows = fetch_trust_by_group(
+                    conn, since=trust_since(datetime.now(UTC)), by="utility"
+                )
+            with self._lock:
+                self._rows, self._at = rows, time.monotonic()
+        except Exception as exc:  # the pages keep the previous rows; the next refresh retries
+            log.warning("data-trust rows not refreshed: %s", exc)
+        finally:
+            with self._lock:
+                self._busy = False
+
+
+def cached_trust_by_utility(
+    cache: Any, reader: Reader, conn: psycopg.Connection, now: datetime
+) -> list[tuple]:
+    """The shared per-utility data-trust rows (``TrustRows``, one per dashboard process): the
+    wall and the trust page show the very same figures."""
+    rows: TrustRows = cache.get("trust-rows", math.inf, lambda: TrustRows(reader))
+    return rows.get(conn, now)
 
 
 def completeness_by_utility(rows: list[tuple]) -> dict[str, float]:

@@ -128,7 +128,7 @@ def read_trust(ctx: AppContext, conn, now) -> TrustData:
 
     def by(group: str) -> list[tuple]:
         if group == "utility":  # the wall reads the same cached rows (decision 0016)
-            return queries.cached_trust_by_utility(ctx.cache, conn, now)
+            return queries.cached_trust_by_utility(ctx.cache, ctx.reader, conn, now)
         return ctx.cache.get(
             f"trust-{group}",
             TRUST_TTL_S,

@@ -165,7 +165,7 @@ def read_wall(ctx: AppContext) -> WallData:
     with ctx.reader.connection() as conn:
         city = read_city(ctx, conn)
         # the trust page's own rows (same query, window and cache entry): one completeness
-        trust = queries.cached_trust_by_utility(ctx.cache, conn, ctx.clock())
+        trust = queries.cached_trust_by_utility(ctx.cache, ctx.reader, conn, ctx.clock())
         completeness = queries.completeness_by_utility(trust)
         interruptions = queries.fetch_interruptions(conn)
         critical = queries.fetch_open_alerts(conn, limit=100, severities=["critical"])

@@ -211,3 +211,28 @@ def test_history_loaded_with_readings_import_is_backfilled_not_late(db_url: str)
             (t0 - timedelta(hours=1), t0, WATER),
         ).fetchone()
     assert row == (60, 60, 0, 60, 1.0)
+
+
+def test_the_shared_rows_are_refreshed_on_a_thread_not_in_a_page_refresh(db_url: str) -> None:
+    """Once read, a page gets the previous rows at once and the next ones arrive from a thread
+    (a wall refresh never waits for data_trust)."""
+    from tests.waiting import wait_for
+
+    now = datetime.now(UTC)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DELETE FROM sensors")
+        _sensors(conn)
+    reader = Reader(db_url)
+    shared = queries.TrustRows(reader, ttl_s=0.0)
+    with reader.connection() as conn:
+        first = shared.get(conn, now)
+    assert {r[0]: r[2] for r in first} == {"water": 0, "gas": 0}  # nothing received yet
+    with psycopg.connect(db_url) as conn:
+        _readings(conn, datetime.now(UTC))
+    with reader.connection() as conn:
+        assert shared.get(conn, now) is first  # the previous rows, a refresh started
+
+        def received() -> dict:
+            return {r[0]: r[2] for r in shared.get(conn, now)}
+
+        wait_for(lambda: received() == {"water": 45, "gas": 12}, 10, what="the refreshed rows")
