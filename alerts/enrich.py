@@ -4,9 +4,9 @@ An adapter over the GIS part's network analysis (gis/analysis.py, on the PostGIS
 
 * water: the hydraulic model of the GIS water layers (gis/epanet.py ``fetch_water_model``)
   linearised at the incident's time of day ranks every pipe by how well a leak (or a closure)
-  there explains the pressure residuals the sensors saw (gis/leaks.py; residuals from
-  alerts/stores/residuals.py, only the sensors of the metered area that saw the imbalance when
-  there is one): ``affected.candidates`` (best 10 with their scores), ``affected.search_area``
+  there explains the pressure residuals the sensors saw (gis/leaks.py; residuals of every
+  placed pressure sensor from alerts/stores/residuals.py; the metered area that saw the
+  imbalance is recorded): ``affected.candidates`` (best 10 with their scores), ``search_area``
   (GeoJSON, lon/lat) and ``affected.method``; the best candidate is the likely location. With
   no model or fewer than ``MIN_SENSORS`` placed sensors that moved, the pipe nearest the
   centre, and ``method`` says so;
@@ -112,7 +112,10 @@ def localise_water(
         return "incident not found"
     opened_at, members = onset
     area = read_area_sensors(conn, members) if members else None
-    residuals = read_pressure_residuals(conn, opened_at, area)
+    # every placed pressure sensor of the network, not only the area's: a sensor that did not
+    # move says where the leak is not, and areas are declared by their meters (the balance's),
+    # which are few and sit at the inlets
+    residuals = read_pressure_residuals(conn, opened_at, None)
     try:
         state = (models or _MODELS).get(conn, opened_at)
     except (NetworkError, ValueError, KeyError) as exc:
