@@ -152,11 +152,11 @@ def parse_area_features(
     for area_id, a in areas.items():
         if not a["meters"]:
             raise AreaError(f"area {area_id} has no inlet or outlet meter")
-        meters = tuple(
+        found = tuple(
             AreaMeter(sid, sign, sid in a["storage"]) for sid, sign in sorted(a["meters"].items())
         )
         members = tuple(sorted(set(a["members"]) - set(a["meters"])))
-        out.append(AreaDraft(area_id, a["name"], meters, members, a["boundary"]))
+        out.append(AreaDraft(area_id, a["name"], found, members, a["boundary"]))
     return out
 
 
@@ -256,11 +256,11 @@ def derive_areas(
     out = []
     for n, (_, k, _) in enumerate(found, start=1):
         links = set(inside.get(k, []))
-        nodes = set(parts[k])
+        in_part = set(parts[k])
         mem = sorted(
             sid
             for sid, at in where.items()
-            if sid not in flow_meters and (at in nodes or at in links)
+            if sid not in flow_meters and (at in in_part or at in links)
         )
         out.append(
             AreaDraft(

@@ -543,7 +543,7 @@ def areas_derive_cmd(
     from gis.areas import AreaError, derive_areas, with_boundaries
     from gis.areas_db import fetch_area_inputs, fetch_pipe_lines_m, metric_to_lonlat
 
-    store = None if dry_run else _areas()
+    store: Any = None if dry_run else _areas()
     try:
         with _connect() as conn:
             net, meters, others = fetch_area_inputs(conn)
