@@ -72,8 +72,8 @@ def write_metered_areas(
     """Replace the areas of ``origin`` (``import`` or ``derived``) with ``areas`` (plain data:
     ``area_id``, ``name``, ``meters`` [(sensor, sign, storage)], ``members``, ``boundary``
     GeoJSON in EPSG:4326 or None), in one transaction after every check: an unknown sensor, a
-    meter that is not an active water flow meter, a bad or repeated id stores nothing. An area
-    of another origin with the same id is taken over. The engine picks them up within 30 s.
+    meter that is not an active water flow meter, a bad or repeated id, an id used by an area
+    of another origin stores nothing. The engine picks them up within 30 s.
     Returns counts: written, removed (areas of this origin no longer given)."""
     if origin not in ORIGINS:
         raise AreaWriteError(f"origin is one of {', '.join(ORIGINS)}")
@@ -82,6 +82,19 @@ def write_metered_areas(
     with conn.transaction():
         _check(conn, areas)
         ids = [str(a["area_id"]) for a in areas]
+        # an id of another origin (the simulators', or an import while deriving) is not taken
+        # over silently: one of the two would lose its area without being asked
+        taken = conn.execute(
+            "SELECT area_id, origin FROM metered_areas WHERE area_id = ANY(%s) AND origin <> %s"
+            " ORDER BY area_id",
+            (ids, origin),
+        ).fetchall()
+        if taken:
+            raise AreaWriteError(
+                "area ids already used by other areas: "
+                + ", ".join(f"{i} ({o})" for i, o in taken)
+                + "; give these areas other ids (derive: --prefix)"
+            )
         removed = conn.execute(
             "DELETE FROM metered_areas WHERE origin = %s AND NOT (area_id = ANY(%s))",
             (origin, ids),

@@ -247,6 +247,10 @@ BAD = {
         ),
         "area id a appears twice",
     ),
+    "id of a declared area": (
+        _fc(_poly({"area_id": "declared", "name": "A", "inlets": "wf-60"})),
+        "area ids already used by other areas: declared (api)",
+    ),
     "no meter": (_fc(_poly({"area_id": "a", "name": "A"})), "area a has no inlet or outlet"),
     "in and out": (
         _fc(_poly({"area_id": "a", "name": "A", "inlets": "wf-60", "outlets": "wf-60"})),
@@ -272,6 +276,8 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_import_refuses_bad_files_and_stores_nothing(net3: str, tmp_path: Path, case: str) -> None:
     assert cityops(net3, "import", str(_write(tmp_path, GOOD))).exit_code == 0
+    with psycopg.connect(net3, autocommit=True) as conn:  # a simulator's area
+        alerts.api.write_metered_area(conn, "sim", "declared", "Declared", [("wf-10", 1)])
     before = _areas(net3)
     doc, message = BAD[case]
     r = cityops(net3, "import", str(_write(tmp_path, doc, "bad.geojson")))
