@@ -4,9 +4,18 @@ whether the balance alerts, to planners and admins only, from the real dashboard
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 import alerts.api
-from tests.dashboards.helpers import call_callback, http_login
+from tests.dashboards.browser import severe_console_messages
+from tests.dashboards.helpers import (
+    browser_login,
+    browser_logout,
+    call_callback,
+    http_login,
+    open_page,
+    wait_for,
+)
 
 SQUARE = {
     "type": "Polygon",
@@ -75,3 +84,36 @@ def test_planner_map_shows_metered_areas_with_meters_and_balance_state(
             if alert_id is not None:
                 conn.execute("DELETE FROM alerts WHERE alert_id = %s", (alert_id,))
             conn.execute("DELETE FROM metered_areas WHERE area_id = 'test-planner-dma'")
+
+
+@pytest.mark.browser
+def test_planner_map_draws_the_areas_in_a_real_browser(
+    dash_server, dash_db, users, browser, screenshots
+) -> None:
+    """What the browser draws: the page's Plotly figure holds the area's outline."""
+    area = {
+        "area_id": "test-browser-dma",
+        "name": "青羊测试分区",
+        "meters": [("wf-510105-1", 1, False)],
+        "members": [],
+        "boundary": SQUARE,
+    }
+    with psycopg.connect(dash_db, autocommit=True) as conn:
+        alerts.api.write_metered_areas(conn, "test", [area], origin="derived")
+    try:
+        browser_login(browser, dash_server.url, "li.na", users["li.na"])
+        open_page(browser, dash_server.url + "/planner")
+        script = (
+            "const g = document.querySelector('#planner-map .js-plotly-plot');"
+            "return g && g.data ? g.data.filter(t => t.meta && t.meta.area_id)"
+            ".map(t => [t.meta.area_id, t.text]) : null;"
+        )
+        drawn = wait_for(lambda: browser.execute_script(script) or None, what="area layer")
+        assert [a for a, _ in drawn] == ["test-browser-dma"]
+        assert "青羊测试分区" in drawn[0][1] and "+wf-510105-1" in drawn[0][1]
+        assert severe_console_messages(browser) == []
+        browser.save_screenshot(str(screenshots / "planner-areas.png"))
+        browser_logout(browser, dash_server.url)
+    finally:
+        with psycopg.connect(dash_db, autocommit=True) as conn:
+            conn.execute("DELETE FROM metered_areas WHERE area_id = 'test-browser-dma'")
