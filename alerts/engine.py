@@ -301,11 +301,13 @@ def restored_states(
     last_us: Mapping[Key, int],
     active: Mapping[Key, Iterable[str]],
     history: Mapping[Key, Sequence[tuple[int, float]]],
+    intervals: Mapping[Key, float] | None = None,
 ) -> dict[Key, KeyState]:
     """The engine's memory after a restart, from what the database keeps: each key's last
     evaluated reading [us], its active alert kinds, and the stored readings (ts_us, value) its
     windowed detectors want back. Keys of sensors not in ``sensors`` (retired, or another
-    worker's) are history and left out; a key keeps its type's rhythm until it shows its own."""
+    worker's) are history and left out; a key keeps the rhythm it had learnt (``intervals``
+    [us], kept in alert_detector_state), else its type's until it shows its own."""
     out: dict[Key, KeyState] = {}
     for key in last_us.keys() | active.keys():
         info = sensors.get(key[0])
@@ -314,6 +316,6 @@ def restored_states(
         cfg = info.streams.get(key[1]) or UNCONFIGURED
         points = history.get(key, ())
         own = {d.name: d.warm(points) for d in cfg.detectors if d.history_s > 0 and points}
-        interval = info.expected_interval_s * US
+        interval = (intervals or {}).get(key) or info.expected_interval_s * US
         out[key] = KeyState(last_us.get(key), frozenset(active.get(key, ())), interval, None, own)
     return out

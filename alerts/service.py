@@ -197,7 +197,8 @@ class AlertService:
         last = detector_state.read_last_evaluated(conn)
         active = alert_rows.read_active_kinds(conn)
         history = detector_state.read_recent_readings(conn, wanted_history(mine))
-        return restored_states(mine, last, active, history)
+        intervals = detector_state.read_intervals(conn)
+        return restored_states(mine, last, active, history, intervals)
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> Stats:

@@ -1,5 +1,5 @@
 """The engine's clock per key: ``alert_detector_state`` (the newest reading evaluated per
-sensor and quantity), and the stored readings (``readings``, kept by ingestion) that refill the
+sensor and quantity, and its learnt arrival rhythm), and the stored readings (``readings``, kept by ingestion) that refill the
 windowed detectors after a restart."""
 
 from __future__ import annotations
@@ -23,10 +23,22 @@ def read_last_evaluated(conn: psycopg.Connection) -> dict[Key, int]:
     }
 
 
+def read_intervals(conn: psycopg.Connection) -> dict[Key, float]:
+    """(sensor, quantity) -> its learnt interval between arrivals [us], where one was kept."""
+    return {
+        (sid, q): float(s) * 1e6
+        for sid, q, s in conn.execute(
+            "SELECT sensor_id, quantity, interval_s FROM alert_detector_state"
+            " WHERE interval_s IS NOT NULL"
+        )
+    }
+
+
 def write_last_evaluated(
     conn: psycopg.Connection, states: Mapping[Key, KeyState], *, durable: bool = True
 ) -> None:
-    """Move each key's clock forward (never back) to its state's last reading. ``durable``
+    """Move each key's clock forward (never back) to its state's last reading, and keep its
+    learnt rhythm (``interval_us``; an unknown one keeps the stored one). ``durable``
     False: the transaction writes nothing else, so it need not wait for the WAL flush (losing
     clocks in a PostgreSQL crash only means evaluating again against an older clock)."""
     if not durable:
@@ -36,18 +48,24 @@ def write_last_evaluated(
         return
     conn.execute(
         """
-        INSERT INTO alert_detector_state (sensor_id, quantity, last_ts)
-        SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])
+        INSERT INTO alert_detector_state (sensor_id, quantity, last_ts, interval_s)
+        SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::float8[])
         ON CONFLICT (sensor_id, quantity) DO UPDATE
         SET last_ts = GREATEST(alert_detector_state.last_ts, EXCLUDED.last_ts),
+            interval_s = coalesce(EXCLUDED.interval_s, alert_detector_state.interval_s),
             updated_at = now()
         """,
         (
             [k[0] for k in keys],
             [k[1] for k in keys],
             [ts_from_us(states[k].last_ts_us or 0) for k in keys],
+            [_interval_s(states[k]) for k in keys],
         ),
     )
+
+
+def _interval_s(st: KeyState) -> float | None:
+    return None if st.interval_us is None else st.interval_us / 1e6
 
 
 def read_recent_readings(

@@ -9,3 +9,8 @@ CREATE TABLE alert_balance_state (
     stream_ts  timestamptz,  -- the newest supply point the state has seen
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- Each key's learnt arrival rhythm (the engine's smoothed interval between arrivals, on the
+-- stream's clock), so that a restarted engine judges silence by the sensor's own rhythm
+-- rather than its type's declared interval until it has shown it again.
+ALTER TABLE alert_detector_state ADD COLUMN interval_s double precision;

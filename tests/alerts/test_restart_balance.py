@@ -11,7 +11,7 @@ import numpy as np
 import psycopg
 
 from alerts.balance import AreaState
-from alerts.engine import AlertChange, Engine, restored_states, wanted_history
+from alerts.engine import AlertChange, Engine, KeyState, restored_states, wanted_history
 from alerts.stores import alert_rows, balance_state, catalogue, detector_state
 from alerts.stores.batch import write_evaluation
 from sensors.payload import Reading
@@ -150,3 +150,28 @@ def test_a_grown_leak_is_recorded_on_its_alert_audited_and_escalated(db_url: str
             (alert_id,),
         ).fetchall()
         assert events == [("critical", i + 1) for i in range(len(grown))]
+
+
+def test_a_key_keeps_its_learnt_rhythm_across_a_restart(db_url: str) -> None:
+    """A gateway uploading every 15 min: after a restart its keys are judged by that rhythm,
+    not their type's 60 s (which would call them silent at once)."""
+    setup(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        sensors = catalogue.read_sensors(conn)
+        states = {
+            ("in-a", "flow"): KeyState(T0, frozenset(), 900e6, T0),
+            ("in-b", "flow"): KeyState(T0, frozenset(), None, None),
+        }
+        with conn.transaction():
+            detector_state.write_last_evaluated(conn, states)
+        # a later batch that knows no rhythm (yet) keeps the stored one
+        with conn.transaction():
+            detector_state.write_last_evaluated(
+                conn, {("in-a", "flow"): KeyState(T0 + MIN, frozenset(), None, None)}
+            )
+        intervals = detector_state.read_intervals(conn)
+        assert intervals == {("in-a", "flow"): 900e6}
+        last = detector_state.read_last_evaluated(conn)
+        restored = restored_states(sensors, last, {}, {}, intervals)
+        assert restored[("in-a", "flow")].interval_us == 900e6
+        assert restored[("in-b", "flow")].interval_us == sensors["in-b"].expected_interval_s * 1e6
