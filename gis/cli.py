@@ -622,6 +622,15 @@ def areas_show_cmd(
     if output is None:
         sys.stdout.write(json.dumps(fc, ensure_ascii=False, indent=2) + "\n")
         return
+    # a file holds flat columns, as `areas import` reads them back (inlets, outlets, storage)
+    meters = area.pop("meters")
+    area |= {
+        "inlets": ",".join(m["sensor_id"] for m in meters if m["sign"] > 0),
+        "outlets": ",".join(m["sensor_id"] for m in meters if m["sign"] < 0),
+        "storage": ",".join(m["sensor_id"] for m in meters if m["storage"]),
+        "members": ",".join(area["members"]),
+        "alerting": ",".join(area["alerting"]),
+    }
     _emit(fc, output, f"area_{area_id}")
 
 

@@ -317,6 +317,14 @@ def test_list_and_show_with_balance_state(net3: str, tmp_path: Path) -> None:
     f = json.loads(shown.stdout)["features"][0]
     assert f["geometry"]["type"] == "MultiPolygon"
     assert f["properties"]["members"] == ["wf-238", "wf-50"]
+    # a file written by show is read back by import as the same area
+    gpkg = tmp_path / "south.gpkg"
+    assert cityops(net3, "show", "south", "--output", str(gpkg)).exit_code == 0
+    with psycopg.connect(net3, autocommit=True) as conn:
+        conn.execute("DELETE FROM metered_areas")
+    r = cityops(net3, "import", str(gpkg))
+    assert r.exit_code == 0, r.output
+    assert [(a[0], a[4]) for a in _areas(net3)] == [("south", ["wf-238:1:false", "wf-50:1:true"])]
     missing = cityops(net3, "show", "nowhere")
     assert missing.exit_code == 2 and "no metered area 'nowhere'" in missing.output
 
