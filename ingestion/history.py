@@ -30,10 +30,9 @@ from datetime import UTC, datetime
 import psycopg
 
 from ingestion.classify import QUALITY_SUSPECT, Row, compute_plausible_band
+from ingestion.trust import QUALITY_HISTORY
 from sensors.quantities import QUANTITIES
 
-# readings.quality bit of a backfilled row; the same bit as ``ingestion.trust.QUALITY_HISTORY``
-QUALITY_HISTORY = 2
 BATCH_ROWS = 20_000  # rows per write_batch transaction
 MAX_ERRORS_SHOWN = 20
 REQUIRED = ("sensor_id", "quantity", "ts", "value")

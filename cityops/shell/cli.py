@@ -59,13 +59,28 @@ def up(
         Path | None, typer.Option(help="Where the private servers keep their data.")
     ] = None,
     simulate: Annotated[bool, typer.Option(help="Run the demo simulator.")] = True,
+    incidents: Annotated[
+        bool,
+        typer.Option(
+            help="Living demo: a random physics incident every few minutes"
+            " (CITYOPS_DEMO_INCIDENTS); --no-incidents for production."
+        ),
+    ] = True,
 ) -> None:
     """Run the whole stack on this machine: database, broker, simulator, ingestion, alerts and
     dashboard. Starts a private PostgreSQL and Mosquitto unless CITYOPS_DATABASE_URL and
     CITYOPS_MQTT_URL are set; prints the dashboard URL; Ctrl-C stops everything."""
     from cityops.shell.up import run_up
 
-    raise typer.Exit(run_up(Settings(), stack_dir=stack_dir, simulate=simulate, console=console))
+    raise typer.Exit(
+        run_up(
+            Settings(),
+            stack_dir=stack_dir,
+            simulate=simulate,
+            incidents=incidents,
+            console=console,
+        )
+    )
 
 
 @app.command()
