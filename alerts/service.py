@@ -141,6 +141,7 @@ class AlertService:
         self._grouping = threading.Event()  # wakes the grouper thread
         self._silence_checked_us = 0
         self._balance_saved = time.monotonic()
+        self._balance_dirty: set[str] = set()  # areas that learnt since the last save
 
     # -- database ---------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection:
@@ -377,6 +378,7 @@ class AlertService:
         self.engine.commit(evaluation)
         if areas:
             self._balance_saved = time.monotonic()
+            self._balance_dirty = set()
         if events:
             self._publish(events)  # type: ignore[arg-type]
             self._group()
@@ -400,21 +402,26 @@ class AlertService:
     def _balance_to_save(self, evaluation: Evaluation) -> dict[str, AreaState] | None:
         """Every area's learnt balance when this batch changes an area alert (the flags must
         match the alerts after a restart) or when the last save is ``BALANCE_SAVE_S`` old."""
-        if not evaluation.areas and not self.engine.area_states:
+        dirty = self._balance_dirty | evaluation.areas.keys()
+        if not dirty:
             return None
         changed = any(c.kind in AREA_KINDS for c in evaluation.changes)
         if not changed and time.monotonic() - self._balance_saved < BALANCE_SAVE_S:
+            self._balance_dirty = dirty
             return None
-        return {**self.engine.area_states, **evaluation.areas}
+        # only the areas that learnt something since the last save (a few hundred kB each)
+        states = {**self.engine.area_states, **evaluation.areas}
+        return {a: states[a] for a in dirty if a in states}
 
     def _save_balance(self) -> None:
         """At stop: what the areas learnt since the last save (best effort: the engine is
         stopping, and a lost save costs at most ``BALANCE_SAVE_S`` of learning)."""
-        if not self.engine.area_states or self.conn is None or self.conn.closed:
+        dirty = {a: st for a, st in self.engine.area_states.items() if a in self._balance_dirty}
+        if not dirty or self.conn is None or self.conn.closed:
             return
         try:
             with self.conn.transaction():
-                balance_state.write_balance_states(self.conn, self.engine.area_states)
+                balance_state.write_balance_states(self.conn, dirty)
         except psycopg.Error as exc:
             log.warning("balance state not saved at stop: %s", exc)
 

@@ -6,6 +6,7 @@ alert; a grown leak is recorded on its open alert, audited, with an ``escalated`
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import numpy as np
 import psycopg
@@ -14,9 +15,14 @@ from alerts.balance import AreaState
 from alerts.engine import AlertChange, Engine, KeyState, restored_states, wanted_history
 from alerts.stores import alert_rows, balance_state, catalogue, detector_state
 from alerts.stores.batch import write_evaluation
-from sensors.payload import Reading
-from tests.alerts.conftest import add_sensors
+from alerts.stores.times import ts_from_us
+from cityops.kernel.mqtt import Publisher
+from cityops.kernel.settings import Settings
+from sensors.payload import Reading, encode_reading
+from sensors.topics import telemetry_topic
+from tests.alerts.conftest import EngineProcess, add_sensors
 from tests.alerts.test_balance import MIN, T0, usual
+from tests.waiting import wait_for
 
 DAY = 1440  # [min]
 METERS = [("in-a", 1), ("in-b", 1), ("out-c", -1)]
@@ -175,3 +181,53 @@ def test_a_key_keeps_its_learnt_rhythm_across_a_restart(db_url: str) -> None:
         restored = restored_states(sensors, last, {}, {}, intervals)
         assert restored[("in-a", "flow")].interval_us == 900e6
         assert restored[("in-b", "flow")].interval_us == sensors["in-b"].expected_interval_s * 1e6
+
+
+def test_the_service_keeps_the_balance_and_judges_at_once_after_a_restart(
+    settings: Settings, db_url: str, engine: EngineProcess
+) -> None:
+    """`cityops alerts` itself: two quiet days through the broker, a clean stop (the state is
+    written), a start (it is read), and a burst on the third night is raised within its two
+    points: no day of relearning, and nothing else."""
+    setup(db_url)
+    settings.accept_past_s = 10 * 365 * 86_400.0  # T0 lies in the past
+    engine.settings = settings
+
+    def publish(pub: Publisher, minutes: range, extra: Callable[[int], float]) -> None:
+        for m in minutes:
+            t = T0 + m * MIN
+            a, b, c = usual(t)
+            for sid, v in (("in-a", a + extra(m)), ("in-b", b), ("out-c", c)):
+                pub.publish(
+                    telemetry_topic("water", sid), encode_reading(t // 1000, None, {"flow": v})
+                )
+        pub.flush()
+
+    def evaluated() -> datetime | None:
+        with psycopg.connect(db_url) as conn:
+            return detector_state.read_evaluated_until(conn, [sid for sid, _ in METERS])
+
+    def area_alerts() -> list[tuple[str, str]]:
+        with psycopg.connect(db_url) as conn:
+            rows = conn.execute(
+                "SELECT kind, sensor_id FROM alerts WHERE kind = ANY(%s) ORDER BY alert_id",
+                (sorted(AREA_KINDS),),
+            ).fetchall()
+        return [(k, s) for k, s in rows]
+
+    burst_at = 2 * DAY + 120  # day 3, 02:00
+    engine.start()
+    with Publisher(settings.mqtt_url_for("sim"), f"sim-{settings.alerts_client_id}") as pub:
+        publish(pub, range(0, burst_at, 5), lambda _m: 0.0)
+        last = ts_from_us(T0 + (burst_at - 5) * MIN)
+        wait_for(lambda: (evaluated() or last - timedelta(1)) >= last, 120, interval_s=0.5)
+        assert engine.stop() == 0
+        with psycopg.connect(db_url) as conn:
+            kept = balance_state.read_balance_states(conn)
+        assert set(kept) == {"dma-1"} and len(kept["dma-1"].days) >= 2
+
+        engine.start()
+        publish(pub, range(burst_at, burst_at + 30, 5), lambda m: 80.0)
+        wait_for(area_alerts, 60, interval_s=0.5, what="the burst alert")
+    assert engine.stop() == 0
+    assert area_alerts() == [("water_burst", "in-a")]
