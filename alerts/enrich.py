@@ -25,15 +25,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 
 from alerts.stores.incidents import read_unenriched, write_context
-from alerts.stores.residuals import read_area_sensors, read_incident_onset, read_pressure_residuals
+from alerts.stores.residuals import (
+    read_area_sensors,
+    read_incident_onset,
+    read_latest_pressure_ts,
+    read_pipe_ids,
+    read_pressure_residuals,
+)
 from gis import leaks
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_nearest_link
 from gis.network import NetworkError
@@ -57,6 +64,13 @@ TOP_CANDIDATES = 10
 SEARCH_AREA_TOP = 5
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # the model's demand patterns follow Chengdu's clock
 KPA_PER_M = 9.80665
+LEAK_KINDS = ("water_burst", "water_leak")
+# incident kinds the pressure pattern does not place: a lost source is where its meter is, a
+# sensor's own fault is where the sensor is
+NOT_ON_THE_MODEL = {
+    "water_supply_loss": "a lost supply is placed at its inlet meter",
+    "sensor_health": "a sensor fault is placed at the sensor",
+}  # incident kinds (alerts/incidents.py) that lose water
 METHOD_MODEL = "network-model sensitivity (Pérez et al. 2011; BattLeDIM 2020)"
 METHOD_NEAREST = "nearest pipe to the alerting sensors' centre"
 
@@ -93,6 +107,8 @@ class LeakModelCache:
         if not wn.junction_name_list:
             raise NetworkError("no water network loaded")
         state = leaks.model_state(wn, float(clock // self.bin_s * self.bin_s))
+        # the layers' pumps and valves become short pipes in the model: never a candidate
+        state.pipes = state.pipes & frozenset(read_pipe_ids(conn))
         with self._lock:
             # a new layer version makes the old entries useless: keep only this version's
             self._items = {k: v for k, v in self._items.items() if k[:2] == key[:2]}
@@ -101,6 +117,20 @@ class LeakModelCache:
 
 
 _MODELS = LeakModelCache()
+PENDING_MAX_S = 120.0  # [s] how long an incident waits for readings after its onset
+PENDING_AFTER_S = 120.0  # [s] of readings after the onset wanted before placing it
+_pending_since: dict[int, float] = {}
+
+
+class PendingReadings(Exception):
+    """No readings after the incident's onset are stored yet."""
+
+
+def _waited_s(incident_id: int) -> float:
+    now = time.monotonic()
+    if len(_pending_since) > 10_000:  # incidents long gone
+        _pending_since.clear()
+    return now - _pending_since.setdefault(incident_id, now)
 
 
 def localise_water(
@@ -110,16 +140,27 @@ def localise_water(
     onset = read_incident_onset(conn, incident_id)
     if onset is None:
         return "incident not found"
-    opened_at, members = onset
+    opened_at, members, kind = onset
+    if kind in NOT_ON_THE_MODEL:
+        return NOT_ON_THE_MODEL[kind]
     area = read_area_sensors(conn, members) if members else None
-    # every placed pressure sensor of the network, not only the area's: a sensor that did not
-    # move says where the leak is not, and areas are declared by their meters (the balance's),
-    # which are few and sit at the inlets
-    residuals = read_pressure_residuals(conn, opened_at, None)
     try:
         state = (models or _MODELS).get(conn, opened_at)
     except (NetworkError, ValueError, KeyError) as exc:
         return f"no hydraulic model ({exc})"
+    stored_until = read_latest_pressure_ts(conn)
+    if (
+        stored_until is not None
+        and stored_until < opened_at + timedelta(seconds=PENDING_AFTER_S)
+        and _waited_s(incident_id) < PENDING_MAX_S
+    ):
+        # the readings after the onset are not stored yet (ingestion a moment behind the
+        # alert engine): try again at the next round rather than settle for the nearest pipe
+        raise PendingReadings(incident_id)
+    # every placed pressure sensor of the network, not only the area's: a sensor that did not
+    # move says where the leak is not, and areas are declared by their meters (the balance's),
+    # which are few and sit at the inlets
+    residuals = read_pressure_residuals(conn, opened_at, None)
     obs = [
         leaks.Observation("pressure", r.node_id, r.residual_kpa / KPA_PER_M)
         for r in residuals
@@ -130,13 +171,16 @@ def localise_water(
     if max(abs(o.residual) for o in obs) * KPA_PER_M < MIN_RESIDUAL_KPA:
         return "the pressures did not move beyond the sensors' noise"
     try:
-        ranked = leaks.rank(state, obs, top=TOP_CANDIDATES)
+        # the water balance saw more water going in (a burst, a rising night flow): water is
+        # lost, so a leak; a closure is a candidate only for a pressure-only incident
+        ranked = leaks.rank(state, obs, top=TOP_CANDIDATES, closures=kind not in LEAK_KINDS)
     except leaks.LocaliseError as exc:
         return str(exc)
     used = {
         "sensors_used": len(obs),
         "area_sensors": len(area) if area else None,
         "basis": sorted({r.basis for r in residuals}),
+        "closures_considered": kind not in LEAK_KINDS,
     }
     return ranked, used, state
 
@@ -176,7 +220,7 @@ def compute_incident_context(
         try:
             with conn.transaction():  # a savepoint: a failed query leaves the fallback usable
                 got = localise_water(conn, incident_id, models)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
+        except (psycopg.OperationalError, psycopg.InterfaceError, PendingReadings):
             raise
         except Exception as exc:  # the model does not solve, a layer is odd: fall back, say why
             log.warning("incident %s: localisation failed", incident_id, exc_info=True)
@@ -255,6 +299,8 @@ def enrich_incidents(
         except (NetworkError, psycopg.errors.UndefinedTable, KeyError) as exc:
             location, affected = None, {"error": str(exc)[:300]}
             log.info("incident %s: no network context (%s)", incident_id, exc)
+        except PendingReadings:
+            continue  # left unenriched: the next round tries again
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise  # the database is away: the loop reconnects and tries again
         except Exception as exc:  # anything else: recorded once, not retried every 5 s

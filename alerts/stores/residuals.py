@@ -34,16 +34,16 @@ class Residual:
 
 def read_incident_onset(
     conn: psycopg.Connection, incident_id: int
-) -> tuple[datetime, list[str]] | None:
-    """(first alert time, member sensors) of an incident."""
+) -> tuple[datetime, list[str], str] | None:
+    """(first alert time, member sensors, kind) of an incident."""
     row = conn.execute(
         "SELECT i.opened_at, coalesce(array_agg(DISTINCT s.sensor_id)"
-        "   FILTER (WHERE s.sensor_id IS NOT NULL), '{}')"
+        "   FILTER (WHERE s.sensor_id IS NOT NULL), '{}'), i.kind"
         " FROM incidents i LEFT JOIN incident_sensors s ON s.incident_id = i.incident_id"
         " WHERE i.incident_id = %s GROUP BY i.incident_id",
         (incident_id,),
     ).fetchone()
-    return None if row is None else (row[0], list(row[1]))
+    return None if row is None else (row[0], list(row[1]), str(row[2]))
 
 
 def read_area_sensors(conn: psycopg.Connection, sensor_ids: Sequence[str]) -> list[str] | None:
@@ -120,3 +120,17 @@ def read_pressure_residuals(
         },
     ).fetchall()
     return [Residual(r[0], r[1], float(r[2]), r[3], int(r[4])) for r in rows]
+
+
+def read_pipe_ids(conn: psycopg.Connection) -> set[str]:
+    """The water links that are pipes (not pumps or valves): what can leak or burst."""
+    return {r[0] for r in conn.execute("SELECT pipe_id FROM water_pipes WHERE link_kind = 'pipe'")}
+
+
+def read_latest_pressure_ts(conn: psycopg.Connection) -> datetime | None:
+    """The newest stored water pressure reading's time: how far ingestion has got."""
+    row = conn.execute(
+        "SELECT max(l.ts) FROM sensor_latest l JOIN sensors s USING (sensor_id)"
+        " WHERE s.utility = 'water' AND s.status = 'active' AND l.quantity = 'pressure'"
+    ).fetchone()
+    return row[0] if row else None
