@@ -162,6 +162,7 @@ class AreaEvent:
     expected: float  # what the profile expected [L/s]
     sensor_id: str = ""  # the inlet meter that carries most of the excess
     before: float | None = None  # grown: the excess last recorded [L/s]
+    persistent: bool = False  # a leak raised by its persistent excess, not by a night
 
 
 AREA_PARAMS = frozenset(
@@ -515,6 +516,7 @@ def _persistent(
             supply,
             expected,
             st.night_sensor,
+            persistent=True,
         )
     ]
 

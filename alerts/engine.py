@@ -265,7 +265,14 @@ def _arrived(st: KeyState, stream_us: int) -> KeyState:
 def _area_change(spec: AreaSpec, ev: AreaEvent) -> AlertChange:
     """A metered area's event as an alert on the inlet meter that carries it."""
     zh, en = area_messages(
-        ev.event, ev.kind, spec.name, ev.value, ev.supply, ev.expected, before=ev.before
+        ev.event,
+        ev.kind,
+        spec.name,
+        ev.value,
+        ev.supply,
+        ev.expected,
+        before=ev.before,
+        persistent=ev.persistent,
     )
     # a leak that keeps growing is escalated to critical, as a burst is
     severity = "critical" if ev.kind == "water_burst" or ev.event == "grown" else "major"

@@ -102,10 +102,19 @@ def area_messages(
     expected: float,
     *,
     before: float | None = None,
+    persistent: bool = False,
 ) -> tuple[str, str]:
     """(zh, en) for the water balance of a metered area (alerts/balance.py) [L/s]; ``before``:
-    a grown leak's excess when last recorded."""
+    a grown leak's excess when last recorded; ``persistent``: a leak raised by its persistent
+    excess over the profile during the day (not by a night)."""
     e, sup, exp = f"{excess:.1f}", f"{supply:.1f}", f"{expected:.1f}"
+    if persistent and event == "raised":
+        return (
+            f"计量区 {area} 供水量持续高于同时段常值，约多 {e} L/s（现 {sup} L/s，常值 {exp} L/s），"
+            "疑似漏水",
+            f"metered area {area}: supply persistently above the usual for the time of day, by"
+            f" about {e} L/s (now {sup} L/s, usual {exp} L/s): suspected leak",
+        )
     if event == "grown":
         b = f"{before or 0.0:.1f}"
         return (

@@ -144,3 +144,25 @@ def test_growth_through_the_engine_is_a_critical_grown_change_with_both_levels()
     grown = [c for c in changes if c.event == "grown"]
     assert grown and grown[0].kind == "night_flow_rise" and grown[0].severity == "critical"
     assert "升至" in grown[0].message_zh and "rose from" in grown[0].message_en
+
+
+def test_a_leak_found_by_day_says_so() -> None:
+    eng = Engine({}, areas={"dma-1": SPEC})
+    changes = []
+    for k in range(2 * 288):
+        t = T0 + k * 5 * MIN
+        a, b, c = usual(t)
+        a += 6.0 if k * 5 >= DAY + 360 else 0.0
+        noise = np.random.default_rng([3, k]).normal(0, 0.5)
+        ev = eng.evaluate(
+            [
+                Reading("in-a", "flow", t, a + noise, None),
+                Reading("in-b", "flow", t, b, None),
+                Reading("out-c", "flow", t, c, None),
+            ]
+        )
+        eng.commit(ev)
+        changes += ev.changes
+    (ch,) = changes
+    assert (ch.event, ch.kind, ch.severity) == ("raised", "night_flow_rise", "major")
+    assert "持续高于" in ch.message_zh and "persistently above" in ch.message_en
