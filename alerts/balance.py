@@ -455,15 +455,17 @@ def _night(spec: AreaSpec, st: AreaState, t: int, day: int, supply: float) -> li
 def night_step(spec: AreaSpec, nights: dict[int, tuple[float, int]], day: int) -> float | None:
     """Tonight's rise over what the previous nights foretold, when it exceeds ``max(
     night_rise_lps, step_mads x`` the scaled MAD of the ordinary night-to-night differences);
-    else None. Foretold: the previous night plus the smaller of its last two rises (a leak that
-    grows night after night is no step; one earlier step followed by a flat night is no trend).
+    else None. Foretold: the previous night plus its own rise when the last two nights both
+    rose by half of ``night_rise_lps`` or more (a leak that grows night after night, even faster
+    and faster, is no step; one earlier step followed by a flat night is no trend).
     Ordinary: differences under ``night_rise_lps`` (an earlier step is no scatter)."""
     means = {d: s / n for d, (s, n) in nights.items() if n and day - spec.history_days <= d <= day}
     if day not in means or day - 1 not in means:
         return None
     prev = means[day - 1]
     rises = [means[d] - means[d - 1] for d in (day - 1, day - 2) if d in means and d - 1 in means]
-    trend = max(0.0, min(rises)) if rises else 0.0
+    # growing night after night: the last rise, if it and the one before were both rises
+    trend = rises[0] if rises and all(r >= spec.night_rise_lps / 2 for r in rises) else 0.0
     diffs = [
         x
         for d in sorted(means)
