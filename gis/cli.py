@@ -444,7 +444,8 @@ def _area_file_features(
     file: Path, layer: str | None, meters_layer: str | None, crs: str | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(polygon features, meter point features) in EPSG:4326 from a GeoPackage or GeoJSON; the
-    points come from ``meters_layer`` or, in a one-layer file, from its Point features."""
+    points come from ``meters_layer`` (in a GeoPackage, a layer named ``meters`` unless told)
+    or, in a one-layer file, from its Point features."""
     from gis.areas import AreaError
     from gis.loading import read_layer_file
 
@@ -460,6 +461,13 @@ def _area_file_features(
         )
         return list(json.loads(text)["features"])
 
+    if meters_layer is None and layer is None and file.suffix.lower() == ".gpkg":
+        import pyogrio
+
+        names = [str(n) for n, _ in pyogrio.list_layers(file)]
+        if "meters" in names:  # the usual two-layer GeoPackage: areas (first) and meters
+            layer = next(n for n in names if n != "meters")
+            meters_layer = "meters"
     found = features(layer)
     points = features(meters_layer) if meters_layer else []
     polygons = []

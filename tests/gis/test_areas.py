@@ -215,6 +215,8 @@ def test_import_geopackage_with_a_second_layer_of_meters(net3: str, tmp_path: Pa
     r = cityops(net3, "import", str(gpkg), "--layer", "areas", "--meters-layer", "meters")
     assert r.exit_code == 0, r.output
     rows = _areas(net3)
+    assert cityops(net3, "import", str(gpkg)).exit_code == 0  # a layer named meters is found
+    assert _areas(net3) == rows
     assert [(a[0], a[4]) for a in rows] == [
         ("north", ["wf-10:1:false", "wf-60:1:false"]),
         ("south", ["wf-238:1:false", "wf-50:1:true"]),
