@@ -430,7 +430,7 @@ def _night(spec: AreaSpec, st: AreaState, t: int, day: int, supply: float) -> li
     # a step counts once the previous night already had the open leak in it (a leak raised
     # during the day shows first in the next night: that rise is the same leak)
     seen = st.leak_night is not None and day - 1 >= st.leak_night
-    step = night_step(spec, st.nights, day) if seen else None
+    step = night_step(spec, st.nights, day, st.leak_night) if seen else None
     free = [sid for sid, _ in spec.meters if sid not in st.steps]
     if step is not None and free:
         # a new leak: judged by its own step over the previous night. Alerts are unique per
@@ -452,7 +452,9 @@ def _night(spec: AreaSpec, st: AreaState, t: int, day: int, supply: float) -> li
     return events
 
 
-def night_step(spec: AreaSpec, nights: dict[int, tuple[float, int]], day: int) -> float | None:
+def night_step(
+    spec: AreaSpec, nights: dict[int, tuple[float, int]], day: int, since: int | None = None
+) -> float | None:
     """Tonight's rise over what the previous nights foretold, when it exceeds ``max(
     night_rise_lps, step_mads x`` the scaled MAD of the ordinary night-to-night differences);
     else None. Foretold: the previous night plus its own rise when the last two nights both
@@ -463,7 +465,12 @@ def night_step(spec: AreaSpec, nights: dict[int, tuple[float, int]], day: int) -
     if day not in means or day - 1 not in means:
         return None
     prev = means[day - 1]
-    rises = [means[d] - means[d - 1] for d in (day - 1, day - 2) if d in means and d - 1 in means]
+    # (only the open leak's own nights, from ``since``, make its trend)
+    rises = [
+        means[d] - means[d - 1]
+        for d in (day - 1, day - 2)
+        if d in means and d - 1 in means and (since is None or d >= since)
+    ]
     # growing night after night: the last rise, if it and the one before were both rises
     trend = rises[0] if rises and all(r >= spec.night_rise_lps / 2 for r in rises) else 0.0
     diffs = [
