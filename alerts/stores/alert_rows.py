@@ -1,5 +1,6 @@
 """``alerts`` (one row per alert: its condition, lifecycle columns, incident link) and
 ``maintenance_windows`` (planned work under which alerts are neither escalated nor notified).
+Alerts raised during an entry of the works calendar are marked too (``works.covering``).
 
 ``cleared_at IS NULL`` is the condition being active, unique per sensor, quantity and kind
 (``alerts_one_active_idx``): a raise that finds one active, or a clear that finds none, changes
