@@ -457,9 +457,10 @@ def night_step(
 ) -> float | None:
     """Tonight's rise over what the previous nights foretold, when it exceeds ``max(
     night_rise_lps, step_mads x`` the scaled MAD of the ordinary night-to-night differences);
-    else None. Foretold: the previous night plus its own rise when the last two nights both
-    rose by half of ``night_rise_lps`` or more (a leak that grows night after night, even faster
-    and faster, is no step; one earlier step followed by a flat night is no trend).
+    else None. Foretold: the previous night plus its own rise when the open leak's last two
+    nights both rose, by half of ``night_rise_lps`` or more and the earlier by at least half
+    the later (a leak that grows night after night, even faster, is no step; an earlier step
+    followed by a flat night is no trend).
     Ordinary: differences under ``night_rise_lps`` (an earlier step is no scatter)."""
     means = {d: s / n for d, (s, n) in nights.items() if n and day - spec.history_days <= d <= day}
     if day not in means or day - 1 not in means:
@@ -471,8 +472,14 @@ def night_step(
         for d in (day - 1, day - 2)
         if d in means and d - 1 in means and (since is None or d >= since)
     ]
-    # growing night after night: the last rise, if it and the one before were both rises
-    trend = rises[0] if rises and all(r >= spec.night_rise_lps / 2 for r in rises) else 0.0
+    # growing night after night: the last rise, if it and the one before were both rises and
+    # the one before at least half of it (a flat night then a step is no trend)
+    growing = (
+        rises
+        and all(r >= spec.night_rise_lps / 2 for r in rises)
+        and (len(rises) == 1 or rises[1] >= rises[0] / 2)
+    )
+    trend = rises[0] if growing else 0.0
     diffs = [
         x
         for d in sorted(means)
