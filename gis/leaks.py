@@ -42,6 +42,7 @@ STIFF_FACTOR = 100.0  # pumps and valves: this many times the median pipe conduc
 REGULARISE = 1e-9  # relative diagonal for parts with no fixed head
 CLOSURE_MIN_SCALE = 0.5
 MAX_LEAK_M3S = 1.0  # a fitted leak above this (1,000 L/s) is not a leak: another cause
+CENTRE = True
 PRESSURE_SIGMA_M = 0.5  # [m] noise of a pressure residual
 FLOW_SIGMA_M3S = 0.5e-3  # [m3/s] noise of a flow residual (0.5 L/s)
 
@@ -284,12 +285,18 @@ def rank(
     top: int = 10,
     closures: bool = True,
     max_leak_m3s: float = MAX_LEAK_M3S,
+    centre: bool = CENTRE,
 ) -> list[Candidate]:
     """Candidate pipes best first. ``area_nodes``: only pipes with an end in these nodes (the
     metered area that saw the imbalance)."""
     r, S = signatures(state, observations)
     if not np.any(r):
         raise LocaliseError("the observations show no change")
+    if centre and len(r) > 2:
+        # a change common to every sensor (a source's or a tank's head moving with the extra
+        # demand, which the fixed-head model does not see) says nothing about where
+        r = r - r.mean()
+        S = S - S.mean(axis=0, keepdims=True)
     pipe_idx = np.array([k for k, name in enumerate(state.links) if name in state.pipes], int)
     if area_nodes is not None:
         allowed = {state.node_index[n] for n in area_nodes if n in state.node_index}
