@@ -139,17 +139,25 @@ def import_epanet_cmd(
     demo: Annotated[bool, typer.Option(help="Mark the water layers as demo data.")] = False,
 ) -> None:
     """Replace the water layers (nodes, pipes) with an EPANET model."""
-    from gis.epanet import import_epanet
+    from gis.epanet import import_epanet_report
     from gis.filters import QueryError, parse_point
     from gis.loading import LayerLoadError
 
     try:
         o = parse_point(origin) if origin else None
         with _connect() as conn:
-            counts = import_epanet(conn, file, crs=crs, origin=o, scale_m=scale_m, demo=demo)
+            counts, retired = import_epanet_report(
+                conn, file, crs=crs, origin=o, scale_m=scale_m, demo=demo
+            )
     except (LayerLoadError, QueryError, ValueError) as exc:
         _fail(exc)
     console.print(f"imported {counts['water_nodes']} nodes and {counts['water_pipes']} links")
+    if retired:
+        console.print(
+            f"retired {len(retired)} demo water sensors of the replaced demo layers: "
+            + ", ".join(retired[:10])
+            + (" ..." if len(retired) > 10 else "")
+        )
 
 
 @app.command("export-epanet")
@@ -288,21 +296,37 @@ def isolate_cmd(
     unavailable: Annotated[
         str, typer.Option(help="Valves that cannot be operated (a,b,...).")
     ] = "",
+    leak_lps: Annotated[
+        float | None,
+        typer.Option(help="The leak's flow [L/s]: a small leak gets proportionate advice."),
+    ] = None,
+    severity: Annotated[
+        str | None, typer.Option(help="The incident's severity (critical keeps full isolation).")
+    ] = None,
+    lang: Annotated[str, typer.Option(help="Language of the advice (zh or en).")] = "zh",
     output: _Output = None,
 ) -> None:
     """Valves to close to isolate a pipe, and the pipes, customers, facilities and population
-    that lose supply."""
+    that lose supply; with the advice proportionate to the event."""
     from gis.analysis import fetch_isolation
     from gis.network import NetworkError
 
     try:
         with _connect() as conn:
             fc = fetch_isolation(
-                conn, network, link_id, unavailable=tuple(v for v in unavailable.split(",") if v)
+                conn,
+                network,
+                link_id,
+                unavailable=tuple(v for v in unavailable.split(",") if v),
+                leak_lps=leak_lps,
+                severity=severity,
             )
     except NetworkError as exc:
         _fail(exc)
     iso = fc["isolation"]
+    advice = iso.get("advice")
+    if advice:
+        console.print(advice["reason_en" if lang == "en" else "reason_zh"])
     console.print(
         f"close {len(iso['valves_to_close'])} valves: {', '.join(iso['valves_to_close'])}; "
         f"{len(iso['links_without_supply'])} links, {iso['customers_without_supply']} customers, "

@@ -468,12 +468,26 @@ def users_disable(
     console.print(f"account {username} {'enabled' if enable else 'disabled'}")
 
 
+class _LazyModule:
+    """A module imported on its first attribute access."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
 def _mount_part_commands() -> None:
     """Commands that the parts define themselves (typer sub-apps), mounted here."""
     from access.cli import register as register_tokens
     from gis.cli import register
 
-    register(gis_app)
+    # the metered areas' store is the alerts part's (gis may not import it); loaded on first use
+    # because alerts.api takes most of a second to import and most commands never need it
+    register(gis_app, area_store=_LazyModule("alerts.api"))
     register_tokens(tokens_app)
 
     from cityops.shell.devices_cli import register as register_devices

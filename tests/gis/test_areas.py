@@ -15,12 +15,14 @@ from typer.testing import CliRunner
 
 import alerts.api
 from alerts.stores.catalogue import read_metered_areas
+from cityops.shell.stack import LocalStack
 from gis.areas import AreaError, derive_areas, parse_area_features
 from gis.cli import register
 from gis.epanet import import_epanet
 from gis.network import Link, Network, Node
 from gis.postgis import fetch_asset_positions, write_sensors
 from sensors.catalogue import Sensor, Utility
+from tests.conftest import run_cityops, stack_settings
 from tests.gis.conftest import square
 
 NET3 = Path(wntr.__file__).parent / "library" / "networks" / "Net3.inp"
@@ -394,3 +396,15 @@ def test_engine_raises_a_burst_on_a_derived_area(net3: str) -> None:
     # on the area's first meter, within two 5-minute points of the jump; nothing before it
     assert bursts and bursts[0][0] == "wf-238" and 1440 + 600 <= bursts[0][2] <= 1440 + 610
     assert [r for r in raised if r[2] < 1440 + 600] == []
+
+
+def test_the_cityops_command_derives_and_lists_areas(net3: str, stack: LocalStack) -> None:
+    """The user's path: the installed `cityops` command (the shell hands the gis part its
+    metered-area store), not typer's test runner."""
+    settings = stack_settings(stack, net3)
+    derived = run_cityops(settings, "gis", "areas", "derive")
+    assert derived.returncode == 0, derived.stderr
+    listed = run_cityops(settings, "gis", "areas", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    ids = sorted(a["area_id"] for a in json.loads(listed.stdout))
+    assert ids == sorted(r[0] for r in _areas(net3)) and len(ids) == 2
