@@ -90,3 +90,8 @@ def run(settings: Settings, **options: Any) -> None:
 from alerts.stores.listing import ListingError, read_alert_list, read_incident_list  # noqa: E402
 
 __all__ += ["ListingError", "read_alert_list", "read_incident_list"]
+
+# the works calendar for `cityops works` and the simulators' planned operations (issue 15 item 6)
+from alerts.stores.works import Work, add_work, cancel_work, list_works  # noqa: E402
+
+__all__ += ["Work", "add_work", "cancel_work", "list_works"]

@@ -498,6 +498,10 @@ def _mount_part_commands() -> None:
 
     register_security(app)  # keys, verify, audit verify (national cryptography)
 
+    from cityops.shell.works_cli import register as register_works
+
+    register_works(app)  # the works calendar: planned operations raise no leak (issue 15)
+
     from cityops.shell.sensors_cli import register as register_sensors
 
     register_sensors(sensors_app)  # import (CRS, model placement, at-asset, utility ids)

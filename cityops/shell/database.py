@@ -17,5 +17,10 @@ SEEDS = (write_sensor_types, write_default_detectors)
 def prepare_database(
     conn: psycopg.Connection, *, use_timescale: bool | None = None, directory: Path = MIGRATIONS_DIR
 ) -> list[str]:
-    """Migrate (``cityops.kernel.migrate.migrate``) and seed; returns the migrations applied."""
-    return migrate(conn, use_timescale=use_timescale, directory=directory, seeds=SEEDS)
+    """Migrate (``cityops.kernel.migrate.migrate``) and seed; returns the migrations applied.
+
+    The seeds are this release's rows and need this release's schema: a database migrated only
+    to an older set (``directory``, the upgrade test's previous release) gets the sensor types
+    only: the detectors' defaults name detectors its constraints do not know yet."""
+    seeds = SEEDS if directory == MIGRATIONS_DIR else (write_sensor_types,)
+    return migrate(conn, use_timescale=use_timescale, directory=directory, seeds=seeds)

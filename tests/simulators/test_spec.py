@@ -102,7 +102,7 @@ def _error(text: str) -> ScenarioError:
             "area_cm2: 20\n    factor: 2",
             15,
             "incidents[0].factor",
-            "unknown field (expected one of area_cm2, at, duration, element, network, type)",
+            "unknown field (expected one of area_cm2, at, duration, element, network, planned, type)",
         ),
         (
             "  - network: water",
