@@ -56,7 +56,8 @@ def read_evaluation_input(
         )
     ]
     only = None if sensor_ids is None else list(sensor_ids)
-    # a water incident's likely location is a pipe: scored at its midpoint, with its candidates
+    # a water incident placed on the network model (it has candidates) is scored at its best
+    # candidate pipe's midpoint; one placed otherwise (the nearest pipe) at its centre
     detections = [
         DetectionRecord(
             r[0],
@@ -66,9 +67,9 @@ def read_evaluation_input(
             r[4],
             r[5],
             frozenset(r[6]),
-            r[7],
-            r[8],
-            tuple(str(c["pipe"]) for c in (r[9] or []) if isinstance(c, dict) and "pipe" in c),
+            r[7] if cands else None,
+            r[8] if cands else None,
+            cands,
         )
         for r in conn.execute(
             "SELECT i.incident_id, i.utility, i.kind, i.opened_at, ST_X(i.centre), ST_Y(i.centre),"
@@ -87,5 +88,12 @@ def read_evaluation_input(
             " GROUP BY i.incident_id ORDER BY i.incident_id",
             (run[3], run[4] + timedelta(seconds=LATE_S), only, only),
         )
+        for cands in [_candidates(r[9])]
     ]
     return info, truth, detections
+
+
+def _candidates(doc: object) -> tuple[str, ...]:
+    if not isinstance(doc, list):
+        return ()
+    return tuple(str(c["pipe"]) for c in doc if isinstance(c, dict) and "pipe" in c)
