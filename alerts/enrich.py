@@ -119,18 +119,18 @@ class LeakModelCache:
 _MODELS = LeakModelCache()
 PENDING_MAX_S = 120.0  # [s] how long an incident waits for readings after its onset
 PENDING_AFTER_S = 120.0  # [s] of readings after the onset wanted before placing it
-_pending_since: dict[int, float] = {}
+_pending_since: dict[tuple[str, int], float] = {}  # (database, incident) -> first try
 
 
 class PendingReadings(Exception):
     """No readings after the incident's onset are stored yet."""
 
 
-def _waited_s(incident_id: int) -> float:
+def _waited_s(conn: psycopg.Connection, incident_id: int) -> float:
     now = time.monotonic()
     if len(_pending_since) > 10_000:  # incidents long gone
         _pending_since.clear()
-    return now - _pending_since.setdefault(incident_id, now)
+    return now - _pending_since.setdefault((conn.info.dbname, incident_id), now)
 
 
 def localise_water(
@@ -152,7 +152,7 @@ def localise_water(
     if (
         stored_until is not None
         and stored_until < opened_at + timedelta(seconds=PENDING_AFTER_S)
-        and _waited_s(incident_id) < PENDING_MAX_S
+        and _waited_s(conn, incident_id) < PENDING_MAX_S
     ):
         # the readings after the onset are not stored yet (ingestion a moment behind the
         # alert engine): try again at the next round rather than settle for the nearest pipe
