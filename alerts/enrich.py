@@ -83,6 +83,7 @@ class LeakModelCache:
         self.bin_s = bin_s
         self._lock = threading.Lock()
         self._items: dict[tuple[str, tuple[int, int], int], leaks.HydraulicState] = {}
+        self._models: dict[tuple[str, tuple[int, int]], tuple[Any, frozenset[str]]] = {}
 
     def get(self, conn: psycopg.Connection, at: datetime) -> leaks.HydraulicState:
         from gis.epanet import fetch_water_model
@@ -103,16 +104,24 @@ class LeakModelCache:
             hit = self._items.get(key)
         if hit is not None:
             return hit
-        wn = fetch_water_model(conn)
-        if not wn.junction_name_list:
-            raise NetworkError("no water network loaded")
+        with self._lock:
+            model = self._models.get(key[:2])
+        if model is None:
+            # reading the layers into wntr is the slow part (3.3 s for the demo's 1,472
+            # pipes): once per layer version, then only the solve per hour of day
+            wn = fetch_water_model(conn)
+            if not wn.junction_name_list:
+                raise NetworkError("no water network loaded")
+            model = (wn, frozenset(read_pipe_ids(conn)))
+        wn, pipe_ids = model
         state = leaks.model_state(wn, float(clock // self.bin_s * self.bin_s))
         # the layers' pumps and valves become short pipes in the model: never a candidate
-        state.pipes = state.pipes & frozenset(read_pipe_ids(conn))
+        state.pipes = state.pipes & pipe_ids
         with self._lock:
             # a new layer version makes the old entries useless: keep only this version's
             self._items = {k: v for k, v in self._items.items() if k[:2] == key[:2]}
             self._items[key] = state
+            self._models = {key[:2]: model}
         return state
 
 
