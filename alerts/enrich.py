@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from alerts.stores.incidents import read_unenriched, write_context
+from alerts.stores.incidents import read_incident_size, read_unenriched, write_context
 from alerts.stores.residuals import (
     read_area_sensors,
     read_incident_onset,
@@ -55,6 +55,7 @@ _KEEP = (
     "population_without_supply",
     "facilities_without_supply",
     "restoration",
+    "advice",  # proportionate to the event: a small leak is not "shut the reservoir"
 )
 
 
@@ -225,6 +226,7 @@ def compute_incident_context(
         return None, dict(fc["leak"])
     extra: dict[str, Any] = {}
     link_id: str | None = None
+    fitted_leak_lps: float | None = None
     if utility == "water" and incident_id is not None:
         try:
             with conn.transaction():  # a savepoint: a failed query leaves the fallback usable
@@ -239,6 +241,7 @@ def compute_incident_context(
         else:
             ranked, used, state = got
             link_id = ranked[0].pipe
+            fitted_leak_lps = ranked[0].size * 1000.0  # the fit's leak size [m3/s]
             extra["method"] = METHOD_MODEL
             extra["candidates"] = [
                 {"pipe": c.pipe, "score": round(c.score, 4), "node": c.node, "kind": c.kind}
@@ -254,7 +257,18 @@ def compute_incident_context(
         if nearest is None:
             raise NetworkError(f"no {utility} network loaded")
         link_id, distance_m = str(nearest[0]), float(nearest[1])
-    fc = fetch_isolation(conn, utility, link_id, cache=cache, with_geometry=False)
+    severity, leak_lps = read_incident_size(conn, incident_id) if incident_id else (None, None)
+    if leak_lps is None and extra.get("candidates") and extra["candidates"][0]["kind"] == "leak":
+        leak_lps = fitted_leak_lps
+    fc = fetch_isolation(
+        conn,
+        utility,
+        link_id,
+        cache=cache,
+        with_geometry=False,
+        leak_lps=leak_lps,
+        severity=severity,
+    )
     iso = fc["isolation"]
     affected = {k: iso[k] for k in _KEEP if k in iso}
     if distance_m is not None:

@@ -210,3 +210,23 @@ def write_context(
             " WHERE incident_id = %s",
             (location, Jsonb(affected), incident_id),
         )
+
+
+# the water balance's alerts carry the excess inflow [L/s] as their value (alerts/balance.py)
+BALANCE_EXCESS_KINDS = ("water_burst", "night_flow_rise", "night_flow_step")
+
+
+def read_incident_size(
+    conn: psycopg.Connection, incident_id: int
+) -> tuple[str | None, float | None]:
+    """(severity, the largest excess inflow of its balance alerts [L/s] or None): what the
+    isolation advice needs to be proportionate (gis.network.advise_isolation)."""
+    row = conn.execute(
+        "SELECT i.severity, (SELECT max(a.value) FROM alerts a WHERE a.incident_id = i.incident_id"
+        "  AND a.kind = ANY(%s))"
+        " FROM incidents i WHERE i.incident_id = %s",
+        (list(BALANCE_EXCESS_KINDS), incident_id),
+    ).fetchone()
+    if row is None:
+        return None, None
+    return row[0], (float(row[1]) if row[1] is not None else None)

@@ -116,6 +116,13 @@ def test_a_burst_is_placed_on_its_pipe_with_candidates_and_a_search_area(db_url:
     # Net3 has no valves: the isolation plan is there, with the customers cut off
     assert "valves_to_close" in affected and "error" not in affected
     assert affected["customers_without_supply"] >= 0
+    # the advice knows the event's size (the model's fitted leak): not "unknown", and a
+    # burst keeps the full isolation while a small leak is repaired under pressure
+    advice = affected["advice"]
+    assert advice["event"] in ("burst", "small_leak"), advice
+    assert (
+        advice["kind"] == "isolate" if advice["event"] == "burst" else advice["kind"] != "isolate"
+    )
     assert took < 5.0
 
 
