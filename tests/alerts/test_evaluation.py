@@ -109,6 +109,15 @@ def test_edge_cases() -> None:
         run_end_us=T0 + 1440 * MIN,
     )
     assert early.by_type[0].recall == 0.0 and early.false_alerts == 1
+    # a planned operation's incident (booked works) is neither a detection nor a false alert
+    planned = score_run(
+        [truth(1, "burst", 60, sensors={"a"})],
+        [det(1, 10, kind="planned_operation", sensors={"b"}), det(2, 61, sensors={"a"})],
+        sensors=10,
+        run_start_us=T0,
+        run_end_us=T0 + 1440 * MIN,
+    )
+    assert (planned.detections, planned.false_alerts, planned.by_type[0].recall) == (1, 0, 1.0)
 
 
 def test_evaluation_input_from_the_database(db_url: str) -> None:
