@@ -202,7 +202,7 @@ def incident_kind(utility: str, kinds: frozenset[str], *, suspect_only: bool = F
         or {("pressure", "threshold_low"), ("flow", "threshold_high")} <= parts
     ):
         return "water_burst"
-    if utility == "water" and any(k == "night_flow_rise" for _, k in parts):
+    if utility == "water" and any(k in ("night_flow_rise", "night_flow_step") for _, k in parts):
         return "water_leak"
     if utility == "water" and any(k == "inlet_flow_low" for _, k in parts):
         return "water_supply_loss"
@@ -271,8 +271,14 @@ class RaisedAlert:
 
     @property
     def may_join_by_area(self) -> bool:
-        """A water process alarm: it may join its metered area's burst or leak incident."""
-        return self.point.utility == "water" and not self.keeps_apart
+        """A water process alarm: it may join its metered area's burst or leak incident. A
+        night-flow step is a new leak on top of an open one (alerts/balance.py): it opens an
+        incident of its own, or one leak would hide the next."""
+        return (
+            self.point.utility == "water"
+            and not self.keeps_apart
+            and self.kind != "night_flow_step"
+        )
 
 
 @dataclass(frozen=True, slots=True)

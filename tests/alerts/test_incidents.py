@@ -335,3 +335,13 @@ def test_an_incident_is_a_sensor_problem_only_when_every_alarming_sensor_is_flag
     assert settle(raised("wp-1", "threshold_low"), already).kind == "sensor_health"
     unflagged = candidate(5, "water_anomaly", has_sensor=True, kinds=tags)
     assert settle(raised("wp-1", "threshold_low"), unflagged).kind == "water_anomaly"
+
+
+def test_a_night_flow_step_is_a_new_leak_of_its_own() -> None:
+    """A step in the night flow while an older leak is open (alerts/balance.py) is a leak, and
+    it does not join the older leak's incident through their metered area."""
+    assert incident_kind("water", frozenset({"flow:night_flow_step"})) == "water_leak"
+    assert incident_kind("water", frozenset({"flow:night_flow_rise"})) == "water_leak"
+    step = raised("wi-1", "night_flow_step", quantity="flow")
+    rise = raised("wi-1", "night_flow_rise", quantity="flow")
+    assert not step.may_join_by_area and rise.may_join_by_area
