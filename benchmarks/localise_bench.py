@@ -47,6 +47,21 @@ def main() -> None:
         print(f"{k:>12}: {v}")
     wn = grid_network(args.rows, args.cols)
     print(f"network: {len(wn.junction_name_list)} junctions, {len(wn.pipe_name_list)} pipes")
+    # the enricher reads the model out of the GIS water layers (gis.epanet.fetch_water_model),
+    # once per layer version: the same conversion on the grid's layers, the SQL read apart
+    from gis.epanet import epanet_to_layers, layers_to_wntr
+
+    nodes, links = epanet_to_layers(wn, crs="EPSG:4544", origin=(104.06, 30.66), scale_m=1.0)
+    t0 = time.perf_counter()
+    layers_to_wntr(nodes, links)
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    layers_to_wntr(nodes, links)
+    t_layers = time.perf_counter() - t0
+    print(
+        f"model from the layers: {t_layers:.2f} s ({t_first:.2f} s the first time in a process:"
+        " imports and CRS set-up)"
+    )
     rng = np.random.default_rng(args.seed)
     clock = 2 * 3600.0
     t0 = time.perf_counter()
@@ -80,10 +95,11 @@ def main() -> None:
             leaks.pipe_midpoint(state, pipe), leaks.pipe_midpoint(state, names[0])
         )
         print(f"  burst on {pipe}: ranked in {dt:.3f} s, true pipe at {pos}, best {err:.0f} m away")
-    cold = t_solve + t_lin + max(per)
+    cold = t_first + t_solve + t_lin + max(per)
     print(
         f"localisation per incident: cached model {statistics.median(per):.3f} s (p50), "
-        f"{max(per):.3f} s (max); cold (model built for the incident) {cold:.2f} s; "
+        f"{max(per):.3f} s (max); cold (model read from the layers in a fresh process and built"
+        f" for the incident) {cold:.2f} s; "
         f"ceiling {CEILING_S:.1f} s -> {'OK' if cold < CEILING_S else 'OVER'}"
     )
     top5 = sum(1 for r in ranks if r is not None and r <= 5)
