@@ -226,6 +226,16 @@ def lock_escalating(
     return [_life(r) for r in rows]
 
 
+def write_grown(conn: psycopg.Connection, alert_id: int, severity: str, value: float) -> None:
+    """A grown cause (alerts/balance.py: an open leak's excess rose): the alert row shows the
+    severity its escalation event carries (the pages agree with the pager) and the grown excess
+    as its last value; the value at the raise stays."""
+    conn.execute(
+        "UPDATE alerts SET severity = %s, last_value = %s, updated_at = now() WHERE alert_id = %s",
+        (severity, value, alert_id),
+    )
+
+
 def write_life(conn: psycopg.Connection, a: AlertLife) -> None:
     conn.execute(
         """

@@ -84,6 +84,7 @@ def record_growth(conn: psycopg.Connection, grown: Sequence[AlertChange]) -> lis
         at = ts_from_us(ch.ts_us)
         level = life.escalation_level + 1
         alert_rows.write_life(conn, replace(life, escalation_level=level, escalated_at=at))
+        alert_rows.write_grown(conn, alert_id, ch.severity, ch.value)
         state = life.state.value
         detail = {
             "value": ch.value,

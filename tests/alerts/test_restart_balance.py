@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import psycopg
+import pytest
 
 from alerts.balance import AreaState
 from alerts.engine import AlertChange, Engine, KeyState, restored_states, wanted_history
@@ -156,6 +157,11 @@ def test_a_grown_leak_is_recorded_on_its_alert_audited_and_escalated(db_url: str
             (alert_id,),
         ).fetchall()
         assert events == [("critical", i + 1) for i in range(len(grown))]
+        # the alert row says what the pager said: critical, with the grown excess
+        row = conn.execute(
+            "SELECT severity, last_value FROM alerts WHERE alert_id = %s", (alert_id,)
+        ).fetchone()
+        assert row == ("critical", pytest.approx(grown[-1].value))
 
 
 def test_a_key_keeps_its_learnt_rhythm_across_a_restart(db_url: str) -> None:
