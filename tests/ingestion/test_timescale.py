@@ -105,7 +105,9 @@ def test_the_scheduler_runs_every_policy_job(db_url: str) -> None:
         )
         return rows[0][0] == len(jobs)
 
-    wait_for(all_succeeded, timeout_s=90, interval_s=0.5)
+    # TimescaleDB's launcher looks for new databases once a minute (bgw_launcher_poll_time
+    # 60 s) before it starts their scheduler: about 60 s alone here, more under a full suite
+    wait_for(all_succeeded, timeout_s=180, interval_s=0.5)
 
 
 def test_a_late_reading_into_a_compressed_chunk_is_stored_once(
