@@ -336,9 +336,7 @@ def _play(
     from cityops.kernel.db import connect
     from simulators.store import write_run_end, write_run_start
 
-    # a device's sequence numbers carry on: ScenarioRun counts from 1 in each segment
-    ids = [s.sensor_id for s in run.sensors]
-    run._seq[:] = [seqs.get(sid, 0) for sid in ids]
+    run.continue_sequences(seqs)  # a device's sequence numbers carry on across segments
     run_id = None
     try:
         if event is not None:
@@ -359,7 +357,7 @@ def _play(
             label=f"living segment {index}",
             final=run.final_messages,
         )
-        seqs.update(zip(ids, run._seq, strict=True))
+        seqs.update(run.last_sequences())
         stats.segments += 1
         stats.messages += st.messages
         if run_id is not None:

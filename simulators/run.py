@@ -11,6 +11,7 @@ batch or SenML pack (a gateway's upload).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -129,6 +130,15 @@ class ScenarioRun:
                 else:
                     spec[q] = (float(sd), 0.0, DECIMALS.get(q, 2))
             self._qspec.append(spec)
+
+    def continue_sequences(self, last: Mapping[str, int]) -> None:
+        """Number each sensor's messages on from ``last`` (its last sequence number), not
+        from 1: a run that follows another for the same devices (the living demo's segments)."""
+        self._seq[:] = [last.get(sid, 0) for sid in self._ids]
+
+    def last_sequences(self) -> dict[str, int]:
+        """Each sensor's last sequence number published so far."""
+        return dict(zip(self._ids, self._seq, strict=True))
 
     @property
     def steps(self) -> int:
