@@ -178,14 +178,21 @@ def linearise(
     )
 
 
-def solve_base(wn, clock_s: float = 0.0):  # -> (heads by node, flows by link)
+def solve_base(wn, clock_s: float = 0.0):  # -> (heads [m] by node, flows [m3/s] by link)
     """One EPANET solve of ``wn`` at local time of day ``clock_s`` (demands follow their
-    patterns), on a copy: the caller's model is left as it was."""
+    patterns), on a copy: the caller's model is left as it was.
+
+    Through the toolkit with no hydraulics file (``ENinitH(0)``, one ``ENrunH``): a full
+    ``ENsolveH`` writes a scratch file named ``enXXXXXX`` in the process's working directory,
+    which a service running as its own user in a read-only checkout cannot create (EPANET
+    error 305)."""
     import copy
     import tempfile
     import warnings
 
     import wntr
+    from wntr.epanet import toolkit
+    from wntr.epanet.util import EN
 
     m = copy.deepcopy(wn)
     m.options.time.duration = 0
@@ -193,16 +200,31 @@ def solve_base(wn, clock_s: float = 0.0):  # -> (heads by node, flows by link)
     m.options.time.start_clocktime = int(clock_s) % 86_400
     with tempfile.TemporaryDirectory(prefix="cityops-leaks-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = wntr.sim.EpanetSimulator(m).run_sim(file_prefix=f"{tmp}/base")
-    heads = res.node["head"].iloc[0].to_dict()
-    flows = res.link["flowrate"].iloc[0].to_dict()
+        inp = f"{tmp}/base.inp"
+        wntr.network.io.write_inpfile(m, inp, units="LPS")
+        en = toolkit.ENepanet(version=2.2)
+        en.ENopen(inp, f"{tmp}/base.rpt", f"{tmp}/base.bin")
+        try:
+            en.ENopenH()
+            en.ENinitH(0)
+            en.ENrunH()
+            heads = {
+                n: float(en.ENgetnodevalue(en.ENgetnodeindex(n), EN.HEAD)) for n in m.node_name_list
+            }
+            flows = {  # L/s -> m3/s
+                k: float(en.ENgetlinkvalue(en.ENgetlinkindex(k), EN.FLOW)) / 1000.0
+                for k in m.link_name_list
+            }
+            en.ENcloseH()
+        finally:
+            en.ENclose()
     return heads, flows
 
 
 def model_state(wn, clock_s: float = 0.0) -> HydraulicState:
     """Linearise a wntr model at its solution for local time of day ``clock_s`` [s]."""
-    _heads, flows = solve_base(wn, clock_s)
-    return state_from_solution(wn, flows)
+    heads, flows = solve_base(wn, clock_s)
+    return state_from_solution(wn, flows, heads)
 
 
 def hazen_williams_conductance(length_m: float, diameter_m: float, c: float, q: float) -> float:
@@ -210,7 +232,9 @@ def hazen_williams_conductance(length_m: float, diameter_m: float, c: float, q: 
     return 1.0 / (HW_EXPONENT * r * max(abs(q), MIN_FLOW_M3S) ** (HW_EXPONENT - 1.0))
 
 
-def state_from_solution(wn, flows: Mapping[str, float]) -> HydraulicState:
+def state_from_solution(
+    wn, flows: Mapping[str, float], heads: Mapping[str, float] | None = None
+) -> HydraulicState:
     names = list(wn.node_name_list)
     fixed = list(wn.reservoir_name_list) + list(wn.tank_name_list)
     links: list[tuple[str, str, str, str]] = []
@@ -237,6 +261,12 @@ def state_from_solution(wn, flows: Mapping[str, float]) -> HydraulicState:
             _, bb, cc = link.get_head_curve_coefficients()
             slope = float(bb) * float(cc) * max(abs(flow), MIN_FLOW_M3S) ** (float(cc) - 1.0)
             g.append(1.0 / slope if abs(flow) > MIN_FLOW_M3S and slope > 0 else 0.0)
+        elif kind == "pump" and getattr(link, "pump_type", "") == "POWER" and heads:
+            # constant power P = rho g q H: dH/dq = -H/q, so dq/dh = q/H at the base state
+            gain = float(heads.get(link.end_node_name, 0.0)) - float(
+                heads.get(link.start_node_name, 0.0)
+            )
+            g.append(abs(flow) / gain if abs(flow) > MIN_FLOW_M3S and gain > 0 else 0.0)
         else:
             g.append(0.0)
             stiff.append(len(g) - 1)
@@ -293,10 +323,14 @@ def rank(
     if not np.any(r):
         raise LocaliseError("the observations show no change")
     if centre and len(r) > 2:
-        # a change common to every sensor (a source's or a tank's head moving with the extra
-        # demand, which the fixed-head model does not see) says nothing about where
-        r = r - r.mean()
-        S = S - S.mean(axis=0, keepdims=True)
+        # a change common to every pressure sensor (a source's or a tank's head moving with
+        # the extra demand, which the fixed-head model does not see) says nothing about where;
+        # a common head change moves no flow, so flows are not centred
+        u = np.array([1.0 / _sigma(o) if o.kind == "pressure" else 0.0 for o in observations])
+        if np.any(u):
+            u = u / np.linalg.norm(u)
+            r = r - u * (u @ r)
+            S = S - np.outer(u, u @ S)
     pipe_idx = np.array([k for k, name in enumerate(state.links) if name in state.pipes], int)
     if area_nodes is not None:
         allowed = {state.node_index[n] for n in area_nodes if n in state.node_index}

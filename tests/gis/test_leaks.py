@@ -126,3 +126,42 @@ def test_bad_input_is_refused(net3):
         leaks.rank(st, [leaks.Observation("pressure", "121", 0.0)])
     with pytest.raises(leaks.LocaliseError, match="unknown observation"):
         leaks.rank(st, [leaks.Observation("chlorine", "121", 1.0)])
+
+
+def test_the_model_solves_where_the_working_directory_is_read_only() -> None:
+    """The enricher runs as the stack's own user with the checkout as its working directory,
+    which that user cannot write: EPANET's full solve wrote a scratch file there (error 305,
+    every incident fell back to the nearest pipe). The solve writes only in its own temporary
+    directory."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from cityops.shell.stack import ensure_service_user
+
+    root = Path(__file__).resolve().parents[2]
+    user = ensure_service_user()  # ``cityops`` when the tests run as root, else ourselves
+    with tempfile.TemporaryDirectory(prefix="cityops-ro-") as tmp:
+        Path(tmp).chmod(0o755)
+        ro, home = Path(tmp) / "checkout", Path(tmp) / "home"
+        ro.mkdir(mode=0o555)
+        home.mkdir(mode=0o777)
+        home.chmod(0o777)
+        code = (
+            f"import sys; sys.path.insert(0, {str(root)!r})\n"
+            "from gis import leaks\nfrom simulators.water import load_network\n"
+            "heads, flows = leaks.solve_base(load_network('Net3'), 7200.0)\n"
+            "print(len(heads), len(flows))\n"
+        )
+        cmd = [sys.executable, "-c", code]
+        if user:
+            cmd = ["runuser", "-u", user, "--", *cmd]
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(home),
+            "MPLCONFIGDIR": str(home),
+        }
+        out = subprocess.run(cmd, cwd=ro, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["97", "119"]  # Net3's nodes and links, solved
