@@ -558,6 +558,26 @@ def _add(days: dict[int, dict[int, tuple[float, int]]], day: int, b: int, value:
     bins[b] = (s + value, n + 1)
 
 
+def learnt_from_other_meters(st: AreaState, spec: AreaSpec) -> bool:
+    """True when ``st`` was learnt from meters other than ``spec``'s (a meter added or taken
+    away since): its profile sums other flows and judges the area wrongly."""
+    seen = set(st.latest) | set(st.meter_days)
+    return bool(seen) and seen != {sid for sid, _ in spec.meters}
+
+
+def relearn(st: AreaState) -> AreaState:
+    """A fresh profile that still knows which of the area's alerts are on, so that they clear
+    when the relearnt balance is normal again rather than stay open for ever."""
+    return AreaState(
+        burst=st.burst,
+        night_high=st.night_high,
+        burst_sensor=st.burst_sensor,
+        night_sensor=st.night_sensor,
+        low_active=set(st.low_active),
+        steps=dict(st.steps),
+    )
+
+
 def meters_of(areas: Sequence[AreaSpec]) -> dict[str, list[str]]:
     """sensor id -> the areas it meters."""
     out: dict[str, list[str]] = {}

@@ -23,7 +23,15 @@ from typing import Any, Literal
 
 import msgspec
 
-from alerts.balance import AreaEvent, AreaSpec, AreaState, meters_of, step_area
+from alerts.balance import (
+    AreaEvent,
+    AreaSpec,
+    AreaState,
+    learnt_from_other_meters,
+    meters_of,
+    relearn,
+    step_area,
+)
 from alerts.detectors import UNCONFIGURED, StreamConfig
 from alerts.detectors.base import KeyClock, Observation, Signal
 from alerts.messages import area_messages
@@ -119,8 +127,13 @@ class Engine:
         )
 
     def set_areas(self, areas: Mapping[str, AreaSpec]) -> None:
-        """The metered areas (alerts/balance.py); a redefined area keeps what it learnt."""
+        """The metered areas (alerts/balance.py); a redefined area keeps what it learnt while
+        its meters are the same, and learns again (its open alerts kept) when they are not."""
         self.areas = dict(areas)
+        for area_id, spec in self.areas.items():
+            st = self.area_states.get(area_id)
+            if st is not None and learnt_from_other_meters(st, spec):
+                self.area_states[area_id] = relearn(st)
         self._meters = meters_of(list(self.areas.values()))
 
     def evaluate(self, readings: Iterable[Reading]) -> Evaluation:

@@ -38,8 +38,10 @@ from alerts.stores.residuals import (
     read_area_sensors,
     read_incident_onset,
     read_latest_pressure_ts,
+    read_meter_links,
     read_pipe_ids,
     read_pressure_residuals,
+    read_pressure_steps,
 )
 from gis import leaks
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_nearest_link
@@ -66,13 +68,15 @@ SEARCH_AREA_TOP = 5
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")  # the model's demand patterns follow Chengdu's clock
 KPA_PER_M = 9.80665
 LEAK_KINDS = ("water_burst", "water_leak")
-# incident kinds the pressure pattern does not place: a lost source is where its meter is, a
-# sensor's own fault is where the sensor is
+# incident kinds the pressure pattern does not place: a sensor's own fault is where the sensor
+# is (a lost source is where its inlet meter is: SUPPLY_LOSS)
 NOT_ON_THE_MODEL = {
-    "water_supply_loss": "a lost supply is placed at its inlet meter",
     "sensor_health": "a sensor fault is placed at the sensor",
-}  # incident kinds (alerts/incidents.py) that lose water
+}
+SUPPLY_LOSS = "water_supply_loss"
+SLOW_LEAK = "water_leak"  # found by a rising night flow or balance: it grew, with no step
 METHOD_MODEL = "network-model sensitivity (Pérez et al. 2011; BattLeDIM 2020)"
+METHOD_SUPPLY = "the supply links whose inlet meters lost flow"
 METHOD_NEAREST = "nearest pipe to the alerting sensors' centre"
 
 
@@ -167,18 +171,27 @@ def localise_water(
         # the readings after the onset are not stored yet (ingestion a moment behind the
         # alert engine): try again at the next round rather than settle for the nearest pipe
         raise PendingReadings(incident_id)
+    if kind == SUPPLY_LOSS:
+        return _supply_links(conn, members, state)
     # every placed pressure sensor of the network, not only the area's: a sensor that did not
     # move says where the leak is not, and areas are declared by their meters (the balance's),
-    # which are few and sit at the inlets
-    residuals = read_pressure_residuals(conn, opened_at, None)
-    obs = [
-        leaks.Observation("pressure", r.node_id, r.residual_kpa / KPA_PER_M)
-        for r in residuals
-        if r.node_id in state.node_index
-    ]
+    # which are few and sit at the inlets. The step across the onset first (a burst, a closure:
+    # tanks and yesterday's state do not enter); a leak that grew over hours has no step, and
+    # is placed by its level against the same time on previous days (and tried that way first)
+    obs: list[leaks.Observation] = []
+    bases = (read_pressure_steps, read_pressure_residuals)
+    for read in reversed(bases) if kind == SLOW_LEAK else bases:
+        residuals = read(conn, opened_at)
+        obs = [
+            leaks.Observation("pressure", r.node_id, r.residual_kpa / KPA_PER_M)
+            for r in residuals
+            if r.node_id in state.node_index
+        ]
+        if len(obs) >= MIN_SENSORS and _moved(obs):
+            break
     if len(obs) < MIN_SENSORS:
         return f"{len(obs)} placed pressure sensors with readings (at least {MIN_SENSORS} needed)"
-    if max(abs(o.residual) for o in obs) * KPA_PER_M < MIN_RESIDUAL_KPA:
+    if not _moved(obs):
         return "the pressures did not move beyond the sensors' noise"
     try:
         # the water balance saw more water going in (a burst, a rising night flow): water is
@@ -193,6 +206,25 @@ def localise_water(
         "closures_considered": kind not in LEAK_KINDS,
     }
     return ranked, used, state
+
+
+def _moved(obs: list[leaks.Observation]) -> bool:
+    return max(abs(o.residual) for o in obs) * KPA_PER_M >= MIN_RESIDUAL_KPA
+
+
+def _supply_links(
+    conn: psycopg.Connection, members: list[str], state: leaks.HydraulicState
+) -> tuple[list[leaks.Candidate], dict[str, Any], leaks.HydraulicState] | str:
+    """A lost supply is where its inlet meters are: the links they sit on (the pump or the
+    works' outlet main), in the order of the meters' distance to them."""
+    links = [k for k in read_meter_links(conn, members) if k in state.links]
+    if not links:
+        return "a lost supply is placed at its inlet meter (no link under the meter)"
+    ranked = []
+    for link in links[:TOP_CANDIDATES]:
+        a, b = state.end_names[state.links.index(link)]
+        ranked.append(leaks.Candidate(link, 1.0, b if b in state.node_index else a, "supply", 0.0))
+    return ranked, {"method": METHOD_SUPPLY, "meters": len(members)}, state
 
 
 def _to_lonlat(geom: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -242,7 +274,7 @@ def compute_incident_context(
             ranked, used, state = got
             link_id = ranked[0].pipe
             fitted_leak_lps = ranked[0].size * 1000.0  # the fit's leak size [m3/s]
-            extra["method"] = METHOD_MODEL
+            extra["method"] = used.pop("method", METHOD_MODEL)
             extra["candidates"] = [
                 {"pipe": c.pipe, "score": round(c.score, 4), "node": c.node, "kind": c.kind}
                 for c in ranked

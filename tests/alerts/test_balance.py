@@ -145,3 +145,45 @@ def test_a_source_that_stops_is_a_supply_loss_a_tank_is_not() -> None:
         (85, "raised", "inlet_flow_low", "pump"),  # two readings after the trip
         (103, "cleared", "inlet_flow_low", "pump"),
     ]
+
+
+def _learnt_two_days() -> Engine:
+    eng = Engine({}, areas={"dma-1": SPEC})
+    for k in range(2 * 288):
+        t = T0 + k * 5 * MIN
+        a, b, c = usual(t)
+        flows = {"in-a": a, "in-b": b, "out-c": c}
+        eng.commit(eng.evaluate([Reading(m, "flow", t, v, None) for m, v in flows.items()]))
+    return eng
+
+
+def test_a_redefined_area_keeps_its_profile_while_its_meters_are_the_same() -> None:
+    eng = _learnt_two_days()
+    learnt = eng.area_states["dma-1"]
+    assert learnt.days  # two days of profile
+    eng.set_areas({"dma-1": AreaSpec("dma-1", "renamed", SPEC.meters, night_rise_lps=3.0)})
+    assert eng.area_states["dma-1"] is learnt
+
+
+def test_an_area_imported_again_with_other_meters_learns_again_and_keeps_its_open_alert() -> None:
+    """Its profile summed the old meters' flows: judged against the new meters it would be
+    wrong by a whole inlet. Its open alert is remembered so that it can clear."""
+    eng = _learnt_two_days()
+    eng.area_states["dma-1"].burst, eng.area_states["dma-1"].burst_sensor = True, "in-a"
+    other = AreaSpec("dma-1", "test DMA", (("in-a", 1), ("out-c", -1)))  # in-b now elsewhere
+    eng.set_areas({"dma-1": other})
+    st = eng.area_states["dma-1"]
+    assert not st.days and not st.meter_days and not st.latest
+    assert st.burst and st.burst_sensor == "in-a"
+    # the new meters alone (a + c, without b) against the old profile would have looked like a
+    # huge loss of supply; learning again, the next day raises nothing
+    changes = []
+    for k in range(2 * 288, 3 * 288):
+        t = T0 + k * 5 * MIN
+        a, _b, c = usual(t)
+        ev = eng.evaluate(
+            [Reading("in-a", "flow", t, a, None), Reading("out-c", "flow", t, c, None)]
+        )
+        eng.commit(ev)
+        changes += [ch for ch in ev.changes if ch.event == "raised"]
+    assert changes == []

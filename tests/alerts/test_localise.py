@@ -15,7 +15,13 @@ import psycopg
 import pytest
 
 from alerts.engine import AlertChange, Evaluation
-from alerts.enrich import METHOD_MODEL, METHOD_NEAREST, LeakModelCache, enrich_incidents
+from alerts.enrich import (
+    METHOD_MODEL,
+    METHOD_NEAREST,
+    METHOD_SUPPLY,
+    LeakModelCache,
+    enrich_incidents,
+)
 from alerts.stores.batch import write_evaluation
 from gis import leaks
 from gis.epanet import import_epanet
@@ -186,3 +192,71 @@ def test_an_incident_waits_for_the_readings_after_its_onset(db_url: str, net3) -
     assert affected["method"] == METHOD_MODEL
     assert location == affected["candidates"][0]["pipe"]
     assert "121" in [c["pipe"] for c in affected["candidates"][:5]]
+
+
+def test_a_burst_is_placed_by_its_step_when_yesterday_ran_at_other_levels(
+    db_url: str, net3
+) -> None:
+    """Tanks at other levels yesterday (each sensor's head several metres off at the same time
+    of day) mislead a comparison of levels; the step across the onset, less yesterday's step
+    at that time, is the burst's alone."""
+    rng = np.random.default_rng(0)
+    sensors = [str(s) for s in rng.choice(net3.junction_name_list, 25, replace=False)]
+    clock = ONSET.astimezone(UTC).hour * 3600.0
+    after, _ = leaks.solve_base(_burst(net3, "121", 10.0), clock)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _setup(conn, net3, sensors, after)
+        base, _ = leaks.solve_base(net3, clock)
+        shift = {n: float(rng.uniform(-6.0, 6.0)) for n in sensors}  # yesterday's levels
+        rows = [
+            (
+                f"wp-{n}".lower(),
+                "pressure",
+                ONSET - timedelta(days=1, minutes=-m),
+                float((base[n] + shift[n] - net3.get_node(n).elevation) * KPA_PER_M),
+            )
+            for n in sensors
+            for m in range(-15, 15)
+        ]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO readings (sensor_id, quantity, ts, value) VALUES (%s, %s, %s, %s)",
+                rows,
+            )
+        _alert(conn, f"wp-{sensors[0]}")
+        assert enrich_incidents(conn, models=LeakModelCache()) == 1
+        location, affected = _context(conn)
+    assert affected["method"] == METHOD_MODEL, affected.get("method")
+    assert affected["localisation"]["basis"] == ["step"]
+    assert "121" in [c["pipe"] for c in affected["candidates"][:5]], affected["candidates"]
+    assert location == affected["candidates"][0]["pipe"]
+
+
+def test_a_lost_supply_is_placed_on_the_link_under_its_inlet_meter(db_url: str, net3) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        import_epanet(conn, library_inp("Net3"), origin=(104.085, 30.64), scale_m=225)
+        # the Lake pump's meter, registered as `cityops sensors import` would place it: at
+        # the middle of the link, its asset id the node it reads pressure at
+        conn.execute(
+            "INSERT INTO sensors (sensor_id, utility, sensor_type, name, asset_id, geom)"
+            " SELECT 'wi-335', 'water', 'water_flow', 'Lake pump meter', 'sim:water:61',"
+            " ST_LineInterpolatePoint(geom, 0.5) FROM water_pipes WHERE pipe_id = '335'"
+        )
+        ts_us = int(ONSET.timestamp() * 1e6)
+        ch = AlertChange(
+            "raised", "wi-335", "water", "flow", "inlet_flow_low", "major", 0.0, 50.0, ts_us,
+            "z", "e",
+        )  # fmt: skip
+        write_evaluation(conn, Evaluation((ch,), {}))
+        kind = conn.execute("SELECT kind FROM incidents").fetchone()
+        assert kind == ("water_supply_loss",)
+        assert enrich_incidents(conn, models=LeakModelCache()) == 1
+        location, affected = _context(conn)
+    assert affected["method"] == METHOD_SUPPLY
+    assert location == "335"
+    assert affected["candidates"][0] == {
+        "pipe": "335",
+        "score": 1.0,
+        "node": "61",
+        "kind": "supply",
+    }
