@@ -46,6 +46,7 @@ from alerts.stores.detector_state import read_detector_clock, read_evaluated_unt
 from alerts.stores.evaluation_reads import read_evaluation_input
 from alerts.stores.notifications import count_route_keys, reencrypt_routes
 from alerts.stores.outbox import read_dead_letters
+from alerts.stores.retired import clear_alerts_of_retired
 from cityops.kernel.settings import Settings
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "TransitionError",
     "acknowledge_alert",
     "assign_alert",
+    "clear_alerts_of_retired",
     "close_alert",
     "comment_alert",
     "count_route_keys",

@@ -158,6 +158,11 @@ def import_epanet_cmd(
             + ", ".join(retired[:10])
             + (" ..." if len(retired) > 10 else "")
         )
+        if _area_store is not None:  # their open alerts end with them (alerts' own path)
+            with _connect() as conn:
+                cleared = _area_store.clear_alerts_of_retired(conn, retired)
+            if cleared:
+                console.print(f"cleared {cleared} open alerts of the retired sensors")
 
 
 @app.command("export-epanet")
@@ -443,7 +448,8 @@ def serve_cmd(host: _Host = "127.0.0.1", port: _Port = 5001, base_url: _PublicUr
 
 # -- metered areas (DMAs): issue 15 item 2, decision 0055 ----------------------------------------
 # The areas are the alerts part's tables, which gis may not import (pyproject's contracts): the
-# shell hands its store in (``register(gis_app, area_store=alerts.api)``).
+# shell hands its store in (``register(gis_app, area_store=alerts.api)``); a retired sensor's
+# open alerts are cleared through it too.
 areas_app = typer.Typer(
     help="Metered areas (DMAs) for the water balance: import, derive, list, show.",
     no_args_is_help=True,

@@ -209,6 +209,9 @@ def evaluate_scenario(
         # the run's sensors are retired once it is scored: the next scenario starts from a
         # catalogue without them (they would fall silent, and their clock is not its clock)
         retire_sensors(conn, ids)
+        # ... and their open alerts end with them: a later run of the same scenario raises its
+        # own, rather than finding the last run's still active
+        alerts_api.clear_alerts_of_retired(conn, ids)
     score = score_run(
         truth, detections, sensors=info.sensors, run_start_us=info.start_us, run_end_us=info.end_us
     )
