@@ -406,6 +406,10 @@ class WaterSensors(_Model):
     flow: Annotated[tuple[str, ...], BeforeValidator(_names_or("links"))] = ()
     tanks: AllOrNames = ()
     inlets: Annotated[bool, BeforeValidator(_all)] = False  # supply meters out of every source
+    # the pressure sensors' alarm limits: their types' defaults (the demo city's), or a band
+    # round each one's own simulated range over a day, as `cityops sensors limits --from-model`
+    # gives a utility's sensors
+    limits: Annotated[str, BeforeValidator(_choice(("types", "model"), "limits"))] = "types"
 
 
 class PowerSensors(_Model):

@@ -41,6 +41,7 @@ from simulators.spec import IncidentSpec, NetworkSpec, Scenario
 POWER_PEAK_SHARE = 0.85
 TANK_OVERFLOW_M = 0.1  # [m] overflow rim above a tank's top operating level
 TANK_LOW_MARGIN_M = 0.5  # [m] low-level alarm above its bottom operating level
+DAY_S = 86_400
 
 # a sensor counts as affected by an incident when its noise-free value departs from the
 # no-incident baseline by more than this [canonical unit]
@@ -403,9 +404,48 @@ class WaterNetwork(Network):
                     raise world.scenario.fail(
                         ("sensors", "water", "pressure"), f"no junction {n!r} in the water network"
                     )
+        bands = (
+            self._model_bands(world, chosen)
+            if world.scenario.sensors.water.limits == "model"
+            else {}
+        )
         for n in chosen:
             sid = f"{world.scenario.id_prefix}-wp-{slug(n)}"
             world.add_sensor("water_pressure", sid, ("w_node", n), *self.at(self.row[n]))
+            if n in bands:
+                world.asset_limits[sid] = {"pressure": bands[n]}
+
+    def _model_bands(
+        self, world: World, nodes: list[str]
+    ) -> dict[str, tuple[float | None, float | None, str]]:
+        """Each node's pressure alarm band round its range over the run's first day without
+        incidents (``gis.epanet.model_band``, as `cityops sensors limits --from-model`)."""
+        from gis.epanet import model_band
+
+        step = 600
+        sim = watermod.WaterSim(
+            self.model,
+            step_s=step,
+            duration_s=DAY_S,
+            start_clock_s=(world.start_ms // 1000 + 8 * 3600) % DAY_S,
+        )
+        try:
+            idx = [sim.node_index(n) for n in nodes]
+            rows = []
+            for t in range(0, DAY_S, step):
+                sim.advance_to(t)
+                rows.append(sim.pressures_kpa(idx))
+            seen = np.array(rows)
+        finally:
+            sim.close()
+        why = f"derived from the network model ({self.spec.model}, a day without incidents)"
+        out: dict[str, tuple[float | None, float | None, str]] = {}
+        for k, n in enumerate(nodes):
+            low, high, _dead = model_band(
+                "pressure", float(seen[:, k].min()), float(seen[:, k].max())
+            )
+            out[n] = (round(low, 1), round(high, 1), why)
+        return out
 
     def _flow_meter(self, world: World, sid: str, link_name: str, node: str) -> None:
         """A flow meter in the middle of a link that also reads the pressure at ``node``."""

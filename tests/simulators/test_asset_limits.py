@@ -73,3 +73,35 @@ def test_registered_limits_are_what_the_alert_engine_uses(
     # a sensor without an asset limit keeps its type's
     pressure = next(s for s in quiet_day.sensors if s.sensor_type == "water_pressure")
     assert sensors[pressure.sensor_id].limits["pressure"].alarm_low == 200.0
+
+
+def test_pressure_limits_from_the_model_band_each_sensor_round_its_own_day() -> None:
+    """``limits: model`` gives each pressure sensor the band round its own simulated range
+    over a day without incidents (as `cityops sensors limits --from-model` does for a utility),
+    instead of the demo city's type defaults that do not fit another network's pressures."""
+    from simulators.spec import parse_scenario
+
+    text = (ROOT / "scenarios" / "burst_ky4.yaml").read_text(encoding="utf-8")
+    assert "limits: model" in text
+    scn = parse_scenario(
+        text.split("incidents:")[0].replace("duration: 30h", "duration: 2h"), "ky4"
+    )
+    run = ScenarioRun(scn, start_ms=1_764_086_400_000)
+    try:
+        limits = run.world.asset_limits
+        pressure = {s.sensor.sensor_id: s for s in run.world.sensors if s.ref[0] == "w_node"}
+        assert len(pressure) == 30 and set(pressure) <= set(limits)
+        for sid in pressure:
+            low, high, why = limits[sid]["pressure"]
+            assert low is not None and high is not None and low < high
+            assert "network model" in why
+        # bands differ per sensor (their own pressures), and the model's normal pressure at
+        # the run's start lies inside each one
+        assert len({limits[sid]["pressure"][:2] for sid in pressure}) > 20
+        values, _base, _ = run.world.truth(0.0)
+        for k, s in enumerate(run.world.sensors):
+            if s.sensor.sensor_id in pressure:
+                low, high, _ = limits[s.sensor.sensor_id]["pressure"]
+                assert low < values[k]["pressure"] < high
+    finally:
+        run.close()
