@@ -190,11 +190,14 @@ def read_unenriched(
     conn: psycopg.Connection, limit: int
 ) -> list[tuple[int, str, float, float, float]]:
     """(incident_id, utility, lon, lat, radius [m]) of open incidents new or grown since their
-    network context was computed."""
+    network context was computed, then of incidents resolved before they ever got one (a
+    burst isolated within a few seconds of a replay, an enricher that was down): the record
+    says where each was, even after it ended. Open ones first."""
     return conn.execute(
         "SELECT incident_id, utility, ST_X(centre), ST_Y(centre), radius_m FROM incidents"
-        " WHERE state = 'open' AND (enriched_at IS NULL OR enriched_at < updated_at)"
-        " ORDER BY incident_id LIMIT %s",
+        " WHERE (state = 'open' AND (enriched_at IS NULL OR enriched_at < updated_at))"
+        "    OR (state <> 'open' AND enriched_at IS NULL)"
+        " ORDER BY state <> 'open', incident_id LIMIT %s",
         (limit,),
     ).fetchall()
 

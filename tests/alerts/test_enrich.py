@@ -243,3 +243,35 @@ def test_of_two_enricher_loops_one_enriches(db_url: str) -> None:
         for t in threads:
             t.join(10)
     assert len(holders) == 1 and holders[0][0] in ("enricher-a", "enricher-b")
+
+
+def test_an_incident_that_ended_before_it_was_placed_is_placed_all_the_same(
+    db_url: str,
+) -> None:
+    """A burst isolated within seconds of a replay (or while the enricher was down) is resolved
+    before its first round: the record still says where it was. Open incidents go first."""
+    now_us = time.time_ns() // 1000
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for sid in ("wp-ended", "wp-open"):
+            _sensor_and_alert(
+                conn, sid, "water", "water_pressure", "pressure", "threshold_low", 104.06,
+                30.66 if sid == "wp-ended" else 30.70, now_us,
+            )  # fmt: skip
+        conn.execute(
+            "UPDATE incidents SET state = 'resolved', resolved_at = now() WHERE incident_id ="
+            " (SELECT incident_id FROM alerts WHERE sensor_id = 'wp-ended')"
+        )
+        seen: list[int] = []
+
+        def compute(conn, utility, lon, lat, radius_m, cache):  # type: ignore[no-untyped-def]
+            seen.append(round(lat * 100))
+            return None, {"where": [lon, lat]}
+
+        assert enrich_incidents(conn, limit=1, compute=compute) == 1
+        assert enrich_incidents(conn, compute=compute) == 1
+        assert enrich_incidents(conn, compute=compute) == 0  # once each
+        rows = conn.execute(
+            "SELECT state, affected->'where' IS NOT NULL FROM incidents ORDER BY incident_id"
+        ).fetchall()
+    assert seen == [3070, 3066]  # the open one first
+    assert rows == [("resolved", True), ("open", True)]
