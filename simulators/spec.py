@@ -407,7 +407,7 @@ class WaterSensors(_Model):
     tanks: AllOrNames = ()
     inlets: Annotated[bool, BeforeValidator(_all)] = False  # supply meters out of every source
     # the pressure sensors' alarm limits: their types' defaults (the demo city's), or a band
-    # round each one's own simulated range over a day, as `cityops sensors limits --from-model`
+    # round each one's own simulated range over two days, as `cityops sensors limits --from-model`
     # gives a utility's sensors
     limits: Annotated[str, BeforeValidator(_choice(("types", "model"), "limits"))] = "types"
 

@@ -42,6 +42,9 @@ POWER_PEAK_SHARE = 0.85
 TANK_OVERFLOW_M = 0.1  # [m] overflow rim above a tank's top operating level
 TANK_LOW_MARGIN_M = 0.5  # [m] low-level alarm above its bottom operating level
 DAY_S = 86_400
+# days without incidents that a model-derived pressure band covers: tanks on a network such as
+# Net6 do not repeat their levels from one day to the next
+BAND_DAYS = 2
 
 # a sensor counts as affected by an incident when its noise-free value departs from the
 # no-incident baseline by more than this [canonical unit]
@@ -418,27 +421,27 @@ class WaterNetwork(Network):
     def _model_bands(
         self, world: World, nodes: list[str]
     ) -> dict[str, tuple[float | None, float | None, str]]:
-        """Each node's pressure alarm band round its range over the run's first day without
-        incidents (``gis.epanet.model_band``, as `cityops sensors limits --from-model`)."""
+        """Each node's pressure alarm band round its range over the run's first ``BAND_DAYS``
+        days without incidents (``gis.epanet.model_band``, as `cityops sensors limits --from-model`)."""
         from gis.epanet import model_band
 
         step = 600
         sim = watermod.WaterSim(
             self.model,
             step_s=step,
-            duration_s=DAY_S,
+            duration_s=BAND_DAYS * DAY_S,
             start_clock_s=(world.start_ms // 1000 + 8 * 3600) % DAY_S,
         )
         try:
             idx = [sim.node_index(n) for n in nodes]
             rows = []
-            for t in range(0, DAY_S, step):
+            for t in range(0, BAND_DAYS * DAY_S, step):
                 sim.advance_to(t)
                 rows.append(sim.pressures_kpa(idx))
             seen = np.array(rows)
         finally:
             sim.close()
-        why = f"derived from the network model ({self.spec.model}, a day without incidents)"
+        why = f"derived from the network model ({self.spec.model}, two days without incidents)"
         out: dict[str, tuple[float | None, float | None, str]] = {}
         for k, n in enumerate(nodes):
             low, high, _dead = model_band(

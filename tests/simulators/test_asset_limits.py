@@ -77,7 +77,7 @@ def test_registered_limits_are_what_the_alert_engine_uses(
 
 def test_pressure_limits_from_the_model_band_each_sensor_round_its_own_day() -> None:
     """``limits: model`` gives each pressure sensor the band round its own simulated range
-    over a day without incidents (as `cityops sensors limits --from-model` does for a utility),
+    over two days without incidents (as `cityops sensors limits --from-model` does for a utility),
     instead of the demo city's type defaults that do not fit another network's pressures."""
     from simulators.spec import parse_scenario
 
