@@ -26,7 +26,13 @@ from cityops.kernel.settings import Settings
 from sensors.catalogue import sensors_to_geojson
 from simulators.mqtt import DevicePublishers, RunStats, publish_steps, stop_on_signals
 from simulators.run import ScenarioRun
-from simulators.spec import Scenario, ScenarioError, parse_scenario, parse_time_ms
+from simulators.spec import (
+    Scenario,
+    ScenarioError,
+    check_id_prefix,
+    parse_scenario,
+    parse_time_ms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +146,7 @@ def run_scenario(
     register_sensors: bool = False,
     devices: Path | None = None,
     stop: threading.Event | None = None,
+    id_prefix: str | None = None,
 ) -> ScenarioReport:
     """Validate, then publish a scenario; returns where its outputs are and its figures.
 
@@ -148,8 +155,12 @@ def run_scenario(
     ``sim_ground_truth`` when a database is configured. ``register_sensors``: also upsert the
     run's sensors into the catalogue table so that ingestion accepts them. ``devices``: a JSON
     file of sensor id -> password; each sensor then publishes with its own identity.
+    ``id_prefix`` overrides the file's: a second run of a scenario in one database then has
+    sensors (and a metered area) of its own, not the first run's state and readings.
     """
     scn = load_scenario(scenario)
+    if id_prefix is not None:
+        scn = scn.model_copy(update={"id_prefix": check_id_prefix(id_prefix)})
     run = prepare_run(scn, seed=seed, start=start, database_url=settings.database_url)
     try:
         sink = _sink(settings, run, devices)

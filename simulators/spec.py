@@ -272,7 +272,8 @@ def _whole_seconds(step_s: float) -> float:
     return step_s
 
 
-def _id_prefix(prefix: str) -> str:
+def check_id_prefix(prefix: str) -> str:
+    """``prefix`` if it can start sensor ids (ValueError otherwise)."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,15}", prefix):
         raise ValueError("use 1-16 of [a-z0-9_-]")
     return prefix
@@ -589,7 +590,7 @@ class Scenario(_Model):
     seed: Count = 1
     # how often the ground truth's counterfactuals are evaluated [s] (default: every step)
     truth_every_s: PositiveDuration = Field(alias="truth_every")
-    id_prefix: Annotated[str, BeforeValidator(_text), AfterValidator(_id_prefix)] = "sim"
+    id_prefix: Annotated[str, BeforeValidator(_text), AfterValidator(check_id_prefix)] = "sim"
     encoding: Annotated[str, BeforeValidator(_choice(ENCODINGS))] = "compact"
     batch_steps: AtLeastOne = 1
     identities: Annotated[str, BeforeValidator(_choice(IDENTITIES))] = "service"

@@ -375,3 +375,28 @@ def test_scenario_readings_reach_the_readings_table_through_ingestion(
     assert n_quarantined == bad
     (malformed,) = [e for e in report.ground_truth["events"] if e["type"] == "malformed"]
     assert reasons <= set(malformed["params"]["expected_reasons"])
+
+
+def test_a_second_run_with_its_own_id_prefix_registers_sensors_of_its_own(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`cityops evaluate` runs a scenario again in the same database under a prefix of the run's
+    own: its sensors, readings and metered area are not the first run's."""
+    path = tmp_path / "again.yaml"
+    path.write_text(water_scenario(n_pressure=3, prefix="agn", name="again"))
+    prefix = f"agn-{uuid.uuid4().hex[:4]}"
+    report = run_scenario(
+        settings, path, output_dir=tmp_path / "out", register_sensors=True, id_prefix=prefix
+    )
+    catalogue = json.loads((tmp_path / "out" / "sensors.geojson").read_text())
+    ids = [f["properties"]["sensor_id"] for f in catalogue["features"]]
+    assert ids and all(i.startswith(f"{prefix}-") for i in ids)
+    with psycopg.connect(settings.database_url) as conn:
+        registered = conn.execute(
+            "SELECT count(*) FROM sensors WHERE sensor_id LIKE %s", (f"{prefix}-%",)
+        ).fetchone()
+        truth = read_ground_truth(conn, report.run_id)
+    assert registered == (len(ids),)
+    assert all(s.startswith(f"{prefix}-") for r in truth for s in r["affected_sensors"])
+    with pytest.raises(ValueError, match="use 1-16"):
+        run_scenario(settings, path, output_dir=tmp_path / "bad", id_prefix="Not Valid")
