@@ -177,10 +177,11 @@ def localise_water(
     # move says where the leak is not, and areas are declared by their meters (the balance's),
     # which are few and sit at the inlets. The step across the onset first (a burst, a closure:
     # tanks and yesterday's state do not enter); a leak that grew over hours has no step, and
-    # is placed by its level against the same time on previous days (and tried that way first)
+    # is placed by its level against the same time on previous days only (the step across its
+    # first alert is noise: the largest of 40 sensors' noisy steps passes any threshold)
     obs: list[leaks.Observation] = []
     bases = (read_pressure_steps, read_pressure_residuals)
-    for read in reversed(bases) if kind == SLOW_LEAK else bases:
+    for read in bases[1:] if kind == SLOW_LEAK else bases:
         residuals = read(conn, opened_at)
         obs = [
             leaks.Observation("pressure", r.node_id, r.residual_kpa / KPA_PER_M)
