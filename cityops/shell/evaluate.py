@@ -10,7 +10,9 @@ and score the incidents it raised against the scenario's ground truth (alerts.ev
 
 Note: the water layers of the database are replaced by the scenario's network (the demo's water
 layers and sensors go, as with `cityops gis import-epanet`); `cityops gis load-demo` restores
-them.
+them. A scenario with a power network replaces the power layers the same way with its pandapower
+grid (``install_power_network``: the simulator's bus rows and line indices as ids, so its sensors
+and its ground truth's elements are on the layers).
 """
 
 from __future__ import annotations
@@ -123,6 +125,41 @@ def install_water_network(database_url: str, scenario: Path, work_dir: Path) -> 
     return model
 
 
+def install_power_network(database_url: str, scenario: Path) -> str | None:
+    """Replace the GIS power layers with the scenario's pandapower grid, placed as the simulator
+    places it (simulators/world.py ``PowerNetwork``: the buses' coordinates centred on
+    ``anchor``, ``scale_m`` per metre, or as they are in ``crs``), with the simulator's ids (bus
+    rows for nodes, as its sensors' ``sim:power:<row>`` assets; line indices for lines, as its
+    incidents' elements; gis/pandapower_layers.py); returns the model's name, None when the
+    scenario has no power network."""
+    import numpy as np
+
+    from gis.pandapower_layers import import_pandapower
+    from simulators import power as powermod
+    from simulators.geo import place, project
+
+    power = load_scenario(scenario).networks.power
+    if power is None:
+        return None
+    net = powermod.load_network(power.model)
+    xy = powermod.bus_xy(net)
+    if power.crs:
+        lon, lat, _ = project(xy, power.crs)
+    else:
+        lon, lat, _ = place(
+            xy, scale_m=float(power.scale_m), anchor_lon=power.anchor[0], anchor_lat=power.anchor[1]
+        )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        import_pandapower(
+            conn,
+            net,
+            np.column_stack([lon, lat]),
+            source=f"pandapower {power.model} (scenario {scenario.stem}, as simulated)",
+            voltage_kv=powermod.REPORT_KV,
+        )
+    return power.model
+
+
 def wait_until_enriched(
     database_url: str, sensor_ids: list[str], *, timeout_s: float = 120
 ) -> bool:
@@ -163,6 +200,7 @@ def evaluate_scenario(
     settings = settings.model_copy(update={"accept_past_s": REPLAY_ACCEPT_PAST_S})
     log_dir.mkdir(parents=True, exist_ok=True)
     install_water_network(settings.database_url, scenario, log_dir / scenario.stem)
+    install_power_network(settings.database_url, scenario)
     with open(log_dir / f"alerts-{scenario.stem}.log", "wb") as out:
         engine = subprocess.Popen(
             [sys.executable, "-m", "cityops", "alerts", "--ephemeral"],
