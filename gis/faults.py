@@ -38,6 +38,10 @@ How it works:
    sag grows along the overloaded path, so those near its top stay within their limits); then
    the lines the other over-current sensors watch, deepest first.
 
+A link of length 0 beside longer ones (a switch bay between a bus and its switch) is a
+connection, not a line: it has no exposure and is never a candidate; the overload's "line a
+sensor watches" is found past such bays.
+
 Only one fault at a time is assumed (two simultaneous faults show as a section with
 mismatches). Sensors on nodes no source reaches in the normal state are ignored.
 """
@@ -56,11 +60,20 @@ OVERLOADED = "overloaded"  # over-current (a line or a transformer above its rat
 LOW = "low"  # voltage below its limit but not lost (live too): where an overload pulls it down
 STATES = frozenset({DEAD, LIVE, OVERLOADED, LOW})
 SENSOR_ERROR = 0.05  # [-] chance that one sensor's state is wrong
-MIN_LENGTH_M = 1.0  # a line without a length still has some exposure
+MIN_LENGTH_M = 1.0  # a line without a length still has some exposure (a layer without lengths)
 
 
 class FaultError(NetworkError):
     """The observations place nothing (no dead or over-current sensor on the network)."""
+
+
+def exposures(net: Network) -> dict[str, float]:
+    """Each link's exposure to faults [m]: its length. A link of length 0 next to longer ones
+    is a connection (a switch bay), not a line, and is never a candidate; in a layer with no
+    lengths at all every link counts ``MIN_LENGTH_M``."""
+    if any(lk.length_m > 0 for lk in net.links.values()):
+        return {lid: max(lk.length_m, 0.0) for lid, lk in net.links.items()}
+    return dict.fromkeys(net.links, MIN_LENGTH_M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +156,20 @@ def locate_fault(
     dead = sorted(n for n, s in fed.items() if s == DEAD)
     if dead:
         live = sorted(n for n, s in fed.items() if s != DEAD)
-        return _loss_of_supply(net, t, dead, live, top, sensor_error)
+        return _loss_of_supply(t, exposures(net), dead, live, top, sensor_error)
     over = sorted(n for n, s in fed.items() if s == OVERLOADED)
     if over:
-        return _overload(t, over, fed, top, sensor_error)
+        return _overload(t, exposures(net), over, fed, top, sensor_error)
     raise FaultError("no dead or over-current sensor on a node the sources feed")
 
 
 def _loss_of_supply(
-    net: Network, t: FeederTree, dead: list[str], live: list[str], top: int, eps: float
+    t: FeederTree,
+    exposure: Mapping[str, float],
+    dead: list[str],
+    live: list[str],
+    top: int,
+    eps: float,
 ) -> list[FaultCandidate]:
     dead_below: dict[str, int] = {}  # link -> dead sensors downstream of it
     live_below: dict[str, int] = {}
@@ -165,8 +183,10 @@ def _loss_of_supply(
     child = {lid: node for node, lid in t.parent_link.items()}
     weights: dict[str, tuple[float, int]] = {}
     for lid in dead_below:  # a link no dead sensor is below of explains none of them
+        if exposure[lid] <= 0:
+            continue
         mism = (len(dead) - dead_below[lid]) + live_below.get(lid, 0)
-        length = max(net.links[lid].length_m, MIN_LENGTH_M)
+        length = exposure[lid]
         weights[lid] = (length * eps**mism * (1 - eps) ** (n_sensors - mism), mism)
     total = sum(w for w, _ in weights.values())
     ranked = sorted(
@@ -180,7 +200,12 @@ def _loss_of_supply(
 
 
 def _overload(
-    t: FeederTree, over: list[str], fed: Mapping[str, str], top: int, eps: float
+    t: FeederTree,
+    exposure: Mapping[str, float],
+    over: list[str],
+    fed: Mapping[str, str],
+    top: int,
+    eps: float,
 ) -> list[FaultCandidate]:
     deepest_first = sorted(over, key=lambda n: (-t.depth[n], n))
     feeds = t.children()
@@ -193,21 +218,43 @@ def _overload(
             seen.add(lid)
             out.append(FaultCandidate(lid, score, child[lid], "overload", mismatches))
 
+    def feeding(n: str) -> str | None:
+        """The line that feeds ``n``: its parent link, or above it past switch bays."""
+        while n in t.parent_link:
+            if exposure[t.parent_link[n]] > 0:
+                return t.parent_link[n]
+            n = t.parent[n]
+        return None
+
+    def fed_by(n: str) -> list[str]:
+        """The lines ``n`` feeds, past switch bays."""
+        out, stack = [], list(feeds.get(n, []))
+        while stack:
+            lid = stack.pop()
+            if exposure[lid] > 0:
+                out.append(lid)
+            else:
+                stack.extend(feeds.get(child[lid], []))
+        return sorted(out)
+
     deepest = deepest_first[0]
-    if deepest in t.parent_link:  # a bus: the line that feeds it
-        add(t.parent_link[deepest], 1.0)
-    for lid, score, mism in _below(t, deepest, fed, eps) or [
-        (lid, 1.0 / len(feeds.get(deepest, [""])), 0) for lid in feeds.get(deepest, [])
+    watched = feeding(deepest)
+    if watched is not None:  # a bus: the line that feeds it
+        add(watched, 1.0)
+    heads = fed_by(deepest)
+    for lid, score, mism in _below(t, exposure, deepest, fed, eps) or [
+        (lid, 1.0 / len(heads), 0) for lid in heads
     ]:
         add(lid, 0.5 * score, mism)
     for k, n in enumerate(deepest_first[1:], start=1):
-        if n in t.parent_link:
-            add(t.parent_link[n], 0.5 / (k + 1) ** 2)
+        up = feeding(n)
+        if up is not None:
+            add(up, 0.5 / (k + 1) ** 2)
     return out[:top]
 
 
 def _below(
-    t: FeederTree, node: str, fed: Mapping[str, str], eps: float
+    t: FeederTree, exposure: Mapping[str, float], node: str, fed: Mapping[str, str], eps: float
 ) -> list[tuple[str, float, int]]:
     """(link, score, mismatches) for the links below ``node`` with low sensors downstream: the
     fewer low sensors a link leaves out (mismatches) the better, then the nearer to ``node``;
@@ -225,6 +272,8 @@ def _below(
                 low_below[lid] = low_below.get(lid, 0) + 1
     weights: dict[str, tuple[float, int]] = {}
     for lid, c in low_below.items():
+        if exposure[lid] <= 0:
+            continue
         mism = len(low) - c
         weights[lid] = (eps**mism * (1 - eps) ** c, mism)
     total = sum(w for w, _ in weights.values())

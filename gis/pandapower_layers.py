@@ -13,12 +13,15 @@ The mapping (docs in /tmp/docs-power.md, to be merged as a decision record):
 * line ids are the line's index in ``net.line`` (the simulator's incident element, so the ground
   truth's element is a line id); straight from bus to bus (the simulator places an incident on a
   line half-way between its buses); ``length_m`` is the model's length;
-* each normally-open line switch (``et == 'l'``, open) is a ``switch`` node with
-  ``normally_open``, drawn on its line ``SWITCH_AT`` of the way from its bus, and a short link
-  ``sw<switch>`` from the bus to it (its length measured on the layer; the line then starts at the
-  switch): the restoration advice
-  (gis.network ``compute_restoration``) finds the ties; closed switches are not drawn, nor
-  transformer switches; a grid with bus-bus switches is refused (ValueError: not drawn yet);
+* each line switch (``et == 'l'``: the load-break switches at a line's ends, the ties among
+  them normally open) is a ``switch`` node (``normally_open`` when open in the model), drawn on
+  its line ``SWITCH_AT`` of the way from its bus, with a link ``sw<switch>`` of ``length_m`` 0
+  from the bus to it (a switch bay, no line: never a fault candidate, gis/faults.py); the line
+  then runs between its switches. So the isolation of a line opens the switches at its ends
+  and the restoration advice (gis.network ``compute_restoration``) finds the ties (on a tie
+  line only the open switch is drawn: the advice looks for it next to what lost supply).
+  Transformer switches are not drawn; a grid with bus-bus switches is refused (ValueError: not
+  drawn yet);
 * ``feeder_id`` is ``<substation>-<k>``, the lines reached from the substation's k-th line
   without passing a substation or an open switch.
 
@@ -40,7 +43,7 @@ from gis.layers import STORE_SRID
 
 CUSTOMERS_PER_MW = 400  # [households per MW of base load]: about 2.5 kW per household
 MV_MAX_KV = 30.0  # buses up to this are distribution (the HV side is not drawn)
-SWITCH_AT = 0.05  # an open switch is drawn this share of its line's length from its bus
+SWITCH_AT = 0.05  # a line switch is drawn this share of its line's length from its bus
 
 
 def pandapower_to_layers(
@@ -82,10 +85,14 @@ def pandapower_to_layers(
             }
         )
     lines: list[dict[str, Any]] = []
-    open_at = {
-        (int(net.switch.element.at[s]), int(net.switch.bus.at[s])): int(s)
-        for s in net.switch.index
-        if net.switch.et.at[s] == "l" and not bool(net.switch.closed.at[s])
+    line_sw = net.switch[net.switch.et == "l"]
+    # a tie line is switched by its tie: the closed switch at its other end is not drawn (the
+    # restoration advice looks for a normally-open switch next to what lost supply)
+    ties = {int(e) for e in line_sw.element[~line_sw.closed.astype(bool)]}
+    switch_at = {
+        (int(line_sw.element.at[s]), int(line_sw.bus.at[s])): int(s)
+        for s in line_sw.index
+        if int(line_sw.element.at[s]) not in ties or not bool(line_sw.closed.at[s])
     }
     for li in net.line.index:
         a, z = int(net.line.from_bus.at[li]), int(net.line.to_bus.at[li])
@@ -93,7 +100,7 @@ def pandapower_to_layers(
             continue
         ends = [str(pos[a]), str(pos[z])]
         for k, (bus, other) in enumerate(((a, z), (z, a))):
-            s = open_at.get((int(li), bus))
+            s = switch_at.get((int(li), bus))
             if s is None:
                 continue
             (x0, y0), (x1, y1) = xy(bus), xy(other)
@@ -104,16 +111,14 @@ def pandapower_to_layers(
                     "node_id": sid,
                     "kind": "switch",
                     "voltage_kv": voltage_kv,
-                    "normally_open": True,
+                    "normally_open": not bool(net.switch.closed.at[s]),
                     "feeder_id": None,
                     "customers": 0,
                     "name": str(net.switch.name.at[s]),
                     "geometry": Point(at),
                 }
             )
-            lines.append(
-                _line(sid, str(pos[bus]), sid, LineString([xy(bus), at]), voltage_kv, None)
-            )
+            lines.append(_line(sid, str(pos[bus]), sid, LineString([xy(bus), at]), voltage_kv, 0.0))
             ends[k] = sid
         length_m = float(net.line.length_km.at[li]) * 1000.0
         row = _line(str(li), ends[0], ends[1], LineString([xy(a), xy(z)]), voltage_kv, length_m)

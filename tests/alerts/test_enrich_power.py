@@ -18,6 +18,7 @@ from alerts.enrich import PendingReadings
 from alerts.enrich_power import METHOD_FAULT, METHOD_OVERLOAD, localise_power
 from alerts.stores.batch import write_evaluation
 from alerts.stores.power_faults import read_power_observations, read_sensor_nodes
+from gis.analysis import fetch_isolation
 from gis.pandapower_layers import import_pandapower
 from simulators import power as powermod
 from simulators.geo import place
@@ -105,6 +106,7 @@ def test_a_line_outage_is_placed_in_its_fault_section(db_url: str, grid) -> None
         obs = {o.sensor_id: o for o in read_power_observations(conn, ONSET)}
         placed = read_sensor_nodes(conn)
         got = localise_power(conn, incident)
+        iso = fetch_isolation(conn, "power", "5", with_geometry=False)["isolation"]
     assert sorted(s for s, o in obs.items() if o.state == "dead") == sorted(dead)
     # the transformer monitors sit on the substations, not on the buses of the same number
     for t in net.trafo.index:
@@ -116,6 +118,11 @@ def test_a_line_outage_is_placed_in_its_fault_section(db_url: str, grid) -> None
     assert ranked[0].kind == "fault" and ranked[0].mismatches == 0
     assert "5" in used["fault_section"]
     assert used["method"] == METHOD_FAULT and used["dead"] == len(dead)
+    # the layers carry the grid's switches: line 5 is isolated by the two at its ends, and the
+    # tie switch 14 feeds again what it cut off (what the scenario's dispatcher does)
+    assert len(iso["valves_to_close"]) == 2 and not iso["sources_to_shut"]
+    assert all(v.startswith("sw") for v in iso["valves_to_close"])
+    assert "sw14" in [r["device"] for r in iso["restoration"]]
     area = used["search_area"]
     assert area["type"] in ("Polygon", "MultiPolygon")
     ring = area["coordinates"][0] if area["type"] == "Polygon" else area["coordinates"][0][0]
@@ -137,14 +144,18 @@ def test_an_overload_is_placed_on_the_line_its_overcurrent_monitor_watches(
         incident = _alert(conn, sid, "current", "threshold_high")
         node = str(row[int(sid[3:])])
         got = localise_power(conn, incident)
-        line_feeding = conn.execute(
-            "SELECT line_id FROM power_lines WHERE %s IN (from_node, to_node)", (node,)
+        # the lines at the bus: past the switch bays (length 0) that join it to its switches
+        at_bus = conn.execute(
+            "SELECT l.line_id FROM power_lines b JOIN power_lines l"
+            "  ON b.to_node IN (l.from_node, l.to_node) AND l.length_m > 0"
+            " WHERE b.from_node = %s AND b.length_m = 0",
+            (node,),
         ).fetchall()
     assert not isinstance(got, str), got
     ranked, used = got
     assert used["method"] == METHOD_OVERLOAD and used["overloaded"] == 1
-    assert ranked[0].kind == "overload" and ranked[0].node == node
-    assert ranked[0].line in {r[0] for r in line_feeding}
+    assert ranked[0].kind == "overload"
+    assert ranked[0].line in {r[0] for r in at_bus}, (ranked[0], at_bus)
 
 
 def test_no_lost_voltage_nor_overcurrent_says_why(db_url: str, grid) -> None:

@@ -124,3 +124,27 @@ def test_nothing_to_place() -> None:
 def test_a_dead_sensor_beyond_an_open_tie_is_on_the_other_feeder() -> None:
     got = locate_fault(feeder(), {"7": DEAD, "4": LIVE})
     assert got[0].line == "i"
+
+
+def test_switch_bays_are_never_candidates() -> None:
+    """A line between two load-break switches, each joined to its bus by a bay of length 0."""
+    nodes = [
+        Node("S", "substation"),
+        Node("1", "junction"),
+        Node("2", "transformer"),
+        Node("k1", "switch"),
+        Node("k2", "switch"),
+    ]
+    links = [
+        Link("a", "S", "1", "line", length_m=400.0),
+        Link("bay1", "1", "k1", "line", length_m=0.0),
+        Link("b", "k1", "k2", "line", length_m=900.0),
+        Link("bay2", "k2", "2", "line", length_m=0.0),
+    ]
+    net = Network.build("power", nodes, links)
+    got = locate_fault(net, {"1": LIVE, "2": DEAD})
+    assert ids(got) == ["b", "a"] and got[1].mismatches == 1  # no bay among them
+    got = locate_fault(net, {"2": OVERLOADED})
+    assert ids(got)[0] == "b"  # what the monitor at 2 watches, past the bay
+    got = locate_fault(net, {"1": OVERLOADED})
+    assert ids(got) == ["a", "b"]  # the line feeding 1, then the line 1 feeds past its bay

@@ -39,23 +39,32 @@ def test_mv_oberrhein_keeps_the_simulators_ids() -> None:
     net, nodes, lines = layers("mv_oberrhein")
     row = {int(b): i for i, b in enumerate(net.bus.index)}
     mv = int((net.bus.vn_kv <= 30).sum())
-    open_switches = int((~net.switch.closed).sum())
-    assert len(nodes) == mv + open_switches  # the 110 kV side is not drawn
+    sw = net.switch[net.switch.et == "l"]
+    open_switches = int((~sw.closed).sum())
+    # on a tie line only its open switch is drawn
+    line_switches = len(sw) - int((sw.closed & sw.element.isin(sw.element[~sw.closed])).sum())
+    assert len(nodes) == mv + line_switches  # the 110 kV side is not drawn
     # a line keeps its index (the simulator's incident element); a bus its row (sim:power:<row>)
     five = lines.set_index("line_id").loc["5"]
     ends = {str(row[int(net.line.from_bus.at[5])]), str(row[int(net.line.to_bus.at[5])])}
-    assert {five.from_node, five.to_node} == ends
+    by_id = lines.set_index("line_id")
+    assert {by_id.from_node[five.from_node], by_id.from_node[five.to_node]} == ends
     assert five.length_m == pytest.approx(net.line.length_km.at[5] * 1000.0)
     kinds = nodes.set_index("node_id").kind
     for t in net.trafo.index:
         assert kinds[str(row[int(net.trafo.lv_bus.at[t])])] == "substation"
     switches = nodes[nodes.kind == "switch"]
-    assert len(switches) == open_switches and switches.normally_open.all()
+    assert len(switches) == line_switches and switches.normally_open.sum() == open_switches
+    bays = lines[lines.line_id.str.startswith("sw")]
+    assert len(bays) == line_switches and (bays.length_m == 0).all()
+    # line 5 runs between its two load-break switches
+    assert five.from_node.startswith("sw") and five.to_node.startswith("sw")
     assert lines.feeder_id.notna().all() and lines.feeder_id.nunique() >= 2
     # every bus is fed in the normal state, and no open switch feeds anything
     t = feeder_tree(graph(nodes, lines))
     assert set(t.distance_m) == set(nodes.node_id)
-    assert not set(switches.node_id) & set(t.parent.values())
+    ties = set(switches.node_id[switches.normally_open])
+    assert not ties & set(t.parent.values())
     # the midpoint of a line is where the simulator puts its incident: half-way between buses
     mid = lines.set_index("line_id").geometry["5"].interpolate(0.5, normalized=True)
     a, b = (nodes.set_index("node_id").geometry[n] for n in ends)
@@ -66,9 +75,8 @@ def test_cigre_mv_converts_and_bus_bus_switches_are_refused() -> None:
     net, nodes, lines = layers("cigre_mv")
     assert (nodes.kind == "substation").sum() == len(net.trafo)
     assert set(feeder_tree(graph(nodes, lines)).distance_m) == set(nodes.node_id)
-    assert (nodes.kind == "switch").sum() == int(
-        (~net.switch.closed & (net.switch.et == "l")).sum()
-    )
+    assert (nodes.kind == "switch").sum() <= int((net.switch.et == "l").sum())
+    assert nodes.normally_open.sum() == int((~net.switch.closed & (net.switch.et == "l")).sum())
     odd = copy.deepcopy(net)
     odd.switch.loc[0, "et"] = "b"
     with pytest.raises(ValueError, match="bus-bus"):
