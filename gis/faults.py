@@ -36,7 +36,9 @@ How it works:
    sensor below it downstream (above their common supply path's end; a line that leaves some
    out ranks lower), nearest the over-current sensor first (live sensors below say nothing: the
    sag grows along the overloaded path, so those near its top stay within their limits); then
-   the lines the other over-current sensors watch, deepest first.
+   the lines the other over-current sensors watch, deepest first. Low voltages under
+   another substation than the over-current sensor's are a sag of the supply, not a line
+   (FaultError).
 
 A link of length 0 beside longer ones (a switch bay between a bus and its switch) is a
 connection, not a line: it has no exposure and is never a candidate; the overload's "line a
@@ -101,6 +103,12 @@ class FeederTree:
             path.append(self.parent_link[node])
             node = self.parent[node]
         return path[::-1]
+
+    def root(self, node: str) -> str:
+        """The source that feeds ``node``."""
+        while node in self.parent:
+            node = self.parent[node]
+        return node
 
     def children(self) -> dict[str, list[str]]:
         """Node -> the links it feeds (sorted)."""
@@ -208,6 +216,10 @@ def _overload(
     eps: float,
 ) -> list[FaultCandidate]:
     deepest_first = sorted(over, key=lambda n: (-t.depth[n], n))
+    source = t.root(deepest_first[0])
+    if any(t.root(n) != source for n, state in fed.items() if state == LOW):
+        # one feeder's extra load does not pull down the buses another substation feeds
+        raise FaultError("low voltage under more than one substation: a sag of the supply")
     feeds = t.children()
     child = {lid: node for node, lid in t.parent_link.items()}
     out: list[FaultCandidate] = []

@@ -148,3 +148,8 @@ def test_switch_bays_are_never_candidates() -> None:
     assert ids(got)[0] == "b"  # what the monitor at 2 watches, past the bay
     got = locate_fault(net, {"1": OVERLOADED})
     assert ids(got) == ["a", "b"]  # the line feeding 1, then the line 1 feeds past its bay
+
+
+def test_low_voltage_under_both_substations_is_a_sag_of_the_supply() -> None:
+    with pytest.raises(FaultError, match="sag of the supply"):
+        locate_fault(feeder(), {"SA": OVERLOADED, "4": LOW, "7": LOW})
