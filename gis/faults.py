@@ -154,21 +154,26 @@ def locate_fault(
     sensor_error: float = SENSOR_ERROR,
 ) -> list[FaultCandidate]:
     """Candidate lines for a fault, best first (the module's docstring): ``observations`` maps
-    network node ids to ``dead``, ``live`` or ``overloaded``. A loss of supply when any sensor is
-    dead, else an overload (``low`` sensors narrow it down); FaultError when neither is seen on a node the sources reach."""
+    network node ids to ``dead``, ``live``, ``overloaded`` or ``low``. A loss of supply when
+    any sensor is dead, else an overload (``low`` sensors narrow it down); FaultError when
+    neither is seen on a node the sources reach, or no line could be the cause."""
     bad = {s for s in observations.values() if s not in STATES}
     if bad:
         raise ValueError(f"unknown sensor states {sorted(bad)} (use {sorted(STATES)})")
     t = tree if tree is not None else feeder_tree(net)
     fed = {n: s for n, s in observations.items() if n in t.distance_m}
     dead = sorted(n for n, s in fed.items() if s == DEAD)
+    over = sorted(n for n, s in fed.items() if s == OVERLOADED)
     if dead:
         live = sorted(n for n, s in fed.items() if s != DEAD)
-        return _loss_of_supply(t, exposures(net), dead, live, top, sensor_error)
-    over = sorted(n for n, s in fed.items() if s == OVERLOADED)
-    if over:
-        return _overload(t, exposures(net), over, fed, top, sensor_error)
-    raise FaultError("no dead or over-current sensor on a node the sources feed")
+        got = _loss_of_supply(t, exposures(net), dead, live, top, sensor_error)
+    elif over:
+        got = _overload(t, exposures(net), over, fed, top, sensor_error)
+    else:
+        raise FaultError("no dead or over-current sensor on a node the sources feed")
+    if not got:  # only sources (substations) dead or overloaded, with no line below them
+        raise FaultError("no line leads to the sensors that saw it: the source itself")
+    return got
 
 
 def _loss_of_supply(

@@ -117,6 +117,8 @@ def test_nothing_to_place() -> None:
         locate_fault(feeder(), {"2": LIVE, "4": LIVE})
     with pytest.raises(FaultError):
         locate_fault(feeder(), {"nowhere": DEAD})
+    with pytest.raises(FaultError, match="the source itself"):
+        locate_fault(feeder(), {"SA": DEAD, "2": LIVE})
     with pytest.raises(ValueError, match="unknown sensor states"):
         locate_fault(feeder(), {"2": "sleepy"})
 
