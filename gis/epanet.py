@@ -322,30 +322,20 @@ def simulate_day(wn, pattern: list[float] | tuple[float, ...], *, step_s: int = 
     following ``pattern`` (hourly multipliers: the layers keep no patterns), on a copy.
     Returns (pressure frame, flowrate frame), one row per step."""
     import copy
-    import tempfile
-    import warnings
 
-    import wntr
+    from gis.hydraulics import run_hydraulics
 
     m = copy.deepcopy(wn)
     m.add_pattern("cityops-day", list(pattern))
     for _, j in m.junctions():
         for d in j.demand_timeseries_list:
             d.pattern_name = "cityops-day"
-    m.options.time.duration = 24 * 3600 - step_s
-    m.options.time.hydraulic_timestep = step_s
-    m.options.time.report_timestep = step_s
     m.options.time.pattern_timestep = 3600
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="cityops-limits-") as tmp,
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            res = wntr.sim.EpanetSimulator(m).run_sim(file_prefix=f"{tmp}/day")
+        hyd = run_hydraulics(m, duration_s=24 * 3600 - step_s, step_s=step_s)
     except Exception as exc:  # EPANET reports a model it cannot solve in several error types
         raise ValueError(f"the water model does not solve over a day ({exc})") from exc
-    return res.node["pressure"], res.link["flowrate"]
+    return hyd.pressure, hyd.flowrate
 
 
 def modelled_range(

@@ -180,45 +180,12 @@ def linearise(
 
 def solve_base(wn, clock_s: float = 0.0):  # -> (heads [m] by node, flows [m3/s] by link)
     """One EPANET solve of ``wn`` at local time of day ``clock_s`` (demands follow their
-    patterns), on a copy: the caller's model is left as it was.
+    patterns), on a copy: the caller's model is left as it was (gis/hydraulics.py: nothing
+    written outside a temporary directory)."""
+    from gis.hydraulics import run_hydraulics
 
-    Through the toolkit with no hydraulics file (``ENinitH(0)``, one ``ENrunH``): a full
-    ``ENsolveH`` writes a scratch file named ``enXXXXXX`` in the process's working directory,
-    which a service running as its own user in a read-only checkout cannot create (EPANET
-    error 305)."""
-    import copy
-    import tempfile
-    import warnings
-
-    import wntr
-    from wntr.epanet import toolkit
-    from wntr.epanet.util import EN
-
-    m = copy.deepcopy(wn)
-    m.options.time.duration = 0
-    m.options.time.pattern_start = int(clock_s) % 86_400
-    m.options.time.start_clocktime = int(clock_s) % 86_400
-    with tempfile.TemporaryDirectory(prefix="cityops-leaks-") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        inp = f"{tmp}/base.inp"
-        wntr.network.io.write_inpfile(m, inp, units="LPS")
-        en = toolkit.ENepanet(version=2.2)
-        en.ENopen(inp, f"{tmp}/base.rpt", f"{tmp}/base.bin")
-        try:
-            en.ENopenH()
-            en.ENinitH(0)
-            en.ENrunH()
-            heads = {
-                n: float(en.ENgetnodevalue(en.ENgetnodeindex(n), EN.HEAD)) for n in m.node_name_list
-            }
-            flows = {  # L/s -> m3/s
-                k: float(en.ENgetlinkvalue(en.ENgetlinkindex(k), EN.FLOW)) / 1000.0
-                for k in m.link_name_list
-            }
-            en.ENcloseH()
-        finally:
-            en.ENclose()
-    return heads, flows
+    hyd = run_hydraulics(wn, clock_s=clock_s)
+    return hyd.head.iloc[0].to_dict(), hyd.flowrate.iloc[0].to_dict()
 
 
 def model_state(wn, clock_s: float = 0.0) -> HydraulicState:

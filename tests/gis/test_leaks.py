@@ -131,8 +131,8 @@ def test_bad_input_is_refused(net3):
 def test_the_model_solves_where_the_working_directory_is_read_only() -> None:
     """The enricher runs as the stack's own user with the checkout as its working directory,
     which that user cannot write: EPANET's full solve wrote a scratch file there (error 305,
-    every incident fell back to the nearest pipe). The solve writes only in its own temporary
-    directory."""
+    every incident fell back to the nearest pipe). The solves (gis/hydraulics.py) write only in
+    their own temporary directory."""
     import subprocess
     import sys
     import tempfile
@@ -151,8 +151,10 @@ def test_the_model_solves_where_the_working_directory_is_read_only() -> None:
         code = (
             f"import sys; sys.path.insert(0, {str(root)!r})\n"
             "from gis import leaks\nfrom simulators.water import load_network\n"
+            "from gis.epanet import simulate_day\n"
             "heads, flows = leaks.solve_base(load_network('Net3'), 7200.0)\n"
-            "print(len(heads), len(flows))\n"
+            "pressure, _ = simulate_day(load_network('Net3'), [1.0] * 24)\n"
+            "print(len(heads), len(flows), len(pressure))\n"
         )
         cmd = [sys.executable, "-c", code]
         if user:
@@ -164,4 +166,5 @@ def test_the_model_solves_where_the_working_directory_is_read_only() -> None:
         }
         out = subprocess.run(cmd, cwd=ro, capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["97", "119"]  # Net3's nodes and links, solved
+    # Net3's nodes and links solved, and a day of it (`cityops sensors limits --from-model`)
+    assert out.stdout.split() == ["97", "119", "24"]
