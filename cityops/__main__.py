@@ -1,3 +1,3 @@
-from cityops.shell.cli import app
+from cityops.shell.cli import main
 
-app()
+main()

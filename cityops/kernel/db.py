@@ -15,6 +15,10 @@ KEEPALIVE_KWARGS: dict[str, object] = {
 }
 
 
+class NoDatabaseConfigured(ValueError):
+    """No database address: neither CITYOPS_DATABASE_URL nor a stack of `cityops up`."""
+
+
 def connect(
     url: str,
     *,
@@ -23,7 +27,11 @@ def connect(
     application_name: str = "cityops",
 ) -> psycopg.Connection:
     if not url:
-        raise ValueError("CITYOPS_DATABASE_URL is not set (run `cityops up`, or export it)")
+        raise NoDatabaseConfigured(
+            "CITYOPS_DATABASE_URL is not set and no stack of `cityops up` was found in this"
+            " checkout's var/stack: start one with `cityops up`, or export"
+            " CITYOPS_DATABASE_URL=postgresql://... for a database of your own"
+        )
     # libpq connection parameters, passed through psycopg's **kwargs
     params = {
         "connect_timeout": CONNECT_TIMEOUT_S,

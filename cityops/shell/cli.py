@@ -39,6 +39,38 @@ app.add_typer(devices_app, name="devices")
 console = Console(stderr=True)
 
 
+@app.callback()
+def _commands(ctx: typer.Context) -> None:
+    """Every command but `up` finds the running stack's settings by itself (issue 16 item 6):
+    `up` decides from the environment whether to run its own servers."""
+    from cityops.shell.stack import adopt_stack_environment
+
+    if ctx.invoked_subcommand != "up":
+        adopt_stack_environment()
+
+
+def main() -> None:
+    """The `cityops` command: a missing or unreachable database is a message, not a traceback."""
+    import psycopg
+
+    from cityops.kernel.db import NoDatabaseConfigured
+
+    try:
+        app()
+    except NoDatabaseConfigured as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise SystemExit(2) from None
+    except psycopg.OperationalError as exc:
+        # libpq's message names the host and port, never the password
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        console.print(
+            f"[red]cannot reach the database ({first}): is `cityops up` running, or"
+            " CITYOPS_DATABASE_URL right?[/]",
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from None
+
+
 def _settings() -> Settings:
     from cityops.shell.stack import command_settings
 

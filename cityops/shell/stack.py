@@ -197,6 +197,21 @@ def existing_stack_environment(root: Path) -> dict[str, str] | None:
     return stack_environment(root, state)
 
 
+def adopt_stack_environment() -> bool:
+    """A command run from this checkout with no CITYOPS_DATABASE_URL takes the settings of the
+    stack `cityops up` runs here (read from its 0600 secrets: no password in a command's
+    arguments), so that every part's commands (gis, tokens, ...) find it; variables already set
+    win. True when a stack's settings were taken."""
+    if os.environ.get("CITYOPS_DATABASE_URL"):
+        return False
+    env = existing_stack_environment(default_stack_dir(PROJECT_ROOT))
+    if env is None:
+        return False
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    return True
+
+
 def command_settings() -> Settings:
     """A command's settings: the environment's; without CITYOPS_DATABASE_URL, those of the
     private stack that `cityops up` runs from this checkout (read from its 0600 secrets, so
