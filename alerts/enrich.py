@@ -10,7 +10,11 @@ An adapter over the GIS part's network analysis (gis/analysis.py, on the PostGIS
   (GeoJSON, lon/lat) and ``affected.method``; the best candidate is the likely location. With
   no model or fewer than ``MIN_SENSORS`` placed sensors that moved, the pipe nearest the
   centre, and ``method`` says so;
-* power: the line nearest the incident's centre;
+* power: the feeder topology (alerts/enrich_power.py, gis/faults.py): the lines of the fault
+  section between the last sensor that kept its voltage and the first that lost it, or for an
+  overload the line the deepest over-current sensor watches; ``affected.candidates``,
+  ``search_area`` and ``method`` as for water. Without a dead or over-current sensor on the
+  network, the line nearest the centre, and ``method`` says so;
 * water and power: ``fetch_isolation`` of the likely location gives the valves (switches) to
   close, the customers and population without supply, and the facilities affected;
 * gas: ``fetch_leak_area`` round the centre (radius from the incident's spread, at least
@@ -33,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from alerts.enrich_power import localise_power
 from alerts.stores.incidents import read_incident_size, read_unenriched, write_context
 from alerts.stores.residuals import (
     read_area_sensors,
@@ -78,6 +83,7 @@ SLOW_LEAK = "water_leak"  # found by a rising night flow or balance: it grew, wi
 METHOD_MODEL = "network-model sensitivity (Pérez et al. 2011; BattLeDIM 2020)"
 METHOD_SUPPLY = "the supply links whose inlet meters lost flow"
 METHOD_NEAREST = "nearest pipe to the alerting sensors' centre"
+METHOD_NEAREST_LINE = "nearest line to the alerting sensors' centre"
 
 
 class LeakModelCache:
@@ -284,6 +290,27 @@ def compute_incident_context(
             extra["localisation"] = used
     elif utility == "water":
         extra["method"] = METHOD_NEAREST
+    elif utility == "power" and incident_id is not None:
+        try:
+            with conn.transaction():
+                placed = localise_power(conn, incident_id, cache)
+        except (psycopg.OperationalError, psycopg.InterfaceError, PendingReadings):
+            raise
+        except Exception as exc:  # a layer is odd: fall back to the nearest line, say why
+            log.warning("incident %s: power localisation failed", incident_id, exc_info=True)
+            placed = f"localisation failed ({type(exc).__name__}: {str(exc)[:200]})"
+        if isinstance(placed, str):
+            extra["method"] = f"{METHOD_NEAREST_LINE}: {placed}"
+        else:
+            lines, used = placed
+            link_id = lines[0].line
+            extra["method"] = used.pop("method")
+            extra["search_area"] = used.pop("search_area")
+            extra["candidates"] = [
+                {"pipe": c.line, "score": round(c.score, 4), "node": c.node, "kind": c.kind}
+                for c in lines
+            ]
+            extra["localisation"] = used
     distance_m: float | None = None
     if link_id is None:
         nearest = fetch_nearest_link(conn, utility, lon, lat)

@@ -163,14 +163,16 @@ def install_power_network(database_url: str, scenario: Path) -> str | None:
 def wait_until_enriched(
     database_url: str, sensor_ids: list[str], *, timeout_s: float = 120
 ) -> bool:
-    """Wait until the enricher has computed the context of every incident of these sensors
-    that is still open (a grown incident is computed again); False on timeout."""
+    """Wait until the enricher has computed the context of every incident of these sensors:
+    those still open that are new or grew, and those that ended before they got one (the
+    enricher's queue, alerts.stores.incidents.read_unenriched); False on timeout."""
     deadline = Deadline(timeout_s)
     while not deadline.passed():
         with psycopg.connect(database_url) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM incidents i WHERE i.state = 'open'"
-                " AND (i.enriched_at IS NULL OR i.enriched_at < i.updated_at)"
+                "SELECT count(*) FROM incidents i"
+                " WHERE ((i.state = 'open' AND i.enriched_at < i.updated_at)"
+                "        OR i.enriched_at IS NULL)"
                 " AND EXISTS (SELECT 1 FROM alerts a WHERE a.incident_id = i.incident_id"
                 "   AND a.sensor_id = ANY(%s))",
                 (sensor_ids,),
@@ -223,6 +225,9 @@ def evaluate_scenario(
             speedup=speedup,
             register_sensors=True,
             output_dir=log_dir / scenario.stem,
+            # sensor ids of this run's own: an earlier run of the scenario in this database
+            # keeps its readings, detector and balance state under the file's ids
+            id_prefix=f"{load_scenario(scenario).id_prefix[:11]}-{tag[:4]}",
         )
         ids = run_sensor_ids(report.output_dir)
         if not wait_until_evaluated(

@@ -188,3 +188,29 @@ def test_without_power_layers_or_readings(db_url: str, grid) -> None:
         with pytest.raises(PendingReadings):
             localise_power(conn, incident)
         assert localise_power(conn, 10**9) == "incident not found"
+
+
+def test_the_enricher_places_a_power_incident_on_its_line_with_its_isolation(
+    db_url: str, grid
+) -> None:
+    """Through alerts/enrich.py: the incident's likely location is the best line of its fault
+    section, with its candidates, search area and the switching that isolates it."""
+    from alerts.enrich import enrich_incidents
+
+    net, _, row = grid
+    before, after = _voltages(net, (powermod.PowerIncident("line_outage", "5", 0.0),))
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        sensors = _setup(conn, grid, before, after)
+        dead = [s for s in sensors if after[row[int(s[3:])]] < 1.0]
+        incident = _alert(conn, dead[0], "voltage", "threshold_low")
+        assert enrich_incidents(conn) == 1
+        location, affected = conn.execute(
+            "SELECT likely_location, affected FROM incidents WHERE incident_id = %s", (incident,)
+        ).fetchone()
+    assert affected["method"] == METHOD_FAULT
+    lines = [c["pipe"] for c in affected["candidates"]]
+    assert location == lines[0] and "5" in lines[:5]
+    assert affected["search_area"]["type"] in ("Polygon", "MultiPolygon")
+    assert affected["valves_to_close"] and all(
+        v.startswith("sw") for v in affected["valves_to_close"]
+    )
