@@ -244,7 +244,9 @@ def query_cmd(
     where: Annotated[
         list[str] | None, typer.Option(help="Attribute filter, e.g. install_year<1990.")
     ] = None,
-    district: Annotated[int | None, typer.Option(help="Within this district (adcode).")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="Within this district: a name (锦江区, Jinjiang) or adcode.")
+    ] = None,
     polygon: Annotated[Path | None, typer.Option(help="Within this GeoJSON geometry file.")] = None,
     point: Annotated[str | None, typer.Option(help="LON,LAT reference point.")] = None,
     feature: Annotated[str | None, typer.Option(help="layer:id reference feature.")] = None,

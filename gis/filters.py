@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +66,20 @@ def make_filter(layer_name: str, field_name: str, op: str, value: Any) -> Filter
     return Filter(field_name, op, _coerce(layer, field_name, value))
 
 
+def parse_district(value: int | str | None) -> int | str | None:
+    """A district as given: an adcode (``510104``, full-width digits too) or a name."""
+    if value is None or isinstance(value, int):
+        return value
+    text = unicodedata.normalize("NFKC", value).strip()
+    if not text:
+        return None
+    return int(text) if text.isdigit() else text
+
+
 def parse_filter(layer_name: str, text: str) -> Filter:
-    """``install_year<1990``, ``kind=school``, ``material in cast_iron,steel``."""
+    """``install_year<1990``, ``kind=school``, ``material in cast_iron,steel``; typed on a
+    Chinese keyboard too (full-width ＜, ＝, digits and letters: NFKC)."""
+    text = unicodedata.normalize("NFKC", text)
     m = _FILTER_RE.match(text)
     if not m:
         raise QueryError(f"cannot read filter {text!r} (field op value, e.g. install_year<1990)")
@@ -102,7 +115,9 @@ class AlertHistory:
 class PlannerQuery:
     layer: str
     filters: tuple[Filter, ...] = ()
-    district: int | None = None
+    # an adcode, or a name as planners say it (锦江区, 锦江, Jinjiang): resolved against the
+    # districts layer when the question runs (gis/planner.py ``resolve_district``)
+    district: int | str | None = None
     polygon: dict[str, Any] | None = None  # GeoJSON geometry in EPSG:4326
     point: tuple[float, float] | None = None  # lon, lat
     feature: tuple[str, str] | None = None  # layer, id
@@ -209,7 +224,7 @@ def build_query(
     layer: str,
     *,
     where: list[str] | tuple[str, ...] = (),
-    district: int | None = None,
+    district: int | str | None = None,
     polygon: dict[str, Any] | None = None,
     point: str | None = None,
     feature: str | None = None,
@@ -228,7 +243,7 @@ def build_query(
     return PlannerQuery(
         layer=layer,
         filters=tuple(parse_filter(layer, w) for w in where if w),
-        district=district,
+        district=parse_district(district),
         polygon=polygon,
         point=parse_point(point) if point else None,
         feature=parse_feature_ref(feature) if feature else None,

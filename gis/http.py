@@ -128,7 +128,7 @@ def _planner_query(request) -> PlannerQuery:
     return build_query(
         layer,
         where=args.getlist("where"),
-        district=parse_int(args.get("district"), "district", default=None, lo=0, hi=999_999),
+        district=args.get("district", "")[:40] or None,  # a name or an adcode
         polygon=polygon,
         point=args.get("point"),
         feature=args.get("feature"),

@@ -9,7 +9,7 @@ always parameters.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -170,10 +170,23 @@ def _where_sql(
     """Every condition of the question, ANDed (``true`` when there is none)."""
     where = filter_sql(q.filters, "t", params)
     if q.district is not None:
-        params.append(q.district)
-        where.append(
-            sql.SQL("ST_Intersects(t.geom, (SELECT geom FROM districts WHERE adcode = %s))")
+        # a feature belongs to one district: the one its derived ``district_adcode`` names (a
+        # link's midpoint, a node's place: gis/postgis.py), not every district it touches
+        inside = sql.SQL(
+            "ST_Intersects((SELECT geom FROM districts WHERE adcode = %s),"
+            " ST_PointOnSurface(t.geom))"
         )
+        if "district_adcode" in get_layer(q.layer).column_names:
+            # (one loaded before the districts has none yet: where it lies, then)
+            params += [q.district, q.district]
+            where.append(
+                sql.SQL("(t.district_adcode = %s OR (t.district_adcode IS NULL AND {}))").format(
+                    inside
+                )
+            )
+        else:
+            params.append(q.district)
+            where.append(inside)
     if q.polygon is not None:
         params.append(json.dumps(q.polygon))
         where.append(sql.SQL("ST_Intersects(t.geom, ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326))"))
@@ -253,10 +266,26 @@ def feature_collection(features: list[dict[str, Any]], **members: Any) -> dict[s
     return {"type": "FeatureCollection", "features": features, **members}
 
 
+def resolve_district(conn: psycopg.Connection, name: str) -> int:
+    """The adcode of a district named as planners say it: 锦江区, 锦江, Jinjiang District or
+    Jinjiang (any case). QueryError naming the districts there are when none matches."""
+    rows = conn.execute("SELECT adcode, name_zh, name_en FROM districts ORDER BY adcode").fetchall()
+    key = name.strip().lower()
+    for code, zh, en in rows:
+        en_l = (en or "").lower()
+        short_en = en_l.removesuffix(" district").removesuffix(" county").removesuffix(" city")
+        if key in (zh.lower(), zh.rstrip("区县市").lower(), en_l, short_en):
+            return int(code)
+    known = "、".join(zh for _, zh, _ in rows) or "none loaded (cityops gis load-districts)"
+    raise QueryError(f"no district named {name!r}; districts: {known}")
+
+
 def fetch_planner_query(
     conn: psycopg.Connection, q: PlannerQuery, *, now: datetime | None = None
 ) -> dict[str, Any]:
     """Run a planner question; GeoJSON FeatureCollection in EPSG:4326."""
+    if isinstance(q.district, str):
+        q = replace(q, district=resolve_district(conn, q.district))
     stmt, params = build_planner_sql(q, now=now)
     layer = get_layer(q.layer)
     if q.feature is not None:

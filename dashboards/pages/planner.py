@@ -351,12 +351,8 @@ def checked_query(spec: dict[str, Any]):
             raise QueryError(f"radius must be more than 0 and at most {MAX_RADIUS_M:,.0f} m")
         if not spec.get("point"):
             raise QueryError("a radius needs a point (lon,lat)")
-    district = None
-    if spec.get("district"):
-        try:
-            district = int(spec["district"])
-        except (TypeError, ValueError):
-            raise QueryError("district is a 6-digit adcode, e.g. 510104") from None
+    # a name (锦江区, 锦江, Jinjiang) or an adcode: resolved when the question runs
+    district = _text(spec.get("district")) or None
     point = _text(spec.get("point"))
     query = build_query(
         layer,

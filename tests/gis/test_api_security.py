@@ -586,3 +586,21 @@ def test_exported_files_carry_an_sm2_signature_a_receiver_verifies(
         tampered[len(tampered) // 2] ^= 0x01
         assert verify(bytes(tampered), sig) == 1, fmt
     close_pools()
+
+
+def test_the_api_takes_a_district_by_name_and_says_which_exist(
+    client: FlaskClient, role_tokens: dict[str, str]
+) -> None:
+    planner = bearer(role_tokens["planner"])
+    by_code = client.get("/api/query?layer=water_pipes&district=510104&limit=5000", headers=planner)
+    by_name = client.get(
+        "/api/query", query_string={"layer": "water_pipes", "district": "锦江区", "limit": 5000},
+        headers=planner,
+    )  # fmt: skip
+    assert by_code.status_code == by_name.status_code == 200
+    ids = sorted(f["id"] for f in by_code.get_json()["features"])
+    assert ids and sorted(f["id"] for f in by_name.get_json()["features"]) == ids
+    unknown = client.get(
+        "/api/query", query_string={"layer": "water_pipes", "district": "天府区"}, headers=planner
+    )
+    assert unknown.status_code == 400 and "锦江区" in unknown.get_json()["error"]

@@ -16,7 +16,14 @@ import pytest
 
 from gis.analysis import NetworkCache, fetch_isolation, fetch_leak_area, fetch_trace
 from gis.export import csv_safe, to_csv, write_gpkg
-from gis.filters import AlertHistory, NearLayer, PlannerQuery, QueryError, parse_filter
+from gis.filters import (
+    AlertHistory,
+    NearLayer,
+    PlannerQuery,
+    QueryError,
+    build_query,
+    parse_filter,
+)
 from gis.layers import METRIC_SRID
 from gis.multiscale import fetch_layer_for_zoom, fetch_sensor_state
 from gis.planner import fetch_planner_query
@@ -322,3 +329,33 @@ def test_power_restoration_through_the_feeder_tie(gis_conn: psycopg.Connection) 
         assert kind == "switch" and normally_open
         assert 0 < r["customers_restored"] < iso["customers_without_supply"]
     assert len({r["customers_restored"] for r in iso["restoration"]}) == 1
+
+
+def test_a_district_by_its_name_returns_only_its_own_pipes(gis_conn: psycopg.Connection) -> None:
+    """Planners say 锦江区 or Jinjiang, not 510104; a pipe belongs to the district its midpoint
+    lies in (gis/postgis.py derives ``district_adcode`` so), not to every district it touches."""
+    by_code = fetch_planner_query(gis_conn, PlannerQuery("water_pipes", district=510104))
+    ids = sorted(f["id"] for f in by_code["features"])
+    assert ids
+    for name in ("锦江区", "锦江", "Jinjiang District", "jinjiang", "５１０１０４"):
+        got = fetch_planner_query(gis_conn, build_query("water_pipes", district=name))
+        assert sorted(f["id"] for f in got["features"]) == ids, name
+    assert all(f["properties"]["district_adcode"] == 510104 for f in by_code["features"])
+    # pipes that cross into Jinjiang from a neighbour stay with their own district
+    crossing = {
+        r[0]
+        for r in gis_conn.execute(
+            "SELECT p.pipe_id FROM water_pipes p, districts d WHERE d.adcode = 510104"
+            " AND ST_Intersects(p.geom, d.geom) AND p.district_adcode <> 510104"
+        )
+    }
+    assert crossing and not crossing & set(ids)
+    with pytest.raises(QueryError, match=r"no district named '天府区'.*锦江区"):
+        fetch_planner_query(gis_conn, build_query("water_pipes", district="天府区"))
+
+
+def test_filters_typed_on_a_chinese_keyboard_are_read() -> None:
+    assert parse_filter("water_pipes", "install_year＜１９９０") == parse_filter(
+        "water_pipes", "install_year<1990"
+    )
+    assert parse_filter("facilities", "kind＝school") == parse_filter("facilities", "kind=school")
