@@ -44,7 +44,15 @@ def _page(lang: str, title: str, body: str) -> str:
 <title>{e(title)} · {e(t(lang, "app.title"))}</title>
 <link rel="stylesheet" href="/assets/style.css"></head>
 <body><main class="panel login-box">
+<p class="login-lang">{_language_switch(lang)}</p>
 <h2>{e(t(lang, "app.title"))} · {e(title)}</h2>{body}</main></body></html>"""
+
+
+def _language_switch(lang: str) -> str:
+    """The other language, on the same page (each name in its own language)."""
+    if lang == "en":
+        return '<a id="lang-switch" href="?lang=zh" lang="zh-CN" hreflang="zh-CN">中文</a>'
+    return '<a id="lang-switch" href="?lang=en" lang="en" hreflang="en">English</a>'
 
 
 def render_login_page(

@@ -179,3 +179,17 @@ def test_emergency_user_acknowledges_in_the_console(
     assert severe_console_messages(browser) == []
     browser.save_screenshot(str(screenshots / "alerts.png"))
     browser_logout(browser, dash_server.url)
+
+
+def test_the_login_page_switches_language_before_anyone_logs_in(dash_server, browser):
+    open_page(browser, dash_server.url + "/login")
+    assert "用户名" in page_text(browser)
+    link = browser.find_element(By.ID, "lang-switch")
+    assert link.text == "English"
+    link.click()
+    wait_for(lambda: "User name" in page_text(browser), what="the English login page")
+    text = page_text(browser)
+    assert "用户名" not in text and browser.find_element(By.ID, "lang-switch").text == "中文"
+    # the form posts in the language chosen
+    form = browser.find_element(By.TAG_NAME, "form")
+    assert form.get_attribute("action").endswith("/login?lang=en")
