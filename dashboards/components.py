@@ -193,7 +193,7 @@ def alerts_table(
                 state,
                 html.Td(display_text(a.assignee or "—")),
             ]
-        rows.append(_alert_row(cells, a, f"sev-row-{a.severity}"))
+        rows.append(_alert_row(cells, a, f"sev-row-{a.severity}", table_id if selectable else ""))
     head = [t(lang, "col.time"), *_alert_head(lang), t(lang, "col.age")]
     if selectable:
         head = ["#", *head, t(lang, "col.state"), t(lang, "col.assignee")]
@@ -221,7 +221,7 @@ def shelved_table(
             html.Td(display_text(a.shelved_by or "—")),
             html.Td(display_text(a.shelve_reason or "—"), className="shelve-reason"),
         ]
-        rows.append(_alert_row(cells, a, "shelved-row"))
+        rows.append(_alert_row(cells, a, "shelved-row", table_id))
     head = [
         "#",
         *_alert_head(lang),
@@ -249,13 +249,19 @@ def _alert_cells(lang: str, a: AlertRow) -> list[html.Td]:
 
 
 def _pick_cell(table_id: str, a: AlertRow) -> html.Td:
-    """The button that selects the alert (its id is a pattern the console's callback matches)."""
-    button_id = {"type": f"{table_id}-pick", "alert": a.alert_id}
-    return html.Td(html.Button(f"#{a.alert_id}", id=button_id, className="pick"))
+    """The alert's number, shown as a button: a tap on it, or anywhere on its row, selects it
+    (the row carries the id; issue 16: on a phone the badge alone was a 30x19 px target)."""
+    return html.Td(html.Button(f"#{a.alert_id}", className="pick", tabIndex="-1"))
 
 
-def _alert_row(cells: list, a: AlertRow, kind: str) -> html.Tr:
-    return html.Tr(cells, className=f"alert-row {kind}", **{"data-alert-id": str(a.alert_id)})
+def _alert_row(cells: list, a: AlertRow, kind: str, table_id: str = "") -> html.Tr:
+    """An alert's row; with ``table_id`` the whole row selects it (an id the console's callback
+    matches as a pattern), and is reachable with the keyboard."""
+    extra: dict[str, object] = {"data-alert-id": str(a.alert_id)}
+    if table_id:
+        extra |= {"id": {"type": f"{table_id}-pick", "alert": a.alert_id}, "tabIndex": "0"}
+        kind += " pickable"
+    return html.Tr(cells, className=f"alert-row {kind}", **extra)
 
 
 def _scrolling(table: html.Table) -> html.Div:

@@ -44,3 +44,29 @@ def test_alert_console_on_a_phone(dash_server, browser, screenshots):
         browser.save_screenshot(str(screenshots / "alerts-phone.png"))
     finally:
         set_viewport(browser, 1920, 1080)
+
+
+def test_on_a_phone_a_tap_anywhere_on_an_alert_selects_it(dash_server, browser):
+    """Emergency staff on a phone open an alert by tapping its row (its message, not only the
+    number badge), and every row is at least 44 px tall."""
+    set_viewport(browser, 390, 844)
+    try:
+        open_page(browser, dash_server.url + "/alerts?lang=en")
+        row = wait_for(
+            lambda: browser.find_element(By.CSS_SELECTOR, "#alerts-table tr.pickable"),
+            what="a selectable alert row",
+        )
+        alert_id = row.get_attribute("data-alert-id")
+        heights = browser.execute_script(
+            "return [...document.querySelectorAll('#alerts-table tr.pickable')]"
+            ".map(r => r.getBoundingClientRect().height)"
+        )
+        assert heights and min(heights) >= 44, heights
+        badge = row.find_element(By.CSS_SELECTOR, "button.pick").rect
+        assert badge["height"] >= 44 and badge["width"] >= 44, badge
+        message = row.find_element(By.CSS_SELECTOR, "td.message")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", message)
+        message.click()
+        wait_for(lambda: f"Selected alert: {alert_id}" in page_text(browser), what="selection")
+    finally:
+        set_viewport(browser, 1920, 1080)
