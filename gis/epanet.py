@@ -178,7 +178,57 @@ def import_epanet_report(
         demo_sensors = fetch_demo_water_sensors(conn)
         counts = write_layers(conn, frames, source=source, demo=demo)
         retired = retire_demo_water_sensors(conn, demo_sensors)
+        write_model_source(conn, path)
     return counts, retired
+
+
+_LAYER_VERSIONS = (
+    "SELECT (SELECT version FROM gis_layers WHERE name = 'water_nodes'),"
+    " (SELECT version FROM gis_layers WHERE name = 'water_pipes')"
+)
+
+
+def write_model_source(conn, path: Path) -> None:  # (psycopg.Connection, Path)
+    """Keep the EPANET text behind the water layers just written (their versions with it):
+    its pumps, valves, tanks, patterns and controls, which the layers do not hold."""
+    versions = conn.execute(_LAYER_VERSIONS).fetchone()
+    conn.execute(
+        "INSERT INTO water_model_source (id, inp, file_name, nodes_version, pipes_version)"
+        " VALUES (1, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET inp = EXCLUDED.inp,"
+        " file_name = EXCLUDED.file_name, nodes_version = EXCLUDED.nodes_version,"
+        " pipes_version = EXCLUDED.pipes_version, imported_at = now()",
+        (path.read_text(encoding="utf-8", errors="replace"), path.name, *versions),
+    )
+
+
+def fetch_model_source(conn):  # (psycopg.Connection) -> wntr model | None
+    """The imported EPANET model, while the water layers are still the ones it produced, with
+    each node at its layer position (EPSG:4544 metres, as ``layers_to_wntr`` places them);
+    None when there is none or a layer was reloaded since."""
+    import tempfile
+
+    row = conn.execute(
+        "SELECT s.inp, s.file_name FROM water_model_source s"
+        " WHERE s.nodes_version = (SELECT version FROM gis_layers WHERE name = 'water_nodes')"
+        " AND s.pipes_version = (SELECT version FROM gis_layers WHERE name = 'water_pipes')"
+    ).fetchone()
+    if row is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="cityops-model-") as tmp:
+        path = Path(tmp) / "model.inp"
+        path.write_text(row[0], encoding="utf-8")
+        wn = read_epanet(path)
+    placed = {
+        r[0]: (float(r[1]), float(r[2]))
+        for r in conn.execute("SELECT node_id, ST_X(geom_m), ST_Y(geom_m) FROM water_nodes")
+    }
+    for name in wn.node_name_list:
+        if name not in placed:
+            return None  # the layers and the text disagree: the layers win
+        wn.get_node(name).coordinates = placed[name]
+    for name in wn.link_name_list:
+        wn.get_link(name).vertices = []  # model units; the layers have the drawn geometry
+    return wn
 
 
 def model_to_lonlat(
@@ -287,8 +337,14 @@ def layers_to_wntr(nodes: gpd.GeoDataFrame, pipes: gpd.GeoDataFrame, *, crs: str
 
 
 def fetch_water_model(conn):  # (psycopg.Connection) -> wntr.network.WaterNetworkModel
-    """The water layers in the database as a wntr model (see ``layers_to_wntr``)."""
+    """The hydraulic model of the water layers: the imported EPANET model itself while the
+    layers are the ones it produced (``fetch_model_source``: pumps, valves, tanks, patterns and
+    controls as the utility drew them), else the layers as a wntr model (``layers_to_wntr``)."""
     import shapely
+
+    stored = fetch_model_source(conn)
+    if stored is not None:
+        return stored
 
     def frame(table: str, cols: str) -> gpd.GeoDataFrame:
         cur = conn.execute(f"SELECT {cols}, ST_AsBinary(geom) FROM {table} ORDER BY 1")  # noqa: S608 - constants
@@ -318,8 +374,9 @@ MODEL_QUANTITIES = tuple(MODEL_BAND_FLOOR)
 
 
 def simulate_day(wn, pattern: list[float] | tuple[float, ...], *, step_s: int = 3600):
-    """Pressures [m], link flows [m³/s] over a day of ``wn`` with every junction's demand
-    following ``pattern`` (hourly multipliers: the layers keep no patterns), on a copy.
+    """Pressures [m], link flows [m³/s] over a day of ``wn`` with every junction's demand that
+    has no pattern of its own following ``pattern`` (hourly multipliers: the layers keep no
+    patterns; an imported model's stay), on a copy.
     Returns (pressure frame, flowrate frame), one row per step."""
     import copy
 
@@ -329,8 +386,10 @@ def simulate_day(wn, pattern: list[float] | tuple[float, ...], *, step_s: int = 
     m.add_pattern("cityops-day", list(pattern))
     for _, j in m.junctions():
         for d in j.demand_timeseries_list:
-            d.pattern_name = "cityops-day"
-    m.options.time.pattern_timestep = 3600
+            if d.pattern_name is None:  # an imported model's own patterns stay
+                d.pattern_name = "cityops-day"
+    if not m.options.time.pattern_timestep:
+        m.options.time.pattern_timestep = 3600
     try:
         hyd = run_hydraulics(m, duration_s=24 * 3600 - step_s, step_s=step_s)
     except Exception as exc:  # EPANET reports a model it cannot solve in several error types

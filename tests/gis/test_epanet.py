@@ -88,3 +88,33 @@ def test_water_layers_back_to_epanet_run_with_plausible_pressures(
     )
     wntr.network.write_inpfile(back, str(tmp_path / "net1_back.inp"))
     assert (tmp_path / "net1_back.inp").stat().st_size > 0
+
+
+def test_the_imported_model_itself_is_the_hydraulic_model_while_the_layers_are_its_own(
+    gis_conn: psycopg.Connection,
+) -> None:
+    """The layers keep no pump curves, valve settings, tank shapes, patterns or controls: the
+    EPANET text that `gis import-epanet` read is the hydraulic model (limits from the model,
+    localisation) until a water layer is reloaded another way."""
+    from gis.epanet import fetch_water_model, simulate_day
+    from gis.postgis import mark_layer_loaded
+    from simulators.profiles import WATER_DEMAND_PATTERN
+
+    import_epanet(gis_conn, NET3, crs="EPSG:4544", origin=(104.06, 30.66))
+    wn = fetch_water_model(gis_conn)
+    original = wntr.network.WaterNetworkModel(str(NET3))
+    assert sorted(wn.pump_name_list) == sorted(original.pump_name_list) == ["10", "335"]
+    assert len(wn.control_name_list) == len(original.control_name_list) > 0
+    assert wn.get_node("1").diameter == pytest.approx(original.get_node("1").diameter)  # tank
+    # placed where the layers put it (EPSG:4544 metres round the origin), not in model units
+    x, y = wn.get_node("10").coordinates
+    row = gis_conn.execute(
+        "SELECT ST_X(geom_m), ST_Y(geom_m) FROM water_nodes WHERE node_id = '10'"
+    ).fetchone()
+    assert (x, y) == pytest.approx(row)
+    pressure, _ = simulate_day(wn, WATER_DEMAND_PATTERN)
+    assert pressure[original.junction_name_list].min().min() > -1.0  # no vacuum: pumps run
+    # a water layer reloaded otherwise: the text no longer describes it, the layers do
+    mark_layer_loaded(gis_conn, "water_pipes", 1)
+    rebuilt = fetch_water_model(gis_conn)
+    assert rebuilt.pump_name_list == [] and rebuilt.control_name_list == []
