@@ -107,7 +107,23 @@ def test_the_scheduler_runs_every_policy_job(db_url: str) -> None:
 
     # TimescaleDB's launcher looks for new databases once a minute (bgw_launcher_poll_time
     # 60 s) before it starts their scheduler: about 60 s alone here, more under a full suite
-    wait_for(all_succeeded, timeout_s=180, interval_s=0.5)
+    try:
+        wait_for(all_succeeded, timeout_s=180, interval_s=0.5)
+    except AssertionError as timed_out:
+        # say which job did not run, or failed, and whether the database has a scheduler
+        stats = query(
+            db_url,
+            "SELECT job_id, last_run_status, total_runs, total_failures, next_start"
+            " FROM timescaledb_information.job_stats WHERE job_id = ANY(%s) ORDER BY job_id",
+            ([j for j, _ in jobs],),
+        )
+        workers = query(
+            db_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'TimescaleDB%%'",
+        )
+        raise AssertionError(
+            f"policy jobs not all run: {stats}; TimescaleDB workers {workers}"
+        ) from timed_out
 
 
 def test_a_late_reading_into_a_compressed_chunk_is_stored_once(
