@@ -197,6 +197,13 @@ def existing_stack_environment(root: Path) -> dict[str, str] | None:
     return stack_environment(root, state)
 
 
+def commands_stack_dir() -> Path:
+    """The stack the commands talk to: ``CITYOPS_STACK_DIR`` (a stack started with `cityops up
+    --stack-dir DIR`), else this checkout's."""
+    named = os.environ.get("CITYOPS_STACK_DIR")
+    return Path(named) if named else default_stack_dir(PROJECT_ROOT)
+
+
 def adopt_stack_environment() -> bool:
     """A command run from this checkout with no CITYOPS_DATABASE_URL takes the settings of the
     stack `cityops up` runs here (read from its 0600 secrets: no password in a command's
@@ -204,7 +211,7 @@ def adopt_stack_environment() -> bool:
     win. True when a stack's settings were taken."""
     if os.environ.get("CITYOPS_DATABASE_URL"):
         return False
-    env = existing_stack_environment(default_stack_dir(PROJECT_ROOT))
+    env = existing_stack_environment(commands_stack_dir())
     if env is None:
         return False
     for key, value in env.items():
@@ -218,7 +225,7 @@ def command_settings() -> Settings:
     that no password goes into the environment or a command's arguments)."""
     if os.environ.get("CITYOPS_DATABASE_URL"):
         return Settings()
-    env = existing_stack_environment(default_stack_dir(PROJECT_ROOT))
+    env = existing_stack_environment(commands_stack_dir())
     if env is None:
         return Settings()
     return Settings(**{k.removeprefix("CITYOPS_").lower(): v for k, v in env.items()})

@@ -59,3 +59,19 @@ def test_an_unreachable_database_is_a_message_without_its_password(
     err = capsys.readouterr().err
     assert "cannot reach the database" in err and "s3cret-pw" not in err
     assert "Traceback" not in err
+
+
+def test_commands_reach_a_stack_started_elsewhere_through_cityops_stack_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _no_database_env(monkeypatch)
+    seen: list[Path] = []
+
+    def found(root: Path) -> dict[str, str]:
+        seen.append(root)
+        return {"CITYOPS_DATABASE_URL": "postgresql://postgres:x@127.0.0.1:2/cityops"}
+
+    monkeypatch.setattr(stack, "existing_stack_environment", found)
+    monkeypatch.setenv("CITYOPS_STACK_DIR", str(tmp_path / "second"))
+    assert stack.adopt_stack_environment() is True
+    assert seen == [tmp_path / "second"]
