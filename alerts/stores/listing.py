@@ -82,12 +82,17 @@ def read_incident_list(
     since: datetime | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    """Incidents opened since ``since`` (or ever), newest first, with their centre."""
+    """Incidents opened since ``since`` (or ever), newest first, with their centre, likely
+    location, the method that placed it and its ranked candidate pipes or lines."""
     where, params = _filters(INCIDENT_STATES, state, utility, since, limit, time_col="opened_at")
     q = sql.SQL(
         "SELECT incident_id, utility, kind, severity, state, opened_at, last_alert_at,"
         " resolved_at, alert_count, kinds, ST_X(centre) AS lon, ST_Y(centre) AS lat, radius_m,"
-        " district_adcode, likely_location, explanation_zh, explanation_en"
+        " district_adcode, likely_location, explanation_zh, explanation_en,"
+        # how it was placed and the ranked candidates (alerts/enrich.py): what a crew searches
+        " affected->>'method' AS method,"
+        " CASE WHEN jsonb_typeof(affected->'candidates') = 'array' THEN ARRAY(SELECT c->>'pipe'"
+        "   FROM jsonb_array_elements(affected->'candidates') c) END AS candidates"
         " FROM incidents WHERE {} ORDER BY opened_at DESC, incident_id DESC LIMIT %(limit)s"
     ).format(where)
     with conn.cursor(row_factory=dict_row) as cur:

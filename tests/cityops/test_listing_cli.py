@@ -17,10 +17,15 @@ def events(settings: Settings) -> Settings:
     with psycopg.connect(settings.database_url) as conn:
         inc = conn.execute(
             "INSERT INTO incidents (utility, kind, severity, opened_at, last_alert_at, centre,"
-            " likely_location, explanation_zh, explanation_en) VALUES ('water', 'burst',"
+            " likely_location, explanation_zh, explanation_en, affected) VALUES ('water', 'burst',"
             " 'critical', now() - interval '10 minutes', now(),"
-            " ST_SetSRID(ST_MakePoint(104.06, 30.66), 4326), 'P-12', '疑似爆管', 'Suspected burst')"
-            " RETURNING incident_id"
+            " ST_SetSRID(ST_MakePoint(104.06, 30.66), 4326), 'P-12', '疑似爆管', 'Suspected burst',"
+            " %s::jsonb) RETURNING incident_id",
+            (
+                json.dumps(
+                    {"method": "network-model", "candidates": [{"pipe": "P-12"}, {"pipe": "P-13"}]}
+                ),
+            ),
         ).fetchone()[0]
         conn.execute(
             "INSERT INTO incidents (utility, kind, severity, state, opened_at, last_alert_at,"
@@ -93,6 +98,10 @@ def test_incidents_list_filters_and_json(events: Settings) -> None:
     every = _json(events, "incidents", "list")
     assert [(i["utility"], i["state"]) for i in every] == [("water", "open"), ("power", "resolved")]
     assert every[0]["likely_location"] == "P-12"
+    # how it was placed and where else to look, in the order a crew searches
+    assert every[0]["method"] == "network-model"
+    assert every[0]["candidates"] == ["P-12", "P-13"]
+    assert every[1]["candidates"] is None
     assert every[0]["lon"] == pytest.approx(104.06)
     opened = _json(events, "incidents", "list", "--state", "open", "--utility", "water")
     assert [i["kind"] for i in opened] == ["burst"]
