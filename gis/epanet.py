@@ -371,6 +371,7 @@ KPA_PER_M_HEAD = 9.80665  # fresh water: 1 m of head is 9.80665 kPa
 # alarm on sensor noise
 MODEL_BAND_FLOOR = {"pressure": 10.0, "flow": 0.5, "level": 0.2}
 MODEL_QUANTITIES = tuple(MODEL_BAND_FLOOR)
+TWO_WAY_LPS = 0.5  # [L/s] a link's flow beyond this both ways over the day: a two-way link
 
 
 def simulate_day(wn, pattern: list[float] | tuple[float, ...], *, step_s: int = 3600):
@@ -402,7 +403,8 @@ def modelled_range(
 ) -> tuple[float, float] | None:
     """The simulated (min, max) [canonical unit] of ``quantity`` at a network asset: a node's
     pressure or level (a tank's pressure is its level), a link's flow (magnitude: meters are
-    fitted in the flow's direction) or the pressures at its two ends. None: nothing modelled."""
+    fitted in the flow's direction; a link whose flow reverses over the day: -max..max) or the
+    pressures at its two ends. None: nothing modelled."""
     if asset_id in wn.node_name_list and quantity in ("pressure", "level"):
         s = pressure[asset_id]
         scale = KPA_PER_M_HEAD if quantity == "pressure" else 1.0
@@ -412,7 +414,12 @@ def modelled_range(
     if asset_id in wn.link_name_list:
         link = wn.get_link(asset_id)
         if quantity == "flow":
-            q = flowrate[asset_id].abs() * 1000.0  # m³/s -> L/s
+            signed = flowrate[asset_id] * 1000.0  # m³/s -> L/s
+            q = signed.abs()
+            if signed.min() < -TWO_WAY_LPS and signed.max() > TWO_WAY_LPS:
+                # a tank's link fills and empties: its meter reads both signs, whichever way it
+                # was fitted, so the band is symmetric round zero
+                return -float(q.max()), float(q.max())
             return float(q.min()), float(q.max())
         if quantity == "pressure":
             ends = pressure[[link.start_node_name, link.end_node_name]]
@@ -431,6 +438,6 @@ def model_band(
         raise ValueError(f"empty range {lo}..{hi}")
     pad = max(margin * (hi - lo), MODEL_BAND_FLOOR[quantity])
     low = lo - pad
-    if quantity in ("flow", "level"):
+    if quantity in ("flow", "level") and lo >= 0:
         low = max(low, 0.0)  # a magnitude or a level has no negative alarm
     return low, hi + pad, pad / 4

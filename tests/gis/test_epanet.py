@@ -118,3 +118,22 @@ def test_the_imported_model_itself_is_the_hydraulic_model_while_the_layers_are_i
     mark_layer_loaded(gis_conn, "water_pipes", 1)
     rebuilt = fetch_water_model(gis_conn)
     assert rebuilt.pump_name_list == [] and rebuilt.control_name_list == []
+
+
+def test_a_meter_on_a_link_that_fills_and_empties_a_tank_gets_a_two_way_band() -> None:
+    """Its flow reverses over the day: a band from 0 up would alarm every time the tank
+    drains. One-way links keep their magnitude band from zero up."""
+    import pandas as pd
+
+    from gis.epanet import model_band, modelled_range
+
+    wn = wntr.network.WaterNetworkModel(str(NET3))
+    flows = pd.DataFrame({"40": [0.02, -0.015, 0.01], "20": [0.05, 0.06, 0.04]})  # m3/s
+    lo, hi = modelled_range(None, flows, wn, "flow", "40")
+    assert (lo, hi) == pytest.approx((-20.0, 20.0))
+    low, high, _ = model_band("flow", lo, hi)
+    assert low < -20.0 and high > 20.0
+    lo1, hi1 = modelled_range(None, flows, wn, "flow", "20")
+    assert (lo1, hi1) == pytest.approx((40.0, 60.0))
+    assert model_band("flow", lo1, hi1)[0] == pytest.approx(35.0)  # 40 - 0.25 x 20
+    assert model_band("flow", 0.2, 1.0)[0] == 0.0  # a magnitude has no negative alarm
