@@ -374,10 +374,12 @@ MODEL_QUANTITIES = tuple(MODEL_BAND_FLOOR)
 TWO_WAY_LPS = 0.5  # [L/s] a link's flow beyond this both ways over the day: a two-way link
 
 
-def simulate_day(wn, pattern: list[float] | tuple[float, ...], *, step_s: int = 3600):
-    """Pressures [m], link flows [m³/s] over a day of ``wn`` with every junction's demand that
-    has no pattern of its own following ``pattern`` (hourly multipliers: the layers keep no
-    patterns; an imported model's stay), on a copy.
+def simulate_day(
+    wn, pattern: list[float] | tuple[float, ...], *, step_s: int = 3600, days: int = 1
+):
+    """Pressures [m], link flows [m³/s] over ``days`` days of ``wn`` with every junction's
+    demand that has no pattern of its own following ``pattern`` (hourly multipliers: the layers
+    keep no patterns; an imported model's stay), on a copy.
     Returns (pressure frame, flowrate frame), one row per step."""
     import copy
 
@@ -392,9 +394,9 @@ def simulate_day(wn, pattern: list[float] | tuple[float, ...], *, step_s: int = 
     if not m.options.time.pattern_timestep:
         m.options.time.pattern_timestep = 3600
     try:
-        hyd = run_hydraulics(m, duration_s=24 * 3600 - step_s, step_s=step_s)
+        hyd = run_hydraulics(m, duration_s=days * 24 * 3600 - step_s, step_s=step_s)
     except Exception as exc:  # EPANET reports a model it cannot solve in several error types
-        raise ValueError(f"the water model does not solve over a day ({exc})") from exc
+        raise ValueError(f"the water model does not solve over {days} day(s) ({exc})") from exc
     return hyd.pressure, hyd.flowrate
 
 

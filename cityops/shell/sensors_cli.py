@@ -195,6 +195,7 @@ def _lonlat_function(
 
 
 MODEL_REASON = "derived from the network model"
+MODEL_DAYS = 3  # simulated days a band covers
 
 
 @dataclass(frozen=True)
@@ -227,11 +228,11 @@ def derive_model_limits(
                 skipped.append(f"{sid} {q}: asset {asset} has no modelled {q}")
                 continue
             if q == "pressure" and rng[0] < 0:
-                # the layers keep no pump curves or valve settings: a model that loses its
-                # pumps can draw a vacuum, and a band round that would never alarm
+                # a model that draws a vacuum there (its own, or the layers without the
+                # imported model's pumps) is not this sensor's normal: no band from it
                 skipped.append(
                     f"{sid} {q}: the model's pressure at {asset} falls to {rng[0]:.0f} kPa"
-                    " (pumps and valve settings are not kept in the layers)"
+                    " (the model draws a vacuum there: a band round it would never alarm)"
                 )
                 continue
             low, high, dead = model_band(q, *rng, margin=margin)
@@ -255,8 +256,9 @@ def register(sensors_app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print, write nothing.")] = False,
     ) -> None:
         """Per-sensor limits instead of the sensor types' defaults (the demo city's). With
-        --from-model: simulate the water layers over a day (the daily demand pattern on every
-        junction), and give each pressure, flow and level sensor on a network asset the band of
+        --from-model: simulate the water model over three days (the imported EPANET model while
+        the layers are its own, with its patterns; else the layers with the daily demand pattern
+        on every junction), and give each pressure, flow and level sensor on a network asset the band of
         its own simulated range plus a margin (at least 10 kPa, 0.5 L/s, 0.2 m), written as a
         limit override with the reason "derived from the network model"."""
         import getpass
@@ -279,7 +281,9 @@ def register(sensors_app: typer.Typer) -> None:
                 if not sensors:
                     raise ImportError_("no active water sensor is placed on a network asset")
                 wn = fetch_water_model(conn)
-                pressure, flowrate = simulate_day(wn, WATER_DEMAND_PATTERN)
+                # several days: tanks and the pumps they switch do not repeat from one day to
+                # the next, and a band from one day alarms on the next
+                pressure, flowrate = simulate_day(wn, WATER_DEMAND_PATTERN, days=MODEL_DAYS)
                 limits, skipped = derive_model_limits(pressure, flowrate, wn, sensors, margin)
                 if not dry_run:
                     user = f"cli:{getpass.getuser()}"
