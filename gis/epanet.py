@@ -371,6 +371,9 @@ KPA_PER_M_HEAD = 9.80665  # fresh water: 1 m of head is 9.80665 kPa
 # alarm on sensor noise
 MODEL_BAND_FLOOR = {"pressure": 10.0, "flow": 0.5, "level": 0.2}
 MODEL_QUANTITIES = tuple(MODEL_BAND_FLOOR)
+# the least margin as a share of the largest simulated value: a flow meter's error is relative
+# (1-2 % of the reading for a magnetic meter), and a model is not the network to the per cent
+MODEL_BAND_SHARE = {"flow": 0.05}
 TWO_WAY_LPS = 0.5  # [L/s] a link's flow beyond this both ways over the day: a two-way link
 
 
@@ -435,10 +438,16 @@ def model_band(
     quantity: str, lo: float, hi: float, *, margin: float = 0.25
 ) -> tuple[float, float, float]:
     """(alarm_low, alarm_high, deadband) round a simulated range: ``margin`` times its span on
-    each side, at least ``MODEL_BAND_FLOOR``; the deadband a quarter of that margin."""
+    each side, at least ``MODEL_BAND_FLOOR`` and ``MODEL_BAND_SHARE`` of the largest value (a
+    pump that runs at one speed all day has no span, and its meter reads within a few per cent
+    of it); the deadband a quarter of that margin."""
     if hi < lo:
         raise ValueError(f"empty range {lo}..{hi}")
-    pad = max(margin * (hi - lo), MODEL_BAND_FLOOR[quantity])
+    pad = max(
+        margin * (hi - lo),
+        MODEL_BAND_FLOOR[quantity],
+        MODEL_BAND_SHARE.get(quantity, 0.0) * max(abs(lo), abs(hi)),
+    )
     low = lo - pad
     if quantity in ("flow", "level") and lo >= 0:
         low = max(low, 0.0)  # a magnitude or a level has no negative alarm
