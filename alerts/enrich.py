@@ -29,15 +29,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
 
 from alerts.enrich_power import localise_power
+from alerts.pending import PendingReadings, wait_for_readings
 from alerts.stores.incidents import read_incident_size, read_unenriched, write_context
 from alerts.stores.residuals import (
     read_area_sensors,
@@ -137,20 +137,7 @@ class LeakModelCache:
 
 
 _MODELS = LeakModelCache()
-PENDING_MAX_S = 120.0  # [s] how long an incident waits for readings after its onset
 PENDING_AFTER_S = 120.0  # [s] of readings after the onset wanted before placing it
-_pending_since: dict[tuple[str, int], float] = {}  # (database, incident) -> first try
-
-
-class PendingReadings(Exception):
-    """No readings after the incident's onset are stored yet."""
-
-
-def _waited_s(conn: psycopg.Connection, incident_id: int) -> float:
-    now = time.monotonic()
-    if len(_pending_since) > 10_000:  # incidents long gone
-        _pending_since.clear()
-    return now - _pending_since.setdefault((conn.info.dbname, incident_id), now)
 
 
 def localise_water(
@@ -168,15 +155,9 @@ def localise_water(
         state = (models or _MODELS).get(conn, opened_at)
     except (NetworkError, ValueError, KeyError) as exc:
         return f"no hydraulic model ({exc})"
-    stored_until = read_latest_pressure_ts(conn)
-    if (
-        stored_until is not None
-        and stored_until < opened_at + timedelta(seconds=PENDING_AFTER_S)
-        and _waited_s(conn, incident_id) < PENDING_MAX_S
-    ):
-        # the readings after the onset are not stored yet (ingestion a moment behind the
-        # alert engine): try again at the next round rather than settle for the nearest pipe
-        raise PendingReadings(incident_id)
+    # the readings after the onset not stored yet (ingestion a moment behind the alert engine):
+    # tried again at the next round rather than settled for the nearest pipe
+    wait_for_readings(conn, incident_id, opened_at, read_latest_pressure_ts(conn), PENDING_AFTER_S)
     if kind == SUPPLY_LOSS:
         return _supply_links(conn, members, state)
     # every placed pressure sensor of the network, not only the area's: a sensor that did not

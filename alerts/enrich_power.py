@@ -8,12 +8,11 @@ enricher (``alerts.enrich.compute_incident_context``) takes the best line as the
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
 from typing import Any
 
 import psycopg
 
+from alerts.pending import wait_for_readings
 from alerts.stores.power_faults import (
     AFTER_S,
     read_latest_power_ts,
@@ -26,7 +25,6 @@ from gis.faults import DEAD, LIVE, LOW, OVERLOADED, FaultCandidate, FaultError, 
 
 TOP_CANDIDATES = 10
 SEARCH_AREA_TOP = 5
-PENDING_MAX_S = 120.0  # [s] how long an incident waits for the readings after its onset
 METHOD_FAULT = (
     "feeder topology: the fault section between the last live and the first dead sensor "
     "(FLISR section location; Kezunovic 2011)"
@@ -37,14 +35,6 @@ METHOD_OVERLOAD = (
 )
 NOT_ON_THE_FEEDER = {"sensor_health": "a sensor fault is placed at the sensor"}
 _RANK = {DEAD: 3, OVERLOADED: 2, LOW: 1, LIVE: 0}  # several sensors on one node: the worst state
-_pending_since: dict[tuple[str, int], float] = {}
-
-
-def _waited_s(conn: psycopg.Connection, incident_id: int) -> float:
-    now = time.monotonic()
-    if len(_pending_since) > 10_000:
-        _pending_since.clear()
-    return now - _pending_since.setdefault((conn.info.dbname, incident_id), now)
 
 
 def localise_power(
@@ -52,8 +42,8 @@ def localise_power(
 ) -> tuple[list[FaultCandidate], dict[str, Any]] | str:
     """Ranked candidate lines of a power incident and what was used (``method`` and
     ``search_area``, a GeoJSON polygon in lon/lat round the first ``SEARCH_AREA_TOP``, are for
-    the caller to take out); or why not (a str). Raises ``alerts.enrich.PendingReadings`` while
-    the readings after the onset are not stored yet (up to ``PENDING_MAX_S``)."""
+    the caller to take out); or why not (a str). Raises ``alerts.pending.PendingReadings`` while
+    the readings after the onset are not stored yet (alerts/pending.py)."""
     onset = read_incident_onset(conn, incident_id)
     if onset is None:
         return "incident not found"
@@ -63,15 +53,7 @@ def localise_power(
     net = cache.get(conn, "power")[0] if cache else fetch_network(conn, "power")
     if not net.links:
         return "no power network loaded"
-    stored_until = read_latest_power_ts(conn)
-    if (
-        stored_until is not None
-        and stored_until < opened_at + timedelta(seconds=AFTER_S)
-        and _waited_s(conn, incident_id) < PENDING_MAX_S
-    ):
-        from alerts.enrich import PendingReadings  # here: enrich imports this module
-
-        raise PendingReadings(incident_id)
+    wait_for_readings(conn, incident_id, opened_at, read_latest_power_ts(conn), AFTER_S)
     observed = read_power_observations(conn, opened_at)
     states: dict[str, str] = {}
     for o in observed:

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from alerts.engine import AlertChange, Evaluation
-from alerts.enrich import PendingReadings
 from alerts.enrich_power import METHOD_FAULT, METHOD_OVERLOAD, localise_power
+from alerts.pending import PendingReadings
 from alerts.stores.batch import write_evaluation
 from alerts.stores.power_faults import read_power_observations, read_sensor_nodes
 from gis.analysis import fetch_isolation
