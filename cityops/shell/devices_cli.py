@@ -26,19 +26,30 @@ def _settings():
 
 
 def _registered_topics(sensor_ids: list[str], all_sensors: bool) -> dict[str, str]:
-    """sensor id -> its telemetry topic, for registered sensors; unknown ids are an error."""
+    """sensor id -> its telemetry topic, for registered sensors named by their catalogue id or
+    by the utility's own (``sensors.external_id``, as `sensors import` kept it); unknown ids are
+    an error. The device's identity is the catalogue id."""
     from cityops.kernel.db import connect
     from sensors.topics import telemetry_topic
 
     with connect(_settings().database_url) as conn:
         if all_sensors:
-            rows = conn.execute("SELECT sensor_id, utility FROM sensors WHERE status = 'active'")
+            rows = conn.execute(
+                "SELECT sensor_id, utility, external_id FROM sensors WHERE status = 'active'"
+            )
         else:
             rows = conn.execute(
-                "SELECT sensor_id, utility FROM sensors WHERE sensor_id = ANY(%s)", (sensor_ids,)
+                "SELECT sensor_id, utility, external_id FROM sensors"
+                " WHERE sensor_id = ANY(%s) OR external_id = ANY(%s)",
+                (sensor_ids, sensor_ids),
             )
-        found = {sid: telemetry_topic(utility, sid) for sid, utility in rows.fetchall()}
-    unknown = sorted(set(sensor_ids) - set(found))
+        rows_ = rows.fetchall()
+    found = {sid: telemetry_topic(utility, sid) for sid, utility, _ in rows_}
+    named = {sid for sid, _, _ in rows_} | {ext for _, _, ext in rows_ if ext}
+    mapped = [f"{ext} -> {sid}" for sid, _, ext in rows_ if ext and ext in sensor_ids]
+    if mapped:
+        console.print(f"utility ids mapped: {', '.join(mapped[:10])}", soft_wrap=True)
+    unknown = sorted(set(sensor_ids) - named)
     if unknown:
         console.print(f"[red]not registered sensors: {', '.join(unknown[:10])}[/]")
         raise typer.Exit(2)

@@ -472,3 +472,23 @@ def test_a_refusal_reaches_the_alert_console_as_an_alert_on_the_device(
     assert took < 5.0, f"the alert took {took:.2f} s"
     kinds = {k for k, *_ in query(db_url, sql + " WHERE sensor_id = %s", (own,))}
     assert kinds == {"device_foreign_topic", "device_subscribe"}
+
+
+def test_a_device_is_enrolled_by_the_utility_s_own_id(
+    settings: Settings, db_url: str, tmp_path: Path
+) -> None:
+    """`sensors import` keeps "PS-J-8" as the external id of catalogue id "ps-j-8"; the
+    utility enrols its devices by the ids it knows, and gets the catalogue ids' identities."""
+    import psycopg
+
+    sid = new_id("ps-j")
+    add_sensors(db_url, [(sid, "water", "water_pressure")])
+    external = sid.upper()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE sensors SET external_id = %s WHERE sensor_id = %s", (external, sid))
+    creds = tmp_path / "c.json"
+    r = run_cityops(settings, "devices", "add", external, "--credentials-file", str(creds))
+    assert r.returncode == 0, r.stderr
+    assert f"{external} -> {sid}" in r.stderr
+    assert list(json.loads(creds.read_text())) == [sid]
+    assert run_cityops(settings, "devices", "revoke", sid).returncode == 0
