@@ -374,6 +374,7 @@ MODEL_QUANTITIES = tuple(MODEL_BAND_FLOOR)
 # the least margin as a share of the largest simulated value: a flow meter's error is relative
 # (1-2 % of the reading for a magnetic meter), and a model is not the network to the per cent
 MODEL_BAND_SHARE = {"flow": 0.05}
+PDD_REQUIRED_M = 15.0  # [m] pressure for a junction's full demand (as simulators/water.py)
 TWO_WAY_LPS = 0.5  # [L/s] a link's flow beyond this both ways over the day: a two-way link
 
 
@@ -382,7 +383,7 @@ def simulate_day(
 ):
     """Pressures [m], link flows [m³/s] over ``days`` days of ``wn`` with every junction's
     demand that has no pattern of its own following ``pattern`` (hourly multipliers: the layers
-    keep no patterns; an imported model's stay), on a copy.
+    keep no patterns; an imported model's stay), pressure-driven, on a copy.
     Returns (pressure frame, flowrate frame), one row per step."""
     import copy
 
@@ -396,6 +397,13 @@ def simulate_day(
                 d.pattern_name = "cityops-day"
     if not m.options.time.pattern_timestep:
         m.options.time.pattern_timestep = 3600
+    if m.options.hydraulic.demand_model != "PDD":
+        # demand-driven, a model whose pumps cannot keep up draws a vacuum that no network
+        # has; pressure-driven (what the simulators run), a junction short of pressure takes
+        # less: full demand from 15 m, none at 0 m
+        m.options.hydraulic.demand_model = "PDD"
+        m.options.hydraulic.required_pressure = PDD_REQUIRED_M
+        m.options.hydraulic.minimum_pressure = 0.0
     try:
         hyd = run_hydraulics(m, duration_s=days * 24 * 3600 - step_s, step_s=step_s)
     except Exception as exc:  # EPANET reports a model it cannot solve in several error types
