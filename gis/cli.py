@@ -158,9 +158,9 @@ def import_epanet_cmd(
             + ", ".join(retired[:10])
             + (" ..." if len(retired) > 10 else "")
         )
-        if _area_store is not None:  # their open alerts end with them (alerts' own path)
+        if _alerts_api is not None:  # their open alerts end with them (alerts' own path)
             with _connect() as conn:
-                cleared = _area_store.clear_alerts_of_retired(conn, retired)
+                cleared = _alerts_api.clear_alerts_of_retired(conn, retired)
             if cleared:
                 console.print(f"cleared {cleared} open alerts of the retired sensors")
 
@@ -450,20 +450,20 @@ def serve_cmd(host: _Host = "127.0.0.1", port: _Port = 5001, base_url: _PublicUr
 
 # -- metered areas (DMAs): issue 15 item 2, decision 0055 ----------------------------------------
 # The areas are the alerts part's tables, which gis may not import (pyproject's contracts): the
-# shell hands its store in (``register(gis_app, area_store=alerts.api)``); a retired sensor's
+# shell hands its store in (``register(gis_app, alerts_api=alerts.api)``); a retired sensor's
 # open alerts are cleared through it too.
 areas_app = typer.Typer(
     help="Metered areas (DMAs) for the water balance: import, derive, list, show.",
     no_args_is_help=True,
 )
 app.add_typer(areas_app, name="areas")
-_area_store: Any = None
+_alerts_api: Any = None
 
 
 def _areas() -> Any:
-    if _area_store is None:
-        _fail(RuntimeError("metered areas are not wired: register(gis_app, area_store=alerts.api)"))
-    return _area_store
+    if _alerts_api is None:
+        _fail(RuntimeError("metered areas are not wired: register(gis_app, alerts_api=alerts.api)"))
+    return _alerts_api
 
 
 def _acting_user(by: str | None) -> str:
@@ -674,12 +674,13 @@ def areas_show_cmd(
     _emit(fc, output, f"area_{area_id}")
 
 
-def register(parent: typer.Typer, *, area_store: Any = None) -> None:
+def register(parent: typer.Typer, *, alerts_api: Any = None) -> None:
     """Add these commands to an existing `gis` group (keeps its `load-districts`);
-    ``area_store``: ``alerts.api``, which writes and reads the metered areas."""
-    global _area_store
-    if area_store is not None:
-        _area_store = area_store
+    ``alerts_api``: ``alerts.api``, which writes and reads the metered areas and clears a
+    retired sensor's open alerts."""
+    global _alerts_api
+    if alerts_api is not None:
+        _alerts_api = alerts_api
     for cmd in app.registered_commands:
         parent.registered_commands.append(cmd)
     for grp in app.registered_groups:

@@ -519,7 +519,7 @@ def _mount_part_commands() -> None:
 
     # the metered areas' store is the alerts part's (gis may not import it); loaded on first use
     # because alerts.api takes most of a second to import and most commands never need it
-    register(gis_app, area_store=_LazyModule("alerts.api"))
+    register(gis_app, alerts_api=_LazyModule("alerts.api"))
     register_tokens(tokens_app)
 
     from cityops.shell.devices_cli import register as register_devices

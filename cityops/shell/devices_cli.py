@@ -33,20 +33,14 @@ def _registered_topics(sensor_ids: list[str], all_sensors: bool) -> dict[str, st
     from sensors.topics import telemetry_topic
 
     with connect(_settings().database_url) as conn:
-        if all_sensors:
-            rows = conn.execute(
-                "SELECT sensor_id, utility, external_id FROM sensors WHERE status = 'active'"
-            )
-        else:
-            rows = conn.execute(
-                "SELECT sensor_id, utility, external_id FROM sensors"
-                " WHERE sensor_id = ANY(%s) OR external_id = ANY(%s)",
-                (sensor_ids, sensor_ids),
-            )
-        rows_ = rows.fetchall()
-    found = {sid: telemetry_topic(utility, sid) for sid, utility, _ in rows_}
-    named = {sid for sid, _, _ in rows_} | {ext for _, _, ext in rows_ if ext}
-    mapped = [f"{ext} -> {sid}" for sid, _, ext in rows_ if ext and ext in sensor_ids]
+        rows = conn.execute(
+            "SELECT sensor_id, utility, external_id FROM sensors"
+            " WHERE (%s AND status = 'active') OR sensor_id = ANY(%s) OR external_id = ANY(%s)",
+            (all_sensors, sensor_ids, sensor_ids),
+        ).fetchall()
+    found = {sid: telemetry_topic(utility, sid) for sid, utility, _ in rows}
+    named = {sid for sid, _, _ in rows} | {ext for _, _, ext in rows if ext}
+    mapped = [f"{ext} -> {sid}" for sid, _, ext in rows if ext and ext in sensor_ids]
     if mapped:
         console.print(f"utility ids mapped: {', '.join(mapped[:10])}", soft_wrap=True)
     unknown = sorted(set(sensor_ids) - named)

@@ -34,7 +34,7 @@ METERS = {"wf-60": "60", "wf-10": "10", "wf-40": "40", "wf-50": "50", "wf-20": "
 
 def _cli() -> typer.Typer:
     root, gis = typer.Typer(), typer.Typer()
-    register(gis, area_store=alerts.api)
+    register(gis, alerts_api=alerts.api)
     root.add_typer(gis, name="gis")
     return root
 
