@@ -117,12 +117,15 @@ def test_the_scheduler_runs_every_policy_job(db_url: str) -> None:
             " FROM timescaledb_information.job_stats WHERE job_id = ANY(%s) ORDER BY job_id",
             ([j for j, _ in jobs],),
         )
+        # (seen once: two jobs started and still running after 180 s under a loaded suite)
         workers = query(
             db_url,
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'TimescaleDB%%'",
+            "SELECT backend_type, state, wait_event_type, wait_event, left(query, 80)"
+            " FROM pg_stat_activity WHERE backend_type LIKE 'TimescaleDB%%'"
+            " OR application_name LIKE 'TimescaleDB%%'",
         )
         raise AssertionError(
-            f"policy jobs not all run: {stats}; TimescaleDB workers {workers}"
+            f"policy jobs not all run: {stats} of {jobs}; TimescaleDB workers {workers}"
         ) from timed_out
 
 
