@@ -6,6 +6,8 @@ Chinese and an unknown key raises ``KeyError`` (a test checks both catalogues ha
 
 from __future__ import annotations
 
+from dashboards import catalogues
+
 LANGUAGES = ("zh", "en")
 DEFAULT_LANGUAGE = "zh"
 
@@ -559,6 +561,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "password.simple": "Use at least 3 of upper case, lower case, digits and symbols, or at least 16 characters",
     },
 }
+
+
+catalogues.merge_into(MESSAGES)
 
 
 def normalise_language(lang: str | None) -> str:

@@ -1,0 +1,8 @@
+"""Messages of the console screens (merged into dashboards.i18n.MESSAGES)."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "zh": {},
+    "en": {},
+}
