@@ -34,7 +34,15 @@ from alerts.balance import (
 )
 from alerts.detectors import UNCONFIGURED, StreamConfig
 from alerts.detectors.base import KeyClock, Observation, Signal
-from alerts.messages import area_messages
+from alerts.messages import area_messages, quantity_names
+from alerts.source_loss import (
+    LossStep,
+    SensorClock,
+    SourceLoss,
+    SourceLossRule,
+    covered,
+    step_losses,
+)
 from sensors.catalogue import QuantityLimits
 from sensors.payload import Reading
 
@@ -105,6 +113,8 @@ class Evaluation:
     evaluated: int = 0  # readings that reached a detector
     stream_us: int | None = None  # the newest reading time evaluated (the stream's clock)
     areas: Mapping[str, AreaState] = field(default_factory=dict)  # metered areas touched
+    # the clock's look at source losses (alerts/source_loss.py); None: it did not look
+    losses: LossStep | None = None
 
 
 class Engine:
@@ -119,6 +129,10 @@ class Engine:
         self.states: dict[Key, KeyState] = dict(states or {})
         self.area_states: dict[str, AreaState] = dict(area_states or {})
         self.set_areas(areas or {})
+        # source losses (alerts/source_loss.py): the rule, the open losses, sensors' districts
+        self.loss_rule = SourceLossRule()
+        self.losses: tuple[SourceLoss, ...] = ()
+        self.districts: dict[str, int | None] = {}
         # the stream's clock: the newest reading time evaluated (replays and backlogs run on
         # it, not on the wall clock)
         self.stream_us: int | None = max(
@@ -148,14 +162,19 @@ class Engine:
         touched: dict[Key, KeyState] = {}
         changes: list[AlertChange] = []
         stamps: list[int] = []  # reading times evaluated, in time order
+        lost = covered(self.losses)
         for r in ordered:
             info = self.sensors.get(r.sensor_id)
             key = (r.sensor_id, r.quantity)
             state = touched.get(key) or self.states.get(key) or KeyState()
             if info is not None and _reaches_detectors(info, state, r):
                 stamps.append(r.ts_us)
-                touched[key] = _step(info, state, r, changes)
-        areas = self._step_areas(ordered, changes)
+                if r.sensor_id in lost:
+                    held: list[AlertChange] = []
+                    touched[key] = _held_back(_step(info, state, r, held), held, changes)
+                else:
+                    touched[key] = _step(info, state, r, changes)
+        areas = self._step_areas(ordered, changes, lost)
         # the stream's clock moves with the median reading time of the batch, not the newest:
         # one sensor with a clock 10 min fast must not make every other sensor look late
         median = stamps[len(stamps) // 2] if stamps else 0
@@ -166,16 +185,20 @@ class Engine:
         return Evaluation(tuple(changes), touched, unknown, len(stamps), stream, areas)
 
     def _step_areas(
-        self, ordered: Sequence[Reading], changes: list[AlertChange]
+        self, ordered: Sequence[Reading], changes: list[AlertChange], lost: frozenset[str]
     ) -> dict[str, AreaState]:
-        """The water balance of each metered area the batch's inlet flows touch."""
+        """The water balance of each metered area the batch's inlet flows touch, except areas
+        metered by a sensor of an open source loss (their balance would see the gap)."""
         flows: dict[str, list[tuple[str, int, float]]] = {}
+        blind = {area_id for sid in lost for area_id in self._meters.get(sid, ())}
         for r in ordered:
             if r.quantity == "flow" and r.sensor_id in self._meters and math.isfinite(r.value):
                 for area_id in self._meters[r.sensor_id]:
                     flows.setdefault(area_id, []).append((r.sensor_id, r.ts_us, r.value))
         areas: dict[str, AreaState] = {}
         for area_id, area_flows in flows.items():
+            if area_id in blind:
+                continue
             spec = self.areas[area_id]
             before = self.area_states.get(area_id) or AreaState()
             areas[area_id], events = step_area(spec, before, area_flows)
@@ -183,14 +206,25 @@ class Engine:
         return areas
 
     def check_clock(self, now_us: int) -> Evaluation:
-        """What the stream's clock raises between readings (silence): every key's detectors'
-        ``on_clock`` at ``now_us`` [us] (pure: the caller gives the time)."""
+        """What the stream's clock raises between readings (silence): first the source losses
+        (alerts/source_loss.py), then every key's detectors' ``on_clock`` at ``now_us`` [us],
+        except for the sensors of an open loss: they raise nothing, and a silent alert one of
+        them raised before its loss was seen is cleared into it (pure: the caller gives the
+        time)."""
+        losses = step_losses(self.sensor_clocks(), self.losses, self.loss_rule, now_us)
+        lost = covered(losses.open)
         changes: list[AlertChange] = []
         touched: dict[Key, KeyState] = {}
         for (sensor_id, quantity), state in self.states.items():
             info = self.sensors.get(sensor_id)
             cfg = info.streams.get(quantity) if info is not None else None
             if info is None or cfg is None:
+                continue
+            if sensor_id in lost:
+                if "silent" in state.active:
+                    changes.append(_into_loss(info, quantity, state, now_us))
+                    active = state.active - {"silent"}
+                    touched[(sensor_id, quantity)] = msgspec.structs.replace(state, active=active)
                 continue
             clock = KeyClock(
                 sensor_id,
@@ -206,11 +240,38 @@ class Engine:
                 changes += [_change(s, info, quantity, now_us) for s in signals]
                 active = _after(state.active, signals)
                 touched[(sensor_id, quantity)] = msgspec.structs.replace(state, active=active)
-        return Evaluation(tuple(changes), touched)
+        return Evaluation(tuple(changes), touched, losses=losses)
+
+    def sensor_clocks(self) -> list[SensorClock]:
+        """Each sensor's newest reading over its watched keys and its usual interval (the
+        larger of its type's and its own), for the source-loss rule; sensors whose rhythm is
+        not known yet (fewer than two arrivals) are left out, as the silent detector does."""
+        newest: dict[str, tuple[int, float]] = {}
+        for (sensor_id, quantity), st in self.states.items():
+            info = self.sensors.get(sensor_id)
+            if info is None or quantity not in info.streams:
+                continue
+            if st.last_ts_us is None or st.interval_us is None:
+                continue
+            usual = max(info.expected_interval_s * US, st.interval_us)
+            last, interval = newest.get(sensor_id, (st.last_ts_us, usual))
+            newest[sensor_id] = (max(last, st.last_ts_us), min(interval, usual))
+        return [
+            SensorClock(
+                sid,
+                self.sensors[sid].utility,
+                self.districts.get(sid),
+                last,
+                usual,
+            )
+            for sid, (last, usual) in sorted(newest.items())
+        ]
 
     def commit(self, evaluation: Evaluation) -> None:
         self.states.update(evaluation.states)
         self.area_states.update(evaluation.areas)
+        if evaluation.losses is not None:
+            self.losses = evaluation.losses.open
         if evaluation.stream_us is not None:
             self.stream_us = max(self.stream_us or 0, evaluation.stream_us)
 
@@ -238,6 +299,37 @@ def _step(info: SensorInfo, state: KeyState, r: Reading, out: list[AlertChange])
             obs = msgspec.structs.replace(obs, active=_after(obs.active, signals))
             out += [_change(s, info, r.quantity, r.ts_us) for s in signals]
     return KeyState(r.ts_us, obs.active, state.interval_us, state.arrived_us, own)
+
+
+def _held_back(state: KeyState, signals: list[AlertChange], out: list[AlertChange]) -> KeyState:
+    """A reading of a sensor in an open source loss: what it raises is dropped (the gap and the
+    backlog after it say nothing about the city), and the kinds it would have raised are left
+    inactive, so that a condition that lasts raises at the first reading after the loss; its
+    clears of alerts raised before the loss go through."""
+    dropped = {c.kind for c in signals if c.event == "raised"}
+    out += [c for c in signals if c.event != "raised"]
+    if not dropped:
+        return state
+    return msgspec.structs.replace(state, active=state.active - dropped)
+
+
+def _into_loss(info: SensorInfo, quantity: str, state: KeyState, now_us: int) -> AlertChange:
+    """The clear of a silent alert whose sensor turned out to be part of a source loss."""
+    q_zh, q_en = quantity_names(quantity)
+    sid = info.sensor_id
+    return AlertChange(
+        "cleared",
+        sid,
+        info.utility,
+        quantity,
+        "silent",
+        "warning",
+        0.0,
+        None,
+        now_us,
+        f"{sid} {q_zh}无数据归入数据源中断",
+        f"{sid}: missing {q_en} readings are part of a source loss",
+    )
 
 
 def _after(active: frozenset[str], signals: Iterable[Signal]) -> frozenset[str]:

@@ -44,7 +44,16 @@ from alerts.security import (
     device_refusal_change,
     parse_device_event,
 )
-from alerts.stores import alert_rows, balance_state, catalogue, detector_state, incidents, outbox
+from alerts.source_loss import describe
+from alerts.stores import (
+    alert_rows,
+    balance_state,
+    catalogue,
+    detector_state,
+    incidents,
+    outbox,
+    source_loss,
+)
 from alerts.stores.actions import escalate_due
 from alerts.stores.batch import write_evaluation
 from alerts.stores.outbox import OutboxEvent
@@ -143,6 +152,11 @@ class AlertService:
         self._balance_saved = time.monotonic()
         self._balance_dirty: set[str] = set()  # areas that learnt since the last save
 
+    @property
+    def _worker(self) -> str:
+        """This worker's partition as the source losses it keeps are marked: ``k/n``."""
+        return f"{self.partition[0]}/{self.partition[1]}"
+
     # -- database ---------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
@@ -181,10 +195,13 @@ class AlertService:
             if not self._sensors_loaded:
                 learnt = balance_state.read_balance_states(conn)
                 self.engine = Engine(sensors, self._restore(conn, sensors), areas, learnt)
+                self.engine.losses = source_loss.read_open_losses(conn, self._worker)
                 self._note_stream_clock()
             else:
                 self.engine.sensors = dict(sensors)
                 self.engine.set_areas(areas)
+            self.engine.loss_rule = source_loss.read_rule(conn)
+            self.engine.districts = source_loss.read_sensor_districts(conn)
             self._sensors_loaded = time.monotonic()
 
         self._retry("loading sensors", load)
@@ -555,6 +572,15 @@ class AlertService:
             return
         self._silence_checked_us = now_us
         silence = self.engine.check_clock(now_us)
+        changed = silence.losses.changed if silence.losses is not None else ()
+        if changed:
+            # the losses first: a crash before the alerts are stored finds them at the restart
+            self._retry(
+                "storing source losses",
+                lambda: source_loss.write_losses(self._db(), changed, self._worker),
+            )
+            for loss in changed:
+                log.warning("%s", describe(loss)[1] + (" (closed)" if not loss.is_open else ""))
         if silence.changes:
             events = self._retry(
                 "storing silent alerts",
@@ -563,6 +589,8 @@ class AlertService:
             self.engine.commit(silence)
             self._publish(events)  # type: ignore[arg-type]
             self._group()
+        else:
+            self.engine.commit(silence)
 
     def _publish_outbox(self) -> None:
         """Events committed by an engine that stopped before publishing them."""

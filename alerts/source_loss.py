@@ -1,0 +1,215 @@
+"""Source loss: many sensors falling silent together is one loss of data, not a city event (pure).
+
+When a gateway, the broker or the ingest path stops, every sensor behind it stops at once. One
+silent alert per sensor (and the power monitors' silence read as outages, the customers that
+implies) would turn the city red; instead the engine opens one *source loss* that says what
+stopped (the whole stream, one utility's stream, or one district's sensors) and since when.
+
+The rule (decision 0076), on the stream's clock, per sensor (its newest reading over its keys,
+and its usual interval: the larger of its type's and its own smoothed one):
+
+* a sensor is **overdue** when nothing came for ``overdue_factor`` x its usual interval (2 by
+  default: before the silent detector's 3, so a mass stop is seen as one loss before any
+  single sensor is called silent);
+* overdue sensors not yet in a loss, whose last readings lie within ``window_s`` of the newest
+  of them, open a loss of a scope when they are at least ``min_sensors`` and at least
+  ``min_share`` of that scope's sensors; the broadest scope that qualifies wins (the stream,
+  then a utility, then a district), and a scope has at most one open loss;
+* while a loss is open, overdue sensors of its scope that stopped with it (last reading within
+  ``window_s`` before its ``since``) join it;
+* the loss's members raise no silent alert and no process alarm (the engine drops them), and
+  metered areas metered by a member do not step their water balance: the gap, and the backlog
+  replayed after it, say nothing about the city;
+* once a member reports again the loss is *back*; ``settle_s`` of stream time later it closes by
+  itself. A member still silent then is an ordinary silent sensor (or part of a narrower loss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+US = 1_000_000
+SCOPES = ("stream", "utility", "district")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLossRule:
+    """When silence is a loss of the source rather than of sensors (configurable:
+    ``source_loss_rule``, migration 0077)."""
+
+    min_sensors: int = 5
+    min_share: float = 0.5  # of the scope's sensors
+    overdue_factor: float = 2.0  # x the sensor's usual interval
+    window_s: float = 60.0  # members' last readings within this of each other [s]
+    settle_s: float = 60.0  # stream time from the first member back to the loss closing [s]
+    enabled: bool = True  # off: no new loss opens (open ones still close)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorClock:
+    """A sensor between readings, as the loss rule sees it."""
+
+    sensor_id: str
+    utility: str
+    district: int | None
+    last_us: int  # its newest reading [us]
+    usual_us: float  # its usual interval [us]
+
+    def overdue(self, now_us: int, factor: float) -> bool:
+        return now_us - self.last_us > factor * self.usual_us
+
+    def scope_value(self, scope: str) -> str | None:
+        if scope == "utility":
+            return self.utility
+        if scope == "district":
+            return None if self.district is None else str(self.district)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLoss:
+    """One loss of data: what stopped (``scope``: the whole ``stream``, one ``utility`` or one
+    ``district``; ``scope_value`` names which), its sensors and since when."""
+
+    scope: str
+    scope_value: str | None
+    sensors: frozenset[str]
+    group_size: int  # sensors of the scope when it opened
+    since_us: int  # the newest reading of its members when it opened: nothing came after [us]
+    noticed_us: int  # when the rule saw it [us]
+    back_us: int | None = None  # when a member was first seen reporting again [us]
+    ended_us: int | None = None  # when it closed [us]
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return self.scope, self.scope_value
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_us is None
+
+
+@dataclass(frozen=True, slots=True)
+class LossStep:
+    """What one look at the clock did: the open losses after it, and every loss it opened,
+    grew, found back or closed (for the store)."""
+
+    open: tuple[SourceLoss, ...]
+    changed: tuple[SourceLoss, ...]
+
+
+def covered(losses: Iterable[SourceLoss]) -> frozenset[str]:
+    """The sensors of the open losses."""
+    return frozenset(s for loss in losses if loss.is_open for s in loss.sensors)
+
+
+def _in_scope(clock: SensorClock, scope: str, value: str | None) -> bool:
+    return scope == "stream" or clock.scope_value(scope) == value
+
+
+def _follow(
+    loss: SourceLoss,
+    clocks: Mapping[str, SensorClock],
+    overdue: Mapping[str, SensorClock],
+    taken: set[str],
+    rule: SourceLossRule,
+    now_us: int,
+) -> SourceLoss:
+    """An open loss one look later: back once a member reports, closed ``settle_s`` after; or
+    grown by the overdue sensors of its scope that stopped with it."""
+    if loss.back_us is None:
+        back = any(
+            (c := clocks.get(s)) is not None and c.last_us > loss.since_us for s in loss.sensors
+        )
+        if back:
+            return replace(loss, back_us=now_us)
+        joining = {
+            sid
+            for sid, c in overdue.items()
+            if sid not in taken
+            and _in_scope(c, loss.scope, loss.scope_value)
+            and c.last_us >= loss.since_us - rule.window_s * US
+        }
+        if joining:
+            taken |= joining
+            return replace(loss, sensors=loss.sensors | joining)
+        return loss
+    if now_us - loss.back_us >= rule.settle_s * US:
+        return replace(loss, ended_us=now_us)
+    return loss
+
+
+def _open(
+    clocks: Sequence[SensorClock],
+    overdue: Mapping[str, SensorClock],
+    taken: set[str],
+    busy: set[tuple[str, str | None]],
+    rule: SourceLossRule,
+    now_us: int,
+) -> list[SourceLoss]:
+    """New losses among the overdue sensors no loss holds, broadest scope first."""
+    opened: list[SourceLoss] = []
+    for scope in SCOPES:
+        groups: dict[str | None, list[SensorClock]] = {}
+        for c in clocks:
+            if scope == "stream" or c.scope_value(scope) is not None:
+                groups.setdefault(c.scope_value(scope), []).append(c)
+        for value in sorted(groups, key=str):
+            if (scope, value) in busy:
+                continue
+            group = groups[value]
+            candidates = [c for c in group if c.sensor_id in overdue and c.sensor_id not in taken]
+            if not candidates:
+                continue
+            newest = max(c.last_us for c in candidates)
+            members = [c for c in candidates if c.last_us >= newest - rule.window_s * US]
+            enough = len(members) >= max(rule.min_sensors, 1)
+            if not enough or len(members) < rule.min_share * len(group):
+                continue
+            ids = frozenset(c.sensor_id for c in members)
+            taken |= ids
+            busy.add((scope, value))
+            opened.append(SourceLoss(scope, value, ids, len(group), newest, now_us))
+    return opened
+
+
+def step_losses(
+    clocks: Sequence[SensorClock],
+    losses: Sequence[SourceLoss],
+    rule: SourceLossRule,
+    now_us: int,
+) -> LossStep:
+    """The open ``losses`` followed (back, closed, grown) and new ones opened, at ``now_us``
+    [us] of the stream's clock, from every sensor's clock."""
+    by_id = {c.sensor_id: c for c in clocks}
+    overdue = {c.sensor_id: c for c in clocks if c.overdue(now_us, rule.overdue_factor)}
+    taken: set[str] = set(covered(losses))
+    still: list[SourceLoss] = []
+    changed: list[SourceLoss] = []
+    for loss in losses:
+        after = _follow(loss, by_id, overdue, taken, rule, now_us)
+        if after != loss:
+            changed.append(after)
+        if after.is_open:
+            still.append(after)
+    busy = {loss.key for loss in still}
+    opened = _open(clocks, overdue, taken, busy, rule, now_us) if rule.enabled else []
+    return LossStep(tuple(still + opened), tuple(changed + opened))
+
+
+def describe(loss: SourceLoss) -> tuple[str, str]:
+    """(zh, en) one-liners for logs and the alert engine's record: what stopped, how many."""
+    what_zh, what_en = {
+        "stream": ("全部数据流", "the whole data stream"),
+        "utility": (f"{loss.scope_value} 数据流", f"the {loss.scope_value} stream"),
+        "district": (
+            f"区县 {loss.scope_value} 的传感器",
+            f"the sensors of district {loss.scope_value}",
+        ),
+    }[loss.scope]
+    n, of = len(loss.sensors), loss.group_size
+    return (
+        f"数据源中断：{what_zh}（{of} 个传感器中 {n} 个）无数据",
+        f"source lost: no data from {what_en} ({n} of {of} sensors)",
+    )
