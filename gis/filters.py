@@ -4,20 +4,39 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gis.layers import Layer, get_layer
+from gis.layers import Column, Layer, get_layer
 
 OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "like")
+# a field is a name (install_year) or a label without spaces round it (建设年份)
 _FILTER_RE = re.compile(
-    r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>|\s+in\s+|\s+like\s+)\s*(.+?)\s*$",
+    r"^\s*([^\s<>=!]+?)\s*(<=|>=|!=|=|<|>|\s+in\s+|\s+like\s+)\s*(.+?)\s*$",
     re.IGNORECASE,
 )
 
 
 class QueryError(ValueError):
-    """A planner question that cannot be asked (unknown layer, field, operator or value)."""
+    """A planner question that cannot be asked (unknown layer, field, operator or value).
+
+    The message is English (CLI, HTTP API, logs); ``key`` and ``values`` name the problem so
+    that a screen can say it wholly in its own language (``dashboards.catalogues.planner``).
+    """
+
+    def __init__(self, message: str, key: str = "other", **values: Any) -> None:
+        super().__init__(message)
+        self.key = key
+        self.values = values
+
+
+def checked_layer(name: str) -> Layer:
+    """The catalogue's layer ``name``, or QueryError naming the known ones."""
+    try:
+        return get_layer(name)
+    except KeyError as exc:
+        raise QueryError(str(exc.args[0]), "unknown_layer", layer=name) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +47,7 @@ class Filter:
 
 
 def _coerce(layer: Layer, name: str, raw: Any) -> Any:
-    try:
-        col = layer.column(name)
-    except KeyError as exc:
-        raise QueryError(str(exc.args[0])) from None
+    col = checked_column(layer, name)
     if raw is None:
         return None
     try:
@@ -42,15 +58,31 @@ def _coerce(layer: Layer, name: str, raw: Any) -> Any:
         if col.type == "bool":
             return str(raw).strip().lower() in ("1", "true", "t", "yes", "y")
     except ValueError:
-        raise QueryError(f"{layer.name}.{name}: {raw!r} is not a {col.type}") from None
+        raise QueryError(
+            f"{layer.name}.{name}: {raw!r} is not a {col.type}",
+            "bad_value",
+            layer=layer.name,
+            field=name,
+            value=str(raw),
+            type=col.type,
+        ) from None
     return str(raw)
 
 
+def checked_column(layer: Layer, name: str) -> Column:
+    """The layer's column ``name``, or QueryError (its ``values`` carry the layer, so that a
+    screen can list the fields there are)."""
+    try:
+        return layer.column(name)
+    except KeyError as exc:
+        raise QueryError(str(exc.args[0]), "unknown_field", layer=layer.name, field=name) from None
+
+
 def make_filter(layer_name: str, field_name: str, op: str, value: Any) -> Filter:
-    layer = get_layer(layer_name)
+    layer = checked_layer(layer_name)
     op = op.strip().lower()
     if op not in OPS:
-        raise QueryError(f"unknown operator {op!r}; use one of {' '.join(OPS)}")
+        raise QueryError(f"unknown operator {op!r}; use one of {' '.join(OPS)}", "operator", op=op)
     if op == "in":
         items = value if isinstance(value, list | tuple) else str(value).strip("()").split(",")
         return Filter(
@@ -61,7 +93,7 @@ def make_filter(layer_name: str, field_name: str, op: str, value: Any) -> Filter
             ),
         )
     if op == "like":
-        layer.column(field_name)
+        checked_column(layer, field_name)
         return Filter(field_name, op, str(value))
     return Filter(field_name, op, _coerce(layer, field_name, value))
 
@@ -76,14 +108,20 @@ def parse_district(value: int | str | None) -> int | str | None:
     return int(text) if text.isdigit() else text
 
 
-def parse_filter(layer_name: str, text: str) -> Filter:
+def parse_filter(layer_name: str, text: str, aliases: Mapping[str, str] | None = None) -> Filter:
     """``install_year<1990``, ``kind=school``, ``material in cast_iron,steel``; typed on a
-    Chinese keyboard too (full-width ＜, ＝, digits and letters: NFKC)."""
+    Chinese keyboard too (full-width ＜, ＝, digits and letters: NFKC). ``aliases`` maps other
+    names of a field (a screen's labels: 建设年份, install year) to the field, lower case."""
     text = unicodedata.normalize("NFKC", text)
     m = _FILTER_RE.match(text)
     if not m:
-        raise QueryError(f"cannot read filter {text!r} (field op value, e.g. install_year<1990)")
+        raise QueryError(
+            f"cannot read filter {text!r} (field op value, e.g. install_year<1990)",
+            "unreadable",
+            text=text,
+        )
     name, op, value = m.group(1).lower(), m.group(2).strip().lower(), m.group(3).strip("'\"")
+    name = (aliases or {}).get(name, name)
     return make_filter(layer_name, name, op, value)
 
 
@@ -133,7 +171,9 @@ class PlannerQuery:
         if (self.radius_m is not None or self.nearest is not None) and not (
             self.point or self.feature
         ):
-            raise QueryError("a distance or nearest-N question needs a point or a feature")
+            raise QueryError(
+                "a distance or nearest-N question needs a point or a feature", "needs_point"
+            )
         if self.radius_m is not None and self.radius_m < 0:
             raise QueryError("radius_m must be >= 0")
         if self.nearest is not None and not 0 < self.nearest <= 10_000:
@@ -166,9 +206,11 @@ def parse_point(text: str) -> tuple[float, float]:
     try:
         lon, lat = (float(v) for v in text.split(","))
     except ValueError:
-        raise QueryError(f"a point is lon,lat (EPSG:4326), got {text!r}") from None
+        raise QueryError(
+            f"a point is lon,lat (EPSG:4326), got {text!r}", "point", text=text
+        ) from None
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise QueryError(f"point {text!r} is not a lon,lat in degrees")
+        raise QueryError(f"point {text!r} is not a lon,lat in degrees", "point", text=text)
     return lon, lat
 
 
@@ -186,10 +228,7 @@ def parse_near(text: str) -> NearLayer:
     parts = text.split(":", 2)
     if len(parts) < 2:
         raise QueryError(f"near is layer:radius_m[:filters], got {text!r}")
-    try:
-        get_layer(parts[0])
-    except KeyError as exc:
-        raise QueryError(str(exc.args[0])) from None
+    checked_layer(parts[0])
     try:
         radius = float(parts[1])
     except ValueError:
@@ -236,10 +275,7 @@ def build_query(
     offset: int = 0,
 ) -> PlannerQuery:
     """A checked ``PlannerQuery`` from the text forms the CLI and the HTTP API accept."""
-    try:
-        get_layer(layer)
-    except KeyError as exc:
-        raise QueryError(str(exc.args[0])) from None
+    checked_layer(layer)
     return PlannerQuery(
         layer=layer,
         filters=tuple(parse_filter(layer, w) for w in where if w),

@@ -277,7 +277,13 @@ def resolve_district(conn: psycopg.Connection, name: str) -> int:
         if key in (zh.lower(), zh.rstrip("区县市").lower(), en_l, short_en):
             return int(code)
     known = "、".join(zh for _, zh, _ in rows) or "none loaded (cityops gis load-districts)"
-    raise QueryError(f"no district named {name!r}; districts: {known}")
+    raise QueryError(
+        f"no district named {name!r}; districts: {known}",
+        "unknown_district",
+        name=name,
+        known_zh=[zh for _, zh, _ in rows],
+        known_en=[en or zh for _, zh, en in rows],
+    )
 
 
 def fetch_planner_query(
@@ -297,7 +303,12 @@ def fetch_planner_query(
             (q.feature[1],),
         ).fetchone()
         if found is None:
-            raise QueryError(f"no feature {q.feature[1]!r} in {q.feature[0]}")
+            raise QueryError(
+                f"no feature {q.feature[1]!r} in {q.feature[0]}",
+                "no_feature",
+                layer=q.feature[0],
+                id=q.feature[1],
+            )
     try:
         with conn.transaction():
             # short interactive queries: JIT compilation costs more than it saves (~100 ms)
@@ -314,5 +325,71 @@ def fetch_planner_query(
             for f in feats:
                 f["id"] = f["properties"].get(layer.id_column)
     except psycopg.errors.DataException as exc:
-        raise QueryError(f"the database refused the question: {exc}") from exc
+        raise QueryError(f"the database refused the question: {exc}", "refused") from exc
     return feature_collection(feats, layer=q.layer, numberReturned=len(feats))
+
+
+# -- one feature, as someone picks it on a map ---------------------------------------------------
+def fetch_feature(conn: psycopg.Connection, layer_name: str, fid: str) -> dict[str, Any] | None:
+    """One feature of a layer by its id (attributes and geometry, GeoJSON), or None."""
+    layer = get_layer(layer_name)
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in layer.column_names)
+    cur = conn.execute(
+        sql.SQL("SELECT {}, ST_AsGeoJSON(geom, 6) AS geometry FROM {} WHERE {}::text = %s").format(
+            cols, sql.Identifier(layer.table), sql.Identifier(layer.id_column)
+        ),
+        (fid,),
+    )
+    feats = rows_to_features(cur, layer.id_column)
+    return feats[0] if feats else None
+
+
+def feature_assets(layer_name: str, feature: dict[str, Any]) -> list[str]:
+    """The asset ids whose sensors belong to a feature: its id and, for a link, its end nodes
+    (the alert-history question's rule)."""
+    props = feature.get("properties") or {}
+    keys = [get_layer(layer_name).id_column]
+    if get_layer(layer_name).role == "links":
+        keys += ["from_node", "to_node"]
+    return [str(props[k]) for k in keys if props.get(k) is not None]
+
+
+def fetch_asset_alerts(
+    conn: psycopg.Connection, assets: list[str], *, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The newest alerts of the sensors on ``assets`` (open or not), newest first."""
+    rows = conn.execute(
+        "SELECT al.alert_id, al.raised_at, al.severity, al.state, al.message_zh, al.message_en,"
+        " s.sensor_id FROM alerts al JOIN sensors s ON s.sensor_id = al.sensor_id"
+        " WHERE s.asset_id = ANY(%s) ORDER BY al.raised_at DESC, al.alert_id DESC LIMIT %s",
+        (assets, limit),
+    ).fetchall()
+    names = ("alert_id", "raised_at", "severity", "state", "message_zh", "message_en", "sensor_id")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def fetch_links_in_view(
+    conn: psycopg.Connection,
+    layer_name: str,
+    bbox: tuple[float, float, float, float] | None,
+    *,
+    limit: int,
+) -> list[dict[str, Any]] | None:
+    """The links of a layer in a lon/lat box with their attributes and midpoint (``mid``: the
+    handle a map draws to pick them); None when more than ``limit`` are in view."""
+    layer = get_layer(layer_name)
+    cols = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in layer.column_names)
+    x0, y0, x1, y1 = bbox or (None, None, None, None)
+    cur = conn.execute(
+        sql.SQL(
+            "SELECT {cols}, ST_X(m.p) AS mid_lon, ST_Y(m.p) AS mid_lat FROM {t} t,"
+            " ST_LineInterpolatePoint(ST_GeometryN(t.geom, 1), 0.5) AS m(p)"
+            " WHERE %(x0)s::float8 IS NULL"
+            " OR t.geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)"
+            " ORDER BY t.{id} LIMIT %(n)s"
+        ).format(cols=cols, t=sql.Identifier(layer.table), id=sql.Identifier(layer.id_column)),
+        {"x0": x0, "y0": y0, "x1": x1, "y1": y1, "n": limit + 1},
+    )
+    names = [d.name for d in cur.description or ()]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return rows if len(rows) <= limit else None

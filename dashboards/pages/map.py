@@ -30,11 +30,25 @@ from dashboards.model import (
     parse_view,
     view_bbox,
 )
+from dashboards.planner_map import (
+    isolation_answer,
+    isolation_traces,
+    link_handles,
+    picked_panel,
+    picked_ref,
+    readable,
+)
+from dashboards.security import SIGNED_IN, Access
 from dashboards.snapshot import Bbox, SensorStates, grid_cells, select_points
+from gis.layers import NETWORKS
+from gis.planner import fetch_links_in_view
 
 PATH = "/map"
 NAV_KEY = "nav.map"
 POINTS_LIMIT = 8000  # single markers up to this many in view (WebGL), grid cells beyond
+PICK_LIMIT = 3000  # pipes or lines of one network in view that get a pick handle
+# a picked pipe's valve plan: signed in, the data classes checked in the callback (restricted)
+CALLBACK_ACCESS = {"map-isolation": Access(SIGNED_IN)}
 LAYERS = ("districts", "networks", "facilities", "sensors", "alerts")
 CITY_SPAN_DEG = 2.0
 MAP_REFRESH_MS = 10_000
@@ -56,6 +70,8 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
         ),
         html.Div(id="map-note", className="note"),
         html.Div(t(lang, "map.details"), id="map-details", className="note details"),
+        html.Div(t(lang, "map.pick_hint"), id="map-pick-note", className="note"),
+        html.Div(id="map-isolation"),
     ]
     config = {"displayModeBar": True, "scrollZoom": True, "displaylogo": False}
     return html.Div(
@@ -65,6 +81,8 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                 id="map-tick", interval=max(ctx.settings.dashboard_refresh_ms, MAP_REFRESH_MS)
             ),
             dcc.Store(id="map-view"),
+            dcc.Store(id="map-picked"),
+            dcc.Store(id="map-overlay"),
             html.Div(id="map-banner"),
             html.Div(
                 className="map-layout",
@@ -123,8 +141,10 @@ def remember_view(relayout, previous):
     return no_update if view == prev else view
 
 
-def refresh(ctx: AppContext, _n, layers, utilities, view, lang):
-    """The map for the chosen layers, utilities and view."""
+def refresh(ctx: AppContext, _n, layers, utilities, view, overlay, lang):
+    """The map for the chosen layers, utilities and view; for a signed-in user who may read
+    the networks, a pick handle on each pipe or line in view (when few enough), and the valve
+    plan of the last "isolate this pipe" over it."""
     lang = ctx.lang(lang)
     layers = set(layers or [])
     utilities = [u for u in (utilities or []) if u in UTILITIES]
@@ -134,6 +154,8 @@ def refresh(ctx: AppContext, _n, layers, utilities, view, lang):
     now = ctx.clock()
     networks: dict[str, tuple[XY, XY]] = {}
     facilities = []
+    handles: list[dict] = []
+    pick_note = ""
     try:
         with ctx.reader.connection() as conn:
             # a zoom or a layer switch reuses a snapshot up to one map refresh old, so the
@@ -148,6 +170,8 @@ def refresh(ctx: AppContext, _n, layers, utilities, view, lang):
                 facilities = ctx.cache.get(
                     "facilities", 300, lambda: queries.fetch_facilities(conn)
                 )
+            if "networks" in layers:
+                handles, pick_note = pick_handles(ctx, conn, lang, utilities, bbox)
     except queries.DatabaseUnavailable:
         return no_update, no_update, db_down_banner(lang)
     shown = sensor_layer(city.states, lang, layers, utilities, bbox, span)
@@ -165,12 +189,59 @@ def refresh(ctx: AppContext, _n, layers, utilities, view, lang):
         marker_size=9,
         uirevision="map",
     )
-    return figure, shown.note, updated_banner(lang, now, ctx.tz)
+    figure["data"] += handles + isolation_traces(lang, overlay_features(overlay))
+    note = [shown.note, html.Br(), pick_note] if pick_note else shown.note
+    return figure, note, updated_banner(lang, now, ctx.tz)
+
+
+def pick_handles(
+    ctx: AppContext, conn, lang: str, utilities: list[str], bbox: Bbox | None
+) -> tuple[list[dict], str]:
+    """Handles on the pipes and lines in view, for a user who may read those layers (the
+    map page is open; the networks' attributes are internal data), and a note when there
+    are too many in view to pick one."""
+    user = ctx.current_user()
+    if user is None:
+        return [], ""
+    traces, crowded = [], False
+    for utility in utilities:
+        layer = NETWORKS[utility][1]
+        if not readable(conn, user, [layer]):
+            continue
+        rows = fetch_links_in_view(conn, layer, bbox, limit=PICK_LIMIT)
+        if rows is None:
+            crowded = True
+        elif rows:
+            traces.append(link_handles(lang, layer, rows))
+    return traces, t(lang, "map.pick_zoom") if crowded else ""
+
+
+def overlay_features(overlay) -> list[dict]:
+    """The valve plan the browser holds to draw (its own last answer; junk draws nothing)."""
+    if not isinstance(overlay, list):
+        return []
+    return [f for f in overlay[:5000] if isinstance(f, dict)]
 
 
 def details(ctx: AppContext, click, lang):
-    """The clicked sensor's latest values and a link to its page."""
+    """The clicked sensor's latest values and a link to its page; or the clicked pipe's
+    attributes, alerts and "isolate this pipe" (what the isolate button acts on is kept)."""
     lang = ctx.lang(lang)
+    ref = picked_ref(click)
+    if ref is not None:
+        return picked_panel(ctx, lang, "map", *ref)
+    return sensor_details(ctx, lang, click), no_update
+
+
+def isolate(ctx: AppContext, _clicks, picked, lang):
+    """The picked pipe's valve plan: listed under it, and kept to draw over the map."""
+    lang = ctx.lang(lang)
+    view, features = isolation_answer(ctx, lang, picked)
+    return view, features
+
+
+def sensor_details(ctx: AppContext, lang: str, click):
+    """The clicked sensor's latest values and a link to its page."""
     point = ((click or {}).get("points") or [{}])[0]
     sensor_id = point.get("customdata")
     if not isinstance(sensor_id, str) or len(sensor_id) > 64:
@@ -209,11 +280,21 @@ def register(app: Dash, ctx: AppContext) -> None:
         Input("map-layers", "value"),
         Input("map-utilities", "value"),
         Input("map-view", "data"),
+        Input("map-overlay", "data"),
         State("lang", "data"),
     )(partial(refresh, ctx))
     app.callback(
         Output("map-details", "children"),
+        Output("map-picked", "data"),
         Input("map-graph", "clickData"),
         State("lang", "data"),
         prevent_initial_call=True,
     )(partial(details, ctx))
+    app.callback(
+        Output("map-isolation", "children"),
+        Output("map-overlay", "data"),
+        Input("map-isolate", "n_clicks"),
+        State("map-picked", "data"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(partial(isolate, ctx))

@@ -15,27 +15,41 @@ import base64
 import dataclasses
 import math
 import re
+import unicodedata
 from datetime import datetime
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 from shapely.geometry import shape
 from shapely.validation import explain_validity
 
 from access.auth import can
-from access.classes import highest_class, may_read
+from access.classes import highest_class
 from access.tokens import record_security_event
 from dashboards import queries
 from dashboards.areas_map import area_traces, fetch_area_layer
 from dashboards.components import data_table, empty_graph, panel
 from dashboards.context import AppContext, read_districts
 from dashboards.figures import build_planner_map_figure
-from dashboards.i18n import t
+from dashboards.i18n import MESSAGES, t
 from dashboards.model import display_text
-from dashboards.security import Access
+from dashboards.planner_map import (
+    field_aliases,
+    field_label,
+    field_list,
+    isolation_answer,
+    isolation_traces,
+    layer_label,
+    pick_traces,
+    picked_panel,
+    picked_ref,
+    readable,
+    value_label,
+)
+from dashboards.security import SIGNED_IN, Access
 from gis.export import build_watermark, export_bytes
 from gis.filters import (
     AlertHistory,
@@ -45,6 +59,7 @@ from gis.filters import (
     parse_filter,
     query_layers,
 )
+from gis.layers import LAYERS
 from gis.planner import fetch_planner_query
 from gis.postgis import fetch_layer_classes
 
@@ -55,6 +70,10 @@ NAV_KEY = "nav.planner"
 CALLBACK_ACCESS = {
     "planner-query": Access("planner.query", triggers=("planner-run.n_clicks",)),
     "planner-download": Access("planner.query"),
+    # a picked feature and its valve plan: signed in, and the layers' data classes checked in
+    # the callbacks (a valve plan is restricted: emergency and admin)
+    "planner-pick": Access(SIGNED_IN),
+    "planner-isolation": Access(SIGNED_IN),
 }
 MAX_RADIUS_M = 100_000.0  # the whole city fits in 100 km around its centre
 TABLE_ROWS = 200
@@ -86,26 +105,53 @@ ALERT_FIELDS = (
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
+    user = ctx.current_user()
+    if not can(user, "planner.query"):  # the form is for those who may ask: say who may
+        return html.Div(className="page planner-page", children=[purpose_panel(lang, user)])
     config = {"scrollZoom": True, "displaylogo": False}
     answer_map = empty_graph("planner-map", config, className="map-graph", style={"height": "52vh"})
-    table = html.Div(id="planner-table", className="table-scroll")
-    controls = panel(
-        None,
-        *_layer_fields(lang),
-        *_area_fields(lang),
-        *_near_fields(lang),
-        *_alert_fields(lang),
-        _action_buttons(lang, can(ctx.current_user(), "planner.query")),
-        kind="controls",
+    fields = html.Div(
+        [*_layer_fields(lang), *_area_fields(lang), *_near_fields(lang), *_alert_fields(lang)],
+        className="planner-fields",
     )
-    answers = html.Div([panel(None, answer_map), panel(None, table, style={"maxHeight": "30vh"})])
+    controls = panel(None, fields, _action_buttons(lang), kind="controls planner-controls")
+    status = html.Div(t(lang, "planner.start"), id="planner-message", role="status")
+    results = panel(None, status, html.Div(id="planner-table", className="table-scroll"))
+    picked = panel(
+        None,
+        html.Div(t(lang, "planner.pick_hint"), id="planner-pick", className="note"),
+        html.Div(id="planner-isolation"),
+        kind="pick-panel",
+    )
+    answers = html.Div(
+        [panel(None, answer_map), html.Div([results, picked], className="planner-bottom")],
+        className="planner-answers",
+    )
     return html.Div(
         className="page planner-page",
         children=[
             dcc.Store(id="planner-query"),
+            dcc.Store(id="planner-picked"),
             dcc.Download(id="planner-download"),
             html.Div(className="map-layout", children=[controls, answers]),
         ],
+    )
+
+
+def purpose_panel(lang: str, user: Any) -> html.Section:
+    """What the page is for and which role asking needs, for those who may not ask."""
+    if user is None:
+        need: Any = [
+            t(lang, "planner.need_login") + " ",
+            html.A(t(lang, "nav.login"), href="/login"),
+        ]
+    else:
+        need = t(lang, "planner.need_role", role=t(lang, "role." + user.role))
+    return panel(
+        t(lang, "nav.planner"),
+        html.P(t(lang, "planner.purpose"), id="planner-purpose"),
+        html.P(need, id="planner-need-role", className="note"),
+        kind="planner-purpose",
     )
 
 
@@ -115,23 +161,43 @@ def _text_input(input_id: str, placeholder: str, *, spaced: bool = False, **prop
     return dcc.Input(id=input_id, placeholder=placeholder, type="text", style=style, **props)
 
 
-def _layer_options() -> list[dict[str, str]]:
-    return [{"label": x, "value": x} for x in LAYER_CHOICES]
+def _layer_options(lang: str) -> list[dict[str, str]]:
+    return [{"label": layer_label(lang, x), "value": x} for x in LAYER_CHOICES]
 
 
 def _layer_fields(lang: str) -> list:
     return [
         html.H3(t(lang, "planner.layer")),
         dcc.Dropdown(
-            id="planner-layer", options=_layer_options(), value="water_pipes", clearable=False
+            id="planner-layer",
+            options=_layer_options(lang),
+            value="water_pipes",
+            clearable=False,
         ),
         html.H3(t(lang, "planner.where")),
         dcc.Textarea(
             id="planner-where",
-            placeholder="install_year<1990\nmaterial in cast_iron,steel",
+            placeholder=t(lang, "planner.where_example"),
             style={"width": "100%", "height": "4.5rem"},
         ),
+        html.Details(
+            [
+                html.Summary(t(lang, "planner.fields")),
+                html.Div(fields_view(lang, "water_pipes"), id="planner-fields"),
+            ],
+            className="planner-field-list",
+        ),
     ]
+
+
+def fields_view(lang: str, layer: Any) -> list:
+    """The chosen layer's fields by label, with the name a condition may use."""
+    if layer not in LAYER_CHOICES:
+        return []
+    items = [
+        html.Li([html.Span(label), " ", html.Code(name)]) for label, name in field_list(lang, layer)
+    ]
+    return [html.Ul(items)]
 
 
 def _area_fields(lang: str) -> list:
@@ -149,14 +215,14 @@ def _near_fields(lang: str) -> list:
         html.H3(t(lang, "planner.near")),
         dcc.Dropdown(
             id="planner-near-layer",
-            options=_layer_options(),
+            options=_layer_options(lang),
             value=None,
             placeholder=t(lang, "planner.near_layer"),
         ),
         _text_input("planner-near-distance", t(lang, "planner.near_distance"), spaced=True),
         dcc.Textarea(
             id="planner-near-where",
-            placeholder=t(lang, "planner.near_where"),
+            placeholder=t(lang, "planner.near_where_example"),
             style={"width": "100%", "height": "2.6rem", "marginTop": "0.3rem"},
         ),
     ]
@@ -176,24 +242,15 @@ def _alert_fields(lang: str) -> list:
     ]
 
 
-def _action_buttons(lang: str, allowed: bool = True) -> html.Div:
-    """Run, clear and export; they stay in view while the fields above scroll. Disabled for
-    those who may not ask (the server refuses their calls anyway: CALLBACK_ACCESS)."""
-    run = html.Button(
-        t(lang, "planner.run"), id="planner-run", className="action", disabled=not allowed
-    )
+def _action_buttons(lang: str) -> html.Div:
+    """Run, clear and export, below the fields (which scroll above them: never covered)."""
+    run = html.Button(t(lang, "planner.run"), id="planner-run", className="action")
     clear = html.Button(t(lang, "planner.clear_polygon"), id="planner-clear", className="action")
     exports = [
-        html.Button(f, id=f"planner-export-{f}", className="action", disabled=not allowed)
-        for f in EXPORT_FORMATS
+        html.Button(f.upper(), id=f"planner-export-{f}", className="action") for f in EXPORT_FORMATS
     ]
-    refused = "" if allowed else html.Span(t(lang, "planner.forbidden"), className="note")
     return html.Div(
-        [
-            html.Div([run, clear], className="form-row"),
-            html.Div(refused, id="planner-message", role="status"),
-            html.Div(exports, className="form-row"),
-        ],
+        [html.Div([run, clear], className="form-row"), html.Div(exports, className="form-row")],
         className="planner-actions",
     )
 
@@ -260,17 +317,30 @@ def _lines(value: Any) -> list[str]:
 
 
 def _number(text: Any, what: str, low: float, high: float, *, unit: str = "") -> float:
-    """A finite number in (low, high] from the form, or QueryError saying what is wanted."""
+    """A finite number in (low, high] from the form, or QueryError saying what is wanted
+    (``what``: a ``planner.what.*`` key)."""
     value = None
     if isinstance(text, str) and len(text) <= 32:
         try:
-            value = float(text)
+            value = float(unicodedata.normalize("NFKC", text))
         except ValueError:
             value = None
     if value is None or not math.isfinite(value):
-        raise QueryError(f"{what} must be a number, got {display_text(text)!r}")
+        raise QueryError(
+            f"{what} must be a number, got {display_text(text)!r}",
+            "number",
+            what=what,
+            value=display_text(text),
+        )
     if not low < value <= high:
-        raise QueryError(f"{what} must be more than {low:g} and at most {high:,.0f}{unit}")
+        raise QueryError(
+            f"{what} must be more than {low:g} and at most {high:,.0f}{unit}",
+            "range",
+            what=what,
+            low=low,
+            high=high,
+            unit=unit,
+        )
     return value
 
 
@@ -281,27 +351,32 @@ def check_polygon(polygon: Any) -> dict[str, Any] | None:
     try:
         geom = shape(polygon)
     except Exception as exc:  # shapely raises several types for malformed input
-        raise QueryError(f"polygon: {exc}") from None
+        raise QueryError(f"polygon: {exc}", "polygon_bad") from None
     if geom.geom_type != "Polygon" or geom.is_empty:
-        raise QueryError("the area must be one polygon")
+        raise QueryError("the area must be one polygon", "polygon_one")
     if not geom.is_valid:
-        raise QueryError(f"the polygon is not valid ({explain_validity(geom)}): redraw it")
+        raise QueryError(
+            f"the polygon is not valid ({explain_validity(geom)}): redraw it", "polygon_invalid"
+        )
     return polygon  # type: ignore[no-any-return]
 
 
 def checked_near(near: Any):
     """A gis.filters.NearLayer from the spec's near part, or QueryError."""
     if not isinstance(near, dict):
-        raise QueryError("near: not a question")
+        raise QueryError("near: not a question", "not_a_question")
     other = near.get("layer")
     if other in (None, ""):
-        raise QueryError("near: choose the other layer")
+        raise QueryError("near: choose the other layer", "near_layer")
     if other not in LAYER_CHOICES:
-        raise QueryError(f"near: unknown layer {display_text(other)!r}")
+        raise QueryError(
+            f"near: unknown layer {display_text(other)!r}", "unknown_layer", layer=other
+        )
     if near.get("distance") is None:
-        raise QueryError(f"near: how far from {other}? (metres)")
-    distance = _number(near.get("distance"), "the distance", 0, MAX_NEAR_M, unit=" m")
-    filters = tuple(parse_filter(other, w) for w in _lines(near.get("where")))
+        raise QueryError(f"near: how far from {other}? (metres)", "near_distance", layer=other)
+    distance = _number(near.get("distance"), "distance", 0, MAX_NEAR_M, unit="m")
+    aliases = field_aliases(other)
+    filters = tuple(parse_filter(other, w, aliases) for w in _lines(near.get("where")))
     return NearLayer(other, distance, filters)
 
 
@@ -309,19 +384,32 @@ def checked_alerts(spec: Any):
     """A gis.filters.AlertHistory from the spec's alert part ("at least N" is the function's
     "more than N - 1"), or QueryError."""
     if not isinstance(spec, dict):
-        raise QueryError("alerts: not a question")
+        raise QueryError("alerts: not a question", "not_a_question")
     kind = spec.get("kind")
     if not isinstance(kind, str) or not _WORD.match(kind):
-        raise QueryError(f"alert kind is a word like threshold_low, got {display_text(kind)!r}")
+        raise QueryError(
+            f"alert kind is a word like threshold_low, got {display_text(kind)!r}",
+            "kind",
+            value=display_text(kind),
+        )
     quantity = spec.get("quantity")
     if quantity is not None and (not isinstance(quantity, str) or not _WORD.match(quantity)):
-        raise QueryError(f"quantity is a word like pressure, got {display_text(quantity)!r}")
-    days = _number(spec.get("days"), "the number of days", 0, MAX_ALERT_DAYS)
-    at_least = _number(spec.get("at_least"), "the number of alerts", 0, MAX_ALERT_COUNT)
+        raise QueryError(
+            f"quantity is a word like pressure, got {display_text(quantity)!r}",
+            "quantity",
+            value=display_text(quantity),
+        )
+    days = _number(spec.get("days"), "days", 0, MAX_ALERT_DAYS)
+    at_least = _number(spec.get("at_least"), "at_least", 0, MAX_ALERT_COUNT)
     if at_least != int(at_least):
-        raise QueryError(f"the number of alerts must be a whole number, got {at_least:g}")
+        raise QueryError(
+            f"the number of alerts must be a whole number, got {at_least:g}",
+            "whole",
+            what="at_least",
+            value=f"{at_least:g}",
+        )
     radius = (
-        _number(spec.get("radius"), "the alert radius", 0, MAX_NEAR_M, unit=" m")
+        _number(spec.get("radius"), "alert_radius", 0, MAX_NEAR_M, unit="m")
         if spec.get("radius") is not None
         else None
     )
@@ -337,37 +425,67 @@ def checked_alerts(spec: Any):
 def checked_query(spec: dict[str, Any]):
     """A checked PlannerQuery from a spec, or gis.filters.QueryError with a readable reason."""
     if not isinstance(spec, dict):
-        raise QueryError("not a question")
+        raise QueryError("not a question", "not_a_question")
     layer = spec.get("layer")
     if layer not in LAYER_CHOICES:
-        raise QueryError(f"unknown layer {display_text(layer)!r}")
+        raise QueryError(f"unknown layer {display_text(layer)!r}", "unknown_layer", layer=layer)
     radius = None
     if spec.get("radius"):
-        try:
-            radius = float(spec["radius"])
-        except (TypeError, ValueError):
-            raise QueryError(f"radius must be metres, got {spec['radius']!r}") from None
-        if not 0 < radius <= MAX_RADIUS_M:
-            raise QueryError(f"radius must be more than 0 and at most {MAX_RADIUS_M:,.0f} m")
+        radius = _number(_text(spec["radius"]), "radius", 0, MAX_RADIUS_M, unit="m")
         if not spec.get("point"):
-            raise QueryError("a radius needs a point (lon,lat)")
+            raise QueryError("a radius needs a point (lon,lat)", "needs_point")
     # a name (锦江区, 锦江, Jinjiang) or an adcode: resolved when the question runs
     district = _text(spec.get("district")) or None
     point = _text(spec.get("point"))
     query = build_query(
         layer,
-        where=_lines(spec.get("where")),
+        where=[],
         district=district,
         polygon=check_polygon(spec.get("polygon")),
-        point=point,
+        point=unicodedata.normalize("NFKC", point) if point else None,
         radius_m=radius,
         limit=5000,
     )
+    aliases = field_aliases(layer)
+    filters = tuple(parse_filter(layer, w, aliases) for w in _lines(spec.get("where")))
     near = (checked_near(spec["near"]),) if spec.get("near") else ()
     history = checked_alerts(spec["alerts"]) if spec.get("alerts") else None
-    if near or history:
-        query = dataclasses.replace(query, near=near, alerts=history).check()
-    return query
+    return dataclasses.replace(query, filters=filters, near=near, alerts=history).check()
+
+
+def error_text(lang: str, exc: QueryError) -> str:
+    """Why a question cannot be asked, wholly in the page's language: the problem's key and
+    values (``gis.filters.QueryError``) through the catalogue, layers and fields by label."""
+    key = f"planner.error.{exc.key}"
+    if key not in MESSAGES["zh"]:
+        key = "planner.error.other"
+    v = dict(exc.values)
+    if "layer" in v:
+        v["layer"] = layer_label(lang, str(v["layer"])) if v["layer"] in LAYERS else v["layer"]
+    if exc.key == "unknown_field" and exc.values.get("layer") in LAYERS:
+        sep = "、" if lang == "zh" else ", "
+        v["fields"] = sep.join(
+            f"{label} {name}" if lang == "zh" else f"{label} ({name})"
+            for label, name in field_list(lang, str(exc.values["layer"]))
+        )
+    if exc.key == "bad_value":
+        v["field"] = field_label(lang, str(v["field"]))
+        v["type"] = t(lang, f"type.{v['type']}")
+    if exc.key == "unknown_district":
+        names = v.get("known_en" if lang == "en" else "known_zh") or []
+        v["known"] = ("、" if lang == "zh" else ", ").join(map(str, names))
+    if "what" in v:
+        v["what"] = t(lang, f"planner.what.{v['what']}")
+    if "high" in v:  # "more than 0 and at most 10,000 m": the unit once, on the bound
+        n = f"{float(v['high']):,.0f}"
+        v["high"] = t(lang, "planner.metres", n=n) if v.get("unit") == "m" else n
+        v["low"] = f"{float(v['low']):g}"
+    v = {k: display_text(x) if isinstance(x, str) else x for k, x in v.items()}
+    try:
+        reason = t(lang, key, **v)
+    except (KeyError, IndexError):  # a problem raised without the values its message names
+        reason = t(lang, "planner.error.other")
+    return t(lang, "planner.invalid", reason=reason)
 
 
 def lasso_polygon(selected: Any) -> dict[str, Any] | None:
@@ -383,14 +501,17 @@ def lasso_polygon(selected: Any) -> dict[str, Any] | None:
 # -- callbacks ------------------------------------------------------------------------------------
 def run(ctx: AppContext, _run, clear, layer, where, district, point, radius, selected, *more):
     """Ask the form's question (planners and admins only) and show the answer on the map and
-    as a table; the spec goes to the browser for the export buttons."""
+    as a table; the spec goes to the browser for the export buttons. Every outcome (the
+    answer's size, nothing found, why it cannot be asked) is said in one place, the status
+    line above the table; a new question clears the last valve plan."""
     near_layer, near_distance, near_where, *history, lang = more
     lang = ctx.lang(lang)
     polygon = None if dash_ctx.triggered_id == "planner-clear" else lasso_polygon(selected)
     if dash_ctx.triggered_id != "planner-run":
-        return planner_map(ctx, lang, [], polygon), [], "", None
+        hint = html.Span(t(lang, "planner.start"), className="note")
+        return planner_map(ctx, lang, layer, [], polygon), [], hint, None, []
     if not can(ctx.current_user(), "planner.query"):
-        return no_update, [], _error(t(lang, "planner.forbidden")), None
+        return no_update, [], _error(t(lang, "planner.forbidden")), None, []
     spec = spec_from_form(
         layer,
         where,
@@ -403,14 +524,23 @@ def run(ctx: AppContext, _run, clear, layer, where, district, point, radius, sel
     )
     try:
         feats = ask(ctx, spec)[0]["features"]
-    except PermissionError:
-        return no_update, [], _error(t(lang, "planner.restricted")), None
-    except QueryError as exc:
-        return no_update, [], _error(t(lang, "planner.invalid", reason=display_text(exc))), None
-    except queries.DatabaseUnavailable:
-        return no_update, [], _error(t(lang, "banner.db_down")), None
+    except (PermissionError, QueryError, queries.DatabaseUnavailable) as exc:
+        return no_update, [], _error(failure_text(lang, exc)), None, []
+    if not feats:
+        message = html.Span(t(lang, "planner.empty"), className="msg-empty")
+        return planner_map(ctx, lang, layer, [], polygon), [], message, spec, []
     message = html.Span(t(lang, "planner.found", n=len(feats)), className="msg-ok")
-    return planner_map(ctx, lang, feats, polygon), result_table(feats), message, spec
+    figure = planner_map(ctx, lang, layer, feats, polygon)
+    return figure, result_table(lang, feats), message, spec, []
+
+
+def failure_text(lang: str, exc: Exception) -> str:
+    """Why a question got no answer, in the page's language."""
+    if isinstance(exc, PermissionError):
+        return t(lang, "planner.restricted")
+    if isinstance(exc, QueryError):
+        return error_text(lang, exc)
+    return t(lang, "banner.db_down")
 
 
 def export(ctx: AppContext, _c, _g, _p, spec, lang):
@@ -425,12 +555,8 @@ def export(ctx: AppContext, _c, _g, _p, spec, lang):
         return no_update, _error(t(lang, "planner.run_first"))
     try:  # the query is asked again on the server: the browser never holds the results
         fc, classification, layers = ask(ctx, spec)
-    except PermissionError:
-        return no_update, _error(t(lang, "planner.restricted"))
-    except QueryError as exc:
-        return no_update, _error(t(lang, "planner.invalid", reason=display_text(exc)))
-    except queries.DatabaseUnavailable:
-        return no_update, _error(t(lang, "banner.db_down"))
+    except (PermissionError, QueryError, queries.DatabaseUnavailable) as exc:
+        return no_update, _error(failure_text(lang, exc))
     name = f"cityops-{spec['layer']}"
     user = ctx.current_user()
     mark = None
@@ -470,10 +596,10 @@ def ask(ctx: AppContext, spec: dict[str, Any]) -> tuple[dict[str, Any], str, lis
     layers = list(dict.fromkeys(query_layers(query)))
     user = ctx.current_user()
     with ctx.reader.connection() as conn:
+        if not readable(conn, user, layers):
+            raise PermissionError("a layer of a class above the role")
         classes = fetch_layer_classes(conn)
         pairs = [(n, classes.get(n, "restricted")) for n in layers]
-        if user is None or not all(may_read(user.role, (), n, c) for n, c in pairs):
-            raise PermissionError("a layer of a class above the role")
         return fetch_planner_query(conn, query), highest_class(c for _, c in pairs), layers
 
 
@@ -497,9 +623,10 @@ def _error(text: str) -> html.Span:
     return html.Span(text, className="msg-error")
 
 
-def result_table(feats: list[dict[str, Any]]) -> html.Table:
-    """The first rows: up to eight columns, always with distance_m and alert_count when the
-    question produced them (they are what a near or alert-history question is about)."""
+def result_table(lang: str, feats: list[dict[str, Any]]) -> html.Table:
+    """The first rows: up to eight columns by label, always with distance_m and alert_count
+    when the question produced them (they are what a near or alert-history question is
+    about); values as the user reads them (codes by name, numbers rounded)."""
     seen: list[str] = []
     for f in feats[:TABLE_ROWS]:
         for k in f.get("properties") or {}:
@@ -509,25 +636,25 @@ def result_table(feats: list[dict[str, Any]]) -> html.Table:
     keys = [k for k in seen if k not in extras][: 8 - len(extras)] + extras
     rows = [
         html.Tr(
-            [html.Td(_cell(f["properties"].get(k, ""))) for k in keys],
+            [html.Td(value_label(lang, f["properties"].get(k, ""))) for k in keys],
             **{"data-id": display_text(f.get("id"))},
         )
         for f in feats[:TABLE_ROWS]
     ]
-    return data_table([display_text(k) for k in keys], rows, "planner-table")
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.1f}"
-    return display_text(value)
+    head = [html.Th(field_label(lang, k), **{"data-field": k}) for k in keys]
+    return data_table(head, rows, "planner-table")
 
 
 def planner_map(
-    ctx: AppContext, lang: str, feats: list[dict[str, Any]], polygon: dict[str, Any] | None
+    ctx: AppContext,
+    lang: str,
+    layer: Any,
+    feats: list[dict[str, Any]],
+    polygon: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The map with the lassoed area, the metered areas (for those who may ask: they name the
-    utility's meters) and the answer (without district outlines while the database is down)."""
+    utility's meters) and the answer, each feature pickable (without district outlines while
+    the database is down)."""
     areas: list[dict[str, Any]] = []
     try:
         with ctx.reader.connection() as conn:
@@ -537,8 +664,38 @@ def planner_map(
     except queries.DatabaseUnavailable:
         districts = []
     fig = build_planner_map_figure(districts, feats, polygon, lang=lang)
+    # the answer's plain traces (no ids, coordinates on hover) give way to pickable ones
+    results = t(lang, "planner.results")
+    fig["data"] = [d for d in fig["data"] if d.get("name") != results]
+    if feats and layer in LAYER_CHOICES:
+        fig["data"].extend(pick_traces(lang, layer, feats))
     fig["data"].extend(area_traces(areas, lang))
     return fig
+
+
+def show_fields(ctx: AppContext, layer, lang):
+    return fields_view(ctx.lang(lang), layer)
+
+
+def pick(ctx: AppContext, click, lang):
+    """The clicked feature's attributes, alerts and (for a pipe) the isolate button."""
+    lang = ctx.lang(lang)
+    ref = picked_ref(click)
+    if ref is None:
+        return no_update, no_update
+    return picked_panel(ctx, lang, "planner", *ref)
+
+
+def isolate(ctx: AppContext, _clicks, picked, lang):
+    """The valves to close for the picked pipe and what loses supply: listed, and drawn over
+    the planner's map (appended to the figure the question drew)."""
+    lang = ctx.lang(lang)
+    view, features = isolation_answer(ctx, lang, picked)
+    if not features:
+        return view, no_update
+    figure = Patch()
+    figure["data"].extend(isolation_traces(lang, features))
+    return view, figure
 
 
 def register(app: Dash, ctx: AppContext) -> None:
@@ -547,6 +704,7 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("planner-table", "children"),
         Output("planner-message", "children"),
         Output("planner-query", "data"),
+        Output("planner-isolation", "children"),
         Input("planner-run", "n_clicks"),
         Input("planner-clear", "n_clicks"),
         State("planner-layer", "value"),
@@ -569,3 +727,24 @@ def register(app: Dash, ctx: AppContext) -> None:
         State("lang", "data"),
         prevent_initial_call=True,
     )(partial(export, ctx))
+    app.callback(
+        Output("planner-fields", "children"),
+        Input("planner-layer", "value"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(partial(show_fields, ctx))
+    app.callback(
+        Output("planner-pick", "children"),
+        Output("planner-picked", "data"),
+        Input("planner-map", "clickData"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(partial(pick, ctx))
+    app.callback(
+        Output("planner-isolation", "children", allow_duplicate=True),
+        Output("planner-map", "figure", allow_duplicate=True),
+        Input("planner-isolate", "n_clicks"),
+        State("planner-picked", "data"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(partial(isolate, ctx))

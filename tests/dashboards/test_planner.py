@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import psycopg
 import pytest
@@ -26,6 +27,7 @@ from tests.dashboards.helpers import (
 pytestmark = pytest.mark.browser
 
 CENTRE = "104.0657,30.6598"
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 
 
 def form(**over) -> dict:
@@ -155,8 +157,8 @@ def test_a_planner_reads_no_restricted_layer_on_the_page_either(dash_server, use
     [
         ({"planner-radius.value": "-5"}, "radius must be more than 0"),
         ({"planner-radius.value": "1e9"}, "at most 100,000 m"),
-        ({"planner-layer.value": "no_such_layer"}, "unknown layer"),
-        ({"planner-where.value": "colour=red"}, "colour"),
+        ({"planner-layer.value": "no_such_layer"}, "There is no layer no_such_layer"),
+        ({"planner-where.value": "colour=red"}, "Water pipes has no field colour. Fields:"),
         (
             {
                 "planner-radius.value": None,
@@ -181,6 +183,7 @@ def test_invalid_planner_input_gets_a_clear_message(dash_server, users, change, 
     text = message_of(resp)
     assert "Cannot ask this" in text and reason in text, text
     assert "Traceback" not in text
+    assert not CJK.search(text), text  # wholly in the page's language
 
 
 def test_operator_gets_no_planner_answers(dash_server, users):
@@ -204,7 +207,7 @@ def test_exporting_an_empty_answer_gets_a_message(dash_server, demo_networks, us
         form(**{"planner-where.value": "install_year<1800"}),
         "planner-run.n_clicks",
     )
-    assert "0 features found" in message_of(run)
+    assert "No features match" in message_of(run)
     spec = run["response"]["planner-query"]["data"]
 
     def export(fmt: str) -> dict:
@@ -393,7 +396,7 @@ def test_alert_history_question_in_the_browser_matches_gis(
         rows = browser.find_elements(By.CSS_SELECTOR, ".planner-table tbody tr")
         assert {r.get_attribute("data-id") for r in rows} == pipes
         heads = [h.text for h in browser.find_elements(By.CSS_SELECTOR, ".planner-table th")]
-        assert heads[-1] == "alert_count", heads
+        assert heads[-1] == "告警次数", heads  # fields by label
         shown = {
             r.get_attribute("data-id"): r.find_elements(By.TAG_NAME, "td")[-1].text for r in rows
         }
@@ -404,7 +407,7 @@ def test_alert_history_question_in_the_browser_matches_gis(
         count.send_keys("two")
         browser.find_element(By.ID, "planner-run").click()
         wait_for(
-            lambda: "查询条件有误：the number of alerts must be a number" in page_text(browser),
+            lambda: "查询条件有误：至少告警次数应为数字，收到“two”" in page_text(browser),
             what="message",
         )
         assert "Traceback" not in page_text(browser)
@@ -416,15 +419,15 @@ def test_alert_history_question_in_the_browser_matches_gis(
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"planner-near-layer.value": "facilities"}, "near: how far from facilities?"),
-        ({"planner-near-distance.value": "500"}, "near: choose the other layer"),
+        ({"planner-near-layer.value": "facilities"}, "Near: how far from Critical facilities?"),
+        ({"planner-near-distance.value": "500"}, "Near: choose the other layer"),
         (
             {"planner-near-layer.value": "no_such", "planner-near-distance.value": "5"},
-            "near: unknown layer",
+            "There is no layer no_such",
         ),
         (
             {"planner-near-layer.value": "facilities", "planner-near-distance.value": "-5"},
-            "the distance must be more than 0 and at most 10,000 m",
+            "The distance must be more than 0 and at most 10,000 m",
         ),
         (
             {"planner-near-layer.value": "facilities", "planner-near-distance.value": "1e9"},
@@ -432,7 +435,7 @@ def test_alert_history_question_in_the_browser_matches_gis(
         ),
         (
             {"planner-near-layer.value": "facilities", "planner-near-distance.value": "nan"},
-            "the distance must be a number",
+            "The distance must be a number",
         ),
         (
             {
@@ -442,23 +445,23 @@ def test_alert_history_question_in_the_browser_matches_gis(
             },
             "colour",
         ),
-        ({"planner-alert-min.value": "0"}, "the number of alerts must be more than 0"),
+        ({"planner-alert-min.value": "0"}, "The number of alerts must be more than 0"),
         ({"planner-alert-min.value": "2.5"}, "must be a whole number"),
         (
             {"planner-alert-min.value": "2", "planner-alert-days.value": "-1"},
-            "the number of days must be more than 0",
+            "The number of days must be more than 0",
         ),
         (
             {"planner-alert-min.value": "2", "planner-alert-days.value": None},
-            "the number of days must be a number",
+            "The number of days must be a number",
         ),
         (
             {"planner-alert-min.value": "2", "planner-alert-kind.value": "low'; drop table"},
-            "alert kind is a word like threshold_low",
+            "The alert kind is a code like threshold_low",
         ),
         (
             {"planner-alert-min.value": "2", "planner-alert-radius.value": "99999"},
-            "the alert radius must be more than 0 and at most 10,000 m",
+            "The alert radius must be more than 0 and at most 10,000 m",
         ),
     ],
 )
@@ -467,6 +470,7 @@ def test_invalid_near_and_alert_input_gets_a_clear_message(dash_server, users, c
     resp = run_form(opener, dash_server.url, **change)
     text = message_of({"response": resp})
     assert "Cannot ask this" in text and reason in text, text
+    assert not CJK.search(text), text
     assert resp["planner-query"]["data"] is None
 
 
