@@ -15,17 +15,20 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs
 
+import flask
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from access.auth import can
 from cityops.kernel import web
 from cityops.kernel.settings import Settings
+from dashboards import queries
 from dashboards.components import header
 from dashboards.context import AppContext
 from dashboards.guard import CSRF_COOKIE, CSRF_HEADER, install_guard, response_csrf
-from dashboards.i18n import normalise_language, t
+from dashboards.i18n import LANGUAGES, normalise_language, t
 from dashboards.login import current_user, form_refused, install_login_routes
+from dashboards.model import local_time
 from dashboards.oidc import OidcClient, OidcConfig
 from dashboards.pages import admin, alerts, map, overview, planner, sensor, trust, wall
 from dashboards.queries import Reader
@@ -105,6 +108,7 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
         for key in set(app.callback_map) - before:
             policy[key] = callback_access(key, page_access(module), declared)
 
+    install_heartbeat(app.server, ctx)
     app.server.config["CITYOPS_CONTEXT"] = ctx  # for benchmarks and diagnostics
     app.server.config["CITYOPS_CALLBACK_ACCESS"] = policy  # the tests replay every callback
     install_login_routes(app.server, ctx)
@@ -123,6 +127,52 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
         form_refused=partial(form_refused, ctx),
     )
     return app
+
+
+HEARTBEAT_PATH = "/api/heartbeat"
+HEARTBEAT_TTL_S = 1.0  # one database look a second, however many pages ask
+# what assets/stale.js says, in every language: it must be able to say so with the server gone
+STALE_KEYS = ("stale.server_lost", "stale.db_down", "stale.page_failed")
+
+
+def heartbeat_body(ctx: AppContext) -> dict[str, Any]:
+    """What a page's watchdog (assets/stale.js) needs every two seconds: the database answers;
+    the open source loss that stopped the data, in words, and whether it covers the whole
+    stream (then the figures are dimmed); its own texts."""
+    try:
+        losses = ctx.cache.get("heartbeat", HEARTBEAT_TTL_S, lambda: _read_losses(ctx))
+        db = True
+    except queries.DatabaseUnavailable:
+        losses, db = [], False
+    waiting = [x for x in losses if x.back_at is None]
+    stream = None
+    if waiting:
+        first = waiting[0]  # the broadest, oldest
+        since = local_time(first.since, ctx.tz, "%H:%M:%S")
+        stream = {
+            lang: t(lang, "stale.stream_lost", what=overview.loss_what(lang, first), since=since)
+            for lang in LANGUAGES
+        }
+    return {
+        "db": db,
+        "stream": stream,
+        "dim": any(x.scope == "stream" for x in waiting),
+        "texts": {lang: {k: t(lang, k) for k in STALE_KEYS} for lang in LANGUAGES},
+    }
+
+
+def _read_losses(ctx: AppContext) -> list:
+    with ctx.reader.connection() as conn:
+        return queries.fetch_source_losses(conn)
+
+
+def install_heartbeat(server: flask.Flask, ctx: AppContext) -> None:
+    """``GET /api/heartbeat``, open like the read-only pages (it says no more than they do)."""
+
+    def heartbeat() -> flask.Response:
+        return flask.jsonify(heartbeat_body(ctx))
+
+    server.add_url_rule(HEARTBEAT_PATH, "cityops_heartbeat", heartbeat, methods=["GET"])
 
 
 def shell_layout(settings: Settings) -> html.Div:

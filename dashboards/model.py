@@ -21,7 +21,9 @@ from alerts.api import SEVERITIES as ALERT_SEVERITIES
 # a sensor is silent when its newest reading is older than this many expected intervals
 SILENT_FACTOR = 3.0
 
-SENSOR_STATES = ("alarm", "silent", "nodata", "normal")
+# lost: silent as a member of an open source loss (alerts/source_loss.py): its area is unknown
+SENSOR_STATES = ("alarm", "lost", "silent", "nodata", "normal")
+NOT_REPORTING = ("lost", "silent", "nodata")  # the one definition of "not online"
 SEVERITIES = tuple(reversed(ALERT_SEVERITIES))  # most severe first, as the pages list them
 SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES), start=1)}  # critical = 4
 UTILITIES = ("water", "power", "gas")
@@ -32,6 +34,7 @@ STATE_COLOURS = {
     "alarm": "#ff4d4f",
     "silent": "#f5a623",
     "nodata": "#7f8c9a",
+    "lost": "#c0c7d0",
 }
 UTILITY_COLOURS = {"water": "#36cfc9", "power": "#ffc53d", "gas": "#ff85c0"}
 DISTRICT_FILL = {
@@ -39,6 +42,7 @@ DISTRICT_FILL = {
     "silent": "rgba(245, 166, 35, 0.22)",
     "alarm": "rgba(255, 77, 79, 0.35)",
     "critical": "rgba(255, 45, 85, 0.55)",
+    "unknown": "rgba(160, 170, 182, 0.40)",  # most of its sensors are in a source loss
 }
 
 
@@ -62,6 +66,11 @@ class DistrictSummary:
     nodata: int
     open_alerts: int
     worst_severity: str | None
+    lost: int = 0  # of ``silent``: in an open source loss
+
+    @property
+    def not_reporting(self) -> int:
+        return self.silent + self.nodata
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +92,24 @@ class GridCell:
     lat: float
     sensors: int
     alarm: int
-    silent: int
+    silent: int  # lost ones included
     nodata: int
+    lost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLossView:
+    """An open source loss as the pages show it (``source_losses``, alerts/source_loss.py)."""
+
+    loss_id: int
+    scope: str  # stream | utility | district
+    scope_value: str | None  # the utility, or the district's adcode
+    district_zh: str | None
+    district_en: str | None
+    sensors: int
+    group_size: int
+    since: datetime  # nothing came from its sensors after this
+    back_at: datetime | None  # data came back; it closes by itself once settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +146,18 @@ class UtilityFigures:
     utility: str
     sensors: int
     reporting: int  # fresh readings (normal or alarm)
-    silent: int
+    silent: int  # lost ones included
     nodata: int
     open_by_severity: tuple[tuple[str, int], ...]
     completeness: float | None  # data_trust's completeness over the last 60 minutes [0..1]
     # customers without supply in the engine's open incidents (not those whose alerts all cleared)
     customers_cut: int
     incidents_open: int = 0  # the open incidents those customers belong to
+    lost: int = 0  # of ``silent``: in an open source loss
+
+    @property
+    def not_reporting(self) -> int:
+        return self.silent + self.nodata
 
     @property
     def open_alerts(self) -> int:
@@ -206,10 +236,13 @@ def worst_severity(severities: list[str | None]) -> str | None:
     return max(ranked, key=SEVERITY_RANK.__getitem__) if ranked else None
 
 
-def district_condition(summary: DistrictSummary) -> str:
-    """How a district is drawn: critical > alarm > silent > normal."""
+def district_condition(summary: DistrictSummary, lost_share: float = 0.5) -> str:
+    """How a district is drawn: critical > unknown (at least ``lost_share`` of its sensors in a
+    source loss: its state is not known, which is not an alarm) > alarm > silent > normal."""
     if summary.worst_severity == "critical":
         return "critical"
+    if summary.lost and summary.lost >= lost_share * summary.sensors:
+        return "unknown"
     if summary.open_alerts or summary.alarm:
         return "alarm"
     if summary.silent:
@@ -218,10 +251,13 @@ def district_condition(summary: DistrictSummary) -> str:
 
 
 def cell_state(cell: GridCell, silent_share: float = 0.2) -> str:
-    """A grid cell's colour: alarm if any sensor in it alarms; silent or no data when at least
-    ``silent_share`` of its sensors are (one silent sensor among 50 is not a silent area)."""
+    """A grid cell's colour: alarm if any sensor in it alarms; lost (unknown), silent or no
+    data when at least ``silent_share`` of its sensors are (one silent sensor among 50 is not a
+    silent area)."""
     if cell.alarm:
         return "alarm"
+    if cell.sensors and cell.lost / cell.sensors >= silent_share:
+        return "lost"
     if cell.sensors and (cell.silent + cell.nodata) / cell.sensors >= silent_share:
         return "silent" if cell.silent >= cell.nodata else "nodata"
     return "normal"

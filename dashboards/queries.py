@@ -23,11 +23,13 @@ import psycopg
 
 from cityops.kernel.db import connect
 from dashboards.model import (
+    NOT_REPORTING,
     SILENT_FACTOR,
     AlertRow,
     District,
     Reading,
     SensorPoint,
+    SourceLossView,
     geometry_xy,
 )
 from dashboards.snapshot import SensorStates
@@ -42,23 +44,31 @@ CLOSED_ALERT_STATES = ("cleared", "resolved", "closed")
 
 # an alert shelved until a time still ahead (alerts.lifecycle) needs nobody now
 _SHELVED = "COALESCE(a.shelved_until > now(), false)"
-# One place for the state rule (model.SILENT_FACTOR): alarm > no data > silent > normal.
+# One place for the state rule (model.SILENT_FACTOR), the one definition of online and silent
+# on every page: no data > lost (a member of an open source loss that has sent nothing since
+# the loss's start: its area is unknown) > silent (newest reading older than the factor x the
+# type's interval) > alarm > normal. A sensor that stopped reporting is silent whatever alert
+# it has: the alert stays in the lists, but the sensor's state is not known (issue 16).
 _SENSOR_STATE_SQL = f"""
     WITH latest AS (SELECT sensor_id, max(ts) AS last_ts FROM sensor_latest GROUP BY sensor_id),
          open_alerts AS (SELECT sensor_id, count(*) AS n FROM alerts a
-                         WHERE state <> ALL(%(closed)s) AND NOT {_SHELVED} GROUP BY sensor_id)
+                         WHERE state <> ALL(%(closed)s) AND NOT {_SHELVED} GROUP BY sensor_id),
+         lost AS (SELECT m.sensor_id, max(x.since) AS since FROM source_losses x,
+                  unnest(x.sensors) AS m(sensor_id) WHERE x.state = 'open' GROUP BY 1)
     SELECT s.sensor_id, s.name, s.utility, s.sensor_type, s.district_adcode,
            ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat,
-           CASE WHEN a.n > 0 THEN 'alarm'
-                WHEN l.last_ts IS NULL THEN 'nodata'
+           CASE WHEN l.last_ts IS NULL THEN 'nodata'
+                WHEN l.last_ts <= x.since THEN 'lost'
                 WHEN l.last_ts < now() - make_interval(secs => t.expected_interval_s * %(factor)s)
                     THEN 'silent'
+                WHEN a.n > 0 THEN 'alarm'
                 ELSE 'normal' END AS state,
            l.last_ts
     FROM sensors s
     JOIN sensor_types t ON t.type_id = s.sensor_type
     LEFT JOIN latest l ON l.sensor_id = s.sensor_id
     LEFT JOIN open_alerts a ON a.sensor_id = s.sensor_id
+    LEFT JOIN lost x ON x.sensor_id = s.sensor_id
     WHERE s.status = 'active'
 """  # noqa: S608 - built from this module's constants
 
@@ -455,13 +465,33 @@ def fetch_recent_quarantine(
     ).fetchall()
 
 
-def fetch_silent_sensors(conn: psycopg.Connection, *, limit: int = 50) -> list[SensorPoint]:
+def fetch_silent_sensors(conn: psycopg.Connection, *, limit: int = 500) -> list[SensorPoint]:
+    """The sensors not reporting (``model.NOT_REPORTING``: the state rule above), those quiet
+    longest first: the same sensors the wall's online figure leaves out."""
     rows = conn.execute(
-        f"SELECT * FROM ({_SENSOR_STATE_SQL}) st WHERE state IN ('silent', 'nodata')"  # noqa: S608
-        " ORDER BY last_ts NULLS FIRST LIMIT %(limit)s",
-        {"closed": list(CLOSED_ALERT_STATES), "factor": SILENT_FACTOR, "limit": limit},
+        f"SELECT * FROM ({_SENSOR_STATE_SQL}) st WHERE state = ANY(%(quiet)s)"  # noqa: S608
+        " ORDER BY last_ts NULLS FIRST, sensor_id LIMIT %(limit)s",
+        {
+            "closed": list(CLOSED_ALERT_STATES),
+            "factor": SILENT_FACTOR,
+            "quiet": list(NOT_REPORTING),
+            "limit": limit,
+        },
     ).fetchall()
     return [SensorPoint(*r) for r in rows]
+
+
+def fetch_source_losses(conn: psycopg.Connection) -> list[SourceLossView]:
+    """The open source losses (alerts/source_loss.py), the broadest and oldest first."""
+    rows = conn.execute(
+        "SELECT x.loss_id, x.scope, x.scope_value, d.name_zh, d.name_en,"
+        " cardinality(x.sensors), x.group_size, x.since, x.back_at"
+        " FROM source_losses x LEFT JOIN districts d"
+        "   ON x.scope = 'district' AND d.adcode::text = x.scope_value"
+        " WHERE x.state = 'open'"
+        " ORDER BY array_position(ARRAY['stream', 'utility', 'district'], x.scope), x.since"
+    ).fetchall()
+    return [SourceLossView(*r) for r in rows]
 
 
 def fetch_alert_timeline(

@@ -15,6 +15,7 @@ from datetime import datetime
 import numpy as np
 
 from dashboards.model import (
+    NOT_REPORTING,
     UTILITIES,
     District,
     DistrictSummary,
@@ -124,7 +125,7 @@ def grid_cells(
     total = np.bincount(inverse, minlength=n)
     by_state = {
         st: np.bincount(inverse, weights=(state == st), minlength=n).astype(np.int64)
-        for st in ("alarm", "silent", "nodata")
+        for st in ("alarm", "lost", "silent", "nodata")
     }
     return [
         GridCell(
@@ -132,8 +133,9 @@ def grid_cells(
             float((keys[k, 1] + 0.5) * cell_deg),
             int(total[k]),
             int(by_state["alarm"][k]),
-            int(by_state["silent"][k]),
+            int(by_state["silent"][k] + by_state["lost"][k]),
             int(by_state["nodata"][k]),
+            int(by_state["lost"][k]),
         )
         for k in range(n)
     ]
@@ -167,10 +169,11 @@ def district_summaries(
                 name_en=d.name_en,
                 sensors=int(m.sum()),
                 alarm=int((st == "alarm").sum()),
-                silent=int((st == "silent").sum()),
+                silent=int(np.isin(st, ["silent", "lost"]).sum()),
                 nodata=int((st == "nodata").sum()),
                 open_alerts=n_alerts,
                 worst_severity=worst_severity(list(severities)),
+                lost=int((st == "lost").sum()),
             )
         )
     return out
@@ -182,7 +185,8 @@ def utility_figures(
     completeness: dict[str, float],
     interruptions: dict[str, tuple[int, int, int]],
 ) -> list[UtilityFigures]:
-    """Per utility: sensors by state, open alerts by severity, the last 60 minutes'
+    """Per utility: sensors by state (reporting + silent + no data = sensors: one definition
+    of online, ``model.NOT_REPORTING``), open alerts by severity, the last 60 minutes'
     completeness and customers without supply with the open incidents they belong to
     (``interruptions``: open incidents, customers, people; none open: 0)."""
     out = []
@@ -193,8 +197,9 @@ def utility_figures(
                 utility=u,
                 sensors=len(st),
                 reporting=int(np.isin(st, ["normal", "alarm"]).sum()),
-                silent=int((st == "silent").sum()),
+                silent=int(np.isin(st, ["silent", "lost"]).sum()),
                 nodata=int((st == "nodata").sum()),
+                lost=int((st == "lost").sum()),
                 open_by_severity=tuple(sorted(alerts_by_utility.get(u, []))),
                 completeness=completeness.get(u),
                 customers_cut=interruptions.get(u, (0, 0, 0))[1],
@@ -202,3 +207,16 @@ def utility_figures(
             )
         )
     return out
+
+
+def not_reporting_by(s: SensorStates, key: str) -> dict[object, int]:
+    """Sensors not reporting (``model.NOT_REPORTING``: silent, lost or never heard from) per
+    ``utility`` or ``district`` (adcode, -1 unknown): the trust page's silent column, counted
+    from the same snapshot as the wall's online figure."""
+    groups = s.utility if key == "utility" else s.district
+    mask = np.isin(s.state, list(NOT_REPORTING))
+    values, counts = np.unique(groups[mask], return_counts=True)
+    return {
+        (str(v) if key == "utility" else int(v)): int(c)
+        for v, c in zip(values, counts, strict=True)
+    }

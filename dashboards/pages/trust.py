@@ -1,5 +1,9 @@
 """Data trust: completeness, gaps, late and duplicate readings per utility and district,
-quarantined messages by reason, the newest quarantined messages and the silent sensors."""
+quarantined messages by reason, the newest quarantined messages and the sensors not reporting.
+
+Completeness and the other per-reading figures are ``data_trust``'s (decision 0016); the
+sensors not reporting are counted and listed from the sensor-state snapshot, the same rule as
+the wall's and the overview's online and silent figures (``queries._SENSOR_STATE_SQL``)."""
 
 from __future__ import annotations
 
@@ -19,10 +23,12 @@ from dashboards.components import (
     panel,
     updated_banner,
 )
-from dashboards.context import AppContext
+from dashboards.context import AppContext, read_city
 from dashboards.figures import build_bar_figure, build_empty_figure
 from dashboards.i18n import t
-from dashboards.model import SensorPoint, display_text, local_time, percent
+from dashboards.model import SensorPoint, SourceLossView, display_text, local_time, percent
+from dashboards.pages.overview import source_loss_banner
+from dashboards.snapshot import not_reporting_by
 
 PATH = "/trust"
 NAV_KEY = "nav.trust"
@@ -37,6 +43,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
         children=[
             dcc.Interval(id="trust-tick", interval=max(ctx.settings.dashboard_refresh_ms, 15_000)),
             html.Div(id="trust-banner"),
+            html.Div(id="trust-losses"),
             html.Div(
                 className="two-col",
                 children=[
@@ -64,7 +71,7 @@ def group_table(lang: str, rows: list[tuple], label: Callable[[str], str]) -> ht
     """Per group (utility or district): completeness and counts of the data-trust figures."""
     if not rows:
         return html.Div("—", className="empty")
-    head = ["trust.group", *TRUST_HEAD, "trust.silent_sensors"]
+    head = ["trust.group", *TRUST_HEAD, "trust.not_reporting"]
     body = []
     for g, expected, received, gaps, dups, late, silent, completeness in rows:
         cls = "num" if completeness is None or completeness >= 0.98 else "num silent"
@@ -102,16 +109,24 @@ def quarantine_table(lang: str, tz: str, recent: list[tuple]) -> html.Table | ht
 
 
 def silent_list(lang: str, tz: str, silent: list[SensorPoint]) -> html.Ul:
+    """Every sensor not reporting (the count in the tables above), quiet longest first."""
     return html.Ul(
         [
             html.Li(
                 f"{display_text(p.name)} ({p.sensor_id}) · {t(lang, 'state.' + p.state)} · "
-                f"{local_time(p.last_ts, tz, '%m-%d %H:%M')}"
+                f"{local_time(p.last_ts, tz, '%m-%d %H:%M')}",
+                **{"data-sensor": p.sensor_id, "data-state": p.state},
             )
             for p in silent
         ],
         className="timeline",
     )
+
+
+def with_not_reporting(rows: list[tuple], counts: dict) -> list[tuple]:
+    """The data-trust rows with their silent column replaced by the snapshot's count of
+    sensors not reporting in the group (0 where none)."""
+    return [(*r[:6], counts.get(r[0], 0), r[7]) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,7 @@ class TrustData:
     reasons: list[tuple]  # (reason, count, newest) over 24 h
     recent: list[tuple]  # the newest quarantined messages
     silent: list[SensorPoint]
+    losses: list[SourceLossView]
 
 
 def read_trust(ctx: AppContext, conn, now) -> TrustData:
@@ -135,12 +151,19 @@ def read_trust(ctx: AppContext, conn, now) -> TrustData:
             lambda: queries.fetch_trust_by_group(conn, since=since, by=group),
         )
 
+    city = read_city(ctx, conn)  # the wall's own snapshot: one definition of silent
+    district_names = {d.adcode: d.name_zh for d in city.districts}
+    per_district: dict[str, int] = {}
+    for adcode, n in not_reporting_by(city.states, "district").items():
+        name = district_names.get(int(adcode), "—")
+        per_district[name] = per_district.get(name, 0) + n
     return TrustData(
-        by_utility=by("utility"),
-        by_district=by("district"),
+        by_utility=with_not_reporting(by("utility"), not_reporting_by(city.states, "utility")),
+        by_district=with_not_reporting(by("district"), per_district),
         reasons=queries.fetch_quarantine_by_reason(conn, hours=24),
         recent=queries.fetch_recent_quarantine(conn, limit=15),
-        silent=queries.fetch_silent_sensors(conn, limit=30),
+        silent=queries.fetch_silent_sensors(conn),
+        losses=queries.fetch_source_losses(conn),
     )
 
 
@@ -152,7 +175,7 @@ def refresh(ctx: AppContext, _n, lang):
         with ctx.reader.connection() as conn:
             data = read_trust(ctx, conn, now)
     except queries.DatabaseUnavailable:
-        return (*([no_update] * 5), db_down_banner(lang))
+        return (*([no_update] * 5), db_down_banner(lang), no_update)
     reasons = data.reasons
     figure = (
         build_bar_figure([r[0] for r in reasons], [r[1] for r in reasons], colour="#f5a623")
@@ -166,6 +189,7 @@ def refresh(ctx: AppContext, _n, lang):
         quarantine_table(lang, ctx.tz, data.recent),
         silent_list(lang, ctx.tz, data.silent),
         updated_banner(lang, now, ctx.tz),
+        source_loss_banner(lang, data.losses, ctx.tz),
     )
 
 
@@ -177,6 +201,7 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("trust-recent", "children"),
         Output("trust-silent", "children"),
         Output("trust-banner", "children"),
+        Output("trust-losses", "children"),
         Input("trust-tick", "n_intervals"),
         State("lang", "data"),
     )(partial(refresh, ctx))

@@ -185,7 +185,7 @@ def test_customers_without_supply_belong_to_open_incidents(db_url: str) -> None:
     assert (figures["power"].customers_cut, figures["power"].incidents_open) == (42, 1)
     card = wall.kpi_card("zh", figures["water"])
     (value,) = _find(card[1], lambda n: getattr(n, "data-kpi", None) == "kpi.outages")
-    assert _text(value) == "145" and "1 起事件" in _text(card[1])
+    assert _text(value) == "145" and "1 起" in _text(card[1])  # the open incidents named
 
 
 def test_history_loaded_with_readings_import_is_backfilled_not_late(db_url: str) -> None:
@@ -236,3 +236,39 @@ def test_the_shared_rows_are_refreshed_on_a_thread_not_in_a_page_refresh(db_url:
             return {r[0]: r[2] for r in shared.get(conn, now)}
 
         wait_for(lambda: received() == {"water": 45, "gas": 12}, 10, what="the refreshed rows")
+
+
+def test_online_and_silent_are_one_definition_on_the_wall_and_the_trust_page(db_url: str) -> None:
+    """Issue 16: a sensor that stopped and got its silent alert counted as "online" (its alert
+    made it an alarm) and was missing from the trust page's silent list. Three water sensors:
+    one fresh, one silent for 10 minutes with its silent alert open, one never heard from."""
+    now = datetime.now(UTC)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DELETE FROM sensors")
+        for sid in ("wp-fresh", "wp-stopped", "wp-never"):
+            conn.execute(
+                "INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode,"
+                " geom) VALUES (%s, 'water', 'water_pressure', %s, 510104,"
+                " ST_SetSRID(ST_MakePoint(104.06, 30.66), 4326))",
+                (sid, sid),
+            )
+        conn.execute(
+            "INSERT INTO sensor_latest (sensor_id, quantity, ts, value, seq, received_at) VALUES"
+            " ('wp-fresh', 'pressure', now() - interval '20 seconds', 300, 1, now()),"
+            " ('wp-stopped', 'pressure', now() - interval '10 minutes', 300, 1, now())"
+        )
+        conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en) VALUES ('wp-stopped', 'water', 'pressure',"
+            " 'silent', 'warning', now() - interval '7 minutes', 420, 180, '无数据', 'silent')"
+        )
+    water = next(f for f in wall.read_wall(_context(db_url, now)).figures if f.utility == "water")
+    assert (water.sensors, water.reporting, water.not_reporting) == (3, 1, 2)
+    card = wall.kpi_card("zh", water)
+    (online,) = _find(card[1], lambda n: getattr(n, "data-kpi", None) == "kpi.reporting")
+    assert _text(online) == percent(1 / 3)  # was 66.7 %: the silent alert made it an alarm
+    out = trust.refresh(_context(db_url, now), 0, "zh")
+    (row,) = _find(out[0], lambda n: getattr(n, "data-group", None) == "water")
+    assert _text(row.children[-1]) == "2"  # the trust page's not-reporting column
+    listed = _find(out[4], lambda n: getattr(n, "data-sensor", None) is not None)
+    assert sorted(getattr(n, "data-sensor") for n in listed) == ["wp-never", "wp-stopped"]
