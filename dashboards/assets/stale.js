@@ -48,6 +48,7 @@
   function show(kind, text, dim) {
     const el = banner();
     el.textContent = text;
+    if (el.dataset.kind !== kind) el.dataset.since = String(Date.now());  // when it said so
     el.style.display = "block";
     el.dataset.kind = kind;
     document.body.dataset.stale = kind;
@@ -60,7 +61,10 @@
 
   function hide() {
     const el = document.getElementById("stale-banner");
-    if (el) el.style.display = "none";
+    if (el) {
+      el.style.display = "none";
+      delete el.dataset.kind;
+    }
     delete document.body.dataset.stale;
     const page = document.getElementById("page");
     if (page) {

@@ -1,0 +1,196 @@
+"""Issue 16 item 1 in a real browser: a lost data source is shown as unknown, not as a city
+on fire, on every page; every page says within 10 s when it is stale (the dashboard server
+gone, or the data stream stopped) and carries on by itself."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+
+from dashboards.i18n import t
+from dashboards.model import DISTRICT_FILL, STATE_COLOURS
+from tests.conftest import create_database, drop_database
+from tests.dashboards.browser import severe_console_messages
+from tests.dashboards.conftest import (
+    dashboard_settings,
+    load_demo,
+    start_dashboard,
+    stop_dashboard,
+)
+from tests.dashboards.helpers import open_page, texts, wait_for
+
+PAGES = ("/", "/wall", "/map", "/trust", "/alerts", "/sensor?id=wp-510104-1", "/planner")
+STALE_WITHIN_S = 10.0
+
+
+@pytest.fixture
+def loss_db(stack, template_db):  # type: ignore[no-untyped-def]
+    """The demo city of its own (this test stops its data): every sensor's last reading 3
+    minutes ago."""
+    name = "loss_" + uuid.uuid4().hex[:10]
+    url = create_database(stack, name, template_db)
+    with psycopg.connect(url) as conn:
+        load_demo(conn)
+    yield url
+    drop_database(stack, name)
+
+
+def _open_tabs(browser, base: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every page in a tab of its own, loaded and heard from the server once."""
+    handles = []
+    for i, path in enumerate(PAGES):
+        if i:
+            browser.switch_to.new_window("tab")
+        open_page(browser, base + path)
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#page > *"), what=path)
+        handles.append(browser.current_window_handle)
+    return handles
+
+
+def _banner(browser) -> tuple[str | None, float | None, str]:  # type: ignore[no-untyped-def]
+    """(kind, when it appeared [ms, the browser's clock], text) of the stale banner."""
+    return browser.execute_script(
+        "const b = document.getElementById('stale-banner');"
+        "if (!b || b.style.display === 'none') return [null, null, ''];"
+        "return [b.dataset.kind, Number(b.dataset.since), b.textContent];"
+    )
+
+
+def _close_tabs(browser, handles: list[str]) -> None:  # type: ignore[no-untyped-def]
+    for h in handles[1:]:
+        browser.switch_to.window(h)
+        browser.close()
+    browser.switch_to.window(handles[0])
+    browser.get("about:blank")
+    browser.get_log("browser")  # the outage's failed requests are expected
+
+
+def test_every_page_says_within_10_s_that_the_server_is_gone(stack, dash_db, browser, tmp_path):
+    """Seven pages open in seven tabs; the dashboard server stops: each says so (banner, page
+    dimmed) within 10 s of the stop, measured on the browser's clock; it starts again on the
+    same port: every banner goes by itself."""
+    settings = dashboard_settings(stack, dash_db)
+    server = start_dashboard(settings, tmp_path)
+    handles: list[str] = []
+    try:
+        handles = _open_tabs(browser, server.url)
+        for h in handles:
+            browser.switch_to.window(h)
+            wait_for(lambda: _banner(browser)[0] is None, what="no banner while all is well")
+        stopped_ms = browser.execute_script("return Date.now();")
+        stop_dashboard(server)
+        delays = {}
+        for path, h in zip(PAGES, handles, strict=True):
+            browser.switch_to.window(h)
+            _kind, since, text = wait_for(
+                lambda: (b := _banner(browser))[0] == "server" and b,
+                timeout_s=30,
+                what=f"server-lost banner on {path}",
+            )
+            delays[path] = (since - stopped_ms) / 1000
+            assert "连接已中断" in text
+            opacity = browser.execute_script("return document.getElementById('page').style.opacity")
+            assert opacity == "0.45", path  # the figures dimmed
+        print("server gone -> banner [s]:", {p: round(d, 1) for p, d in delays.items()})
+        assert max(delays.values()) <= STALE_WITHIN_S, delays
+        server = start_dashboard(settings, tmp_path)
+        for path, h in zip(PAGES, handles, strict=True):
+            browser.switch_to.window(h)
+            wait_for(lambda: _banner(browser)[0] is None, timeout_s=30, what=f"{path} back")
+    finally:
+        stop_dashboard(server)
+        if handles:
+            _close_tabs(browser, handles)
+
+
+def _plot(browser, graph_id: str) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    return browser.execute_script(
+        f"const g = document.querySelector('#{graph_id} .js-plotly-plot');"
+        "return g && g.data ? g.data.map(d => ({name: d.name, fill: d.fillcolor || null,"
+        " colour: d.marker ? d.marker.color : null, n: d.x ? d.x.length : 0})) : null;"
+    )
+
+
+def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
+    stack, loss_db, browser, tmp_path, screenshots
+):
+    """The issue's scene: the whole stream stopped 3 minutes ago and the alert engine opened
+    one source loss. No district is red (they are unknown), the wall's online figure is 0 %,
+    the trust page lists every silent sensor, the overview names what stopped and since when,
+    and every page shows the stream banner with its figures dimmed; when the loss closes,
+    all of it goes by itself."""
+    with psycopg.connect(loss_db) as conn:
+        conn.execute("UPDATE sensor_latest SET ts = now() - interval '3 minutes'")
+        n = conn.execute("SELECT count(*) FROM sensor_latest").fetchone()[0]
+        total = conn.execute("SELECT count(*) FROM sensors").fetchone()[0]
+        conn.execute(
+            "INSERT INTO source_losses (scope, sensors, group_size, since, noticed_at,"
+            " explanation_zh, explanation_en) SELECT 'stream', array_agg(sensor_id), count(*),"
+            " now() - interval '3 minutes', now() - interval '1 minute', '测试', 'test'"
+            " FROM sensor_latest"
+        )
+    settings = dashboard_settings(stack, loss_db)
+    server = start_dashboard(settings, tmp_path)
+    handles: list[str] = []
+    try:
+        handles = _open_tabs(browser, server.url)
+        for path, h in zip(PAGES, handles, strict=True):
+            browser.switch_to.window(h)
+            _kind, _since, text = wait_for(
+                lambda: (b := _banner(browser))[0] == "stream" and b, what=f"banner on {path}"
+            )
+            assert "全部数据流" in text, path
+        # the overview: what stopped and since when; no district red, all unknown
+        browser.switch_to.window(handles[0])
+        banner = wait_for(
+            lambda: browser.find_element(By.CSS_SELECTOR, ".source-loss[data-scope='stream']"),
+            what="the overview's source-loss line",
+        )
+        assert f"{n}/{n}" in banner.text and "全部数据流" in banner.text
+        traces = wait_for(lambda: _plot(browser, "overview-map"), what="the overview's map")
+        fills = {d["fill"] for d in traces if d["fill"]}
+        assert fills == {DISTRICT_FILL["unknown"]}, fills
+        lost = [d for d in traces if d["colour"] == STATE_COLOURS["lost"]]
+        assert lost and lost[0]["n"] == n and t("zh", "state.lost") in lost[0]["name"]
+        browser.save_screenshot(str(screenshots / "overview-source-loss.png"))
+        # the wall: nobody online, not a city on fire
+        browser.switch_to.window(handles[1])
+        online = wait_for(
+            lambda: texts(browser, "[data-kpi='kpi.reporting']"), what="the wall's figures"
+        )
+        assert online == ["0.0%", "0.0%", "0.0%"]
+        wall_fills = {d["fill"] for d in _plot(browser, "wall-map") or [] if d["fill"]}
+        assert wall_fills == {DISTRICT_FILL["unknown"]}
+        browser.save_screenshot(str(screenshots / "wall-source-loss.png"))
+        # the trust page: every sensor not reporting, listed
+        browser.switch_to.window(handles[3])
+        listed = wait_for(
+            lambda: (
+                (x := browser.find_elements(By.CSS_SELECTOR, "#trust-silent li[data-sensor]"))
+                and len(x) == total
+                and x
+            ),
+            what="every sensor in the trust page's list",
+        )
+        states = {e.get_attribute("data-state") for e in listed}
+        assert states == {"lost", "nodata"}
+        # the data is back and the engine closed the loss: every page carries on by itself
+        with psycopg.connect(loss_db) as conn:
+            conn.execute("UPDATE sensor_latest SET ts = now()")
+            conn.execute("UPDATE source_losses SET state = 'closed', ended_at = now()")
+        back_ms = browser.execute_script("return Date.now();")
+        for path, h in zip(PAGES, handles, strict=True):
+            browser.switch_to.window(h)
+            wait_for(lambda: _banner(browser)[0] is None, what=f"{path} banner gone")
+        gone_s = (browser.execute_script("return Date.now();") - back_ms) / 1000
+        assert gone_s <= STALE_WITHIN_S * len(PAGES)
+        browser.switch_to.window(handles[0])
+        wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, ".source-loss"), what="line")
+        assert severe_console_messages(browser) == []
+    finally:
+        stop_dashboard(server)
+        if handles:
+            _close_tabs(browser, handles)
