@@ -133,37 +133,45 @@ HEARTBEAT_PATH = "/api/heartbeat"
 HEARTBEAT_TTL_S = 1.0  # one database look a second, however many pages ask
 # what assets/stale.js says, in every language: it must be able to say so with the server gone
 STALE_KEYS = ("stale.server_lost", "stale.db_down", "stale.page_failed")
+# ingestion beats every 5 s (ingestion.service.HEARTBEAT_S): two missed, the data path stopped
+INGEST_SILENT_AFTER_S = 10.0
 
 
 def heartbeat_body(ctx: AppContext) -> dict[str, Any]:
-    """What a page's watchdog (assets/stale.js) needs every two seconds: the database answers;
-    the open source loss that stopped the data, in words, and whether it covers the whole
-    stream (then the figures are dimmed); its own texts."""
+    """What a page's watchdog (assets/stale.js) needs every two seconds, in words: whether the
+    database answers; what stopped the data, if anything (ingestion silent: nothing reaches the
+    database; else the open source loss the alert engine found: the broadest, oldest), and
+    whether the figures should be dimmed (the whole stream); its own texts."""
     try:
-        losses = ctx.cache.get("heartbeat", HEARTBEAT_TTL_S, lambda: _read_losses(ctx))
+        ingest, losses = ctx.cache.get("heartbeat", HEARTBEAT_TTL_S, lambda: _read_beat(ctx))
         db = True
     except queries.DatabaseUnavailable:
-        losses, db = [], False
+        ingest, losses, db = None, [], False
     waiting = [x for x in losses if x.back_at is None]
-    stream = None
-    if waiting:
-        first = waiting[0]  # the broadest, oldest
+    stream, dim = None, False
+    if ingest is not None and ingest[1] > INGEST_SILENT_AFTER_S:
+        since = local_time(ingest[0], ctx.tz, "%H:%M:%S")
+        stream = {lang: t(lang, "stale.ingest_stopped", since=since) for lang in LANGUAGES}
+        dim = True
+    elif waiting:
+        first = waiting[0]
         since = local_time(first.since, ctx.tz, "%H:%M:%S")
         stream = {
             lang: t(lang, "stale.stream_lost", what=overview.loss_what(lang, first), since=since)
             for lang in LANGUAGES
         }
+        dim = first.scope == "stream"
     return {
         "db": db,
         "stream": stream,
-        "dim": any(x.scope == "stream" for x in waiting),
+        "dim": dim,
         "texts": {lang: {k: t(lang, k) for k in STALE_KEYS} for lang in LANGUAGES},
     }
 
 
-def _read_losses(ctx: AppContext) -> list:
+def _read_beat(ctx: AppContext) -> tuple[Any, list]:
     with ctx.reader.connection() as conn:
-        return queries.fetch_source_losses(conn)
+        return queries.fetch_ingest_silence(conn), queries.fetch_source_losses(conn)
 
 
 def install_heartbeat(server: flask.Flask, ctx: AppContext) -> None:

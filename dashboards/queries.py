@@ -494,6 +494,18 @@ def fetch_source_losses(conn: psycopg.Connection) -> list[SourceLossView]:
     return [SourceLossView(*r) for r in rows]
 
 
+def fetch_ingest_silence(conn: psycopg.Connection) -> tuple[datetime, float] | None:
+    """(the newest heartbeat of any ingestion worker, its age [s]), or None when no worker has
+    ever run against this database (ingestion writes one every 5 s, or with every commit)."""
+    row = conn.execute(
+        "SELECT max(heartbeat_at), extract(epoch FROM now() - max(heartbeat_at))"
+        " FROM ingest_workers"
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return row[0], float(row[1])
+
+
 def fetch_alert_timeline(
     conn: psycopg.Connection, alert_id: int, *, limit: int = 50
 ) -> list[tuple[datetime, str, str, str, str]]:

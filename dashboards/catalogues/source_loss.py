@@ -18,6 +18,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stale.db_down": "数据库暂时无法连接，本页显示的是上次成功刷新的数据；系统将自动重试。",
         "stale.page_failed": "本页数据刷新失败，显示的可能是旧数据；系统将自动重试。",
         "stale.stream_lost": "数据流中断：{what}自 {since} 起无数据，数字可能已过时。",
+        "stale.ingest_stopped": "数据接入已停止：自 {since} 起没有新数据写入，数字已过时。",
     },
     "en": {
         "state.lost": "unknown (source lost)",
@@ -35,5 +36,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stale.page_failed": "This page's data could not be refreshed and may be old; retrying.",
         "stale.stream_lost": "Data stream stopped: no data from {what} since {since}; "
         "figures may be out of date.",
+        "stale.ingest_stopped": "Data intake stopped: nothing stored since {since}; "
+        "the figures are out of date.",
     },
 }

@@ -194,3 +194,52 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
         stop_dashboard(server)
         if handles:
             _close_tabs(browser, handles)
+
+
+def test_the_heartbeat_says_what_stopped_the_data(db_url: str) -> None:
+    """What every page's watchdog is told (``/api/heartbeat``): nothing while all is well; the
+    data intake stopped when no ingestion worker has beaten for 10 s (nothing reaches the
+    database: dimmed); a district's source loss by name (not dimmed: the rest of the city
+    is live); the database gone."""
+    from datetime import UTC, datetime
+
+    from cityops.kernel.settings import Settings
+    from dashboards.app import heartbeat_body
+    from dashboards.context import AppContext
+    from dashboards.queries import Reader
+
+    def beat(url: str = db_url) -> dict:  # type: ignore[type-arg]
+        ctx = AppContext(
+            settings=Settings(database_url=url),
+            reader=Reader(url),
+            writer=Reader(url, read_only=False, max_idle=1),
+            clock=lambda: datetime.now(UTC),
+        )
+        return heartbeat_body(ctx)
+
+    quiet = beat()
+    assert (quiet["db"], quiet["stream"], quiet["dim"]) == (True, None, False)
+    assert "连接已中断" in quiet["texts"]["zh"]["stale.server_lost"]
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO districts (adcode, name_zh, name_en, geom) VALUES (510104, '锦江区',"
+            " 'Jinjiang', ST_Multi(ST_Buffer(ST_SetSRID(ST_MakePoint(104.08, 30.65), 4326),"
+            " 0.01)))"
+        )
+        conn.execute(
+            "INSERT INTO source_losses (scope, scope_value, sensors, group_size, since,"
+            " noticed_at, explanation_zh, explanation_en) VALUES ('district', '510104',"
+            " '{a,b,c,d,e}', 6, now() - interval '5 minutes', now(), '测试', 'test')"
+        )
+        conn.execute(
+            "INSERT INTO ingest_workers (client_id, heartbeat_at) VALUES ('ingest-1', now())"
+        )
+    district = beat()
+    assert "锦江区的传感器" in district["stream"]["zh"] and not district["dim"]
+    assert "the sensors of Jinjiang" in district["stream"]["en"]
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE ingest_workers SET heartbeat_at = now() - interval '30 seconds'")
+    intake = beat()
+    assert "数据接入已停止" in intake["stream"]["zh"] and intake["dim"]
+    gone = beat(db_url.rsplit("/", 1)[0] + "/no_such_database")
+    assert (gone["db"], gone["stream"]) == (False, None)
