@@ -667,9 +667,9 @@ def planner_map(
     # the answer's plain traces (no ids, coordinates on hover) give way to pickable ones
     results = t(lang, "planner.results")
     fig["data"] = [d for d in fig["data"] if d.get("name") != results]
-    if feats and layer in LAYER_CHOICES:
-        fig["data"].extend(pick_traces(lang, layer, feats))
     fig["data"].extend(area_traces(areas, lang))
+    if feats and layer in LAYER_CHOICES:  # on top: the pipes are what a click picks
+        fig["data"].extend(pick_traces(lang, layer, feats))
     return fig
 
 
