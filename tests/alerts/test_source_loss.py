@@ -168,6 +168,32 @@ def test_the_broadest_scope_that_qualifies_names_what_stopped() -> None:
     assert step_losses(fresh + scattered, (), rule, now).open == ()
 
 
+def test_an_open_loss_is_kept_for_a_restart_and_closed_in_place(db_url: str) -> None:
+    """The store (alerts/stores/source_loss.py): a restarted engine gets its open losses back
+    (so the gap raises no silent alert after a restart either); a loss that grows or closes is
+    the same row; another worker's losses are its own."""
+    from dataclasses import replace
+
+    from alerts.source_loss import SourceLoss
+    from alerts.stores.source_loss import read_open_losses, read_rule, write_losses
+
+    loss = SourceLoss("utility", "power", frozenset({"pb-1", "pb-2"}), 4, T0, T0 + 2 * MIN)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert read_rule(conn) == SourceLossRule()  # the migration's row: the defaults
+        write_losses(conn, [loss], "0/1")
+        assert read_open_losses(conn, "0/1") == (loss,)
+        assert read_open_losses(conn, "1/2") == ()
+        grown = replace(loss, sensors=loss.sensors | {"pb-3"}, back_us=T0 + 5 * MIN)
+        write_losses(conn, [grown], "0/1")
+        assert read_open_losses(conn, "0/1") == (grown,)
+        write_losses(conn, [replace(grown, ended_us=T0 + 6 * MIN)], "0/1")
+        assert read_open_losses(conn, "0/1") == ()
+        rows = conn.execute(
+            "SELECT state, cardinality(sensors), explanation_en FROM source_losses"
+        ).fetchall()
+    assert rows == [("closed", 3, "source lost: no data from the power stream (3 of 4 sensors)")]
+
+
 @pytest.mark.parametrize("n_sensors", [12])
 def test_the_engine_opens_and_closes_a_source_loss_on_the_real_stream(
     db_url: str, settings: Settings, n_sensors: int
