@@ -133,6 +133,8 @@ class Engine:
         self.loss_rule = SourceLossRule()
         self.losses: tuple[SourceLoss, ...] = ()
         self.districts: dict[str, int | None] = {}
+        self._clocks: dict[str, SensorClock] = {}  # sensor_clocks, by sensor
+        self._clocks_built = False
         # the stream's clock: the newest reading time evaluated (replays and backlogs run on
         # it, not on the wall clock)
         self.stream_us: int | None = max(
@@ -243,29 +245,45 @@ class Engine:
         return Evaluation(tuple(changes), touched, losses=losses)
 
     def sensor_clocks(self) -> list[SensorClock]:
-        """Each sensor's newest reading over its watched keys and its usual interval (the
-        larger of its type's and its own), for the source-loss rule; sensors whose rhythm is
-        not known yet (fewer than two arrivals) are left out, as the silent detector does."""
-        newest: dict[str, tuple[int, float]] = {}
-        for (sensor_id, quantity), st in self.states.items():
-            info = self.sensors.get(sensor_id)
-            if info is None or quantity not in info.streams:
+        """Each sensor's newest reading over its watched keys and its usual interval, for the
+        source-loss rule (``_sensor_clock``). Kept up to date by ``commit`` for the sensors a
+        batch touched (a look at the clock at 50,000 sensors must not rebuild them all), and
+        rebuilt after ``catalogue_changed``."""
+        if not self._clocks_built:
+            self._clocks = {}
+            self._update_clocks({sid for sid, _ in self.states})
+            self._clocks_built = True
+        return list(self._clocks.values())
+
+    def catalogue_changed(self) -> None:
+        """The sensors or their districts were given again: rebuild the sensors' clocks."""
+        self._clocks_built = False
+
+    def _update_clocks(self, sensor_ids: Iterable[str]) -> None:
+        for sid in sensor_ids:
+            clock = self._sensor_clock(sid)
+            if clock is None:
+                self._clocks.pop(sid, None)
+            else:
+                self._clocks[sid] = clock
+
+    def _sensor_clock(self, sensor_id: str) -> SensorClock | None:
+        """The sensor's newest reading over its watched keys and the shortest of their usual
+        intervals (each the larger of its type's and its own); None while its rhythm is not
+        known yet (fewer than two arrivals), as for the silent detector."""
+        info = self.sensors.get(sensor_id)
+        if info is None:
+            return None
+        last, usual = None, math.inf
+        for quantity in info.streams:
+            st = self.states.get((sensor_id, quantity))
+            if st is None or st.last_ts_us is None or st.interval_us is None:
                 continue
-            if st.last_ts_us is None or st.interval_us is None:
-                continue
-            usual = max(info.expected_interval_s * US, st.interval_us)
-            last, interval = newest.get(sensor_id, (st.last_ts_us, usual))
-            newest[sensor_id] = (max(last, st.last_ts_us), min(interval, usual))
-        return [
-            SensorClock(
-                sid,
-                self.sensors[sid].utility,
-                self.districts.get(sid),
-                last,
-                usual,
-            )
-            for sid, (last, usual) in sorted(newest.items())
-        ]
+            last = st.last_ts_us if last is None else max(last, st.last_ts_us)
+            usual = min(usual, max(info.expected_interval_s * US, st.interval_us))
+        if last is None:
+            return None
+        return SensorClock(sensor_id, info.utility, self.districts.get(sensor_id), last, usual)
 
     def commit(self, evaluation: Evaluation) -> None:
         self.states.update(evaluation.states)
@@ -274,6 +292,8 @@ class Engine:
             self.losses = evaluation.losses.open
         if evaluation.stream_us is not None:
             self.stream_us = max(self.stream_us or 0, evaluation.stream_us)
+        if self._clocks_built:
+            self._update_clocks({sid for sid, _ in evaluation.states})
 
 
 def _reaches_detectors(info: SensorInfo, state: KeyState, r: Reading) -> bool:

@@ -202,6 +202,7 @@ class AlertService:
                 self.engine.set_areas(areas)
             self.engine.loss_rule = source_loss.read_rule(conn)
             self.engine.districts = source_loss.read_sensor_districts(conn)
+            self.engine.catalogue_changed()
             self._sensors_loaded = time.monotonic()
 
         self._retry("loading sensors", load)

@@ -26,6 +26,7 @@ and its usual interval: the larger of its type's and its own smoothed one):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -55,9 +56,6 @@ class SensorClock:
     district: int | None
     last_us: int  # its newest reading [us]
     usual_us: float  # its usual interval [us]
-
-    def overdue(self, now_us: int, factor: float) -> bool:
-        return now_us - self.last_us > factor * self.usual_us
 
     def scope_value(self, scope: str) -> str | None:
         if scope == "utility":
@@ -148,29 +146,30 @@ def _open(
     rule: SourceLossRule,
     now_us: int,
 ) -> list[SourceLoss]:
-    """New losses among the overdue sensors no loss holds, broadest scope first."""
+    """New losses among the overdue sensors no loss holds, broadest scope first (the scopes'
+    sizes are counted only when there are enough of them to make one)."""
     opened: list[SourceLoss] = []
+    need = max(rule.min_sensors, 1)
     for scope in SCOPES:
-        groups: dict[str | None, list[SensorClock]] = {}
-        for c in clocks:
-            if scope == "stream" or c.scope_value(scope) is not None:
-                groups.setdefault(c.scope_value(scope), []).append(c)
-        for value in sorted(groups, key=str):
-            if (scope, value) in busy:
+        free: dict[str | None, list[SensorClock]] = {}
+        for c in overdue.values():
+            value = c.scope_value(scope)
+            if c.sensor_id not in taken and (scope == "stream" or value is not None):
+                free.setdefault(value, []).append(c)
+        if not any(len(group) >= need for group in free.values()):
+            continue
+        sizes = Counter(c.scope_value(scope) for c in clocks)
+        for value in sorted(free, key=str):
+            if (scope, value) in busy or len(free[value]) < need:
                 continue
-            group = groups[value]
-            candidates = [c for c in group if c.sensor_id in overdue and c.sensor_id not in taken]
-            if not candidates:
-                continue
-            newest = max(c.last_us for c in candidates)
-            members = [c for c in candidates if c.last_us >= newest - rule.window_s * US]
-            enough = len(members) >= max(rule.min_sensors, 1)
-            if not enough or len(members) < rule.min_share * len(group):
+            newest = max(c.last_us for c in free[value])
+            members = [c for c in free[value] if c.last_us >= newest - rule.window_s * US]
+            if len(members) < need or len(members) < rule.min_share * sizes[value]:
                 continue
             ids = frozenset(c.sensor_id for c in members)
             taken |= ids
             busy.add((scope, value))
-            opened.append(SourceLoss(scope, value, ids, len(group), newest, now_us))
+            opened.append(SourceLoss(scope, value, ids, sizes[value], newest, now_us))
     return opened
 
 
@@ -183,7 +182,8 @@ def step_losses(
     """The open ``losses`` followed (back, closed, grown) and new ones opened, at ``now_us``
     [us] of the stream's clock, from every sensor's clock."""
     by_id = {c.sensor_id: c for c in clocks}
-    overdue = {c.sensor_id: c for c in clocks if c.overdue(now_us, rule.overdue_factor)}
+    factor = rule.overdue_factor
+    overdue = {c.sensor_id: c for c in clocks if now_us - c.last_us > factor * c.usual_us}
     taken: set[str] = set(covered(losses))
     still: list[SourceLoss] = []
     changed: list[SourceLoss] = []
