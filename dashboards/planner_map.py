@@ -69,6 +69,16 @@ def field_aliases(layer_name: str) -> dict[str, str]:
     return aliases
 
 
+def value_aliases() -> dict[str, str]:
+    """What a planner may write for a coded value besides its code: its Chinese label
+    (学校: school, 灰口铸铁: cast_iron), lower case."""
+    return {
+        label.lower(): key.removeprefix("value.")
+        for key, label in MESSAGES["zh"].items()
+        if key.startswith("value.")
+    }
+
+
 def field_list(lang: str, layer_name: str) -> list[tuple[str, str]]:
     """(label, name) of each field of a layer, in the catalogue's order."""
     return [(field_label(lang, c), c) for c in get_layer(layer_name).column_names]

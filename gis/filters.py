@@ -108,10 +108,16 @@ def parse_district(value: int | str | None) -> int | str | None:
     return int(text) if text.isdigit() else text
 
 
-def parse_filter(layer_name: str, text: str, aliases: Mapping[str, str] | None = None) -> Filter:
+def parse_filter(
+    layer_name: str,
+    text: str,
+    aliases: Mapping[str, str] | None = None,
+    value_aliases: Mapping[str, str] | None = None,
+) -> Filter:
     """``install_year<1990``, ``kind=school``, ``material in cast_iron,steel``; typed on a
     Chinese keyboard too (full-width ＜, ＝, digits and letters: NFKC). ``aliases`` maps other
-    names of a field (a screen's labels: 建设年份, install year) to the field, lower case."""
+    names of a field (a screen's labels: 建设年份) to the field, ``value_aliases`` other names
+    of a coded value (学校, 灰口铸铁) to the code; both keyed in lower case."""
     text = unicodedata.normalize("NFKC", text)
     m = _FILTER_RE.match(text)
     if not m:
@@ -122,6 +128,9 @@ def parse_filter(layer_name: str, text: str, aliases: Mapping[str, str] | None =
         )
     name, op, value = m.group(1).lower(), m.group(2).strip().lower(), m.group(3).strip("'\"")
     name = (aliases or {}).get(name, name)
+    if value_aliases:
+        items = value.split(",") if op == "in" else [value]
+        value = ",".join(value_aliases.get(v.strip().lower(), v.strip()) for v in items)
     return make_filter(layer_name, name, op, value)
 
 

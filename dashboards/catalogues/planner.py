@@ -102,9 +102,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "type.bool": "是或否",
         "type.text": "文字",
         # the form
-        "planner.where_example": "建设年份<1990\n材质 in cast_iron,steel",
-        "planner.near_where_example": "另一图层的属性条件，如 类型=school",
-        "planner.fields": "该图层的字段（条件中可写名称或字段名）",
+        "planner.where_example": "建设年份<1990\n材质 in 灰口铸铁,钢",
+        "planner.near_where_example": "另一图层的属性条件，如 类型=学校",
+        "planner.fields": "该图层的字段（条件中可写中文名称或字段名，值可写中文名称或代码）",
         "planner.purpose": "规划查询：按图层、属性、区县、范围与告警历史查询管网 GIS 数据，在地图和表格中查看并导出。",
         "planner.need_role": "提问和导出需要规划人员或管理员角色；您当前的角色是{role}。",
         "planner.need_login": "提问和导出需要以规划人员或管理员身份登录。",

@@ -135,7 +135,9 @@ def device_credentials_section(ctx: AppContext, lang: str) -> html.Section:
         ),
         html.Div(id="admin-devices", className="table-scroll"),
         html.Div(id="admin-devices-result", role="status"),
-        html.Div(t(lang, "admin.devices_cli"), className="note"),
+        html.Div(  # the command as code: the same in every language
+            [t(lang, "admin.devices_cli"), " ", html.Code("cityops devices add")], className="note"
+        ),
         id="admin-devices-panel",
     )
 

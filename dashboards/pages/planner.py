@@ -47,6 +47,7 @@ from dashboards.planner_map import (
     picked_panel,
     picked_ref,
     readable,
+    value_aliases,
     value_label,
 )
 from dashboards.security import SIGNED_IN, Access
@@ -375,8 +376,8 @@ def checked_near(near: Any):
     if near.get("distance") is None:
         raise QueryError(f"near: how far from {other}? (metres)", "near_distance", layer=other)
     distance = _number(near.get("distance"), "distance", 0, MAX_NEAR_M, unit="m")
-    aliases = field_aliases(other)
-    filters = tuple(parse_filter(other, w, aliases) for w in _lines(near.get("where")))
+    aliases, values = field_aliases(other), value_aliases()
+    filters = tuple(parse_filter(other, w, aliases, values) for w in _lines(near.get("where")))
     return NearLayer(other, distance, filters)
 
 
@@ -446,8 +447,8 @@ def checked_query(spec: dict[str, Any]):
         radius_m=radius,
         limit=5000,
     )
-    aliases = field_aliases(layer)
-    filters = tuple(parse_filter(layer, w, aliases) for w in _lines(spec.get("where")))
+    aliases, values = field_aliases(layer), value_aliases()
+    filters = tuple(parse_filter(layer, w, aliases, values) for w in _lines(spec.get("where")))
     near = (checked_near(spec["near"]),) if spec.get("near") else ()
     history = checked_alerts(spec["alerts"]) if spec.get("alerts") else None
     return dataclasses.replace(query, filters=filters, near=near, alerts=history).check()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from dashboards.figures import build_city_map_figure
@@ -222,3 +223,77 @@ def test_geometry_as_plotly_arrays():
     assert xs == [1, 3, None, 5, 7, None, 9, 11, None, *([0, 1, 1, 0, None] * 2)]
     assert ys[:3] == [2, 4, None] and ys.count(None) == xs.count(None) == 5
     assert (px, py) == ([104.1], [30.6])
+
+
+# -- the planner in the planner's words (issue 16 item 4) ---------------------------------------
+_CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
+_WORDS = re.compile(r"[A-Za-z][a-z]+(?:[ ,']+[A-Za-z][a-z]+){2,}")
+
+
+def test_planner_conditions_by_chinese_label_and_value():
+    from dashboards.pages.planner import checked_query
+    from gis.filters import Filter
+
+    q = checked_query(
+        {
+            "layer": "water_pipes",
+            "where": ["建设年份＜1990", "材质 in 灰口铸铁,钢", "管径 >= 300"],
+            "near": {"layer": "facilities", "distance": "500", "where": ["类型=学校"]},
+        }
+    )
+    assert q.filters == (
+        Filter("install_year", "<", 1990),
+        Filter("material", "in", ("cast_iron", "steel")),
+        Filter("diameter_mm", ">=", 300.0),
+    )
+    assert q.near[0].filters == (Filter("kind", "=", "school"),)
+
+
+def _problem(spec: dict):
+    from dashboards.pages.planner import checked_query
+    from gis.filters import QueryError
+
+    try:
+        checked_query(spec)
+    except QueryError as exc:
+        return exc
+    raise AssertionError(f"{spec} was accepted")
+
+
+def test_planner_errors_are_wholly_in_the_pages_language():
+    from dashboards.pages.planner import error_text
+
+    bad = [
+        {"layer": "water_pipes", "where": ["age<10"]},
+        {"layer": "water_pipes", "where": ["install_year<old"]},
+        {"layer": "water_pipes", "where": ["install_year"]},
+        {"layer": "no_such"},
+        {"layer": "water_pipes", "radius": "-5", "point": "104,30"},
+        {"layer": "water_pipes", "radius": "500"},
+        {"layer": "water_pipes", "point": "east"},
+        {"layer": "water_pipes", "near": {"layer": "facilities"}},
+        {"layer": "water_pipes", "alerts": {"kind": "low; drop", "days": "1", "at_least": "1"}},
+        {"layer": "water_pipes", "alerts": {"kind": "low", "days": "x", "at_least": "1"}},
+        {"layer": "water_pipes", "alerts": {"kind": "low", "days": "3", "at_least": "2.5"}},
+    ]
+    for spec in bad:
+        exc = _problem(spec)
+        zh, en = error_text("zh", exc), error_text("en", exc)
+        assert zh.startswith("查询条件有误：") and en.startswith("Cannot ask this: "), (zh, en)
+        assert not _CJK.search(en), en
+        assert not _WORDS.search(zh), zh
+        assert exc.key != "other", exc
+    # "no column 'age'" becomes the fields there are, by label
+    zh = error_text("zh", _problem({"layer": "water_pipes", "where": ["age<10"]}))
+    assert "供水管线没有“age”这个字段" in zh and "建设年份 install_year" in zh, zh
+    en = error_text("en", _problem({"layer": "water_pipes", "where": ["age<10"]}))
+    assert "Water pipes has no field age" in en and "Installed (install_year)" in en, en
+
+
+def test_every_layer_and_field_has_a_label_in_both_languages():
+    from gis.layers import LAYERS
+
+    for layer in LAYERS.values():
+        assert f"layer.{layer.name}" in MESSAGES["zh"], layer.name
+        for column in layer.column_names:
+            assert f"field.{column}" in MESSAGES["zh"], (layer.name, column)

@@ -1,0 +1,231 @@
+"""Issue 16 item 5: one language at a time. Every page (overview, wall, map, sensor, alerts with
+an alert's timeline, trust, planner, admin) opened in English shows no Chinese except proper
+names the data holds, and in Chinese no English sentence (ids, codes and units allowed).
+
+How proper names are told apart: they are read from the database, not listed here. A name the
+data has in both languages (districts, facilities with ``name_en``) must be shown in English on
+an English page, so only the Chinese names that have no English form are allowed there: sensor
+names, metered areas' names, people's display names and facilities without ``name_en``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+from selenium.webdriver.common.by import By
+
+from dashboards.model import display_text
+from tests.dashboards.browser import severe_console_messages
+from tests.dashboards.helpers import (
+    browser_login,
+    browser_logout,
+    insert_alert,
+    open_page,
+    page_text,
+    wait_for,
+)
+
+pytestmark = pytest.mark.browser
+
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]+")
+# three or more words of letters in a row: a sentence or a phrase, not an id, code or unit
+ENGLISH = re.compile(r"(?<![\w/.-])[A-Za-z][a-z]+(?:[ ,']+[A-Za-z][a-z]+){2,}(?![\w/-])")
+PAGES = ("/", "/wall", "/map", "/sensor?id=wp-510104-1", "/alerts", "/trust", "/planner", "/admin")
+# everything a user reads: the text, the fields' placeholders, the charts' SVG text (legends,
+# axes), but not the language switch, which names the other language in that language, nor
+# code (commands and field names, the same in every language)
+TEXT_JS = """
+const body = document.body.cloneNode(true);
+for (const el of body.querySelectorAll('code')) el.remove();
+if (arguments[0]) for (const el of body.querySelectorAll(arguments[0])) el.remove();
+document.documentElement.appendChild(body);  // innerText needs a rendered element
+const parts = [body.innerText];
+body.remove();
+for (const el of document.querySelectorAll('[placeholder]')) parts.push(el.placeholder);
+for (const el of document.querySelectorAll('svg text')) parts.push(el.textContent);
+const sw = document.getElementById('lang-switch');
+return parts.join('\\n').split(sw ? sw.innerText : '\\u0000').join(' ');
+"""
+READY = {  # what each page shows once its data has arrived (en, zh)
+    "/": ("Districts", "各区（市）县状态"),
+    "/wall": ("Latest events", "最新事件"),
+    "/map": ("sensors shown", "个传感器"),
+    "/sensor?id=wp-510104-1": ("Pressure", "压力"),
+    "/alerts": ("Timeline", "处置记录"),
+    "/trust": ("Recently quarantined", "最近隔离的消息"),
+    "/planner": ("Fields of this layer", "该图层的字段"),
+    "/admin": ("New user", "新建用户"),
+}
+
+
+@pytest.fixture(scope="module")
+def proper_names(dash_db, demo_networks, users) -> tuple[set[str], set[str]]:
+    """(Chinese names the data has no English form of, English names from the data)."""
+    with psycopg.connect(dash_db) as conn:
+        zh = {r[0] for r in conn.execute("SELECT name FROM sensors")}
+        zh |= {r[0] for r in conn.execute("SELECT name FROM metered_areas")}
+        zh |= {r[0] for r in conn.execute("SELECT display_name FROM dashboard_users")}
+        zh |= {
+            r[0]
+            for r in conn.execute("SELECT name_zh FROM facilities WHERE coalesce(name_en, '') = ''")
+        }
+        zh |= {
+            r[0]
+            for r in conn.execute("SELECT name_zh FROM districts WHERE coalesce(name_en, '') = ''")
+        }
+        en = {r[0] for r in conn.execute("SELECT name FROM sensors")}
+        en |= {r[0] for r in conn.execute("SELECT reason || ' ' || detail FROM quarantine")}
+    # as the pages show them (display_text: $ becomes ＄, invisible characters go)
+    zh |= {display_text(n) for n in zh if n}
+    en |= {display_text(n) for n in en if n}
+    return {n for n in zh if n}, {n for n in en if n}
+
+
+@pytest.fixture(scope="module")
+def engine_alert(dash_db) -> int:
+    """An alert the engine raised: its timeline starts with the engine's 'raise' row, whose
+    comment is the Chinese message (the English one in the row's detail)."""
+    from alerts.stores.audit import AuditEntry, append_audit, lock_audit
+
+    alert_id = insert_alert(
+        dash_db,
+        "wp-510104-1",
+        "pressure",
+        "threshold_low",
+        "major",
+        150.0,
+        200.0,
+        "wp-510104-1 压力 150 kPa，低于下限 200 kPa",
+        "wp-510104-1: pressure 150 kPa is below the low limit 200 kPa",
+    )
+    with psycopg.connect(dash_db) as conn, conn.transaction():
+        lock_audit(conn)
+        at = conn.execute("SELECT raised_at FROM alerts WHERE alert_id = %s", (alert_id,))
+        detail = {"message_en": "wp-510104-1: pressure 150 kPa is below the low limit 200 kPa"}
+        entry = AuditEntry(
+            0,
+            alert_id,
+            at.fetchone()[0],
+            "system",
+            "raise",
+            "",
+            "open",
+            "wp-510104-1 压力 150 kPa，低于下限 200 kPa",
+            detail,
+        )
+        append_audit(conn, [entry])
+    return alert_id
+
+
+def without(text: str, names: set[str]) -> str:
+    """The text with every proper name from the data taken out (longest first)."""
+    for name in sorted(names, key=len, reverse=True):
+        text = text.replace(name, " ")
+    return text
+
+
+def shown_text(browser, base: str, path: str, lang: str, alert_id: int, leave_out: str = "") -> str:
+    """What ``path`` shows in ``lang`` (without the elements ``leave_out`` selects)."""
+    sep = "&" if "?" in path else "?"
+    open_page(browser, f"{base}{path}{sep}lang={lang}")
+    if path == "/alerts":  # the selected alert's detail: timeline, impact
+        row = wait_for(
+            lambda: browser.find_element(By.CSS_SELECTOR, f"tr[data-alert-id='{alert_id}']"),
+            what="the engine's alert",
+        )
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+        row.click()
+    ready = READY[path][0 if lang == "en" else 1]
+    wait_for(lambda: ready in page_text(browser), what=f"{ready!r} on {path}")
+    return browser.execute_script(TEXT_JS, leave_out)
+
+
+# checked apart (below, strict xfail) until other work of issue 16 changes them: the console's
+# timeline (the engine's rows carry their comment in Chinese) and the trust page's district
+# names (name_zh on the English page)
+LEFT_OUT = {"/alerts": "ul.timeline:not(.impact) li", "/trust": "#trust-district td:first-child"}
+
+
+def context(text: str, match: re.Match) -> str:
+    return text[max(0, match.start() - 30) : match.end() + 30].replace("\n", " / ")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_english_pages_show_no_chinese_but_names_from_the_data(
+    dash_server, users, proper_names, engine_alert, browser, path
+):
+    zh_names, _en_names = proper_names
+    browser_login(browser, dash_server.url, "zhou.min", users["zhou.min"])
+    try:
+        text = shown_text(
+            browser, dash_server.url, path, "en", engine_alert, LEFT_OUT.get(path, "")
+        )
+        rest = without(text, zh_names)
+        found = [context(rest, m) for m in CJK.finditer(rest)]
+        assert found == [], f"Chinese on the English {path}: {found}"
+        assert severe_console_messages(browser) == []
+    finally:
+        browser_logout(browser, dash_server.url)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_chinese_pages_show_no_english_sentence(
+    dash_server, users, proper_names, engine_alert, browser, path
+):
+    _zh_names, en_names = proper_names
+    browser_login(browser, dash_server.url, "zhou.min", users["zhou.min"])
+    try:
+        text = shown_text(browser, dash_server.url, path, "zh", engine_alert)
+        rest = without(text, en_names)
+        found = [context(rest, m) for m in ENGLISH.finditer(rest)]
+        assert found == [], f"English on the Chinese {path}: {found}"
+        assert severe_console_messages(browser) == []
+    finally:
+        browser_logout(browser, dash_server.url)
+
+
+@pytest.mark.xfail(strict=True, reason="the console's timeline shows the engine's Chinese comment")
+def test_the_english_timeline_is_english(dash_server, users, proper_names, engine_alert, browser):
+    """The engine's timeline row reads "Raised → Open" in English (the action's label, from
+    this work's catalogue) but its comment is alert_audit.comment, which the engine writes in
+    Chinese (message_zh; the English is in the row's detail ->> 'message_en').
+    dashboards/queries.fetch_alert_timeline and pages/alerts.timeline_items (other work of
+    issue 16) must pick the English one on an English page; strict, so that this mark goes
+    when they do."""
+    browser_login(browser, dash_server.url, "zhou.min", users["zhou.min"])
+    try:
+        shown_text(browser, dash_server.url, "/alerts", "en", engine_alert)
+        rows = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "ul.timeline li")]
+        raised = [r for r in rows if "Raised → Open" in r]
+        assert raised, rows
+        found = [r for r in raised if CJK.search(without(r, proper_names[0]))]
+        assert found == [], found
+    finally:
+        browser_logout(browser, dash_server.url)
+
+
+@pytest.mark.xfail(strict=True, reason="the trust page names districts in Chinese")
+def test_the_english_trust_page_names_districts_in_english(dash_server, browser):
+    """The data has every district's English name (districts.name_en), which the overview
+    shows; dashboards/pages/trust.py (other work of issue 16) builds its district names from
+    name_zh only. Strict, so that this mark goes when it is fixed."""
+    open_page(browser, dash_server.url + "/trust?lang=en")
+    cells = wait_for(
+        lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#trust-district td")],
+        what="the district table",
+    )
+    assert "Jinjiang District" in cells and not any(CJK.search(c) for c in cells), cells
+
+
+def test_the_login_page_switches_language(dash_server, browser):
+    open_page(browser, dash_server.url + "/login")
+    switch = wait_for(lambda: browser.find_element(By.ID, "lang-switch"), what="the switch")
+    assert switch.text == "English"
+    switch.click()
+    wait_for(lambda: "User name" in page_text(browser), what="the English login")
+    text = browser.execute_script(TEXT_JS)
+    assert not CJK.search(text), text
+    browser.find_element(By.ID, "lang-switch").click()
+    wait_for(lambda: "用户名" in page_text(browser), what="the Chinese login")
