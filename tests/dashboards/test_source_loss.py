@@ -145,11 +145,11 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
             assert "全部数据流" in text, path
         # the overview: what stopped and since when; no district red, all unknown
         browser.switch_to.window(handles[0])
-        banner = wait_for(
-            lambda: browser.find_element(By.CSS_SELECTOR, ".source-loss[data-scope='stream']"),
+        line = wait_for(
+            lambda: texts(browser, ".source-loss[data-scope='stream']")[0],
             what="the overview's source-loss line",
         )
-        assert f"{n}/{n}" in banner.text and "全部数据流" in banner.text
+        assert f"{n}/{n}" in line and "全部数据流" in line
         traces = wait_for(lambda: _plot(browser, "overview-map"), what="the overview's map")
         fills = {d["fill"] for d in traces if d["fill"]}
         assert fills == {DISTRICT_FILL["unknown"]}, fills
