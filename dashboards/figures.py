@@ -70,6 +70,8 @@ def build_city_map_figure(
     networks: dict[str, tuple[XY, XY]] | None = None,
     facilities: Sequence[tuple[str, str, str, str, float, float]] = (),
     alarms: Sequence[SensorPoint] = (),
+    alarm_marker_size: int | None = None,
+    legend_size: int = 16,
 ) -> dict[str, Any]:
     """Districts filled by condition, sensors coloured by state (or grid cells by count).
 
@@ -77,6 +79,8 @@ def build_city_map_figure(
     takes as it is: building ``go`` objects validates every point and cost about 0.3 s per
     5,000 sensors. ``view`` is ((lon0, lon1), (lat0, lat1)) to keep the user's zoom;
     ``uirevision`` keeps it across refreshes. ``alarms`` are drawn when ``sensors`` are not.
+    ``alarm_marker_size`` [px] sizes alarming sensors apart (the wall: they must carry 3 m);
+    by default they are ``marker_size`` + 5.
     """
     data = _district_traces(districts, summaries, lang) if show_districts else []
     for utility, (xs, ys) in (networks or {}).items():
@@ -88,8 +92,9 @@ def build_city_map_figure(
     if cells:
         data.extend(_cell_traces(cells, lang))
     if sensors or alarms:
-        data.extend(_sensor_traces(sensors or alarms, lang, marker_size))
-    return {"data": data, "layout": _map_layout(districts, view, uirevision)}
+        alarm_size = alarm_marker_size or marker_size + 5
+        data.extend(_sensor_traces(sensors or alarms, lang, marker_size, alarm_size))
+    return {"data": data, "layout": _map_layout(districts, view, uirevision, legend_size)}
 
 
 def _district_traces(
@@ -161,7 +166,7 @@ def _points(xs: Sequence[Any], ys: Sequence[Any], name: str, **marker: Any) -> d
 
 
 def _sensor_traces(
-    sensors: Sequence[SensorPoint], lang: str, marker_size: int
+    sensors: Sequence[SensorPoint], lang: str, marker_size: int, alarm_size: int
 ) -> list[dict[str, Any]]:
     kind = "scattergl" if len(sensors) >= WEBGL_FROM else "scatter"
     traces = []
@@ -179,7 +184,7 @@ def _sensor_traces(
                 "mode": "markers",
                 "marker": {
                     "color": STATE_COLOURS[state],
-                    "size": marker_size + (5 if state == "alarm" else 0),
+                    "size": alarm_size if state == "alarm" else marker_size,
                     "line": {"color": "#0d1117", "width": 1},
                     "symbol": "diamond" if state == "alarm" else "circle",
                 },
@@ -233,7 +238,7 @@ def _cell_traces(cells: Sequence[GridCell], lang: str) -> list[dict[str, Any]]:
 
 
 def _map_layout(
-    districts: Sequence[District], view: View | None, uirevision: str
+    districts: Sequence[District], view: View | None, uirevision: str, legend_size: int = 16
 ) -> dict[str, Any]:
     if view is None and districts:
         lons = [p[0] for d in districts for r in d.rings for p in r]
@@ -258,7 +263,7 @@ def _map_layout(
             "xanchor": "left",
             "x": 0.0,
             "bgcolor": "rgba(13,17,23,0.7)",
-            "font": {"size": 16},
+            "font": {"size": legend_size},
         },
         dragmode="pan",
     )
@@ -289,38 +294,46 @@ def build_incident_map_figure(
     features: Sequence[dict[str, Any]],
     *,
     lang: str,
-    span_deg: float = 0.006,
+    span_deg: float = 0.012,
     context: tuple[XY, XY] | None = None,
+    district_adcode: int | None = None,
 ) -> dict[str, Any]:
-    """A small map around one alert: district outlines, the cut-off and closed-off network
-    (``features`` with a ``role`` property, GeoJSON in EPSG:4326), valves to close, facilities
-    without supply, and the sensor."""
+    """A small map around one alert, drawn from our own layers (no tiles, works offline):
+    district boundaries as lines (the alert's own district highlighted and named), the network
+    around it (``context``), the cut-off and closed-off network (``features`` with a ``role``
+    property, GeoJSON in EPSG:4326), valves to close, facilities without supply, the sensor.
+
+    Districts are outlines, not fills: a view of a few hundred metres lies inside one district,
+    and a filled polygon made the whole map one dark square (issue 16). The view reaches to the
+    alert's district boundary when it is within ``BOUNDARY_REACH_DEG``."""
     lon, lat = location
     xs, ys, px, py = geometry_xy(f.get("geometry") or {} for f in features)
     xs_all = [lon, *px, *(x for x in xs if x is not None)]
     ys_all = [lat, *py, *(y for y in ys if y is not None)]
+    home = next((d for d in districts if d.adcode == district_adcode), None)
+    edge = _nearest_boundary_point(home, location) if home else None
+    if edge is not None:
+        xs_all.append(edge[0])
+        ys_all.append(edge[1])
     # the sensor and everything the isolation touches, with a margin (at least ``span_deg``)
     half = max(span_deg / 2, 0.6 * (max(xs_all) - min(xs_all)), 0.6 * (max(ys_all) - min(ys_all)))
     cx, cy = (max(xs_all) + min(xs_all)) / 2, (max(ys_all) + min(ys_all)) / 2
-    fig = build_city_map_figure(
-        districts,
-        [],
-        lang=lang,
-        view=((cx - half * 1.6, cx + half * 1.6), (cy - half, cy + half)),
-        uirevision=f"incident-{lon}-{lat}",
-    )
-    if context and context[0]:  # the surrounding network, for orientation
-        fig["data"].append(_lines(*context, t(lang, "incident.network"), "#5b7290", 1.5))
-    sensor = {"color": "#ff2d55", "size": 14, "symbol": "diamond"}
-    fig["data"].append(
-        _points(
-            [lon],
-            [lat],
-            t(lang, "incident.sensor"),
-            **sensor,
-            line={"color": "#ffffff", "width": 2},
-        )
-    )
+    view = ((cx - half, cx + half), (cy - half, cy + half))
+    data: list[dict[str, Any]] = []
+    for d in districts:
+        ring_x, ring_y, _px, _py = geometry_xy([{"type": "Polygon", "coordinates": d.rings}])
+        if d is home:
+            continue
+        outline = _lines(ring_x, ring_y, plot_text(_district_name(d, lang)), "#5b7290", 1.5)
+        data.append(outline | {"showlegend": False})
+    if home is not None:  # drawn last among the districts: on top, and named in the legend
+        ring_x, ring_y, _px, _py = geometry_xy([{"type": "Polygon", "coordinates": home.rings}])
+        name = t(lang, "incident.district", name=plot_text(_district_name(home, lang)))
+        boundary = _lines(ring_x, ring_y, name, "#fadb14", 3)
+        boundary["line"]["dash"] = "dash"
+        data.append(boundary)
+    if context and context[0]:  # the surrounding network, for orientation (pipes follow streets)
+        data.append(_lines(*context, t(lang, "incident.network"), "#8b9bb0", 1.5))
     for role, (colour, size, key) in IMPACT_STYLE.items():
         mine = [
             f.get("geometry") or {}
@@ -329,13 +342,40 @@ def build_incident_map_figure(
         ]
         xs, ys, px, py = geometry_xy(mine)
         if xs:
-            fig["data"].append(_lines(xs, ys, t(lang, key), colour, size))
+            data.append(_lines(xs, ys, t(lang, key), colour, size))
         if px:
             symbol = "x" if role == "valve_to_close" else "cross"
-            fig["data"].append(
-                _points(px, py, t(lang, key), color=colour, size=size, symbol=symbol)
-            )
-    return fig
+            data.append(_points(px, py, t(lang, key), color=colour, size=size, symbol=symbol))
+    sensor = {"color": "#ff2d55", "size": 16, "symbol": "diamond"}
+    white = {"color": "#ffffff", "width": 2}
+    data.append(_points([lon], [lat], t(lang, "incident.sensor"), **sensor, line=white))
+    layout = _map_layout([], view, f"incident-{lon}-{lat}")
+    layout["plot_bgcolor"] = "#0e1620"  # the map's own area, apart from the page
+    # the legend under the map: on a phone it covered the incident itself
+    layout["legend"] |= {"y": -0.02, "yanchor": "top", "font": {"size": 14}}
+    return {"data": data, "layout": layout}
+
+
+BOUNDARY_REACH_DEG = 0.03  # [degrees] about 3 km: a boundary further off would shrink the map
+
+
+def _district_name(d: District, lang: str) -> str:
+    return d.name_en if lang == "en" else d.name_zh
+
+
+def _nearest_boundary_point(
+    district: District, location: tuple[float, float]
+) -> tuple[float, float] | None:
+    """The vertex of ``district``'s boundary nearest to ``location`` if within reach."""
+    scale = math.cos(math.radians(CHENGDU_LAT))
+    lon, lat = location
+    best, best_d = None, BOUNDARY_REACH_DEG
+    for ring in district.rings:
+        for x, y in ring:
+            d = math.hypot((x - lon) * scale, y - lat)
+            if d < best_d:
+                best, best_d = (x, y), d
+    return best
 
 
 def build_planner_map_figure(
@@ -378,9 +418,16 @@ def build_planner_map_figure(
 
 # -- charts ------------------------------------------------------------------------------------
 def build_trend_figure(
-    points: Iterable[tuple[datetime, str, int]], *, lang: str, tz: str
+    points: Iterable[tuple[datetime, str, int]],
+    *,
+    lang: str,
+    tz: str,
+    font_size: int = FONT["size"],
+    max_ticks: int | None = None,
 ) -> dict[str, Any]:
-    """Alerts raised per time bucket, one bar series per utility (plain Plotly JSON)."""
+    """Alerts raised per time bucket, one bar series per utility (plain Plotly JSON);
+    ``font_size`` [px] for every label, at most ``max_ticks`` time labels (a wall's large
+    labels would otherwise overlap)."""
     series: dict[str, tuple[list[str], list[int]]] = {}
     for ts, utility, n in points:
         xs, ys = series.setdefault(utility, ([], []))
@@ -400,11 +447,12 @@ def build_trend_figure(
     return {
         "data": data,
         "layout": _layout(
-            36,
+            36 if font_size <= FONT["size"] else 2 * font_size,
+            font={**FONT, "size": font_size},
             barmode="stack",
             legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
-            xaxis={"gridcolor": GRID, "type": "category"},
-            yaxis={"gridcolor": GRID, "rangemode": "tozero"},
+            xaxis={"gridcolor": GRID, "type": "category", "nticks": max_ticks},
+            yaxis={"gridcolor": GRID, "rangemode": "tozero", "nticks": max_ticks},
         ),
     }
 

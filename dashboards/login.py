@@ -14,6 +14,7 @@ import html
 import logging
 import secrets
 from functools import partial
+from urllib.parse import urlencode, urlsplit
 
 import flask
 
@@ -36,7 +37,31 @@ log = logging.getLogger(__name__)
 OIDC_COOKIE = "cityops_oidc"  # which pending single sign-on this browser started
 
 
-def _page(lang: str, title: str, body: str) -> str:
+HOME_AFTER_LOGIN = "/alerts"
+NEXT_FIELD = "next"  # where to go after logging in: a path on this site only
+NEXT_MAX = 512
+
+
+def local_path(value: object) -> str | None:
+    """``value`` when it is a path on this site ("/alerts?alert=7"), else None: no scheme or
+    host, not "//host" or "/\\host" (browsers read both as another site), no control
+    characters, not overlong. The login page sends the user there, so nothing else may pass
+    (an open redirect would lend this site's name to a phishing link)."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > NEXT_MAX:
+        return None
+    if value.startswith(("//", "/\\")) or "\\" in value:
+        return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return None
+    parts = urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else None
+
+
+def _query(lang: str, next_path: str | None) -> str:
+    return urlencode({"lang": lang, **({NEXT_FIELD: next_path} if next_path else {})})
+
+
+def _page(lang: str, title: str, body: str, next_path: str | None = None) -> str:
     e = html.escape
     return f"""<!DOCTYPE html>
 <html lang="{"en" if lang == "en" else "zh-CN"}"><head><meta charset="utf-8">
@@ -44,20 +69,30 @@ def _page(lang: str, title: str, body: str) -> str:
 <title>{e(title)} · {e(t(lang, "app.title"))}</title>
 <link rel="stylesheet" href="/assets/style.css"></head>
 <body><main class="panel login-box">
-<p class="login-lang">{_language_switch(lang)}</p>
+<p class="login-lang">{_language_switch(lang, next_path)}</p>
 <h2>{e(t(lang, "app.title"))} · {e(title)}</h2>{body}</main></body></html>"""
 
 
-def _language_switch(lang: str) -> str:
+def _language_switch(lang: str, next_path: str | None = None) -> str:
     """The other language, on the same page (each name in its own language)."""
     if lang == "en":
-        return '<a id="lang-switch" href="?lang=zh" lang="zh-CN" hreflang="zh-CN">中文</a>'
-    return '<a id="lang-switch" href="?lang=en" lang="en" hreflang="en">English</a>'
+        href = html.escape("?" + _query("zh", next_path))
+        return f'<a id="lang-switch" href="{href}" lang="zh-CN" hreflang="zh-CN">中文</a>'
+    href = html.escape("?" + _query("en", next_path))
+    return f'<a id="lang-switch" href="{href}" lang="en" hreflang="en">English</a>'
 
 
 def render_login_page(
-    lang: str, message: str = "", username: str = "", csrf: str = "", *, sso: bool = False
+    lang: str,
+    message: str = "",
+    username: str = "",
+    csrf: str = "",
+    *,
+    sso: bool = False,
+    next_path: str | None = None,
 ) -> str:
+    """The login form; ``next_path`` (already checked by ``local_path``) is where a successful
+    login goes, carried in the form."""
     e = html.escape
     note = f'<p class="msg-error" role="alert">{e(message)}</p>' if message else ""
     if sso:  # the city's single sign-on first; the local form stays for local accounts
@@ -66,15 +101,16 @@ def render_login_page(
             f"{e(t(lang, 'login.sso'))}</a></p>"
             f'<p class="note">{e(t(lang, "login.or"))}</p>'
         )
+    back = f'<input type="hidden" name="{NEXT_FIELD}" value="{e(next_path)}">' if next_path else ""
     form = f"""<form method="post" action="/login?lang={e(lang)}">
-<input type="hidden" name="{CSRF_FIELD}" value="{e(csrf)}">
+<input type="hidden" name="{CSRF_FIELD}" value="{e(csrf)}">{back}
 <label for="username">{e(t(lang, "login.username"))}</label>
 <input id="username" name="username" autocomplete="username" value="{e(username)}" required>
 <label for="password">{e(t(lang, "login.password"))}</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button class="action" id="login-submit" type="submit">{e(t(lang, "login.submit"))}</button>
 </form>"""
-    return _page(lang, t(lang, "login.title"), note + form)
+    return _page(lang, t(lang, "login.title"), note + form, next_path)
 
 
 def render_logout_page(lang: str, csrf: str) -> str:
@@ -127,9 +163,23 @@ def _lang_of(ctx: AppContext) -> str:
 
 def login_page(ctx: AppContext, lang: str, message: str = "", username: str = "", status=200):
     """The form with this browser's anti-forgery token (also in its ``cityops_csrf`` cookie),
-    so another site cannot log a browser in to an account of its choosing."""
-    body = render_login_page(lang, message, username, response_csrf(), sso=ctx.oidc is not None)
+    so another site cannot log a browser in to an account of its choosing; it carries the
+    request's return path when that is a local one."""
+    body = render_login_page(
+        lang,
+        message,
+        username,
+        response_csrf(),
+        sso=ctx.oidc is not None,
+        next_path=_next_of_request(),
+    )
     return flask.make_response(body, status)
+
+
+def _next_of_request() -> str | None:
+    """The return path the request asks for (form field, else query), if it is local."""
+    sent = flask.request.form.get(NEXT_FIELD) or flask.request.args.get(NEXT_FIELD)
+    return local_path(sent)
 
 
 def form_refused(ctx: AppContext, reason: str):
@@ -138,9 +188,10 @@ def form_refused(ctx: AppContext, reason: str):
     return login_page(ctx, lang, t(lang, "login.expired"), status=403)
 
 
-def _signed_in(ctx: AppContext, token: str):
-    """To the alert console, with the new session's cookie and its anti-forgery token."""
-    response = flask.redirect("/alerts", code=303)
+def _signed_in(ctx: AppContext, token: str, target: str | None = None):
+    """To ``target`` (a checked local path) or the alert console, with the new session's
+    cookie and its anti-forgery token."""
+    response = flask.redirect(target or HOME_AFTER_LOGIN, code=303)
     set_csrf_cookie(response, csrf_token(token), secure=door(ctx.proxies).secure)
     return _with_cookie(ctx, response, SESSION_COOKIE, token, max_age=SESSION_MAX_S, path="/")
 
@@ -178,7 +229,7 @@ def login_view(ctx: AppContext):
             else t(lang, "login.failed")
         )
         return login_page(ctx, lang, message, username, 429 if limited else 401)
-    return _signed_in(ctx, token)
+    return _signed_in(ctx, token, _next_of_request())
 
 
 def logout_view(ctx: AppContext):

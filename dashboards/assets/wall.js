@@ -1,6 +1,8 @@
-/* cityops wall: an optional alarm sound for new critical alerts (?sound=1 in the wall's URL).
-   Served from this server (no inline script, so the CSP stays strict). A kiosk browser needs
-   --autoplay-policy=no-user-gesture-required, or one click on the page, to let it play. */
+/* cityops clientside callbacks, served from this server (no inline script, so the CSP stays
+   strict). The wall: its watchdog, and an optional alarm sound for new critical alerts
+   (?sound=1 in the wall's URL; a kiosk browser needs --autoplay-policy=no-user-gesture-required,
+   or one click on the page, to let it play). The alert console: what a tap or an action
+   answers is scrolled into view. */
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
   cityops: {
     /* The wall's own watchdog: the server's clock text changes on every good refresh; when it
@@ -16,6 +18,24 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       window.cityopsLastOk = last;
       const lost = now - last > 3 * (refreshMs || 5000) + 2000;
       return lost ? { display: "block" } : { display: "none" };
+    },
+    /* The console: after a tap on an alert its facts, after an action its confirmation, are
+       brought into view (on a phone both were below the screen's edge). */
+    showAnswer: function (label, result, selected) {
+      const trigger = (window.dash_clientside.callback_context.triggered[0] || {}).prop_id || "";
+      let target = null;
+      let where = "start";
+      if (trigger.startsWith("alerts-result")) {
+        target = document.getElementById("alerts-result");
+        where = "center";
+      } else if (selected !== null && selected !== undefined && selected !== window.cityopsShown) {
+        target = document.getElementById("alerts-selected-label");  // a new alert, not a redraw
+      }
+      window.cityopsShown = selected;
+      if (target) {
+        window.requestAnimationFrame(() => target.scrollIntoView({ block: where }));
+      }
+      return Date.now();
     },
     alarmSound: function (ids, search) {
       if (ids === null || ids === undefined) {

@@ -10,12 +10,14 @@ here, in the callback, because Dash callbacks are reachable by anyone who can PO
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
-from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from access.auth import can
@@ -34,6 +36,7 @@ from dashboards.i18n import t
 from dashboards.model import (
     SEVERITIES,
     SHELVE_DEFAULT_H,
+    UTILITIES,
     XY,
     District,
     display_text,
@@ -65,7 +68,11 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             dcc.Interval(id="alerts-tick", interval=ctx.settings.dashboard_refresh_ms),
             dcc.Store(id="alerts-selected"),
             dcc.Store(id="alerts-changed", data=0),
+            # who the page was built for: a refresh that finds no session says it has ended
+            dcc.Store(id="alerts-session", data=user.username if user else None),
+            dcc.Store(id="alerts-scrolled"),
             html.Div(id="alerts-banner"),
+            html.Div(id="alerts-expired", role="alert"),
             _filter_row(lang, who),
             panel(t(lang, "alerts.open"), html.Div(id="alerts-table"), style={"maxHeight": "52vh"}),
             _actions_panel(lang, user),
@@ -93,7 +100,8 @@ def _filter_row(lang: str, who: str) -> html.Div:
                 options=severities,
                 value=list(SEVERITIES),
                 inline=True,
-                inputStyle={"marginRight": "0.3rem", "marginLeft": "0.8rem"},
+                className="severity-filter",
+                inputStyle={"marginRight": "0.3rem"},
             ),
         ],
     )
@@ -136,11 +144,15 @@ def _actions_panel(lang: str, user: Any = None) -> html.Section:
         )
         for a in ACTIONS
     ]
+    # the facts first (what, where, what to close), then the actions and their confirmation,
+    # then the record: on a phone one reads down to the buttons (issue 16)
     return panel(
         None,
         html.Div(t(lang, "alerts.select_first"), id="alerts-selected-label"),
-        html.Div(className="form-row", children=fields),
-        html.Div(className="form-row", children=buttons),
+        html.Div(id="alerts-detail"),
+        html.H3(t(lang, "console.act_title")),
+        html.Div(className="form-row action-fields", children=fields),
+        html.Div(className="form-row action-buttons", children=buttons),
         html.Div(
             refused and html.Span(refused, className="note"), id="alerts-result", role="status"
         ),
@@ -150,10 +162,18 @@ def _actions_panel(lang: str, user: Any = None) -> html.Section:
 
 
 # -- the list -----------------------------------------------------------------------------------
-def refresh(ctx: AppContext, _n, severities, _changed, lang):
-    """The open alerts of the chosen severities, and the shelved ones."""
+def refresh(
+    ctx: AppContext, _n, severities, _changed, lang, session=None, selected=None, shown=None
+):
+    """The open alerts of the chosen severities, and the shelved ones; and, when the page was
+    built for a user whose session has since ended, a notice with a login link that comes
+    back to the selected alert (left as it is once shown: a link redrawn under a finger loses
+    the tap)."""
     lang = ctx.lang(lang)
     now = ctx.clock()
+    expired: Any = session_notice(lang, selected) if session and ctx.current_user() is None else []
+    if expired and shown:
+        expired = no_update
     chosen = severities if isinstance(severities, list) else []
     wanted = [s for s in chosen if s in SEVERITIES]
     try:
@@ -163,18 +183,37 @@ def refresh(ctx: AppContext, _n, severities, _changed, lang):
             rows = queries.fetch_open_alerts(conn, severities=wanted, limit=200)
             shelved = queries.fetch_open_alerts(conn, severities=wanted, shelved=True, limit=200)
     except queries.DatabaseUnavailable:
-        return no_update, no_update, db_down_banner(lang)
+        return no_update, no_update, db_down_banner(lang), expired
     table = alerts_table(lang, rows, tz=ctx.tz, now=now, selectable=True, table_id="alerts")
     on_shelf = shelved_table(lang, shelved, tz=ctx.tz, now=now, table_id="alerts")
-    return table, on_shelf, updated_banner(lang, now, ctx.tz)
+    return table, on_shelf, updated_banner(lang, now, ctx.tz), expired
 
 
-def pick(clicks):
-    """The alert whose pick button was clicked becomes the selection."""
+def login_href(lang: str, selected: object) -> str:
+    """The login page, asked to come back to this console with ``selected`` open."""
+    alert_id = alert_id_of(selected)
+    back = PATH + (f"?alert={alert_id}" if alert_id else "")
+    return "/login?" + urlencode({"lang": lang, "next": back})
+
+
+def session_notice(lang: str, selected: object) -> list:
+    link = html.A(
+        t(lang, "console.login_again"), href=login_href(lang, selected), id="alerts-relogin"
+    )
+    return [html.P([t(lang, "console.session_expired") + " ", link], className="msg-error")]
+
+
+def pick(clicks, search=None, selected=None):
+    """The alert whose row was tapped becomes the selection; before any, the one the URL
+    names (``?alert=N``: where the login page sends a user back to)."""
     trigger = dash_ctx.triggered_id
-    if not isinstance(trigger, dict) or not any(clicks or []):
-        return no_update
-    alert_id = alert_id_of(trigger.get("alert"))
+    if isinstance(trigger, dict) and any(clicks or []):
+        alert_id = alert_id_of(trigger.get("alert"))
+    elif selected is None:
+        wanted = parse_qs((search or "").lstrip("?")).get("alert", [None])[0]
+        alert_id = alert_id_of(wanted)
+    else:
+        alert_id = None
     return no_update if alert_id is None else alert_id
 
 
@@ -191,45 +230,116 @@ def alert_id_of(value: object) -> int | None:
 
 # -- the selected alert's detail ------------------------------------------------------------------
 @dataclass(frozen=True)
+class IncidentFacts:
+    """The incident an alert belongs to, counted from the database as it is now (the
+    engine's explanation keeps the counts of the moment it was written)."""
+
+    utility: str
+    kind: str
+    likely_location: str | None  # the link the engine placed it on (alerts/enrich.py)
+    affected: dict[str, Any]  # incidents.affected: valves, customers, facilities
+    explanation: tuple[str, str]
+    alerts: int  # member alerts
+    open_alerts: int  # of them not cleared, resolved or closed
+    sensors: int  # distinct member sensors
+    extent_m: float  # the greatest distance between two member sensors [m]
+
+
+# the alert's incident and its members; belongs in dashboards/queries.py with the other reads
+_INCIDENT_FACTS_SQL = """
+    SELECT i.utility, i.kind, i.likely_location, i.affected, i.explanation_zh,
+           i.explanation_en, m.n, m.n_open, m.n_sensors,
+           COALESCE(ST_Length(ST_LongestLine(m.points, m.points)::geography), 0)
+    FROM alerts a0 JOIN incidents i ON i.incident_id = a0.incident_id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, count(*) FILTER (WHERE a.state <> ALL(%(closed)s)) AS n_open,
+               count(DISTINCT a.sensor_id) AS n_sensors, ST_Collect(s.geom) AS points
+        FROM alerts a LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
+        WHERE a.incident_id = i.incident_id) m
+    WHERE a0.alert_id = %(alert)s
+"""
+
+
+def fetch_incident_facts(conn, alert_id: int) -> IncidentFacts | None:
+    row = conn.execute(
+        _INCIDENT_FACTS_SQL, {"alert": alert_id, "closed": list(queries.CLOSED_ALERT_STATES)}
+    ).fetchone()
+    if row is None:
+        return None
+    utility, kind, location, affected, zh, en, n, n_open, n_sensors, extent = row
+    return IncidentFacts(
+        utility, kind, location, dict(affected or {}), (zh, en), n, n_open, n_sensors, extent
+    )
+
+
+def fetch_alert_district(conn, alert_id: int) -> int | None:
+    """The district code of the alert's sensor (belongs in dashboards/queries.py)."""
+    row = conn.execute(
+        "SELECT s.district_adcode FROM alerts a JOIN sensors s USING (sensor_id)"
+        " WHERE a.alert_id = %s",
+        (alert_id,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+@dataclass(frozen=True)
 class AlertDetail:
     events: list[tuple] = field(default_factory=list)  # queries.fetch_alert_timeline
-    explanation: tuple[str, str] | None = None  # (zh, en) of its incident
+    incident: IncidentFacts | None = None
     impact: dict[str, Any] | None = None  # read_impact
     location: tuple[float, float] | None = None  # its sensor (lon, lat)
     context: tuple[XY, XY] | None = None  # the network around it
     districts: list[District] = field(default_factory=list)
+    district_adcode: int | None = None  # the sensor's district
+
+
+CONTEXT_HALF_DEG = (0.012, 0.01)  # [degrees] the network drawn around the alert (about 1 km)
 
 
 def read_detail(ctx: AppContext, conn, alert_id: int) -> AlertDetail:
-    impact = read_impact(ctx, conn, alert_id)
+    incident = fetch_incident_facts(conn, alert_id)
+    impact = read_impact(ctx, conn, isolation_link(conn, alert_id, incident), incident)
     location = queries.fetch_alert_location(conn, alert_id)
+    network = impact["network"] if impact else incident.utility if incident else None
     context = None
-    if impact and location:
-        lon, lat = location
-        bbox = (lon - 0.01, lat - 0.008, lon + 0.01, lat + 0.008)
-        xs, ys, _n = queries.fetch_network_lines(conn, impact["network"], bbox=bbox)
+    if location and network in UTILITIES:
+        (lon, lat), (dx, dy) = location, CONTEXT_HALF_DEG
+        xs, ys, _n = queries.fetch_network_lines(
+            conn, network, bbox=(lon - dx, lat - dy, lon + dx, lat + dy)
+        )
         context = (xs, ys)
     return AlertDetail(
         events=queries.fetch_alert_timeline(conn, alert_id),
-        explanation=queries.fetch_alert_explanation(conn, alert_id),
+        incident=incident,
         impact=impact,
         location=location,
         context=context,
         districts=read_districts(ctx, conn),
+        district_adcode=fetch_alert_district(conn, alert_id),
     )
 
 
-def read_impact(ctx: AppContext, conn, alert_id: int) -> dict | None:
-    """What isolating the alert's pipe or line means (gis.analysis: valves to close, customers,
-    population and facilities without supply), or None when its sensor is not on a network."""
-    asset = queries.fetch_alert_asset(conn, alert_id)
-    if asset is None:
+def isolation_link(conn, alert_id: int, incident: IncidentFacts | None) -> tuple[str, str] | None:
+    """The link whose isolation the console shows: where the engine placed the incident, or
+    else the pipe or line the alert's sensor sits on."""
+    if incident and incident.likely_location and incident.utility in ("water", "power"):
+        return incident.utility, incident.likely_location
+    return queries.fetch_alert_asset(conn, alert_id)
+
+
+def read_impact(
+    ctx: AppContext, conn, link: tuple[str, str] | None, incident: IncidentFacts | None = None
+) -> dict | None:
+    """What isolating ``link`` means (gis.analysis: valves to close, customers, population and
+    facilities without supply, with their geometry for the map), or None when there is no such
+    link. The figures the engine stored for the incident win over the recomputed ones."""
+    if link is None:
         return None
     from gis.analysis import NetworkCache, fetch_isolation  # the network graph code, when needed
 
     cache = ctx.cache.get("network-cache", 3600, NetworkCache)
     try:
-        doc = fetch_isolation(conn, asset[0], asset[1], cache=cache, with_geometry=True)
+        doc = fetch_isolation(conn, link[0], link[1], cache=cache, with_geometry=True)
     except ValueError:  # gis.network.NetworkError: the link is not in the network graph
         return None
     names = {
@@ -237,47 +347,87 @@ def read_impact(ctx: AppContext, conn, alert_id: int) -> dict | None:
         for f in doc["features"]
         if f["properties"].get("role") == "facility_without_supply"
     }
+    stored = {k: v for k, v in (incident.affected if incident else {}).items() if k in STORED}
     return {
         **doc["isolation"],
+        **stored,
         "facility_names": names,
-        "network": asset[0],
-        "link": asset[1],
+        "network": link[0],
+        "link": link[1],
         "features": doc["features"],
     }
 
 
+STORED = ("valves_to_close", "sources_to_shut", "customers_without_supply",
+          "population_without_supply")  # fmt: skip
+
+
 def show_selected(ctx: AppContext, selected, _changed, lang):
-    """The selected alert's explanation, map, impact and timeline, for a signed-in user."""
+    """The selected alert's facts (incident, map, impact) and its timeline, for a signed-in
+    user; else a login link that comes back to this alert."""
     lang = ctx.lang(lang)
     alert_id = alert_id_of(selected)
     if alert_id is None:
-        return t(lang, "alerts.select_first"), []
+        return t(lang, "alerts.select_first"), [], []
     label = t(lang, "alerts.selected", id=alert_id)
     # the timeline and the isolation plan (valves to close, facilities cut off) are for
     # signed-in staff (docs/decisions/0040): checked here, the callback is an open endpoint
     if ctx.current_user() is None:
-        login = html.A(t(lang, "nav.login"), href="/login")
+        login = html.A(t(lang, "nav.login"), href=login_href(lang, alert_id), id="alerts-relogin")
         prompt: list[Any] = [t(lang, "alerts.detail_login") + " ", login]
-        return label, [html.P(prompt, className="msg-error", id="alerts-login")]
+        return label, [html.P(prompt, className="msg-error", id="alerts-login")], []
     try:
         with ctx.reader.connection() as conn:
             detail = read_detail(ctx, conn, alert_id)
     except queries.DatabaseUnavailable:
         detail = AlertDetail()
-    return label, [
-        *explanation_view(lang, detail.explanation),
+    facts = [
+        *incident_view(lang, detail.incident),
         *incident_map(lang, detail),
         *impact_view(lang, detail.impact),
+    ]
+    timeline = [
         html.H3(t(lang, "alerts.timeline")),
         html.Ul(timeline_items(lang, ctx.tz, detail.events), className="timeline"),
     ]
+    return label, facts, timeline
 
 
-def explanation_view(lang: str, explanation: tuple[str, str] | None) -> list:
-    if not explanation:
-        return []
-    text = display_text(explanation[1] if lang == "en" else explanation[0])
-    return [html.P(text, className="explanation", id="alerts-explanation")]
+# the engine's own count and extent at the moment it wrote the explanation (alerts/incidents.py)
+_ENGINE_COUNTS = re.compile(r"[：:]\s*\d+\s*(条相关告警|related alerts).*$")
+
+
+def incident_view(lang: str, incident: IncidentFacts | None) -> list:
+    """What the incident is and how far it reaches, counted now; the engine's explanation
+    when it says more than its (dated) counts."""
+    if incident is None:
+        return [html.P(t(lang, "console.no_incident"), className="note", id="alerts-facts")]
+    kind = incident_kind_label(lang, incident.kind, incident.utility)
+    if incident.sensors > 1:
+        counts = t(
+            lang,
+            "console.facts",
+            n=incident.alerts,
+            open=incident.open_alerts,
+            sensors=incident.sensors,
+            extent=f"{incident.extent_m:,.0f}",
+        )
+    else:
+        counts = t(lang, "console.facts_one_sensor", n=incident.alerts, open=incident.open_alerts)
+    said = incident.explanation[1] if lang == "en" else incident.explanation[0]
+    said = _ENGINE_COUNTS.sub("", said or "").strip()
+    lines = [html.Strong(kind), html.Br(), counts]
+    if said and said != kind:
+        lines += [html.Br(), html.Span(display_text(said), id="alerts-explanation")]
+    return [html.P(lines, className="explanation incident-facts", id="alerts-facts")]
+
+
+def incident_kind_label(lang: str, kind: str, utility: str) -> str:
+    """The catalogue's name of an incident kind; an unknown kind is named by its utility."""
+    known = catalogue_label(lang, "incident.kind.", kind)
+    if known != display_text(kind):
+        return known
+    return t(lang, "incident.kind.anomaly", utility=catalogue_label(lang, "utility.", utility))
 
 
 def incident_map(lang: str, detail: AlertDetail) -> list:
@@ -290,13 +440,14 @@ def incident_map(lang: str, detail: AlertDetail) -> list:
         (detail.impact or {}).get("features", []),
         lang=lang,
         context=detail.context,
+        district_adcode=detail.district_adcode,
     )
     return [
         dcc.Graph(
             id="alerts-map",
             figure=figure,
             config={"displayModeBar": False, "scrollZoom": True},
-            style={"height": "20rem"},
+            className="incident-map",
         )
     ]
 
@@ -432,18 +583,24 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("alerts-table", "children"),
         Output("alerts-shelved", "children"),
         Output("alerts-banner", "children"),
+        Output("alerts-expired", "children"),
         Input("alerts-tick", "n_intervals"),
         Input("alerts-severity", "value"),
         Input("alerts-changed", "data"),
         State("lang", "data"),
+        State("alerts-session", "data"),
+        State("alerts-selected", "data"),
+        State("alerts-expired", "children"),
     )(partial(refresh, ctx))
     app.callback(
         Output("alerts-selected", "data"),
         Input({"type": "alerts-pick", "alert": ALL}, "n_clicks"),
-        prevent_initial_call=True,
+        State("url", "search"),
+        State("alerts-selected", "data"),
     )(pick)
     app.callback(
         Output("alerts-selected-label", "children"),
+        Output("alerts-detail", "children"),
         Output("alerts-timeline", "children"),
         Input("alerts-selected", "data"),
         Input("alerts-changed", "data"),
@@ -461,3 +618,13 @@ def register(app: Dash, ctx: AppContext) -> None:
         State("lang", "data"),
         prevent_initial_call=True,
     )(partial(act, ctx))
+    # in the browser (assets/wall.js): a tapped alert's facts, then an action's confirmation,
+    # are scrolled into view (on a phone both were below the screen's edge)
+    app.clientside_callback(
+        ClientsideFunction(namespace="cityops", function_name="showAnswer"),
+        Output("alerts-scrolled", "data"),
+        Input("alerts-selected-label", "children"),
+        Input("alerts-result", "children"),
+        State("alerts-selected", "data"),
+        prevent_initial_call=True,
+    )

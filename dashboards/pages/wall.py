@@ -1,8 +1,10 @@
 """Wall: a kiosk page for 1920x1080 up to 3840x2160, no scrolling, no touching.
 
-Key figures per utility, the city map with district status, the districts in trouble, a ticker
-of the newest events, the last hours' alert trend, a flashing strip when a critical alert is
-open, and a red banner (keeping the last good figures) while the database cannot be reached.
+Built for the five-second test at 3 m (decision 0077): one headline says what needs attention
+(open incidents, calm when there are none), then key figures per utility, the city map with
+district status, the districts that need attention, a ticker of the newest events (whole
+entries only), the last hours' alert trend; a red banner (keeping the last good figures) while
+the database cannot be reached. Sizes are set in style.css (``.wall``) and here for the figures.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from functools import partial
 from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import queries
-from dashboards.components import db_down_banner, district_table, empty_graph, panel
+from dashboards.components import (
+    db_down_banner,
+    district_table,
+    empty_graph,
+    panel,
+)
 from dashboards.context import AppContext, City, read_city
 from dashboards.figures import build_city_map_figure, build_trend_figure
 from dashboards.i18n import t
 from dashboards.model import (
+    SEVERITIES,
     UTILITIES,
     AlertRow,
     DistrictSummary,
@@ -27,11 +35,20 @@ from dashboards.model import (
     local_time,
     percent,
 )
+from dashboards.pages.alerts import incident_kind_label
 from dashboards.snapshot import city_markers, utility_figures
 
 PATH = "/wall"
 NAV_KEY = "nav.wall"
 KIOSK = True  # the shell hides its header on this page
+
+# sizes at 1920x1080 [CSS px], doubled on a 4K wall (decision 0077: 3 m viewing distance)
+MARKER_PX = 16  # a sensor: a dot seen, not read
+ALARM_MARKER_PX = 30  # an alarming sensor: found from 3 m
+FIGURE_FONT_PX = 26  # every label in the map's legend and the trend chart
+DISTRICT_ROWS = 8  # districts that need attention listed (the others summed up in one line)
+TICKER_EVENTS = 8
+TICKER_MESSAGE_CHARS = 40  # a longer message ends in "…": an entry is always shown whole
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
@@ -59,7 +76,8 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                 role="alert",
                 style={"display": "none"},
             ),
-            html.Div(id="wall-alarm", className="wall-alarm-slot"),
+            # the headline: what needs attention now (or that nothing does)
+            html.Div(id="wall-alarm", className="wall-headline-slot"),
             html.Div(
                 className="wall-ticker-row",
                 children=[
@@ -77,7 +95,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                 kind="wall-map",
             ),
             panel(
-                t(lang, "overview.districts"),
+                t(lang, "wall.districts_attention"),
                 html.Div(id="wall-districts", className="table-scroll"),
                 kind="wall-side",
             ),
@@ -94,19 +112,23 @@ def kpi_card(lang: str, f: UtilityFigures) -> list:
     reporting = f.reporting / f.sensors if f.sensors else None
     critical = f.open_of("critical")
 
+    # calm by default: a figure is coloured only when it needs a look
     def grade(x: float | None) -> str:
-        return "" if x is None else "good" if x >= 0.98 else "warn" if x >= 0.9 else "bad"
+        return "" if x is None or x >= 0.98 else "warn" if x >= 0.9 else "bad"
 
     cells = [
         ("kpi.sensors", str(f.sensors), ""),
         ("kpi.reporting", percent(reporting), grade(reporting)),
         ("kpi.completeness", percent(f.completeness), grade(f.completeness)),
-        ("kpi.open_alerts", str(f.open_alerts), "bad" if f.open_alerts else "good"),
-        ("kpi.critical", str(critical), "bad" if critical else "good"),
-        ("kpi.outages", f"{f.customers_cut:,}", "bad" if f.customers_cut else "good"),
+        ("kpi.open_alerts", str(f.open_alerts), "bad" if f.open_alerts else ""),
+        ("kpi.critical", str(critical), "bad" if critical else ""),
+        ("kpi.outages", f"{f.customers_cut:,}", "bad" if f.customers_cut else ""),
     ]
     # the customers belong to open incidents: the label says how many (decision 0016)
-    labels = {"kpi.outages": t(lang, "kpi.outages_incidents", n=f.incidents_open)}
+    labels = {
+        "kpi.completeness": t(lang, "wall.kpi.completeness"),
+        "kpi.outages": t(lang, "wall.kpi.outages", n=f.incidents_open),
+    }
     figures = [
         html.Div(
             [
@@ -120,28 +142,108 @@ def kpi_card(lang: str, f: UtilityFigures) -> list:
 
 
 def ticker(lang: str, events: Sequence[AlertRow], tz: str) -> list:
+    """The newest events, newest first, as whole entries: the row shows as many as fit and
+    hides the rest entirely (style.css), so no entry is ever cut to a fragment."""
     if not events:
         return [html.Span(t(lang, "wall.no_events"), className="ticker-item")]
-    items = [
+    return [
         html.Span(
-            f"{local_time(a.raised_at, tz, '%H:%M')} [{t(lang, 'severity.' + a.severity)}] "
-            f"{display_text(a.district(lang))} · {display_text(a.message(lang))}",
+            [
+                html.Span(local_time(a.raised_at, tz, "%H:%M"), className="ticker-time"),
+                f" {t(lang, 'severity.' + a.severity)} · {display_text(a.district(lang))} · "
+                f"{shortened(display_text(a.message(lang)), TICKER_MESSAGE_CHARS)}",
+            ],
             className=f"ticker-item sev-text-{a.severity}",
         )
         for a in events
     ]
-    return [html.Div(items, className="ticker-track")]
 
 
-def critical_strip(lang: str, open_alerts: Sequence[AlertRow]) -> list:
-    critical = [a for a in open_alerts if a.severity == "critical"]
-    if not critical:
-        return []
-    newest = max(critical, key=lambda a: a.raised_at)
-    text = f"{display_text(newest.district(lang))} · {display_text(newest.message(lang))}"
-    if len(critical) > 1:
-        text += f"  (+{len(critical) - 1})"
-    return [html.Div(t(lang, "wall.critical", text=text), className="critical-alarm", role="alert")]
+def shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
+class WallIncident:
+    """An open incident with alerts that still need someone (not cleared, not shelved)."""
+
+    kind: str
+    utility: str
+    severity: str
+    district_zh: str | None
+    district_en: str | None
+    open_alerts: int
+
+    def district(self, lang: str) -> str:
+        return (self.district_en if lang == "en" else self.district_zh) or "—"
+
+
+# open incidents with alerts that need someone, worst first; belongs in dashboards/queries.py
+_OPEN_INCIDENTS_SQL = """
+    SELECT i.kind, i.utility, i.severity, d.name_zh, d.name_en, x.n
+    FROM incidents i LEFT JOIN districts d ON d.adcode = i.district_adcode
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM alerts a WHERE a.incident_id = i.incident_id
+          AND a.state <> ALL(%(closed)s) AND NOT COALESCE(a.shelved_until > now(), false)) x
+    WHERE i.state = 'open' AND x.n > 0
+    ORDER BY array_position(%(order)s, i.severity), i.last_alert_at DESC
+    LIMIT 50
+"""
+_UNGROUPED_SQL = """
+    SELECT count(*) FROM alerts a WHERE a.incident_id IS NULL
+      AND a.state <> ALL(%(closed)s) AND NOT COALESCE(a.shelved_until > now(), false)
+"""
+
+
+def fetch_attention(conn) -> tuple[list[WallIncident], int]:
+    """(open incidents that need someone, open alerts in no incident yet)."""
+    args = {"closed": list(queries.CLOSED_ALERT_STATES), "order": list(SEVERITIES)}
+    incidents = [WallIncident(*r) for r in conn.execute(_OPEN_INCIDENTS_SQL, args)]
+    row = conn.execute(_UNGROUPED_SQL, args).fetchone()
+    return incidents, int(row[0]) if row else 0
+
+
+def headline(
+    lang: str,
+    incidents: Sequence[WallIncident],
+    ungrouped: int,
+    critical: Sequence[AlertRow],
+) -> list:
+    """One line: calm when nothing needs anyone; else how many incidents, the worst one
+    (where, what, how many alerts), and alerts not yet grouped; flashing red while a critical
+    alert is open."""
+    if not incidents and not ungrouped and not critical:
+        return [html.Div(t(lang, "wall.calm"), className="wall-headline calm", id="wall-headline")]
+    parts = []
+    if incidents:
+        top = incidents[0]
+        kind = incident_kind_label(lang, top.kind, top.utility)
+        parts.append(t(lang, "wall.attention", n=len(incidents)))
+        parts.append(
+            t(
+                lang,
+                "wall.incident",
+                district=display_text(top.district(lang)),
+                kind=kind,
+                alerts=top.open_alerts,
+            )
+        )
+        if len(incidents) > 1:
+            parts.append(t(lang, "wall.more", n=len(incidents) - 1))
+    elif critical:  # critical alerts the engine has not grouped yet: the newest is the news
+        newest = max(critical, key=lambda a: a.raised_at)
+        parts.append(
+            f"{display_text(newest.district(lang))} · {display_text(newest.message(lang))}"
+        )
+    if ungrouped:
+        parts.append(t(lang, "wall.ungrouped", n=ungrouped))
+    text = " · ".join(parts)
+    if critical:
+        text = t(lang, "wall.critical", text=text)
+        kind = "wall-headline critical-alarm"
+    else:
+        kind = "wall-headline attention"
+    return [html.Div(text, className=kind, role="alert", id="wall-headline")]
 
 
 def in_trouble_first(summaries: Sequence[DistrictSummary]) -> list[DistrictSummary]:
@@ -151,6 +253,19 @@ def in_trouble_first(summaries: Sequence[DistrictSummary]) -> list[DistrictSumma
     )
 
 
+def districts_panel(lang: str, summaries: Sequence[DistrictSummary]) -> list:
+    """The districts that need attention (at most DISTRICT_ROWS), and one line for the rest."""
+    trouble = [s for s in in_trouble_first(summaries) if s.open_alerts or s.alarm or s.silent]
+    shown = trouble[:DISTRICT_ROWS]
+    rest = len(summaries) - len(shown)
+    if not shown:
+        return [html.P(t(lang, "wall.districts_all_normal", n=rest), className="wall-rest")]
+    return [
+        district_table(lang, shown),
+        html.P(t(lang, "wall.districts_rest", n=rest), className="wall-rest") if rest else "",
+    ]
+
+
 @dataclass(frozen=True)
 class WallData:
     city: City
@@ -158,6 +273,8 @@ class WallData:
     critical: list[AlertRow]  # open, unshelved critical alerts
     recent: list[AlertRow]  # the newest alerts raised, for the ticker
     trend: list[tuple]
+    incidents: list[WallIncident]
+    ungrouped: int  # open alerts in no incident
 
 
 def read_wall(ctx: AppContext) -> WallData:
@@ -169,10 +286,11 @@ def read_wall(ctx: AppContext) -> WallData:
         completeness = queries.completeness_by_utility(trust)
         interruptions = queries.fetch_interruptions(conn)
         critical = queries.fetch_open_alerts(conn, limit=100, severities=["critical"])
-        recent = queries.fetch_recent_alerts(conn, limit=8)
+        recent = queries.fetch_recent_alerts(conn, limit=TICKER_EVENTS)
         trend = queries.fetch_alert_trend(conn, hours=6, bucket_s=1800)
+        incidents, ungrouped = fetch_attention(conn)
     figures = utility_figures(city.states, city.alerts_by_utility, completeness, interruptions)
-    return WallData(city, figures, critical, recent, trend)
+    return WallData(city, figures, critical, recent, trend, incidents, ungrouped)
 
 
 def refresh(ctx: AppContext, _n: int | None, lang: str | None) -> tuple:
@@ -193,13 +311,15 @@ def refresh(ctx: AppContext, _n: int | None, lang: str | None) -> tuple:
             lang=lang,
             sensors=sensors,
             cells=cells,
-            marker_size=9,
+            marker_size=MARKER_PX,
+            alarm_marker_size=ALARM_MARKER_PX,
+            legend_size=FIGURE_FONT_PX,
             uirevision="wall",
         ),
-        district_table(lang, in_trouble_first(city.summaries)),
-        build_trend_figure(data.trend, lang=lang, tz=ctx.tz),
+        districts_panel(lang, city.summaries),
+        build_trend_figure(data.trend, lang=lang, tz=ctx.tz, font_size=FIGURE_FONT_PX, max_ticks=4),
         ticker(lang, data.recent, ctx.tz),
-        critical_strip(lang, data.critical),
+        headline(lang, data.incidents, data.ungrouped, data.critical),
         *(kpi_card(lang, f) for f in data.figures),
         [],  # no banner: the clock says the wall is live
         clock,

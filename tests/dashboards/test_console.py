@@ -29,22 +29,28 @@ from tests.dashboards.helpers import (
 pytestmark = pytest.mark.browser
 
 
+def pipe_with_customers(conn, *, from_last: bool = False) -> tuple[str, dict]:
+    """A water pipe of the demo network whose isolation closes valves and cuts customers off
+    (the first such pipe by id, or the last), and that isolation's summary."""
+    from gis.analysis import fetch_isolation
+
+    order = "DESC" if from_last else "ASC"
+    for (pipe_id,) in conn.execute(
+        f"SELECT pipe_id FROM water_pipes WHERE link_kind = 'pipe' ORDER BY pipe_id {order}"  # noqa: S608
+        " LIMIT 300"
+    ).fetchall():
+        iso = fetch_isolation(conn, "water", pipe_id, with_geometry=False)["isolation"]
+        if iso["customers_without_supply"] > 0 and iso["valves_to_close"]:
+            return pipe_id, iso
+    raise AssertionError("no pipe with customers behind it in the demo network")
+
+
 @pytest.fixture(scope="module")
 def main_alert(dash_db, demo_networks) -> tuple[int, dict]:
     """A critical alert on a water main whose isolation cuts customers off, in an incident with
     an explanation: (alert id, the isolation summary from gis.analysis)."""
-    from gis.analysis import fetch_isolation
-
     with psycopg.connect(dash_db) as conn:
-        pipe = None
-        for (pipe_id,) in conn.execute(
-            "SELECT pipe_id FROM water_pipes WHERE link_kind = 'pipe' ORDER BY pipe_id LIMIT 200"
-        ).fetchall():
-            iso = fetch_isolation(conn, "water", pipe_id, with_geometry=False)["isolation"]
-            if iso["customers_without_supply"] > 0 and iso["valves_to_close"]:
-                pipe = pipe_id
-                break
-        assert pipe, "no pipe with customers behind it in the demo network"
+        pipe, iso = pipe_with_customers(conn)
         conn.execute(
             "INSERT INTO sensors (sensor_id, utility, sensor_type, name, district_adcode, asset_id,"
             " geom) SELECT 'wp-main-1', 'water', 'water_pressure', '天府广场干管压力', 510104,"

@@ -17,7 +17,7 @@ PAGES = {
     "/sensor?id=wp-510104-1": ("Data trust", "Pressure [kPa]"),
     "/alerts": ("Open alerts", "Water pressure low"),
     "/trust": ("By utility (last hour)", "Water"),
-    "/planner": ("Conditions (one per line)", "Planner"),
+    "/planner": ("Log in as a planner or admin to ask and export", "Planner"),
     "/no-such-page": ("Page not found", "Overview"),
 }
 

@@ -1,4 +1,5 @@
-"""The wall (kiosk) page: key figures, ticker, critical alarm, no scrolling at 1920x1080."""
+"""The wall (kiosk) page: key figures, ticker, the headline (flashing while a critical alert is
+open), no scrolling at 1920x1080. Its sizes at 3 m: test_wall_sizes.py."""
 
 from __future__ import annotations
 
@@ -81,14 +82,6 @@ def test_wall_shows_figures_and_a_new_critical_alert(clean_server, clean_db, bro
     )
     assert "<img" not in shown and "hostile" not in shown and "注入" not in shown
     assert severe_console_messages(browser) == []
-    # the picture shows the ticker mid-scroll (its newest events in view), not just started
-    browser.execute_script(
-        "const tr = document.querySelector('#wall-ticker .ticker-track');"
-        "const pad = parseFloat(getComputedStyle(tr).paddingLeft);"
-        "for (const a of tr.getAnimations())"
-        "  a.currentTime = a.effect.getComputedTiming().duration"
-        "    * Math.max(0, pad - 16) / tr.offsetWidth;"
-    )
     browser.save_screenshot(str(screenshots / "wall.png"))
     # a 4K wall: the same layout scaled, still nothing to scroll
     set_viewport(browser, 3840, 2160)
