@@ -19,9 +19,9 @@ This script plays the utility (and the outside reviewer) in three phases:
               junctions under vacuum (ky10 has some in its own run); ``--repair-days 2`` ends
               each leak two days after it starts (default: leaks run to the end).
 ``drive``     cityops through its public commands only (subprocess calls of ``cityops``):
-              ``gis import-epanet``, ``sensors import --at-asset``, ``sensors limits
-              --from-model``, ``gis areas derive``, ``readings import`` (history),
-              ``devices add``; then the readings are published over MQTT as devices would
+              ``gis import-epanet``, ``sensors import --at-asset``, ``gis areas derive``,
+              ``readings import`` (history), ``sensors limits --from-model`` (after the
+              history, which tells which way each meter reads), ``devices add``; then the readings are published over MQTT as devices would
               (paho-mqtt, compact v1 payloads on ``city/water/<id>/telemetry``, each device
               with its own identity), replayed at 3,600x.
 ``score``     ``cityops alerts list --json`` / ``cityops incidents list --json``, scored per leak:
@@ -545,11 +545,12 @@ def drive(args) -> None:
     origin = args.origin
     run(["gis", "import-epanet", inp, "--origin", origin, "--scale-m", str(args.scale_m)], env, log)
     run(["sensors", "import", str(out / "sensors.csv"), "--at-asset"], env, log)
-    run(["sensors", "limits", "--from-model"], env, log)
     run(["gis", "areas", "derive", "--prefix", "unseen"], env, log)
     run(["gis", "areas", "list"], env, log)
     if args.history_days:
         run(["readings", "import", str(out / "history.csv")], env, log)
+    # after the history: a meter whose readings run against its link gets its band turned round
+    run(["sensors", "limits", "--from-model"], env, log)
     ids = [utility_to_catalogue_id(s["id"]) for s in truth["sensors"]]
     cred = out / "devices.json"
     if cred.exists():

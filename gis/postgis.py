@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -452,3 +452,24 @@ def write_layer_classification(conn: psycopg.Connection, name: str, classificati
         "UPDATE gis_layers SET classification = %s WHERE name = %s", (classification, name)
     )
     return cur.rowcount == 1
+
+
+def fetch_stored_medians(
+    conn: psycopg.Connection, sensor_ids: Sequence[str], quantity: str, *, days: int = 30
+) -> dict[str, float]:
+    """The median of each sensor's stored ``quantity`` readings over the newest ``days`` days
+    before its latest one (history loaded with `cityops readings import` counts): which way a
+    meter reads. Sensors with no readings are absent."""
+    rows = conn.execute(
+        """
+        SELECT r.sensor_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY r.value)
+        FROM readings r
+        JOIN (SELECT sensor_id, max(ts) AS last_ts FROM readings
+              WHERE sensor_id = ANY(%(ids)s) AND quantity = %(q)s GROUP BY sensor_id) l
+          USING (sensor_id)
+        WHERE r.quantity = %(q)s AND r.ts > l.last_ts - make_interval(days => %(days)s)
+        GROUP BY r.sensor_id
+        """,
+        {"ids": list(sensor_ids), "q": quantity, "days": days},
+    ).fetchall()
+    return {r[0]: float(r[1]) for r in rows}

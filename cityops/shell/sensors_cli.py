@@ -209,15 +209,22 @@ class ModelLimit:
 
 
 def derive_model_limits(
-    pressure, flowrate, wn, sensors: list[tuple[str, str, str]], margin: float
-) -> tuple[list[ModelLimit], list[str]]:
+    pressure,
+    flowrate,
+    wn,
+    sensors: list[tuple[str, str, str]],
+    margin: float,
+    flow_medians: dict[str, float] | None = None,
+) -> tuple[list[ModelLimit], list[str], list[str]]:
     """Per water sensor and modelled quantity of its type, a band round the simulated range;
-    and what was skipped, with why."""
-    from gis.epanet import MODEL_QUANTITIES, model_band, modelled_range
+    what was skipped, with why; and the flow meters whose band was turned round because their
+    stored readings (``flow_medians``) run against the model's link direction."""
+    from gis.epanet import MODEL_QUANTITIES, flip_flow_band, model_band, modelled_range
     from sensors.catalogue import SENSOR_TYPES
 
     out: list[ModelLimit] = []
     skipped: list[str] = []
+    flipped: list[str] = []
     for sid, stype, asset in sensors:
         t = SENSOR_TYPES.get(stype)
         for q in t.quantities if t else ():
@@ -235,9 +242,14 @@ def derive_model_limits(
                     " (the model draws a vacuum there: a band round it would never alarm)"
                 )
                 continue
+            if q == "flow":
+                lo, hi, turned = flip_flow_band(*rng, (flow_medians or {}).get(sid))
+                if turned:
+                    flipped.append(f"{sid} flow: stored readings run against {asset}'s direction")
+                rng = (lo, hi)
             low, high, dead = model_band(q, *rng, margin=margin)
             out.append(ModelLimit(sid, q, rng, low, high, dead))
-    return out, skipped
+    return out, skipped, flipped
 
 
 def register(sensors_app: typer.Typer) -> None:
@@ -259,14 +271,16 @@ def register(sensors_app: typer.Typer) -> None:
         --from-model: simulate the water model over three days (the imported EPANET model while
         the layers are its own, with its patterns; else the layers with the daily demand pattern
         on every junction), and give each pressure, flow and level sensor on a network asset the band of
-        its own simulated range plus a margin (at least 10 kPa, 0.5 L/s, 0.2 m), written as a
-        limit override with the reason "derived from the network model"."""
+        its own simulated range plus a margin (at least 2 m of head, 0.5 L/s, 0.2 m), written as
+        a limit override with the reason "derived from the network model". A flow band is signed
+        in the link's direction (start to end node), turned round for a meter whose stored
+        readings (import history first) run the other way."""
         import getpass
 
         from alerts.api import write_limit_override
         from cityops.kernel.db import connect
         from gis.epanet import fetch_water_model, simulate_day
-        from gis.postgis import fetch_water_sensor_assets
+        from gis.postgis import fetch_stored_medians, fetch_water_sensor_assets
         from simulators.profiles import WATER_DEMAND_PATTERN
 
         if not from_model:
@@ -284,7 +298,10 @@ def register(sensors_app: typer.Typer) -> None:
                 # several days: tanks and the pumps they switch do not repeat from one day to
                 # the next, and a band from one day alarms on the next
                 pressure, flowrate = simulate_day(wn, WATER_DEMAND_PATTERN, days=MODEL_DAYS)
-                limits, skipped = derive_model_limits(pressure, flowrate, wn, sensors, margin)
+                medians = fetch_stored_medians(conn, [s[0] for s in sensors], "flow")
+                limits, skipped, flipped = derive_model_limits(
+                    pressure, flowrate, wn, sensors, margin, medians
+                )
                 if not dry_run:
                     user = f"cli:{getpass.getuser()}"
                     with conn.transaction():  # every sensor's band, or none
@@ -310,6 +327,8 @@ def register(sensors_app: typer.Typer) -> None:
             )
         for s in skipped:
             console.print(f"skipped {s}", soft_wrap=True)
+        for s in flipped:
+            console.print(f"turned round {s}", soft_wrap=True)
         verb = "would write" if dry_run else "wrote"
         console.print(f"{verb} {len(limits)} limits from the network model", soft_wrap=True)
 

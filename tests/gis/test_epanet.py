@@ -122,7 +122,8 @@ def test_the_imported_model_itself_is_the_hydraulic_model_while_the_layers_are_i
 
 def test_a_meter_on_a_link_that_fills_and_empties_a_tank_gets_a_two_way_band() -> None:
     """Its flow reverses over the day: a band from 0 up would alarm every time the tank
-    drains. One-way links keep their magnitude band from zero up."""
+    drains. A one-way link's band is signed as EPANET signs its flow (start node to end node),
+    and may go below zero by its margin: an idle link's meter reads noise of both signs."""
     import pandas as pd
 
     from gis.epanet import model_band, modelled_range
@@ -136,7 +137,21 @@ def test_a_meter_on_a_link_that_fills_and_empties_a_tank_gets_a_two_way_band() -
     lo1, hi1 = modelled_range(None, flows, wn, "flow", "20")
     assert (lo1, hi1) == pytest.approx((40.0, 60.0))
     assert model_band("flow", lo1, hi1)[0] == pytest.approx(35.0)  # 40 - 0.25 x 20
-    assert model_band("flow", 0.2, 1.0)[0] == 0.0  # a magnitude has no negative alarm
+    assert model_band("flow", 0.0, 0.0)[:2] == (-0.5, 0.5)  # an idle link: noise both ways
+    flows_back = pd.DataFrame({"20": [-0.05, -0.06, -0.04]})  # the link drawn against the flow
+    assert modelled_range(None, flows_back, wn, "flow", "20") == pytest.approx((-60.0, -40.0))
+
+
+def test_a_meter_fitted_against_the_link_gets_its_band_turned_round() -> None:
+    """Its stored readings run the other way from the model's flow: the band follows them.
+    Two-way bands, idle meters and meters with no history stay as they are."""
+    from gis.epanet import flip_flow_band
+
+    assert flip_flow_band(40.0, 60.0, -48.0) == (-60.0, -40.0, True)
+    assert flip_flow_band(-60.0, -40.0, -48.0) == (-60.0, -40.0, False)
+    assert flip_flow_band(40.0, 60.0, None) == (40.0, 60.0, False)
+    assert flip_flow_band(-20.0, 20.0, -15.0) == (-20.0, 20.0, False)
+    assert flip_flow_band(0.0, 0.3, -0.1) == (0.0, 0.3, False)  # noise round zero: no sign
 
 
 def test_a_pump_at_one_speed_all_day_gets_a_band_of_a_few_per_cent() -> None:
@@ -146,4 +161,5 @@ def test_a_pump_at_one_speed_all_day_gets_a_band_of_a_few_per_cent() -> None:
 
     low, high, _ = model_band("flow", 159.4, 159.4)
     assert low == pytest.approx(159.4 * 0.95) and high == pytest.approx(159.4 * 1.05)
-    assert model_band("pressure", 400.0, 400.0)[:2] == (390.0, 410.0)  # the 10 kPa floor
+    # the 2 m floor of a model's pressure (WRc's calibration criterion)
+    assert model_band("pressure", 400.0, 400.0)[:2] == pytest.approx((380.39, 419.61), abs=0.01)

@@ -13,7 +13,7 @@ import wntr
 
 from cityops.shell.stack import LocalStack
 from gis.demo import DemoConfig, build_demo_city, build_demo_sensors
-from gis.epanet import import_epanet_report
+from gis.epanet import MODEL_BAND_FLOOR, import_epanet_report
 from gis.postgis import read_sensor_file, write_sensors
 from tests.conftest import run_cityops, stack_settings
 
@@ -235,12 +235,34 @@ def test_limits_from_the_model_replace_the_demo_defaults(net1, tmp_path: Path) -
     for sid, q, low, high, _ in rows:
         lo, hi = (float(v) for v in printed[(sid, q)].removeprefix("simulated ").split(".."))
         # the band holds the model's whole day with at least the floor margin on each side
-        floor = {"pressure": 10.0, "flow": 0.5, "level": 0.2}[q]
+        floor = MODEL_BAND_FLOOR[q]
         assert high >= hi + floor * 0.999
-        assert low <= lo - floor * 0.999 or (q != "pressure" and low == 0.0)
+        assert low <= lo - floor * 0.999 or (q == "level" and low == 0.0)
     # the pressure band is the model's, not the demo city's 200-700 kPa
     [(low, high)] = [(lo_, hi_) for s, q, lo_, hi_, _ in rows if (s, q) == ("p22", "pressure")]
     assert (low, high) != (200.0, 700.0) and high - low < 500.0
+    # the meter turns out to be fitted against the link: its history runs the other way, and
+    # the band follows it
+    [(f_low, f_high)] = [(lo_, hi_) for s, q, lo_, hi_, _ in rows if (s, q) == ("f10", "flow")]
+    sim_lo, sim_hi = (float(v) for v in printed[("f10", "flow")].split()[1].split(".."))
+    assert sim_lo >= -0.5 and sim_hi > 5.0  # a one-way link (idle at times), in its direction
+    history = tmp_path / "history.csv"
+    mid = -(sim_lo + sim_hi) / 2
+    history.write_text(
+        "sensor_id,quantity,ts,value\n"
+        + "".join(f"F10,flow,2026-11-0{d}T0{h}:00:00+08:00,{mid}\n" for d in (1, 2) for h in (1, 5))
+    )
+    r = run_cityops(net1, "readings", "import", str(history))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_cityops(net1, "sensors", "limits", "--from-model")
+    assert r.returncode == 0, r.stderr
+    assert "turned round f10 flow" in r.stderr
+    [(b_low, b_high)] = [
+        (lo_, hi_)
+        for s, q, lo_, hi_, _ in _rows(net1.database_url, overrides)
+        if (s, q) == ("f10", "flow")
+    ]
+    assert (b_low, b_high) == pytest.approx((-f_high, -f_low))
 
 
 def test_a_model_drawing_a_vacuum_gives_no_pressure_band() -> None:
@@ -251,7 +273,7 @@ def test_a_model_drawing_a_vacuum_gives_no_pressure_band() -> None:
     wn = wntr.network.WaterNetworkModel(str(NET1))
     pressure = pd.DataFrame({"22": [30.0, -5.0], "23": [30.0, 40.0]})  # [m]
     flow = pd.DataFrame({"10": [0.01, 0.02]})  # [m³/s]
-    limits, skipped = derive_model_limits(
+    limits, skipped, flipped = derive_model_limits(
         pressure,
         flow,
         wn,
@@ -261,3 +283,4 @@ def test_a_model_drawing_a_vacuum_gives_no_pressure_band() -> None:
     assert [(x.sensor_id, x.quantity) for x in limits] == [("p23", "pressure")]
     assert limits[0].simulated == pytest.approx((30.0 * 9.80665, 40.0 * 9.80665))
     assert len(skipped) == 1 and skipped[0].startswith("p22 pressure") and "kPa" in skipped[0]
+    assert flipped == []
