@@ -247,3 +247,48 @@ def test_the_heartbeat_says_what_stopped_the_data(db_url: str) -> None:
     assert "数据接入已停止" in intake["stream"]["zh"] and intake["dim"]
     gone = beat(db_url.rsplit("/", 1)[0] + "/no_such_database")
     assert (gone["db"], gone["stream"]) == (False, None)
+
+
+def test_a_metered_area_whose_meter_is_lost_is_unknown_not_alerting(db_url: str) -> None:
+    """The planner's metered areas (dashboards/areas_map.py): while a meter of an area is in an
+    open source loss its balance is not computed (alerts/source_loss.py), so the area is drawn
+    grey and hatched as unknown, not red, even with a balance alert still open."""
+    import alerts.api
+    from dashboards.areas_map import COLOURS, area_traces, fetch_area_layer
+
+    square = {
+        "type": "Polygon",
+        "coordinates": [[[104.06, 30.65], [104.07, 30.65], [104.07, 30.66], [104.06, 30.65]]],
+    }
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for sid in ("wf-a", "wf-b"):
+            conn.execute(
+                "INSERT INTO sensors (sensor_id, utility, sensor_type, name, geom) VALUES"
+                " (%s, 'water', 'water_flow', %s, ST_SetSRID(ST_MakePoint(104.06, 30.65), 4326))",
+                (sid, sid),
+            )
+        area = {
+            "area_id": "dma-1",
+            "name": "测试分区",
+            "meters": [("wf-a", 1, False), ("wf-b", -1, False)],
+            "members": [],
+            "boundary": square,
+        }
+        alerts.api.write_metered_areas(conn, "test", [area], origin="import")
+        conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " message_zh, message_en) VALUES ('wf-a', 'water', 'flow', 'water_burst',"
+            " 'critical', now(), 80, '爆管', 'burst')"
+        )
+        (alerting,) = area_traces(fetch_area_layer(conn), "zh")
+        assert alerting["meta"]["condition"] == "alerting"
+        assert alerting["line"]["color"] == COLOURS["alerting"]
+        conn.execute(
+            "INSERT INTO source_losses (scope, scope_value, sensors, group_size, since,"
+            " noticed_at, explanation_zh, explanation_en) VALUES ('utility', 'water', '{wf-b}',"
+            " 2, now() - interval '5 minutes', now(), '测试', 'test')"
+        )
+        (unknown,) = area_traces(fetch_area_layer(conn), "zh")
+    assert unknown["meta"]["condition"] == "unknown"
+    assert unknown["line"]["color"] == COLOURS["unknown"] and unknown["fillpattern"]["shape"]
+    assert "水量平衡状态未知" in unknown["text"]
