@@ -137,6 +137,7 @@ def isolation_summary(
     *,
     leak_lps: float | None = None,
     severity: str | None = None,
+    sudden: bool | None = None,
     network: str = "water",
 ) -> dict[str, Any]:
     """The isolation's keys as they always were, plus ``advice`` (``gis.network.Advice``:
@@ -144,7 +145,9 @@ def isolation_summary(
     d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(iso).items()}
     d["facilities_without_supply"] = [f["id"] for f in facilities]
     d["persons_per_household"] = PERSONS_PER_HOUSEHOLD
-    advice = advise_isolation(iso, leak_lps=leak_lps, severity=severity, network=network)
+    advice = advise_isolation(
+        iso, leak_lps=leak_lps, severity=severity, sudden=sudden, network=network
+    )
     d["advice"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(advice).items()}
     return d
 
@@ -178,12 +181,14 @@ def fetch_isolation(
     with_geometry: bool = True,
     leak_lps: float | None = None,
     severity: str | None = None,
+    sudden: bool | None = None,
 ) -> dict[str, Any]:
     """Valves to close for a link, and the pipes, customers, facilities and population cut off.
 
     GeoJSON FeatureCollection (valves, segment and cut-off links, facilities, each with a
-    ``role``) with the summary in its ``isolation`` member. ``leak_lps`` / ``severity`` size
-    the event: the summary's ``advice`` is proportionate to it (``isolation_summary``).
+    ``role``) with the summary in its ``isolation`` member. ``leak_lps`` / ``severity`` /
+    ``sudden`` size the event: the summary's ``advice`` is proportionate to it
+    (``isolation_summary``).
     """
     net = _network(conn, network, cache)
     iso = compute_isolation(net, link_id, unavailable=unavailable)
@@ -206,7 +211,7 @@ def fetch_isolation(
         )
     feats += facilities
     summary = isolation_summary(
-        iso, facilities, leak_lps=leak_lps, severity=severity, network=network
+        iso, facilities, leak_lps=leak_lps, severity=severity, sudden=sudden, network=network
     )
     summary["restoration"] = [
         {

@@ -355,8 +355,9 @@ OUTAGE_WORDS_ZH = {"water": "停水", "gas": "停气", "power": "停电"}
 class Advice:
     """What to tell the crew: ``kind`` is ``isolate`` (close ``valves_to_close``, and shut
     ``sources_to_shut``), ``repair_under_pressure`` or ``reduce_pressure`` (nothing closed now:
-    plan the shutdown). ``event`` is ``burst``, ``small_leak`` or ``unknown`` (no size given:
-    treated as a burst, the old behaviour)."""
+    plan the shutdown). ``event`` is ``burst``, ``large_leak`` (as large as a burst but risen
+    over hours, found by the night flow), ``small_leak`` or ``unknown`` (no size given: treated
+    as a burst, the old behaviour)."""
 
     kind: str
     event: str
@@ -367,9 +368,16 @@ class Advice:
     reason_en: str
 
 
-def classify_event(*, leak_lps: float | None = None, severity: str | None = None) -> str:
-    if severity == "critical" or (leak_lps is not None and leak_lps >= BURST_LPS):
+def classify_event(
+    *, leak_lps: float | None = None, severity: str | None = None, sudden: bool | None = None
+) -> str:
+    """``sudden`` False: the excess was found by the night flow, not as a sudden rise (the
+    water balance's burst rule); a large excess that grew over hours floods no street within
+    the hour, and its isolation is weighed like a small leak's."""
+    if severity == "critical":
         return "burst"
+    if leak_lps is not None and leak_lps >= BURST_LPS:
+        return "large_leak" if sudden is False else "burst"
     if leak_lps is not None or severity in ("info", "warning", "major"):
         return "small_leak"
     return "unknown"
@@ -380,6 +388,7 @@ def advise_isolation(
     *,
     leak_lps: float | None = None,
     severity: str | None = None,
+    sudden: bool | None = None,
     max_customers: int = MAX_CUSTOMERS_FOR_SMALL_LEAK,
     network: str = "water",
 ) -> Advice:
@@ -393,7 +402,7 @@ def advise_isolation(
     pressure (a leak up to ``REPAIR_UNDER_PRESSURE_MAX_LPS``) or a pressure reduction, with a
     planned shutdown later.
     """
-    event = classify_event(leak_lps=leak_lps, severity=severity)
+    event = classify_event(leak_lps=leak_lps, severity=severity, sudden=sudden)
     n = iso.customers_without_supply
     word = SOURCE_WORDS_ZH.get(network, "水源")
     cut = OUTAGE_WORDS_ZH.get(network, "停水")
@@ -424,11 +433,13 @@ def advise_isolation(
         )
     size_zh = f"{leak_lps:.1f} L/s 的" if leak_lps is not None else ""
     size_en = f"{leak_lps:.1f} L/s " if leak_lps is not None else ""
+    small = event == "small_leak"
+    label_zh, label_en = ("小漏损", "Small") if small else ("较大漏损", "Large")
     if not iso.sources_to_shut and n <= max_customers:
         return isolate(
-            f"{size_zh}小漏损：关闭 {len(iso.valves_to_close)} 个阀门隔离该管段，"
+            f"{size_zh}{label_zh}：关闭 {len(iso.valves_to_close)} 个阀门隔离该管段，"
             f"{n} 户{cut}（不超过 {max_customers} 户），不关停{word}。",
-            f"Small {size_en}leak: close {len(iso.valves_to_close)} valves to isolate the "
+            f"{label_en} {size_en}leak: close {len(iso.valves_to_close)} valves to isolate the "
             f"segment; {n} customers lose supply (at most {max_customers}), no source shut.",
         )
     why_zh = (

@@ -64,6 +64,21 @@ def test_a_burst_or_an_unsized_event_still_gets_the_full_isolation() -> None:
     assert "爆管" in advise_isolation(iso, severity="critical").reason_zh
 
 
+def test_a_large_leak_found_by_the_night_flow_is_weighed_not_isolated_at_once() -> None:
+    """16 L/s that rose over hours (the night flow found it, not the burst rule) floods no
+    street within the hour: no reservoir is shut for it; between valves it is isolated."""
+    at_source = compute_isolation(_network(), "P0")
+    a = advise_isolation(at_source, leak_lps=16.0, severity="major", sudden=False)
+    assert (a.kind, a.event) == ("reduce_pressure", "large_leak")
+    assert a.sources_to_shut == () and a.valves_to_close == ()
+    assert "Burst" not in a.reason_en and "爆管" not in a.reason_zh
+    between = advise_isolation(compute_isolation(_network(), "P1b"), leak_lps=16.0, sudden=False)
+    assert between.kind == "isolate" and between.valves_to_close == ("V1", "V2")
+    assert between.reason_en.startswith("Large 16.0 L/s leak") and "较大漏损" in between.reason_zh
+    # the same size as a sudden rise is a burst
+    assert advise_isolation(at_source, leak_lps=16.0, sudden=True).event == "burst"
+
+
 def test_a_small_leak_between_valves_is_isolated_by_those_valves() -> None:
     iso = compute_isolation(_network(), "P1b")
     a = advise_isolation(iso, leak_lps=3.0)
