@@ -16,6 +16,7 @@ from alerts.source_loss import SensorClock, SourceLossRule, step_losses
 from cityops.kernel.clock import wait_until
 from cityops.kernel.mqtt import Publisher
 from cityops.kernel.settings import Settings
+from dashboards.queries import fetch_source_losses
 from sensors.catalogue import SENSOR_TYPES
 from sensors.payload import Reading, encode_reading
 from sensors.topics import telemetry_topic
@@ -255,6 +256,14 @@ def test_the_engine_opens_and_closes_a_source_loss_on_the_real_stream(
             "SELECT scope, sensors, group_size, state FROM source_losses"
         )
         assert (scope, sorted(members), size, state) == ("stream", sorted(ids), 12, "open")
+        with psycopg.connect(db_url) as conn:  # as the pages read it (dashboards/queries.py)
+            (shown,) = fetch_source_losses(conn)
+        assert (shown.scope, shown.sensors, shown.group_size, shown.back_at) == (
+            "stream",
+            12,
+            12,
+            None,
+        )
         time.sleep(4.0)  # silent by now (3 s) if the loss did not hold it back
         assert rows("SELECT kind, sensor_id FROM alerts") == []
         send(8.0)
