@@ -135,12 +135,11 @@ def midpoint(part: Sequence[Sequence[float]]) -> tuple[float, float]:
 
 def pick_traces(lang: str, layer: str, features: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The answer's features drawn pickable: lines whose every vertex carries the feature's
-    layer, id and hover label, a handle at each line's middle (a line between two far vertices
-    is easiest to hit there), and points."""
+    layer and id, a handle with its attributes at each line's middle (a line between two far
+    vertices is easiest to hit there), and points."""
     lx: list[float | None] = []
     ly: list[float | None] = []
     ldata: list[Any] = []
-    ltext: list[str | None] = []
     px: list[float] = []
     py: list[float] = []
     pdata: list[Any] = []
@@ -153,7 +152,6 @@ def pick_traces(lang: str, layer: str, features: Iterable[dict[str, Any]]) -> li
             lx += [p[0] for p in part] + [None]
             ly += [p[1] for p in part] + [None]
             ldata += [ref] * len(part) + [None]
-            ltext += [text] * len(part) + [None]
         if parts:
             x, y = midpoint(parts[0])
         elif geom.get("type") == "Point":
@@ -175,9 +173,10 @@ def pick_traces(lang: str, layer: str, features: Iterable[dict[str, Any]]) -> li
                 "mode": "lines",
                 "line": {"color": PICK_COLOUR, "width": 3},
                 "name": name,
+                # the vertices name their feature; its attributes are on the middle handle
+                # (a label per vertex would repeat them: 1.3 MB for the demo's 1,472 pipes)
                 "customdata": ldata,
-                "hovertext": ltext,
-                "hoverinfo": "text",
+                "hovertemplate": "%{customdata[1]}<extra></extra>",
                 "meta": {"pick": layer},
             }
         )

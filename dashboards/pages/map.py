@@ -46,7 +46,7 @@ from gis.planner import fetch_links_in_view
 PATH = "/map"
 NAV_KEY = "nav.map"
 POINTS_LIMIT = 8000  # single markers up to this many in view (WebGL), grid cells beyond
-PICK_LIMIT = 800  # pipes or lines of one network in view that get a pick handle (zoom in for more)
+PICK_LIMIT = 500  # pipes or lines of one network in view that get a pick handle (zoom in for more)
 # a picked pipe's valve plan: signed in, the data classes checked in the callback (restricted)
 CALLBACK_ACCESS = {"map-isolation": Access(SIGNED_IN)}
 LAYERS = ("districts", "networks", "facilities", "sensors", "alerts")
