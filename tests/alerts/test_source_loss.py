@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import psycopg
-import pytest
 
 from alerts.detectors import build_stream_config
 from alerts.engine import Engine, SensorInfo
@@ -195,14 +194,11 @@ def test_an_open_loss_is_kept_for_a_restart_and_closed_in_place(db_url: str) -> 
     assert rows == [("closed", 3, "source lost: no data from the power stream (3 of 4 sensors)")]
 
 
-@pytest.mark.parametrize("n_sensors", [12])
-def test_the_engine_opens_and_closes_a_source_loss_on_the_real_stream(
-    db_url: str, settings: Settings, n_sensors: int
-) -> None:
-    """The engine as a process: 12 sensors of a 1-second type publish, stop for 8 s, and
-    publish again. One source loss is stored with its sensors and since when, no silent alert
-    and no incident; it closes by itself once the data is back, and nothing is raised."""
-    ids = [f"fast-{i}" for i in range(n_sensors)]
+def register_fast_bank(db_url: str, n: int) -> list[str]:
+    """``n`` water pressure sensors of a type reporting every second, in three districts, with
+    the silent detector, and a source-loss rule quick enough for a test (window 2 s, settling
+    3 s); returns their ids."""
+    ids = [f"fast-{i}" for i in range(n)]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO sensor_types (type_id, utility, name_zh, name_en, expected_interval_s)"
@@ -224,22 +220,37 @@ def test_the_engine_opens_and_closes_a_source_loss_on_the_real_stream(
                 (sid, sid, 510104 + i % 3),
             )
         conn.execute("UPDATE source_loss_rule SET window_s = 2, settle_s = 3, min_sensors = 5")
+    return ids
+
+
+def publish_bank(pub: Publisher, ids: list[str], seconds: float) -> None:
+    """Every sensor of the bank reports 350 kPa twice a second, live, for ``seconds``."""
+    end = time.monotonic() + seconds
+    seq = int(time.time())
+    while time.monotonic() < end:
+        now = time.time()
+        for sid in ids:
+            body = encode_reading(int(now * 1000), seq, {"pressure": 350.0})
+            pub.publish(telemetry_topic("water", sid), body, qos=1)
+        pub.flush(timeout_s=5.0)
+        seq += 1
+        time.sleep(0.5)
+
+
+def test_the_engine_opens_and_closes_a_source_loss_on_the_real_stream(
+    db_url: str, settings: Settings
+) -> None:
+    """The engine as a process: 12 sensors of a 1-second type publish, stop for 8 s, and
+    publish again. One source loss is stored with its sensors and since when, no silent alert
+    and no incident; it closes by itself once the data is back, and nothing is raised."""
+    ids = register_fast_bank(db_url, 12)
     engine = EngineProcess(settings)
     engine.start(30.0)
     pub = Publisher(settings.mqtt_url, "test-source-loss-pub")
     pub.__enter__()
 
     def send(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        seq = int(time.time())
-        while time.monotonic() < end:
-            now = time.time()
-            for sid in ids:
-                body = encode_reading(int(now * 1000), seq, {"pressure": 350.0})
-                pub.publish(telemetry_topic("water", sid), body, qos=1)
-            pub.flush(timeout_s=5.0)
-            seq += 1
-            time.sleep(0.5)
+        publish_bank(pub, ids, seconds)
 
     def rows(sql: str) -> list[tuple]:  # type: ignore[type-arg]
         with psycopg.connect(db_url) as conn:

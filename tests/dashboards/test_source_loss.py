@@ -4,6 +4,7 @@ gone, or the data stream stopped) and carries on by itself."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import psycopg
@@ -292,3 +293,72 @@ def test_a_metered_area_whose_meter_is_lost_is_unknown_not_alerting(db_url: str)
     assert unknown["meta"]["condition"] == "unknown"
     assert unknown["line"]["color"] == COLOURS["unknown"] and unknown["fillpattern"]["shape"]
     assert "水量平衡状态未知" in unknown["text"]
+
+
+def test_the_issue_on_the_real_path_a_paused_bank_is_one_loss_and_no_city_event(
+    db_url: str, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """The issue's scene through every process: ingestion and the alert engine run, a bank of
+    12 sensors publishes, pauses, publishes again. While it pauses the wall's figures say
+    nobody is online (12 silent, all of them lost), with no open alert, no incident and no
+    customer without supply, and every page's watchdog names the stopped stream; when the data
+    returns the loss closes by itself, everyone is online again and nothing was raised."""
+    import signal
+    from datetime import UTC, datetime
+
+    from cityops.kernel.mqtt import Publisher
+    from dashboards.app import heartbeat_body
+    from dashboards.context import AppContext
+    from dashboards.pages import wall
+    from dashboards.queries import Reader
+    from tests.alerts.conftest import EngineProcess
+    from tests.alerts.test_source_loss import publish_bank, register_fast_bank
+    from tests.conftest import start_cityops
+    from tests.waiting import wait_for as wait
+
+    ids = register_fast_bank(db_url, 12)
+
+    def rows(sql: str) -> list:  # type: ignore[type-arg]
+        with psycopg.connect(db_url) as conn:
+            return conn.execute(sql).fetchall()
+
+    def context() -> AppContext:
+        return AppContext(
+            settings=settings,
+            reader=Reader(db_url),
+            writer=Reader(db_url, read_only=False, max_idle=1),
+            clock=lambda: datetime.now(UTC),
+        )
+
+    def water():  # type: ignore[no-untyped-def]
+        return next(f for f in wall.read_wall(context()).figures if f.utility == "water")
+
+    ingest = start_cityops(settings, "ingest")
+    engine = EngineProcess(settings)
+    pub = Publisher(settings.mqtt_url, "test-issue-16-pub")
+    try:
+        wait(lambda: rows("SELECT 1 FROM ingest_workers WHERE state = 'running'"), 30)
+        engine.start(30.0)
+        pub.__enter__()
+        publish_bank(pub, ids, 6.0)
+        assert (water().sensors, water().reporting) == (12, 12)
+        wait(lambda: rows("SELECT 1 FROM source_losses WHERE state = 'open'"), 20, what="loss")
+        during = wait(lambda: (f := water()).lost == 12 and f, 10, what="the bank lost")
+        assert (during.reporting, during.silent, during.open_alerts) == (0, 12, 0)
+        assert (during.customers_cut, during.incidents_open) == (0, 0)
+        beat = heartbeat_body(context())
+        assert "全部数据流" in beat["stream"]["zh"] and beat["dim"]
+        time.sleep(3.0)  # past the silent detector's 3 x 1 s: still nothing raised
+        assert rows("SELECT kind FROM alerts") == [] and rows("SELECT 1 FROM incidents") == []
+        publish_bank(pub, ids, 6.0)
+        wait(lambda: rows("SELECT 1 FROM source_losses WHERE state = 'closed'"), 20, what="end")
+        after = wait(lambda: (f := water()).reporting == 12 and f, 10, what="online again")
+        assert (after.lost, after.open_alerts) == (0, 0)
+        assert heartbeat_body(context())["stream"] is None
+        assert rows("SELECT kind FROM alerts") == [] and rows("SELECT 1 FROM incidents") == []
+    finally:
+        pub.__exit__(None, None, None)
+        if engine.proc is not None:
+            engine.stop()
+        ingest.send_signal(signal.SIGTERM)
+        ingest.communicate(timeout=30)
