@@ -362,3 +362,41 @@ def test_the_issue_on_the_real_path_a_paused_bank_is_one_loss_and_no_city_event(
             engine.stop()
         ingest.send_signal(signal.SIGTERM)
         ingest.communicate(timeout=30)
+
+
+def test_unknown_is_neither_red_nor_silent_and_online_plus_silent_is_everyone() -> None:
+    """The pure rules: a district at least half lost is unknown (a critical alarm still wins),
+    a cell with 20 % of its sensors lost is lost; online + not reporting = sensors."""
+    from dashboards.model import DistrictSummary, GridCell, cell_state, district_condition
+    from dashboards.snapshot import SensorStates, not_reporting_by, utility_figures
+
+    base = dict(adcode=1, name_zh="a", name_en="a", sensors=6, nodata=0)
+    lost = DistrictSummary(**base, alarm=0, silent=6, open_alerts=2, worst_severity="major", lost=3)
+    assert district_condition(lost) == "unknown"
+    few = DistrictSummary(**base, alarm=0, silent=6, open_alerts=2, worst_severity="major", lost=2)
+    assert district_condition(few) == "alarm"
+    critical = DistrictSummary(
+        **base, alarm=0, silent=6, open_alerts=1, worst_severity="critical", lost=6
+    )
+    assert district_condition(critical) == "critical"
+    assert cell_state(GridCell(0, 0, 10, 0, 3, 0, lost=2)) == "lost"
+    assert cell_state(GridCell(0, 0, 10, 1, 3, 0, lost=3)) == "alarm"
+    rows = [
+        (f"s{i}", "n", u, "t", 510104, 104.0, 30.0, st, None)
+        for i, (u, st) in enumerate(
+            [
+                ("water", "normal"),
+                ("water", "alarm"),
+                ("water", "lost"),
+                ("water", "silent"),
+                ("water", "nodata"),
+                ("gas", "lost"),
+            ]
+        )
+    ]
+    states = SensorStates.from_rows(rows)
+    water = next(f for f in utility_figures(states, {}, {}, {}) if f.utility == "water")
+    assert (water.reporting, water.silent, water.lost, water.nodata) == (2, 2, 1, 1)
+    assert water.reporting + water.not_reporting == water.sensors == 5
+    assert not_reporting_by(states, "utility") == {"water": 3, "gas": 1}
+    assert not_reporting_by(states, "district") == {510104: 4}
