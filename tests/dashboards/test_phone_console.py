@@ -325,3 +325,43 @@ def test_the_login_returns_to_local_paths_only(dash_server, users):
     page = urllib.request.urlopen(dash_server.url + "/login?next=/alerts%3Falert%3D7", timeout=10)
     html = page.read().decode()
     assert re.search(r'name="next" value="/alerts\?alert=7"', html), html
+
+
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]+")
+DETAIL_TEXT_JS = (
+    "const d = document.getElementById('alerts-detail');"
+    " return d.innerText + ' ' + [...d.querySelectorAll('svg text')]"
+    ".map((t) => t.textContent).join(' ')"
+)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_incident_detail_speaks_one_language(dash_server, dash_db, burst, crew, browser, lang):
+    """The facts, the map's legend and the impact in the page's language only; the data's own
+    names (sensors, facilities without an English name) and ids are shown as they are."""
+    browser_login(browser, dash_server.url, *crew)
+    try:
+        open_page(browser, f"{dash_server.url}/alerts?alert={burst.alert_id}&lang={lang}")
+        wait_for(
+            lambda: browser.find_elements(By.CSS_SELECTOR, "#alerts-map .legendtext"), what="map"
+        )
+        text = browser.execute_script(DETAIL_TEXT_JS)
+    finally:
+        browser_logout(browser, dash_server.url)
+    expected = {
+        "en": ["Suspected water main burst", "2 related alerts (1 open) from 2 sensors",
+               f"District: {burst.district_en}", "Valves to close", "Network nearby"],
+        "zh": ["疑似供水爆管", f"所在区县：{burst.district_zh}", "需关闭阀门", "周边管网"],
+    }  # fmt: skip
+    assert all(e in text for e in expected[lang]), text
+    with psycopg.connect(dash_db) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sensors UNION SELECT name_zh FROM facilities WHERE name_en IS NULL"
+        ) if r[0]]  # fmt: skip
+    for name in sorted(names, key=len, reverse=True):
+        text = text.replace(name, " ")
+    if lang == "en":
+        assert CJK.findall(text) == [], text
+    else:  # ids (letters with digits) and units are not English words
+        words = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", text) if not re.search(r"\d", w)]
+        assert words == [], words
