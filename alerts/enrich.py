@@ -298,7 +298,9 @@ def compute_incident_context(
         if nearest is None:
             raise NetworkError(f"no {utility} network loaded")
         link_id, distance_m = str(nearest[0]), float(nearest[1])
-    severity, leak_lps = read_incident_size(conn, incident_id) if incident_id else (None, None)
+    severity, leak_lps, sudden = (
+        read_incident_size(conn, incident_id) if incident_id else (None, None, None)
+    )
     if leak_lps is None and extra.get("candidates") and extra["candidates"][0]["kind"] == "leak":
         leak_lps = fitted_leak_lps
     fc = fetch_isolation(
@@ -309,6 +311,7 @@ def compute_incident_context(
         with_geometry=False,
         leak_lps=leak_lps,
         severity=severity,
+        sudden=sudden,
     )
     iso = fc["isolation"]
     affected = {k: iso[k] for k in _KEEP if k in iso}

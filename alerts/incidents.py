@@ -244,6 +244,10 @@ def incident_explanation(inc: IncidentState, *, suspect_only: bool = False) -> t
 # -- one raised alert into its incident (the grouper's rules) ---------------------------------
 
 AREA_INCIDENT_KINDS = frozenset({"water_burst", "water_leak"})
+# process alarms of one metered area raised this close together [s] are one hydraulic event,
+# however far apart their sensors: a pressure change crosses a zone in seconds (a tank that
+# runs dry drops four loggers kilometres apart at one reading: four incidents on ky10)
+SAME_EVENT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +312,8 @@ def choose_for_alert(alert: RaisedAlert, candidates: Sequence[Candidate]) -> Can
     the process stay apart: an alert that ``keeps_apart`` joins only sensor-health incidents or
     one with its own sensor's alarms; a process alarm does not join another sensor's health
     incident. Among those, the nearest in place and time (``choose_incident``); failing that,
-    a water process alarm joins the latest burst or leak incident of its metered area. A
+    a water process alarm joins the latest burst or leak incident of its metered area, or one
+    of its area whose latest alarm came within ``SAME_EVENT_S`` (the same event). A
     process alarm raised during planned works joins only planned-operation incidents (its
     area's too), and no other process alarm joins those."""
     apart = alert.keeps_apart
@@ -325,7 +330,12 @@ def choose_for_alert(alert: RaisedAlert, candidates: Sequence[Candidate]) -> Can
     if not alert.may_join_by_area:
         return None
     kinds = {PLANNED_KIND} if planned else AREA_INCIDENT_KINDS
-    in_area = [c for c in eligible.values() if c.shares_area and c.kind in kinds]
+    same_event_us = SAME_EVENT_S * 1_000_000
+
+    def same_event(c: Candidate) -> bool:
+        return not planned and alert.point.raised_us - c.incident.last_alert_us <= same_event_us
+
+    in_area = [c for c in eligible.values() if c.shares_area and (c.kind in kinds or same_event(c))]
     return max(in_area, key=lambda c: c.incident.last_alert_us, default=None)
 
 

@@ -221,15 +221,17 @@ BALANCE_EXCESS_KINDS = ("water_burst", "night_flow_rise", "night_flow_step")
 
 def read_incident_size(
     conn: psycopg.Connection, incident_id: int
-) -> tuple[str | None, float | None]:
-    """(severity, the largest excess inflow of its balance alerts [L/s] or None): what the
-    isolation advice needs to be proportionate (gis.network.advise_isolation)."""
+) -> tuple[str | None, float | None, bool | None]:
+    """(severity, the largest excess inflow of its balance alerts [L/s] or None, whether that
+    excess came as a sudden rise (the balance's burst rule) or None without balance alerts):
+    what the isolation advice needs to be proportionate (gis.network.advise_isolation)."""
     row = conn.execute(
-        "SELECT i.severity, (SELECT max(a.value) FROM alerts a WHERE a.incident_id = i.incident_id"
-        "  AND a.kind = ANY(%s))"
-        " FROM incidents i WHERE i.incident_id = %s",
+        "SELECT i.severity, max(a.value), bool_or(a.kind = 'water_burst')"
+        " FROM incidents i LEFT JOIN alerts a"
+        "   ON a.incident_id = i.incident_id AND a.kind = ANY(%s)"
+        " WHERE i.incident_id = %s GROUP BY i.incident_id, i.severity",
         (list(BALANCE_EXCESS_KINDS), incident_id),
     ).fetchone()
     if row is None:
-        return None, None
-    return row[0], (float(row[1]) if row[1] is not None else None)
+        return None, None, None
+    return row[0], (float(row[1]) if row[1] is not None else None), row[2]

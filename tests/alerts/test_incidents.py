@@ -298,6 +298,10 @@ def test_nearest_in_reach_then_the_metered_area_for_water_process_alarms() -> No
     assert _joins(raised("wp-1", "stuck"), [burst]) is None
     gas = candidate(7, "gas_leak", 5000, utility="gas", shares_area=True)
     assert _joins(raised("gd-1", "gas_lel_alarm1", utility="gas"), [gas]) is None
+    # at the same reading anywhere in its area: the same hydraulic event, whatever its kind
+    same_time = candidate(8, "water_anomaly", 5000, shares_area=True, minutes_ago=0)
+    assert _joins(raised("wp-1", "threshold_low"), [same_time, outside]) == 8
+    assert _joins(raised("wp-1", "stuck"), [same_time]) is None
 
 
 def test_settling_an_alert_into_its_incident() -> None:

@@ -300,3 +300,26 @@ def test_a_slow_leak_is_not_placed_by_the_steps_of_its_first_alert(db_url: str, 
     assert affected["method"].startswith(METHOD_NEAREST), affected.get("method")
     assert "did not move" in affected["method"]
     assert "candidates" not in affected
+
+
+def test_a_large_leak_found_by_the_night_flow_is_not_advised_as_a_burst(db_url: str, net3) -> None:
+    """16 L/s found as a night-flow step rose over hours: the advice weighs its isolation like
+    a leak's (Net3 has no valves: it would cut off most of the city), it is no burst."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        import_epanet(conn, library_inp("Net3"), origin=(104.085, 30.64), scale_m=225)
+        conn.execute(
+            "INSERT INTO sensors (sensor_id, utility, sensor_type, name, asset_id, geom)"
+            " SELECT 'wi-10', 'water', 'water_flow', 'River pump meter', '10',"
+            " ST_LineInterpolatePoint(geom, 0.5) FROM water_pipes WHERE pipe_id = '10'"
+        )
+        ch = AlertChange(
+            "raised", "wi-10", "water", "flow", "night_flow_step", "major", 16.0, 2.5,
+            int(ONSET.timestamp() * 1e6), "z", "e",
+        )  # fmt: skip
+        write_evaluation(conn, Evaluation((ch,), {}))
+        assert enrich_incidents(conn, models=LeakModelCache()) == 1
+        _location, affected = _context(conn)
+    advice = affected["advice"]
+    assert advice["event"] == "large_leak", advice
+    assert advice["kind"] == "reduce_pressure" and "Burst" not in advice["reason_en"]
+    assert "16.0 L/s" in advice["reason_en"]
