@@ -224,9 +224,16 @@ def link_handles(lang: str, layer: str, rows: Sequence[dict[str, Any]]) -> dict[
     return handle_trace(layer_label(lang, layer), xs, ys, refs, texts, size=7, colour=colour)
 
 
-def isolation_traces(lang: str, features: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+ISOLATION_SLOTS = 2 * len(IMPACT_STYLE)  # a line and a marker trace per role
+
+
+def isolation_traces(
+    lang: str, features: Sequence[dict[str, Any]], *, slots: bool = False
+) -> list[dict[str, Any]]:
     """An isolation drawn over a map: the segment, the pipes without supply, the valves to
-    close and the facilities cut off (the alert console's colours, ``figures.IMPACT_STYLE``)."""
+    close and the facilities cut off (the alert console's colours, ``figures.IMPACT_STYLE``).
+    With ``slots``, always ``ISOLATION_SLOTS`` traces (empty ones out of the legend), so that
+    the next plan replaces this one in place."""
     traces = []
     for role, (colour, size, key) in IMPACT_STYLE.items():
         xs: list[float | None] = []
@@ -249,18 +256,20 @@ def isolation_traces(lang: str, features: Sequence[dict[str, Any]]) -> list[dict
                 py.append(point[1])
                 names.append(plot_text(_feature_name(lang, f)))
         meta = {"isolation": role}
-        if xs:
+        if xs or slots:
             line = {"color": colour, "width": size}
             traces.append(
                 {"type": "scatter", "x": xs, "y": ys, "mode": "lines", "line": line}
                 | {"name": t(lang, key), "hoverinfo": "skip", "meta": meta}
+                | {"showlegend": bool(xs)}
             )
-        if px:
+        if px or slots:
             symbol = "x" if role == "valve_to_close" else "cross"
             marker = {"color": colour, "size": size, "symbol": symbol}
             traces.append(
                 {"type": "scatter", "x": px, "y": py, "mode": "markers", "marker": marker}
                 | {"name": t(lang, key), "text": names, "hoverinfo": "text", "meta": meta}
+                | {"showlegend": bool(px)}
             )
     return traces
 

@@ -37,6 +37,7 @@ from dashboards.figures import build_planner_map_figure
 from dashboards.i18n import MESSAGES, t
 from dashboards.model import display_text
 from dashboards.planner_map import (
+    ISOLATION_SLOTS,
     field_aliases,
     field_label,
     field_list,
@@ -95,6 +96,7 @@ LAYER_CHOICES = (
     "districts",
 )
 EXPORT_FORMATS = ("csv", "geojson", "gpkg")
+FORMAT_NAMES = {"csv": "CSV", "geojson": "GeoJSON", "gpkg": "GeoPackage"}  # the same in zh/en
 # the alert-history fields: (id suffix, label key suffix, what the form starts with)
 ALERT_FIELDS = (
     ("kind", "kind", "threshold_low"),
@@ -133,6 +135,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
         children=[
             dcc.Store(id="planner-query"),
             dcc.Store(id="planner-picked"),
+            dcc.Store(id="planner-slots"),
             dcc.Download(id="planner-download"),
             html.Div(className="map-layout", children=[controls, answers]),
         ],
@@ -248,7 +251,8 @@ def _action_buttons(lang: str) -> html.Div:
     run = html.Button(t(lang, "planner.run"), id="planner-run", className="action")
     clear = html.Button(t(lang, "planner.clear_polygon"), id="planner-clear", className="action")
     exports = [
-        html.Button(f.upper(), id=f"planner-export-{f}", className="action") for f in EXPORT_FORMATS
+        html.Button(FORMAT_NAMES[f], id=f"planner-export-{f}", className="action")
+        for f in EXPORT_FORMATS
     ]
     return html.Div(
         [html.Div([run, clear], className="form-row"), html.Div(exports, className="form-row")],
@@ -510,9 +514,10 @@ def run(ctx: AppContext, _run, clear, layer, where, district, point, radius, sel
     polygon = None if dash_ctx.triggered_id == "planner-clear" else lasso_polygon(selected)
     if dash_ctx.triggered_id != "planner-run":
         hint = html.Span(t(lang, "planner.start"), className="note")
-        return planner_map(ctx, lang, layer, [], polygon), [], hint, None, []
+        figure = planner_map(ctx, lang, layer, [], polygon)
+        return figure, [], hint, None, [], slots_at(figure)
     if not can(ctx.current_user(), "planner.query"):
-        return no_update, [], _error(t(lang, "planner.forbidden")), None, []
+        return no_update, [], _error(t(lang, "planner.forbidden")), None, [], no_update
     spec = spec_from_form(
         layer,
         where,
@@ -526,13 +531,19 @@ def run(ctx: AppContext, _run, clear, layer, where, district, point, radius, sel
     try:
         feats = ask(ctx, spec)[0]["features"]
     except (PermissionError, QueryError, queries.DatabaseUnavailable) as exc:
-        return no_update, [], _error(failure_text(lang, exc)), None, []
+        return no_update, [], _error(failure_text(lang, exc)), None, [], no_update
     if not feats:
         message = html.Span(t(lang, "planner.empty"), className="msg-empty")
-        return planner_map(ctx, lang, layer, [], polygon), [], message, spec, []
+        figure = planner_map(ctx, lang, layer, [], polygon)
+        return figure, [], message, spec, [], slots_at(figure)
     message = html.Span(t(lang, "planner.found", n=len(feats)), className="msg-ok")
     figure = planner_map(ctx, lang, layer, feats, polygon)
-    return figure, result_table(lang, feats), message, spec, []
+    return figure, result_table(lang, feats), message, spec, [], slots_at(figure)
+
+
+def slots_at(figure: dict[str, Any]) -> int:
+    """Where the figure's valve-plan traces begin (its last ``ISOLATION_SLOTS``)."""
+    return len(figure["data"]) - ISOLATION_SLOTS
 
 
 def failure_text(lang: str, exc: Exception) -> str:
@@ -671,6 +682,8 @@ def planner_map(
     fig["data"].extend(area_traces(areas, lang))
     if feats and layer in LAYER_CHOICES:  # on top: the pipes are what a click picks
         fig["data"].extend(pick_traces(lang, layer, feats))
+    # the last traces: where "isolate this pipe" draws its plan (each plan replaces the last)
+    fig["data"].extend(isolation_traces(lang, [], slots=True))
     return fig
 
 
@@ -687,15 +700,18 @@ def pick(ctx: AppContext, click, lang):
     return picked_panel(ctx, lang, "planner", *ref)
 
 
-def isolate(ctx: AppContext, _clicks, picked, lang):
+def isolate(ctx: AppContext, _clicks, picked, at, lang):
     """The valves to close for the picked pipe and what loses supply: listed, and drawn over
     the planner's map (appended to the figure the question drew)."""
     lang = ctx.lang(lang)
     view, features = isolation_answer(ctx, lang, picked)
     if not features:
         return view, no_update
-    figure = Patch()
-    figure["data"].extend(isolation_traces(lang, features))
+    if not isinstance(at, int) or not 0 <= at <= 10_000:  # the map drew no slots for a plan
+        return view, no_update
+    figure = Patch()  # the answer stays; the plan goes into the figure's last traces
+    for i, trace in enumerate(isolation_traces(lang, features, slots=True)):
+        figure["data"][at + i] = trace
     return view, figure
 
 
@@ -706,6 +722,7 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("planner-message", "children"),
         Output("planner-query", "data"),
         Output("planner-isolation", "children"),
+        Output("planner-slots", "data"),
         Input("planner-run", "n_clicks"),
         Input("planner-clear", "n_clicks"),
         State("planner-layer", "value"),
@@ -746,6 +763,7 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("planner-map", "figure", allow_duplicate=True),
         Input("planner-isolate", "n_clicks"),
         State("planner-picked", "data"),
+        State("planner-slots", "data"),
         State("lang", "data"),
         prevent_initial_call=True,
     )(partial(isolate, ctx))

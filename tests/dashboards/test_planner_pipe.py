@@ -51,10 +51,23 @@ ZOOM_JS = (
     "const g = document.querySelector('#map-graph .js-plotly-plot');"
     "Plotly.relayout(g, {'xaxis.range': [104.05, 104.09], 'yaxis.range': [30.64, 30.67]});"
 )
+# every visible pick handle: [x, y, customdata]
+HANDLES_JS = """
+const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
+const tr = gd.data.find(t => t.meta && t.meta.pick === 'handles');
+const box = gd.querySelector('.draglayer .nsewdrag').getBoundingClientRect();
+const fl = gd._fullLayout;
+return tr.x.map((x, k) => [box.left + fl.xaxis.l2p(x), box.top + fl.yaxis.l2p(tr.y[k]),
+  tr.customdata[k]]).filter(([x, y]) => x > box.left + 5 && x < box.right - 5
+  && y > box.top + 5 && y < box.bottom - 5);
+"""
+TRACE_COUNT_JS = "return document.querySelector(arguments[0] + ' .js-plotly-plot').data.length;"
 ISOLATION_JS = """
 const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
-return gd && gd.data ? gd.data.filter(t => t.meta && t.meta.isolation)
-  .map(t => [t.meta.isolation, t.x.filter(v => v !== null).length]) : null;
+if (!gd || !gd.data) return null;
+const drawn = gd.data.filter(t => t.meta && t.meta.isolation)
+  .map(t => [t.meta.isolation, t.x.filter(v => v !== null).length]).filter(([, n]) => n > 0);
+return drawn.length ? drawn : null;
 """
 
 
@@ -135,6 +148,20 @@ def test_a_pipe_on_the_planner_map_hovers_clicks_and_isolates(
         assert drawn.get("segment") and (drawn.get("valve_to_close") or not valves), drawn
         assert severe_console_messages(browser) == []
         browser.save_screenshot(str(screenshots / "planner-isolation.png"))
+        # another pipe's plan replaces this one on the map (the answer's traces stay)
+        traces = browser.execute_script(TRACE_COUNT_JS, "#planner-map")
+        x2, y2, (_layer, other) = wait_for(
+            lambda: next(
+                (h for h in browser.execute_script(HANDLES_JS, "#planner-map") if h[2][1] != pipe),
+                None,
+            ),
+            what="another pipe",
+        )
+        point_at(browser, x2, y2, click=True)
+        wait_for(lambda: f"供水管线 {other}" in page_text(browser), what="the other pipe")
+        browser.find_element(By.ID, "planner-isolate").click()
+        wait_for(lambda: f"关阀方案：{other}" in page_text(browser), what="the other plan")
+        assert browser.execute_script(TRACE_COUNT_JS, "#planner-map") == traces
     finally:
         browser_logout(browser, dash_server.url)
         set_viewport(browser, 1920, 1080)
