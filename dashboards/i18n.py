@@ -574,3 +574,20 @@ def t(lang: str | None, key: str, **values: object) -> str:
     """The message ``key`` in ``lang`` (Chinese when the language is unknown)."""
     text = MESSAGES[normalise_language(lang)][key]
     return text.format(**values) if values else text
+
+
+DROPDOWN_LABELS = (
+    "select_all",
+    "deselect_all",
+    "selected_count",
+    "search",
+    "clear_search",
+    "clear_selection",
+    "no_options_found",
+)
+
+
+def dropdown_labels(lang: str | None) -> dict[str, str]:
+    """The words ``dcc.Dropdown`` shows of its own (search, no options found ...; Dash's are
+    English), for its ``labels``."""
+    return {k: t(lang, f"dropdown.{k}") for k in DROPDOWN_LABELS}

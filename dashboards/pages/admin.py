@@ -24,7 +24,7 @@ from dashboards import queries
 from dashboards.components import data_table, panel
 from dashboards.context import AppContext
 from dashboards.guard import door
-from dashboards.i18n import t
+from dashboards.i18n import dropdown_labels, t
 from dashboards.model import display_text, local_time
 from dashboards.security import Access
 
@@ -129,7 +129,13 @@ def device_credentials_section(ctx: AppContext, lang: str) -> html.Section:
                     maxLength=64,
                     debounce=True,
                 ),
-                dcc.Dropdown(id="admin-device", options=[], className="admin-device-pick"),
+                dcc.Dropdown(
+                    id="admin-device",
+                    options=[],
+                    className="admin-device-pick",
+                    placeholder=t(lang, "admin.device_placeholder"),
+                    labels=dropdown_labels(lang),
+                ),
                 *(_button(lang, a) for a in DEVICE_ACTIONS),
             ],
         ),

@@ -34,7 +34,7 @@ from dashboards.areas_map import area_traces, fetch_area_layer
 from dashboards.components import data_table, empty_graph, panel
 from dashboards.context import AppContext, read_districts
 from dashboards.figures import build_planner_map_figure
-from dashboards.i18n import MESSAGES, t
+from dashboards.i18n import MESSAGES, dropdown_labels, t
 from dashboards.model import display_text
 from dashboards.planner_map import (
     ISOLATION_SLOTS,
@@ -177,6 +177,7 @@ def _layer_fields(lang: str) -> list:
             options=_layer_options(lang),
             value="water_pipes",
             clearable=False,
+            labels=dropdown_labels(lang),
         ),
         html.H3(t(lang, "planner.where")),
         dcc.Textarea(
@@ -222,6 +223,7 @@ def _near_fields(lang: str) -> list:
             options=_layer_options(lang),
             value=None,
             placeholder=t(lang, "planner.near_layer"),
+            labels=dropdown_labels(lang),
         ),
         _text_input("planner-near-distance", t(lang, "planner.near_distance"), spaced=True),
         dcc.Textarea(

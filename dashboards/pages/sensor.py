@@ -23,7 +23,7 @@ from dashboards.components import (
 )
 from dashboards.context import AppContext
 from dashboards.figures import build_readings_figure
-from dashboards.i18n import t
+from dashboards.i18n import dropdown_labels, t
 from dashboards.model import (
     AlertRow,
     Reading,
@@ -53,6 +53,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                         id="sensor-pick",
                         placeholder=t(lang, "sensor.none"),
                         searchable=True,
+                        labels=dropdown_labels(lang),
                         style={"width": "34rem"},
                     ),
                     html.Span(t(lang, "sensor.window"), className="kpi-label"),
