@@ -20,9 +20,10 @@ and minimum night flow analysis; Farley & Trow 2003, Mounce et al. 2010 for the 
   * a persistent excess over the profile during the day: a one-sided CUSUM of the residual
     (supply - expected), allowance ``cusum_k`` and decision limit ``cusum_h`` in units of the
     area's own point-to-point scatter (robust, from successive residuals, so a slow leak does
-    not inflate it), raised while the excess smoothed over about two hours is still at least
-    the allowance and ``persistent_min_lps`` (a profile that misses by a little for hours runs
-    the sum up too). An incipient leak is then found within hours, not at the second night.
+    not inflate it), raised while the excess smoothed over about two hours is at least the
+    allowance, ``persistent_min_lps`` and ``AVG_SIGMAS`` times its own spread on quiet days
+    (demand off for an hour or two runs the sum up too, and the point-to-point scatter does
+    not see it). An incipient leak is then found within hours, not at the second night.
   Once raised, the nights are judged against the night level *before* the leak (frozen at the
   raise), not against a profile that learns the leak: cleared by a night back within half of
   ``night_rise_lps`` of that level.
@@ -57,6 +58,9 @@ DAY_S = 86_400
 SCATTER_SMOOTHING = 0.01  # weight of the newest residual difference in the scatter (~1 day)
 SCATTER_MIN_POINTS = 36  # residual differences seen before the persistent excess is judged
 RESID_SMOOTHING = 1 / 24  # weight of the newest residual in its average (~2 h of 5-min points)
+AVG_VAR_SMOOTHING = 1 / 576  # weight of the newest smoothed residual in its variance (~2 days)
+AVG_VAR_MIN_POINTS = 288  # smoothed residuals seen (a day) before their spread is judged
+AVG_SIGMAS = 3.0  # a leak's smoothed excess stands this many of its quiet spreads above zero
 # |r_t - r_t-1| of two independent N(0, s) residuals has median 0.6745 * sqrt(2) * s
 DIFF_TO_SIGMA = 1 / (0.6745 * math.sqrt(2))
 MAD_TO_SIGMA = 1.4826
@@ -125,6 +129,9 @@ class AreaState:
     resid_avg: float = 0.0  # the residual, smoothed over about two hours [L/s]
     scatter_n: int = 0  # residual differences the scatter has seen
     leak_night: int | None = None  # the first night (day number) with the open leak in it
+    # how far the smoothed residual wanders with no leak open: EWMA of its square [(L/s)²]
+    avg_var: float | None = None
+    avg_var_n: int = 0  # smoothed residuals it has seen
 
     def copy(self) -> AreaState:
         return AreaState(
@@ -152,6 +159,8 @@ class AreaState:
             self.resid_avg,
             self.scatter_n,
             self.leak_night,
+            self.avg_var,
+            self.avg_var_n,
         )
 
 
@@ -512,6 +521,12 @@ def _persistent(
         st.scatter = d if st.scatter is None else st.scatter + w * (d - st.scatter)
     st.last_resid = excess
     st.resid_avg += RESID_SMOOTHING * (excess - st.resid_avg)
+    if not st.night_high:
+        # a plain mean at first, then an EWMA over about two days
+        st.avg_var_n += 1
+        w = max(1.0 / st.avg_var_n, AVG_VAR_SMOOTHING)
+        sq = st.resid_avg**2
+        st.avg_var = sq if st.avg_var is None else st.avg_var + w * (sq - st.avg_var)
     if st.scatter is None or st.scatter_n < SCATTER_MIN_POINTS or st.night_high or st.over:
         # (a point over the burst rise is the burst rule's to judge)
         st.cusum = 0.0
@@ -520,11 +535,14 @@ def _persistent(
     st.cusum = max(0.0, st.cusum + excess - spec.cusum_k * sigma)
     if st.cusum < spec.cusum_h * sigma:
         return []
-    if st.resid_avg < max(spec.persistent_min_lps, spec.cusum_k * sigma):
-        # a small excess that lasts (the profile misses tanks and pumps that do not repeat
-        # exactly from day to day) or a surge that is over runs the sum up too: no leak yet.
-        # Held at the limit, it raises once the excess is up (the unseen-network rehearsal
-        # raised three leaks of 0.07-0.85 L/s this way)
+    # (the first day of residuals, before that spread is known, is judged by the scatter alone)
+    spread = math.sqrt(st.avg_var or 0.0) if st.avg_var_n >= AVG_VAR_MIN_POINTS else 0.0
+    if st.resid_avg < max(spec.persistent_min_lps, spec.cusum_k * sigma, AVG_SIGMAS * spread):
+        # a small excess that lasts runs the sum up too: demand that is off for an hour or
+        # two (hour-scale swings the point-to-point scatter does not see), tanks and pumps that
+        # do not repeat exactly. No leak unless the smoothed excess stands out of how far it
+        # wanders on quiet days. Held at the limit, it raises once it does (the unseen-network
+        # rehearsal raised leaks of 0.07-1.04 L/s this way)
         st.cusum = spec.cusum_h * sigma
         return []
     st.cusum = 0.0
@@ -652,6 +670,8 @@ def state_to_doc(st: AreaState) -> dict[str, object]:
         "resid_avg": st.resid_avg,
         "scatter_n": st.scatter_n,
         "leak_night": st.leak_night,
+        "avg_var": st.avg_var,
+        "avg_var_n": st.avg_var_n,
     }
 
 
@@ -685,6 +705,8 @@ def state_from_doc(doc: dict[str, Any]) -> AreaState:
             resid_avg=float(doc["resid_avg"]),
             scatter_n=int(doc["scatter_n"]),
             leak_night=doc["leak_night"],
+            avg_var=doc.get("avg_var"),  # absent in states saved before it was kept
+            avg_var_n=int(doc.get("avg_var_n", 0)),
         )
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ValueError(f"bad balance state: {exc!r}") from None
