@@ -210,41 +210,40 @@ def headline(
     ungrouped: int,
     critical: Sequence[AlertRow],
 ) -> list:
-    """One line: calm when nothing needs anyone; else how many incidents, the worst one
-    (where, what, how many alerts), and alerts not yet grouped; flashing red while a critical
-    alert is open."""
+    """One headline of at most two lines: calm when nothing needs anyone; else how many
+    incidents and the worst one (where, what, how many alerts), with the alerts not yet grouped
+    after it in smaller type; flashing red while a critical alert is open."""
     if not incidents and not ungrouped and not critical:
         return [html.Div(t(lang, "wall.calm"), className="wall-headline calm", id="wall-headline")]
-    parts = []
     if incidents:
         top = incidents[0]
-        kind = incident_kind_label(lang, top.kind, top.utility)
-        parts.append(t(lang, "wall.attention", n=len(incidents)))
-        parts.append(
-            t(
-                lang,
-                "wall.incident",
-                district=display_text(top.district(lang)),
-                kind=kind,
-                alerts=top.open_alerts,
-            )
+        main = " · ".join(
+            [
+                t(lang, "wall.attention", n=len(incidents)),
+                t(
+                    lang,
+                    "wall.incident",
+                    district=display_text(top.district(lang)),
+                    kind=incident_kind_label(lang, top.kind, top.utility),
+                    alerts=top.open_alerts,
+                ),
+            ]
         )
-        if len(incidents) > 1:
-            parts.append(t(lang, "wall.more", n=len(incidents) - 1))
     elif critical:  # critical alerts the engine has not grouped yet: the newest is the news
         newest = max(critical, key=lambda a: a.raised_at)
-        parts.append(
-            f"{display_text(newest.district(lang))} · {display_text(newest.message(lang))}"
-        )
-    if ungrouped:
-        parts.append(t(lang, "wall.ungrouped", n=ungrouped))
-    text = " · ".join(parts)
-    if critical:
-        text = t(lang, "wall.critical", text=text)
-        kind = "wall-headline critical-alarm"
+        main = f"{display_text(newest.district(lang))} · {display_text(newest.message(lang))}"
     else:
-        kind = "wall-headline attention"
-    return [html.Div(text, className=kind, role="alert", id="wall-headline")]
+        main = ""
+    if critical:
+        main = t(lang, "wall.critical", text=main) if main else t(lang, "wall.critical", text="")
+    extra = t(lang, "wall.ungrouped", n=ungrouped) if ungrouped else ""
+    if main and extra:
+        extra = " · " + extra
+    children: list = [html.Span(main, className="headline-main")] if main else []
+    if extra:
+        children.append(html.Span(extra, className="headline-extra"))
+    kind = "critical-alarm" if critical else "attention"
+    return [html.Div(children, className=f"wall-headline {kind}", role="alert", id="wall-headline")]
 
 
 def in_trouble_first(summaries: Sequence[DistrictSummary]) -> list[DistrictSummary]:

@@ -349,7 +349,7 @@ def test_the_incident_detail_speaks_one_language(dash_server, dash_db, burst, cr
     finally:
         browser_logout(browser, dash_server.url)
     expected = {
-        "en": ["Suspected water main burst", "2 related alerts (1 open) from 2 sensors",
+        "en": ["Suspected water main burst", "Related alerts: 2, open: 1; from 2 sensors",
                f"District: {burst.district_en}", "Valves to close", "Network nearby"],
         "zh": ["疑似供水爆管", f"所在区县：{burst.district_zh}", "需关闭阀门", "周边管网"],
     }  # fmt: skip
