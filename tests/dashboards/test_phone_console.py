@@ -269,6 +269,14 @@ def test_an_ended_session_leads_to_the_login_and_back_to_the_alert(
         what="the session-ended notice",
     )
     assert "登录已过期" in browser.find_element(By.ID, "alerts-expired").text
+    # no longer shown as signed in, and no action offered until the login
+    assert not browser.find_element(By.ID, "logout-button").is_displayed()
+    assert (
+        browser.execute_script(
+            "return getComputedStyle(document.getElementById('alerts-ack')).pointerEvents"
+        )
+        == "none"
+    )
     link.click()  # the notice is not redrawn once shown: the same element takes the tap
     wait_for(lambda: browser.find_element(By.ID, "username"), what="login page")
     browser.find_element(By.ID, "username").send_keys(crew[0])
