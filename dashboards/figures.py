@@ -356,7 +356,7 @@ def build_incident_map_figure(
     return {"data": data, "layout": layout}
 
 
-BOUNDARY_REACH_DEG = 0.03  # [degrees] about 3 km: a boundary further off would shrink the map
+BOUNDARY_REACH_DEG = 0.008  # [degrees] about 800 m: a boundary further off would shrink the map
 
 
 def _district_name(d: District, lang: str) -> str:
