@@ -181,7 +181,11 @@ def pick_traces(lang: str, layer: str, features: Iterable[dict[str, Any]]) -> li
             }
         )
     if px:
-        traces.append(handle_trace(name, px, py, pdata, ptext, size=11 if not lx else 9))
+        if lx:  # on lines, a small dot in the middle: the line is what is read
+            handles = handle_trace(name, px, py, pdata, ptext, size=6, colour="#ffd591")
+            traces.append(handles | {"showlegend": False})
+        else:
+            traces.append(handle_trace(name, px, py, pdata, ptext, size=11))
     return traces
 
 
@@ -201,7 +205,7 @@ def handle_trace(
         "x": list(xs),
         "y": list(ys),
         "mode": "markers",
-        "marker": {"size": size, "color": colour, "line": {"color": "#ffffff", "width": 1}},
+        "marker": {"size": size, "color": colour, "line": {"color": "#1f1f1f", "width": 1}},
         "name": name,
         "customdata": list(refs),
         "hovertext": list(texts),
