@@ -40,16 +40,12 @@ Run against a stack of its own::
     cityops up --stack-dir /tmp/stack-unseen --no-simulate &
     python benchmarks/unseen_network.py --stack-dir /tmp/stack-unseen --out /tmp/unseen all
 
-Measured (session of 2026-12-03, ky10, seed 15, 30 loggers + 19 flow meters, 5-min data, 2 days
-of history, 14 days replayed at 3,600x in 373-376 s): leaks found by the water balance within
-24 h 3-4 of 7, none placed within 300 m (median error 2.1-3.9 km), true pipe in the top 5 0-1
-of 5-6, 508-580 false process incidents (threshold alerts: `sensors limits --from-model` skips
-20-25 of the 30 loggers because the GIS model has no pumps or valve settings, so they keep the
-demo city's 200-700 kPa) and 3 false balance alerts; /tmp/docs-unseen.md has the details.
+Measured: docs/alerts.md, "The unseen network, rehearsed through public commands" (runs A-J;
+the latest, J: leaks found by the water balance within 24 h 4 of 7, none within 300 m, 10 false
+process incidents in 14 days and 3 false balance leaks).
 
-The commands find a stack other than ``var/stack`` only through CITYOPS_DATABASE_URL and
-CITYOPS_MQTT_URL (there is no ``--stack-dir`` on them): the script builds those from the stack's
-``secrets.json`` as ``cityops up`` does (a friction, written in the report).
+The script points the commands at the stack through CITYOPS_DATABASE_URL and CITYOPS_MQTT_URL,
+built from the stack's ``secrets.json`` (``CITYOPS_STACK_DIR`` does the same since session 4).
 """
 
 from __future__ import annotations
@@ -501,8 +497,8 @@ def generate(args) -> None:
 
 # -- drive --------------------------------------------------------------------------------------
 def stack_env(stack_dir: str | None) -> dict[str, str]:
-    """The environment pointing the commands at the stack in ``stack_dir``: cityops' commands
-    have no --stack-dir, so the URLs are built from its secrets.json as `cityops up` does."""
+    """The environment pointing the commands at the stack in ``stack_dir``: the URLs built
+    from its secrets.json as `cityops up` does (in the environment, not the arguments)."""
     env = dict(os.environ)
     if not stack_dir:
         return env
