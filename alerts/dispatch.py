@@ -22,15 +22,20 @@ from alerts.notify import (
     CHATTER_WINDOW_S,
     FLOOD_WINDOW_S,
     HttpRequest,
+    Route,
     build_email,
+    build_loss_email,
+    build_loss_sms_request,
     build_sms_request,
     build_webhook_request,
+    loss_route_matches,
     recipients,
     retry_delay_s,
     route_matches,
     route_problem,
     suppression_reason,
 )
+from alerts.source_loss import decode_notice
 from alerts.stores import alert_rows, notifications, outbox
 from alerts.stores.grouping import group_new_alerts
 from alerts.stores.notifications import Claimed, open_route
@@ -72,9 +77,13 @@ def plan_deliveries(
     with conn.transaction():
         routes = notifications.read_routes(conn)
         events = outbox.lock_unrouted(conn, limit)
-        facts = alert_rows.read_routing_facts(conn, [e[1] for e in events], CHATTER_WINDOW_S)
+        alert_ids = [e[1] for e in events if e[1] is not None]
+        facts = alert_rows.read_routing_facts(conn, alert_ids, CHATTER_WINDOW_S)
         recent = notifications.count_recent(conn, now - timedelta(seconds=FLOOD_WINDOW_S))
         for event_id, alert_id, payload in events:
+            if alert_id is None:
+                pending += _plan_loss(conn, event_id, payload, routes, now)
+                continue
             event, fact = decode_alert_event(payload), facts[alert_id]
             for route in routes:
                 if not route_matches(route, event, fact.district_adcode):
@@ -87,6 +96,22 @@ def plan_deliveries(
                     recent[route.route_id] = seen + added
         outbox.mark_routed(conn, [e[0] for e in events])
     return pending
+
+
+def _plan_loss(
+    conn: psycopg.Connection, event_id: int, payload: bytes, routes: list[Route], now: datetime
+) -> int:
+    """A source loss's deliveries: one per matching route, never suppressed (one message that
+    stands for thousands of silent sensors is not a flood, and no maintenance window covers
+    the whole source); returns how many were added."""
+    notice = decode_notice(payload)
+    if notice is None:
+        return 0
+    return sum(
+        notifications.add_delivery(conn, event_id, route.route_id, now, None)
+        for route in routes
+        if loss_route_matches(route, notice)
+    )
 
 
 def deliver_once(
@@ -156,11 +181,18 @@ def _send(d: Claimed, payload: bytes, now: datetime, senders: Senders) -> None:
     if route.channel == "webhook":
         senders.http(build_webhook_request(route, payload, d.delivery_id, now_s, keyring))
     elif route.channel == "sms":
-        event = decode_alert_event(payload)
-        senders.http(build_sms_request(route, event, d.delivery_id, now_s, keyring))
+        if notice := decode_notice(payload):
+            request = build_loss_sms_request(route, notice, d.delivery_id, now_s, keyring)
+        else:
+            event = decode_alert_event(payload)
+            request = build_sms_request(route, event, d.delivery_id, now_s, keyring)
+        senders.http(request)
     elif route.channel == "email":
-        event = decode_alert_event(payload)
-        msg = build_email(route, event, d.delivery_id, senders.sender_address, now)
+        if notice := decode_notice(payload):
+            msg = build_loss_email(route, notice, d.delivery_id, senders.sender_address, now)
+        else:
+            event = decode_alert_event(payload)
+            msg = build_email(route, event, d.delivery_id, senders.sender_address, now)
         senders.smtp(route.target, msg, recipients(route))
     else:
         raise channels.DeliveryError(f"unknown channel {route.channel!r}")

@@ -168,3 +168,35 @@ def area_messages(
         f"计量区 {area} 夜间最小流量恢复（{sup} L/s）",
         f"metered area {area}: night flow back to {sup} L/s",
     )
+
+
+def source_loss_messages(
+    scope: str,
+    scope_value: str | None,
+    lost: int,
+    of: int,
+    since: str,
+    event: str,
+) -> tuple[str, str]:
+    """(zh, en) of a source loss's notification (alerts/source_loss.py): what stopped, how many
+    sensors and since when (``since``: a local time as the operators read it); ``event`` is
+    ``source_lost`` or ``source_back``."""
+    what_zh, what_en = {
+        "stream": ("全部数据流", "the whole data stream"),
+        "utility": (
+            f"{UTILITY_NAMES.get(scope_value or '', (scope_value, ''))[0]}数据流",
+            f"the {scope_value} stream",
+        ),
+        "district": (f"区县 {scope_value} 的传感器", f"the sensors of district {scope_value}"),
+    }[scope]
+    if event == "source_lost":
+        return (
+            f"数据源中断：{what_zh}自 {since} 起无数据（{of} 个传感器中 {lost} 个），"
+            "相关区域状态未知，不是告警",
+            f"source lost: no data from {what_en} since {since} ({lost} of {of} sensors);"
+            " their areas are unknown, not alarms",
+        )
+    return (
+        f"数据源恢复：{what_zh}（自 {since} 起中断的 {lost} 个传感器）重新有数据",
+        f"source back: {what_en} reports again ({lost} sensors silent since {since})",
+    )

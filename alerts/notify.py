@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from alerts.events import AlertEvent
 from alerts.messages import SEVERITIES, UTILITY_NAMES
+from alerts.source_loss import LossNotice
 from cityops.kernel.crypto import Keyring, signature_header
 
 SIGNATURE_HEADER = "X-Cityops-Signature"
@@ -119,6 +120,22 @@ def route_matches(route: Route, event: AlertEvent, district_adcode: int | None) 
     return route.districts is None or district_adcode in route.districts
 
 
+def loss_route_matches(route: Route, notice: LossNotice) -> bool:
+    """A source loss reaches whoever would be paged by a critical alert where it is: a route
+    taking raised alerts of its severity, of its utility (every utility's routes for a stream
+    or a district), of its district (every district's routes for a stream or a utility).
+    Its closing goes to the same routes: whoever heard it stop hears it come back."""
+    if "raised" not in route.events:
+        return False
+    if severity_rank(notice.severity) < severity_rank(route.min_severity):
+        return False
+    if route.utilities is not None and notice.utility not in (None, *route.utilities):
+        return False
+    if notice.district_adcode is not None and route.districts is not None:
+        return notice.district_adcode in route.districts
+    return True
+
+
 def suppression_reason(
     suppressed_by: str | None, earlier_raises: int, route_recent: int
 ) -> str | None:
@@ -185,6 +202,20 @@ def build_webhook_request(
     return HttpRequest(route.target, headers, event_json)
 
 
+def _sms_request(
+    route: Route,
+    text: str,
+    about: dict[str, object],
+    delivery_id: int,
+    now_s: int,
+    keyring: Keyring | None,
+) -> HttpRequest:
+    """The SMS gateway's request: to, text, and what it is ``about`` (the alert or the source
+    loss, and the event), signed as a webhook."""
+    body = json.dumps({"to": route.recipient, "text": text, **about}, ensure_ascii=False).encode()
+    return build_webhook_request(route, body, delivery_id, now_s, keyring)
+
+
 def build_sms_request(
     route: Route,
     event: AlertEvent,
@@ -192,53 +223,90 @@ def build_sms_request(
     now_s: int,
     keyring: Keyring | None = None,
 ) -> HttpRequest:
-    body = json.dumps(
-        {
-            "to": route.recipient,
-            "text": sms_text(event),
-            "alert_id": event.alert_id,
-            "event": event.event,
-        },
-        ensure_ascii=False,
-    ).encode()
-    return build_webhook_request(route, body, delivery_id, now_s, keyring)
+    about = {"alert_id": event.alert_id, "event": event.event}
+    return _sms_request(route, sms_text(event), about, delivery_id, now_s, keyring)
+
+
+def build_loss_sms_request(
+    route: Route,
+    notice: LossNotice,
+    delivery_id: int,
+    now_s: int,
+    keyring: Keyring | None = None,
+) -> HttpRequest:
+    """The SMS gateway's request for a source loss (its id in place of an alert's)."""
+    text = f"【城市运行】{_SEVERITY_ZH[notice.severity]}：{notice.message_zh}"
+    about = {"source_loss_id": notice.source_loss_id, "event": notice.event}
+    return _sms_request(route, text, about, delivery_id, now_s, keyring)
 
 
 def sms_text(event: AlertEvent) -> str:
     return f"【城市运行】{_SEVERITY_ZH.get(event.severity, event.severity)}{_EVENT_ZH.get(event.event, event.event)}：{event.messages.zh}"
 
 
-def build_email(
-    route: Route, event: AlertEvent, delivery_id: int, sender: str, now: datetime
+def _email(
+    route: Route,
+    subject: str,
+    id_header: tuple[str, str],
+    lines: list[str],
+    delivery_id: int,
+    sender: str,
+    now: datetime,
 ) -> EmailMessage:
-    """A bilingual plain-text e-mail with a stable Message-ID per delivery."""
+    """A plain-text e-mail with a stable Message-ID per delivery, and the id of what it is
+    about in ``id_header`` (name, value)."""
     msg = EmailMessage()
-    u_zh, u_en = UTILITY_NAMES.get(event.utility, (event.utility, event.utility))
-    sev_zh = _SEVERITY_ZH.get(event.severity, event.severity)
-    ev_zh = _EVENT_ZH.get(event.event, event.event)
-    msg["Subject"] = (
-        f"[{sev_zh}/{event.severity}] {u_zh}{ev_zh} #{event.alert_id}: {event.messages.zh}"
-    )
+    msg["Subject"] = subject
     msg["From"] = sender
     msg["To"] = route.recipient or ""
     msg["Date"] = format_datetime(now.astimezone(UTC))
     msg["Message-ID"] = f"<cityops-delivery-{delivery_id}@cityops.local>"
-    msg["X-Cityops-Alert-Id"] = str(event.alert_id)
-    msg.set_content(
-        "\n".join(
-            [
-                event.messages.zh,
-                event.messages.en,
-                "",
-                f"告警编号 / alert: {event.alert_id}   事件 / event: {event.event}",
-                f"级别 / severity: {sev_zh} / {event.severity}",
-                f"网络 / network: {u_zh} / {u_en}   传感器 / sensor: {event.sensor_id}",
-                f"数值 / value: {event.value} {event.unit}   限值 / limit: {event.limit} {event.unit}",
-                f"时间 / time (UTC): {event.ts}",
-            ]
-        )
-    )
+    msg[id_header[0]] = id_header[1]
+    msg.set_content("\n".join(lines))
     return msg
+
+
+def build_email(
+    route: Route, event: AlertEvent, delivery_id: int, sender: str, now: datetime
+) -> EmailMessage:
+    """A bilingual plain-text e-mail with a stable Message-ID per delivery."""
+    u_zh, u_en = UTILITY_NAMES.get(event.utility, (event.utility, event.utility))
+    sev_zh = _SEVERITY_ZH.get(event.severity, event.severity)
+    ev_zh = _EVENT_ZH.get(event.event, event.event)
+    subject = f"[{sev_zh}/{event.severity}] {u_zh}{ev_zh} #{event.alert_id}: {event.messages.zh}"
+    lines = [
+        event.messages.zh,
+        event.messages.en,
+        "",
+        f"告警编号 / alert: {event.alert_id}   事件 / event: {event.event}",
+        f"级别 / severity: {sev_zh} / {event.severity}",
+        f"网络 / network: {u_zh} / {u_en}   传感器 / sensor: {event.sensor_id}",
+        f"数值 / value: {event.value} {event.unit}   限值 / limit: {event.limit} {event.unit}",
+        f"时间 / time (UTC): {event.ts}",
+    ]
+    header = ("X-Cityops-Alert-Id", str(event.alert_id))
+    return _email(route, subject, header, lines, delivery_id, sender, now)
+
+
+def build_loss_email(
+    route: Route, notice: LossNotice, delivery_id: int, sender: str, now: datetime
+) -> EmailMessage:
+    """A bilingual plain-text e-mail about a source loss, stable Message-ID per delivery."""
+    sev_zh = _SEVERITY_ZH[notice.severity]
+    subject = (
+        f"[{sev_zh}/{notice.severity}] 数据源中断 #{notice.source_loss_id}: {notice.message_zh}"
+    )
+    ended = f"   结束 / ended (UTC): {notice.ended_at}" if notice.ended_at else ""
+    lines = [
+        notice.message_zh,
+        notice.message_en,
+        "",
+        f"数据源中断编号 / source loss: {notice.source_loss_id}   事件 / event: {notice.event}",
+        f"传感器 / sensors: {notice.sensors} / {notice.group_size}",
+        f"自 / since (UTC): {notice.since}{ended}",
+    ]
+    header = ("X-Cityops-Source-Loss-Id", str(notice.source_loss_id))
+    return _email(route, subject, header, lines, delivery_id, sender, now)
 
 
 def recipients(route: Route) -> list[str]:

@@ -576,12 +576,16 @@ class AlertService:
         changed = silence.losses.changed if silence.losses is not None else ()
         if changed:
             # the losses first: a crash before the alerts are stored finds them at the restart
-            self._retry(
+            told = self._retry(
                 "storing source losses",
-                lambda: source_loss.write_losses(self._db(), changed, self._worker),
+                lambda: source_loss.write_losses(
+                    self._db(), changed, self._worker, self.settings.timezone
+                ),
             )
             for loss in changed:
                 log.warning("%s", describe(loss)[1] + (" (closed)" if not loss.is_open else ""))
+            if told:
+                self._publish(told)  # type: ignore[arg-type]
         if silence.changes:
             events = self._retry(
                 "storing silent alerts",

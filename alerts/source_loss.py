@@ -26,9 +26,14 @@ and its usual interval: the larger of its type's and its own smoothed one):
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from alerts.messages import source_loss_messages
 
 US = 1_000_000
 SCOPES = ("stream", "utility", "district")
@@ -213,3 +218,80 @@ def describe(loss: SourceLoss) -> tuple[str, str]:
         f"数据源中断：{what_zh}（{of} 个传感器中 {n} 个）无数据",
         f"source lost: no data from {what_en} ({n} of {of} sensors)",
     )
+
+
+# A loss is paged like a critical alert: the whole city, a utility or a district is unwatched.
+LOSS_SEVERITY = "critical"
+LOSS_EVENTS = ("source_lost", "source_back")  # opened; closed (back and settled)
+
+
+@dataclass(frozen=True, slots=True)
+class LossNotice:
+    """The outbox event (published on ``city/alerts/source_loss/<loss_id>`` and routed to the
+    notification routes) saying that a source loss opened or closed."""
+
+    source_loss_id: int
+    event: str  # LOSS_EVENTS
+    scope: str
+    scope_value: str | None
+    utility: str | None  # a utility's stream; None: every utility
+    district_adcode: int | None  # a district's sensors; None: every district
+    severity: str
+    sensors: int  # how many stopped
+    group_size: int  # of how many in its scope
+    since: str  # RFC 3339, UTC: nothing came after it
+    ended_at: str | None
+    message_zh: str
+    message_en: str
+    kind: str = "source_loss"
+
+
+def _rfc3339(ts_us: int) -> str:
+    return datetime.fromtimestamp(ts_us / US, UTC).isoformat().replace("+00:00", "Z")
+
+
+def loss_notice(
+    loss: SourceLoss, loss_id: int, event: str, tz: str = "Asia/Shanghai"
+) -> LossNotice:
+    """What to tell people about ``loss`` (stored as ``loss_id``) on ``event``; the message
+    names what stopped and since when, in the operators' time zone ``tz``."""
+    since_local = datetime.fromtimestamp(loss.since_us / US, ZoneInfo(tz))
+    zh, en = source_loss_messages(
+        loss.scope,
+        loss.scope_value,
+        len(loss.sensors),
+        loss.group_size,
+        since_local.strftime("%Y-%m-%d %H:%M:%S"),
+        event,
+    )
+    return LossNotice(
+        source_loss_id=loss_id,
+        event=event,
+        scope=loss.scope,
+        scope_value=loss.scope_value,
+        utility=loss.scope_value if loss.scope == "utility" else None,
+        district_adcode=(
+            int(loss.scope_value)
+            if loss.scope == "district" and loss.scope_value is not None
+            else None
+        ),
+        severity=LOSS_SEVERITY,
+        sensors=len(loss.sensors),
+        group_size=loss.group_size,
+        since=_rfc3339(loss.since_us),
+        ended_at=None if loss.ended_us is None else _rfc3339(loss.ended_us),
+        message_zh=zh,
+        message_en=en,
+    )
+
+
+def encode_notice(notice: LossNotice) -> bytes:
+    return json.dumps(asdict(notice), ensure_ascii=False).encode()
+
+
+def decode_notice(payload: bytes) -> LossNotice | None:
+    """The loss notice in an outbox payload, or None when the payload is an alert event."""
+    data = json.loads(payload)
+    if not isinstance(data, dict) or data.get("kind") != "source_loss":
+        return None
+    return LossNotice(**data)

@@ -75,3 +75,9 @@ def alert_topic(utility: Utility | str, sensor_id: str) -> str:
 
 def alert_filter() -> str:
     return f"{ROOT}/{ALERTS}/#"
+
+
+def source_loss_topic(loss_id: int) -> str:
+    """Where a source loss's opening and closing are announced (alerts/source_loss.py): under
+    the alert topics, so that their subscribers and ACLs cover it."""
+    return f"{ROOT}/{ALERTS}/source_loss/{int(loss_id)}"

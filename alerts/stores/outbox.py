@@ -18,9 +18,9 @@ DEAD_LETTER_MAX_BYTES = 65536
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
     event_id: int
-    alert_id: int
+    alert_id: int | None  # None: a source loss's event (alerts/source_loss.py LossNotice)
     topic: str
-    payload: bytes  # the alert event JSON (alerts/events.py)
+    payload: bytes  # the alert event JSON (alerts/events.py), or the loss notice JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,24 @@ def queue_events(
     ]
 
 
+def queue_loss_events(
+    conn: psycopg.Connection, events: Sequence[tuple[int, str, str, bytes]]
+) -> list[OutboxEvent]:
+    """Outbox rows for ``(source_loss_id, event, topic, payload)``: each loss's event at most
+    once (migration 0079's unique index), so a step written again after a restart adds none.
+    Returns the rows added."""
+    added = []
+    for loss_id, event, topic, payload in events:
+        row = conn.execute(
+            "INSERT INTO alert_events (source_loss_id, event, topic, payload)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id",
+            (loss_id, event, topic, _json(payload)),
+        ).fetchone()
+        if row is not None:
+            added.append(OutboxEvent(int(row[0]), None, topic, payload))
+    return added
+
+
 def read_unpublished_events(
     conn: psycopg.Connection, *, min_age_s: float = OUTBOX_GRACE_S, limit: int = 1000
 ) -> list[OutboxEvent]:
@@ -97,9 +115,10 @@ def mark_published(conn: psycopg.Connection, event_ids: Sequence[int]) -> None:
         )
 
 
-def lock_unrouted(conn: psycopg.Connection, limit: int) -> list[tuple[int, int, bytes]]:
+def lock_unrouted(conn: psycopg.Connection, limit: int) -> list[tuple[int, int | None, bytes]]:
     """``(event_id, alert_id, payload)`` of events not yet routed to notifications, oldest
-    first, locked for this transaction (other workers skip them)."""
+    first, locked for this transaction (other workers skip them); alert_id None for a source
+    loss's event."""
     rows = conn.execute(
         "SELECT event_id, alert_id, payload::text FROM alert_events WHERE routed_at IS NULL"
         " ORDER BY event_id LIMIT %s FOR UPDATE SKIP LOCKED",

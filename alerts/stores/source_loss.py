@@ -8,8 +8,16 @@ from collections.abc import Sequence
 
 import psycopg
 
-from alerts.source_loss import SourceLoss, SourceLossRule, describe
+from alerts.source_loss import (
+    SourceLoss,
+    SourceLossRule,
+    describe,
+    encode_notice,
+    loss_notice,
+)
+from alerts.stores.outbox import OutboxEvent, queue_loss_events
 from alerts.stores.times import ts_from_us, us_from_ts
+from sensors.topics import source_loss_topic
 
 
 def read_rule(conn: psycopg.Connection) -> SourceLossRule:
@@ -56,9 +64,17 @@ def read_open_losses(conn: psycopg.Connection, worker: str) -> tuple[SourceLoss,
     )
 
 
-def write_losses(conn: psycopg.Connection, losses: Sequence[SourceLoss], worker: str) -> None:
+def write_losses(
+    conn: psycopg.Connection,
+    losses: Sequence[SourceLoss],
+    worker: str,
+    tz: str = "Asia/Shanghai",
+) -> list[OutboxEvent]:
     """Each opened, grown, back or closed loss, in one transaction: a scope's open row is the
-    loss (one open per worker and scope), so it is updated in place, or inserted."""
+    loss (one open per worker and scope), so it is updated in place, or inserted. An opened
+    loss queues its ``source_lost`` event in the outbox and a closed one its ``source_back``,
+    in the same transaction (once each per loss); returns the events queued, to publish."""
+    events: list[tuple[int, str, str, bytes]] = []
     with conn.transaction():
         for loss in losses:
             zh, en = describe(loss)
@@ -76,20 +92,36 @@ def write_losses(conn: psycopg.Connection, losses: Sequence[SourceLoss], worker:
                 "zh": zh,
                 "en": en,
             }
-            updated = conn.execute(
+            row = conn.execute(
                 "UPDATE source_losses SET sensors = %(sensors)s, back_at = %(back)s,"
                 " ended_at = %(ended)s, state = %(state)s, explanation_zh = %(zh)s,"
                 " explanation_en = %(en)s, updated_at = now()"
                 " WHERE state = 'open' AND worker = %(worker)s AND scope = %(scope)s"
-                " AND coalesce(scope_value, '') = coalesce(%(value)s, '')",
+                " AND coalesce(scope_value, '') = coalesce(%(value)s, '') RETURNING loss_id",
                 values,
-            ).rowcount
-            if not updated:
-                conn.execute(
+            ).fetchone()
+            told: list[str] = []
+            if row is None:
+                row = conn.execute(
                     "INSERT INTO source_losses (worker, scope, scope_value, sensors, group_size,"
                     " since, noticed_at, back_at, ended_at, state, explanation_zh,"
                     " explanation_en) VALUES (%(worker)s, %(scope)s, %(value)s, %(sensors)s,"
                     " %(size)s, %(since)s, %(noticed)s, %(back)s, %(ended)s, %(state)s, %(zh)s,"
-                    " %(en)s)",
+                    " %(en)s) RETURNING loss_id",
                     values,
+                ).fetchone()
+                told.append("source_lost")
+            if not loss.is_open:
+                told.append("source_back")
+            assert row is not None
+            loss_id = int(row[0])
+            events += [
+                (
+                    loss_id,
+                    e,
+                    source_loss_topic(loss_id),
+                    encode_notice(loss_notice(loss, loss_id, e, tz)),
                 )
+                for e in told
+            ]
+        return queue_loss_events(conn, events)

@@ -123,18 +123,33 @@ def table_rows(kind: str, rows: list[dict[str, Any]], lang: str, tz: ZoneInfo) -
         ]
     return [
         (
-            str(r["incident_id"]),
+            _incident_id(r),
             _time(r["opened_at"], tz),
             r["state"],
             r["severity"],
-            r["utility"],
+            r["utility"] or "",
             r["kind"],
             str(r["alert_count"]),
-            r["likely_location"] or "",
+            _where(r),
             r[f"explanation_{lang}"],
         )
         for r in rows
     ]
+
+
+def _incident_id(r: dict[str, Any]) -> str:
+    """An incident's id, or ``SL<id>`` for a source loss (``source_losses``, not an incident)."""
+    if r.get("source_loss_id") is not None:
+        return f"SL{r['source_loss_id']}"
+    return str(r["incident_id"])
+
+
+def _where(r: dict[str, Any]) -> str:
+    """The likely location, or what a source loss stopped: scope, value, sensors lost/of."""
+    if r.get("source_loss_id") is not None:
+        what = " ".join(str(v) for v in (r["scope"], r["scope_value"]) if v)
+        return f"{what} {r['sensors']}/{r['group_size']}"
+    return r["likely_location"] or ""
 
 
 def _list(kind: str, state, utility, since, limit, as_json, lang) -> None:
@@ -145,9 +160,18 @@ def _list(kind: str, state, utility, since, limit, as_json, lang) -> None:
     settings = command_settings()
     try:
         t0 = parse_since(since, datetime.now(UTC)) if since else None
-        read = read_alert_list if kind == "alerts" else read_incident_list
         with connect(settings.database_url) as conn:
-            rows = read(conn, state=state, utility=utility, since=t0, limit=limit)
+            if kind == "alerts":
+                rows = read_alert_list(conn, state=state, utility=utility, since=t0, limit=limit)
+            else:
+                rows = read_incident_list(
+                    conn,
+                    state=state,
+                    utility=utility,
+                    since=t0,
+                    limit=limit,
+                    tz=settings.timezone,
+                )
     except (ListingError, ValueError) as exc:
         console.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from None
@@ -205,5 +229,6 @@ def register(alerts_app: typer.Typer, incidents_app: typer.Typer) -> None:
     ) -> None:
         """List incidents (alerts grouped by place and time), newest first (read-only): id,
         opening time, state, severity, utility, kind, alert count, likely location,
-        explanation."""
+        explanation. Source losses (many sensors silent together) are listed as incidents of
+        kind source_loss, id SL<n>: what stopped, since when, sensors lost of the scope's."""
         _list("incidents", state, utility, since, limit, as_json, lang)

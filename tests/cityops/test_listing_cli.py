@@ -124,3 +124,85 @@ def test_bad_filters_are_refused_with_a_clear_error(events: Settings) -> None:
     assert r.returncode == 2 and "--since" in r.stderr
     r = run_cityops(events, "alerts", "list", "--utility", "steam", "--lang", "en")
     assert r.returncode == 2 and "utility must be one of" in r.stderr
+
+
+def test_source_losses_are_listed_as_incidents_with_the_usual_filters(events: Settings) -> None:
+    """An open loss of the water stream and a closed loss of the whole stream, listed among the
+    incidents as kind source_loss (id SL<n> in the table): what stopped, since when, how many
+    sensors; no alerts, no place, no customers. `--utility` lists a loss holding sensors of
+    that utility, `--state resolved` the closed one; the JSON keeps every incident field."""
+    with psycopg.connect(events.database_url) as conn:
+        for sid, utility in [("sl-w1", "water"), ("sl-w2", "water"), ("sl-p1", "power")]:
+            conn.execute(
+                "INSERT INTO sensors (sensor_id, utility, sensor_type, name, geom) VALUES"
+                " (%s, %s, %s, %s, ST_SetSRID(ST_MakePoint(104.06, 30.66), 4326))",
+                (
+                    sid,
+                    utility,
+                    "water_pressure" if utility == "water" else "power_bus",
+                    sid,
+                ),
+            )
+        water = conn.execute(
+            "INSERT INTO source_losses (scope, scope_value, sensors, group_size, since,"
+            " noticed_at, explanation_zh, explanation_en) VALUES ('utility', 'water',"
+            " '{sl-w1,sl-w2}', 2, now() - interval '5 minutes', now() - interval '4 minutes',"
+            " '数据源中断', 'source lost') RETURNING loss_id"
+        ).fetchone()[0]
+        stream = conn.execute(
+            "INSERT INTO source_losses (scope, sensors, group_size, since, noticed_at, ended_at,"
+            " state, explanation_zh, explanation_en) VALUES ('stream', '{sl-w1,sl-w2,sl-p1}', 3,"
+            " '2026-12-01 02:00+00', '2026-12-01 02:01+00', '2026-12-01 02:30+00', 'closed',"
+            " '数据源中断', 'source lost') RETURNING loss_id"
+        ).fetchone()[0]
+    every = _json(events, "incidents", "list")
+    assert [(i["kind"], i["incident_id"] is None) for i in every] == [
+        ("source_loss", True),  # opened (stopped) 5 minutes ago
+        ("burst", False),
+        ("voltage_low", False),
+        ("source_loss", True),  # 2026-12-01
+    ]
+    lost = every[0]
+    assert (lost["source_loss_id"], lost["state"], lost["utility"], lost["severity"]) == (
+        water,
+        "open",
+        "water",
+        "critical",
+    )
+    assert (lost["scope"], lost["scope_value"], lost["sensors"], lost["group_size"]) == (
+        "utility",
+        "water",
+        2,
+        2,
+    )
+    assert (lost["alert_count"], lost["kinds"], lost["lon"], lost["radius_m"]) == (
+        0,
+        [],
+        None,
+        None,
+    )
+    assert set(every[1]) == set(lost)  # one schema: the incidents' fields and the loss's
+    assert every[1]["source_loss_id"] is None and every[1]["scope"] is None
+    closed = every[3]
+    assert (closed["source_loss_id"], closed["state"], closed["utility"]) == (
+        stream,
+        "resolved",
+        None,
+    )
+    assert closed["since"].startswith("2026-12-01T02:00:00")
+    assert "自 2026-12-01 10:00:00 起无数据（3 个传感器中 3 个）" in closed["explanation_zh"]
+    assert "since 2026-12-01 10:00:00 (3 of 3 sensors)" in closed["explanation_en"]
+    power = _json(events, "incidents", "list", "--utility", "power")
+    assert [(i["kind"], i["source_loss_id"]) for i in power] == [
+        ("voltage_low", None),
+        ("source_loss", stream),
+    ]
+    resolved = _json(events, "incidents", "list", "--state", "resolved")
+    assert [i["source_loss_id"] for i in resolved] == [None, stream]
+    assert [i["source_loss_id"] for i in _json(events, "incidents", "list", "--since", "1d")] == [
+        water,
+        None,
+    ]
+    r = run_cityops(events, "incidents", "list", "--state", "open")
+    assert r.returncode == 0, r.stderr
+    assert f"SL{water}" in r.stdout and "utility water 2/2" in r.stdout and "数据源中断" in r.stdout
