@@ -22,7 +22,7 @@ from dash import html
 from access.classes import may_read
 from dashboards import queries
 from dashboards.components import catalogue_label, severity_badge
-from dashboards.context import AppContext
+from dashboards.context import AppContext, read_districts
 from dashboards.figures import IMPACT_STYLE
 from dashboards.i18n import MESSAGES, t
 from dashboards.model import display_text, local_time, plot_text
@@ -82,6 +82,22 @@ def value_aliases() -> dict[str, str]:
 def field_list(lang: str, layer_name: str) -> list[tuple[str, str]]:
     """(label, name) of each field of a layer, in the catalogue's order."""
     return [(field_label(lang, c), c) for c in get_layer(layer_name).column_names]
+
+
+def district_names(lang: str, districts: Iterable[Any]) -> dict[int, str]:
+    """adcode -> the district's name in the page's language (``model.District`` rows)."""
+    return {d.adcode: (d.name_en if lang == "en" and d.name_en else d.name_zh) for d in districts}
+
+
+def named_district(props: dict[str, Any], names: dict[int, str]) -> dict[str, Any]:
+    """Attributes with ``district_adcode`` shown as the district's name and code (a copy)."""
+    code = props.get("district_adcode")
+    return {**props, "district_adcode": f"{names[code]} {code}"} if code in names else props
+
+
+def with_district_names(features: list[dict[str, Any]], names: dict[int, str]) -> list[dict]:
+    """The features with their district by name (copies: the answer itself is not changed)."""
+    return [{**f, "properties": named_district(f.get("properties") or {}, names)} for f in features]
 
 
 def attribute_rows(lang: str, props: dict[str, Any]) -> list[tuple[str, str]]:
@@ -407,13 +423,15 @@ def picked_panel(ctx: AppContext, lang: str, prefix: str, layer: str, fid: str):
             if not readable(conn, user, [layer]):
                 return html.Div(t(lang, "planner.restricted"), className="msg-error"), None
             feature = fetch_feature(conn, layer, fid)
+            names = district_names(lang, read_districts(ctx, conn))
             alerts = fetch_asset_alerts(conn, feature_assets(layer, feature)) if feature else []
             may_isolate = layer in LINK_NETWORKS and readable(conn, user, isolation_layers(layer))
     except queries.DatabaseUnavailable:
         return html.Div(t(lang, "banner.db_down"), className="msg-error"), None
     if feature is None:
         return html.Div(t(lang, "pick.not_found"), className="note"), None
-    body = feature_panel(lang, prefix, layer, feature, alerts, tz=ctx.tz, may_isolate=may_isolate)
+    shown = with_district_names([feature], names)[0]
+    body = feature_panel(lang, prefix, layer, shown, alerts, tz=ctx.tz, may_isolate=may_isolate)
     return body, {"layer": layer, "id": fid}
 
 

@@ -17,7 +17,7 @@ from dashboards.components import (
     panel,
     updated_banner,
 )
-from dashboards.context import AppContext, read_city
+from dashboards.context import AppContext, read_city, read_districts
 from dashboards.figures import build_city_map_figure
 from dashboards.i18n import t
 from dashboards.model import (
@@ -31,9 +31,11 @@ from dashboards.model import (
     view_bbox,
 )
 from dashboards.planner_map import (
+    district_names,
     isolation_answer,
     isolation_traces,
     link_handles,
+    named_district,
     picked_panel,
     picked_ref,
     readable,
@@ -212,7 +214,9 @@ def pick_handles(
         if rows is None:
             crowded = True
         elif rows:
-            traces.append(link_handles(lang, layer, rows))
+            names = district_names(lang, read_districts(ctx, conn))
+            shown = [named_district(r, names) for r in rows]
+            traces.append(link_handles(lang, layer, shown))
     return traces, t(lang, "map.pick_zoom") if crowded else ""
 
 

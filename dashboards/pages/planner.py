@@ -38,6 +38,7 @@ from dashboards.i18n import MESSAGES, dropdown_labels, t
 from dashboards.model import display_text
 from dashboards.planner_map import (
     ISOLATION_SLOTS,
+    district_names,
     field_aliases,
     field_label,
     field_list,
@@ -50,6 +51,7 @@ from dashboards.planner_map import (
     readable,
     value_aliases,
     value_label,
+    with_district_names,
 )
 from dashboards.security import SIGNED_IN, Access
 from gis.export import build_watermark, export_bytes
@@ -540,7 +542,17 @@ def run(ctx: AppContext, _run, clear, layer, where, district, point, radius, sel
         return figure, [], message, spec, [], slots_at(figure)
     message = html.Span(t(lang, "planner.found", n=len(feats)), className="msg-ok")
     figure = planner_map(ctx, lang, layer, feats, polygon)
+    feats = with_district_names(feats, district_names(lang, read_answer_districts(ctx)))
     return figure, result_table(lang, feats), message, spec, [], slots_at(figure)
+
+
+def read_answer_districts(ctx: AppContext) -> list:
+    """The districts (shared cache), none while the database is down."""
+    try:
+        with ctx.reader.connection() as conn:
+            return read_districts(ctx, conn)
+    except queries.DatabaseUnavailable:
+        return []
 
 
 def slots_at(figure: dict[str, Any]) -> int:
@@ -683,7 +695,8 @@ def planner_map(
     fig["data"] = [d for d in fig["data"] if d.get("name") != results]
     fig["data"].extend(area_traces(areas, lang))
     if feats and layer in LAYER_CHOICES:  # on top: the pipes are what a click picks
-        fig["data"].extend(pick_traces(lang, layer, feats))
+        shown = with_district_names(feats, district_names(lang, districts))
+        fig["data"].extend(pick_traces(lang, layer, shown))
     # the last traces: where "isolate this pipe" draws its plan (each plan replaces the last)
     fig["data"].extend(isolation_traces(lang, [], slots=True))
     return fig

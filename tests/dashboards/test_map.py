@@ -33,7 +33,7 @@ def test_map_layers_and_switches(dash_server, dash_db, demo_networks, browser, s
     legend = wait_for(lambda: texts(browser, ".map-graph .legendtext"), what="legend")
     for name in ("供水", "供电", "燃气", "重要设施"):
         assert name in legend, legend
-    assert any(x.startswith("告警") for x in legend)
+    assert any(x.startswith("告警") for x in legend), legend
     assert severe_console_messages(browser) == []
     browser.save_screenshot(str(screenshots / "map.png"))
     # zoom into central Chengdu as a user would: the server answers with that view's sensors
