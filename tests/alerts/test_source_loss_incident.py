@@ -81,7 +81,11 @@ def test_a_paused_bank_is_one_source_loss_incident_paged_once_on_open_and_once_o
     pub.__enter__()
     try:
         publish_bank(pub, ids, 8.0)
+        stopped = time.monotonic()
         assert wait_until(lambda: _bodies(sink, "/loss"), 20.0), engine.log()
+        paged_s = time.monotonic() - stopped
+        print(f"source loss paged {paged_s:.1f} s after the bank stopped")
+        assert paged_s < 8.0  # overdue at 2 s, the clock every 1 s, the notifier every 0.5 s
         ((loss_id, since),) = _rows(db_url, "SELECT loss_id, since FROM source_losses")
         (opened,) = _bodies(sink, "/loss")
         assert (opened["event"], opened["kind"], opened["source_loss_id"]) == (
