@@ -23,11 +23,11 @@ from access.auth import can
 from cityops.kernel import web
 from cityops.kernel.settings import Settings
 from dashboards import queries
-from dashboards.components import header
+from dashboards.components import account, header, loss_what
 from dashboards.context import AppContext
 from dashboards.guard import CSRF_COOKIE, CSRF_HEADER, install_guard, response_csrf
 from dashboards.i18n import LANGUAGES, normalise_language, t
-from dashboards.login import current_user, form_refused, install_login_routes
+from dashboards.login import current_user, form_refused, install_login_routes, login_url
 from dashboards.model import local_time
 from dashboards.oidc import OidcClient, OidcConfig
 from dashboards.pages import admin, alerts, map, overview, planner, sensor, trust, wall
@@ -90,9 +90,23 @@ def build_app(settings: Settings, *, reader: Reader | None = None) -> Dash:
         Output("page", "children"),
         Output("lang-switch", "children"),
         Output("header-row", "className"),
+        Output("header-user", "data"),
         Input("url", "pathname"),
         Input("lang", "data"),
+        State("url", "search"),
     )(partial(route, ctx, pages))
+    # the header follows the session: when it ends, the logout button becomes a login link
+    # that comes back here (before, only the console noticed)
+    app.callback(
+        Output("header-account", "children"),
+        Output("header-user", "data", allow_duplicate=True),
+        Input("header-tick", "n_intervals"),
+        State("url", "pathname"),
+        State("url", "search"),
+        State("lang", "data"),
+        State("header-user", "data"),
+        prevent_initial_call=True,
+    )(partial(follow_session, ctx))
     app.callback(
         Output("lang", "data"),
         Input("lang-switch", "n_clicks"),
@@ -157,7 +171,7 @@ def heartbeat_body(ctx: AppContext) -> dict[str, Any]:
         first = waiting[0]
         since = local_time(first.since, ctx.tz, "%H:%M:%S")
         stream = {
-            lang: t(lang, "stale.stream_lost", what=overview.loss_what(lang, first), since=since)
+            lang: t(lang, "stale.stream_lost", what=loss_what(lang, first), since=since)
             for lang in LANGUAGES
         }
         dim = first.scope == "stream"
@@ -193,6 +207,8 @@ def shell_layout(settings: Settings) -> html.Div:
         [
             dcc.Location(id="url"),
             dcc.Store(id="lang", storage_type="local", data=normalise_language(settings.language)),
+            dcc.Store(id="header-user"),  # who the header shows as signed in
+            dcc.Interval(id="header-tick", interval=settings.dashboard_refresh_ms),
             html.Div([html.Div(id="header"), switch], id="header-row", className="header-row"),
             html.Div(id="page"),
         ],
@@ -200,8 +216,14 @@ def shell_layout(settings: Settings) -> html.Div:
     )
 
 
-def route(ctx: AppContext, pages: dict[str, ModuleType], path: str | None, lang: str | None):
-    """The header and the page for ``path`` in ``lang``."""
+def route(
+    ctx: AppContext,
+    pages: dict[str, ModuleType],
+    path: str | None,
+    lang: str | None,
+    search: str | None = None,
+):
+    """The header and the page for ``path`` in ``lang``, and who the header shows."""
     lang = normalise_language(lang)
     module = pages.get(path or "/")
     user = ctx.current_user()
@@ -213,18 +235,48 @@ def route(ctx: AppContext, pages: dict[str, ModuleType], path: str | None, lang:
         key = "page.need_login" if user is None else "page.forbidden"
         body = html.Div(t(lang, key), className="page empty", id="page-refused")
     kiosk = getattr(module, "KIOSK", False)  # the wall shows no navigation
+    username = getattr(user, "username", None)
     return (
         header(
             lang,
             path or "/",
-            getattr(user, "username", None),
+            username,
             csrf=response_csrf(),
             admin=can(user, "users.manage"),
+            login_href=login_url(lang, here(path, search)),
         ),
         body,
         t(lang, "lang.switch"),
         "header-row hidden" if kiosk else "header-row",
+        username,
     )
+
+
+def follow_session(
+    ctx: AppContext,
+    _n: int | None,
+    path: str | None,
+    search: str | None,
+    lang: str | None,
+    shown: str | None,
+):
+    """The header's account again when the session has ended (or another began) since the
+    header was drawn; nothing while it is still right (a button redrawn under a finger loses
+    the tap). Only a header that shows someone asks the database."""
+    if not shown:
+        return no_update, no_update
+    user = ctx.current_user()
+    username = getattr(user, "username", None)
+    if username == shown:
+        return no_update, no_update
+    lang = normalise_language(lang)
+    login_href = login_url(lang, here(path, search))
+    return account(lang, username, csrf=response_csrf(), login_href=login_href), username
+
+
+def here(path: str | None, search: str | None) -> str:
+    """The current page's path and query: where the login page should come back to."""
+    return (path or "/") + (search if isinstance(search, str) and search.startswith("?") else "")
 
 
 def switch_language(clicks: int | None, search: str | None, lang: str | None):

@@ -18,6 +18,7 @@ from dashboards.i18n import MESSAGES, t
 from dashboards.model import (
     AlertRow,
     DistrictSummary,
+    SourceLossView,
     age_parts,
     display_text,
     district_condition,
@@ -37,10 +38,17 @@ NAV = (
 
 
 def header(
-    lang: str, path: str, user: str | None = None, *, csrf: str = "", admin: bool = False
+    lang: str,
+    path: str,
+    user: str | None = None,
+    *,
+    csrf: str = "",
+    admin: bool = False,
+    login_href: str = "/login",
 ) -> html.Header:
-    """The title and navigation; for a signed-in user a logout button (a POST with the
-    anti-forgery token ``csrf``, like every change), for an admin the admin page's link."""
+    """The title and navigation; the account: for a signed-in user a logout button (a POST
+    with the anti-forgery token ``csrf``, like every change), else a login link that comes back
+    here (``login_href``); for an admin the admin page's link."""
     nav = [*NAV, ("/admin", "nav.admin")] if admin else NAV
     links = [
         dcc.Link(
@@ -50,24 +58,6 @@ def header(
         )
         for href, key in nav
     ]
-    account = (
-        html.Form(
-            [
-                dcc.Input(type="hidden", name="csrf", value=csrf, id="logout-csrf"),
-                html.Button(
-                    f"{display_text(user)} · {t(lang, 'nav.logout')}",
-                    type="submit",
-                    id="logout-button",
-                    className="nav-link nav-button",
-                ),
-            ],
-            method="post",
-            action=f"/logout?lang={lang}",
-            className="nav-form",
-        )
-        if user
-        else html.A(t(lang, "nav.login"), href="/login", className="nav-link")
-    )
     return html.Header(
         className="app-header",
         children=[
@@ -78,8 +68,38 @@ def header(
                 ],
                 className="brand",
             ),
-            html.Nav([*links, account], className="nav"),
+            html.Nav(
+                [
+                    *links,
+                    html.Div(
+                        account(lang, user, csrf=csrf, login_href=login_href),
+                        id="header-account",
+                        className="header-account",
+                    ),
+                ],
+                className="nav",
+            ),
         ],
+    )
+
+
+def account(lang: str, user: str | None, *, csrf: str, login_href: str) -> html.Form | html.A:
+    """The header's account: who is signed in and the logout button, or the login link."""
+    if not user:
+        return html.A(t(lang, "nav.login"), href=login_href, className="nav-link", id="login-link")
+    return html.Form(
+        [
+            dcc.Input(type="hidden", name="csrf", value=csrf, id="logout-csrf"),
+            html.Button(
+                f"{display_text(user)} · {t(lang, 'nav.logout')}",
+                type="submit",
+                id="logout-button",
+                className="nav-link nav-button",
+            ),
+        ],
+        method="post",
+        action=f"/logout?lang={lang}",
+        className="nav-form",
     )
 
 
@@ -87,6 +107,42 @@ def catalogue_label(lang: str, prefix: str, value: str) -> str:
     """The catalogue's label for a known value (``prefix`` + value), else the value as text."""
     key = prefix + value
     return t(lang, key) if key in MESSAGES["zh"] else display_text(value)
+
+
+def incident_kind_label(lang: str, kind: str, utility: str) -> str:
+    """The catalogue's name of an incident kind; an unknown kind is named by its utility."""
+    known = catalogue_label(lang, "incident.kind.", kind)
+    if known != display_text(kind):
+        return known
+    return t(lang, "incident.kind.anomaly", utility=catalogue_label(lang, "utility.", utility))
+
+
+def loss_what(lang: str, loss: SourceLossView) -> str:
+    """What stopped: the whole stream, one utility's stream, or one district's sensors."""
+    if loss.scope == "utility":
+        return t(lang, "loss.utility", utility=t(lang, f"utility.{loss.scope_value}"))
+    if loss.scope == "district":
+        name = (loss.district_en if lang == "en" else loss.district_zh) or loss.scope_value
+        return t(lang, "loss.district", district=display_text(name))
+    return t(lang, "loss.stream")
+
+
+def source_loss_banner(lang: str, losses: Sequence[SourceLossView], tz: str) -> list:
+    """One grey line per open source loss (overview, trust page, console, wall): what stopped,
+    since when, how many sensors; its area is drawn as unknown, not as an alarm."""
+    lines = []
+    for x in losses:
+        what = loss_what(lang, x)
+        since = local_time(x.since, tz, "%m-%d %H:%M:%S")
+        text = (
+            t(lang, "loss.back", what=what)
+            if x.back_at is not None
+            else t(lang, "loss.banner", what=what, since=since, n=x.sensors, of=x.group_size)
+        )
+        lines.append(
+            html.Div(text, className="banner source-loss", role="alert", **{"data-scope": x.scope})
+        )
+    return lines
 
 
 # -- page pieces ------------------------------------------------------------------------------

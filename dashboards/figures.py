@@ -97,6 +97,11 @@ def build_city_map_figure(
     return {"data": data, "layout": _map_layout(districts, view, uirevision, legend_size)}
 
 
+# an unknown district (its sensors' source lost) is hatched as well as grey: told apart from a
+# quiet one without colour (dashboards/areas_map.py hatches unknown metered areas the same way)
+UNKNOWN_HATCH = {"fillpattern": {"shape": "/", "fgcolor": "#c0c7d0", "solidity": 0.3}}
+
+
 def _district_traces(
     districts: Sequence[District], summaries: Sequence[DistrictSummary], lang: str
 ) -> list[dict[str, Any]]:
@@ -116,7 +121,8 @@ def _district_traces(
                 f"<br>{t(lang, 'col.silent')}: {summary.silent}"
             )
         traces.append(
-            {
+            (UNKNOWN_HATCH if condition == "unknown" else {})
+            | {
                 "type": "scatter",
                 "x": xs,
                 "y": ys,

@@ -61,6 +61,11 @@ def _query(lang: str, next_path: str | None) -> str:
     return urlencode({"lang": lang, **({NEXT_FIELD: next_path} if next_path else {})})
 
 
+def login_url(lang: str, next_path: object = None) -> str:
+    """The login page, asked to come back to ``next_path`` when it is a path on this site."""
+    return "/login?" + _query(lang, local_path(next_path))
+
+
 def _page(lang: str, title: str, body: str, next_path: str | None = None) -> str:
     e = html.escape
     return f"""<!DOCTYPE html>

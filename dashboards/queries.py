@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ import psycopg
 from cityops.kernel.db import connect
 from dashboards.model import (
     NOT_REPORTING,
+    SEVERITIES,
     SILENT_FACTOR,
     AlertRow,
     District,
@@ -680,3 +682,97 @@ def fetch_alert_explanation(conn: psycopg.Connection, alert_id: int) -> tuple[st
         (alert_id,),
     ).fetchone()
     return (row[0], row[1]) if row else None
+
+
+# -- incidents: the wall's headline and the console's facts ----------------------------------
+@dataclass(frozen=True)
+class WallIncident:
+    """An open incident with alerts that still need someone (not cleared, not shelved)."""
+
+    kind: str
+    utility: str
+    severity: str
+    district_zh: str | None
+    district_en: str | None
+    open_alerts: int
+
+    def district(self, lang: str) -> str:
+        return (self.district_en if lang == "en" else self.district_zh) or "—"
+
+
+# open incidents with alerts that need someone, worst first
+_OPEN_INCIDENTS_SQL = f"""
+    SELECT i.kind, i.utility, i.severity, d.name_zh, d.name_en, x.n
+    FROM incidents i LEFT JOIN districts d ON d.adcode = i.district_adcode
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM alerts a WHERE a.incident_id = i.incident_id
+          AND a.state <> ALL(%(closed)s) AND NOT {_SHELVED}) x
+    WHERE i.state = 'open' AND x.n > 0
+    ORDER BY array_position(%(order)s, i.severity), i.last_alert_at DESC
+    LIMIT 50
+"""  # noqa: S608 (a constant fragment, no input)
+_UNGROUPED_SQL = f"""
+    SELECT count(*) FROM alerts a WHERE a.incident_id IS NULL
+      AND a.state <> ALL(%(closed)s) AND NOT {_SHELVED}
+"""  # noqa: S608
+
+
+def fetch_attention(conn: psycopg.Connection) -> tuple[list[WallIncident], int]:
+    """(open incidents that need someone, open alerts in no incident yet)."""
+    args = {"closed": list(CLOSED_ALERT_STATES), "order": list(SEVERITIES)}
+    incidents = [WallIncident(*r) for r in conn.execute(_OPEN_INCIDENTS_SQL, args)]
+    row = conn.execute(_UNGROUPED_SQL, args).fetchone()
+    return incidents, int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    """The incident an alert belongs to, counted from the database as it is now (the
+    engine's explanation keeps the counts of the moment it was written)."""
+
+    utility: str
+    kind: str
+    likely_location: str | None  # the link the engine placed it on (alerts/enrich.py)
+    affected: dict[str, Any]  # incidents.affected: valves, customers, facilities
+    explanation: tuple[str, str]
+    alerts: int  # member alerts
+    open_alerts: int  # of them not cleared, resolved or closed
+    sensors: int  # distinct member sensors
+    extent_m: float  # the greatest distance between two member sensors [m]
+
+
+# the alert's incident and its members
+_INCIDENT_FACTS_SQL = """
+    SELECT i.utility, i.kind, i.likely_location, i.affected, i.explanation_zh,
+           i.explanation_en, m.n, m.n_open, m.n_sensors,
+           COALESCE(ST_Length(ST_LongestLine(m.points, m.points)::geography), 0)
+    FROM alerts a0 JOIN incidents i ON i.incident_id = a0.incident_id
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, count(*) FILTER (WHERE a.state <> ALL(%(closed)s)) AS n_open,
+               count(DISTINCT a.sensor_id) AS n_sensors, ST_Collect(s.geom) AS points
+        FROM alerts a LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
+        WHERE a.incident_id = i.incident_id) m
+    WHERE a0.alert_id = %(alert)s
+"""
+
+
+def fetch_incident_facts(conn: psycopg.Connection, alert_id: int) -> IncidentFacts | None:
+    row = conn.execute(
+        _INCIDENT_FACTS_SQL, {"alert": alert_id, "closed": list(CLOSED_ALERT_STATES)}
+    ).fetchone()
+    if row is None:
+        return None
+    utility, kind, location, affected, zh, en, n, n_open, n_sensors, extent = row
+    return IncidentFacts(
+        utility, kind, location, dict(affected or {}), (zh, en), n, n_open, n_sensors, extent
+    )
+
+
+def fetch_alert_district(conn: psycopg.Connection, alert_id: int) -> int | None:
+    """The district code of the alert's sensor."""
+    row = conn.execute(
+        "SELECT s.district_adcode FROM alerts a JOIN sensors s USING (sensor_id)"
+        " WHERE a.alert_id = %s",
+        (alert_id,),
+    ).fetchone()
+    return row[0] if row else None

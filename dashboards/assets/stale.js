@@ -36,16 +36,10 @@
       el.id = "stale-banner";
       el.className = "banner banner-error stale-banner";
       el.setAttribute("role", "alert");
-      Object.assign(el.style, {
-        position: "sticky", top: "0", zIndex: "10000",
-        display: "none", textAlign: "center", padding: "0.6rem 1rem",
-      });
       document.body.insertBefore(el, document.body.firstChild);  // above the header: it pushes
     }
     // a kiosk page (the wall) has no room to push: the banner lies over its top instead
-    const kiosk = document.querySelector(".header-row.hidden") !== null;
-    if (kiosk) Object.assign(el.style, { position: "fixed", left: "0", right: "0" });
-    else Object.assign(el.style, { position: "sticky", left: "", right: "" });
+    el.classList.toggle("over-kiosk", document.querySelector(".header-row.hidden") !== null);
     return el;
   }
 

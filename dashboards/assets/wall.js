@@ -1,24 +1,11 @@
 /* cityops clientside callbacks, served from this server (no inline script, so the CSP stays
-   strict). The wall: its watchdog, and an optional alarm sound for new critical alerts
+   strict). The wall: an optional alarm sound for new critical alerts
    (?sound=1 in the wall's URL; a kiosk browser needs --autoplay-policy=no-user-gesture-required,
    or one click on the page, to let it play). The alert console: what a tap or an action
-   answers is scrolled into view. */
+   answers is scrolled into view. A server gone or data stopped is said on every page by
+   stale.js. */
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
   cityops: {
-    /* The wall's own watchdog: the server's clock text changes on every good refresh; when it
-       has not for three refresh periods, the dashboard server (or the network to it) is gone
-       and only the browser can say so. */
-    connectionWatch: function (n, clock, refreshMs) {
-      const now = Date.now();
-      if (clock !== window.cityopsLastClock) {
-        window.cityopsLastClock = clock;
-        window.cityopsLastOk = now;
-      }
-      const last = window.cityopsLastOk || now;
-      window.cityopsLastOk = last;
-      const lost = now - last > 3 * (refreshMs || 5000) + 2000;
-      return lost ? { display: "block" } : { display: "none" };
-    },
     /* The console: after a tap on an alert its facts, after an action its confirmation, are
        brought into view (on a phone both were below the screen's edge). */
     showAnswer: function (label, result, selected) {

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
@@ -26,13 +26,16 @@ from dashboards.components import (
     alerts_table,
     catalogue_label,
     db_down_banner,
+    incident_kind_label,
     panel,
     shelved_table,
+    source_loss_banner,
     updated_banner,
 )
 from dashboards.context import AppContext, read_districts
 from dashboards.figures import build_incident_map_figure
 from dashboards.i18n import t
+from dashboards.login import login_url
 from dashboards.model import (
     SEVERITIES,
     SHELVE_DEFAULT_H,
@@ -43,6 +46,7 @@ from dashboards.model import (
     local_time,
     parse_shelve_hours,
 )
+from dashboards.queries import IncidentFacts
 from dashboards.security import Access
 
 PATH = "/alerts"
@@ -73,6 +77,8 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             dcc.Store(id="alerts-scrolled"),
             html.Div(id="alerts-banner"),
             html.Div(id="alerts-expired", role="alert"),
+            # data that stopped: emergency staff see it before they read the alerts
+            html.Div(id="alerts-losses"),
             _filter_row(lang, who),
             panel(t(lang, "alerts.open"), html.Div(id="alerts-table"), style={"maxHeight": "52vh"}),
             _actions_panel(lang, user),
@@ -165,7 +171,8 @@ def _actions_panel(lang: str, user: Any = None) -> html.Section:
 def refresh(
     ctx: AppContext, _n, severities, _changed, lang, session=None, selected=None, shown=None
 ):
-    """The open alerts of the chosen severities, and the shelved ones; and, when the page was
+    """The open alerts of the chosen severities, and the shelved ones; the open source losses
+    (data that stopped: no alert says so); and, when the page was
     built for a user whose session has since ended, a notice with a login link that comes
     back to the selected alert (left as it is once shown: a link redrawn under a finger loses
     the tap)."""
@@ -182,18 +189,19 @@ def refresh(
             # is in exactly one of the tables (their pick buttons share one id space)
             rows = queries.fetch_open_alerts(conn, severities=wanted, limit=200)
             shelved = queries.fetch_open_alerts(conn, severities=wanted, shelved=True, limit=200)
+            losses = queries.fetch_source_losses(conn)
     except queries.DatabaseUnavailable:
-        return no_update, no_update, db_down_banner(lang), expired
+        return no_update, no_update, db_down_banner(lang), expired, no_update
     table = alerts_table(lang, rows, tz=ctx.tz, now=now, selectable=True, table_id="alerts")
     on_shelf = shelved_table(lang, shelved, tz=ctx.tz, now=now, table_id="alerts")
-    return table, on_shelf, updated_banner(lang, now, ctx.tz), expired
+    lost = source_loss_banner(lang, losses, ctx.tz)
+    return table, on_shelf, updated_banner(lang, now, ctx.tz), expired, lost
 
 
 def login_href(lang: str, selected: object) -> str:
     """The login page, asked to come back to this console with ``selected`` open."""
     alert_id = alert_id_of(selected)
-    back = PATH + (f"?alert={alert_id}" if alert_id else "")
-    return "/login?" + urlencode({"lang": lang, "next": back})
+    return login_url(lang, PATH + (f"?alert={alert_id}" if alert_id else ""))
 
 
 def session_notice(lang: str, selected: object) -> list:
@@ -230,59 +238,6 @@ def alert_id_of(value: object) -> int | None:
 
 # -- the selected alert's detail ------------------------------------------------------------------
 @dataclass(frozen=True)
-class IncidentFacts:
-    """The incident an alert belongs to, counted from the database as it is now (the
-    engine's explanation keeps the counts of the moment it was written)."""
-
-    utility: str
-    kind: str
-    likely_location: str | None  # the link the engine placed it on (alerts/enrich.py)
-    affected: dict[str, Any]  # incidents.affected: valves, customers, facilities
-    explanation: tuple[str, str]
-    alerts: int  # member alerts
-    open_alerts: int  # of them not cleared, resolved or closed
-    sensors: int  # distinct member sensors
-    extent_m: float  # the greatest distance between two member sensors [m]
-
-
-# the alert's incident and its members; belongs in dashboards/queries.py with the other reads
-_INCIDENT_FACTS_SQL = """
-    SELECT i.utility, i.kind, i.likely_location, i.affected, i.explanation_zh,
-           i.explanation_en, m.n, m.n_open, m.n_sensors,
-           COALESCE(ST_Length(ST_LongestLine(m.points, m.points)::geography), 0)
-    FROM alerts a0 JOIN incidents i ON i.incident_id = a0.incident_id
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS n, count(*) FILTER (WHERE a.state <> ALL(%(closed)s)) AS n_open,
-               count(DISTINCT a.sensor_id) AS n_sensors, ST_Collect(s.geom) AS points
-        FROM alerts a LEFT JOIN sensors s ON s.sensor_id = a.sensor_id
-        WHERE a.incident_id = i.incident_id) m
-    WHERE a0.alert_id = %(alert)s
-"""
-
-
-def fetch_incident_facts(conn, alert_id: int) -> IncidentFacts | None:
-    row = conn.execute(
-        _INCIDENT_FACTS_SQL, {"alert": alert_id, "closed": list(queries.CLOSED_ALERT_STATES)}
-    ).fetchone()
-    if row is None:
-        return None
-    utility, kind, location, affected, zh, en, n, n_open, n_sensors, extent = row
-    return IncidentFacts(
-        utility, kind, location, dict(affected or {}), (zh, en), n, n_open, n_sensors, extent
-    )
-
-
-def fetch_alert_district(conn, alert_id: int) -> int | None:
-    """The district code of the alert's sensor (belongs in dashboards/queries.py)."""
-    row = conn.execute(
-        "SELECT s.district_adcode FROM alerts a JOIN sensors s USING (sensor_id)"
-        " WHERE a.alert_id = %s",
-        (alert_id,),
-    ).fetchone()
-    return row[0] if row else None
-
-
-@dataclass(frozen=True)
 class AlertDetail:
     events: list[tuple] = field(default_factory=list)  # queries.fetch_alert_timeline
     incident: IncidentFacts | None = None
@@ -294,10 +249,19 @@ class AlertDetail:
 
 
 CONTEXT_HALF_DEG = (0.012, 0.01)  # [degrees] the network drawn around the alert (about 1 km)
+# incidents about the data, not the network (a source loss: alerts/source_loss.py): nothing
+# to place, isolate or cut off, so no map and no impact
+UNPLACED_KINDS = frozenset({"source_loss"})
+
+
+def on_the_network(incident: IncidentFacts | None) -> bool:
+    return incident is None or incident.kind not in UNPLACED_KINDS
 
 
 def read_detail(ctx: AppContext, conn, alert_id: int) -> AlertDetail:
-    incident = fetch_incident_facts(conn, alert_id)
+    incident = queries.fetch_incident_facts(conn, alert_id)
+    if not on_the_network(incident):
+        return AlertDetail(events=queries.fetch_alert_timeline(conn, alert_id), incident=incident)
     impact = read_impact(ctx, conn, isolation_link(conn, alert_id, incident), incident)
     location = queries.fetch_alert_location(conn, alert_id)
     network = impact["network"] if impact else incident.utility if incident else None
@@ -315,7 +279,7 @@ def read_detail(ctx: AppContext, conn, alert_id: int) -> AlertDetail:
         location=location,
         context=context,
         districts=read_districts(ctx, conn),
-        district_adcode=fetch_alert_district(conn, alert_id),
+        district_adcode=queries.fetch_alert_district(conn, alert_id),
     )
 
 
@@ -420,14 +384,6 @@ def incident_view(lang: str, incident: IncidentFacts | None) -> list:
     if said and said != kind:
         lines += [html.Br(), html.Span(display_text(said), id="alerts-explanation")]
     return [html.P(lines, className="explanation incident-facts", id="alerts-facts")]
-
-
-def incident_kind_label(lang: str, kind: str, utility: str) -> str:
-    """The catalogue's name of an incident kind; an unknown kind is named by its utility."""
-    known = catalogue_label(lang, "incident.kind.", kind)
-    if known != display_text(kind):
-        return known
-    return t(lang, "incident.kind.anomaly", utility=catalogue_label(lang, "utility.", utility))
 
 
 def incident_map(lang: str, detail: AlertDetail) -> list:
@@ -584,6 +540,7 @@ def register(app: Dash, ctx: AppContext) -> None:
         Output("alerts-shelved", "children"),
         Output("alerts-banner", "children"),
         Output("alerts-expired", "children"),
+        Output("alerts-losses", "children"),
         Input("alerts-tick", "n_intervals"),
         Input("alerts-severity", "value"),
         Input("alerts-changed", "data"),

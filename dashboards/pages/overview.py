@@ -3,7 +3,6 @@ above them, what stopped when a source of data is lost (alerts/source_loss.py)."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
@@ -15,12 +14,12 @@ from dashboards.components import (
     district_table,
     empty_graph,
     panel,
+    source_loss_banner,
     updated_banner,
 )
 from dashboards.context import AppContext, read_city
 from dashboards.figures import build_city_map_figure
 from dashboards.i18n import t
-from dashboards.model import SourceLossView, display_text, local_time
 from dashboards.snapshot import city_markers
 
 PATH = "/"
@@ -57,40 +56,6 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             ),
         ],
     )
-
-
-def loss_what(lang: str, loss: SourceLossView) -> str:
-    """What stopped: the whole stream, one utility's stream, or one district's sensors."""
-    if loss.scope == "utility":
-        return t(lang, "loss.utility", utility=t(lang, f"utility.{loss.scope_value}"))
-    if loss.scope == "district":
-        name = (loss.district_en if lang == "en" else loss.district_zh) or loss.scope_value
-        return t(lang, "loss.district", district=display_text(name))
-    return t(lang, "loss.stream")
-
-
-def source_loss_banner(lang: str, losses: Sequence[SourceLossView], tz: str) -> list:
-    """One line per open source loss: what stopped, since when, how many sensors; its area is
-    drawn as unknown, not as an alarm."""
-    lines = []
-    for x in losses:
-        what = loss_what(lang, x)
-        since = local_time(x.since, tz, "%m-%d %H:%M:%S")
-        text = (
-            t(lang, "loss.back", what=what)
-            if x.back_at is not None
-            else t(lang, "loss.banner", what=what, since=since, n=x.sensors, of=x.group_size)
-        )
-        lines.append(
-            html.Div(
-                text,
-                className="banner source-loss",
-                role="alert",
-                style={"background": "#3a4452", "color": "#fff", "fontWeight": 700},
-                **{"data-scope": x.scope},
-            )
-        )
-    return lines
 
 
 def refresh(ctx: AppContext, _n: int | None, lang: str | None):

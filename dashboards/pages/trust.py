@@ -21,13 +21,13 @@ from dashboards.components import (
     db_down_banner,
     empty_graph,
     panel,
+    source_loss_banner,
     updated_banner,
 )
 from dashboards.context import AppContext, read_city
 from dashboards.figures import build_bar_figure, build_empty_figure
 from dashboards.i18n import t
 from dashboards.model import SensorPoint, SourceLossView, display_text, local_time, percent
-from dashboards.pages.overview import source_loss_banner
 from dashboards.snapshot import not_reporting_by
 
 PATH = "/trust"

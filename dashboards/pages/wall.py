@@ -4,7 +4,9 @@ Built for the five-second test at 3 m (decision 0077): one headline says what ne
 (open incidents, calm when there are none), then key figures per utility, the city map with
 district status, the districts that need attention, a ticker of the newest events (whole
 entries only), the last hours' alert trend; a red banner (keeping the last good figures) while
-the database cannot be reached. Sizes are set in style.css (``.wall``) and here for the figures.
+the database cannot be reached. An open source loss is the headline's first line, in grey: what
+stopped and since when (a stopped stream is not a calm city); a server gone or data stopped is
+said by assets/stale.js, as on every page. Sizes are set in style.css (``.wall``) and here for the figures.
 """
 
 from __future__ import annotations
@@ -20,23 +22,25 @@ from dashboards.components import (
     data_table,
     db_down_banner,
     empty_graph,
+    incident_kind_label,
     panel,
+    source_loss_banner,
 )
 from dashboards.context import AppContext, City, read_city
 from dashboards.figures import build_city_map_figure, build_trend_figure
 from dashboards.i18n import t
 from dashboards.model import (
-    SEVERITIES,
     UTILITIES,
     AlertRow,
     DistrictSummary,
+    SourceLossView,
     UtilityFigures,
     display_text,
     district_condition,
     local_time,
     percent,
 )
-from dashboards.pages.alerts import incident_kind_label
+from dashboards.queries import WallIncident
 from dashboards.snapshot import city_markers, utility_figures
 
 PATH = "/wall"
@@ -61,7 +65,6 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             dcc.Interval(id="wall-tick", interval=refresh_ms),
             dcc.Store(id="wall-critical-ids"),
             dcc.Store(id="wall-sound"),
-            dcc.Store(id="wall-refresh-ms", data=refresh_ms),
             html.Div(
                 className="wall-head",
                 children=[
@@ -69,13 +72,6 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
                     html.Div(id="wall-banner", style={"flex": "1"}),
                     html.Div(id="wall-clock", className="clock"),
                 ],
-            ),
-            html.Div(
-                t(lang, "banner.server_lost"),
-                id="wall-offline",
-                className="banner banner-error wall-offline",
-                role="alert",
-                style={"display": "none"},
             ),
             # the headline: what needs attention now (or that nothing does)
             html.Div(id="wall-alarm", className="wall-headline-slot"),
@@ -164,44 +160,14 @@ def shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-@dataclass(frozen=True)
-class WallIncident:
-    """An open incident with alerts that still need someone (not cleared, not shelved)."""
-
-    kind: str
-    utility: str
-    severity: str
-    district_zh: str | None
-    district_en: str | None
-    open_alerts: int
-
-    def district(self, lang: str) -> str:
-        return (self.district_en if lang == "en" else self.district_zh) or "—"
-
-
-# open incidents with alerts that need someone, worst first; belongs in dashboards/queries.py
-_OPEN_INCIDENTS_SQL = """
-    SELECT i.kind, i.utility, i.severity, d.name_zh, d.name_en, x.n
-    FROM incidents i LEFT JOIN districts d ON d.adcode = i.district_adcode
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS n FROM alerts a WHERE a.incident_id = i.incident_id
-          AND a.state <> ALL(%(closed)s) AND NOT COALESCE(a.shelved_until > now(), false)) x
-    WHERE i.state = 'open' AND x.n > 0
-    ORDER BY array_position(%(order)s, i.severity), i.last_alert_at DESC
-    LIMIT 50
-"""
-_UNGROUPED_SQL = """
-    SELECT count(*) FROM alerts a WHERE a.incident_id IS NULL
-      AND a.state <> ALL(%(closed)s) AND NOT COALESCE(a.shelved_until > now(), false)
-"""
-
-
-def fetch_attention(conn) -> tuple[list[WallIncident], int]:
-    """(open incidents that need someone, open alerts in no incident yet)."""
-    args = {"closed": list(queries.CLOSED_ALERT_STATES), "order": list(SEVERITIES)}
-    incidents = [WallIncident(*r) for r in conn.execute(_OPEN_INCIDENTS_SQL, args)]
-    row = conn.execute(_UNGROUPED_SQL, args).fetchone()
-    return incidents, int(row[0]) if row else 0
+def attention(lang: str, data: WallData, tz: str) -> list:
+    """The headline slot: the open source losses first, in grey (what stopped, since when),
+    then what needs attention; never "calm" while the whole stream is lost."""
+    stream_lost = any(x.scope == "stream" and x.back_at is None for x in data.losses)
+    return [
+        *source_loss_banner(lang, data.losses, tz),
+        *headline(lang, data.incidents, data.ungrouped, data.critical, stream_lost=stream_lost),
+    ]
 
 
 def headline(
@@ -209,11 +175,16 @@ def headline(
     incidents: Sequence[WallIncident],
     ungrouped: int,
     critical: Sequence[AlertRow],
+    *,
+    stream_lost: bool = False,
 ) -> list:
-    """One headline of at most two lines: calm when nothing needs anyone; else how many
-    incidents and the worst one (where, what, how many alerts), with the alerts not yet grouped
-    after it in smaller type; flashing red while a critical alert is open."""
+    """One headline of at most two lines: calm when nothing needs anyone (nothing at all
+    while the whole stream is lost: no news is not good news then); else how many incidents
+    and the worst one (where, what, how many alerts), with the alerts not yet grouped after it
+    in smaller type; flashing red while a critical alert is open."""
     if not incidents and not ungrouped and not critical:
+        if stream_lost:
+            return []
         return [html.Div(t(lang, "wall.calm"), className="wall-headline calm", id="wall-headline")]
     if incidents:
         top = incidents[0]
@@ -300,6 +271,7 @@ class WallData:
     trend: list[tuple]
     incidents: list[WallIncident]
     ungrouped: int  # open alerts in no incident
+    losses: list[SourceLossView]  # open source losses
 
 
 def read_wall(ctx: AppContext) -> WallData:
@@ -313,9 +285,10 @@ def read_wall(ctx: AppContext) -> WallData:
         critical = queries.fetch_open_alerts(conn, limit=100, severities=["critical"])
         recent = queries.fetch_recent_alerts(conn, limit=TICKER_EVENTS)
         trend = queries.fetch_alert_trend(conn, hours=6, bucket_s=1800)
-        incidents, ungrouped = fetch_attention(conn)
+        incidents, ungrouped = queries.fetch_attention(conn)
+        losses = queries.fetch_source_losses(conn)
     figures = utility_figures(city.states, city.alerts_by_utility, completeness, interruptions)
-    return WallData(city, figures, critical, recent, trend, incidents, ungrouped)
+    return WallData(city, figures, critical, recent, trend, incidents, ungrouped, losses)
 
 
 def refresh(ctx: AppContext, _n: int | None, lang: str | None) -> tuple:
@@ -344,7 +317,7 @@ def refresh(ctx: AppContext, _n: int | None, lang: str | None) -> tuple:
         districts_panel(lang, city.summaries),
         build_trend_figure(data.trend, lang=lang, tz=ctx.tz, font_size=FIGURE_FONT_PX, max_ticks=4),
         ticker(lang, data.recent, ctx.tz),
-        headline(lang, data.incidents, data.ungrouped, data.critical),
+        attention(lang, data, ctx.tz),
         *(kpi_card(lang, f) for f in data.figures),
         [],  # no banner: the clock says the wall is live
         clock,
@@ -366,15 +339,6 @@ def register(app: Dash, ctx: AppContext) -> None:
         Input("wall-tick", "n_intervals"),
         State("lang", "data"),
     )(partial(refresh, ctx))
-
-    # the browser's own check that the server still answers (assets/wall.js)
-    app.clientside_callback(
-        ClientsideFunction(namespace="cityops", function_name="connectionWatch"),
-        Output("wall-offline", "style"),
-        Input("wall-tick", "n_intervals"),
-        Input("wall-clock", "children"),
-        State("wall-refresh-ms", "data"),
-    )
 
     # optional sound for a new critical alert (assets/wall.js; ?sound=1 in the URL)
     app.clientside_callback(

@@ -144,12 +144,15 @@ def test_database_outage_shows_banner_and_recovers(stack, dash_db, browser, tmp_
         wait_for(
             lambda: len(texts(browser, ".wall-kpi h3")) == 3, timeout_s=20, what="wall recovered"
         )
-        # the database banner went (the wall's hidden server-lost banner stays hidden)
+        # the database banner went, and so did every page's stale banner (assets/stale.js)
         wait_for(
             lambda: not browser.find_elements(By.CSS_SELECTOR, "#wall-banner .banner-error"),
             what="wall banner gone",
         )
-        assert not browser.find_element(By.ID, "wall-offline").is_displayed()
+        wait_for(
+            lambda: not browser.find_elements(By.CSS_SELECTOR, "#stale-banner[data-kind]"),
+            what="stale banner gone",
+        )
         browser.get(server.url + "/")
         wait_for(
             lambda: not browser.find_elements(By.CSS_SELECTOR, ".banner-error"),

@@ -247,6 +247,16 @@ def test_a_crew_is_sent_from_a_phone(dash_server, dash_db, burst, crew, phone, s
         browser_logout(browser, dash_server.url)
 
 
+def end_sessions(db_url: str, username: str) -> None:
+    """``username``'s sessions end, as at their idle or absolute expiry."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "UPDATE dashboard_sessions SET expires_at = now() - interval '1 second'"
+            " WHERE username = %s",
+            (username,),
+        )
+
+
 def test_an_ended_session_leads_to_the_login_and_back_to_the_alert(
     dash_server, dash_db, burst, crew, phone
 ):
@@ -258,19 +268,14 @@ def test_an_ended_session_leads_to_the_login_and_back_to_the_alert(
         lambda: "疑似供水爆管" in browser.find_element(By.ID, "alerts-facts").text, what="facts"
     )
     assert f"已选告警：{burst.alert_id}" in page_text(browser)
-    with psycopg.connect(dash_db) as conn:  # the session ends (idle or absolute expiry)
-        conn.execute(
-            "UPDATE dashboard_sessions SET expires_at = now() - interval '1 second'"
-            " WHERE username = %s",
-            (crew[0],),
-        )
+    end_sessions(dash_db, crew[0])
     link = wait_for(
         lambda: browser.find_element(By.CSS_SELECTOR, "#alerts-expired #alerts-relogin"),
         what="the session-ended notice",
     )
     assert "登录已过期" in browser.find_element(By.ID, "alerts-expired").text
     # no longer shown as signed in, and no action offered until the login
-    assert not browser.find_element(By.ID, "logout-button").is_displayed()
+    assert not any(e.is_displayed() for e in browser.find_elements(By.ID, "logout-button"))
     assert (
         browser.execute_script(
             "return getComputedStyle(document.getElementById('alerts-ack')).pointerEvents"
@@ -373,3 +378,80 @@ def test_the_incident_detail_speaks_one_language(dash_server, dash_db, burst, cr
     else:  # ids (letters with digits) and units are not English words
         words = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", text) if not re.search(r"\d", w)]
         assert words == [], words
+
+
+def test_a_source_loss_incident_has_no_map_isolation_or_customers(
+    dash_server, dash_db, crew, browser
+):
+    """An incident about the data, not the network (kind ``source_loss``: no placement, nothing
+    stored in ``affected``): the console names it and counts its alerts, and draws no map,
+    isolation or customers (before, it fell back to the sensor's own pipe and map)."""
+    with psycopg.connect(dash_db) as conn:
+        incident = conn.execute(
+            "INSERT INTO incidents (utility, kind, severity, opened_at, last_alert_at, centre,"
+            " explanation_zh, explanation_en) SELECT 'water', 'source_loss', 'major', now(),"
+            " now(), geom, '数据源中断', 'Data source lost' FROM sensors"
+            " WHERE sensor_id = 'wp-510104-1' RETURNING incident_id"
+        ).fetchone()[0]
+        alert_id = conn.execute(
+            "INSERT INTO alerts (sensor_id, utility, quantity, kind, severity, raised_at, value,"
+            " limit_value, message_zh, message_en, incident_id) VALUES ('wp-510104-1', 'water',"
+            " 'pressure', 'silent', 'major', now(), 0, 0, '传感器无数据', 'Sensor silent', %s)"
+            " RETURNING alert_id",
+            (incident,),
+        ).fetchone()[0]
+    try:
+        browser_login(browser, dash_server.url, *crew)
+        open_page(browser, f"{dash_server.url}/alerts?alert={alert_id}")
+        facts = wait_for(
+            lambda: (x := browser.find_element(By.ID, "alerts-facts").text) and x, what="facts"
+        )
+        assert facts.startswith("数据源中断") and "1 条相关告警（1 条未关闭）" in facts
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#alerts-timeline h3"), what="tl")
+        for absent in ("alerts-map", "alerts-impact"):
+            assert not browser.find_elements(By.ID, absent), absent
+        assert "Traceback" not in page_text(browser)
+        assert severe_console_messages(browser) == []
+    finally:
+        with psycopg.connect(dash_db) as conn:
+            conn.execute("DELETE FROM alerts WHERE alert_id = %s", (alert_id,))
+            conn.execute("DELETE FROM incidents WHERE incident_id = %s", (incident,))
+        browser_logout(browser, dash_server.url)
+
+
+def test_the_header_follows_the_session_on_every_page(dash_server, dash_db, crew, browser):
+    """On a page other than the console, an ended session no longer shows its user in the
+    header: the logout button becomes a login link that comes back to the same page (its
+    query included), and after the login the header shows the user again."""
+    page = "/sensor?id=wp-510104-1"
+    open_page(browser, dash_server.url + "/trust")  # anonymous: the link comes back here
+    link = wait_for(lambda: browser.find_element(By.ID, "login-link"), what="login link")
+    assert _next_of(link.get_attribute("href")) == "/trust"
+    browser_login(browser, dash_server.url, *crew)
+    open_page(browser, dash_server.url + page)
+    wait_for(lambda: browser.find_element(By.ID, "logout-button").is_displayed(), what="user")
+    assert crew[0] in browser.find_element(By.ID, "header").text
+    end_sessions(dash_db, crew[0])
+    link = wait_for(
+        lambda: browser.find_element(By.ID, "login-link"),
+        timeout_s=20,  # one refresh period of the header's own check
+        what="the header's login link after the session ended",
+    )
+    assert crew[0] not in browser.find_element(By.ID, "header").text
+    assert not browser.find_elements(By.ID, "logout-button")
+    assert _next_of(link.get_attribute("href")) == page
+    link.click()
+    wait_for(lambda: browser.find_element(By.ID, "username"), what="login page")
+    browser.find_element(By.ID, "username").send_keys(crew[0])
+    browser.find_element(By.ID, "password").send_keys(crew[1])
+    browser.find_element(By.ID, "login-submit").click()
+    wait_for(lambda: browser.current_url == dash_server.url + page, what="back at the page")
+    wait_for(lambda: crew[0] in browser.find_element(By.ID, "header").text, what="user again")
+    assert severe_console_messages(browser) == []
+    browser_logout(browser, dash_server.url)
+
+
+def _next_of(href: str) -> str:
+    """Where the login page is asked to come back to."""
+    query = urllib.parse.urlsplit(href).query
+    return urllib.parse.parse_qs(query)["next"][0]

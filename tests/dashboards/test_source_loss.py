@@ -111,7 +111,8 @@ def _plot(browser, graph_id: str) -> list[dict]:  # type: ignore[no-untyped-def,
     return browser.execute_script(
         f"const g = document.querySelector('#{graph_id} .js-plotly-plot');"
         "return g && g.data ? g.data.map(d => ({name: d.name, fill: d.fillcolor || null,"
-        " colour: d.marker ? d.marker.color : null, n: d.x ? d.x.length : 0})) : null;"
+        " colour: d.marker ? d.marker.color : null, n: d.x ? d.x.length : 0,"
+        " hatch: d.fillpattern ? d.fillpattern.shape : null})) : null;"
     )
 
 
@@ -154,6 +155,8 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
         traces = wait_for(lambda: _plot(browser, "overview-map"), what="the overview's map")
         fills = {d["fill"] for d in traces if d["fill"]}
         assert fills == {DISTRICT_FILL["unknown"]}, fills
+        # hatched as well as grey: unknown is told apart from quiet without colour
+        assert {d["hatch"] for d in traces if d["fill"]} == {"/"}
         lost = [d for d in traces if d["colour"] == STATE_COLOURS["lost"]]
         assert lost and lost[0]["n"] == n and t("zh", "state.lost") in lost[0]["name"]
         browser.save_screenshot(str(screenshots / "overview-source-loss.png"))
@@ -165,7 +168,23 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
         assert online == ["0.0%", "0.0%", "0.0%"]
         wall_fills = {d["fill"] for d in _plot(browser, "wall-map") or [] if d["fill"]}
         assert wall_fills == {DISTRICT_FILL["unknown"]}
+        # its headline: the loss, in grey, whole; never "calm" while the stream is stopped
+        headline = wait_for(
+            lambda: texts(browser, ".wall-headline-slot .source-loss[data-scope='stream']"),
+            what="the wall's source-loss headline",
+        )
+        assert f"{n}/{n}" in headline[0] and "全部数据流" in headline[0]
+        assert not browser.find_elements(By.CSS_SELECTOR, ".wall-headline.calm")
+        assert _uncut_grey_line(browser, ".wall-headline-slot .source-loss")
         browser.save_screenshot(str(screenshots / "wall-source-loss.png"))
+        # the alert console: emergency staff see that the data stopped, above the alerts
+        browser.switch_to.window(handles[4])
+        console = wait_for(
+            lambda: texts(browser, "#alerts-losses .source-loss[data-scope='stream']"),
+            what="the console's source-loss line",
+        )
+        assert f"{n}/{n}" in console[0] and "全部数据流" in console[0]
+        assert _uncut_grey_line(browser, "#alerts-losses .source-loss")
         # the trust page: every sensor not reporting, listed
         browser.switch_to.window(handles[3])
         states = wait_for(
@@ -192,13 +211,28 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
             wait_for(lambda: _banner(browser)[0] is None, what=f"{path} banner gone")
         gone_s = (browser.execute_script("return Date.now();") - back_ms) / 1000
         assert gone_s <= STALE_WITHIN_S * len(PAGES)
-        browser.switch_to.window(handles[0])
-        wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, ".source-loss"), what="line")
+        for i in (0, 1, 4):  # the overview, the wall, the console
+            browser.switch_to.window(handles[i])
+            wait_for(
+                lambda: not browser.find_elements(By.CSS_SELECTOR, ".source-loss"), what="line"
+            )
+        browser.switch_to.window(handles[1])
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".wall-headline"), what="headline")
         assert severe_console_messages(browser) == []
     finally:
         stop_dashboard(server)
         if handles:
             _close_tabs(browser, handles)
+
+
+def _uncut_grey_line(browser, css: str) -> bool:  # type: ignore[no-untyped-def]
+    """The line's whole text is shown, on the grey of the unknown (not an alarm's red)."""
+    return browser.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "return e.scrollHeight <= e.clientHeight + 1"
+        " && getComputedStyle(e).backgroundColor === 'rgb(58, 68, 82)';",
+        css,
+    )
 
 
 def test_the_heartbeat_says_what_stopped_the_data(db_url: str) -> None:
