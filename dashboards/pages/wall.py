@@ -160,16 +160,6 @@ def shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def attention(lang: str, data: WallData, tz: str) -> list:
-    """The headline slot: the open source losses first, in grey (what stopped, since when),
-    then what needs attention; never "calm" while the whole stream is lost."""
-    stream_lost = any(x.scope == "stream" and x.back_at is None for x in data.losses)
-    return [
-        *source_loss_banner(lang, data.losses, tz),
-        *headline(lang, data.incidents, data.ungrouped, data.critical, stream_lost=stream_lost),
-    ]
-
-
 def headline(
     lang: str,
     incidents: Sequence[WallIncident],
@@ -289,6 +279,16 @@ def read_wall(ctx: AppContext) -> WallData:
         losses = queries.fetch_source_losses(conn)
     figures = utility_figures(city.states, city.alerts_by_utility, completeness, interruptions)
     return WallData(city, figures, critical, recent, trend, incidents, ungrouped, losses)
+
+
+def attention(lang: str, data: WallData, tz: str) -> list:
+    """The headline slot: the open source losses first, in grey (what stopped, since when),
+    then what needs attention; never "calm" while the whole stream is lost."""
+    stream_lost = any(x.scope == "stream" and x.back_at is None for x in data.losses)
+    return [
+        *source_loss_banner(lang, data.losses, tz),
+        *headline(lang, data.incidents, data.ungrouped, data.critical, stream_lost=stream_lost),
+    ]
 
 
 def refresh(ctx: AppContext, _n: int | None, lang: str | None) -> tuple:
