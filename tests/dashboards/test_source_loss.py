@@ -185,6 +185,15 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
         )
         assert f"{n}/{n}" in console[0] and "全部数据流" in console[0]
         assert _uncut_grey_line(browser, "#alerts-losses .source-loss")
+        # the wall's loss line in English, the longer text: still whole in its two lines
+        browser.switch_to.window(handles[1])
+        open_page(browser, server.url + "/wall?lang=en")
+        english = wait_for(
+            lambda: texts(browser, ".wall-headline-slot .source-loss[data-scope='stream']"),
+            what="the wall's source-loss headline in English",
+        )
+        assert english[0].startswith("Source lost: no data from the whole data stream")
+        assert _uncut_grey_line(browser, ".wall-headline-slot .source-loss")
         # the trust page: every sensor not reporting, listed
         browser.switch_to.window(handles[3])
         states = wait_for(
