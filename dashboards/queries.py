@@ -510,12 +510,13 @@ def fetch_ingest_silence(conn: psycopg.Connection) -> tuple[datetime, float] | N
 
 def fetch_alert_timeline(
     conn: psycopg.Connection, alert_id: int, *, limit: int = 50
-) -> list[tuple[datetime, str, str, str, str]]:
-    """(at, actor, action, to_state, comment) of one alert's audited actions, newest first
-    (``alert_audit`` of alerts.lifecycle)."""
+) -> list[tuple[datetime, str, str, str, str, str | None]]:
+    """(at, actor, action, to_state, comment, comment in English) of one alert's audited
+    actions, newest first (``alert_audit`` of alerts.lifecycle; the engine writes its comment in
+    Chinese and keeps the English in the row's detail, people write theirs in one language)."""
     return conn.execute(
-        "SELECT at, actor, action, to_state, comment FROM alert_audit WHERE alert_id = %s"
-        " ORDER BY audit_id DESC LIMIT %s",
+        "SELECT at, actor, action, to_state, comment, detail ->> 'message_en' FROM alert_audit"
+        " WHERE alert_id = %s ORDER BY audit_id DESC LIMIT %s",
         (alert_id, limit),
     ).fetchall()
 

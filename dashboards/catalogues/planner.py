@@ -171,6 +171,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.action.start": "开始处置",
         "alerts.action.close": "关闭",
         "alerts.action.comment": "备注",
+        "alerts.actor.system": "系统",
     },
     "en": {
         "layer.districts": "Districts",
@@ -330,5 +331,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.action.start": "Started",
         "alerts.action.close": "Closed",
         "alerts.action.comment": "Comment",
+        "alerts.actor.system": "system",
     },
 }

@@ -433,12 +433,15 @@ def impact_view(lang: str, impact: dict | None) -> list:
 
 
 def timeline_items(lang: str, tz: str, events: list[tuple]) -> list[html.Li]:
-    """One line per audited action: when, who, what, the state it led to, the comment."""
+    """One line per audited action: when, who, what, the state it led to, the comment (the
+    engine's in the page's language)."""
     items = []
-    for at, actor, action, state, comment in events:
+    for at, actor, action, state, comment_zh, comment_en in events:
         done = catalogue_label(lang, "alerts.action.", AUDIT_ACTIONS.get(action, action))
+        who = catalogue_label(lang, "alerts.actor.", actor)
+        comment = comment_en if lang == "en" and comment_en else comment_zh
         text = (
-            f"{local_time(at, tz, '%m-%d %H:%M:%S')} · {display_text(actor)} · "
+            f"{local_time(at, tz, '%m-%d %H:%M:%S')} · {who} · "
             f"{done} → {catalogue_label(lang, 'astate.', state)}"
         )
         items.append(html.Li(text + (f" · {display_text(comment)}" if comment else "")))

@@ -123,6 +123,11 @@ def silent_list(lang: str, tz: str, silent: list[SensorPoint]) -> html.Ul:
     )
 
 
+def district_label(lang: str, english_names: dict[str, str], name_zh: str) -> str:
+    """A district's name in the page's language (the rows are grouped by the Chinese one)."""
+    return display_text(english_names.get(name_zh, name_zh) if lang == "en" else name_zh)
+
+
 def with_not_reporting(rows: list[tuple], counts: dict) -> list[tuple]:
     """The data-trust rows with their silent column replaced by the snapshot's count of
     sensors not reporting in the group (0 where none)."""
@@ -137,6 +142,7 @@ class TrustData:
     recent: list[tuple]  # the newest quarantined messages
     silent: list[SensorPoint]
     losses: list[SourceLossView]
+    english_names: dict[str, str]  # a district's Chinese name -> its English one
 
 
 def read_trust(ctx: AppContext, conn, now) -> TrustData:
@@ -164,6 +170,7 @@ def read_trust(ctx: AppContext, conn, now) -> TrustData:
         recent=queries.fetch_recent_quarantine(conn, limit=15),
         silent=queries.fetch_silent_sensors(conn),
         losses=queries.fetch_source_losses(conn),
+        english_names={d.name_zh: d.name_en for d in city.districts if d.name_en},
     )
 
 
@@ -184,7 +191,7 @@ def refresh(ctx: AppContext, _n, lang):
     )
     return (
         group_table(lang, data.by_utility, partial(catalogue_label, lang, "utility.")),
-        group_table(lang, data.by_district, display_text),
+        group_table(lang, data.by_district, partial(district_label, lang, data.english_names)),
         figure,
         quarantine_table(lang, ctx.tz, data.recent),
         silent_list(lang, ctx.tz, data.silent),

@@ -142,12 +142,6 @@ def shown_text(browser, base: str, path: str, lang: str, alert_id: int, leave_ou
     return browser.execute_script(TEXT_JS, leave_out)
 
 
-# checked apart (below, strict xfail) until other work of issue 16 changes them: the console's
-# timeline (the engine's rows carry their comment in Chinese) and the trust page's district
-# names (name_zh on the English page)
-LEFT_OUT = {"/alerts": "ul.timeline:not(.impact) li", "/trust": "#trust-district td:first-child"}
-
-
 def context(text: str, match: re.Match) -> str:
     return text[max(0, match.start() - 30) : match.end() + 30].replace("\n", " / ")
 
@@ -157,14 +151,12 @@ def context(text: str, match: re.Match) -> str:
 def test_each_page_speaks_one_language(
     dash_server, users, proper_names, engine_alert, browser, path, lang
 ):
-    """English: no Chinese but names the data has no English form of (the console's timeline
-    and the trust page's district names checked apart). Chinese: no English phrase but names
-    from the data (a sensor's, a quarantined message's parser detail)."""
+    """English: no Chinese but names the data has no English form of. Chinese: no English
+    phrase but names from the data (a sensor's, a quarantined message's parser detail)."""
     zh_names, en_names = proper_names
     browser_login(browser, dash_server.url, "zhou.min", users["zhou.min"])
     try:
-        leave_out = LEFT_OUT.get(path, "") if lang == "en" else ""
-        text = shown_text(browser, dash_server.url, path, lang, engine_alert, leave_out)
+        text = shown_text(browser, dash_server.url, path, lang, engine_alert)
         rest = without(text, zh_names if lang == "en" else en_names)
         foreign = CJK if lang == "en" else ENGLISH
         found = [context(rest, m) for m in foreign.finditer(rest)]
@@ -174,14 +166,10 @@ def test_each_page_speaks_one_language(
         browser_logout(browser, dash_server.url)
 
 
-@pytest.mark.xfail(strict=True, reason="the console's timeline shows the engine's Chinese comment")
 def test_the_english_timeline_is_english(dash_server, users, proper_names, engine_alert, browser):
-    """The engine's timeline row reads "Raised → Open" in English (the action's label, from
-    this work's catalogue) but its comment is alert_audit.comment, which the engine writes in
-    Chinese (message_zh; the English is in the row's detail ->> 'message_en').
-    dashboards/queries.fetch_alert_timeline and pages/alerts.timeline_items (other work of
-    issue 16) must pick the English one on an English page; strict, so that this mark goes
-    when they do."""
+    """The engine's timeline row reads "Raised → Open" in English, and its comment too: the
+    engine writes alert_audit.comment in Chinese and keeps the English in the row's detail
+    (->> 'message_en'), which an English page shows."""
     browser_login(browser, dash_server.url, "zhou.min", users["zhou.min"])
     try:
         shown_text(browser, dash_server.url, "/alerts", "en", engine_alert)
@@ -194,11 +182,9 @@ def test_the_english_timeline_is_english(dash_server, users, proper_names, engin
         browser_logout(browser, dash_server.url)
 
 
-@pytest.mark.xfail(strict=True, reason="the trust page names districts in Chinese")
 def test_the_english_trust_page_names_districts_in_english(dash_server, browser):
-    """The data has every district's English name (districts.name_en), which the overview
-    shows; dashboards/pages/trust.py (other work of issue 16) builds its district names from
-    name_zh only. Strict, so that this mark goes when it is fixed."""
+    """The data has every district's English name (districts.name_en): the English trust page
+    shows it (its rows are grouped by the Chinese name)."""
     open_page(browser, dash_server.url + "/trust?lang=en")
     cells = wait_for(
         lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#trust-district td")],
