@@ -92,6 +92,20 @@ def _alert(conn: psycopg.Connection, sid: str) -> None:
     write_evaluation(conn, Evaluation((ch,), {}))
 
 
+def _river_meter_alert(conn: psycopg.Connection, kind: str, excess_lps: float) -> None:
+    """The River pump's meter (Net3's link 10) and a water-balance alert on it at ONSET."""
+    conn.execute(
+        "INSERT INTO sensors (sensor_id, utility, sensor_type, name, asset_id, geom)"
+        " SELECT 'wi-10', 'water', 'water_flow', 'River pump meter', '10',"
+        " ST_LineInterpolatePoint(geom, 0.5) FROM water_pipes WHERE pipe_id = '10'"
+    )
+    ts_us = int(ONSET.timestamp() * 1e6)
+    ch = AlertChange(
+        "raised", "wi-10", "water", "flow", kind, "major", excess_lps, 2.5, ts_us, "z", "e"
+    )
+    write_evaluation(conn, Evaluation((ch,), {}))
+
+
 def _context(conn: psycopg.Connection) -> tuple[str | None, dict]:
     row = conn.execute("SELECT likely_location, affected FROM incidents").fetchone()
     assert row is not None
@@ -284,16 +298,7 @@ def test_a_slow_leak_is_not_placed_by_the_steps_of_its_first_alert(db_url: str, 
                 "UPDATE readings SET value = value + %s WHERE sensor_id = %s AND ts = %s",
                 [(-kick[n] * KPA_PER_M, sid, ts) for sid, ts, n in rows],
             )
-        conn.execute(
-            "INSERT INTO sensors (sensor_id, utility, sensor_type, name, asset_id, geom)"
-            " SELECT 'wi-10', 'water', 'water_flow', 'River pump meter', '10',"
-            " ST_LineInterpolatePoint(geom, 0.5) FROM water_pipes WHERE pipe_id = '10'"
-        )
-        ch = AlertChange(
-            "raised", "wi-10", "water", "flow", "night_flow_rise", "major", 9.0, 2.5,
-            int(ONSET.timestamp() * 1e6), "z", "e",
-        )  # fmt: skip
-        write_evaluation(conn, Evaluation((ch,), {}))
+        _river_meter_alert(conn, "night_flow_rise", 9.0)
         assert conn.execute("SELECT kind FROM incidents").fetchone() == ("water_leak",)
         assert enrich_incidents(conn, models=LeakModelCache()) == 1
         _location, affected = _context(conn)
@@ -307,16 +312,7 @@ def test_a_large_leak_found_by_the_night_flow_is_not_advised_as_a_burst(db_url: 
     a leak's (Net3 has no valves: it would cut off most of the city), it is no burst."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         import_epanet(conn, library_inp("Net3"), origin=(104.085, 30.64), scale_m=225)
-        conn.execute(
-            "INSERT INTO sensors (sensor_id, utility, sensor_type, name, asset_id, geom)"
-            " SELECT 'wi-10', 'water', 'water_flow', 'River pump meter', '10',"
-            " ST_LineInterpolatePoint(geom, 0.5) FROM water_pipes WHERE pipe_id = '10'"
-        )
-        ch = AlertChange(
-            "raised", "wi-10", "water", "flow", "night_flow_step", "major", 16.0, 2.5,
-            int(ONSET.timestamp() * 1e6), "z", "e",
-        )  # fmt: skip
-        write_evaluation(conn, Evaluation((ch,), {}))
+        _river_meter_alert(conn, "night_flow_step", 16.0)
         assert enrich_incidents(conn, models=LeakModelCache()) == 1
         _location, affected = _context(conn)
     advice = affected["advice"]
