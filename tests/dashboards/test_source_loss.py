@@ -194,8 +194,10 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
         )
         assert english[0].startswith("Source lost: no data from the whole data stream")
         assert _uncut_grey_line(browser, ".wall-headline-slot .source-loss")
-        # the trust page: every sensor not reporting, listed
+        # the trust page: every sensor not reporting, listed (opened afresh: a tab left in the
+        # background this long may have had its timers throttled or been discarded by Chromium)
         browser.switch_to.window(handles[3])
+        open_page(browser, server.url + "/trust")
         states = wait_for(
             lambda: (
                 (
@@ -207,6 +209,7 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
                 and len(x) == total
                 and x
             ),
+            timeout_s=30,
             what="every sensor in the trust page's list",
         )
         assert set(states) == {"lost", "nodata"}
