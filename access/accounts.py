@@ -351,9 +351,12 @@ def login_sso(
     return token, "ok"
 
 
-def read_session_user(conn: psycopg.Connection, token: str, now: datetime) -> User | None:
-    """The user of a live session, sliding its idle expiry; None if expired, unknown, its user
-    disabled, or its user's role is no longer the one it was opened with."""
+def read_session_user(
+    conn: psycopg.Connection, token: str, now: datetime, *, slide: bool = True
+) -> User | None:
+    """The user of a live session, sliding its idle expiry unless ``slide`` is false (a page
+    refreshing itself is not its user at work); None if expired, unknown, its user disabled,
+    or its user's role is no longer the one it was opened with."""
     with conn.transaction():
         row = conn.execute(
             "SELECT u.username, u.role, u.display_name, s.created_at FROM dashboard_sessions s"
@@ -362,8 +365,8 @@ def read_session_user(conn: psycopg.Connection, token: str, now: datetime) -> Us
             " AND s.role IS NOT DISTINCT FROM u.role",
             (token_digest(token), now),
         ).fetchone()
-        if row is None:
-            return None
+        if row is None or not slide:
+            return None if row is None else User(row[0], row[1], row[2])
         # slide the idle expiry at most once a minute: a refreshing page is not a write per second
         conn.execute(
             "UPDATE dashboard_sessions SET last_seen_at = %s, expires_at = %s"

@@ -141,6 +141,7 @@ class AlertService:
         self.conn: psycopg.Connection | None = None
         self.engine = Engine({})
         self._sensors_loaded = 0.0
+        self._catalogue_changed = threading.Event()  # set by NOTIFY cityops_catalogue
         self._ready_at = time.monotonic()
         self._incidents_checked = 0.0
         self._unknown: dict[str, float] = {}  # sensor id -> when it last made us reload
@@ -160,9 +161,17 @@ class AlertService:
     # -- database ---------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection:
         if self.conn is None or self.conn.closed:
-            self.conn = connect(
+            conn = connect(
                 self.settings.database_url, autocommit=True, application_name="cityops-alerts"
             )
+            # a changed catalogue (limits, sensors, metered areas) is applied at the next chore,
+            # not within the periodic reload: its tables NOTIFY (migration 0080), and psycopg
+            # hands the notification over during any later query on this connection
+            conn.add_notify_handler(lambda _n: self._catalogue_changed.set())
+            conn.execute("LISTEN cityops_catalogue")
+            self.conn = conn
+            # what changed while we were not listening is not known: load it all again
+            self._catalogue_changed.set()
         return self.conn
 
     def _drop_db(self) -> None:
@@ -190,6 +199,7 @@ class AlertService:
     def _reload(self) -> None:
         def load() -> None:
             conn = self._db()
+            self._catalogue_changed.clear()  # a change from now on loads again
             sensors = catalogue.read_sensors(conn)
             areas = catalogue.read_metered_areas(conn)
             if not self._sensors_loaded:
@@ -518,7 +528,10 @@ class AlertService:
             log.info("published alert event %s on %s", ev.event_id, ev.topic)
 
     def _chores(self, consumer: AckingConsumer) -> None:
-        if time.monotonic() - self._sensors_loaded > SENSOR_RELOAD_S:
+        if (
+            self._catalogue_changed.is_set()
+            or time.monotonic() - self._sensors_loaded > SENSOR_RELOAD_S
+        ):
             self._reload()
         if consumer.queue.empty():
             self._check_silence()

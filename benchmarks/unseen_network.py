@@ -547,9 +547,6 @@ def drive(args) -> None:
         run(["readings", "import", str(out / "history.csv")], env, log)
     # after the history: a meter whose readings run against its link gets its band turned round
     run(["sensors", "limits", "--from-model"], env, log)
-    # the alert service picks up changed limits within its SENSOR_RELOAD_S (30 s): replayed at
-    # 3,600x, readings sent sooner are judged by the old limits for hours of their time
-    time.sleep(35)
     ids = [utility_to_catalogue_id(s["id"]) for s in truth["sensors"]]
     cred = out / "devices.json"
     if cred.exists():

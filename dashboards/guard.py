@@ -218,6 +218,20 @@ def _check_callback(ctx, proxies, policy, current_user):
     return _refused(status, "not_signed_in" if status == 401 else "forbidden")
 
 
+def is_automatic_refresh() -> bool:
+    """Whether the current request is a page refreshing itself (a Dash callback fired by a timer
+    only), not something its user did (a click, a field, a page opened): such a call must not
+    keep an idle session alive, or a page left open would never time out."""
+    request = flask.request
+    if request.path != CALLBACK_PATH:
+        return False
+    body = request.get_json(silent=True)
+    changed = body.get("changedPropIds") if isinstance(body, dict) else None
+    if not isinstance(changed, list):
+        return False
+    return bool(changed) and all(isinstance(c, str) and c.endswith(".n_intervals") for c in changed)
+
+
 def _role_can(role: str, permission: str) -> bool:
     return role in PERMISSIONS.get(permission, frozenset())
 

@@ -28,7 +28,13 @@ from access.auth import (
     csrf_token,
 )
 from dashboards.context import AppContext
-from dashboards.guard import CSRF_FIELD, door, response_csrf, set_csrf_cookie
+from dashboards.guard import (
+    CSRF_FIELD,
+    door,
+    is_automatic_refresh,
+    response_csrf,
+    set_csrf_cookie,
+)
 from dashboards.i18n import normalise_language, t
 from dashboards.oidc import PENDING_TTL_S, OidcError, display_name, map_role, sso_username
 from dashboards.queries import DatabaseUnavailable
@@ -144,7 +150,9 @@ def current_user(ctx: AppContext) -> User | None:
     if token and len(token) < 200:
         try:
             with ctx.writer.connection() as conn:
-                user = accounts.read_session_user(conn, token, ctx.clock())
+                user = accounts.read_session_user(
+                    conn, token, ctx.clock(), slide=not is_automatic_refresh()
+                )
         except DatabaseUnavailable:
             user = None
     flask.g.cityops_user = user

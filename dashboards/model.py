@@ -382,3 +382,35 @@ def parse_shelve_hours(value: object) -> tuple[float, bool] | None:
         return None
     bounded = min(SHELVE_MAX_H, max(SHELVE_MIN_H, hours))
     return bounded, bounded != hours
+
+
+# -- incidents: the wall's headline and the console's facts ----------------------------------
+@dataclass(frozen=True)
+class WallIncident:
+    """An open incident with alerts that still need someone (not cleared, not shelved)."""
+
+    kind: str
+    utility: str
+    severity: str
+    district_zh: str | None
+    district_en: str | None
+    open_alerts: int
+
+    def district(self, lang: str) -> str:
+        return (self.district_en if lang == "en" else self.district_zh) or "—"
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    """The incident an alert belongs to, counted from the database as it is now (the
+    engine's explanation keeps the counts of the moment it was written)."""
+
+    utility: str
+    kind: str
+    likely_location: str | None  # the link the engine placed it on (alerts/enrich.py)
+    affected: dict[str, Any]  # incidents.affected: valves, customers, facilities
+    explanation: tuple[str, str]
+    alerts: int  # member alerts
+    open_alerts: int  # of them not cleared, resolved or closed
+    sensors: int  # distinct member sensors
+    extent_m: float  # the greatest distance between two member sensors [m]

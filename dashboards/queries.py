@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,9 +28,11 @@ from dashboards.model import (
     SILENT_FACTOR,
     AlertRow,
     District,
+    IncidentFacts,
     Reading,
     SensorPoint,
     SourceLossView,
+    WallIncident,
     geometry_xy,
 )
 from dashboards.snapshot import SensorStates
@@ -686,21 +687,6 @@ def fetch_alert_explanation(conn: psycopg.Connection, alert_id: int) -> tuple[st
 
 
 # -- incidents: the wall's headline and the console's facts ----------------------------------
-@dataclass(frozen=True)
-class WallIncident:
-    """An open incident with alerts that still need someone (not cleared, not shelved)."""
-
-    kind: str
-    utility: str
-    severity: str
-    district_zh: str | None
-    district_en: str | None
-    open_alerts: int
-
-    def district(self, lang: str) -> str:
-        return (self.district_en if lang == "en" else self.district_zh) or "—"
-
-
 # open incidents with alerts that need someone, worst first
 _OPEN_INCIDENTS_SQL = f"""
     SELECT i.kind, i.utility, i.severity, d.name_zh, d.name_en, x.n
@@ -724,22 +710,6 @@ def fetch_attention(conn: psycopg.Connection) -> tuple[list[WallIncident], int]:
     incidents = [WallIncident(*r) for r in conn.execute(_OPEN_INCIDENTS_SQL, args)]
     row = conn.execute(_UNGROUPED_SQL, args).fetchone()
     return incidents, int(row[0]) if row else 0
-
-
-@dataclass(frozen=True)
-class IncidentFacts:
-    """The incident an alert belongs to, counted from the database as it is now (the
-    engine's explanation keeps the counts of the moment it was written)."""
-
-    utility: str
-    kind: str
-    likely_location: str | None  # the link the engine placed it on (alerts/enrich.py)
-    affected: dict[str, Any]  # incidents.affected: valves, customers, facilities
-    explanation: tuple[str, str]
-    alerts: int  # member alerts
-    open_alerts: int  # of them not cleared, resolved or closed
-    sensors: int  # distinct member sensors
-    extent_m: float  # the greatest distance between two member sensors [m]
 
 
 # the alert's incident and its members

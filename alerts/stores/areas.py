@@ -73,7 +73,7 @@ def write_metered_areas(
     ``area_id``, ``name``, ``meters`` [(sensor, sign, storage)], ``members``, ``boundary``
     GeoJSON in EPSG:4326 or None), in one transaction after every check: an unknown sensor, a
     meter that is not an active water flow meter, a bad or repeated id, an id used by an area
-    of another origin stores nothing. The engine picks them up within 30 s.
+    of another origin stores nothing. The engine applies them at once (NOTIFY, migration 0080).
     Returns counts: written, removed (areas of this origin no longer given)."""
     if origin not in ORIGINS:
         raise AreaWriteError(f"origin is one of {', '.join(ORIGINS)}")

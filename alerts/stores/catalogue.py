@@ -100,7 +100,8 @@ def write_limit_override(
     reason: str,
 ) -> None:
     """Give one sensor its own limits for a quantity [canonical unit] (replacing any earlier
-    ones); the engine picks them up within 30 s. Only quantities its type has limits for."""
+    ones); the engine applies them at once (NOTIFY, migration 0080). Only quantities its type
+    has limits for."""
     if not reason.strip() or not user.strip():
         raise ValueError("a limit override needs a reason and the acting user")
     with conn.transaction():
@@ -135,7 +136,7 @@ def write_metered_area(
     flow enters the area and -1 where it leaves (alerts/balance.py), and the sensors inside it
     (``members``; the meters always are), which incident grouping uses as the network's
     topology; ``storage``: the meters on service reservoirs rather than sources; the engine
-    picks it up within 30 s."""
+    applies it at once (NOTIFY, migration 0080)."""
     if not meters or any(sign not in (-1, 1) for _, sign in meters):
         raise ValueError("a metered area needs meters, each with sign +1 or -1")
     with conn.transaction():

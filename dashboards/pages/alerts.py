@@ -42,11 +42,11 @@ from dashboards.model import (
     UTILITIES,
     XY,
     District,
+    IncidentFacts,
     display_text,
     local_time,
     parse_shelve_hours,
 )
-from dashboards.queries import IncidentFacts
 from dashboards.security import Access
 
 PATH = "/alerts"

@@ -35,12 +35,12 @@ from dashboards.model import (
     DistrictSummary,
     SourceLossView,
     UtilityFigures,
+    WallIncident,
     display_text,
     district_condition,
     local_time,
     percent,
 )
-from dashboards.queries import WallIncident
 from dashboards.snapshot import city_markers, utility_figures
 
 PATH = "/wall"

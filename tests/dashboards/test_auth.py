@@ -193,3 +193,57 @@ def test_the_login_page_switches_language_before_anyone_logs_in(dash_server, bro
     # the form posts in the language chosen
     form = browser.find_element(By.TAG_NAME, "form")
     assert form.get_attribute("action").endswith("/login?lang=en")
+
+
+def test_a_page_refreshing_itself_does_not_keep_its_session_alive(dash_server, dash_db, users):
+    """The 1 h idle limit holds for a page left open: a timer's callback (the header's session
+    check, a page's refresh) reads the session without sliding its expiry; a call its user
+    makes (opening a page) slides it."""
+    import json
+
+    from access.auth import token_digest
+    from tests.dashboards.helpers import dependency_body, post_json
+
+    base = dash_server.url
+    opener = http_login(base, "wang.fang", users["wang.fang"])
+    token = next(c.value for c in opener.jar if c.name == "cityops_session")
+
+    def idle_for(minutes: int) -> datetime:
+        """The session as if its user last did something ``minutes`` ago: its expiry."""
+        with psycopg.connect(dash_db) as conn:
+            return conn.execute(
+                "UPDATE dashboard_sessions SET last_seen_at = now() - make_interval(mins => %s),"
+                " expires_at = now() + make_interval(mins => 60 - %s) WHERE token_hash = %s"
+                " RETURNING expires_at",
+                (minutes, minutes, token_digest(token)),
+            ).fetchone()[0]
+
+    def expiry() -> datetime:
+        with psycopg.connect(dash_db) as conn:
+            return conn.execute(
+                "SELECT expires_at FROM dashboard_sessions WHERE token_hash = %s",
+                (token_digest(token),),
+            ).fetchone()[0]
+
+    with opener.open(base + "/_dash-dependencies", timeout=10) as resp:
+        deps = json.loads(resp.read())
+
+    def call(output_part: str, values: dict, changed: str) -> dict:
+        dep = next(d for d in deps if output_part in d["output"])
+        body = dependency_body(dep, values, changed)
+        with post_json(opener, base, "/_dash-update-component", body) as r:
+            sent = r.read()
+        return json.loads(sent) if sent else {}  # 204: every output left as it was
+
+    state = {"url.pathname": "/alerts", "url.search": "", "lang.data": "zh"}
+    before = idle_for(30)
+    # the header's timer: the session is still the user's (nothing redrawn), not slid
+    timer = {**state, "header-tick.n_intervals": 7, "header-user.data": "wang.fang"}
+    answer = call("header-account.children", timer, "header-tick.n_intervals")
+    assert "wang.fang" not in json.dumps(answer)  # no_update: the header stays as it is
+    assert expiry() == before
+    # the user opens the console: now the idle hour starts again
+    answer = call("page.children", state, "url.pathname")
+    assert "wang.fang" in json.dumps(answer, ensure_ascii=False)
+    slid = expiry()
+    assert slid > before + timedelta(minutes=29)

@@ -116,14 +116,9 @@ def _plot(browser, graph_id: str) -> list[dict]:  # type: ignore[no-untyped-def,
     )
 
 
-def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
-    stack, loss_db, browser, tmp_path, screenshots
-):
-    """The issue's scene: the whole stream stopped 3 minutes ago and the alert engine opened
-    one source loss. No district is red (they are unknown), the wall's online figure is 0 %,
-    the trust page lists every silent sensor, the overview names what stopped and since when,
-    and every page shows the stream banner with its figures dimmed; when the loss closes,
-    all of it goes by itself."""
+def _stop_the_stream(loss_db: str) -> tuple[int, int]:
+    """The issue's scene in the database: every sensor's last reading 3 minutes ago and the
+    alert engine's one open source loss of the whole stream. (sensors reporting, sensors)."""
     with psycopg.connect(loss_db) as conn:
         conn.execute("UPDATE sensor_latest SET ts = now() - interval '3 minutes'")
         n = conn.execute("SELECT count(*) FROM sensor_latest").fetchone()[0]
@@ -134,19 +129,29 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
             " now() - interval '3 minutes', now() - interval '1 minute', '测试', 'test'"
             " FROM sensor_latest"
         )
+    return n, total
+
+
+def _restart_the_stream(loss_db: str) -> None:
+    """The data is back and the engine closed the loss."""
+    with psycopg.connect(loss_db) as conn:
+        conn.execute("UPDATE sensor_latest SET ts = now()")
+        conn.execute("UPDATE source_losses SET state = 'closed', ended_at = now()")
+
+
+def test_a_stopped_stream_is_unknown_not_red_on_every_page(
+    stack, loss_db, browser, tmp_path, screenshots
+):
+    """The issue's scene, page by page (each opened afresh in one tab, so that no page waits
+    behind six others): no district is red (they are unknown), the wall's online figure is 0 %,
+    the trust page lists every silent sensor, the overview, the wall and the console name what
+    stopped and since when; when the loss closes, the wall's line goes by itself."""
+    n, total = _stop_the_stream(loss_db)
     settings = dashboard_settings(stack, loss_db)
     server = start_dashboard(settings, tmp_path)
-    handles: list[str] = []
     try:
-        handles = _open_tabs(browser, server.url)
-        for path, h in zip(PAGES, handles, strict=True):
-            browser.switch_to.window(h)
-            _kind, _since, text = wait_for(
-                lambda: (b := _banner(browser))[0] == "stream" and b, what=f"banner on {path}"
-            )
-            assert "全部数据流" in text, path
         # the overview: what stopped and since when; no district red, all unknown
-        browser.switch_to.window(handles[0])
+        open_page(browser, server.url + "/")
         line = wait_for(
             lambda: texts(browser, ".source-loss[data-scope='stream']")[0],
             what="the overview's source-loss line",
@@ -160,43 +165,15 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
         lost = [d for d in traces if d["colour"] == STATE_COLOURS["lost"]]
         assert lost and lost[0]["n"] == n and t("zh", "state.lost") in lost[0]["name"]
         browser.save_screenshot(str(screenshots / "overview-source-loss.png"))
-        # the wall: nobody online, not a city on fire
-        browser.switch_to.window(handles[1])
-        online = wait_for(
-            lambda: texts(browser, "[data-kpi='kpi.reporting']"), what="the wall's figures"
-        )
-        assert online == ["0.0%", "0.0%", "0.0%"]
-        wall_fills = {d["fill"] for d in _plot(browser, "wall-map") or [] if d["fill"]}
-        assert wall_fills == {DISTRICT_FILL["unknown"]}
-        # its headline: the loss, in grey, whole; never "calm" while the stream is stopped
-        headline = wait_for(
-            lambda: texts(browser, ".wall-headline-slot .source-loss[data-scope='stream']"),
-            what="the wall's source-loss headline",
-        )
-        assert f"{n}/{n}" in headline[0] and "全部数据流" in headline[0]
-        assert not browser.find_elements(By.CSS_SELECTOR, ".wall-headline.calm")
-        assert _uncut_grey_line(browser, ".wall-headline-slot .source-loss")
-        browser.save_screenshot(str(screenshots / "wall-source-loss.png"))
         # the alert console: emergency staff see that the data stopped, above the alerts
-        browser.switch_to.window(handles[4])
+        open_page(browser, server.url + "/alerts")
         console = wait_for(
             lambda: texts(browser, "#alerts-losses .source-loss[data-scope='stream']"),
             what="the console's source-loss line",
         )
         assert f"{n}/{n}" in console[0] and "全部数据流" in console[0]
         assert _uncut_grey_line(browser, "#alerts-losses .source-loss")
-        # the wall's loss line in English, the longer text: still whole in its two lines
-        browser.switch_to.window(handles[1])
-        open_page(browser, server.url + "/wall?lang=en")
-        english = wait_for(
-            lambda: texts(browser, ".wall-headline-slot .source-loss[data-scope='stream']"),
-            what="the wall's source-loss headline in English",
-        )
-        assert english[0].startswith("Source lost: no data from the whole data stream")
-        assert _uncut_grey_line(browser, ".wall-headline-slot .source-loss")
-        # the trust page: every sensor not reporting, listed (opened afresh: a tab left in the
-        # background this long may have had its timers throttled or been discarded by Chromium)
-        browser.switch_to.window(handles[3])
+        # the trust page: every sensor not reporting, listed
         open_page(browser, server.url + "/trust")
         states = wait_for(
             lambda: (
@@ -213,24 +190,68 @@ def test_a_stopped_stream_is_unknown_not_red_and_every_page_says_so(
             what="every sensor in the trust page's list",
         )
         assert set(states) == {"lost", "nodata"}
-        # the data is back and the engine closed the loss: every page carries on by itself
-        with psycopg.connect(loss_db) as conn:
-            conn.execute("UPDATE sensor_latest SET ts = now()")
-            conn.execute("UPDATE source_losses SET state = 'closed', ended_at = now()")
+        # the wall's loss line in English, the longer text: whole in its two lines
+        open_page(browser, server.url + "/wall?lang=en")
+        english = wait_for(
+            lambda: texts(browser, ".wall-headline-slot .source-loss[data-scope='stream']"),
+            what="the wall's source-loss headline in English",
+        )
+        assert english[0].startswith("Source lost: no data from the whole data stream")
+        assert _uncut_grey_line(browser, ".wall-headline-slot .source-loss")
+        # the wall: nobody online, not a city on fire
+        open_page(browser, server.url + "/wall")
+        online = wait_for(
+            lambda: texts(browser, "[data-kpi='kpi.reporting']"), what="the wall's figures"
+        )
+        assert online == ["0.0%", "0.0%", "0.0%"]
+        wall_fills = wait_for(
+            lambda: {d["fill"] for d in _plot(browser, "wall-map") or [] if d["fill"]},
+            what="the wall's map drawn",
+        )
+        assert wall_fills == {DISTRICT_FILL["unknown"]}
+        # its headline: the loss, in grey, whole; never "calm" while the stream is stopped
+        headline = wait_for(
+            lambda: texts(browser, ".wall-headline-slot .source-loss[data-scope='stream']"),
+            what="the wall's source-loss headline",
+        )
+        assert f"{n}/{n}" in headline[0] and "全部数据流" in headline[0]
+        assert not browser.find_elements(By.CSS_SELECTOR, ".wall-headline.calm")
+        assert _uncut_grey_line(browser, ".wall-headline-slot .source-loss")
+        browser.save_screenshot(str(screenshots / "wall-source-loss.png"))
+        # the loss closes: the wall carries on by itself
+        _restart_the_stream(loss_db)
+        wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, ".source-loss"), what="line")
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".wall-headline"), what="headline")
+        assert severe_console_messages(browser) == []
+    finally:
+        stop_dashboard(server)
+        browser.get("about:blank")
+
+
+def test_every_page_says_the_stream_stopped_and_carries_on_by_itself(
+    stack, loss_db, browser, tmp_path
+):
+    """Seven pages open in seven tabs while the whole stream is lost: each shows the stream
+    banner naming it; when the loss closes, every banner goes by itself."""
+    _stop_the_stream(loss_db)
+    settings = dashboard_settings(stack, loss_db)
+    server = start_dashboard(settings, tmp_path)
+    handles: list[str] = []
+    try:
+        handles = _open_tabs(browser, server.url)
+        for path, h in zip(PAGES, handles, strict=True):
+            browser.switch_to.window(h)
+            _kind, _since, text = wait_for(
+                lambda: (b := _banner(browser))[0] == "stream" and b, what=f"banner on {path}"
+            )
+            assert "全部数据流" in text, path
+        _restart_the_stream(loss_db)
         back_ms = browser.execute_script("return Date.now();")
         for path, h in zip(PAGES, handles, strict=True):
             browser.switch_to.window(h)
             wait_for(lambda: _banner(browser)[0] is None, what=f"{path} banner gone")
         gone_s = (browser.execute_script("return Date.now();") - back_ms) / 1000
         assert gone_s <= STALE_WITHIN_S * len(PAGES)
-        for i in (0, 1, 4):  # the overview, the wall, the console
-            browser.switch_to.window(handles[i])
-            wait_for(
-                lambda: not browser.find_elements(By.CSS_SELECTOR, ".source-loss"), what="line"
-            )
-        browser.switch_to.window(handles[1])
-        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".wall-headline"), what="headline")
-        assert severe_console_messages(browser) == []
     finally:
         stop_dashboard(server)
         if handles:
@@ -247,26 +268,33 @@ def _uncut_grey_line(browser, css: str) -> bool:  # type: ignore[no-untyped-def]
     )
 
 
+def _context(settings):  # type: ignore[no-untyped-def]
+    """The dashboard's context on ``settings.database_url``, on the wall clock."""
+    from datetime import UTC, datetime
+
+    from dashboards.context import AppContext
+    from dashboards.queries import Reader
+
+    url = settings.database_url
+    return AppContext(
+        settings=settings,
+        reader=Reader(url),
+        writer=Reader(url, read_only=False, max_idle=1),
+        clock=lambda: datetime.now(UTC),
+    )
+
+
 def test_the_heartbeat_says_what_stopped_the_data(db_url: str) -> None:
     """What every page's watchdog is told (``/api/heartbeat``): nothing while all is well; the
     data intake stopped when no ingestion worker has beaten for 10 s (nothing reaches the
     database: dimmed); a district's source loss by name (not dimmed: the rest of the city
     is live); the database gone."""
-    from datetime import UTC, datetime
 
     from cityops.kernel.settings import Settings
     from dashboards.app import heartbeat_body
-    from dashboards.context import AppContext
-    from dashboards.queries import Reader
 
     def beat(url: str = db_url) -> dict:  # type: ignore[type-arg]
-        ctx = AppContext(
-            settings=Settings(database_url=url),
-            reader=Reader(url),
-            writer=Reader(url, read_only=False, max_idle=1),
-            clock=lambda: datetime.now(UTC),
-        )
-        return heartbeat_body(ctx)
+        return heartbeat_body(_context(Settings(database_url=url)))
 
     quiet = beat()
     assert (quiet["db"], quiet["stream"], quiet["dim"]) == (True, None, False)
@@ -350,13 +378,11 @@ def test_the_issue_on_the_real_path_a_paused_bank_is_one_loss_and_no_city_event(
     customer without supply, and every page's watchdog names the stopped stream; when the data
     returns the loss closes by itself, everyone is online again and nothing was raised."""
     import signal
-    from datetime import UTC, datetime
 
     from cityops.kernel.mqtt import Publisher
     from dashboards.app import heartbeat_body
     from dashboards.context import AppContext
     from dashboards.pages import wall
-    from dashboards.queries import Reader
     from tests.alerts.conftest import EngineProcess
     from tests.alerts.test_source_loss import publish_bank, register_fast_bank
     from tests.conftest import start_cityops
@@ -369,12 +395,7 @@ def test_the_issue_on_the_real_path_a_paused_bank_is_one_loss_and_no_city_event(
             return conn.execute(sql).fetchall()
 
     def context() -> AppContext:
-        return AppContext(
-            settings=settings,
-            reader=Reader(db_url),
-            writer=Reader(db_url, read_only=False, max_idle=1),
-            clock=lambda: datetime.now(UTC),
-        )
+        return _context(settings)
 
     def water():  # type: ignore[no-untyped-def]
         return next(f for f in wall.read_wall(context()).figures if f.utility == "water")

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from selenium.webdriver.common.by import By
 
+from dashboards.model import WallIncident
 from dashboards.pages.wall import ALARM_MARKER_PX, MARKER_PX, headline
-from dashboards.queries import WallIncident
 from tests.dashboards.browser import set_viewport, severe_console_messages
 from tests.dashboards.helpers import insert_alert, open_page, texts, wait_for
 
