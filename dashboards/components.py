@@ -152,6 +152,17 @@ def panel(title: str | None, *children: Any, kind: str = "", **attrs: Any) -> ht
     return html.Section(className=f"panel {kind}".strip(), children=[*heading, *children], **attrs)
 
 
+def plot_config(lang: str, **options: Any) -> dict[str, Any]:
+    """A graph's Plotly config in the page's language: the mode bar's tooltips and the date
+    axes' month and day names (zh-CN from assets/plotly-locale-zh-cn.js). Never a button that
+    uploads the chart (Plotly Cloud): pipe-network data does not leave the network."""
+    return {
+        **options,
+        "locale": "zh-CN" if lang == "zh" else "en",
+        "modeBarButtonsToRemove": ["sendChartToCloud", "sendDataToCloud"],
+    }
+
+
 def empty_graph(graph_id: str, config: Any, **props: Any) -> dcc.Graph:
     """A graph drawn dark and empty until its page's first refresh fills it."""
     return dcc.Graph(id=graph_id, figure=build_empty_figure(), config=config, **props)

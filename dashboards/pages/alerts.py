@@ -28,6 +28,7 @@ from dashboards.components import (
     db_down_banner,
     incident_kind_label,
     panel,
+    plot_config,
     shelved_table,
     source_loss_banner,
     updated_banner,
@@ -402,7 +403,7 @@ def incident_map(lang: str, detail: AlertDetail) -> list:
         dcc.Graph(
             id="alerts-map",
             figure=figure,
-            config={"displayModeBar": False, "scrollZoom": True},
+            config=plot_config(lang, displayModeBar=False, scrollZoom=True),
             className="incident-map",
         )
     ]

@@ -15,6 +15,7 @@ from dashboards.components import (
     db_down_banner,
     empty_graph,
     panel,
+    plot_config,
     updated_banner,
 )
 from dashboards.context import AppContext, read_city, read_districts
@@ -75,7 +76,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
         html.Div(t(lang, "map.pick_hint"), id="map-pick-note", className="note"),
         html.Div(id="map-isolation"),
     ]
-    config = {"displayModeBar": True, "scrollZoom": True, "displaylogo": False}
+    config = plot_config(lang, displayModeBar=True, scrollZoom=True, displaylogo=False)
     return html.Div(
         className="page map-page",
         children=[

@@ -14,6 +14,7 @@ from dashboards.components import (
     district_table,
     empty_graph,
     panel,
+    plot_config,
     source_loss_banner,
     updated_banner,
 )
@@ -27,7 +28,7 @@ NAV_KEY = "nav.overview"
 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
-    graph_config = {"displayModeBar": False, "scrollZoom": True}
+    graph_config = plot_config(lang, displayModeBar=False, scrollZoom=True)
     return html.Div(
         className="page overview",
         children=[

@@ -31,7 +31,7 @@ from access.classes import highest_class
 from access.tokens import record_security_event
 from dashboards import queries
 from dashboards.areas_map import area_traces, fetch_area_layer
-from dashboards.components import data_table, empty_graph, panel
+from dashboards.components import data_table, empty_graph, panel, plot_config
 from dashboards.context import AppContext, read_districts
 from dashboards.figures import build_planner_map_figure
 from dashboards.i18n import MESSAGES, dropdown_labels, t
@@ -113,7 +113,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
     user = ctx.current_user()
     if not can(user, "planner.query"):  # the form is for those who may ask: say who may
         return html.Div(className="page planner-page", children=[purpose_panel(lang, user)])
-    config = {"scrollZoom": True, "displaylogo": False}
+    config = plot_config(lang, scrollZoom=True, displaylogo=False)
     answer_map = empty_graph("planner-map", config, className="map-graph", style={"height": "52vh"})
     fields = html.Div(
         [*_layer_fields(lang), *_area_fields(lang), *_near_fields(lang), *_alert_fields(lang)],

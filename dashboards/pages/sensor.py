@@ -19,6 +19,7 @@ from dashboards.components import (
     data_table,
     db_down_banner,
     panel,
+    plot_config,
     updated_banner,
 )
 from dashboards.context import AppContext
@@ -189,7 +190,9 @@ def chart(
                 a.raised_at for a in view.alerts if a.quantity == q and start <= a.raised_at < end
             ],
         )
-        body = dcc.Graph(figure=figure, config={"displayModeBar": False}, style={"height": "22rem"})
+        body = dcc.Graph(
+            figure=figure, config=plot_config(lang, displayModeBar=False), style={"height": "22rem"}
+        )
     return html.Section(body, className="panel chart-panel", **{"data-quantity": q})
 
 

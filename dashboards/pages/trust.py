@@ -21,6 +21,7 @@ from dashboards.components import (
     db_down_banner,
     empty_graph,
     panel,
+    plot_config,
     source_loss_banner,
     updated_banner,
 )
@@ -37,7 +38,9 @@ TRUST_TTL_S = queries.TRUST_CACHE_TTL_S
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
     tall = {"maxHeight": "34rem"}
-    reasons = empty_graph("trust-reasons", {"displayModeBar": False}, style={"height": "16rem"})
+    reasons = empty_graph(
+        "trust-reasons", plot_config(lang, displayModeBar=False), style={"height": "16rem"}
+    )
     return html.Div(
         className="page trust-page",
         children=[

@@ -24,6 +24,7 @@ from dashboards.components import (
     empty_graph,
     incident_kind_label,
     panel,
+    plot_config,
     source_loss_banner,
 )
 from dashboards.context import AppContext, City, read_city
@@ -58,7 +59,7 @@ TICKER_MESSAGE_CHARS = 40  # a longer message ends in "…": an entry is always 
 
 def layout(ctx: AppContext, lang: str) -> html.Div:
     refresh_ms = ctx.settings.dashboard_refresh_ms
-    no_bar = {"displayModeBar": False}
+    no_bar = plot_config(lang, displayModeBar=False)
     return html.Div(
         className="wall",
         children=[

@@ -203,3 +203,26 @@ def test_the_login_page_switches_language(dash_server, browser):
     assert not CJK.search(text), text
     browser.find_element(By.ID, "lang-switch").click()
     wait_for(lambda: "用户名" in page_text(browser), what="the Chinese login")
+
+
+@pytest.mark.parametrize(("lang", "zoom"), [("zh", "缩放"), ("en", "Zoom")])
+def test_the_map_tools_speak_the_page_language(dash_server, users, browser, lang, zoom):
+    """The map page's Plotly mode bar (zoom, pan, reset): its tooltips in the page's language,
+    from the locale the dashboard serves itself (no internet on a government network); and no
+    button that would upload the map to Plotly Cloud."""
+    browser_login(browser, dash_server.url, "zhou.min", users["zhou.min"])
+    try:
+        open_page(browser, f"{dash_server.url}/map?lang={lang}")
+        titles = wait_for(
+            lambda: [
+                e.get_attribute("data-title")
+                for e in browser.find_elements(By.CSS_SELECTOR, "#map-graph .modebar-btn")
+            ],
+            what="the map's mode bar",
+        )
+        assert zoom in titles, titles
+        assert not [x for x in titles if x and ("Share" in x or "Chart Studio" in x)]
+        others = [x for x in titles if x and (CJK.search(x) is None) == (lang == "zh")]
+        assert others == [], others
+    finally:
+        browser_logout(browser, dash_server.url)
