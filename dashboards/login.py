@@ -107,8 +107,9 @@ def render_login_page(
     e = html.escape
     note = f'<p class="msg-error" role="alert">{e(message)}</p>' if message else ""
     if sso:  # the city's single sign-on first; the local form stays for local accounts
+        sso_query = _query(lang, next_path)  # back where the user was going, as the form does
         note += (
-            f'<p><a class="action sso-login" id="sso-login" href="/oidc/login?lang={e(lang)}">'
+            f'<p><a class="action sso-login" id="sso-login" href="/oidc/login?{e(sso_query)}">'
             f"{e(t(lang, 'login.sso'))}</a></p>"
             f'<p class="note">{e(t(lang, "login.or"))}</p>'
         )
@@ -285,8 +286,9 @@ def oidc_login(ctx: AppContext):
     lang = _lang_of(ctx)
     here = door(ctx.proxies)
     redirect_url = f"{here.scheme}://{here.host}/oidc/callback"
+    next_path = local_path(flask.request.args.get(NEXT_FIELD))
     try:
-        url, cookie = ctx.oidc.begin(redirect_url, lang)
+        url, cookie = ctx.oidc.begin(redirect_url, lang, next_path)
     except OidcError as exc:
         log.warning("single sign-on unavailable: %s", exc)
         return login_page(ctx, lang, t(lang, "login.sso_unavailable"), status=503)
@@ -351,7 +353,7 @@ def oidc_callback(ctx: AppContext):
     if token is None:
         key = "login.sso_disabled" if outcome == "disabled" else "login.sso_failed"
         return _forget_pending(login_page(ctx, lang, t(lang, key, reason=outcome), status=403))
-    return _forget_pending(_signed_in(ctx, token))
+    return _forget_pending(_signed_in(ctx, token, pending.next_path if pending else None))
 
 
 def vouched_identity(client, pending, args) -> tuple[str, str, dict]:

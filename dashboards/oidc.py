@@ -220,15 +220,17 @@ class PendingLogin:
     redirect_url: str
     lang: str
     created: float = field(default_factory=time.monotonic)
+    next_path: str | None = None  # where the user was going (a checked local path)
 
 
-def new_pending(redirect_url: str, lang: str) -> PendingLogin:
+def new_pending(redirect_url: str, lang: str, next_path: str | None = None) -> PendingLogin:
     return PendingLogin(
         state=secrets.token_urlsafe(32),
         nonce=secrets.token_urlsafe(32),
         verifier=secrets.token_urlsafe(64),
         redirect_url=redirect_url,
         lang=lang,
+        next_path=next_path,
     )
 
 
@@ -497,11 +499,12 @@ class OidcClient:
             self._jwks = (now, keys)
         return keys
 
-    def begin(self, redirect_url: str, lang: str) -> tuple[str, str]:
+    def begin(self, redirect_url: str, lang: str, next_path: str | None = None) -> tuple[str, str]:
         """(the provider's authorization URL to send the browser to, the cookie token that
-        lets this browser finish the login)."""
+        lets this browser finish the login); ``next_path``, a checked local path, is kept here
+        with the pending login (never sent to the provider) and reached after it."""
         provider = self.provider()
-        pending = new_pending(self.config.redirect_url or redirect_url, lang)
+        pending = new_pending(self.config.redirect_url or redirect_url, lang, next_path)
         return authorization_url(provider, self.config, pending), self.pending.put(pending)
 
     def logout_url(self, post_logout_redirect: str) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -263,6 +264,49 @@ def ack(opener, base: str, alert_id: int) -> str:
         "alerts-ack.n_clicks",
     )
     return json.dumps(resp["response"], ensure_ascii=False)
+
+
+def test_single_sign_on_comes_back_where_the_user_was_going(sso_server, provider):
+    """A user sent to log in from an alert's link (``/login?next=/alerts?alert=7``) who signs in
+    through the city's provider lands on that alert, as a password login does; a foreign
+    ``next`` is dropped (no open redirect), and the path never travels to the provider."""
+    import html as html_module
+
+    base = sso_server.url
+
+    class Stop(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *_a, **_k):
+            return None
+
+    def arrive(start: str) -> tuple[str, str]:
+        """(where the provider was asked to send the browser, where the browser lands)."""
+        _opener, jar = http_client()
+        stepper = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), Stop())
+        hops = []
+        url = start
+        for _ in range(3):  # /oidc/login -> provider -> /oidc/callback -> the page
+            try:
+                stepper.open(url, timeout=30)
+                raise AssertionError(f"no redirect from {url}")
+            except urllib.error.HTTPError as err:
+                assert err.code in (302, 303), (url, err.code)
+                url = urllib.parse.urljoin(url, err.headers["Location"])
+                hops.append(url)
+        assert any(c.name == "cityops_session" for c in jar)
+        return hops[0], hops[-1]
+
+    # the login page's sign-on button carries the path the form carries
+    with urllib.request.urlopen(base + "/login?lang=en&next=%2Falerts%3Falert%3D7") as resp:
+        page = resp.read().decode()
+    button = re.search(r'id="sso-login" href="([^"]+)"', page)
+    assert button, page
+    start = urllib.parse.urljoin(base, html_module.unescape(button.group(1)))
+    to_provider, landed = arrive(start)
+    assert landed == base + "/alerts?alert=7"
+    assert "alert=7" not in urllib.parse.unquote(urllib.parse.unquote(to_provider))
+    # a foreign place is not followed: the console, as without one
+    _, landed = arrive(base + "/oidc/login?lang=en&next=%2F%2Fevil.example%2Fx")
+    assert landed == base + "/alerts"
 
 
 def test_role_claim_gates_the_callbacks(sso_server, dash_db, provider):
