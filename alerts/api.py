@@ -97,3 +97,8 @@ __all__ += ["ListingError", "read_alert_list", "read_incident_list"]
 from alerts.stores.works import Work, add_work, cancel_work, list_works  # noqa: E402
 
 __all__ += ["Work", "add_work", "cancel_work", "list_works"]
+
+# a person takes a source loss on (the console's button; decision 0076)
+from alerts.stores.source_loss import acknowledge_loss  # noqa: E402
+
+__all__ += ["acknowledge_loss"]

@@ -110,6 +110,8 @@ class SourceLossView:
     group_size: int
     since: datetime  # nothing came from its sensors after this
     back_at: datetime | None  # data came back; it closes by itself once settled
+    acknowledged_by: str | None = None  # the person who took it on (the console's button)
+    acknowledged_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -488,8 +488,8 @@ def fetch_source_losses(conn: psycopg.Connection) -> list[SourceLossView]:
     """The open source losses (alerts/source_loss.py), the broadest and oldest first."""
     rows = conn.execute(
         "SELECT x.loss_id, x.scope, x.scope_value, d.name_zh, d.name_en,"
-        " cardinality(x.sensors), x.group_size, x.since, x.back_at"
-        " FROM source_losses x LEFT JOIN districts d"
+        " cardinality(x.sensors), x.group_size, x.since, x.back_at, x.acknowledged_by,"
+        " x.acknowledged_at FROM source_losses x LEFT JOIN districts d"
         "   ON x.scope = 'district' AND d.adcode::text = x.scope_value"
         " WHERE x.state = 'open'"
         " ORDER BY array_position(ARRAY['stream', 'utility', 'district'], x.scope), x.since"

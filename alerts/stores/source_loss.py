@@ -125,3 +125,28 @@ def write_losses(
                 for e in told
             ]
         return queue_loss_events(conn, events)
+
+
+def acknowledge_loss(conn: psycopg.Connection, loss_id: int, user: str) -> str:
+    """A person takes an open source loss on (it still closes by itself when the data comes
+    back). Returns ``acknowledged``, ``already`` (somebody did before: who stays recorded),
+    ``closed`` or ``unknown``."""
+    if not user.strip():
+        raise ValueError("acknowledging a source loss needs the acting user")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT state, acknowledged_by FROM source_losses WHERE loss_id = %s FOR UPDATE",
+            (loss_id,),
+        ).fetchone()
+        if row is None:
+            return "unknown"
+        if row[0] != "open":
+            return "closed"
+        if row[1] is not None:
+            return "already"
+        conn.execute(
+            "UPDATE source_losses SET acknowledged_by = %s, acknowledged_at = now()"
+            " WHERE loss_id = %s",
+            (user, loss_id),
+        )
+    return "acknowledged"

@@ -44,6 +44,7 @@ from dashboards.model import (
     XY,
     District,
     IncidentFacts,
+    SourceLossView,
     display_text,
     local_time,
     parse_shelve_hours,
@@ -54,7 +55,10 @@ PATH = "/alerts"
 NAV_KEY = "nav.alerts"
 # the list is open (decision 0040); the selected alert's detail checks the session inside
 # show_selected (an anonymous caller gets a login prompt); acting needs alert.act
-CALLBACK_ACCESS = {"alerts-result": Access("alert.act")}
+CALLBACK_ACCESS = {
+    "alerts-result": Access("alert.act"),
+    "alerts-loss-result": Access("alert.act"),
+}
 ACTIONS = ("ack", "assign", "shelve", "unshelve", "resolve")
 SHELVE_HOURS = (1, 4, 8, 24, 72)
 AUDIT_ACTIONS = {"acknowledge": "ack"}  # alert_audit's action names that differ from ACTIONS
@@ -80,6 +84,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             html.Div(id="alerts-expired", role="alert"),
             # data that stopped: emergency staff see it before they read the alerts
             html.Div(id="alerts-losses"),
+            html.Div(id="alerts-loss-result", role="status"),
             _filter_row(lang, who),
             panel(t(lang, "alerts.open"), html.Div(id="alerts-table"), style={"maxHeight": "52vh"}),
             _actions_panel(lang, user),
@@ -195,8 +200,67 @@ def refresh(
         return no_update, no_update, db_down_banner(lang), expired, no_update
     table = alerts_table(lang, rows, tz=ctx.tz, now=now, selectable=True, table_id="alerts")
     on_shelf = shelved_table(lang, shelved, tz=ctx.tz, now=now, table_id="alerts")
-    lost = source_loss_banner(lang, losses, ctx.tz)
+    lost = loss_lines(lang, losses, ctx.tz)
     return table, on_shelf, updated_banner(lang, now, ctx.tz), expired, lost
+
+
+def loss_lines(lang: str, losses: list[SourceLossView], tz: str) -> list:
+    """Each open source loss's grey line, and beside it who took it on, or the button to take
+    it on (the button is offered to everyone; the server decides: ``acknowledge_loss``)."""
+    out = []
+    for loss in losses:
+        if loss.acknowledged_by:
+            at = local_time(loss.acknowledged_at, tz, "%H:%M") if loss.acknowledged_at else ""
+            who = display_text(loss.acknowledged_by)
+            side: Any = html.Span(
+                t(lang, "loss.acknowledged", user=who, time=at), className="loss-ack-note"
+            )
+        elif loss.back_at is None:
+            side = html.Button(
+                t(lang, "loss.acknowledge"),
+                id={"type": "loss-ack", "loss": loss.loss_id},
+                className="action loss-ack",
+                n_clicks=0,
+            )
+        else:
+            side = None
+        line = source_loss_banner(lang, [loss], tz)
+        out.append(html.Div([*line, *([side] if side else [])], className="loss-row"))
+    return out
+
+
+def acknowledge_loss(ctx: AppContext, clicks: list, changed: object, lang: str | None):
+    """A person takes a source loss on: emergency staff, operators' supervisors... whoever may
+    act on alerts (``alert.act``), checked here on the server and audited."""
+    lang = ctx.lang(lang)
+    trigger = dash_ctx.triggered_id
+    if not isinstance(trigger, dict) or not any(c for c in clicks or [] if c):
+        return no_update, no_update
+    loss_id = trigger.get("loss")
+    if not isinstance(loss_id, int) or isinstance(loss_id, bool) or loss_id <= 0:
+        return _error(t(lang, "alerts.failed", reason="loss")), no_update
+    user = ctx.current_user()
+    if user is None:
+        return _error(t(lang, "alerts.need_login")), no_update
+    if not can(user, "alert.act"):
+        _audit_refusal(ctx, user.username, "loss_ack", loss_id)
+        return _error(t(lang, "alerts.forbidden")), no_update
+    from access.accounts import write_audit
+    from alerts.api import acknowledge_loss as take_on
+
+    try:
+        with ctx.writer.connection() as conn:
+            outcome = take_on(conn, loss_id, user.username)
+            if outcome == "acknowledged":
+                with conn.transaction():
+                    detail = {"loss": loss_id}
+                    write_audit(conn, ctx.clock(), user.username, "source_loss_ack", "", detail)
+    except queries.DatabaseUnavailable:
+        return _error(t(lang, "banner.db_down")), no_update
+    if outcome != "acknowledged":
+        return _error(t(lang, f"loss.ack_{outcome}")), _changed_count(changed) + 1
+    done = html.Span(t(lang, "loss.ack_done"), className="msg-ok")
+    return done, _changed_count(changed) + 1
 
 
 def login_href(lang: str, selected: object) -> str:
@@ -579,6 +643,14 @@ def register(app: Dash, ctx: AppContext) -> None:
         State("lang", "data"),
         prevent_initial_call=True,
     )(partial(act, ctx))
+    app.callback(
+        Output("alerts-loss-result", "children"),
+        Output("alerts-changed", "data", allow_duplicate=True),
+        Input({"type": "loss-ack", "loss": ALL}, "n_clicks"),
+        State("alerts-changed", "data"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(partial(acknowledge_loss, ctx))
     # in the browser (assets/wall.js): a tapped alert's facts, then an action's confirmation,
     # are scrolled into view (on a phone both were below the screen's edge)
     app.clientside_callback(

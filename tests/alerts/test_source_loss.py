@@ -289,3 +289,34 @@ def test_the_engine_opens_and_closes_a_source_loss_on_the_real_stream(
     finally:
         pub.__exit__(None, None, None)
         engine.stop()
+
+
+def test_a_person_takes_a_source_loss_on_once(db_url: str) -> None:
+    """``acknowledge_loss``: the first person is recorded; a second is told it is taken; a
+    closed or unknown loss is said so; nobody is not a person."""
+    import pytest
+
+    from alerts.api import acknowledge_loss
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        open_id, closed_id = (
+            conn.execute(
+                "INSERT INTO source_losses (scope, sensors, group_size, since, noticed_at, state,"
+                " explanation_zh, explanation_en) VALUES ('stream', '{a,b,c,d,e}', 5,"
+                " now() - interval '5 minutes', now(), %s, '测试', 'test') RETURNING loss_id",
+                (state,),
+            ).fetchone()[0]
+            for state in ("open", "closed")
+        )
+        assert acknowledge_loss(conn, open_id, "zhang.wei") == "acknowledged"
+        assert acknowledge_loss(conn, open_id, "wang.fang") == "already"
+        assert acknowledge_loss(conn, closed_id, "wang.fang") == "closed"
+        assert acknowledge_loss(conn, 999_999, "wang.fang") == "unknown"
+        with pytest.raises(ValueError):
+            acknowledge_loss(conn, open_id, " ")
+        row = conn.execute(
+            "SELECT acknowledged_by, acknowledged_at IS NOT NULL FROM source_losses"
+            " WHERE loss_id = %s",
+            (open_id,),
+        ).fetchone()
+    assert row == ("zhang.wei", True)

@@ -4,6 +4,7 @@ gone, or the data stream stopped) and carries on by itself."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -256,6 +257,79 @@ def test_every_page_says_the_stream_stopped_and_carries_on_by_itself(
         stop_dashboard(server)
         if handles:
             _close_tabs(browser, handles)
+
+
+def test_emergency_staff_take_a_source_loss_on_and_a_planner_cannot(
+    stack, loss_db, browser, tmp_path
+):
+    """The console offers "I'm on it" beside an open source loss; an emergency user's click
+    records who took it on (stored, audited, shown to everyone in place of the button); a
+    planner's call of the same callback is refused on the server and stores nothing."""
+    from access import accounts
+    from tests.dashboards.helpers import (
+        browser_login,
+        browser_logout,
+        dependency_body,
+        http_login,
+        post_json,
+        status_of,
+    )
+
+    _stop_the_stream(loss_db)
+    with psycopg.connect(loss_db) as conn:
+        accounts.write_user(conn, "zhang.wei", "Emergency-pass-2026", "emergency", "张伟")
+        accounts.write_user(conn, "li.na", "Planner-pass-2026x", "planner", "李娜")
+        (loss_id,) = conn.execute("SELECT loss_id FROM source_losses").fetchone()
+    settings = dashboard_settings(stack, loss_db)
+    server = start_dashboard(settings, tmp_path)
+    try:
+        # a planner may read the console but not act: refused before anything is stored
+        planner = http_login(server.url, "li.na", "Planner-pass-2026x")
+        with planner.open(server.url + "/_dash-dependencies", timeout=10) as resp:
+            dep = next(d for d in json.loads(resp.read()) if "alerts-loss-result" in d["output"])
+        button = {"id": {"type": "loss-ack", "loss": loss_id}, "property": "n_clicks"}
+        body = dependency_body(dep, {"alerts-changed.data": 0, "lang.data": "zh"}, None)
+        body["inputs"] = [[{**button, "value": 1}]]
+        body["changedPropIds"] = [json.dumps(button["id"], separators=(",", ":")) + ".n_clicks"]
+        call = lambda: post_json(planner, server.url, "/_dash-update-component", body)  # noqa: E731
+        assert status_of(call) == 403
+        browser_login(browser, server.url, "zhang.wei", "Emergency-pass-2026")
+        open_page(browser, server.url + "/alerts")
+        button = wait_for(
+            lambda: browser.find_element(By.CSS_SELECTOR, "#alerts-losses button.loss-ack"),
+            what="the take-it-on button",
+        )
+        assert button.text == "我来处理"
+        button.click()
+        wait_for(
+            lambda: "已接手" in browser.find_element(By.ID, "alerts-loss-result").text,
+            what="the confirmation",
+        )
+        note = wait_for(
+            lambda: texts(browser, "#alerts-losses .loss-ack-note"), what="who took it on"
+        )
+        assert "zhang.wei" in note[0]
+        assert not browser.find_elements(By.CSS_SELECTOR, "#alerts-losses button.loss-ack")
+        with psycopg.connect(loss_db) as conn:
+            who = conn.execute(
+                "SELECT acknowledged_by, acknowledged_at IS NOT NULL, state FROM source_losses"
+            ).fetchone()
+            audited = conn.execute(
+                "SELECT username, detail->>'loss' FROM dashboard_audit"
+                " WHERE action = 'source_loss_ack'"
+            ).fetchall()
+            refused = conn.execute(
+                "SELECT count(*) FROM dashboard_audit WHERE username = 'li.na'"
+                " AND action LIKE 'refused:%%'"
+            ).fetchone()[0]
+        assert who == ("zhang.wei", True, "open")  # still open: it closes when data returns
+        assert audited == [("zhang.wei", str(loss_id))]
+        assert refused == 1
+        assert severe_console_messages(browser) == []
+        browser_logout(browser, server.url)
+    finally:
+        stop_dashboard(server)
+        browser.get("about:blank")
 
 
 def _uncut_grey_line(browser, css: str) -> bool:  # type: ignore[no-untyped-def]
