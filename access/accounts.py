@@ -365,8 +365,10 @@ def read_session_user(
             " AND s.role IS NOT DISTINCT FROM u.role",
             (token_digest(token), now),
         ).fetchone()
-        if row is None or not slide:
-            return None if row is None else User(row[0], row[1], row[2])
+        if row is None:
+            return None
+        if not slide:
+            return User(row[0], row[1], row[2])
         # slide the idle expiry at most once a minute: a refreshing page is not a write per second
         conn.execute(
             "UPDATE dashboard_sessions SET last_seen_at = %s, expires_at = %s"
