@@ -254,6 +254,32 @@ def bench_isolation(url: str, n: int) -> None:
         )
 
 
+def bench_renewal(url: str, n: int) -> None:
+    """Issue 17 item 4: the pipes to renew first (every main scored, the top 100 as a layer)."""
+    from gis.renewal import Weights
+    from gis.renewal_db import fetch_renewal
+
+    cache = NetworkCache()
+    with psycopg.connect(url, autocommit=True) as conn:
+        t = time.perf_counter()
+        fc = fetch_renewal(conn, "water", Weights(), top=100, cache=cache)
+        cold = (time.perf_counter() - t) * 1000
+        scored = fc["renewal"]["pipes_scored"]
+        print("renewal priority (target < 1 s p95; issue 17: for 50,000 pipes):")
+        print(
+            f"  first call, builds the graph and isolates every segment of {scored} pipes:"
+            f" {cold:.1f} ms"
+        )
+        weights = ["", "age=0.5", "history=0.4,criticality=0.4", "material=0.3"]
+
+        def run() -> None:
+            fetch_renewal(
+                conn, "water", Weights.parse(random.choice(weights)), top=100, cache=cache
+            )
+
+        line(f"top 100 of {scored} mains with their geometry, any weights", timed(run, n), 1000.0)
+
+
 def bench_ogc(url: str, n: int) -> None:
     import requests
     from werkzeug.serving import make_server
@@ -393,6 +419,7 @@ def main() -> None:
         )
         bench_planner(url, args.n)
         bench_isolation(url, args.n)
+        bench_renewal(url, max(10, args.n // 10))
         bench_ogc(url, args.n)
     finally:
         if stack is not None and not os.environ.get("CITYOPS_BENCH_KEEP_STACK"):

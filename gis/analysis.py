@@ -85,11 +85,11 @@ class NetworkCache:
         return net, dist
 
 
-def _network(conn: psycopg.Connection, network: str, cache: NetworkCache | None) -> Network:
+def network_of(conn: psycopg.Connection, network: str, cache: NetworkCache | None) -> Network:
     return cache.get(conn, network)[0] if cache else fetch_network(conn, network)
 
 
-def _features(
+def layer_features(
     conn: psycopg.Connection,
     layer_name: str,
     ids: list[str],
@@ -121,7 +121,7 @@ def _features(
 
 def _facilities_served(conn: psycopg.Connection, network: str, node_ids: list[str]) -> list[dict]:
     """The facilities whose serving node on ``network`` is one of ``node_ids``."""
-    return _features(
+    return layer_features(
         conn,
         "facilities",
         node_ids,
@@ -190,7 +190,7 @@ def fetch_isolation(
     ``sudden`` size the event: the summary's ``advice`` is proportionate to it
     (``isolation_summary``).
     """
-    net = _network(conn, network, cache)
+    net = network_of(conn, network, cache)
     iso = compute_isolation(net, link_id, unavailable=unavailable)
     restoration = compute_restoration(net, iso)
     nodes_layer, links_layer = NETWORKS[network]
@@ -200,10 +200,10 @@ def fetch_isolation(
         valve_nodes = [v for v in iso.valves_to_close if v in net.nodes]
         valve_links = [v for v in iso.valves_to_close if v in net.links]
         seg = set(iso.segment_links)
-        feats += _features(conn, nodes_layer, valve_nodes, "valve_to_close")
-        feats += _features(conn, links_layer, valve_links, "valve_to_close")
-        feats += _features(conn, links_layer, sorted(seg), "segment")
-        feats += _features(
+        feats += layer_features(conn, nodes_layer, valve_nodes, "valve_to_close")
+        feats += layer_features(conn, links_layer, valve_links, "valve_to_close")
+        feats += layer_features(conn, links_layer, sorted(seg), "segment")
+        feats += layer_features(
             conn,
             links_layer,
             [x for x in iso.links_without_supply if x not in seg],
@@ -243,8 +243,8 @@ def fetch_trace(
     nodes_layer, links_layer = NETWORKS[network]
     feats: list[dict] = []
     if with_geometry:
-        feats += _features(conn, links_layer, list(tr.links), direction)
-        feats += _features(conn, nodes_layer, list(tr.nodes), direction)
+        feats += layer_features(conn, links_layer, list(tr.links), direction)
+        feats += layer_features(conn, nodes_layer, list(tr.nodes), direction)
     facilities = _facilities_served(conn, network, list(tr.nodes))
     for f in facilities:
         f["properties"]["role"] = f"facility_{direction}"
@@ -308,7 +308,7 @@ def fetch_leak_area(
     }
     if pipe_id is not None:
         # on a pipe: which valves stop the gas, and who is without gas then
-        iso = compute_isolation(_network(conn, "gas", cache), pipe_id)
+        iso = compute_isolation(network_of(conn, "gas", cache), pipe_id)
         served = _facilities_served(conn, "gas", list(iso.nodes_without_supply))
         summary["isolation"] = isolation_summary(iso, served, network="gas")
     return feature_collection([area, *facilities], leak=summary)

@@ -343,6 +343,53 @@ def isolate_cmd(
     _emit(fc, output, f"isolation_{link_id}")
 
 
+@app.command("renewal")
+def renewal_cmd(
+    network: Annotated[str, typer.Argument(help="water or gas.")] = "water",
+    top: Annotated[int, typer.Option(min=1, max=100_000, help="How many pipes to list.")] = 20,
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="Weights of the parts over the defaults, e.g. age=0.4,history=0.3 "
+            "(parts: age, material, diameter, pressure, history, criticality)."
+        ),
+    ] = "",
+    window_years: Annotated[
+        int, typer.Option(min=1, max=50, help="Years of incident history counted.")
+    ] = 10,
+    output: _Output = None,
+) -> None:
+    """The pipes to renew first: a score from age, material, diameter, pressure class,
+    incidents placed on the pipe and what its failure cuts off (people and critical facilities,
+    from the valve isolation of its segment), each part shown; the table here, a map layer with
+    --output (.geojson, .gpkg, .csv)."""
+    from gis.renewal import PARTS, RenewalError, Weights
+    from gis.renewal_db import fetch_renewal
+
+    try:
+        chosen = Weights.parse(weights)
+        with _connect() as conn:
+            fc = fetch_renewal(conn, network, chosen, top=top, window_years=window_years)
+    except RenewalError as exc:
+        _fail(exc)
+    meta = fc["renewal"]
+    shown = ", ".join(f"{p} {meta['weights'][p]:.2f}" for p in PARTS)
+    console.print(
+        f"{meta['pipes_scored']} {network} pipes scored in {meta['year']} (incidents over"
+        f" {meta['window_years']} years); weights: {shown}",
+        soft_wrap=True,
+    )
+    head = ["rank", "pipe", "score", *PARTS, "unknown"]
+    typer.echo("\t".join(head))
+    for f in fc["features"]:
+        p = f["properties"]
+        cells = [str(p["rank"]), str(p["pipe_id"]), f"{p['score']:.1f}"]
+        cells += [f"{p['part_' + part]:.2f}" for part in PARTS]
+        typer.echo("\t".join([*cells, p["unknown_parts"] or "-"]))
+    if output is not None:
+        _emit(fc, output, f"renewal_{network}")
+
+
 @app.command("trace")
 def trace_cmd(
     network: _Network,

@@ -8,6 +8,8 @@ Routes (all GET; answers are GeoJSON unless ``format=csv`` or ``format=gpkg``):
 - ``/query?layer=&where=&district=&point=&feature=&radius_m=&nearest=&near=&alerts=``
 - ``/isolation/<network>/<link_id>?unavailable=a,b``
 - ``/trace/<network>/<start>?direction=downstream|upstream``
+- ``/renewal/<network>?top=&weights=age=0.4,...&window_years=`` (water or gas: the pipes to
+  renew first, each part of the score shown; gis/renewal.py)
 - ``/leak?point=lon,lat|pipe=ID&radius_m=``
 - ``/state?by=district|grid&resolution=&zoom=``
 - ``/healthz`` (the only route without a login)
@@ -272,7 +274,7 @@ def _network_layers(network: str) -> list[str]:
 
 
 def _add_network_routes(bp, database_url: str, nets: NetworkCache) -> None:
-    """/isolation, /trace and /leak, on graphs kept in ``nets`` between requests."""
+    """/isolation, /renewal, /trace and /leak, on graphs kept in ``nets`` between requests."""
     from flask import request
 
     @bp.route("/isolation/<network>/<path:link_id>")
@@ -292,6 +294,32 @@ def _add_network_routes(bp, database_url: str, nets: NetworkCache) -> None:
             network,
             link_id,
             unavailable=unavailable,
+            cache=nets,
+        )
+
+    @bp.route("/renewal/<network>")
+    def renewal(network: str):
+        from gis.renewal import Weights
+        from gis.renewal_db import NETWORKS as RENEWED
+        from gis.renewal_db import fetch_renewal
+
+        if network not in RENEWED:
+            _not_found(f"no renewal priority for {network[:40]!r}; water or gas")
+        args = request.args
+        weights = Weights.parse(args.get("weights"))
+        top = parse_int(args.get("top"), "top", default=100, lo=1, hi=10_000)
+        window = parse_int(args.get("window_years"), "window_years", default=10, lo=1, hi=50)
+        # the network's own layers: facilities enter only as a count per pipe (no id, no
+        # place), unlike an isolation's answer, which lists them (restricted)
+        return _answer(
+            database_url,
+            _network_layers(network),
+            fetch_renewal,
+            f"renewal_{network}",
+            network,
+            weights,
+            top=top,
+            window_years=window,
             cache=nets,
         )
 

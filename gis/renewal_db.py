@@ -1,0 +1,174 @@
+"""Renewal priority over PostGIS (adapter): the pipes' facts from the layers, their incident
+history from the alert engine's incidents, their criticality from the valve isolation of each
+segment (``gis.network.compute_isolation``: once per segment, shared by its pipes); the ranking
+from the pure ``gis.renewal``."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from gis.analysis import NetworkCache, layer_features, network_of
+from gis.network import Network, NetworkError, compute_isolation
+from gis.planner import feature_collection
+from gis.renewal import PARTS, PipeFacts, Ranked, RenewalError, Weights, rank_pipes
+
+NETWORKS = ("water", "gas")  # power lines are renewed by other rules (cable age, load)
+_PIPES = {
+    "water": "SELECT pipe_id, material, diameter_mm, install_year, pressure_class"
+    " FROM water_pipes WHERE link_kind = 'pipe' ORDER BY pipe_id",
+    "gas": "SELECT pipe_id, material, diameter_mm, install_year, pressure_class FROM gas_pipes"
+    " ORDER BY pipe_id",
+}
+_LAYER = {"water": "water_pipes", "gas": "gas_pipes"}
+MAX_WINDOW_Y = 50
+
+
+def fetch_pipe_facts(
+    conn: psycopg.Connection,
+    network: str,
+    *,
+    window_years: int = 10,
+    cache: NetworkCache | None = None,
+) -> list[PipeFacts]:
+    """Every pipe of ``network`` with what its renewal score needs."""
+    if network not in NETWORKS:
+        raise RenewalError(f"renewal priority is for {' and '.join(NETWORKS)} pipes")
+    if not 1 <= window_years <= MAX_WINDOW_Y:
+        raise RenewalError(f"the history window is 1-{MAX_WINDOW_Y} years")
+    rows = conn.execute(_PIPES[network]).fetchall()
+    events: dict[str, int] = dict(
+        conn.execute(
+            "SELECT likely_location, count(*) FROM incidents WHERE utility = %s"
+            " AND likely_location IS NOT NULL"
+            " AND opened_at > now() - make_interval(years => %s) GROUP BY 1",
+            (network, window_years),
+        ).fetchall()
+    )
+    cut = _criticality(conn, network, [r[0] for r in rows], cache)
+    return [
+        PipeFacts(
+            pipe_id=r[0],
+            material=r[1],
+            diameter_mm=r[2],
+            install_year=r[3],
+            pressure_class=r[4],
+            events=int(events.get(r[0], 0)),
+            people_cut=cut[r[0]][0] if r[0] in cut else None,
+            facilities_cut=cut[r[0]][1] if r[0] in cut else None,
+        )
+        for r in rows
+    ]
+
+
+class _Isolations:
+    """Each pipe's segment isolation (people, nodes without supply) per built graph: computed
+    once per network version (the graph ``NetworkCache`` returns is rebuilt when a layer is
+    reloaded), so that a planner's second question costs the ranking alone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[int, tuple[Network, dict[str, tuple[int, frozenset[str]]]]] = {}
+
+    def of(self, net: Network, pipes: list[str]) -> dict[str, tuple[int, frozenset[str]]]:
+        with self._lock:
+            hit = self._items.get(id(net))
+        if hit is not None and hit[0] is net:
+            return hit[1]
+        out: dict[str, tuple[int, frozenset[str]]] = {}
+        for pipe in pipes:
+            if pipe in out or pipe not in net.links:
+                continue
+            try:
+                iso = compute_isolation(net, pipe)
+            except NetworkError:
+                continue
+            answer = (int(iso.population_without_supply), frozenset(iso.nodes_without_supply))
+            for link in iso.segment_links:  # the segment's pipes share its isolation
+                out[link] = answer
+        with self._lock:
+            self._items = {id(net): (net, out)}  # the newest graph only
+        return out
+
+
+_ISOLATIONS = _Isolations()
+
+
+def _criticality(
+    conn: psycopg.Connection, network: str, pipes: list[str], cache: NetworkCache | None
+) -> dict[str, tuple[int, int]]:
+    """pipe -> (people, critical facilities) without supply when its segment is isolated."""
+    try:
+        net = network_of(conn, network, cache)
+    except NetworkError:
+        return {}
+    column = f"{network}_node_id"
+    served: dict[str, int] = dict(
+        conn.execute(
+            f"SELECT {column}, count(*) FROM facilities WHERE {column} IS NOT NULL GROUP BY 1"  # noqa: S608 (a column name from a fixed pair)
+        ).fetchall()
+    )
+    isolations = _ISOLATIONS.of(net, pipes) if cache else _Isolations().of(net, pipes)
+    counted: dict[frozenset[str], int] = {}
+    out = {}
+    for pipe, (people, nodes) in isolations.items():
+        if nodes not in counted:
+            counted[nodes] = sum(served.get(n, 0) for n in nodes)
+        out[pipe] = (people, counted[nodes])
+    return out
+
+
+def fetch_renewal(
+    conn: psycopg.Connection,
+    network: str,
+    weights: Weights,
+    *,
+    top: int = 100,
+    window_years: int = 10,
+    year: int | None = None,
+    cache: NetworkCache | None = None,
+) -> dict[str, Any]:
+    """The ``top`` pipes to renew first as a GeoJSON FeatureCollection (a map layer and a
+    table: ``rank``, ``score``, each part and its weight, the facts), best first, with the
+    weights, the year and the window in its ``renewal`` member."""
+    if not 1 <= top <= 100_000:
+        raise RenewalError("top is 1-100,000 pipes")
+    year = year or datetime.now(UTC).year
+    facts = fetch_pipe_facts(conn, network, window_years=window_years, cache=cache)
+    ranked = rank_pipes(facts, weights, year=year, top=top)
+    geometry = {
+        f["properties"]["pipe_id"]: f
+        for f in layer_features(conn, _LAYER[network], [r.pipe_id for r in ranked], "renewal")
+    }
+    w = weights.normalised()
+    features = []
+    for i, r in enumerate(ranked, start=1):
+        feat = geometry.get(r.pipe_id)
+        if feat is None:
+            continue
+        feat["properties"] = {**feat["properties"], **ranked_properties(i, r)}
+        features.append(feat)
+    return feature_collection(
+        features,
+        renewal={
+            "network": network,
+            "year": year,
+            "window_years": window_years,
+            "pipes_scored": len(facts),
+            "weights": {p: round(getattr(w, p), 4) for p in PARTS},
+        },
+    )
+
+
+def ranked_properties(rank: int, r: Ranked) -> dict[str, Any]:
+    """A ranked pipe's columns in the table and the map layer."""
+    props: dict[str, Any] = {"rank": rank, "score": r.score}
+    props.update({f"part_{p}": round(r.parts[p], 3) for p in PARTS})
+    props["unknown_parts"] = ",".join(r.unknown)
+    props["incidents"] = r.facts.events
+    props["people_cut"] = r.facts.people_cut
+    props["facilities_cut"] = r.facts.facilities_cut
+    return props
