@@ -16,6 +16,7 @@ from typing import ClassVar
 import msgspec
 
 from alerts.detectors.base import US, Detector, Event, Observation, Setting, Signal
+from alerts.detectors.threshold import THRESHOLD_LOW
 from alerts.messages import format_value, quantity_names
 
 DEFAULT_MIN_POINTS = 5
@@ -131,6 +132,12 @@ class Stuck(Detector[FlatRun]):
             active=was,
         )
         if now == was:
+            return flat, []
+        if now and THRESHOLD_LOW in obs.active:
+            # a flat reading under an active low alarm is an empty or shut main at its gauge's
+            # floor (0 kPa), which the low alarm already says; not a stuck sensor as well
+            # (consequential-alarm suppression, as engine.NO_SIGNAL_BELOW; the unseen-network
+            # rehearsal raised 24 "stuck" sensor faults on two loggers of an emptied main)
             return flat, []
         event: Event = "raised" if now else "cleared"
         msgs = self._messages(event, obs)

@@ -88,3 +88,27 @@ def test_the_streams_flat_run_agrees_with_the_window_rule() -> None:
     # both once, in the long stretch: the run after 90 % of the window (54 min), the window
     # rule when the whole hour before is flat (60 min); never in the short stretch
     assert raised_f == [94] and raised_w == [100]
+
+
+def test_a_main_emptied_to_its_gauge_floor_is_a_low_alarm_not_a_stuck_sensor() -> None:
+    """A logger on a main that empties reads 0 kPa, flat, for hours: the low alarm says so, and
+    the flat line under it is not reported again as a sensor fault; a flat line inside the
+    band still is one."""
+    eng = stream_engine(
+        {
+            "pressure": build_stream_config(
+                "pressure",
+                {
+                    "threshold": ("major", {}),
+                    "stuck": ("warning", {"window_s": 600}),
+                },
+            )
+        }
+    )
+    values = [350.0 + (i % 3) for i in range(5)] + [0.0] * 30 + [351.0, 352.0]
+    got = feed(eng, "pressure", values)
+    assert ("raised", "threshold_low", 5) in got
+    assert not [g for g in got if g[1] == "stuck"]
+    assert ("cleared", "threshold_low", 35) in got or ("cleared", "threshold_low", 36) in got
+    flat_in_band = feed(eng, "pressure", [348.0] * 12 + [350.0], start_min=40)
+    assert [g[:2] for g in flat_in_band] == [("raised", "stuck"), ("cleared", "stuck")]
