@@ -6,6 +6,23 @@ from __future__ import annotations
 
 MESSAGES: dict[str, dict[str, str]] = {
     "zh": {
+        # which pipes to renew first (issue 17 item 4)
+        "renewal.title": "管线更新优先级",
+        "renewal.top": "列出条数（1-1000）",
+        "renewal.weights": "权重（可选），如 age=0.4,history=0.3",
+        "renewal.run": "排序",
+        "renewal.done": "已为 {of} 条管线评分（{year} 年），列出前 {n} 条。",
+        "renewal.bad_weights": "权重写法：部分=数值，以逗号分隔；部分为 age、material、diameter、pressure、history、criticality，数值不小于 0。",
+        "renewal.rank": "排名",
+        "renewal.pipe": "管线",
+        "renewal.score": "得分（0-100）",
+        "renewal.part.age": "管龄",
+        "renewal.part.material": "材质",
+        "renewal.part.diameter": "管径",
+        "renewal.part.pressure": "压力等级",
+        "renewal.part.history": "事件记录",
+        "renewal.part.criticality": "影响程度",
+        "planner.what.top": "列出条数",
         # layers, as planners name them
         "layer.districts": "行政区",
         "layer.grid_cells": "网格单元",
@@ -174,6 +191,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.actor.system": "系统",
     },
     "en": {
+        # which pipes to renew first (issue 17 item 4)
+        "renewal.title": "Which pipes to renew first",
+        "renewal.top": "How many to list (1-1000)",
+        "renewal.weights": "Weights (optional), e.g. age=0.4,history=0.3",
+        "renewal.run": "Rank",
+        "renewal.done": "{of} pipes scored ({year}); the first {n} listed.",
+        "renewal.bad_weights": "Weights are part=number, separated by commas; the parts are age, material, diameter, pressure, history and criticality, each number 0 or more.",
+        "renewal.rank": "Rank",
+        "renewal.pipe": "Pipe",
+        "renewal.score": "Score (0-100)",
+        "renewal.part.age": "Age",
+        "renewal.part.material": "Material",
+        "renewal.part.diameter": "Diameter",
+        "renewal.part.pressure": "Pressure class",
+        "renewal.part.history": "Incidents",
+        "renewal.part.criticality": "Criticality",
+        "planner.what.top": "how many to list",
         "layer.districts": "Districts",
         "layer.grid_cells": "Grid cells",
         "layer.water_nodes": "Water nodes (valves, hydrants ...)",

@@ -54,6 +54,7 @@ from dashboards.planner_map import (
     with_district_names,
 )
 from dashboards.security import SIGNED_IN, Access
+from gis.analysis import NetworkCache
 from gis.export import build_watermark, export_bytes
 from gis.filters import (
     AlertHistory,
@@ -66,6 +67,7 @@ from gis.filters import (
 from gis.layers import LAYERS
 from gis.planner import fetch_planner_query
 from gis.postgis import fetch_layer_classes
+from gis.renewal import PARTS as RENEWAL_PARTS
 
 PATH = "/planner"
 NAV_KEY = "nav.planner"
@@ -77,8 +79,11 @@ CALLBACK_ACCESS = {
     # a picked feature and its valve plan: signed in, and the layers' data classes checked in
     # the callbacks (a valve plan is restricted: emergency and admin)
     "planner-pick": Access(SIGNED_IN),
+    # which pipes to renew first (issue 17 item 4): a planner's question like the others
+    "planner-renewal-note": Access("planner.query"),
     "planner-isolation": Access(SIGNED_IN),
 }
+RENEWAL_NETWORKS = NetworkCache()  # graphs and segment isolations kept between questions
 MAX_RADIUS_M = 100_000.0  # the whole city fits in 100 km around its centre
 TABLE_ROWS = 200
 MAX_NEAR_M = 10_000.0  # "near" beyond 10 km is no longer near in one city
@@ -119,7 +124,9 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
         [*_layer_fields(lang), *_area_fields(lang), *_near_fields(lang), *_alert_fields(lang)],
         className="planner-fields",
     )
-    controls = panel(None, fields, _action_buttons(lang), kind="controls planner-controls")
+    controls = panel(
+        None, fields, _action_buttons(lang), _renewal_fields(lang), kind="controls planner-controls"
+    )
     status = html.Div(t(lang, "planner.start"), id="planner-message", role="status")
     results = panel(None, status, html.Div(id="planner-table", className="table-scroll"))
     picked = panel(
@@ -262,6 +269,77 @@ def _action_buttons(lang: str) -> html.Div:
         [html.Div([run, clear], className="form-row"), html.Div(exports, className="form-row")],
         className="planner-actions",
     )
+
+
+def _renewal_fields(lang: str) -> html.Div:
+    """Which pipes to renew first: the network, how many, the weights (gis/renewal.py)."""
+    networks = [{"label": t(lang, f"layer.{n}_pipes"), "value": n} for n in ("water", "gas")]
+    return html.Div(
+        [
+            html.H3(t(lang, "renewal.title")),
+            dcc.Dropdown(
+                id="planner-renewal-network", options=networks, value="water", clearable=False
+            ),
+            _text_input("planner-renewal-top", t(lang, "renewal.top"), spaced=True, value="20"),
+            _text_input("planner-renewal-weights", t(lang, "renewal.weights"), spaced=True),
+            html.Div(
+                html.Button(t(lang, "renewal.run"), id="planner-renewal-run", className="action"),
+                className="form-row",
+            ),
+            html.Div(id="planner-renewal-note", className="note"),
+        ],
+        className="planner-renewal",
+    )
+
+
+def renewal(ctx: AppContext, _clicks, network, top, weights, lang):
+    """The pipes to renew first on the map (pickable, as any answer) and as a table of their
+    score's parts; planners and admins only, checked here as well as by the guard."""
+    from gis.renewal import RenewalError, Weights
+    from gis.renewal_db import fetch_renewal
+
+    lang = ctx.lang(lang)
+    if not can(ctx.current_user(), "planner.query"):
+        return no_update, no_update, _error(t(lang, "planner.forbidden")), no_update
+    try:
+        n = max(1, int(_number(top or "20", "top", 0, 1000)))
+        chosen = Weights.parse(weights if isinstance(weights, str) else "")
+        if network not in ("water", "gas"):
+            raise RenewalError(f"no renewal for {display_text(network)[:20]}")
+        with ctx.reader.connection() as conn:
+            fc = fetch_renewal(conn, network, chosen, top=n, cache=RENEWAL_NETWORKS)
+    except QueryError as exc:
+        return no_update, no_update, _error(error_text(lang, exc)), no_update
+    except RenewalError:
+        return no_update, no_update, _error(t(lang, "renewal.bad_weights")), no_update
+    except queries.DatabaseUnavailable:
+        return no_update, no_update, _error(t(lang, "banner.db_down")), no_update
+    feats = fc["features"]
+    meta = fc["renewal"]
+    figure = planner_map(ctx, lang, f"{network}_pipes", feats, None)
+    note = t(lang, "renewal.done", n=len(feats), of=meta["pipes_scored"], year=meta["year"])
+    weights_shown = " · ".join(
+        f"{t(lang, 'renewal.part.' + p)} {meta['weights'][p]:.2f}" for p in RENEWAL_PARTS
+    )
+    return figure, renewal_table(lang, feats), html.Span(note, className="msg-ok"), weights_shown
+
+
+def renewal_table(lang: str, feats: list[dict[str, Any]]) -> html.Table:
+    """Rank, pipe, score and each part (0-1), the parts the data does not give marked."""
+    head = [t(lang, "renewal.rank"), t(lang, "renewal.pipe"), t(lang, "renewal.score")]
+    head += [t(lang, "renewal.part." + p) for p in RENEWAL_PARTS]
+    rows = []
+    for f in feats[:TABLE_ROWS]:
+        p = f["properties"]
+        unknown = set((p.get("unknown_parts") or "").split(","))
+        cells = [html.Td(str(p["rank"])), html.Td(display_text(p["pipe_id"]))]
+        cells.append(html.Td(f"{p['score']:.1f}", className="renewal-score"))
+        cells += [
+            html.Td(f"{p['part_' + part]:.2f}" + (" ?" if part in unknown else ""))
+            for part in RENEWAL_PARTS
+        ]
+        rows.append(html.Tr(cells, **{"data-id": display_text(p["pipe_id"])}))
+    return data_table(head, rows, "planner-table renewal-table")
 
 
 # -- the question from the browser, checked -------------------------------------------------------
@@ -760,6 +838,18 @@ def register(app: Dash, ctx: AppContext) -> None:
         State("lang", "data"),
         prevent_initial_call=True,
     )(partial(export, ctx))
+    app.callback(
+        Output("planner-map", "figure", allow_duplicate=True),
+        Output("planner-table", "children", allow_duplicate=True),
+        Output("planner-message", "children", allow_duplicate=True),
+        Output("planner-renewal-note", "children"),
+        Input("planner-renewal-run", "n_clicks"),
+        State("planner-renewal-network", "value"),
+        State("planner-renewal-top", "value"),
+        State("planner-renewal-weights", "value"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(partial(renewal, ctx))
     app.callback(
         Output("planner-fields", "children"),
         Input("planner-layer", "value"),
