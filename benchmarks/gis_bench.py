@@ -354,6 +354,12 @@ def main() -> None:
     ap.add_argument("--grid-n", type=int, default=60)
     ap.add_argument("-n", type=int, default=200, help="repetitions per question")
     ap.add_argument("--reuse", action="store_true", help="reuse the benchmark database")
+    ap.add_argument(
+        "--only",
+        choices=("planner", "isolation", "renewal", "ogc"),
+        action="append",
+        help="run only these parts (repeatable); all by default",
+    )
     args = ap.parse_args()
 
     url = os.environ.get("CITYOPS_BENCH_DATABASE_URL")
@@ -417,10 +423,15 @@ def main() -> None:
         print(
             f"dataset: {counts}; features in all (without alerts): {sum(v for k, v in counts.items() if k != 'alerts') + 20}"
         )
-        bench_planner(url, args.n)
-        bench_isolation(url, args.n)
-        bench_renewal(url, max(10, args.n // 10))
-        bench_ogc(url, args.n)
+        parts = {
+            "planner": lambda: bench_planner(url, args.n),
+            "isolation": lambda: bench_isolation(url, args.n),
+            "renewal": lambda: bench_renewal(url, max(10, args.n // 10)),
+            "ogc": lambda: bench_ogc(url, args.n),
+        }
+        for name, bench in parts.items():
+            if not args.only or name in args.only:
+                bench()
     finally:
         if stack is not None and not os.environ.get("CITYOPS_BENCH_KEEP_STACK"):
             stack.stop()

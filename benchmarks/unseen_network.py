@@ -40,9 +40,10 @@ Run against a stack of its own::
     cityops up --stack-dir /tmp/stack-unseen --no-simulate &
     python benchmarks/unseen_network.py --stack-dir /tmp/stack-unseen --out /tmp/unseen all
 
-Measured: docs/alerts.md, "The unseen network, rehearsed through public commands" (runs A-J;
-the latest, J: leaks found by the water balance within 24 h 4 of 7, none within 300 m, 10 false
-process incidents in 14 days and 3 false balance leaks).
+Measured: docs/alerts.md, "The unseen network, rehearsed through public commands" (runs A-L;
+the latest, L: leaks found by the water balance within 24 h 6 of 7, none within 300 m, 9 false
+process incidents in 14 days (8 of them the generated world's tanks drifting and one running
+dry) and 1 false balance leak).
 
 The script points the commands at the stack through CITYOPS_DATABASE_URL and CITYOPS_MQTT_URL,
 built from the stack's ``secrets.json`` (``CITYOPS_STACK_DIR`` does the same since session 4).
