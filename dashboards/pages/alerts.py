@@ -230,8 +230,8 @@ def loss_lines(lang: str, losses: list[SourceLossView], tz: str) -> list:
 
 
 def acknowledge_loss(ctx: AppContext, clicks: list, changed: object, lang: str | None):
-    """A person takes a source loss on: emergency staff, operators' supervisors... whoever may
-    act on alerts (``alert.act``), checked here on the server and audited."""
+    """A person takes a source loss on: the roles that may act on alerts (``alert.act``),
+    checked here on the server; the loss and its audit row are written together."""
     lang = ctx.lang(lang)
     trigger = dash_ctx.triggered_id
     if not isinstance(trigger, dict) or not any(c for c in clicks or [] if c):
@@ -249,12 +249,11 @@ def acknowledge_loss(ctx: AppContext, clicks: list, changed: object, lang: str |
     from alerts.api import acknowledge_loss as take_on
 
     try:
-        with ctx.writer.connection() as conn:
+        with ctx.writer.connection() as conn, conn.transaction():
             outcome = take_on(conn, loss_id, user.username)
             if outcome == "acknowledged":
-                with conn.transaction():
-                    detail = {"loss": loss_id}
-                    write_audit(conn, ctx.clock(), user.username, "source_loss_ack", "", detail)
+                detail = {"loss": loss_id}
+                write_audit(conn, ctx.clock(), user.username, "source_loss_ack", "", detail)
     except queries.DatabaseUnavailable:
         return _error(t(lang, "banner.db_down")), no_update
     if outcome != "acknowledged":
