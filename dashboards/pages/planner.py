@@ -64,7 +64,7 @@ from gis.filters import (
     parse_filter,
     query_layers,
 )
-from gis.layers import LAYERS
+from gis.layers import LAYERS, NETWORKS
 from gis.planner import fetch_planner_query
 from gis.postgis import fetch_layer_classes
 from gis.renewal import PARTS as RENEWAL_PARTS
@@ -307,9 +307,12 @@ def renewal(ctx: AppContext, _clicks, network, top, weights, lang):
         if network not in ("water", "gas"):
             raise RenewalError(f"no renewal for {display_text(network)[:20]}")
         with ctx.reader.connection() as conn:
+            # the network's layers against the role, as the API's door checks them
+            if not readable(conn, ctx.current_user(), list(NETWORKS[network])):
+                raise PermissionError("a layer of a class above the role")
             fc = fetch_renewal(conn, network, chosen, top=n, cache=RENEWAL_NETWORKS)
-    except QueryError as exc:
-        return no_update, no_update, _error(error_text(lang, exc)), no_update
+    except (QueryError, PermissionError) as exc:
+        return no_update, no_update, _error(failure_text(lang, exc)), no_update
     except RenewalError:
         return no_update, no_update, _error(t(lang, "renewal.bad_weights")), no_update
     except queries.DatabaseUnavailable:

@@ -89,3 +89,42 @@ def test_an_operator_cannot_rank_the_mains(dash_server, users):
         opener, dash_server.url, "planner-renewal-run", values, "planner-renewal-run.n_clicks"
     )
     assert status == 403
+
+
+def test_a_network_classed_above_the_role_is_not_ranked_on_the_page(dash_server, dash_db, users):
+    """The page checks the network's layers against the role as the API's door does: with the
+    gas pipes classed restricted, a planner's ranking of them is refused with the reason."""
+    from tests.dashboards.helpers import call_callback
+
+    opener = http_login(dash_server.url, "li.na", users["li.na"])
+    values = {
+        "planner-renewal-run.n_clicks": 1,
+        "planner-renewal-network.value": "gas",
+        "planner-renewal-top.value": "5",
+        "planner-renewal-weights.value": "",
+        "lang.data": "en",
+    }
+    with psycopg.connect(dash_db, autocommit=True) as conn:
+        (was,) = conn.execute(
+            "SELECT classification FROM gis_layers WHERE name = 'gas_pipes'"
+        ).fetchone()
+        conn.execute("UPDATE gis_layers SET classification = 'restricted' WHERE name = 'gas_pipes'")
+        try:
+            resp = call_callback(
+                opener,
+                dash_server.url,
+                "planner-renewal-run",
+                values,
+                "planner-renewal-run.n_clicks",
+            )
+        finally:
+            conn.execute(
+                "UPDATE gis_layers SET classification = %s WHERE name = 'gas_pipes'", (was,)
+            )
+    answer = resp["response"]
+    assert "planner-table" not in answer  # nothing ranked, nothing drawn
+    assert "restricted layer" in str(answer["planner-message"]["children"])
+    resp = call_callback(
+        opener, dash_server.url, "planner-renewal-run", values, "planner-renewal-run.n_clicks"
+    )
+    assert "planner-table" in resp["response"]  # back to its class: ranked
