@@ -42,6 +42,7 @@ ROUTES: list[tuple[str, str]] = [
     ("GET", "/api/state"),
     ("GET", "/api/signing-key"),
     ("GET", "/api/isolation/water/WP000001"),
+    ("GET", "/api/renewal/water?top=3"),
     ("GET", "/api/trace/water/WP000001"),
     ("GET", "/api/leak?point=104.0657,30.6598&radius_m=200"),
     ("GET", "/ogc/"),
