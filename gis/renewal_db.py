@@ -25,6 +25,7 @@ _PIPES = {
 }
 _LAYER = {"water": "water_pipes", "gas": "gas_pipes"}
 MAX_WINDOW_Y = 50
+KEEP_GRAPHS = 4  # segment isolations kept for this many built graphs
 
 
 def fetch_pipe_facts(
@@ -90,7 +91,9 @@ class _Isolations:
             for link in iso.segment_links:  # the segment's pipes share its isolation
                 out[link] = answer
         with self._lock:
-            self._items = {id(net): (net, out)}  # the newest graph only
+            # the newest few graphs (water and gas, a database or two), not every old version
+            kept = list(self._items.items())[-(KEEP_GRAPHS - 1) :] if KEEP_GRAPHS > 1 else []
+            self._items = {**dict(kept), id(net): (net, out)}
         return out
 
 
