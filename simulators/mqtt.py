@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from cityops.kernel.clock import Deadline
-from cityops.kernel.mqtt import Publisher
+from cityops.kernel.mqtt import NO_MATCHING_SUBSCRIBERS, UNROUTED_RETRY_S, Publisher
 from cityops.kernel.settings import parse_mqtt_url
 from sensors.topics import parse_telemetry_topic
 from simulators.profiles import Outgoing
@@ -39,6 +39,10 @@ CONNECT_TIMEOUT_S = 60.0  # a fleet of 2,000 devices connects in about 3 s here
 # aiomqtt leaves a publish waiting for its PUBACK when the connection drops: a device that
 # hears nothing this long [s] reconnects and sends again (a PUBACK takes milliseconds here)
 PUBACK_TIMEOUT_S = 5.0
+# telemetry no subscriber took is published again for this long: the ingest workers' shared
+# subscription is gone for a moment after a broker restart (measured up to 1.6 s, ceiling 3 s:
+# decision 0081); a run with no ingest worker at all pays it once
+UNROUTED_GRACE_S = 5.0
 
 
 @dataclass
@@ -75,6 +79,38 @@ def client_id(prefix: str = "cityops-sim") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+class _Device(aiomqtt.Client):
+    """aiomqtt's client with what its ``publish`` drops: the PUBACK's reason code. A telemetry
+    message the broker acknowledged with "no matching subscribers" was kept by nobody and must
+    be sent again (decision 0081)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._routed: dict[int, asyncio.Future[bool]] = {}
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        future = self._routed.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result(reason_code != NO_MATCHING_SUBSCRIBERS)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_routed(self, topic: str, payload: bytes, *, timeout: float) -> bool:
+        """Publish at QoS 1 and wait for the PUBACK: True when a subscriber took the message.
+        Raises ``aiomqtt.MqttError`` when it cannot be sent or no PUBACK came in ``timeout``."""
+        # the client's paho instance, as aiomqtt's own publish uses it; its network I/O runs
+        # on this loop, so no PUBACK can come between the publish and the future's creation
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc != 0:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        future = self._routed[info.mid] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise aiomqtt.MqttError("no PUBACK in time") from None
+        finally:
+            self._routed.pop(info.mid, None)
+
+
 class DevicePublishers:
     """One broker connection per sensor, each with the device's own identity, all served by one
     asyncio event loop (aiomqtt) on a thread of its own (docs/decisions/0034).
@@ -84,17 +120,22 @@ class DevicePublishers:
     every one. A device's messages leave in order with at most ``max_inflight``
     unacknowledged; a device whose connection drops reconnects and sends again what was not
     acknowledged (at least once, as paho's publisher does: writes downstream are idempotent).
+    What the broker acknowledged with "no matching subscribers" is sent again for up to
+    ``UNROUTED_GRACE_S``, as ``Publisher(resend_unrouted_s=...)`` does (decision 0081).
     """
 
     def __init__(self, urls: dict[str, str], *, max_inflight: int = 20) -> None:
         self._urls = urls
         self._max_inflight = max_inflight
-        self._clients: dict[str, aiomqtt.Client] = {}
+        self._clients: dict[str, _Device] = {}
         self._batch: dict[str, list[tuple[str, bytes]]] = {}
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_lost_connection_is_no_error)
         self._thread = threading.Thread(target=self._loop.run_forever, name="device-fleet")
         self.peak_inflight = 0  # most unacknowledged messages of one device at once
+        self._unrouted_since: float | None = None  # monotonic start of a streak nobody took
+        self.resent_unrouted = 0
+        self.dropped_unrouted = 0
 
     def __enter__(self) -> DevicePublishers:
         self._thread.start()
@@ -144,7 +185,7 @@ class DevicePublishers:
             ep = parse_mqtt_url(url)
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 300  # as the service publisher: resend after a blip
-            client = aiomqtt.Client(
+            client = _Device(
                 ep.host,
                 ep.port,
                 username=ep.username,
@@ -171,10 +212,11 @@ class DevicePublishers:
 
     async def _send(self, sid: str, msgs: list[tuple[str, bytes]], deadline: Deadline) -> None:
         """One device's messages in order; after a lost connection, reconnect and send again
-        those not acknowledged, until ``deadline``."""
+        those not acknowledged, until ``deadline``; those no subscriber took, again after a
+        pause, for up to ``UNROUTED_GRACE_S``."""
         client = self._clients[sid]
         window = asyncio.Semaphore(self._max_inflight)
-        acked = [False] * len(msgs)
+        done = [False] * len(msgs)
         inflight = 0
 
         async def one(i: int) -> None:
@@ -184,16 +226,19 @@ class DevicePublishers:
                 self.peak_inflight = max(self.peak_inflight, inflight)
                 try:
                     timeout = min(PUBACK_TIMEOUT_S, deadline.left())
-                    await client.publish(*msgs[i], qos=1, timeout=timeout)
-                    acked[i] = True
+                    done[i] = await client.publish_routed(*msgs[i], timeout=timeout)
+                    if done[i]:
+                        self._unrouted_since = None
+                    elif self._unrouted_since is None:
+                        self._unrouted_since = time.monotonic()
                 finally:
                     inflight -= 1
 
-        while not all(acked):
+        while not all(done):
             lost: list[Exception] = []
             try:
                 async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
-                    for i in [i for i, ok in enumerate(acked) if not ok]:
+                    for i in [i for i, ok in enumerate(done) if not ok]:
                         group.create_task(one(i))
             except* aiomqtt.MqttError as errors:
                 lost = list(errors.exceptions)
@@ -202,6 +247,29 @@ class DevicePublishers:
                     raise TimeoutError(f"device {sid}: not acknowledged in time")
                 log.warning("device %s: %s; reconnecting", sid, lost[0])
                 await _reconnect(client, deadline)
+            elif not all(done):
+                await self._after_unrouted(sid, done.count(False), deadline)
+                if self._unrouted_given_up():
+                    return
+
+    def _unrouted_given_up(self) -> bool:
+        since = self._unrouted_since
+        return since is not None and time.monotonic() - since > UNROUTED_GRACE_S
+
+    async def _after_unrouted(self, sid: str, n: int, deadline: Deadline) -> None:
+        """``n`` messages of ``sid`` no subscriber took: drop them once the grace is over, or
+        wait a little before they go again."""
+        if self._unrouted_given_up():
+            if not self.dropped_unrouted:
+                log.warning("no subscriber took telemetry for %.0f s: dropping", UNROUTED_GRACE_S)
+            self.dropped_unrouted += n
+            return
+        if deadline.left() < UNROUTED_RETRY_S:
+            raise TimeoutError(f"device {sid}: no subscriber took {n} messages in time")
+        if not self.resent_unrouted:
+            log.warning("device %s: no subscriber for its telemetry yet: sending again", sid)
+        self.resent_unrouted += n
+        await asyncio.sleep(UNROUTED_RETRY_S)
 
 
 def _lost_connection_is_no_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -225,7 +293,7 @@ async def _reconnect(client: aiomqtt.Client, deadline: Deadline) -> None:
             await asyncio.sleep(1.0)
 
 
-async def _leave_all(clients: list[aiomqtt.Client]) -> None:
+async def _leave_all(clients: Sequence[aiomqtt.Client]) -> None:
     await asyncio.gather(*(_leave(c) for c in clients))
 
 
@@ -256,7 +324,17 @@ def publish_steps(
     t0 = time.monotonic()
     wall0 = time.time()
     last_log = t0
-    sink = Publisher(url, client_id(), max_inflight=max_inflight) if isinstance(url, str) else url
+    sink = (
+        Publisher(
+            url,
+            client_id(),
+            max_inflight=max_inflight,
+            resend_unrouted_s=UNROUTED_GRACE_S,
+            interrupt=stop,
+        )
+        if isinstance(url, str)
+        else url
+    )
     with sink as pub:
         k = 0
         while (steps == 0 or k < steps) and not stop.is_set():

@@ -32,6 +32,8 @@ from cityops.kernel.settings import parse_mqtt_url
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 86_400  # the broker keeps our subscription and queue for a week offline
+# a consumer's reconnect back-off [s], doubling from the first to the last
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 2.0
 RECEIVE_MAXIMUM = 1000  # unacknowledged QoS 1 messages the broker may send us at once
 # payload bytes received and not yet taken: a message may be up to the broker's 1 MiB packet
 # limit, so a count alone does not bound memory
@@ -286,6 +288,10 @@ class AckingConsumer:
         self._connected_once = threading.Event()
         self.subscribed = threading.Event()  # the broker confirmed every filter (SUBACK)
         self._client = new_client(client_id, url, manual_ack=True)
+        # back soon after a broker restart: Mosquitto 2.0.11 forgets shared subscriptions over
+        # one, and what is published before we subscribe again is kept by nobody (decision 0081)
+        # (paho annotates the delays int; its back-off takes any number of seconds)
+        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -411,24 +417,73 @@ def end_session(url: str, client_id: str, *, timeout_s: float = 5.0) -> None:
         pass
 
 
+# PUBACK reason code (MQTT 5): the broker took the message but no subscription matched it, so
+# nobody keeps it. Mosquitto 2.0.11 does not save shared subscriptions in its persistence file:
+# after a broker restart telemetry is answered so until the ingest workers subscribe again
+# (docs/decisions/0081-telemetry-until-the-ingest-subscription-is-back.md).
+NO_MATCHING_SUBSCRIBERS = 0x10
+UNROUTED_RETRY_S = 0.25  # wait before publishing unrouted messages again
+
+
+class _Outgoing(NamedTuple):
+    info: mqtt.MQTTMessageInfo
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
 class Publisher:
     """QoS 1 publisher that bounds its in-flight window instead of losing messages.
 
     paho's message ids are 16 bit: an unbounded burst wraps them and loses data, so
     ``publish`` waits when ``max_inflight`` messages are not yet acknowledged.
+
+    ``resend_unrouted_s`` (telemetry): a message the broker acknowledged with "no matching
+    subscribers" was kept by nobody, so ``flush`` publishes it again, for at most that many
+    seconds since the broker last routed one of ours: long enough for the ingest workers to
+    subscribe again after a broker restart, and no stall for ever where nothing ingests (the
+    rest is then dropped, counted and logged). 0 (events that may have no listener): off.
+    ``interrupt`` (a stop request) ends such a wait at once, dropping what nobody took.
     """
 
-    def __init__(self, url: str, client_id: str, *, max_inflight: int = 200) -> None:
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        max_inflight: int = 200,
+        resend_unrouted_s: float = 0.0,
+        interrupt: threading.Event | None = None,
+    ) -> None:
         self._client = new_client(client_id, url, manual_ack=False)
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(max_inflight)
         self._url = url
-        self._pending: list[mqtt.MQTTMessageInfo] = []
+        self._pending: list[_Outgoing] = []
         self._max_inflight = max_inflight
+        self._resend_unrouted_s = resend_unrouted_s
+        self._interrupt = interrupt or threading.Event()  # set: stop waiting for a subscriber
+        self._unrouted_mids: set[int] = set()  # written on the network thread
+        self._unrouted_since: float | None = None  # monotonic time of the streak's first
+        self.resent_unrouted = 0  # published again because no subscriber took them
+        self.dropped_unrouted = 0  # given up on: no subscriber within resend_unrouted_s
         self._connected = threading.Event()
         self._client.on_connect = lambda c, u, f, rc, p: (
             self._connected.set() if not rc.is_failure else log.error("connect refused: %s", rc)
         )
+        self._client.on_publish = self._on_publish
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        # called before paho marks the message published, so flush sees the verdict in time;
+        # a message id is reused only after its PUBACK, and flush reads it before that
+        if reason_code == NO_MATCHING_SUBSCRIBERS:
+            self._unrouted_mids.add(mid)
+            if self._unrouted_since is None:
+                self._unrouted_since = time.monotonic()
+        else:
+            self._unrouted_mids.discard(mid)
+            self._unrouted_since = None
 
     def __enter__(self) -> Publisher:
         ep = parse_mqtt_url(self._url)
@@ -447,18 +502,49 @@ class Publisher:
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise RuntimeError(f"publish failed: {mqtt.error_string(info.rc)}")
-        self._pending.append(info)
+        self._pending.append(_Outgoing(info, topic, payload, qos, retain))
         if len(self._pending) >= self._max_inflight:
             self.flush()
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until every message published so far is acknowledged by the broker."""
+        """Wait until every message published so far is acknowledged by the broker (and, with
+        ``resend_unrouted_s``, taken by a subscriber)."""
         deadline = Deadline(timeout_s)
-        for info in self._pending:
-            info.wait_for_publish(max(0.01, deadline.left()))
-            if not info.is_published():
-                raise TimeoutError("broker did not acknowledge in time")
-        self._pending.clear()
+        while self._pending:
+            unrouted: list[_Outgoing] = []
+            for out in self._pending:
+                out.info.wait_for_publish(max(0.01, deadline.left()))
+                if not out.info.is_published():
+                    raise TimeoutError("broker did not acknowledge in time")
+                if out.info.mid in self._unrouted_mids:
+                    self._unrouted_mids.discard(out.info.mid)
+                    if self._resend_unrouted_s > 0 and out.qos > 0:
+                        unrouted.append(out)
+            self._pending.clear()
+            if not unrouted:
+                return
+            since = self._unrouted_since
+            waited_out = since is not None and time.monotonic() - since > self._resend_unrouted_s
+            if waited_out or self._interrupt.wait(UNROUTED_RETRY_S):
+                self._drop_unrouted(unrouted)
+                return
+            if deadline.passed():
+                raise TimeoutError(f"no subscriber took {len(unrouted)} messages in time")
+            if not self.resent_unrouted:
+                log.warning("no subscriber for %s yet: publishing again", unrouted[0].topic)
+            self.resent_unrouted += len(unrouted)
+            for out in unrouted:
+                info = self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+                self._pending.append(out._replace(info=info))
+
+    def _drop_unrouted(self, unrouted: list[_Outgoing]) -> None:
+        if not self.dropped_unrouted:
+            log.warning(
+                "no subscriber took %s: dropping what nobody takes (waited up to %.0f s)",
+                unrouted[0].topic,
+                self._resend_unrouted_s,
+            )
+        self.dropped_unrouted += len(unrouted)
 
     def __exit__(self, *exc: object) -> None:
         try:

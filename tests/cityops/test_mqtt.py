@@ -11,6 +11,7 @@ import pytest
 
 from cityops.kernel.mqtt import AckingConsumer, BufferedSocket, Inbox, Message, Publisher
 from cityops.shell.stack import LocalStack
+from tests.waiting import wait_for
 
 
 class _ChunkSocket:
@@ -108,3 +109,66 @@ def test_a_batch_acknowledged_in_one_write_is_not_delivered_again(stack: LocalSt
         again.ack_many(redelivered)
     finally:
         again.stop(end_session=True)
+
+
+def test_telemetry_nobody_took_is_published_again_until_a_subscriber_comes(
+    stack: LocalStack,
+) -> None:
+    """A PUBACK saying "no matching subscribers" means nobody kept the message (decision 0081):
+    a telemetry publisher sends it again until a subscriber takes it, gives up after its grace
+    where nothing subscribes at all, and an event publisher does neither."""
+    url = stack.mqtt_url("cityops-admin")
+    tag = uuid.uuid4().hex[:6]
+    topic = f"city/unrouted/{tag}/a"  # outside telemetry: no other test's session takes it
+    pub = Publisher(url, f"pub-{tag}", resend_unrouted_s=20)
+    flushed = threading.Event()
+
+    def publish_50() -> None:
+        with pub:
+            for i in range(50):
+                pub.publish(topic, str(i).encode())
+            pub.flush()
+        flushed.set()
+
+    sender = threading.Thread(target=publish_50)
+    sender.start()
+    # nobody subscribed yet: every message comes back unrouted, and goes again
+    wait_for(lambda: pub.resent_unrouted >= 50, timeout_s=10, what="50 published again")
+    assert not flushed.is_set()
+    late = AckingConsumer(url, f"late-{tag}", [topic])
+    late.start(10)
+    try:
+        got: list[Message] = []
+        deadline = time.monotonic() + 15
+        while len({m.payload for m in got}) < 50 and time.monotonic() < deadline:
+            got += late.queue.take(100, 0.2)
+        late.ack_many(got)
+        sender.join(15)
+        assert flushed.is_set() and pub.dropped_unrouted == 0
+        assert sorted({int(m.payload) for m in got}) == list(range(50))
+    finally:
+        late.stop(end_session=True)
+
+    lonely = f"city/unrouted/{tag}/lonely"
+    with Publisher(url, f"lonely-{tag}", resend_unrouted_s=0.5) as pub:
+        t = time.monotonic()
+        for _ in range(20):
+            pub.publish(lonely, b"x")
+        pub.flush()
+        assert 0.5 <= time.monotonic() - t < 5 and pub.dropped_unrouted == 20
+        t = time.monotonic()
+        for _ in range(20):
+            pub.publish(lonely, b"x")
+        pub.flush()  # no subscriber since the grace ended: no new wait
+        assert time.monotonic() - t < 0.5 and pub.dropped_unrouted == 40
+    stop = threading.Event()
+    with Publisher(url, f"stopped-{tag}", resend_unrouted_s=30, interrupt=stop) as pub:
+        pub.publish(f"city/unrouted/{tag}/stopped", b"x")
+        threading.Timer(0.5, stop.set).start()
+        t = time.monotonic()
+        pub.flush()  # a stop request ends the wait for a subscriber
+        assert time.monotonic() - t < 2 and pub.dropped_unrouted == 1
+    with Publisher(url, f"event-{tag}") as pub:
+        pub.publish(f"city/alerts/unrouted-{tag}", b"x")
+        pub.flush()
+        assert pub.resent_unrouted == 0 and pub.dropped_unrouted == 0

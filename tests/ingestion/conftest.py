@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from cityops.kernel.mqtt import Publisher
+from cityops.kernel.mqtt import NO_MATCHING_SUBSCRIBERS, UNROUTED_RETRY_S, Publisher
 from cityops.kernel.settings import Settings
 from ingestion.service import Ingestor
 from sensors.quantities import Utility
@@ -90,7 +90,10 @@ class Load:
     """A bounded load of single-reading messages with per-sensor sequence numbers, published at
     QoS 1 from a thread. It survives broker restarts: a message counts as sent only once the
     broker acknowledged it, and anything unacknowledged is published again (the ingestor stores
-    a repeat once). ``expected`` holds every (sensor_id, seq) sent."""
+    a repeat once). A message the broker acknowledged with "no matching subscribers" (after a
+    broker restart, before the ingestor subscribed again) is published again, as the contract
+    asks of MQTT 5 publishers (decision 0081). ``expected`` holds every (sensor_id, seq)
+    sent."""
 
     def __init__(self, url: str, sensors: list[str], per_sensor: int, rate_per_s: float) -> None:
         import threading
@@ -114,11 +117,20 @@ class Load:
         self._client.username_pw_set(ep.username, ep.password)
         self._client.max_inflight_messages_set(100)
         self._client.reconnect_delay_set(0.2, 1)
+        self._unrouted_mids: set[int] = set()
+        self.unrouted = 0  # acknowledgements that said no subscriber took the message
+        self._client.on_publish = self._on_publish
         self._client.connect(ep.host, ep.port, keepalive=10)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
         self.done = threading.Event()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if reason_code == NO_MATCHING_SUBSCRIBERS:
+            self._unrouted_mids.add(mid)
+        else:
+            self._unrouted_mids.discard(mid)
 
     def _message(self, sid: str, k: int) -> tuple[str, bytes]:
         from sensors.payload import encode_reading
@@ -155,13 +167,19 @@ class Load:
         now = time.monotonic()
         for key, (info, sent_at) in list(pending.items()):
             try:
-                published = info.is_published()
+                published = info is not None and info.is_published()
                 failed = False
             except (RuntimeError, ValueError):  # not connected when published
                 published, failed = False, True
-            if published:
+            if published and info.mid in self._unrouted_mids:  # kept by nobody: again soon
+                self._unrouted_mids.discard(info.mid)
+                self.unrouted += 1
+                pending[key] = (None, now)
+            elif published:
                 del pending[key]
-            elif (failed or now - sent_at > 3.0) and self._client.is_connected():
+            elif info is None and now - sent_at < UNROUTED_RETRY_S:
+                continue
+            elif (info is None or failed or now - sent_at > 3.0) and self._client.is_connected():
                 topic, body = self._message(*key)
                 pending[key] = (self._client.publish(topic, body, qos=1), now)
         time.sleep(0.02)
@@ -176,3 +194,17 @@ class Load:
 
 def stored_pairs(db_url: str) -> list[tuple[str, int]]:
     return [(s, k) for s, k in query(db_url, "SELECT sensor_id, seq FROM readings")]
+
+
+def wait_stored(db_url: str, load: Load, timeout_s: float) -> None:
+    """Wait until every reading of ``load`` is stored; a timeout says how many are, which are
+    missing and how many the broker acknowledged with "no matching subscribers"."""
+    try:
+        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=timeout_s)
+    except AssertionError:
+        missing = sorted(load.expected - set(stored_pairs(db_url)))
+        raise AssertionError(
+            f"{len(load.expected) - len(missing)} of {len(load.expected)} readings stored after "
+            f"{timeout_s} s; missing {len(missing)}, first {missing[:5]}; "
+            f"{load.unrouted} acknowledgements said no subscriber took the message"
+        ) from None

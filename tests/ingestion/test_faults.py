@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -18,14 +19,17 @@ from cityops.kernel.mqtt import RECEIVE_MAXIMUM, Publisher, end_session
 from cityops.kernel.settings import Settings
 from cityops.shell.stack import LocalStack, free_port
 from ingestion.service import Ingestor
+from sensors.payload import encode_reading
 from tests.conftest import start_cityops
 from tests.ingestion.conftest import (
     Load,
     add_sensors,
     new_id,
+    now_ms,
     query,
     stored_pairs,
     wait_for,
+    wait_stored,
     water_topic,
 )
 
@@ -67,7 +71,7 @@ def test_kill_9_of_the_ingestor_under_load_loses_and_doubles_nothing(
             kills += 1
             proc = start_cityops(settings, "ingest")
         load.wait(60)
-        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        wait_stored(db_url, load, timeout_s=60)
         _assert_exactly_once(db_url, load)
         assert 0 < query(db_url, "SELECT count(*) FROM readings")[0][0] == 4000
     finally:
@@ -117,7 +121,7 @@ def test_postgres_stopped_and_restarted_under_load(
         finally:
             stack.start_postgres()
         load.wait(60)
-        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        wait_stored(db_url, load, timeout_s=60)
         _assert_exactly_once(db_url, load)
         wait_for(lambda: ing.health().state == "running")
         assert "cityops_ingest_stalled 0.0" in _metrics(settings.metrics_port)
@@ -144,16 +148,58 @@ def test_broker_restarted_cleanly_under_load(
         load.wait(60)
         # under a full suite on 2 cores the reconnect back-off and the redelivered backlog can
         # take over a minute; a lost reading still fails here, with the counts
-        wait_for(
-            lambda: len(stored_pairs(db_url)) >= len(load.expected),
-            timeout_s=120,
-            what=f"{len(load.expected)} readings stored",
-        )
+        wait_stored(db_url, load, timeout_s=120)
         _assert_exactly_once(db_url, load)
         assert ing.consumer.status.connects >= 2 and ing.consumer.status.sessions_lost == 0
         assert query(db_url, "SELECT count(*) FROM ingest_gaps") == [(0,)]
     finally:
         ing.stop(end_session=True)
+
+
+def test_broker_restarted_before_the_ingestor_returns_loses_nothing(
+    stack: LocalStack, settings: Settings, db_url: str, reuse_ports: None
+) -> None:
+    """Mosquitto 2.0.11 does not keep shared subscriptions over a restart (decision 0081): until
+    the ingestor subscribes again, telemetry is acknowledged with "no matching subscribers" and
+    kept by nobody. A publisher that honours the contract sends it again and every reading is
+    stored once; one that does not loses what it sent in that window."""
+    keen_sensor, careless_sensor = _sensors(db_url, 2)
+    away = Ingestor(settings)
+    away.start()
+    away.stop()  # its session (and, until the restart, its subscription) stays with the broker
+    try:
+        stack.stop_mosquitto()
+    finally:
+        stack.start_mosquitto()
+    t0 = now_ms() - 60_000
+    with Publisher(settings.mqtt_url, f"careless-{new_id('p')}") as careless:
+        careless.publish(water_topic(careless_sensor), encode_reading(t0, 0, {"pressure": 300.0}))
+    keen = Publisher(settings.mqtt_url, f"keen-{new_id('p')}", resend_unrouted_s=60)
+
+    def send() -> None:
+        with keen:
+            for k in range(200):
+                keen.publish(water_topic(keen_sensor), encode_reading(t0 + k, k, {"pressure": 1.0}))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    back = Ingestor(settings)
+    try:
+        wait_for(lambda: keen.resent_unrouted > 0, timeout_s=20, what="a reading nobody took")
+        back.start()
+        sender.join(60)
+        assert not sender.is_alive() and keen.dropped_unrouted == 0
+        wait_for(
+            lambda: len(stored_pairs(db_url)) >= 200,
+            timeout_s=60,
+            what="200 readings stored",
+        )
+        assert sorted(stored_pairs(db_url)) == [(keen_sensor, k) for k in range(200)]
+        assert (
+            back.consumer.status.sessions_lost == 0
+        )  # the session came back, its subscription not
+    finally:
+        back.stop(end_session=True)
 
 
 def test_two_workers_on_a_shared_subscription(settings: Settings, db_url: str) -> None:
@@ -191,7 +237,7 @@ def test_clean_stop_under_load_is_prompt_and_the_rest_arrives_after_restart(
     ing2.start()
     try:
         load.wait(60)
-        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        wait_stored(db_url, load, timeout_s=60)
         _assert_exactly_once(db_url, load)
     finally:
         ing2.stop(end_session=True)
@@ -239,7 +285,7 @@ def test_postgres_killed_during_commits_under_load(
             time.sleep(3.0)  # the orphaned backends notice the postmaster's death and exit
             stack.start_postgres()  # crash recovery
         load.wait(60)
-        wait_for(lambda: len(stored_pairs(db_url)) >= len(load.expected), timeout_s=60)
+        wait_stored(db_url, load, timeout_s=60)
         _assert_exactly_once(db_url, load)
         wait_for(lambda: ing.health().state == "running")
     finally:

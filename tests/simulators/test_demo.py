@@ -13,6 +13,7 @@ from sensors.catalogue import SENSOR_TYPES
 from sensors.payload import TimeWindow, decode_message
 from sensors.topics import parse_telemetry_topic
 from simulators.demo import default_start_ms, parse_start_ms, read_catalogue, run
+from simulators.mqtt import RunStats
 from simulators.profiles import DemoGenerator, PressureDrop
 from tests.listening import drain, subscribe
 
@@ -153,22 +154,34 @@ def test_unbounded_run_stops_on_request_and_paces(settings: Settings, tmp_path: 
         '"coordinates":[104.07,30.66]},"properties":{"sensor_id":"gd-test-1",'
         '"sensor_type":"gas_detector"}}]}'
     )
-    stop = threading.Event()
-    threading.Timer(0.6, stop.set).start()
-    t = time.monotonic()
-    stats = run(
-        settings,
-        catalogue=one,
-        interval_s=1,
-        steps=0,
-        speedup=10,
-        seed=1,
-        start="2026-11-26T08:00:00+08:00",
-        stop=stop,
-    )
-    wall = time.monotonic() - t
+
+    def run_until_stopped() -> tuple[float, RunStats]:
+        stop = threading.Event()
+        threading.Timer(0.6, stop.set).start()
+        t = time.monotonic()
+        stats = run(
+            settings,
+            catalogue=one,
+            interval_s=1,
+            steps=0,
+            speedup=10,
+            seed=1,
+            start="2026-11-26T08:00:00+08:00",
+            stop=stop,
+        )
+        return time.monotonic() - t, stats
+
+    consumer = subscribe(settings)  # someone takes the telemetry: the run keeps its pace
+    try:
+        wall, stats = run_until_stopped()
+    finally:
+        consumer.stop(end_session=True)
     assert 0.5 < wall < 5
     assert 4 <= stats.steps <= 9  # one step per 0.1 s
+    # where nobody takes it the first step waits for a subscriber (decision 0081): the stop
+    # still ends the run at once
+    wall, stats = run_until_stopped()
+    assert 0.5 < wall < 2
 
 
 def test_cli_simulate_publishes_the_demo_now(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from simulators.devices import device_url, enrol_devices, make_credentials
 from simulators.mqtt import DevicePublishers, publish_steps
 from simulators.profiles import Outgoing
 from tests.listening import drain, subscribe
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -109,3 +110,32 @@ def test_the_fleet_reconnects_after_a_broker_restart_and_loses_nothing(
         sub.stop(end_session=True)
     assert stats.messages == len(expected)
     assert set(got) == expected  # at least once: a message in flight at the restart may repeat
+
+
+def test_telemetry_nobody_took_goes_again_until_a_subscriber_comes(
+    settings: Settings, stack: LocalStack, devices: Callable[[int], dict[str, str]]
+) -> None:
+    """After a broker restart nothing subscribes to telemetry until the ingest workers come
+    back (Mosquitto 2.0.11 forgets shared subscriptions, decision 0081): the broker acknowledges
+    with "no matching subscribers" and the devices send again until a subscriber takes it."""
+    urls = devices(5)
+    ids = list(urls)
+    expected = {(m.topic, m.payload) for m in _messages(ids, 0, 3)}
+    stack.stop_mosquitto()  # the shared subscriptions of every other test's workers go with it
+    stack.start_mosquitto()
+    fleet = DevicePublishers(urls)
+    sent = threading.Thread(
+        target=publish_steps,
+        args=(fleet, lambda step: _messages(ids, step, 3)),
+        kwargs={"steps": 1, "interval_s": 60, "speedup": 0},
+    )
+    sent.start()
+    wait_for(lambda: fleet.resent_unrouted >= len(expected), timeout_s=20, what="sent again")
+    sub = subscribe(settings)
+    try:
+        got = drain(sub, len(expected), timeout_s=30)
+        sent.join(30)
+    finally:
+        sub.stop(end_session=True)
+    assert not sent.is_alive() and fleet.dropped_unrouted == 0
+    assert set(got) == expected
