@@ -254,6 +254,31 @@ def bench_isolation(url: str, n: int) -> None:
         )
 
 
+def bench_shutdown(url: str, n: int) -> None:
+    """Issue 17 item 5: a planned shutdown (the valves an isolation of a random pipe names, or
+    2-6 random valves) with the places, facilities and sensors it cuts off."""
+    from gis.analysis import fetch_shutdown, network_of
+    from gis.network import compute_isolation
+
+    rnd = random.Random(5)
+    cache = NetworkCache()
+    with psycopg.connect(url, autocommit=True) as conn:
+        net = network_of(conn, "water", cache)
+        pipes = [lid for lid, lk in net.links.items() if lk.kind == "pipe"]
+        valves = [nid for nid, nd in net.nodes.items() if nd.kind == "valve"]
+        plans = [compute_isolation(net, rnd.choice(pipes)).valves_to_close for _ in range(50)]
+        plans += [tuple(rnd.sample(valves, rnd.randint(2, 6))) for _ in range(50)]
+        print(f"planned shutdown (target < 1 s p95; {len(pipes)} pipes, {len(valves)} valves):")
+        lost: list[int] = []
+
+        def run() -> None:
+            fc = fetch_shutdown(conn, "water", list(rnd.choice(plans)), hours=4, cache=cache)
+            lost.append(len(fc["shutdown"]["nodes_without_supply"]))
+
+        line("close the chosen valves: who loses supply, with geometry", timed(run, n), 1000.0)
+        print(f"    nodes without supply: median {statistics.median(lost)}, max {max(lost)}")
+
+
 def bench_renewal(url: str, n: int) -> None:
     """Issue 17 item 4: the pipes to renew first (every main scored, the top 100 as a layer)."""
     from gis.renewal import Weights
@@ -356,7 +381,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse the benchmark database")
     ap.add_argument(
         "--only",
-        choices=("planner", "isolation", "renewal", "ogc"),
+        choices=("planner", "isolation", "shutdown", "renewal", "ogc"),
         action="append",
         help="run only these parts (repeatable); all by default",
     )
@@ -426,6 +451,7 @@ def main() -> None:
         parts = {
             "planner": lambda: bench_planner(url, args.n),
             "isolation": lambda: bench_isolation(url, args.n),
+            "shutdown": lambda: bench_shutdown(url, args.n),
             "renewal": lambda: bench_renewal(url, max(10, args.n // 10)),
             "ogc": lambda: bench_ogc(url, args.n),
         }

@@ -27,6 +27,7 @@ from gis.network import (
     compute_isolation,
     compute_restoration,
     compute_trace,
+    plan_shutdown,
 )
 from gis.planner import feature_collection, rows_to_features
 
@@ -222,6 +223,61 @@ def fetch_isolation(
         for r in restoration
     ]
     return feature_collection(feats, isolation=summary)
+
+
+def _sensors_on(conn: psycopg.Connection, utility: str, assets: list[str]) -> list[dict]:
+    """The active sensors of ``utility`` on any of ``assets``: id, type and name."""
+    rows = conn.execute(
+        "SELECT sensor_id, sensor_type, name FROM sensors WHERE utility = %s"
+        " AND status = 'active' AND asset_id = ANY(%s) ORDER BY sensor_id",
+        (utility, assets),
+    ).fetchall()
+    return [{"sensor_id": r[0], "sensor_type": r[1], "name": r[2]} for r in rows]
+
+
+def fetch_shutdown(
+    conn: psycopg.Connection,
+    network: str,
+    devices: list[str],
+    *,
+    hours: float | None = None,
+    cache: NetworkCache | None = None,
+    with_geometry: bool = True,
+) -> dict[str, Any]:
+    """A planned shutdown: close ``devices`` and see who loses supply for the works.
+
+    GeoJSON FeatureCollection (the devices closed, the links without supply, the facilities,
+    each with a ``role``) with the summary in its ``shutdown`` member: the places, customers,
+    population, facilities and sensors without supply, and with ``hours`` (the works' length)
+    the customer-hours without supply. Its sensors are the ones a works entry must cover so
+    that the low pressure it causes raises no leak (``cityops works shutdown --record``)."""
+    net = network_of(conn, network, cache)
+    sd = plan_shutdown(net, devices)
+    facilities = _facilities_served(conn, network, list(sd.nodes_without_supply))
+    assets = [*sd.devices, *sd.nodes_without_supply, *sd.links_without_supply]
+    sensors = _sensors_on(conn, network, assets)
+    feats: list[dict] = []
+    if with_geometry:
+        nodes_layer, links_layer = NETWORKS[network]
+        feats += layer_features(
+            conn, nodes_layer, [d for d in sd.devices if d in net.nodes], "device_to_close"
+        )
+        feats += layer_features(
+            conn, links_layer, [d for d in sd.devices if d in net.links], "device_to_close"
+        )
+        feats += layer_features(conn, links_layer, list(sd.links_without_supply), "without_supply")
+    feats += facilities
+    summary: dict[str, Any] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in asdict(sd).items()
+    }
+    summary["network"] = network
+    summary["facilities_without_supply"] = [f["id"] for f in facilities]
+    summary["sensors_without_supply"] = sensors
+    summary["persons_per_household"] = PERSONS_PER_HOUSEHOLD
+    if hours is not None:
+        summary["hours"] = hours
+        summary["customer_hours"] = round(sd.customers_without_supply * hours, 1)
+    return feature_collection(feats, shutdown=summary)
 
 
 def fetch_trace(

@@ -7,6 +7,7 @@ Routes (all GET; answers are GeoJSON unless ``format=csv`` or ``format=gpkg``):
 - ``/layers`` and ``/layers/<name>?zoom=&bbox=`` (simplified per zoom band)
 - ``/query?layer=&where=&district=&point=&feature=&radius_m=&nearest=&near=&alerts=``
 - ``/isolation/<network>/<link_id>?unavailable=a,b``
+- ``/shutdown/<network>?devices=V1,V2&hours=`` (a planned shutdown: who loses supply)
 - ``/trace/<network>/<start>?direction=downstream|upstream``
 - ``/renewal/<network>?top=&weights=age=0.4,...&window_years=`` (water or gas: the pipes to
   renew first, each part of the score shown; gis/renewal.py)
@@ -68,6 +69,7 @@ from gis.planner import fetch_planner_query
 from gis.postgis import fetch_layer_metadata
 
 MAX_UNAVAILABLE = 100  # seized valves named in one isolation question
+MAX_SHUTDOWN_DEVICES = 200  # valves or switches closed in one planned shutdown
 
 
 SIGNATURE_HEADER = "X-Cityops-Signature-SM2"
@@ -274,7 +276,8 @@ def _network_layers(network: str) -> list[str]:
 
 
 def _add_network_routes(bp, database_url: str, nets: NetworkCache) -> None:
-    """/isolation, /renewal, /trace and /leak, on graphs kept in ``nets`` between requests."""
+    """/isolation, /shutdown, /renewal, /trace and /leak, on graphs kept in ``nets`` between
+    requests."""
     from flask import request
 
     @bp.route("/isolation/<network>/<path:link_id>")
@@ -294,6 +297,30 @@ def _add_network_routes(bp, database_url: str, nets: NetworkCache) -> None:
             network,
             link_id,
             unavailable=unavailable,
+            cache=nets,
+        )
+
+    @bp.route("/shutdown/<network>")
+    def shutdown(network: str):
+        from gis.analysis import fetch_shutdown
+
+        layers = [*_network_layers(network), "facilities"]  # names valves: restricted
+        devices = [d for d in request.args.get("devices", "").split(",") if d]
+        if not devices:
+            raise ParamError("devices: name the valves (or switches) to close, comma-separated")
+        if len(devices) > MAX_SHUTDOWN_DEVICES:
+            raise ParamError(f"at most {MAX_SHUTDOWN_DEVICES} devices in one shutdown")
+        for d in devices:
+            parse_ident(d, "devices")
+        hours = parse_float(request.args.get("hours"), "hours", default=None, lo=0.0, hi=720.0)
+        return _answer(
+            database_url,
+            layers,
+            fetch_shutdown,
+            f"shutdown_{network}",
+            network,
+            devices,
+            hours=hours,
             cache=nets,
         )
 

@@ -153,6 +153,51 @@ def test_http_isolation_trace_and_leak(api: FlaskClient) -> None:
     assert r.status_code == 200 and r.data[:16] == b"SQLite format 3\x00"
 
 
+def test_a_planned_shutdown_by_http_and_cli(api: FlaskClient, cli_env: str) -> None:
+    """Close the valves an isolation names, as planned works: the same places lose supply; the
+    CLI records it in the works calendar, covering those valves. Bad devices are refused."""
+    from cityops.shell.cli import app as cityops_app
+
+    iso = api.get("/api/isolation/water/WP000001").get_json()["isolation"]
+    valves = iso["valves_to_close"]
+    r = api.get("/api/shutdown/water", query_string={"devices": ",".join(valves), "hours": 4})
+    assert r.status_code == 200, r.get_json()
+    fc = r.get_json()
+    sd = fc["shutdown"]
+    assert set(sd["nodes_without_supply"]) == set(iso["nodes_without_supply"])
+    assert sd["customers_without_supply"] == iso["customers_without_supply"] > 0
+    assert sd["customer_hours"] == round(4 * sd["customers_without_supply"], 1)
+    roles = {(f["properties"]["role"], f["id"]) for f in fc["features"]}
+    assert {("device_to_close", v) for v in valves} <= roles
+    for query, status, words in (
+        ({"devices": "WP000001"}, 400, "not a valve"),
+        ({"devices": "WV999999"}, 400, "no 'WV999999'"),
+        ({}, 400, "name the valves"),
+        ({"devices": valves[0], "hours": "-1"}, 400, "hours"),
+    ):
+        r = api.get("/api/shutdown/water", query_string=query)
+        assert r.status_code == status and words in r.get_json()["error"], (query, r.get_json())
+    assert api.get("/api/shutdown/sewage?devices=WV000001").status_code == 404
+
+    runner = CliRunner()
+    args = ["works", "shutdown", "--device", ",".join(valves), "--until", "4h"]
+    r = runner.invoke(cityops_app, [*args, "--lang", "en"])
+    assert r.exit_code == 0, r.output
+    assert f"{sd['customers_without_supply']} customers" in r.output
+    r = runner.invoke(cityops_app, [*args, "--record", "--by", "planner-li", "--json"])
+    assert r.exit_code == 0, r.output
+    recorded = json.loads(r.stdout)
+    assert recorded["work_id"] and recorded["hours"] == 4
+    r = runner.invoke(cityops_app, ["works", "list", "--json"])
+    work = next(w for w in json.loads(r.stdout) if w["work_id"] == recorded["work_id"])
+    assert work["kind"] == "valve_operation" and work["asset_ids"] == sorted(valves)
+    r = runner.invoke(cityops_app, ["works", "shutdown", "--device", "WP000001", "--until", "1h"])
+    assert r.exit_code == 2 and "not a valve" in r.output
+    r = runner.invoke(cityops_app, [*args, "--record"])  # who records it is required
+    assert r.exit_code == 2 and "who recorded it" in r.output
+    assert len(json.loads(runner.invoke(cityops_app, ["works", "list", "--json"]).stdout)) == 1
+
+
 def test_cli_classify_and_load_with_a_class(cli_env: str, tmp_path: Path) -> None:
     import psycopg
 

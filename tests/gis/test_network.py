@@ -12,6 +12,7 @@ from gis.network import (
     compute_isolation,
     compute_restoration,
     compute_trace,
+    plan_shutdown,
 )
 
 
@@ -243,3 +244,38 @@ def test_baseline_from_hops_equals_a_plain_supply_walk() -> None:
     )
     assert net.baseline_supplied() == net.supplied()
     assert all(h >= 0 for h in net.hops().values())
+
+
+def test_a_planned_shutdown_loses_what_lies_beyond_its_valves() -> None:
+    net = _line_network()
+    sd = plan_shutdown(net, ["V2"])
+    assert sd.devices == ("V2",)
+    assert sd.nodes_without_supply == ("J3", "J4")  # the valves themselves carry nobody
+    assert set(sd.links_without_supply) == {"P2b", "P3a", "P3b"}
+    assert sd.customers_without_supply == 70 and sd.population_without_supply == round(70 * 2.62)
+    # the isolation's own valves, closed as a planned shutdown, cut off what it says
+    iso = compute_isolation(net, "P5")
+    again = plan_shutdown(net, iso.valves_to_close)
+    assert set(again.nodes_without_supply) == set(iso.nodes_without_supply)
+    assert set(again.links_without_supply) <= set(iso.links_without_supply)
+
+
+def test_one_valve_on_a_loop_cuts_nobody_off_and_two_do() -> None:
+    net = _loop_network()
+    assert plan_shutdown(net, ["V2"]).nodes_without_supply == ()  # fed round the other side
+    sd = plan_shutdown(net, ["V2", "V4"])
+    assert sd.nodes_without_supply == ("C", "D") and sd.customers_without_supply == 7
+
+
+def test_a_shutdown_closes_only_devices_of_the_network() -> None:
+    net = _line_network()
+    with pytest.raises(NetworkError, match="is a pipe, not a valve"):
+        plan_shutdown(net, ["P2b"])
+    with pytest.raises(NetworkError, match="no 'V9'"):
+        plan_shutdown(net, ["V2", "V9"])
+    with pytest.raises(NetworkError, match="at least one"):
+        plan_shutdown(net, [])
+    closed = Network.build(
+        "water", [*net.nodes.values(), Node("V3", "valve", closed=True)], net.links.values()
+    )
+    assert plan_shutdown(closed, ["V3"]).already_closed == ("V3",)
