@@ -14,11 +14,13 @@ import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from dash import html
+from dash import Dash, Input, Output, State, dcc, html, no_update
 
+from access.auth import can
 from access.classes import may_read
 from dashboards import queries
 from dashboards.components import catalogue_label, severity_badge
@@ -372,8 +374,15 @@ def _alert_list(lang: str, alerts: Sequence[dict[str, Any]], tz: str) -> html.Ul
     return html.Ul(items, className="timeline pick-alerts")
 
 
-def isolation_view(lang: str, link: str, summary: dict[str, Any], names: list[str]) -> list:
-    """The valves to close and what loses supply, as a list under the picked feature."""
+def isolation_view(
+    lang: str,
+    link: str,
+    summary: dict[str, Any],
+    names: list[str],
+    form: html.Div | None = None,
+) -> list:
+    """The valves to close and what loses supply, as a list under the picked feature (and the
+    form that records it as a planned shutdown, for those who may)."""
     valves = [*summary.get("sources_to_shut", []), *summary.get("valves_to_close", [])]
     items = [
         t(lang, "alerts.valves", n=len(valves), ids=", ".join(map(display_text, valves)) or "—")
@@ -391,7 +400,111 @@ def isolation_view(lang: str, link: str, summary: dict[str, Any], names: list[st
     return [
         html.H3(t(lang, "pick.isolation", id=display_text(link))),
         html.Ul([html.Li(i) for i in items], className="timeline impact pick-isolation"),
+        *([form] if form is not None else []),
     ]
+
+
+def shutdown_form(lang: str, prefix: str) -> html.Div:
+    """When and how long: the valve plan recorded as a planned shutdown (``record_shutdown``)."""
+    return html.Div(
+        [
+            html.H4(t(lang, "shutdown.title")),
+            html.Label(t(lang, "shutdown.start"), htmlFor=f"{prefix}-shutdown-start"),
+            dcc.Input(id=f"{prefix}-shutdown-start", type="text", value="", debounce=False),
+            html.Label(t(lang, "shutdown.hours"), htmlFor=f"{prefix}-shutdown-hours"),
+            dcc.Input(id=f"{prefix}-shutdown-hours", type="text", value="4", debounce=False),
+            html.Button(
+                t(lang, "shutdown.record"),
+                id=f"{prefix}-shutdown-record",
+                className="action",
+                n_clicks=0,
+            ),
+            html.Div(id=f"{prefix}-shutdown-note", role="status"),
+        ],
+        className="shutdown-form",
+    )
+
+
+MAX_SHUTDOWN_HOURS = 720.0
+
+
+def shutdown_window(start: Any, hours: Any, tz: str, now: datetime) -> tuple[datetime, float]:
+    """(start, hours) from the form: an ISO time in ``tz`` (empty: ``now``) and 0.5-720 h;
+    ``ValueError`` otherwise."""
+    text = start.strip() if isinstance(start, str) else ""
+    begins = datetime.fromisoformat(text) if text else now
+    if begins.tzinfo is None:
+        begins = begins.replace(tzinfo=ZoneInfo(tz))
+    length = float(str(hours).strip()) if hours is not None else math.nan
+    if not 0.5 <= length <= MAX_SHUTDOWN_HOURS:  # nan and inf fail here too
+        raise ValueError(f"hours out of range: {display_text(str(hours))[:20]}")
+    return begins.astimezone(UTC), length
+
+
+def record_shutdown(ctx: AppContext, lang: str, picked: Any, start: Any, hours: Any) -> Any:
+    """The picked link's valve plan recorded in the works calendar as a planned shutdown: who
+    loses supply and for how long, and its sensors' alarms grouped as planned works. Emergency
+    and admin (``alert.act``, and the valve plan's layers), checked here; the entry and its
+    audit row in one transaction."""
+    if not isinstance(picked, dict) or picked.get("layer") not in LINK_NETWORKS:
+        return html.Div(t(lang, "pick.not_link"), className="msg-error")
+    layer, fid = picked["layer"], str(picked.get("id"))[:64]
+    user = ctx.current_user()
+    if user is None:
+        return html.Div(t(lang, "pick.need_login"), className="msg-error")
+    if not can(user, "alert.act"):
+        return html.Div(t(lang, "shutdown.role"), className="msg-error")
+    try:
+        begins, length = shutdown_window(start, hours, ctx.tz, ctx.clock())
+    except ValueError:
+        return html.Div(t(lang, "shutdown.bad_time"), className="msg-error")
+    from access.accounts import write_audit
+    from alerts.api import add_work
+    from gis.analysis import NetworkCache, fetch_isolation, fetch_shutdown
+
+    network = LINK_NETWORKS[layer]
+    cache = ctx.cache.get("network-cache", 3600, NetworkCache)
+    try:
+        with ctx.writer.connection() as conn, conn.transaction():
+            if not readable(conn, user, isolation_layers(layer)):
+                return html.Div(t(lang, "pick.isolate_role"), className="msg-error")
+            iso = fetch_isolation(conn, network, fid, cache=cache, with_geometry=False)
+            plan = iso["isolation"]
+            if plan["sources_to_shut"] or not plan["valves_to_close"]:
+                return html.Div(t(lang, "shutdown.source"), className="msg-error")
+            valves = plan["valves_to_close"]
+            sd = fetch_shutdown(
+                conn, network, valves, hours=length, cache=cache, with_geometry=False
+            )["shutdown"]
+            sensors = [x["sensor_id"] for x in sd["sensors_without_supply"]]
+            work_id = add_work(
+                conn,
+                kind="valve_operation",
+                utility=network,
+                starts_at=begins,
+                ends_at=begins + timedelta(hours=length),
+                description=f"planned shutdown of {fid}: close {', '.join(valves)}",
+                recorded_by=user.username,
+                asset_ids=sd["devices"],
+                sensor_ids=sensors,
+            )
+            detail = {"work": work_id, "link": fid, "devices": valves, "hours": length}
+            write_audit(conn, ctx.clock(), user.username, "shutdown_recorded", "", detail)
+    except queries.DatabaseUnavailable:
+        return html.Div(t(lang, "banner.db_down"), className="msg-error")
+    except ValueError:  # gis.network.NetworkError: the link is gone from the graph
+        return html.Div(t(lang, "pick.not_found"), className="note")
+    text = t(
+        lang,
+        "shutdown.done",
+        id=work_id,
+        start=local_time(begins, ctx.tz, "%Y-%m-%d %H:%M"),
+        hours=length,
+        customers=sd["customers_without_supply"],
+        population=sd["population_without_supply"],
+        sensors=len(sensors),
+    )
+    return html.Span(text, className="msg-ok")
 
 
 def facility_names(lang: str, features: Sequence[dict[str, Any]]) -> list[str]:
@@ -441,7 +554,28 @@ def isolation_layers(layer: str) -> list[str]:
     return [*NETWORKS[LINK_NETWORKS[layer]], "facilities"]
 
 
-def isolation_answer(ctx: AppContext, lang: str, picked: Any) -> tuple[list, list[dict]]:
+def register_shutdown(app: Dash, ctx: AppContext, prefix: str, picked_store: str) -> None:
+    """The "record the shutdown" button under a valve plan on a page (``record_shutdown``)."""
+
+    def record(clicks, picked, start, hours, lang):
+        if not clicks:
+            return no_update
+        return record_shutdown(ctx, ctx.lang(lang), picked, start, hours)
+
+    app.callback(
+        Output(f"{prefix}-shutdown-note", "children"),
+        Input(f"{prefix}-shutdown-record", "n_clicks"),
+        State(picked_store, "data"),
+        State(f"{prefix}-shutdown-start", "value"),
+        State(f"{prefix}-shutdown-hours", "value"),
+        State("lang", "data"),
+        prevent_initial_call=True,
+    )(record)
+
+
+def isolation_answer(
+    ctx: AppContext, lang: str, picked: Any, prefix: str
+) -> tuple[list, list[dict]]:
     """(the isolation's list, its features to draw) for a picked link, checked again here:
     a user who may read valve plans (restricted), a link of a known network."""
     if not isinstance(picked, dict) or picked.get("layer") not in LINK_NETWORKS:
@@ -464,4 +598,5 @@ def isolation_answer(ctx: AppContext, lang: str, picked: Any) -> tuple[list, lis
         return [html.Div(t(lang, "pick.not_found"), className="note")], []
     features = doc["features"]
     names = facility_names(lang, features)
-    return isolation_view(lang, fid, doc["isolation"], names), features
+    form = shutdown_form(lang, prefix) if can(user, "alert.act") else None
+    return isolation_view(lang, fid, doc["isolation"], names, form), features

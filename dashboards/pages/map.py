@@ -40,6 +40,7 @@ from dashboards.planner_map import (
     picked_panel,
     picked_ref,
     readable,
+    register_shutdown,
 )
 from dashboards.security import SIGNED_IN, Access
 from dashboards.snapshot import Bbox, SensorStates, grid_cells, select_points
@@ -51,7 +52,8 @@ NAV_KEY = "nav.map"
 POINTS_LIMIT = 8000  # single markers up to this many in view (WebGL), grid cells beyond
 PICK_LIMIT = 500  # pipes or lines of one network in view that get a pick handle (zoom in for more)
 # a picked pipe's valve plan: signed in, the data classes checked in the callback (restricted)
-CALLBACK_ACCESS = {"map-isolation": Access(SIGNED_IN)}
+# a valve plan and its recording as a planned shutdown: signed in, the roles checked inside
+CALLBACK_ACCESS = {"map-isolation": Access(SIGNED_IN), "map-shutdown-note": Access(SIGNED_IN)}
 LAYERS = ("districts", "networks", "facilities", "sensors", "alerts")
 CITY_SPAN_DEG = 2.0
 MAP_REFRESH_MS = 10_000
@@ -241,7 +243,7 @@ def details(ctx: AppContext, click, lang):
 def isolate(ctx: AppContext, _clicks, picked, lang):
     """The picked pipe's valve plan: listed under it, and kept to draw over the map."""
     lang = ctx.lang(lang)
-    view, features = isolation_answer(ctx, lang, picked)
+    view, features = isolation_answer(ctx, lang, picked, "map")
     return view, features
 
 
@@ -303,3 +305,4 @@ def register(app: Dash, ctx: AppContext) -> None:
         State("lang", "data"),
         prevent_initial_call=True,
     )(partial(isolate, ctx))
+    register_shutdown(app, ctx, "map", "map-picked")

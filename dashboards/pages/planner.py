@@ -49,6 +49,7 @@ from dashboards.planner_map import (
     picked_panel,
     picked_ref,
     readable,
+    register_shutdown,
     value_aliases,
     value_label,
     with_district_names,
@@ -82,6 +83,7 @@ CALLBACK_ACCESS = {
     # which pipes to renew first (issue 17 item 4): a planner's question like the others
     "planner-renewal-note": Access("planner.query"),
     "planner-isolation": Access(SIGNED_IN),
+    "planner-shutdown-note": Access(SIGNED_IN),  # alert.act checked in the callback
 }
 RENEWAL_NETWORKS = NetworkCache()  # graphs and segment isolations kept between questions
 MAX_RADIUS_M = 100_000.0  # the whole city fits in 100 km around its centre
@@ -800,7 +802,7 @@ def isolate(ctx: AppContext, _clicks, picked, at, lang):
     """The valves to close for the picked pipe and what loses supply: listed, and drawn over
     the planner's map (appended to the figure the question drew)."""
     lang = ctx.lang(lang)
-    view, features = isolation_answer(ctx, lang, picked)
+    view, features = isolation_answer(ctx, lang, picked, "planner")
     if not features:
         return view, no_update
     if not isinstance(at, int) or not 0 <= at <= 10_000:  # the map drew no slots for a plan
@@ -875,3 +877,4 @@ def register(app: Dash, ctx: AppContext) -> None:
         State("lang", "data"),
         prevent_initial_call=True,
     )(partial(isolate, ctx))
+    register_shutdown(app, ctx, "planner", "planner-picked")

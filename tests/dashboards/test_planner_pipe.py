@@ -6,11 +6,14 @@ whose midpoint lies in the district."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import psycopg
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from tests.dashboards.browser import set_viewport, severe_console_messages
 from tests.dashboards.helpers import (
@@ -204,6 +207,22 @@ def test_a_planner_picks_a_pipe_but_may_not_read_its_valve_plan(
     )["response"]
     assert "restricted data" in str(resp["planner-isolation"]["children"])
     assert "planner-map" not in resp  # nothing drawn
+    resp = call_callback(
+        planner,
+        dash_server.url,
+        "planner-shutdown-record",
+        {
+            "planner-shutdown-record.n_clicks": 1,
+            "planner-picked.data": {"layer": "water_pipes", "id": pipe},
+            "planner-shutdown-start.value": "",
+            "planner-shutdown-hours.value": "4",
+            "lang.data": "en",
+        },
+        "planner-shutdown-record.n_clicks",
+    )["response"]
+    assert "needs the emergency or admin role" in str(resp["planner-shutdown-note"]["children"])
+    with psycopg.connect(dash_db) as conn:
+        assert conn.execute("SELECT count(*) FROM works").fetchone()[0] == 0
 
 
 def test_a_pipe_on_the_map_page_clicks_and_isolates(
@@ -255,6 +274,31 @@ def test_a_pipe_on_the_map_page_clicks_and_isolates(
         assert drawn.get("segment"), drawn
         assert severe_console_messages(browser) == []
         browser.save_screenshot(str(screenshots / "map-isolation.png"))
+        # the plan recorded as a planned shutdown: tomorrow's works, six hours
+        browser.find_element(By.ID, "map-shutdown-start").send_keys("2026-12-04T09:00")
+        hours = browser.find_element(By.ID, "map-shutdown-hours")
+        hours.send_keys(Keys.BACKSPACE, "6")  # the form's 4 hours become 6
+        browser.find_element(By.ID, "map-shutdown-record").click()
+        note = wait_for(
+            lambda: browser.find_element(By.ID, "map-shutdown-note").text, what="the shutdown"
+        )
+        if plan["sources_to_shut"]:  # shutting a source outlet is the control room's call
+            assert "shuts a source outlet" in note, note
+            return
+        assert f"for 6 h, {customers} customers" in note and "recorded" in note, note
+        browser.save_screenshot(str(screenshots / "map-shutdown.png"))
+        with psycopg.connect(dash_db) as conn:
+            work = conn.execute(
+                "SELECT kind, utility, asset_ids, starts_at, ends_at - starts_at, recorded_by"
+                " FROM works ORDER BY work_id DESC LIMIT 1"
+            ).fetchone()
+            audited = conn.execute(
+                "SELECT detail->>'link' FROM dashboard_audit WHERE action = 'shutdown_recorded'"
+            ).fetchall()
+        assert work[:3] == ("valve_operation", network, sorted(plan["valves_to_close"]))
+        assert work[3] == datetime(2026, 12, 4, 1, 0, tzinfo=UTC)  # 09:00 in Chengdu
+        assert work[4] == timedelta(hours=6) and work[5] == "zhang.wei"
+        assert audited == [(link,)]
     finally:
         browser_logout(browser, dash_server.url)
 
