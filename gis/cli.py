@@ -238,6 +238,27 @@ def layers_cmd() -> None:
     Console().print(t)
 
 
+@app.command("dictionary")
+def dictionary_cmd(
+    fmt: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+    output: Annotated[Path | None, typer.Option(help="Write to this file.")] = None,
+) -> None:
+    """The data dictionary: every layer's fields (names in Chinese and English, unit, type,
+    allowed values, range), data class and source, every quantity and sensor type."""
+    from gis.dictionary import dictionary_csv, fetch_dictionary
+
+    if fmt not in ("json", "csv"):
+        _fail(ValueError(f"--format is json or csv, not {fmt!r}"))
+    with _connect() as conn:
+        doc = fetch_dictionary(conn)
+    text = dictionary_csv(doc) if fmt == "csv" else json.dumps(doc, ensure_ascii=False, indent=1)
+    if output is None:
+        sys.stdout.write(text + "\n")
+        return
+    output.write_text(text, encoding="utf-8-sig" if fmt == "csv" else "utf-8")
+    console.print(f"wrote the data dictionary to {output}")
+
+
 @app.command("query")
 def query_cmd(
     layer: Annotated[str, typer.Argument(help="Layer to answer from.")],

@@ -13,6 +13,7 @@ Routes (all GET; answers are GeoJSON unless ``format=csv`` or ``format=gpkg``):
   renew first, each part of the score shown; gis/renewal.py)
 - ``/leak?point=lon,lat|pipe=ID&radius_m=``
 - ``/state?by=district|grid&resolution=&zoom=``
+- ``/dictionary?format=json|csv`` (the data dictionary: gis/dictionary.py)
 - ``/healthz`` (the only route without a login)
 
 Every other route needs an API token (``Authorization: Bearer cot_...``, ``cityops tokens
@@ -252,6 +253,24 @@ def _add_layer_routes(bp, database_url: str) -> None:
             abort(404)
         pem = sm2_public_path(keys_dir, key_id).read_bytes()
         return Response(pem, content_type="application/x-pem-file", headers={"X-Key-Id": key_id})
+
+    @bp.route("/dictionary")
+    def dictionary():
+        """The data dictionary (structure, names and rules; no data): JSON or CSV."""
+        from flask import Response, jsonify
+
+        from gis.dictionary import dictionary_csv, fetch_dictionary
+
+        fmt = parse_choice(request.args.get("format"), "format", ("json", "csv"), "json")
+        with get_pool(database_url).connection() as conn:
+            doc = fetch_dictionary(conn)
+        if fmt == "json":
+            return jsonify(doc)
+        return Response(
+            "\ufeff" + dictionary_csv(doc),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="cityops-dictionary.csv"'},
+        )
 
     @bp.route("/state")
     def state():

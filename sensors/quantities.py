@@ -91,3 +91,34 @@ QUANTITIES: dict[str, Quantity] = {
 
 def quantity(name: str) -> Quantity:
     return QUANTITIES[name]
+
+
+# each quantity's name as people read it (the data dictionary, the pages' labels)
+QUANTITY_NAMES: dict[str, dict[str, str]] = {
+    "zh": {
+        "pressure": "压力",
+        "flow": "流量",
+        "level": "液位",
+        "voltage": "电压",
+        "current": "电流",
+        "frequency": "频率",
+        "active_power": "有功功率",
+        "loading": "负载率",
+        "gas_flow": "燃气流量",
+        "gas_concentration": "可燃气体浓度",
+        "temperature": "温度",
+    },
+    "en": {
+        "pressure": "Pressure",
+        "flow": "Flow",
+        "level": "Level",
+        "voltage": "Voltage",
+        "current": "Current",
+        "frequency": "Frequency",
+        "active_power": "Active power",
+        "loading": "Loading",
+        "gas_flow": "Gas flow",
+        "gas_concentration": "Gas concentration",
+        "temperature": "Temperature",
+    },
+}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from dashboards.catalogues import console, planner, source_loss, wall
+from dashboards.catalogues import console, dictionary, planner, source_loss, wall
 
-PARTS: tuple[ModuleType, ...] = (console, planner, source_loss, wall)
+PARTS: tuple[ModuleType, ...] = (console, dictionary, planner, source_loss, wall)
 
 
 def merge_into(messages: dict[str, dict[str, str]]) -> None:

@@ -40,6 +40,7 @@ ROUTES: list[tuple[str, str]] = [
     ("GET", "/api/query?layer=water_pipes&limit=3"),
     ("POST", "/api/query?layer=water_pipes&limit=3"),
     ("GET", "/api/state"),
+    ("GET", "/api/dictionary"),
     ("GET", "/api/signing-key"),
     ("GET", "/api/isolation/water/WP000001"),
     ("GET", "/api/shutdown/water?devices=WV000001"),

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from shapely.geometry import LineString, Point, Polygon
 
+import gis.dictionary
 from gis.loading import LayerLoadError, load_layer_file, read_layer_file
 
 CENTRE = (104.0657, 30.6598)
@@ -168,7 +169,7 @@ def test_truncated_files_leave_the_old_layer_intact(
 
 
 def test_database_refusal_rolls_back_the_whole_load(
-    gis_conn: psycopg.Connection, tmp_path: Path
+    gis_conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = _count(gis_conn, "water_pipes")
     x, y = CENTRE
@@ -187,6 +188,12 @@ def test_database_refusal_rolls_back_the_whole_load(
     )
     path = tmp_path / "bad.gpkg"
     gdf.to_file(path)
+    # the data dictionary's check says so first (tests/gis/test_dictionary.py) ...
+    with pytest.raises(LayerLoadError, match="diameter_mm must be > 0: 1 rows break it, B"):
+        load_layer_file(gis_conn, path, "water_pipes")
+    assert _count(gis_conn, "water_pipes") == before
+    # ... and a rule it did not know is the database's to refuse: nothing stored either
+    monkeypatch.setattr(gis.dictionary, "check_frame", lambda *a, **k: [])
     with pytest.raises(LayerLoadError, match="refused"):
         load_layer_file(gis_conn, path, "water_pipes")
     assert _count(gis_conn, "water_pipes") == before
