@@ -30,7 +30,17 @@ from dashboards.i18n import LANGUAGES, normalise_language, t
 from dashboards.login import current_user, form_refused, install_login_routes, login_url
 from dashboards.model import local_time
 from dashboards.oidc import OidcClient, OidcConfig
-from dashboards.pages import admin, alerts, map, overview, planner, sensor, trust, wall
+from dashboards.pages import (
+    admin,
+    alerts,
+    dictionary,
+    map,
+    overview,
+    planner,
+    sensor,
+    trust,
+    wall,
+)
 from dashboards.queries import Reader
 from dashboards.security import (
     PUBLIC,
@@ -50,7 +60,7 @@ def page_modules() -> tuple[ModuleType, ...]:
     """The pages, in navigation order; each has PATH, NAV_KEY, layout() and register(), and
     may declare ACCESS (what its page and callbacks need; open by default) and CALLBACK_ACCESS
     (component id -> Access for the callbacks writing it)."""
-    return (overview, wall, map, sensor, alerts, trust, planner, admin)
+    return (overview, wall, map, sensor, alerts, trust, planner, dictionary, admin)
 
 
 def page_access(module: ModuleType) -> Access:

@@ -213,9 +213,10 @@ NAMES: dict[str, dict[str, str]] = {
 _UNIT = re.compile(r"\s*[（(]([^()（）]+)[)）]\s*$")
 
 
-def unit_of(column: str) -> str:
-    """The unit in a field's English name (``Diameter (mm)``: ``mm``); empty without one."""
-    m = _UNIT.search(NAMES["en"].get(f"field.{column}", ""))
+def unit_of(column: str, lang: str = "en") -> str:
+    """The unit in a field's name (``Diameter (mm)``: ``mm``; ``人口（人）``: ``人``); empty
+    without one. The English one is the dictionary's unit."""
+    m = _UNIT.search(NAMES[lang].get(f"field.{column}", ""))
     return m.group(1) if m else ""
 
 
@@ -347,6 +348,7 @@ def field_entry(layer: Layer, column: str, rule: Rule | None) -> dict[str, Any]:
         "name": column,
         "label": _names(f"field.{column}"),
         "unit": unit_of(column),
+        "unit_zh": unit_of(column, "zh"),
         "type": col.type,
         "required": col.required,
         "default": col.default,

@@ -126,8 +126,16 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
         [*_layer_fields(lang), *_area_fields(lang), *_near_fields(lang), *_alert_fields(lang)],
         className="planner-fields",
     )
+    dictionary_link = html.P(
+        dcc.Link(t(lang, "planner.dictionary"), href="/dictionary"), className="note"
+    )
     controls = panel(
-        None, fields, _action_buttons(lang), _renewal_fields(lang), kind="controls planner-controls"
+        None,
+        fields,
+        _action_buttons(lang),
+        _renewal_fields(lang),
+        dictionary_link,
+        kind="controls planner-controls",
     )
     status = html.Div(t(lang, "planner.start"), id="planner-message", role="status")
     results = panel(None, status, html.Div(id="planner-table", className="table-scroll"))
@@ -166,6 +174,7 @@ def purpose_panel(lang: str, user: Any) -> html.Section:
         t(lang, "nav.planner"),
         html.P(t(lang, "planner.purpose"), id="planner-purpose"),
         html.P(need, id="planner-need-role", className="note"),
+        html.P(dcc.Link(t(lang, "planner.dictionary"), href="/dictionary"), className="note"),
         kind="planner-purpose",
     )
 

@@ -32,7 +32,17 @@ pytestmark = pytest.mark.browser
 CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]+")
 # three or more words of letters in a row: a sentence or a phrase, not an id, code or unit
 ENGLISH = re.compile(r"(?<![\w/.-])[A-Za-z][a-z]+(?:[ ,']+[A-Za-z][a-z]+){2,}(?![\w/-])")
-PAGES = ("/", "/wall", "/map", "/sensor?id=wp-510104-1", "/alerts", "/trust", "/planner", "/admin")
+PAGES = (
+    "/",
+    "/wall",
+    "/map",
+    "/sensor?id=wp-510104-1",
+    "/alerts",
+    "/trust",
+    "/planner",
+    "/dictionary",
+    "/admin",
+)
 # everything a user reads: the text, the fields' placeholders, the charts' SVG text (legends,
 # axes), but not the language switch, which names the other language in that language, nor
 # code (commands and field names, the same in every language)
@@ -56,6 +66,7 @@ READY = {  # what each page shows once its data has arrived (en, zh)
     "/alerts": ("Timeline", "处置记录"),
     "/trust": ("Recently quarantined", "最近隔离的消息"),
     "/planner": ("Fields of this layer", "该图层的字段"),
+    "/dictionary": ("Measured quantities", "传感器类型"),
     "/admin": ("New user", "新建用户"),
 }
 

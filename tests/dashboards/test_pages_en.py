@@ -18,6 +18,7 @@ PAGES = {
     "/alerts": ("Open alerts", "Water pressure low"),
     "/trust": ("By utility (last hour)", "Water"),
     "/planner": ("Log in as a planner or admin to ask and export", "Planner"),
+    "/dictionary": ("Diameter (mm)", "Water pipes"),
     "/no-such-page": ("Page not found", "Overview"),
 }
 
