@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gis.layers import LAYERS, STORE_SRID, Layer
+from gis.multiscale import ZOOM_BANDS
 from sensors.catalogue import SENSOR_TYPES
 from sensors.quantities import QUANTITIES, QUANTITY_NAMES
 
@@ -407,6 +408,31 @@ def sensor_type_entries() -> list[dict[str, Any]]:
     ]
 
 
+GROUND_M_PER_PX_Z0 = 134_650.0  # web map ground resolution at zoom 0, Chengdu's latitude
+M_PER_SCREEN_PX = 0.00028  # the OGC standard rendering pixel (0.28 mm)
+
+
+def scale_entries() -> list[dict[str, Any]]:
+    """The zoom bands maps draw at (gis/multiscale.py) with their map scales at Chengdu: what
+    is simplified by how much, which links and node kinds are drawn."""
+
+    def scale(zoom: int) -> int:
+        return int(round(GROUND_M_PER_PX_Z0 / 2**zoom / M_PER_SCREEN_PX, -2))
+
+    return [
+        {
+            "band": b.name,
+            "zoom": [b.min_zoom, b.max_zoom],
+            "scale": [f"1:{scale(b.min_zoom):,}", f"1:{scale(min(b.max_zoom, 20)):,}"],
+            "simplified_m": b.tolerance_m,
+            "links_from_diameter_mm": b.min_diameter_mm,
+            "node_kinds": list(b.node_kinds) if b.node_kinds is not None else "all",
+            "districts": "boundaries simplified by the band's tolerance",
+        }
+        for b in ZOOM_BANDS
+    ]
+
+
 def fetch_dictionary(conn: Any) -> dict[str, Any]:
     """The whole dictionary as one document (served as JSON and, flattened, as CSV)."""
     meta = {
@@ -423,6 +449,7 @@ def fetch_dictionary(conn: Any) -> dict[str, Any]:
         "layers": layers,
         "quantities": quantity_entries(),
         "sensor_types": sensor_type_entries(),
+        "scales": scale_entries(),
     }
 
 

@@ -52,6 +52,7 @@ def layout(ctx: AppContext, lang: str) -> html.Div:
             *layers,
             panel(t(lang, "dict.quantities"), _quantities(lang, doc["quantities"])),
             panel(t(lang, "dict.sensor_types"), _sensor_types(lang, doc["sensor_types"])),
+            panel(t(lang, "dict.scales"), _scales(lang, doc["scales"])),
         ],
     )
 
@@ -141,6 +142,34 @@ def _sensor_types(lang: str, types: list[dict[str, Any]]) -> html.Table:
         )
         for s in types
     ]
+    return data_table(head, rows, "dict-table")
+
+
+def _scales(lang: str, bands: list[dict[str, Any]]) -> html.Table:
+    head = [t(lang, f"dict.{k}") for k in ("band", "zoom", "scale", "simplified", "drawn")]
+    rows = []
+    for b in bands:
+        kinds = b["node_kinds"]
+        drawn = (
+            t(lang, "dict.all_nodes")
+            if kinds == "all"
+            else "、".join(t(lang, f"value.{k}") for k in kinds)
+            if lang == "zh"
+            else ", ".join(t(lang, f"value.{k}") for k in kinds)
+        )
+        if b["links_from_diameter_mm"]:
+            drawn = t(lang, "dict.links_from", mm=f"{b['links_from_diameter_mm']:g}") + "; " + drawn
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(t(lang, f"dict.band.{b['band']}")),
+                    html.Td(f"{b['zoom'][0]}-{b['zoom'][1]}"),
+                    html.Td(f"{b['scale'][0]} – {b['scale'][1]}"),
+                    html.Td(t(lang, "dict.metres", n=f"{b['simplified_m']:g}")),
+                    html.Td(drawn),
+                ]
+            )
+        )
     return data_table(head, rows, "dict-table")
 
 

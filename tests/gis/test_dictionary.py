@@ -73,6 +73,12 @@ def test_the_dictionary_is_what_the_database_enforces(gis_conn: psycopg.Connecti
     assert {q["name"] for q in doc["quantities"]} == set(QUANTITIES)
     pressure = next(q for q in doc["quantities"] if q["name"] == "pressure")
     assert pressure["unit"] == "kPa" and "MPa" in pressure["accepted_units"]
+    bands = {b["band"]: b for b in doc["scales"]}
+    assert list(bands) == ["city", "district", "neighbourhood", "street"]
+    assert (
+        "valve" in bands["neighbourhood"]["node_kinds"] and bands["street"]["node_kinds"] == "all"
+    )
+    assert bands["district"]["scale"][0] == "1:469,600"
     rows = dictionary_rows(doc)
     fields = sum(len(layer["fields"]) for layer in doc["layers"])
     assert len(rows) == fields + len(doc["quantities"]) + len(doc["sensor_types"])
