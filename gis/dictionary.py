@@ -339,6 +339,19 @@ def check_frame(
     return out
 
 
+class RuleError(ValueError):
+    """Rows that break the data dictionary's rules; the message names every broken rule."""
+
+
+def enforce(conn: Any, layer: Layer, frame: Any) -> None:
+    """Refuse a prepared layer frame (a GeoDataFrame) whose rows break the table's rules, with
+    every broken rule named (``RuleError``), before anything is written."""
+    records = frame.drop(columns=frame.geometry.name).to_dict("records")
+    problems = check_frame(layer, records, fetch_rules(conn, layer.table))
+    if problems:
+        raise RuleError("; ".join(problems))
+
+
 def _names(key: str) -> dict[str, str]:
     return {lang: NAMES[lang].get(key, "") for lang in LANGS}
 

@@ -307,14 +307,9 @@ def load_layer_file(
         raise LayerLoadError(f"layer {layer_name} is derived or has its own loader; not loadable")
     gdf = read_layer_file(path, sublayer=sublayer)
     frame, report = prepare_layer_frame(layer, gdf, assume_crs=assume_crs, repair=repair)
-    # the data dictionary's rules (the table's CHECK constraints), all broken ones said at once
-    from gis.dictionary import check_frame, fetch_rules
-
-    records = frame.drop(columns=frame.geometry.name).to_dict("records")
-    problems = check_frame(layer, records, fetch_rules(conn, layer.table))
-    if problems:
-        raise LayerLoadError("; ".join(problems))
     import psycopg
+
+    from gis.dictionary import RuleError
 
     try:
         write_layer(
@@ -326,6 +321,8 @@ def load_layer_file(
             demo=demo,
             classification=classification,
         )
+    except RuleError as exc:  # the data dictionary's rules, every broken one named
+        raise LayerLoadError(str(exc)) from None
     except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
         raise LayerLoadError(f"{layer_name}: the database refused the data: {exc}") from exc
     return report

@@ -342,10 +342,15 @@ def write_layers(
     classification: str | None = None,
 ) -> dict[str, int]:
     """Replace whole layers in one transaction: on any error every old layer stays as it was.
-    ``classification`` (public, internal, restricted) replaces the layers' data class when given.
+    Rows that break the data dictionary's rules are refused first, all of them named
+    (``gis.dictionary.RuleError``). ``classification`` (public, internal, restricted) replaces the layers' data class when given.
 
     Frames must be prepared (``gis.loading.prepare_layer_frame``): EPSG:4326, layer columns.
     """
+    from gis.dictionary import enforce
+
+    for name, gdf in frames.items():  # every file, model and demo: the dictionary's rules first
+        enforce(conn, get_layer(name), gdf)
     counts: dict[str, int] = {}
     with conn.transaction():
         for name, gdf in frames.items():

@@ -193,7 +193,7 @@ def test_database_refusal_rolls_back_the_whole_load(
         load_layer_file(gis_conn, path, "water_pipes")
     assert _count(gis_conn, "water_pipes") == before
     # ... and a rule it did not know is the database's to refuse: nothing stored either
-    monkeypatch.setattr(gis.dictionary, "check_frame", lambda *a, **k: [])
+    monkeypatch.setattr(gis.dictionary, "enforce", lambda *a, **k: None)
     with pytest.raises(LayerLoadError, match="refused"):
         load_layer_file(gis_conn, path, "water_pipes")
     assert _count(gis_conn, "water_pipes") == before

@@ -153,3 +153,39 @@ def test_the_planners_api_answers_as_a_layer_and_a_table(
         assert client.get("/api/renewal/power").status_code == 404
     finally:
         close_pools()
+
+
+def test_the_network_at_once_scores_as_each_pipe_alone() -> None:
+    """``rank_pipes`` scores a whole network as one array (``parts_matrix``): the same parts,
+    the same unknowns and the same order as ``parts_of`` pipe by pipe."""
+    import itertools
+    import random
+
+    rnd = random.Random(7)
+    materials = [None, "", "cast_iron", " PE ", "ductile_iron", "bamboo"]
+    classes = [None, "PN10", "PN25", "medium_a", "odd"]
+    facts = [
+        PipeFacts(
+            pipe_id=f"p{i:03d}",
+            material=rnd.choice(materials),
+            diameter_mm=rnd.choice([None, 0.0, -3.0, 80.0, 100.0, 150.0, 299.9, 600.0, 1200.0]),
+            install_year=rnd.choice([None, 1950, 1990, 2026, 2030]),
+            pressure_class=rnd.choice(classes),
+            events=rnd.choice([0, 1, 3, -1]),
+            people_cut=rnd.choice([None, 0, 26, 50_000]),
+            facilities_cut=rnd.choice([None, 0, 2, 9]),
+        )
+        for i in range(300)
+    ]
+    ranked = rank_pipes(facts, Weights.parse("age=0.5,history=0.2"), year=2026)
+    w = Weights.parse("age=0.5,history=0.2").normalised()
+    for r in ranked:
+        parts, unknown = parts_of(r.facts, 2026)
+        assert r.parts == pytest.approx(parts) and r.unknown == unknown, r.pipe_id
+        expected = 100 * sum(getattr(w, p) * parts[p] for p in PARTS)
+        assert r.score == pytest.approx(expected, abs=0.0051)  # to two decimals
+    for a, b in itertools.pairwise(ranked):
+        assert (a.score, b.pipe_id) >= (b.score, a.pipe_id)  # by score, ties by id
+    assert [r.pipe_id for r in rank_pipes(facts, Weights(), year=2026, top=7)] == [
+        r.pipe_id for r in rank_pipes(facts, Weights(), year=2026)
+    ][:7]
