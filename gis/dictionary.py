@@ -484,67 +484,59 @@ CSV_COLUMNS = (
 )
 
 
+def _row(kind: str, entry: dict[str, Any], **rest: Any) -> dict[str, Any]:
+    """One CSV row: the entry's kind and names, then ``rest``; columns it lacks stay empty."""
+    row = dict.fromkeys(CSV_COLUMNS, "")
+    row.update(kind=kind, name=entry["name"], name_zh=entry["label"]["zh"])
+    row.update(name_en=entry["label"]["en"], **rest)
+    return row
+
+
 def dictionary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The dictionary flattened, one row per field, quantity and sensor type (``CSV_COLUMNS``)."""
-    rows: list[dict[str, Any]] = []
-    for layer in doc["layers"]:
-        for f in layer["fields"]:
-            rows.append(
-                {
-                    "kind": "field",
-                    "layer": layer["name"],
-                    "name": f["name"],
-                    "name_zh": f["label"]["zh"],
-                    "name_en": f["label"]["en"],
-                    "unit": f["unit"],
-                    "type": f["type"],
-                    "required": f["required"],
-                    "allowed": "|".join(a["code"] for a in f["allowed"]),
-                    "min": f["min"],
-                    "max": f["max"],
-                    "classification": layer["classification"],
-                    "source": layer["source"],
-                    "description": f["description"],
-                }
-            )
-    for q in doc["quantities"]:
-        rows.append(
-            {
-                "kind": "quantity",
-                "layer": "",
-                "name": q["name"],
-                "name_zh": q["label"]["zh"],
-                "name_en": q["label"]["en"],
-                "unit": q["unit"],
-                "type": "float",
-                "required": "",
-                "allowed": "|".join(q["accepted_units"]),
-                "min": q["physical_min"],
-                "max": q["physical_max"],
-                "classification": "",
-                "source": "sensors",
-                "description": "accepted units in allowed; min and max: what no working sensor reports",
-            }
+    rows = [
+        _row(
+            "field",
+            f,
+            layer=layer["name"],
+            unit=f["unit"],
+            type=f["type"],
+            required=f["required"],
+            allowed="|".join(a["code"] for a in f["allowed"]),
+            min=f["min"],
+            max=f["max"],
+            classification=layer["classification"],
+            source=layer["source"],
+            description=f["description"],
         )
-    for t in doc["sensor_types"]:
-        rows.append(
-            {
-                "kind": "sensor_type",
-                "layer": "",
-                "name": t["name"],
-                "name_zh": t["label"]["zh"],
-                "name_en": t["label"]["en"],
-                "unit": "",
-                "type": t["utility"],
-                "required": "",
-                "allowed": "|".join(t["quantities"]),
-                "min": "",
-                "max": "",
-                "classification": "",
-                "source": "sensors",
-                "description": f"expected every {t['expected_interval_s']:g} s",
-            }
+        for layer in doc["layers"]
+        for f in layer["fields"]
+    ]
+    rows += [
+        _row(
+            "quantity",
+            q,
+            unit=q["unit"],
+            type="float",
+            allowed="|".join(q["accepted_units"]),
+            min=q["physical_min"],
+            max=q["physical_max"],
+            source="sensors",
+            description="accepted units in allowed; min and max: what no working sensor reports",
         )
+        for q in doc["quantities"]
+    ]
+    rows += [
+        _row(
+            "sensor_type",
+            t,
+            type=t["utility"],
+            allowed="|".join(t["quantities"]),
+            source="sensors",
+            description=f"expected every {t['expected_interval_s']:g} s",
+        )
+        for t in doc["sensor_types"]
+    ]
     return rows
 
 
