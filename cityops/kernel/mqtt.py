@@ -512,8 +512,13 @@ class Publisher:
         deadline = Deadline(timeout_s)
         while self._pending:
             unrouted: list[_Outgoing] = []
+            offline: list[_Outgoing] = []
             for out in self._pending:
-                out.info.wait_for_publish(max(0.01, deadline.left()))
+                try:
+                    out.info.wait_for_publish(max(0.01, deadline.left()))
+                except RuntimeError:  # published while the connection was down (paho says so
+                    offline.append(out)  # however the copy it queued fares): send it again
+                    continue
                 if not out.info.is_published():
                     raise TimeoutError("broker did not acknowledge in time")
                 if out.info.mid in self._unrouted_mids:
@@ -521,8 +526,10 @@ class Publisher:
                     if self._resend_unrouted_s > 0 and out.qos > 0:
                         unrouted.append(out)
             self._pending.clear()
+            if offline:
+                self._publish_again_once_connected(offline, deadline)
             if not unrouted:
-                return
+                continue
             since = self._unrouted_since
             waited_out = since is not None and time.monotonic() - since > self._resend_unrouted_s
             if waited_out or self._interrupt.wait(UNROUTED_RETRY_S):
@@ -536,6 +543,21 @@ class Publisher:
             for out in unrouted:
                 info = self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
                 self._pending.append(out._replace(info=info))
+
+    def _publish_again_once_connected(self, outs: list[_Outgoing], deadline: Deadline) -> None:
+        """Messages published while the broker was away (a restart): once paho has reconnected,
+        published again (the copy paho kept may arrive too: writes downstream are idempotent)."""
+        if not wait_until(self._client.is_connected, deadline.left(), interval_s=0.05):
+            raise TimeoutError("publisher: the broker did not come back in time")
+        for out in outs:
+            while True:  # paho's queue still holds its own copies until they are sent
+                info = self._client.publish(out.topic, out.payload, qos=out.qos, retain=out.retain)
+                if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:
+                    break
+                if deadline.passed():
+                    raise TimeoutError("publisher: the queue did not drain in time")
+                time.sleep(0.02)
+            self._pending.append(out._replace(info=info))
 
     def _drop_unrouted(self, unrouted: list[_Outgoing]) -> None:
         if not self.dropped_unrouted:

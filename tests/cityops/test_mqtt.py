@@ -172,3 +172,40 @@ def test_telemetry_nobody_took_is_published_again_until_a_subscriber_comes(
         pub.publish(f"city/alerts/unrouted-{tag}", b"x")
         pub.flush()
         assert pub.resent_unrouted == 0 and pub.dropped_unrouted == 0
+
+
+def test_a_publisher_carries_on_across_a_broker_restart(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages published while the broker is down are sent again once it is back (paho says
+    they failed, whatever becomes of the copy it queued): a subscriber with a session receives
+    every one; before, the flush raised and a simulator stopped."""
+    import cityops.shell.stack
+
+    monkeypatch.setattr(cityops.shell.stack, "port_is_free", lambda port: True)  # same port
+    url = stack.mqtt_url("cityops-admin")
+    tag = uuid.uuid4().hex[:6]
+    topic = f"city/restart/{tag}/a"
+    sub = AckingConsumer(url, f"keeps-{tag}", [topic])
+    sub.start(10)
+    try:
+        with Publisher(url, f"carries-{tag}") as pub:
+            for i in range(50):
+                pub.publish(topic, str(i).encode())
+            pub.flush()
+            try:
+                stack.stop_mosquitto()
+                for i in range(50, 100):  # the broker is away: paho queues them
+                    pub.publish(topic, str(i).encode())
+            finally:
+                stack.start_mosquitto()
+            pub.flush(timeout_s=60)
+        got: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(got) < 100 and time.monotonic() < deadline:
+            batch = sub.queue.take(200, 0.2)
+            got |= {int(m.payload) for m in batch}
+            sub.ack_many(batch)
+        assert got == set(range(100))
+    finally:
+        sub.stop(end_session=True)
