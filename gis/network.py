@@ -71,6 +71,7 @@ class Network:
     links: dict[str, Link]
     adjacency: dict[str, list[str]] = field(default_factory=dict)  # node -> link ids
     _baseline: set[str] | None = None  # supplied with nothing closed (computed once)
+    _sources: frozenset[str] | None = None  # open sources (computed once: every walk asks)
     _distances: dict[str, float] | None = None
     _hops: dict[str, int] | None = None
 
@@ -88,9 +89,13 @@ class Network:
                     node_map[end] = Node(end, "junction")
         return cls(name, node_map, link_map, dict(adj))
 
-    def sources(self) -> set[str]:
-        kinds = SOURCE_KINDS.get(self.name, frozenset())
-        return {n.node_id for n in self.nodes.values() if n.kind in kinds and not n.closed}
+    def sources(self) -> frozenset[str]:
+        if self._sources is None:
+            kinds = SOURCE_KINDS.get(self.name, frozenset())
+            self._sources = frozenset(
+                n.node_id for n in self.nodes.values() if n.kind in kinds and not n.closed
+            )
+        return self._sources
 
     def is_device_node(self, node_id: str) -> bool:
         return self.nodes[node_id].kind in DEVICE_NODE_KINDS.get(self.name, frozenset())
