@@ -338,6 +338,167 @@ def _segment_steps(net: Network, node_id: str, seg: _Segment, unavailable: set[s
     return steps
 
 
+def segment_isolations(
+    net: Network,
+    facilities: Mapping[str, int],
+    *,
+    persons_per_household: float = PERSONS_PER_HOUSEHOLD,
+) -> dict[str, tuple[int, int]]:
+    """Every open pipe's (people, critical facilities) without supply when its segment is
+    isolated, as ``compute_isolation`` answers them, for the whole network in one pass.
+
+    The segments are the vertices of a graph whose edges are the devices between them (and the
+    sources, tied to one root). A device between two segments closes with either, so isolating a
+    segment is removing its vertex, and what loses supply is what hangs below it in a depth-first
+    tree from the root: the children whose subtree reaches no higher than it (articulation
+    points, Hopcroft and Tarjan 1973), with their customers and facilities summed in one walk.
+    A device between more than two segments (or joined to another device) closes with each of
+    them and takes the others' connection along; the segments beside one are answered by
+    ``compute_isolation`` itself. ``facilities`` counts critical facilities per node."""
+    seg_of_link: dict[str, int] = {}
+    seg_of_node: dict[str, int] = {}
+    segments: list[_Segment] = []
+    for lid, lk in net.links.items():
+        if lid in seg_of_link or lk.closed or net.is_device_link(lid):
+            continue
+        seg = _walk_segment(net, lid, set())
+        for x in seg.links:
+            seg_of_link[x] = len(segments)
+        for n in seg.nodes:
+            seg_of_node[n] = len(segments)
+        segments.append(seg)
+    graph = _SegmentGraph(len(segments))
+    for k, seg in enumerate(segments):
+        graph.customers[k] = sum(net.nodes[n].customers for n in seg.nodes)
+        graph.facilities[k] = sum(facilities.get(n, 0) for n in seg.nodes)
+    sources = net.sources()
+    source_vertex = {src: graph.add_vertex() for src in sorted(sources)}
+    for v in source_vertex.values():
+        graph.connect(graph.root, v)
+    for k, seg in enumerate(segments):
+        for src in seg.sources:
+            graph.connect(k, source_vertex[src])
+    complex_segments: set[int] = set()
+    hubs: dict[str, int] = {}
+
+    def side(node_id: str) -> int | None:
+        """The vertex a device link reaches at ``node_id`` (None: a closed element)."""
+        node = net.nodes[node_id]
+        if node_id in sources:
+            return source_vertex[node_id]
+        if node.closed:
+            return None
+        if net.is_device_node(node_id):
+            return hubs.setdefault(node_id, graph.add_vertex())
+        if node_id not in seg_of_node:  # a place reached only through devices
+            v = graph.add_vertex(customers=node.customers, facilities=facilities.get(node_id, 0))
+            seg_of_node[node_id] = v
+        return seg_of_node[node_id]
+
+    for nid, node in net.nodes.items():
+        if not net.is_device_node(nid) or node.closed:
+            continue
+        open_links = [x for x in net.adjacency.get(nid, ()) if not net.links[x].closed]
+        piped = {seg_of_link[x] for x in open_links if x in seg_of_link}
+        if len(piped) <= 2 and all(x in seg_of_link for x in open_links):
+            if len(piped) == 2:
+                graph.connect(*piped)
+            continue
+        hub = side(nid)  # closes with each segment beside it, cutting the others apart too
+        assert hub is not None
+        for k in piped:
+            graph.connect(hub, k)
+        complex_segments |= piped
+    for lid, lk in net.links.items():
+        if lk.closed or not net.is_device_link(lid):
+            continue
+        a, b = side(lk.from_node), side(lk.to_node)
+        if a is not None and b is not None and a != b:
+            graph.connect(a, b)
+    lost_customers, lost_facilities = graph.lost_below_each_vertex()
+    out: dict[str, tuple[int, int]] = {}
+    for k, seg in enumerate(segments):
+        if k in complex_segments:
+            iso = compute_isolation(
+                net, next(iter(seg.links)), persons_per_household=persons_per_household
+            )
+            answer = (
+                iso.population_without_supply,
+                sum(facilities.get(n, 0) for n in iso.nodes_without_supply),
+            )
+        else:
+            answer = (round(lost_customers[k] * persons_per_household), lost_facilities[k])
+        for x in seg.links:
+            out[x] = answer
+    return out
+
+
+class _SegmentGraph:
+    """Vertices 0.. (segments first), a root joined to every source, edges kept with ids (two
+    devices between the same segments are two edges: closing one leaves the other)."""
+
+    def __init__(self, segments: int) -> None:
+        self.adjacency: list[list[tuple[int, int]]] = [[] for _ in range(segments)]
+        self.customers: list[int] = [0] * segments
+        self.facilities: list[int] = [0] * segments
+        self.edges = 0
+        self.root = self.add_vertex()
+
+    def add_vertex(self, *, customers: int = 0, facilities: int = 0) -> int:
+        self.adjacency.append([])
+        self.customers.append(customers)
+        self.facilities.append(facilities)
+        return len(self.adjacency) - 1
+
+    def connect(self, a: int, b: int) -> None:
+        if a == b:
+            return
+        self.adjacency[a].append((b, self.edges))
+        self.adjacency[b].append((a, self.edges))
+        self.edges += 1
+
+    def lost_below_each_vertex(self) -> tuple[list[int], list[int]]:
+        """Per vertex: the customers and facilities cut off from the root when it is removed
+        (its own included; 0 for a vertex the root does not reach). One iterative DFS."""
+        n = len(self.adjacency)
+        disc = [-1] * n
+        low = [0] * n
+        sub_c = list(self.customers)
+        sub_f = list(self.facilities)
+        lost_c = [0] * n
+        lost_f = [0] * n
+        root = self.root
+        disc[root] = low[root] = 0
+        counter = 1
+        stack: list[tuple[int, int, int]] = [(root, -1, 0)]  # vertex, edge in, next neighbour
+        while stack:
+            v, via, i = stack[-1]
+            if i < len(self.adjacency[v]):
+                stack[-1] = (v, via, i + 1)
+                w, edge = self.adjacency[v][i]
+                if edge == via:
+                    continue
+                if disc[w] == -1:
+                    disc[w] = low[w] = counter
+                    counter += 1
+                    stack.append((w, edge, 0))
+                else:
+                    low[v] = min(low[v], disc[w])
+                continue
+            stack.pop()
+            lost_c[v] += self.customers[v]
+            lost_f[v] += self.facilities[v]
+            if stack:
+                parent = stack[-1][0]
+                low[parent] = min(low[parent], low[v])
+                sub_c[parent] += sub_c[v]
+                sub_f[parent] += sub_f[v]
+                if low[v] >= disc[parent]:  # v's subtree hangs on the parent alone
+                    lost_c[parent] += sub_c[v]
+                    lost_f[parent] += sub_f[v]
+        return lost_c, lost_f
+
+
 def _links_lost(net: Network, seg: _Segment, lost_nodes: set[str], dead: set[str]) -> set[str]:
     """The segment's links and every open link between two dead nodes at a node that is lost."""
     lost_links = set(seg.links)

@@ -1,7 +1,7 @@
 """Renewal priority over PostGIS (adapter): the pipes' facts from the layers, their incident
 history from the alert engine's incidents, their criticality from the valve isolation of each
-segment (``gis.network.compute_isolation``: once per segment, shared by its pipes); the ranking
-from the pure ``gis.renewal``."""
+segment (``gis.network.segment_isolations``: every segment in one pass, the answers of
+``compute_isolation``); the ranking from the pure ``gis.renewal``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from gis.analysis import NetworkCache, layer_features, network_of
-from gis.network import Network, NetworkError, compute_isolation
+from gis.network import Network, NetworkError, segment_isolations
 from gis.planner import feature_collection
 from gis.renewal import PARTS, PipeFacts, Ranked, RenewalError, Weights, rank_pipes
 
@@ -49,7 +49,7 @@ def fetch_pipe_facts(
             (network, window_years),
         ).fetchall()
     )
-    cut = _criticality(conn, network, [r[0] for r in rows], cache)
+    cut = _criticality(conn, network, cache)
     return [
         PipeFacts(
             pipe_id=r[0],
@@ -66,34 +66,26 @@ def fetch_pipe_facts(
 
 
 class _Isolations:
-    """Each pipe's segment isolation (people, nodes without supply) per built graph: computed
-    once per network version (the graph ``NetworkCache`` returns is rebuilt when a layer is
-    reloaded), so that a planner's second question costs the ranking alone."""
+    """Each pipe's segment isolation (people and critical facilities without supply) per built
+    graph and facilities: computed for the whole network in one pass
+    (``gis.network.segment_isolations``) when the graph or the facilities change, so that a
+    planner's next question costs the ranking alone."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[int, tuple[Network, dict[str, tuple[int, frozenset[str]]]]] = {}
+        self._items: dict[tuple[int, int], tuple[Network, dict[str, tuple[int, int]]]] = {}
 
-    def of(self, net: Network, pipes: list[str]) -> dict[str, tuple[int, frozenset[str]]]:
+    def of(self, net: Network, served: dict[str, int]) -> dict[str, tuple[int, int]]:
+        key = (id(net), hash(frozenset(served.items())))
         with self._lock:
-            hit = self._items.get(id(net))
+            hit = self._items.get(key)
         if hit is not None and hit[0] is net:
             return hit[1]
-        out: dict[str, tuple[int, frozenset[str]]] = {}
-        for pipe in pipes:
-            if pipe in out or pipe not in net.links:
-                continue
-            try:
-                iso = compute_isolation(net, pipe)
-            except NetworkError:
-                continue
-            answer = (int(iso.population_without_supply), frozenset(iso.nodes_without_supply))
-            for link in iso.segment_links:  # the segment's pipes share its isolation
-                out[link] = answer
+        out = segment_isolations(net, served)
         with self._lock:
             # the newest few graphs (water and gas, a database or two), not every old version
             kept = list(self._items.items())[-(KEEP_GRAPHS - 1) :] if KEEP_GRAPHS > 1 else []
-            self._items = {**dict(kept), id(net): (net, out)}
+            self._items = {**dict(kept), key: (net, out)}
         return out
 
 
@@ -101,7 +93,7 @@ _ISOLATIONS = _Isolations()
 
 
 def _criticality(
-    conn: psycopg.Connection, network: str, pipes: list[str], cache: NetworkCache | None
+    conn: psycopg.Connection, network: str, cache: NetworkCache | None
 ) -> dict[str, tuple[int, int]]:
     """pipe -> (people, critical facilities) without supply when its segment is isolated."""
     try:
@@ -114,14 +106,7 @@ def _criticality(
             f"SELECT {column}, count(*) FROM facilities WHERE {column} IS NOT NULL GROUP BY 1"  # noqa: S608 (a column name from a fixed pair)
         ).fetchall()
     )
-    isolations = _ISOLATIONS.of(net, pipes) if cache else _Isolations().of(net, pipes)
-    counted: dict[frozenset[str], int] = {}
-    out = {}
-    for pipe, (people, nodes) in isolations.items():
-        if nodes not in counted:
-            counted[nodes] = sum(served.get(n, 0) for n in nodes)
-        out[pipe] = (people, counted[nodes])
-    return out
+    return (_ISOLATIONS if cache else _Isolations()).of(net, served)
 
 
 def fetch_renewal(
