@@ -23,7 +23,18 @@ from gis.pandapower_layers import import_pandapower
 from simulators import power as powermod
 from simulators.geo import place
 
-ONSET = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+# a fixed time of day (the feeder's loads follow the clock), the newest at least two hours ago,
+# as tests/alerts/test_localise.py does: the answers must not depend on when the suite runs
+ONSET_HOUR_UTC = 17
+
+
+def _onset() -> datetime:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    at = now.replace(hour=ONSET_HOUR_UTC, minute=0)
+    return at if at <= now - timedelta(hours=2) else at - timedelta(days=1)
+
+
+ONSET = _onset()
 ANCHOR = (104.13, 30.68)  # scenarios/feeder_outage.yaml
 
 
