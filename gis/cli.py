@@ -245,7 +245,8 @@ def dictionary_cmd(
 ) -> None:
     """The data dictionary: every layer's fields (names in Chinese and English, unit, type,
     allowed values, range), data class and source, every quantity and sensor type."""
-    from gis.dictionary import dictionary_csv, fetch_dictionary
+    from gis.dictionary import dictionary_csv
+    from gis.dictionary_db import fetch_dictionary
 
     if fmt not in ("json", "csv"):
         _fail(ValueError(f"--format is json or csv, not {fmt!r}"))

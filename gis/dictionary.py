@@ -3,11 +3,12 @@ named in Chinese and English, with unit, type, allowed values, range, data class
 
 One definition of each thing: the names below are the only place layers, fields and coded values
 are named (the pages' labels come from here, ``dashboards/catalogues/dictionary.py``); allowed
-values and ranges are read from the database's CHECK constraints, which enforce them on every
-write, so the dictionary cannot say one thing while the database keeps another; types, required
+values and ranges are read from the database's CHECK constraints (``gis.dictionary_db``, the
+module's reads; this one is pure), which enforce them on every write, so the dictionary cannot say one thing while the database keeps another; types, required
 fields and descriptions come from the layer catalogue (``gis/layers.py``), quantities and units
 from ``sensors/quantities.py``. ``check_frame`` checks a layer file against the same rules
-before anything is written, and says everything it rejects (``gis.loading``).
+before anything is written, and says everything it rejects (``gis.dictionary_db.enforce``, on
+every layer write).
 """
 
 from __future__ import annotations
@@ -303,21 +304,6 @@ def parse_check(definition: str) -> tuple[str, Rule] | None:
     return (column, rule) if column else None
 
 
-def fetch_rules(conn: Any, table: str) -> dict[str, Rule]:
-    """Column -> rule, from ``table``'s CHECK constraints (psycopg connection)."""
-    rows = conn.execute(
-        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c"
-        " WHERE c.conrelid = to_regclass(%s) AND c.contype = 'c' ORDER BY c.conname",
-        (table,),
-    ).fetchall()
-    rules: dict[str, Rule] = {}
-    for (definition,) in rows:
-        parsed = parse_check(definition)
-        if parsed:
-            rules[parsed[0]] = parsed[1]
-    return rules
-
-
 def check_frame(
     layer: Layer, rows: Iterable[dict[str, Any]], rules: dict[str, Rule], *, shown: int = 5
 ) -> list[str]:
@@ -341,15 +327,6 @@ def check_frame(
 
 class RuleError(ValueError):
     """Rows that break the data dictionary's rules; the message names every broken rule."""
-
-
-def enforce(conn: Any, layer: Layer, frame: Any) -> None:
-    """Refuse a prepared layer frame (a GeoDataFrame) whose rows break the table's rules, with
-    every broken rule named (``RuleError``), before anything is written."""
-    records = frame.drop(columns=frame.geometry.name).to_dict("records")
-    problems = check_frame(layer, records, fetch_rules(conn, layer.table))
-    if problems:
-        raise RuleError("; ".join(problems))
 
 
 def _names(key: str) -> dict[str, str]:
@@ -446,20 +423,18 @@ def scale_entries() -> list[dict[str, Any]]:
     ]
 
 
-def fetch_dictionary(conn: Any) -> dict[str, Any]:
-    """The whole dictionary as one document (served as JSON and, flattened, as CSV)."""
-    meta = {
-        r[0]: {"classification": r[1], "source": r[2], "licence": r[3]}
-        for r in conn.execute("SELECT name, classification, source, licence FROM gis_layers")
-    }
-    layers = [
-        layer_entry(layer, fetch_rules(conn, layer.table), meta.get(layer.name, {}))
-        for layer in LAYERS.values()
-    ]
+def build_dictionary(
+    rules: dict[str, dict[str, Rule]], meta: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The whole dictionary as one document (served as JSON and, flattened, as CSV), from each
+    table's rules and each layer's ``gis_layers`` row (``gis.dictionary_db`` reads both)."""
     return {
         "name": "cityops data dictionary",
         "crs": {"stored": f"EPSG:{STORE_SRID}", "measured": "EPSG:4544"},
-        "layers": layers,
+        "layers": [
+            layer_entry(layer, rules.get(layer.table, {}), meta.get(layer.name, {}))
+            for layer in LAYERS.values()
+        ],
         "quantities": quantity_entries(),
         "sensor_types": sensor_type_entries(),
         "scales": scale_entries(),

@@ -259,7 +259,8 @@ def _add_layer_routes(bp, database_url: str) -> None:
         """The data dictionary (structure, names and rules; no data): JSON or CSV."""
         from flask import Response, jsonify
 
-        from gis.dictionary import dictionary_csv, fetch_dictionary
+        from gis.dictionary import dictionary_csv
+        from gis.dictionary_db import fetch_dictionary
 
         fmt = parse_choice(request.args.get("format"), "format", ("json", "csv"), "json")
         with get_pool(database_url).connection() as conn:

@@ -264,18 +264,8 @@ def plan_shutdown(
     already = {d for d in chosen if (net.nodes[d] if d in net.nodes else net.links[d]).closed}
     closed_nodes = {d for d in chosen if d in net.nodes}
     closed_links = {d for d in chosen if d in net.links}
-    starts = {end for lid in closed_links for end in net.ends(lid)}
-    starts = (starts | net.neighbours(closed_nodes)) - closed_nodes
-    cut = net.cut_off(closed_nodes, closed_links, sorted(starts)) & net.baseline_supplied()
-    sources = SOURCE_KINDS.get(net.name, frozenset())
-    lost_nodes = {n for n in cut if not net.is_device_node(n) and net.nodes[n].kind not in sources}
-    dead = cut | closed_nodes
-    lost_links = {
-        lid
-        for n in lost_nodes
-        for lid in net.adjacency.get(n, ())
-        if lid not in closed_links and not net.links[lid].closed and set(net.ends(lid)) <= dead
-    }
+    lost_nodes, dead = _lost_when_closed(net, closed_nodes, closed_links)
+    lost_links = _links_lost(net, _Segment(), lost_nodes, dead) - closed_links
     customers = sum(net.nodes[n].customers for n in lost_nodes)
     return Shutdown(
         devices=tuple(chosen),
@@ -499,6 +489,29 @@ class _SegmentGraph:
         return lost_c, lost_f
 
 
+def _lost_when_closed(
+    net: Network,
+    closed_nodes: set[str],
+    closed_links: set[str],
+    *,
+    inside: Iterable[str] = (),
+) -> tuple[set[str], set[str]]:
+    """(the places that lose supply, every node dead) once ``closed_nodes`` and ``closed_links``
+    are shut (``inside``: the nodes between them, lost whatever the search finds): the
+    components beyond the closed elements that no longer reach a source, among the places
+    supplied before. Devices and sources carry no customers: the places, not the fittings."""
+    starts = {end for lid in closed_links for end in net.ends(lid)}
+    starts = (starts | net.neighbours(closed_nodes)) - closed_nodes
+    cut = net.cut_off(closed_nodes, closed_links, sorted(starts))
+    sources = SOURCE_KINDS.get(net.name, frozenset())
+    lost = {
+        n
+        for n in (cut | set(inside)) & net.baseline_supplied()
+        if not net.is_device_node(n) and net.nodes[n].kind not in sources
+    }
+    return lost, cut | closed_nodes
+
+
 def _links_lost(net: Network, seg: _Segment, lost_nodes: set[str], dead: set[str]) -> set[str]:
     """The segment's links and every open link between two dead nodes at a node that is lost."""
     lost_links = set(seg.links)
@@ -531,19 +544,8 @@ def compute_isolation(
     # a shut source stays live for its other outlets: only the segment's own links are closed
     closed_nodes = {v for v in seg.devices if v in net.nodes} | seg.nodes
     closed_links = {v for v in seg.devices if v in net.links} | seg.links
-    # the components beyond the closed valves: do they still reach a source?
-    starts = {end for lid in closed_links for end in net.ends(lid)}
-    starts = (starts | net.neighbours(closed_nodes)) - closed_nodes
-    cut = net.cut_off(closed_nodes, closed_links, sorted(starts))
-    before = net.baseline_supplied()
-    # devices and sources carry no customers: list the places that lose water, not the fittings
-    sources = SOURCE_KINDS.get(net.name, frozenset())
-    lost_nodes = {
-        n
-        for n in (cut | seg.nodes) & before
-        if not net.is_device_node(n) and net.nodes[n].kind not in sources
-    }
-    lost_links = _links_lost(net, seg, lost_nodes, cut | closed_nodes)
+    lost_nodes, dead = _lost_when_closed(net, closed_nodes, closed_links, inside=seg.nodes)
+    lost_links = _links_lost(net, seg, lost_nodes, dead)
     customers = sum(net.nodes[n].customers for n in lost_nodes)
     return Isolation(
         link_id=link_id,

@@ -347,7 +347,7 @@ def write_layers(
 
     Frames must be prepared (``gis.loading.prepare_layer_frame``): EPSG:4326, layer columns.
     """
-    from gis.dictionary import enforce
+    from gis.dictionary_db import enforce
 
     for name, gdf in frames.items():  # every file, model and demo: the dictionary's rules first
         enforce(conn, get_layer(name), gdf)

@@ -15,7 +15,8 @@ from dashboards import queries
 from dashboards.components import data_table, db_down_banner, panel
 from dashboards.context import AppContext
 from dashboards.i18n import t
-from gis.dictionary import dictionary_csv, fetch_dictionary
+from gis.dictionary import dictionary_csv
+from gis.dictionary_db import fetch_dictionary
 
 PATH = "/dictionary"
 NAV_KEY = "nav.dictionary"

@@ -7,7 +7,7 @@ solution before and after a line outage or an overload, and the incident raised 
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import psycopg
@@ -22,19 +22,9 @@ from gis.analysis import fetch_isolation
 from gis.pandapower_layers import import_pandapower
 from simulators import power as powermod
 from simulators.geo import place
+from tests.alerts.onset import fixed_hour_onset
 
-# a fixed time of day (the feeder's loads follow the clock), the newest at least two hours ago,
-# as tests/alerts/test_localise.py does: the answers must not depend on when the suite runs
-ONSET_HOUR_UTC = 17
-
-
-def _onset() -> datetime:
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    at = now.replace(hour=ONSET_HOUR_UTC, minute=0)
-    return at if at <= now - timedelta(hours=2) else at - timedelta(days=1)
-
-
-ONSET = _onset()
+ONSET = fixed_hour_onset()  # the models follow the clock: tests/alerts/onset.py
 ANCHOR = (104.13, 30.68)  # scenarios/feeder_outage.yaml
 
 

@@ -26,22 +26,10 @@ from alerts.stores.batch import write_evaluation
 from gis import leaks
 from gis.epanet import import_epanet
 from simulators.water import emitter_coefficient, library_inp
+from tests.alerts.onset import fixed_hour_onset
 
 KPA_PER_M = 9.80665
-# Net3's pumps and tanks follow its clock, and so do the heads the placement reads: an onset at
-# whatever hour the suite happens to run gave different answers by the hour (three of these
-# tests failed when run with an onset at 18:xx UTC and passed at 17:xx). So the onset is a fixed
-# time of day, the newest one at least two hours ago (the readings after it must exist).
-ONSET_HOUR_UTC = 17
-
-
-def _onset() -> datetime:
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
-    at = now.replace(hour=ONSET_HOUR_UTC, minute=0)
-    return at if at <= now - timedelta(hours=2) else at - timedelta(days=1)
-
-
-ONSET = _onset()
+ONSET = fixed_hour_onset()  # the models follow the clock: tests/alerts/onset.py
 
 
 @pytest.fixture(scope="module")

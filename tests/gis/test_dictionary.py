@@ -18,10 +18,10 @@ from gis.dictionary import (
     NAMES,
     Rule,
     dictionary_rows,
-    fetch_dictionary,
     parse_check,
     unit_of,
 )
+from gis.dictionary_db import fetch_dictionary
 from gis.layers import LAYERS
 from gis.loading import LayerLoadError, load_layer_file
 from sensors.quantities import QUANTITIES, QUANTITY_NAMES

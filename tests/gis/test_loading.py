@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from shapely.geometry import LineString, Point, Polygon
 
-import gis.dictionary
+import gis.dictionary_db
 from gis.loading import LayerLoadError, load_layer_file, read_layer_file
 
 CENTRE = (104.0657, 30.6598)
@@ -193,7 +193,7 @@ def test_database_refusal_rolls_back_the_whole_load(
         load_layer_file(gis_conn, path, "water_pipes")
     assert _count(gis_conn, "water_pipes") == before
     # ... and a rule it did not know is the database's to refuse: nothing stored either
-    monkeypatch.setattr(gis.dictionary, "enforce", lambda *a, **k: None)
+    monkeypatch.setattr(gis.dictionary_db, "enforce", lambda *a, **k: None)
     with pytest.raises(LayerLoadError, match="refused"):
         load_layer_file(gis_conn, path, "water_pipes")
     assert _count(gis_conn, "water_pipes") == before

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from gis.network import (
@@ -170,17 +172,24 @@ def test_trace_downstream_and_upstream_on_a_radial_feeder() -> None:
         compute_trace(net, "nope", "downstream")
 
 
-def test_local_cut_off_search_agrees_with_a_full_search_on_the_demo_grid() -> None:
-    """The best-first search for cut-off areas gives the same answer as a whole-network walk."""
-    import random
-
+def _demo_water(
+    *, grid_n: int, seed: int, shut_share: float = 0.0, rnd: random.Random | None = None
+) -> Network:
+    """The demo city's water network at ``grid_n``, with ``shut_share`` of its valves shut
+    (drawn from ``rnd``) besides those the demo closes."""
     from gis.demo import DemoConfig, build_water
 
-    nodes_df, pipes_df = build_water(DemoConfig(grid_n=12, seed=7))
-    net = Network.build(
+    nodes_df, pipes_df = build_water(DemoConfig(grid_n=grid_n, seed=seed))
+    draw = rnd or random.Random(seed)
+    shut = {
+        r.node_id
+        for r in nodes_df.itertuples()
+        if r.kind == "valve" and shut_share and draw.random() < shut_share
+    }
+    return Network.build(
         "water",
         [
-            Node(r.node_id, r.kind, r.status == "closed", int(r.customers))
+            Node(r.node_id, r.kind, r.status == "closed" or r.node_id in shut, int(r.customers))
             for r in nodes_df.itertuples()
         ],
         [
@@ -188,6 +197,11 @@ def test_local_cut_off_search_agrees_with_a_full_search_on_the_demo_grid() -> No
             for r in pipes_df.itertuples()
         ],
     )
+
+
+def test_local_cut_off_search_agrees_with_a_full_search_on_the_demo_grid() -> None:
+    """The best-first search for cut-off areas gives the same answer as a whole-network walk."""
+    net = _demo_water(grid_n=12, seed=7)
     rnd = random.Random(3)
     before = net.supplied()
     for link_id in rnd.sample(sorted(net.links), 60):
@@ -288,25 +302,9 @@ def test_every_segment_in_one_pass_answers_as_each_isolation(grid_n: int, seed: 
     that ``compute_isolation`` gives it, on demo grids with valves, hydrants, tanks and a
     reservoir (checked by hand too on 64,517 water, 11,701 gas and 4,654 power links: 0
     differences, 0.4 s against 45 s)."""
-    import random
-
-    from gis.demo import DemoConfig, build_water
-
-    nodes_df, pipes_df = build_water(DemoConfig(grid_n=grid_n, seed=seed))
     rnd = random.Random(seed)
     # some valves already shut, as a real network has: they bound segments without closing
-    shut = {r.node_id for r in nodes_df.itertuples() if r.kind == "valve" and rnd.random() < 0.1}
-    net = Network.build(
-        "water",
-        [
-            Node(r.node_id, r.kind, r.node_id in shut, int(r.customers))
-            for r in nodes_df.itertuples()
-        ],
-        [
-            Link(r.pipe_id, r.from_node, r.to_node, r.link_kind, False, r.length_m)
-            for r in pipes_df.itertuples()
-        ],
-    )
+    net = _demo_water(grid_n=grid_n, seed=seed, shut_share=0.1, rnd=rnd)
     facilities = {n: rnd.choice([0, 0, 0, 1, 2]) for n in net.nodes}
     fast = segment_isolations(net, facilities)
     assert fast and set(fast) <= set(net.links)
